@@ -1,0 +1,39 @@
+/*  broker_config - the broker's settings, filled once from the options table
+    SPDX-License-Identifier: MIT
+
+    Plain data, read-only after start-up; shared by the core and the HTTP
+    server threads without locks because nobody writes it after broker_new.
+*/
+#ifndef BROKER_CONFIG_H
+#define BROKER_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define BROKER_ADDRESS_MAX 256
+
+typedef struct {
+    char http_address[BROKER_ADDRESS_MAX];       // host:port for HTTP; port 0 = any free port
+    char zmq_address[BROKER_ADDRESS_MAX];        // host:port for the ROUTER; port 0 = any
+    char broadcast_address[BROKER_ADDRESS_MAX];  // what we tell others to dial
+    char data_path[1024];                        // directory for disk queues and metadata
+    int64_t mem_queue_size;                      // messages kept in memory per queue
+    int64_t max_bytes_per_file;                  // disk queue segment size
+    int64_t sync_every;                          // fsync after this many writes
+    int64_t sync_timeout_ms;                     // fsync at least this often
+    int64_t msg_timeout_ms;                      // default in-flight timeout
+    int64_t max_msg_timeout_ms;                  // upper bound for IDENTIFY msg_timeout and TOUCH
+    int64_t max_req_timeout_ms;                  // upper bound for REQ delay and defer
+    int64_t max_msg_size;                        // bytes per message body
+    int64_t max_body_size;                       // bytes per /mpub or MPUB request
+    int64_t max_rdy_count;                       // upper bound for RDY
+    int64_t heartbeat_interval_ms;               // default client heartbeat interval
+    int64_t max_heartbeat_interval_ms;           // upper bound for IDENTIFY heartbeat
+    int64_t node_id;                             // 0..1023, part of every message id
+    int http_threads;                            // libmicrohttpd thread pool size
+} broker_config_t;
+
+// Fills self with the documented defaults (NSQ's where NSQ has one).
+void broker_config_defaults(broker_config_t *self);
+
+#endif

@@ -1,0 +1,180 @@
+/*  nsq.h - the libnsq client API: consume and publish over ZeroMQ
+    SPDX-License-Identifier: MIT
+
+    The one installed header. A consumer subscribes to (topic, channel) on
+    one or more brokers, announces a credit (max in flight) spread across its
+    connections, and hands each message to a handler, which later settles it
+    with nsq_consumer_fin / nsq_consumer_req (it may keep it across loop
+    iterations: asynchronous handlers are fine). A producer publishes to one
+    broker and waits for the broker's acknowledgement.
+
+    Threading: a consumer or producer belongs to the thread that created it.
+    The consumer runs on its own czmq zloop (nsq_consumer_loop) so callers
+    can add their own readers and timers to it.
+
+    Consumer, in call order:
+        nsq_consumer_new, nsq_consumer_set_*, nsq_consumer_connect (repeat),
+        nsq_consumer_run (or nsq_consumer_poll), in the handler
+        nsq_msg_* accessors then nsq_consumer_fin / _req / _touch,
+        nsq_consumer_close (graceful), nsq_consumer_destroy.
+    Producer: nsq_producer_new, nsq_producer_publish / _mpublish /
+        _dpublish, nsq_producer_destroy.
+*/
+#ifndef NSQ_H
+#define NSQ_H
+
+#include <czmq.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// Returns the library version, e.g. "0.1.0". Static string.
+const char *nsq_library_version(void);
+
+// ---- messages ---------------------------------------------------------
+
+typedef struct _nsq_msg_t nsq_msg_t;
+
+// 16 hex characters plus NUL. Borrowed; valid until the message is settled.
+const char *nsq_msg_id(const nsq_msg_t *msg);
+// Body bytes and their length. Borrowed; valid until the message is settled.
+const void *nsq_msg_body(const nsq_msg_t *msg);
+size_t nsq_msg_size(const nsq_msg_t *msg);
+// Delivery attempts, 1 on the first delivery.
+uint32_t nsq_msg_attempts(const nsq_msg_t *msg);
+// Nanoseconds since the epoch when the broker first accepted the message.
+int64_t nsq_msg_timestamp(const nsq_msg_t *msg);
+// The broker endpoint it came from ("tcp://host:port"). Borrowed.
+const char *nsq_msg_broker(const nsq_msg_t *msg);
+
+// ---- consumer ---------------------------------------------------------
+
+typedef struct _nsq_consumer_t nsq_consumer_t;
+
+// Called once per delivered message. The consumer owns msg until the
+// handler (now or later, from the consumer's thread) settles it with
+// nsq_consumer_fin or nsq_consumer_req.
+typedef void(nsq_handler_fn)(nsq_consumer_t *consumer, nsq_msg_t *msg, void *arg);
+
+// Creates a consumer of (topic, channel). Returns NULL if a name is invalid
+// (errno EINVAL) or on allocation failure. Caller owns the result.
+nsq_consumer_t *nsq_consumer_new(const char *topic, const char *channel);
+
+// Destroys the consumer without the graceful close: sockets are closed and
+// unsettled messages are freed (the broker requeues them). Nulls *self_p.
+void nsq_consumer_destroy(nsq_consumer_t **self_p);
+
+// Sets the handler; required before nsq_consumer_run.
+void nsq_consumer_set_handler(nsq_consumer_t *self, nsq_handler_fn *handler, void *arg);
+
+// Total credit across all connections (default 1). May be changed at any
+// time; the consumer re-announces RDY on every connection.
+void nsq_consumer_set_max_in_flight(nsq_consumer_t *self, uint32_t max_in_flight);
+
+// Heartbeat interval asked of the broker (default 0 = broker default). A
+// broker silent for two intervals is treated as gone and reconnected.
+void nsq_consumer_set_heartbeat_interval(nsq_consumer_t *self, uint32_t milliseconds);
+
+// Per-message timeout asked of the broker (default 0 = broker --msg-timeout).
+void nsq_consumer_set_msg_timeout(nsq_consumer_t *self, uint32_t milliseconds);
+
+// Client id announced in IDENTIFY (default: hostname). Copied.
+void nsq_consumer_set_client_id(nsq_consumer_t *self, const char *client_id);
+
+// Connects to a broker's ZeroMQ endpoint, "host:port" or "tcp://host:port",
+// then IDENTIFY, SUB and RDY. Returns 0, or -1 if the address is malformed
+// or already connected. Connection failures are retried by ZeroMQ.
+int nsq_consumer_connect(nsq_consumer_t *self, const char *address);
+
+// Drops the connection to a broker; its unsettled messages are freed
+// (the broker requeues them). Returns 0, or -1 if not connected to it.
+int nsq_consumer_disconnect(nsq_consumer_t *self, const char *address);
+
+// Number of live broker connections.
+size_t nsq_consumer_connection_count(nsq_consumer_t *self);
+
+// Settles msg as done. Frees msg. Returns 0, or -1 if the connection it came
+// from is gone (the broker will requeue it anyway).
+int nsq_consumer_fin(nsq_consumer_t *self, nsq_msg_t *msg);
+
+// Asks the broker to redeliver msg after delay_ms. Frees msg.
+int nsq_consumer_req(nsq_consumer_t *self, nsq_msg_t *msg, uint32_t delay_ms);
+
+// Resets msg's timeout on the broker. msg stays owned by the consumer.
+int nsq_consumer_touch(nsq_consumer_t *self, nsq_msg_t *msg);
+
+// Messages handed to the handler and not yet settled.
+size_t nsq_consumer_in_flight(nsq_consumer_t *self);
+
+// The consumer's loop, to add readers or timers. Borrowed.
+zloop_t *nsq_consumer_loop(nsq_consumer_t *self);
+
+// Runs the loop until nsq_consumer_stop or SIGINT/SIGTERM (zsys_interrupted).
+// Returns 0.
+int nsq_consumer_run(nsq_consumer_t *self);
+
+// Runs the loop for up to timeout_ms, handling what arrives; returns early
+// once at least one message was handed to the handler. Returns 0.
+int nsq_consumer_poll(nsq_consumer_t *self, int timeout_ms);
+
+// Makes nsq_consumer_run return after the current event. Safe to call from
+// the handler.
+void nsq_consumer_stop(nsq_consumer_t *self);
+
+// Graceful close: RDY 0 and CLS on every connection, then runs the loop
+// until every handed-out message is settled or timeout_ms passes. Returns 0
+// if all were settled, -1 on timeout.
+int nsq_consumer_close(nsq_consumer_t *self, int timeout_ms);
+
+// Counters since creation.
+uint64_t nsq_consumer_received(nsq_consumer_t *self);
+uint64_t nsq_consumer_finished(nsq_consumer_t *self);
+uint64_t nsq_consumer_requeued(nsq_consumer_t *self);
+
+// ---- producer ---------------------------------------------------------
+
+typedef struct _nsq_producer_t nsq_producer_t;
+
+// Creates a producer connected to a broker's ZeroMQ endpoint ("host:port" or
+// "tcp://host:port"). NULL on a malformed address. Caller owns the result.
+nsq_producer_t *nsq_producer_new(const char *address);
+
+// Closes the socket. Nulls *self_p; accepts NULL.
+void nsq_producer_destroy(nsq_producer_t **self_p);
+
+// How long a publish waits for the broker's answer (default 5000 ms).
+void nsq_producer_set_timeout(nsq_producer_t *self, int timeout_ms);
+
+// Publishes one message and waits for the acknowledgement. Returns 0, or -1
+// with the reason in nsq_producer_error (a broker code such as
+// "E_BAD_TOPIC", or "E_TIMEOUT").
+int nsq_producer_publish(nsq_producer_t *self, const char *topic, const void *body, size_t size);
+
+// Publishes one message that becomes visible after defer_ms.
+int nsq_producer_dpublish(nsq_producer_t *self, const char *topic, const void *body,
+                          size_t size, uint32_t defer_ms);
+
+// Publishes count messages atomically (all or none).
+int nsq_producer_mpublish(nsq_producer_t *self, const char *topic, const void *const *bodies,
+                          const size_t *sizes, size_t count);
+
+// Pipelined publishing for throughput: sends without waiting; at most
+// window publishes stay unacknowledged (older answers are collected first).
+// nsq_producer_flush waits for every outstanding answer. Both return 0, or
+// -1 if any outstanding publish failed or timed out.
+int nsq_producer_publish_async(nsq_producer_t *self, const char *topic, const void *body,
+                               size_t size, size_t window);
+int nsq_producer_flush(nsq_producer_t *self);
+
+// The last error code, or "" if none. Borrowed.
+const char *nsq_producer_error(nsq_producer_t *self);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

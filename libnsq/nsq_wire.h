@@ -1,0 +1,41 @@
+/*  nsq_wire - pack, send and unpack the protobuf frames of nsq.proto
+    SPDX-License-Identifier: MIT
+
+    Clients (DEALER) send one Command per ZeroMQ message; brokers (ROUTER)
+    send [identity][Frame]. Packing goes straight into a zmq_msg_t so a frame
+    is written once and never copied again.
+
+    API: nsq_wire_send_command, nsq_wire_send_frame, nsq_wire_command_unpack,
+    nsq_wire_frame_unpack (free results with nsq__*__free_unpacked(x, NULL)).
+*/
+#ifndef NSQ_WIRE_H
+#define NSQ_WIRE_H
+
+#include <stddef.h>
+
+#include "nsq.pb-c.h"
+
+#define NSQ_WIRE_VERSION 1
+
+// Packs command (version is set to NSQ_WIRE_VERSION) and sends it as one
+// frame on a raw libzmq socket. flags as for zmq_msg_send (e.g. ZMQ_DONTWAIT).
+// Returns 0, or -1 with errno from libzmq.
+int nsq_wire_send_command(void *socket, Nsq__Command *command, int flags);
+
+// Sends [identity][packed frame] on a raw ROUTER socket. Returns 0, or -1
+// with errno (EHOSTUNREACH when the peer is gone and ROUTER_MANDATORY is set).
+int nsq_wire_send_frame(void *socket, const void *identity, size_t identity_size,
+                        Nsq__Frame *frame, int flags);
+
+// Unpacks one Command; NULL if the bytes are not a valid Command.
+// Caller owns the result (nsq__command__free_unpacked(result, NULL)).
+Nsq__Command *nsq_wire_command_unpack(const void *data, size_t size);
+
+// Unpacks one Frame; NULL if the bytes are not a valid Frame.
+// Caller owns the result (nsq__frame__free_unpacked(result, NULL)).
+Nsq__Frame *nsq_wire_frame_unpack(const void *data, size_t size);
+
+// Self-test; returns 0 on success.
+int nsq_wire_test(void);
+
+#endif
