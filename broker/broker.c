@@ -1,1 +1,398 @@
-/* placeholder */
+/*  broker - the broker actor: one thread owning all topics, channels and
+    clients, driven by one zloop
+    SPDX-License-Identifier: MIT
+
+    Life cycle: s_core_new binds everything (or reports ERROR), the loop
+    runs until $TERM, s_core_destroy drains pending HTTP requests, stops the
+    HTTP server and frees all state. Commands and HTTP requests are handled
+    in broker_commands.c and broker_admin.c; this file owns the sockets,
+    timers and the shared helpers of broker_core.h.
+*/
+#include "broker.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "broker_core.h"
+#include "nsq_log.h"
+
+// How often in-flight timeouts, deferred messages and liveness are checked.
+#define BROKER_TICK_MS 100
+// Frames read from the ROUTER per loop wake-up, so HTTP requests and timers
+// are not starved by a busy consumer.
+#define BROKER_DRAIN_MAX 1024
+// Message id layout: ms since this epoch (2024-01-01), node id, sequence.
+#define BROKER_ID_EPOCH_MS 1704067200000LL
+
+// ---- shared helpers (broker_core.h) -----------------------------------------
+
+broker_topic_t *broker_core_topic(broker_core_t *self, const char *name, bool create)
+{
+    broker_topic_t *topic = zhashx_lookup(self->topics, name);
+    if (topic || !create)
+        return topic;
+    topic = broker_topic_new(name, &self->config);
+    if (!topic)
+        return NULL;
+    zhashx_insert(self->topics, name, topic);
+    nsq_info("topic %s: created", name);
+    return topic;
+}
+
+void broker_core_stamp(broker_core_t *self, nsq_message_t **messages, size_t count)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t ns = (int64_t) now.tv_sec * 1000000000LL + now.tv_nsec;
+    uint64_t base = ((uint64_t) (ns / 1000000 - BROKER_ID_EPOCH_MS) << 22)
+                    | ((uint64_t) self->config.node_id << 12);
+    for (size_t i = 0; i < count; i++) {
+        self->last_id = base > self->last_id ? base : self->last_id + 1;
+        messages[i]->id = self->last_id;
+        messages[i]->timestamp = ns;
+    }
+}
+
+// Deletes an ephemeral channel without consumers, and then an ephemeral
+// topic without channels.
+static void s_collect_ephemeral(broker_core_t *self, broker_channel_t *channel)
+{
+    if (!channel->ephemeral || channel->client_count > 0)
+        return;
+    broker_topic_t *topic = NULL;
+    for (topic = zhashx_first(self->topics); topic; topic = zhashx_next(self->topics))
+        if (broker_topic_channel(topic, channel->name) == channel)
+            break;
+    if (!topic)
+        return;
+    broker_core_delete_channel(self, topic, channel);
+    if (topic->ephemeral && topic->channel_count == 0)
+        broker_core_delete_topic(self, topic);
+}
+
+void broker_core_drop_client(broker_core_t *self, broker_client_t *client)
+{
+    broker_channel_t *channel = client->channel;
+    if (channel) {
+        broker_channel_remove_client(channel, client, zclock_mono());
+        broker_channel_dispatch(channel, zclock_mono());
+        s_collect_ephemeral(self, channel);
+    }
+    zhashx_delete(self->clients, client->key);  // the destructor frees it
+}
+
+void broker_core_delete_channel(broker_core_t *self, broker_topic_t *topic,
+                                broker_channel_t *channel)
+{
+    int64_t now = zclock_mono();
+    while (channel->client_count > 0) {
+        broker_client_t *client = channel->clients[0];
+        broker_client_send_error(client, 0, "E_CHANNEL_DELETED", channel->name, true, now);
+        broker_channel_remove_client(channel, client, now);
+        zhashx_delete(self->clients, client->key);
+    }
+    nsq_info("topic %s: channel %s deleted", topic->name, channel->name);
+    broker_topic_remove_channel(topic, channel);
+    broker_channel_destroy(&channel);
+}
+
+void broker_core_delete_topic(broker_core_t *self, broker_topic_t *topic)
+{
+    while (topic->channel_count > 0)
+        broker_core_delete_channel(self, topic, topic->channels[0]);
+    nsq_info("topic %s: deleted", topic->name);
+    zhashx_delete(self->topics, topic->name);  // the destructor frees it
+}
+
+// ---- socket handlers --------------------------------------------------------
+
+static broker_client_t *s_client_for(broker_core_t *self, zmq_msg_t *identity, int64_t now)
+{
+    char key[2 * BROKER_IDENTITY_MAX + 1];
+    size_t size = zmq_msg_size(identity);
+    if (size == 0 || size > BROKER_IDENTITY_MAX)
+        return NULL;
+    broker_client_key(zmq_msg_data(identity), size, key);
+    broker_client_t *client = zhashx_lookup(self->clients, key);
+    if (!client) {
+        client = broker_client_new(zsock_resolve(self->router), zmq_msg_data(identity), size, now);
+        if (client) {
+            client->heartbeat_interval_ms = self->config.heartbeat_interval_ms;
+            client->msg_timeout_ms = self->config.msg_timeout_ms;
+            zhashx_insert(self->clients, key, client);
+        }
+    }
+    return client;
+}
+
+// Reads one [identity][command] message; returns -1 when nothing is waiting.
+static int s_read_command(broker_core_t *self, void *socket)
+{
+    zmq_msg_t identity, body;
+    zmq_msg_init(&identity);
+    if (zmq_msg_recv(&identity, socket, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&identity);
+        return -1;
+    }
+    zmq_msg_init(&body);
+    int extra_frames = 0;
+    if (zmq_msg_more(&identity))
+        zmq_msg_recv(&body, socket, 0);
+    while (zmq_msg_more(&body)) {  // we speak single-frame commands only
+        zmq_msg_t skip;
+        zmq_msg_init(&skip);
+        zmq_msg_recv(&skip, socket, 0);
+        int more = zmq_msg_more(&skip);
+        zmq_msg_close(&skip);
+        extra_frames++;
+        if (!more)
+            break;
+    }
+    int64_t now = zclock_mono();
+    broker_client_t *client = s_client_for(self, &identity, now);
+    if (client) {
+        client->last_received = now;
+        Nsq__Command *command = extra_frames ? NULL
+                                             : nsq_wire_command_unpack(zmq_msg_data(&body),
+                                                                       zmq_msg_size(&body));
+        if (command) {
+            broker_core_handle_command(self, client, command, now);
+            nsq__command__free_unpacked(command, NULL);
+        } else {
+            self->bad_commands++;
+            nsq_warn("client %s: frame is not a valid command (%zu bytes)", client->key,
+                     zmq_msg_size(&body));
+            broker_client_send_error(client, 0, "E_BAD_COMMAND", "not a valid Command frame",
+                                     false, now);
+        }
+    }
+    zmq_msg_close(&identity);
+    zmq_msg_close(&body);
+    return 0;
+}
+
+static int s_on_router(zloop_t *loop, zsock_t *router, void *arg)
+{
+    (void) loop;
+    broker_core_t *self = arg;
+    void *socket = zsock_resolve(router);
+    for (int i = 0; i < BROKER_DRAIN_MAX; i++)
+        if (s_read_command(self, socket))
+            break;
+    return 0;
+}
+
+// Reads one [identity][request pointer] and answers [identity][""].
+static int s_read_request(broker_core_t *self)
+{
+    void *socket = zsock_resolve(self->requests);
+    zmq_msg_t identity, pointer;
+    zmq_msg_init(&identity);
+    if (zmq_msg_recv(&identity, socket, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&identity);
+        return -1;
+    }
+    zmq_msg_init(&pointer);
+    zmq_msg_recv(&pointer, socket, 0);
+    if (zmq_msg_size(&pointer) == sizeof(broker_request_t *)) {
+        broker_request_t *request;
+        memcpy(&request, zmq_msg_data(&pointer), sizeof request);
+        broker_core_handle_request(self, request);
+        zmq_msg_send(&identity, socket, ZMQ_SNDMORE);
+        zmq_send(socket, "", 0, 0);
+    }
+    zmq_msg_close(&identity);
+    zmq_msg_close(&pointer);
+    return 0;
+}
+
+static int s_on_request(zloop_t *loop, zsock_t *requests, void *arg)
+{
+    (void) loop;
+    (void) requests;
+    broker_core_t *self = arg;
+    for (int i = 0; i < BROKER_DRAIN_MAX; i++)
+        if (s_read_request(self))
+            break;
+    return 0;
+}
+
+static int s_on_pipe(zloop_t *loop, zsock_t *pipe, void *arg)
+{
+    (void) loop;
+    (void) arg;
+    char *command = zstr_recv(pipe);
+    int rc = command && streq(command, "$TERM") ? -1 : 0;
+    zstr_free(&command);
+    return rc;
+}
+
+// ---- periodic work ------------------------------------------------------------
+
+static void s_scan_channels(broker_core_t *self, int64_t now)
+{
+    for (broker_topic_t *topic = zhashx_first(self->topics); topic;
+         topic = zhashx_next(self->topics))
+        for (size_t i = 0; i < topic->channel_count; i++)
+            if (broker_channel_scan(topic->channels[i], now) > 0)
+                broker_channel_dispatch(topic->channels[i], now);
+}
+
+// True if client should be dropped: unreachable, or silent for two
+// heartbeat intervals (plus a little slack for a busy network).
+static bool s_client_dead(const broker_client_t *client, int64_t now)
+{
+    return client->gone || now - client->last_received > 2 * client->heartbeat_interval_ms + 500;
+}
+
+static void s_check_clients(broker_core_t *self, int64_t now)
+{
+    zlistx_t *dead = zlistx_new();
+    for (broker_client_t *client = zhashx_first(self->clients); client;
+         client = zhashx_next(self->clients)) {
+        if (s_client_dead(client, now))
+            zlistx_add_end(dead, client);
+        else if (client->state != BROKER_CLIENT_NEW
+                 && now - client->last_sent >= client->heartbeat_interval_ms)
+            broker_client_send_heartbeat(client, now);
+    }
+    for (broker_client_t *client = zlistx_first(dead); client; client = zlistx_next(dead)) {
+        if (client->state != BROKER_CLIENT_NEW)
+            nsq_info("client %s (%s): %s, dropping it", client->key, client->client_id,
+                     client->gone ? "unreachable" : "missed heartbeats");
+        broker_core_drop_client(self, client);
+    }
+    zlistx_destroy(&dead);
+}
+
+static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    broker_core_t *self = arg;
+    int64_t now = zclock_mono();
+    s_scan_channels(self, now);
+    s_check_clients(self, now);
+    return 0;
+}
+
+// ---- life cycle ---------------------------------------------------------------
+
+static void s_topic_destructor(void **item)
+{
+    broker_topic_destroy((broker_topic_t **) item);
+}
+
+static void s_client_destructor(void **item)
+{
+    broker_client_destroy((broker_client_t **) item);
+}
+
+// Binds the ROUTER on "host:port" (port 0 = any). Returns the port or -1.
+static int s_bind_router(broker_core_t *self)
+{
+    char endpoint[BROKER_ADDRESS_MAX + 16];
+    const char *colon = strrchr(self->config.zmq_address, ':');
+    if (!colon || colon == self->config.zmq_address)
+        return -1;
+    const char *port = streq(colon + 1, "0") ? "*" : colon + 1;
+    snprintf(endpoint, sizeof endpoint, "tcp://%.*s:%s",
+             (int) (colon - self->config.zmq_address), self->config.zmq_address, port);
+    self->router = zsock_new(ZMQ_ROUTER);
+    if (!self->router)
+        return -1;
+    zsock_set_router_mandatory(self->router, 1);
+    zsock_set_sndhwm(self->router, 200000);
+    zsock_set_rcvhwm(self->router, 200000);
+    zsock_set_linger(self->router, 0);
+    return zsock_bind(self->router, "%s", endpoint);
+}
+
+static void s_core_destroy(broker_core_t **self_p);
+
+static broker_core_t *s_core_new(zsock_t *pipe, const broker_config_t *config, char *error,
+                                 size_t error_size)
+{
+    broker_core_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->config = *config;
+    self->pipe = pipe;
+    self->start_time = (int64_t) time(NULL);
+    self->topics = zhashx_new();
+    zhashx_set_destructor(self->topics, s_topic_destructor);
+    self->clients = zhashx_new();
+    zhashx_set_destructor(self->clients, s_client_destructor);
+    int port = s_bind_router(self);
+    if (port < 0) {
+        snprintf(error, error_size, "cannot bind ZeroMQ on %s: %s", config->zmq_address,
+                 zmq_strerror(errno));
+        s_core_destroy(&self);
+        return NULL;
+    }
+    self->zmq_port = (uint16_t) port;
+    snprintf(self->requests_endpoint, sizeof self->requests_endpoint,
+             "inproc://broker-requests-%p", (void *) self);
+    self->requests = zsock_new_router(self->requests_endpoint);
+    broker_request_set_exiting(false);
+    self->http = self->requests ? broker_http_new(&self->config, self->requests_endpoint) : NULL;
+    if (!self->http) {
+        snprintf(error, error_size, "cannot listen for HTTP on %s", config->http_address);
+        s_core_destroy(&self);
+        return NULL;
+    }
+    self->http_port = broker_http_port(self->http);
+    broker_http_set_zmq_port(self->http, self->zmq_port);
+    self->loop = zloop_new();
+    zloop_set_nonstop(self->loop, true);
+    zloop_reader(self->loop, self->router, s_on_router, self);
+    zloop_reader(self->loop, self->requests, s_on_request, self);
+    zloop_reader(self->loop, pipe, s_on_pipe, self);
+    zloop_timer(self->loop, BROKER_TICK_MS, 0, s_on_tick, self);
+    return self;
+}
+
+static void s_core_destroy(broker_core_t **self_p)
+{
+    broker_core_t *self = *self_p;
+    if (!self)
+        return;
+    if (self->http) {
+        // Answer what the HTTP threads already sent, then refuse the rest:
+        // after the flag is set this thread never reads a request again.
+        while (s_read_request(self) == 0)
+            ;
+        broker_request_set_exiting(true);
+        broker_http_destroy(&self->http);
+        broker_request_shutdown();
+    }
+    zloop_destroy(&self->loop);
+    zhashx_destroy(&self->clients);
+    zhashx_destroy(&self->topics);
+    zsock_destroy(&self->requests);
+    zsock_destroy(&self->router);
+    free(self);
+    *self_p = NULL;
+}
+
+void broker_actor(zsock_t *pipe, void *args)
+{
+    zsock_signal(pipe, 0);
+    char error[512] = "";
+    broker_core_t *self = s_core_new(pipe, args, error, sizeof error);
+    if (!self) {
+        zstr_sendx(pipe, "ERROR", error, NULL);
+        return;
+    }
+    char http_port[8], zmq_port[8];
+    snprintf(http_port, sizeof http_port, "%u", self->http_port);
+    snprintf(zmq_port, sizeof zmq_port, "%u", self->zmq_port);
+    zstr_sendx(pipe, "READY", http_port, zmq_port, NULL);
+    nsq_info("broker listening: http port %s, zmq port %s", http_port, zmq_port);
+    zloop_start(self->loop);
+    nsq_info("broker stopping: %zu topics, %zu clients", zhashx_size(self->topics),
+             zhashx_size(self->clients));
+    s_core_destroy(&self);
+}

@@ -46,7 +46,8 @@ typedef struct {
     char topic[BROKER_NAME_MAX + 1];    // "" when absent (stats without filter)
     char channel[BROKER_NAME_MAX + 1];  // "" when absent
     int64_t defer_ms;                   // PUB: hold back this long; 0 = now
-    nsq_message_t **messages;           // PUB: the core takes every reference
+    nsq_message_t **messages;           // PUB: the core takes every reference (the array
+                                        // itself stays the HTTP thread's)
     size_t message_count;               // PUB: 1 for /pub, n for /mpub
     // ---- filled by the core before it answers ----
     int status;              // HTTP status, e.g. 200, 404, 503
@@ -55,13 +56,40 @@ typedef struct {
     const char *content_type;  // static, e.g. "application/json"; NULL = text/plain
 } broker_request_t;
 
+// Largest ROUTER identity broker_request_receive accepts.
+#define BROKER_REQUEST_IDENTITY_MAX 255
+
 // Sends request to the core listening on endpoint and waits for its answer,
 // using this thread's own socket (created on first use). On return the reply
 // fields are filled. Returns 0, or -1 (errno) if the core cannot be reached
-// (status is then set to 503 with error_code "EXITING").
+// or broker_request_set_exiting(true) was called before the answer came
+// (status is then set to 503 with error_code "EXITING"). On 0 the core has
+// taken every message reference, whatever status it answered; on -1 the
+// caller still owns them. Waits in 100 ms slices, so it gives up at most
+// 100 ms after the exiting flag is set.
 int broker_request_call(const char *endpoint, broker_request_t *request);
 
-// Closes every thread's socket. Call once after all HTTP threads are gone.
+// Sets the process-wide exiting flag (atomic; any thread). While it is true,
+// broker_request_call fails at once and calls already waiting give up. The
+// core sets it once it will read no more requests; a request it read but did
+// not answer must not be touched afterwards (its HTTP thread reuses it).
+void broker_request_set_exiting(bool exiting);
+
+// Core side: reads one request from router (a zsock_t or a raw libzmq
+// ROUTER) without blocking. Copies the sender's identity into identity and
+// its size into *identity_size. Returns the request (borrowed: it belongs to
+// the waiting HTTP thread until broker_request_reply), or NULL if nothing is
+// waiting (errno EAGAIN) or the message was malformed (errno EPROTO; dropped).
+broker_request_t *broker_request_receive(void *router,
+                                         uint8_t identity[BROKER_REQUEST_IDENTITY_MAX],
+                                         size_t *identity_size);
+
+// Core side: answers the request read with identity, after its reply fields
+// are filled. Returns 0, or -1 (errno) if the HTTP thread is gone.
+int broker_request_reply(void *router, const uint8_t *identity, size_t identity_size);
+
+// Closes every thread's socket. Call once after all HTTP threads are gone;
+// no call may run meanwhile. A later call on any thread opens a new socket.
 void broker_request_shutdown(void);
 
 #endif

@@ -1,1 +1,220 @@
-/* placeholder */
+/*  broker_topic - a named stream: copies each published message to every
+    channel, or holds it while the topic has no channel or is paused
+    SPDX-License-Identifier: MIT
+*/
+#include "broker_topic.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nsq_log.h"
+#include "nsq_names.h"
+
+broker_topic_t *broker_topic_new(const char *name, const broker_config_t *config)
+{
+    broker_topic_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    snprintf(self->name, sizeof self->name, "%s", name);
+    self->ephemeral = nsq_name_is_ephemeral(name);
+    self->config = config;
+    self->held = broker_queue_new();
+    if (!self->held) {
+        free(self);
+        return NULL;
+    }
+    return self;
+}
+
+void broker_topic_destroy(broker_topic_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    broker_topic_t *self = *self_p;
+    for (size_t i = 0; i < self->channel_count; i++)
+        broker_channel_destroy(&self->channels[i]);
+    free(self->channels);
+    broker_queue_destroy(&self->held);
+    free(self);
+    *self_p = NULL;
+}
+
+static bool s_delivers_to_channels(const broker_topic_t *self)
+{
+    return self->channel_count > 0 && !self->paused;
+}
+
+static bool s_has_room(const broker_topic_t *self, size_t count)
+{
+    if (!s_delivers_to_channels(self))
+        return broker_queue_size(self->held) + count <= (size_t) self->config->mem_queue_size;
+    for (size_t i = 0; i < self->channel_count; i++)
+        if (!broker_channel_has_room(self->channels[i], count))
+            return false;
+    return true;
+}
+
+// Copies one message (the caller's reference moves) to every channel.
+static void s_fan_out(broker_topic_t *self, nsq_message_t *message, int64_t ready_at, int64_t now)
+{
+    for (size_t i = 1; i < self->channel_count; i++)
+        broker_channel_put(self->channels[i], nsq_message_ref(message), ready_at, now);
+    broker_channel_put(self->channels[0], message, ready_at, now);
+}
+
+static void s_dispatch_all(broker_topic_t *self, int64_t now)
+{
+    for (size_t i = 0; i < self->channel_count; i++)
+        broker_channel_dispatch(self->channels[i], now);
+}
+
+int broker_topic_publish(broker_topic_t *self, nsq_message_t **messages, size_t count,
+                         int64_t defer_ms, int64_t now)
+{
+    if (!s_has_room(self, count))
+        return -1;
+    int64_t ready_at = defer_ms > 0 ? now + defer_ms : 0;
+    for (size_t i = 0; i < count; i++) {
+        self->message_count++;
+        self->message_bytes += messages[i]->size;
+        if (s_delivers_to_channels(self)) {
+            s_fan_out(self, messages[i], ready_at, now);
+        } else {
+            broker_queue_item_t item = {messages[i], 0, ready_at};
+            if (broker_queue_push(self->held, item)) {
+                nsq_error("topic %s: out of memory, dropping message", self->name);
+                nsq_message_unref(&messages[i]);
+            }
+        }
+        messages[i] = NULL;
+    }
+    s_dispatch_all(self, now);
+    return 0;
+}
+
+// Hands every held message to the channels (deferred ones keep their time).
+static void s_release_held(broker_topic_t *self, int64_t now)
+{
+    broker_queue_item_t item;
+    while (s_delivers_to_channels(self) && broker_queue_pop(self->held, &item) == 0)
+        s_fan_out(self, item.message, item.ready_at, now);
+    s_dispatch_all(self, now);
+}
+
+broker_channel_t *broker_topic_channel(broker_topic_t *self, const char *name)
+{
+    for (size_t i = 0; i < self->channel_count; i++)
+        if (strcmp(self->channels[i]->name, name) == 0)
+            return self->channels[i];
+    return NULL;
+}
+
+broker_channel_t *broker_topic_add_channel(broker_topic_t *self, const char *name, int64_t now)
+{
+    broker_channel_t *channel = broker_topic_channel(self, name);
+    if (channel)
+        return channel;
+    broker_channel_t **channels =
+        realloc(self->channels, (self->channel_count + 1) * sizeof *channels);
+    if (!channels)
+        return NULL;
+    self->channels = channels;
+    channel = broker_channel_new(name, self->config);
+    if (!channel)
+        return NULL;
+    self->channels[self->channel_count++] = channel;
+    if (self->channel_count == 1)
+        s_release_held(self, now);
+    return channel;
+}
+
+broker_channel_t *broker_topic_remove_channel(broker_topic_t *self, broker_channel_t *channel)
+{
+    for (size_t i = 0; i < self->channel_count; i++) {
+        if (self->channels[i] == channel) {
+            memmove(&self->channels[i], &self->channels[i + 1],
+                    (self->channel_count - i - 1) * sizeof *self->channels);
+            self->channel_count--;
+            return channel;
+        }
+    }
+    return NULL;
+}
+
+void broker_topic_pause(broker_topic_t *self)
+{
+    self->paused = true;
+}
+
+void broker_topic_unpause(broker_topic_t *self, int64_t now)
+{
+    self->paused = false;
+    s_release_held(self, now);
+}
+
+void broker_topic_empty(broker_topic_t *self)
+{
+    broker_queue_clear(self->held);
+}
+
+size_t broker_topic_depth(const broker_topic_t *self)
+{
+    return broker_queue_size(self->held);
+}
+
+// Publishes one message with the given id; returns the publish result.
+static int s_test_publish(broker_topic_t *topic, uint64_t id)
+{
+    nsq_message_t *message = nsq_message_new("body", 4);
+    message->id = id;
+    int rc = broker_topic_publish(topic, &message, 1, 0, 0);
+    nsq_message_unref(&message);  // still ours only if refused
+    return rc;
+}
+
+int broker_topic_test(void)
+{
+    broker_config_t config;
+    broker_config_defaults(&config);
+    config.mem_queue_size = 2;
+    broker_topic_t *topic = broker_topic_new("orders", &config);
+    if (!topic || s_test_publish(topic, 1) || s_test_publish(topic, 2))
+        return -1;
+    if (s_test_publish(topic, 3) == 0)  // held messages are bounded
+        return -1;
+    broker_channel_t *first = broker_topic_add_channel(topic, "a", 0);
+    if (!first || broker_channel_depth(first) != 2 || broker_topic_depth(topic) != 0)
+        return -1;
+    broker_channel_t *second = broker_topic_add_channel(topic, "b#ephemeral", 0);
+    if (!second || !second->ephemeral || broker_channel_depth(second) != 0)
+        return -1;
+    // "a" is full: an atomic publish is refused everywhere.
+    if (s_test_publish(topic, 4) == 0 || broker_channel_depth(second) != 0)
+        return -1;
+    broker_channel_empty(first);
+    if (s_test_publish(topic, 5) || broker_channel_depth(first) != 1
+        || broker_channel_depth(second) != 1)
+        return -1;
+    // Both channels share one copy of the body.
+    broker_queue_item_t a, b;
+    broker_queue_pop(first->queue, &a);
+    broker_queue_pop(second->queue, &b);
+    if (a.message != b.message || a.message->refs != 2)
+        return -1;
+    nsq_message_unref(&a.message);
+    nsq_message_unref(&b.message);
+    broker_topic_pause(topic);
+    if (s_test_publish(topic, 6) || broker_topic_depth(topic) != 1
+        || broker_channel_depth(first) != 0)
+        return -1;
+    broker_topic_unpause(topic, 0);
+    if (broker_topic_depth(topic) != 0 || broker_channel_depth(first) != 1)
+        return -1;
+    broker_channel_t *removed = broker_topic_remove_channel(topic, second);
+    if (removed != second || topic->channel_count != 1)
+        return -1;
+    broker_channel_destroy(&removed);
+    broker_topic_destroy(&topic);
+    return 0;
+}

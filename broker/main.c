@@ -1,1 +1,160 @@
-/* placeholder */
+/*  nsq-broker - holds topics and channels; HTTP publishes, ZeroMQ consumers
+    SPDX-License-Identifier: MIT
+
+    A thin shell: options (flags and NSQ_BROKER_* environment), logging,
+    start the broker actor, print the READY line, wait for SIGTERM/SIGINT,
+    stop the actor, exit 0. Bad configuration or a failed start exits 1
+    with one line on stderr.
+*/
+#include <czmq.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "broker.h"
+#include "broker_config.h"
+#include "nsq_log.h"
+#include "nsq_options.h"
+
+#define DAY_MS (24LL * 3600 * 1000)
+
+static const nsq_option_spec_t s_options[] = {
+    {"http-address", NSQ_OPTION_STRING, "0.0.0.0:4151", 0, 0, false,
+     "HOST:PORT for the HTTP API (port 0 picks a free port)"},
+    {"zmq-address", NSQ_OPTION_STRING, "0.0.0.0:4152", 0, 0, false,
+     "HOST:PORT for ZeroMQ consumers and producers (port 0 picks a free port)"},
+    {"broadcast-address", NSQ_OPTION_STRING, NULL, 0, 0, false,
+     "address other nodes dial to reach this broker (default: hostname)"},
+    {"data-path", NSQ_OPTION_STRING, ".", 0, 0, false, "directory for queue data and metadata"},
+    {"lookupd-address", NSQ_OPTION_STRING, NULL, 0, 0, true,
+     "HOST:PORT of a lookupd ZeroMQ endpoint (repeatable; not used yet)"},
+    {"mem-queue-size", NSQ_OPTION_INT, "10000", 0, 1000000000, false,
+     "messages kept in memory per topic and per channel"},
+    {"max-bytes-per-file", NSQ_OPTION_SIZE, "104857600", 1024, 1LL << 40, false,
+     "disk queue segment size"},
+    {"sync-every", NSQ_OPTION_INT, "2500", 1, 1000000000, false,
+     "disk queue writes between fsyncs"},
+    {"sync-timeout", NSQ_OPTION_DURATION, "2s", 1, DAY_MS, false, "longest time between fsyncs"},
+    {"msg-timeout", NSQ_OPTION_DURATION, "60s", 100, DAY_MS, false,
+     "default time a consumer may hold a message"},
+    {"max-msg-timeout", NSQ_OPTION_DURATION, "15m", 100, 7 * DAY_MS, false,
+     "longest message timeout a consumer may ask for, and TOUCH's cap"},
+    {"max-req-timeout", NSQ_OPTION_DURATION, "1h", 0, 30 * DAY_MS, false,
+     "longest requeue delay and publish defer"},
+    {"max-msg-size", NSQ_OPTION_SIZE, "1048576", 1, 1LL << 30, false, "largest message body"},
+    {"max-body-size", NSQ_OPTION_SIZE, "5242880", 1, 1LL << 31, false,
+     "largest /mpub or MPUB request body"},
+    {"max-rdy-count", NSQ_OPTION_INT, "2500", 1, 1000000, false,
+     "largest credit (RDY) a consumer may announce"},
+    {"heartbeat-interval", NSQ_OPTION_DURATION, "30s", 100, 3600000, false,
+     "default heartbeat interval; a client silent for two is dropped"},
+    {"max-heartbeat-interval", NSQ_OPTION_DURATION, "60s", 100, 3600000, false,
+     "longest heartbeat interval a client may ask for"},
+    {"node-id", NSQ_OPTION_INT, "0", 0, 1023, false, "node number, part of every message id"},
+    {"http-threads", NSQ_OPTION_INT, "2", 1, 64, false, "HTTP server threads"},
+    {"log-level", NSQ_OPTION_STRING, "info", 0, 0, false, "debug, info, warn or error"},
+    {"log-json", NSQ_OPTION_BOOL, "false", 0, 0, false, "log one JSON object per line"},
+};
+
+static void s_copy(char *target, size_t size, const char *value)
+{
+    snprintf(target, size, "%s", value ? value : "");
+}
+
+// Fills config from parsed options. Returns 0, or -1 with a reason.
+static int s_configure(nsq_options_t *options, broker_config_t *config, char *error, size_t size)
+{
+    broker_config_defaults(config);
+    s_copy(config->http_address, sizeof config->http_address,
+           nsq_options_string(options, "http-address"));
+    s_copy(config->zmq_address, sizeof config->zmq_address,
+           nsq_options_string(options, "zmq-address"));
+    if (nsq_options_is_set(options, "broadcast-address"))
+        s_copy(config->broadcast_address, sizeof config->broadcast_address,
+               nsq_options_string(options, "broadcast-address"));
+    s_copy(config->data_path, sizeof config->data_path, nsq_options_string(options, "data-path"));
+    config->mem_queue_size = nsq_options_int(options, "mem-queue-size");
+    config->max_bytes_per_file = nsq_options_int(options, "max-bytes-per-file");
+    config->sync_every = nsq_options_int(options, "sync-every");
+    config->sync_timeout_ms = nsq_options_int(options, "sync-timeout");
+    config->msg_timeout_ms = nsq_options_int(options, "msg-timeout");
+    config->max_msg_timeout_ms = nsq_options_int(options, "max-msg-timeout");
+    config->max_req_timeout_ms = nsq_options_int(options, "max-req-timeout");
+    config->max_msg_size = nsq_options_int(options, "max-msg-size");
+    config->max_body_size = nsq_options_int(options, "max-body-size");
+    config->max_rdy_count = nsq_options_int(options, "max-rdy-count");
+    config->heartbeat_interval_ms = nsq_options_int(options, "heartbeat-interval");
+    config->max_heartbeat_interval_ms = nsq_options_int(options, "max-heartbeat-interval");
+    config->node_id = nsq_options_int(options, "node-id");
+    config->http_threads = (int) nsq_options_int(options, "http-threads");
+    if (config->msg_timeout_ms > config->max_msg_timeout_ms)
+        return snprintf(error, size, "--msg-timeout is above --max-msg-timeout"), -1;
+    if (config->max_msg_size > config->max_body_size)
+        return snprintf(error, size, "--max-msg-size is above --max-body-size"), -1;
+    if (access(config->data_path, W_OK) != 0)
+        return snprintf(error, size, "--data-path %s is not a writable directory",
+                        config->data_path),
+               -1;
+    nsq_log_level_t level;
+    if (nsq_log_level_parse(nsq_options_string(options, "log-level"), &level))
+        return snprintf(error, size, "--log-level must be debug, info, warn or error"), -1;
+    nsq_log_set_level(level);
+    nsq_log_set_json(nsq_options_bool(options, "log-json"));
+    return 0;
+}
+
+// Starts the actor and prints READY. Returns the actor, or NULL.
+static zactor_t *s_start(broker_config_t *config)
+{
+    zactor_t *broker = zactor_new(broker_actor, config);
+    if (!broker)
+        return NULL;
+    char *status = NULL, *first = NULL, *second = NULL;
+    zstr_recvx(broker, &status, &first, &second, NULL);
+    if (!status || !streq(status, "READY")) {
+        nsq_error("cannot start: %s", first ? first : "unknown error");
+        zactor_destroy(&broker);
+    } else {
+        const char *host = config->http_address;
+        const char *colon = strrchr(host, ':');
+        printf("READY http=%.*s:%s zmq=%.*s:%s\n", (int) (colon - host), host, first,
+               (int) (strrchr(config->zmq_address, ':') - config->zmq_address),
+               config->zmq_address, second);
+        fflush(stdout);
+    }
+    zstr_free(&status);
+    zstr_free(&first);
+    zstr_free(&second);
+    return broker;
+}
+
+int main(int argc, char **argv)
+{
+    nsq_log_set_program("nsq-broker");
+    nsq_options_t *options = nsq_options_new("nsq-broker", "NSQ_BROKER", s_options,
+                                             sizeof s_options / sizeof *s_options);
+    char error[512] = "";
+    int parsed = options ? nsq_options_parse(options, argc, argv, error, sizeof error) : -1;
+    broker_config_t config;
+    if (parsed == 0 && s_configure(options, &config, error, sizeof error))
+        parsed = -1;
+    nsq_options_destroy(&options);
+    if (parsed != 0) {
+        if (parsed < 0)
+            fprintf(stderr, "nsq-broker: %s\n", error);
+        return parsed < 0 ? 1 : 0;
+    }
+    zsys_init();
+    zsys_set_logstream(NULL);
+    zactor_t *broker = s_start(&config);
+    if (!broker)
+        return 1;
+    // czmq turns SIGINT/SIGTERM into zsys_interrupted; the actor ignores
+    // it (nonstop loop) so that this thread decides when to stop.
+    while (!zsys_interrupted)
+        zclock_sleep(100);
+    nsq_info("signal received, shutting down");
+    zactor_destroy(&broker);
+    nsq_info("stopped");
+    return 0;
+}

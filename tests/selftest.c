@@ -1,12 +1,64 @@
 /*  selftest - runs one class's self-test by name: `selftest nsq_message`
     SPDX-License-Identifier: MIT
+
+    meson registers one test per name (suite 'unit'), so a failure names its
+    class. Exit codes: 0 passed, 1 failed, 2 unknown name or bad usage.
+    To add a class: include its header and add one line to s_tests.
 */
 #include <stdio.h>
 #include <string.h>
 
+#include "nsq_duration.h"
+#include "nsq_log.h"
+#include "nsq_message.h"
+#include "nsq_names.h"
+#include "nsq_options.h"
+#include "nsq_wire.h"
+
+typedef struct {
+    const char *name;  // what meson passes, the class name
+    int (*test)(void); // returns 0 on success
+} selftest_t;
+
+static const selftest_t s_tests[] = {
+    {"nsq_duration", nsq_duration_test},
+    {"nsq_log", nsq_log_test},
+    {"nsq_message", nsq_message_test},
+    {"nsq_names", nsq_names_test},
+    {"nsq_options", nsq_options_test},
+    {"nsq_wire", nsq_wire_test},
+};
+
+#define TEST_COUNT (sizeof(s_tests) / sizeof(s_tests[0]))
+
+static void s_usage(FILE *out)
+{
+    fprintf(out, "usage: selftest NAME | --list\nnames:");
+    for (size_t index = 0; index < TEST_COUNT; index++)
+        fprintf(out, " %s", s_tests[index].name);
+    fprintf(out, "\n");
+}
+
 int main(int argc, char **argv)
 {
-    (void) argc;
-    (void) argv;
-    return 0;
+    if (argc == 2 && strcmp(argv[1], "--list") == 0) {
+        for (size_t index = 0; index < TEST_COUNT; index++)
+            printf("%s\n", s_tests[index].name);
+        return 0;
+    }
+    if (argc != 2) {
+        s_usage(stderr);
+        return 2;
+    }
+    for (size_t index = 0; index < TEST_COUNT; index++) {
+        if (strcmp(argv[1], s_tests[index].name) == 0) {
+            if (s_tests[index].test() == 0)
+                return 0;
+            printf("%s: FAILED\n", argv[1]);
+            return 1;
+        }
+    }
+    fprintf(stderr, "selftest: unknown test '%s'\n", argv[1]);
+    s_usage(stderr);
+    return 2;
 }

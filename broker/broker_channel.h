@@ -1,0 +1,104 @@
+/*  broker_channel - one channel of a topic: its queue, in-flight and deferred
+    messages, and the consumers that share it
+    SPDX-License-Identifier: MIT
+
+    Every message published to the topic is put into each channel; within a
+    channel each message goes to one consumer (round robin over those with
+    credit). A delivered message is in flight until FIN, REQ or its timeout;
+    REQ with a delay and deferred publishes wait in the deferred table.
+    Requeues (timeout, REQ, a vanished consumer) always fit; new messages
+    are refused when the queue holds --mem-queue-size (ephemeral channels
+    drop them instead, as NSQ does).
+
+    Owned by the core thread. The struct is visible for broker_stats; only
+    this file writes it.
+
+    API: broker_channel_new, broker_channel_has_room, broker_channel_put,
+    broker_channel_add_client, broker_channel_dispatch, broker_channel_fin,
+    broker_channel_req, broker_channel_touch, broker_channel_scan,
+    broker_channel_remove_client, broker_channel_empty, broker_channel_destroy.
+*/
+#ifndef BROKER_CHANNEL_H
+#define BROKER_CHANNEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker_client.h"
+#include "broker_config.h"
+#include "broker_inflight.h"
+#include "broker_queue.h"
+
+typedef struct _broker_channel_t {
+    char name[65];                   // channel name, possibly with #ephemeral
+    bool ephemeral;                  // memory only, deleted with its last consumer
+    bool paused;                     // keeps messages, delivers none
+    const broker_config_t *config;   // borrowed broker settings
+    broker_queue_t *queue;           // ready to deliver
+    broker_inflight_t *in_flight;    // delivered, waiting for FIN/REQ/timeout
+    broker_inflight_t *deferred;     // waiting until their deadline
+    broker_client_t **clients;       // subscribed consumers (borrowed)
+    size_t client_count;             // entries used in clients
+    size_t client_capacity;          // entries allocated in clients
+    size_t next_client;              // round-robin start for the next dispatch
+    uint64_t message_count;          // messages put into the channel
+    uint64_t requeue_count;          // REQs
+    uint64_t timeout_count;          // in-flight timeouts
+    uint64_t dropped_count;          // ephemeral overflow drops
+} broker_channel_t;
+
+// Returns an empty channel. Caller owns it; NULL if out of memory.
+broker_channel_t *broker_channel_new(const char *name, const broker_config_t *config);
+
+// Frees the channel and every message it holds. Subscribed clients must have
+// been detached first (their channel pointer is not touched). Nulls *self_p.
+void broker_channel_destroy(broker_channel_t **self_p);
+
+// True if count new messages fit within --mem-queue-size (always true for
+// ephemeral channels, which drop what does not fit).
+bool broker_channel_has_room(const broker_channel_t *self, size_t count);
+
+// Puts a new message (takes one reference: the caller passes its own ref).
+// ready_at (monotonic ms) > now defers it. Never fails for lack of room:
+// check broker_channel_has_room first. Returns 0, or -1 if out of memory
+// (the reference is dropped then).
+int broker_channel_put(broker_channel_t *self, nsq_message_t *message, int64_t ready_at,
+                       int64_t now);
+
+// Subscribes client. Returns 0, or -1 if out of memory.
+int broker_channel_add_client(broker_channel_t *self, broker_client_t *client);
+
+// Unsubscribes client and requeues every message it held (attempts kept).
+void broker_channel_remove_client(broker_channel_t *self, broker_client_t *client, int64_t now);
+
+// Sends queued messages to consumers with credit, in batches.
+void broker_channel_dispatch(broker_channel_t *self, int64_t now);
+
+// Settles a message of client's as done. Returns 0, or -1 if id is not in
+// flight to this client.
+int broker_channel_fin(broker_channel_t *self, broker_client_t *client, uint64_t id);
+
+// Requeues a message of client's after delay_ms. Returns 0 or -1 as FIN.
+int broker_channel_req(broker_channel_t *self, broker_client_t *client, uint64_t id,
+                       int64_t delay_ms, int64_t now);
+
+// Extends a message's timeout by the client's msg timeout, capped at
+// delivery + --max-msg-timeout. Returns 0 or -1 as FIN.
+int broker_channel_touch(broker_channel_t *self, broker_client_t *client, uint64_t id,
+                         int64_t now);
+
+// Requeues timed-out messages and releases deferred ones that are due.
+// Returns how many messages moved.
+size_t broker_channel_scan(broker_channel_t *self, int64_t now);
+
+// Drops every queued and deferred message (in-flight ones stay tracked).
+void broker_channel_empty(broker_channel_t *self);
+
+// Messages waiting to be delivered (NSQ's depth: not in flight, not deferred).
+size_t broker_channel_depth(const broker_channel_t *self);
+
+// Self-test; returns 0 on success.
+int broker_channel_test(void);
+
+#endif

@@ -1,0 +1,243 @@
+/*  broker_commands - the ZeroMQ consumer/producer protocol: one handler per
+    command of nsq.proto, run on the core thread
+    SPDX-License-Identifier: MIT
+
+    State machine per client: NEW --IDENTIFY--> IDENTIFIED --SUB-->
+    SUBSCRIBED --CLS--> CLOSING. PUB is allowed in any state (producers need
+    not identify). Errors are frames with a code; only protocol misuse that
+    leaves the client in an unknown state is fatal. FIN/REQ/TOUCH failures
+    are non-fatal, as in NSQ.
+*/
+#include <stdio.h>
+#include <string.h>
+
+#include "broker_core.h"
+#include "nsq_log.h"
+#include "nsq_names.h"
+
+// Shortest heartbeat and message timeout a client may ask for.
+#define MIN_HEARTBEAT_MS 100
+#define MIN_MSG_TIMEOUT_MS 100
+
+static void s_error(broker_client_t *client, const Nsq__Command *command, const char *code,
+                    const char *text, int64_t now)
+{
+    nsq_debug("client %s: %s %s", client->key, code, text);
+    broker_client_send_error(client, command->seq, code, text, false, now);
+}
+
+static void s_identify(broker_core_t *self, broker_client_t *client,
+                       const Nsq__Command *command, int64_t now)
+{
+    const Nsq__Identify *identify = command->identify;
+    if (client->state != BROKER_CLIENT_NEW) {
+        s_error(client, command, "E_INVALID", "IDENTIFY only once, first", now);
+        return;
+    }
+    int64_t heartbeat = identify->heartbeat_interval_ms;
+    int64_t timeout = identify->msg_timeout_ms;
+    if ((heartbeat && (heartbeat < MIN_HEARTBEAT_MS
+                       || heartbeat > self->config.max_heartbeat_interval_ms))
+        || (timeout && (timeout < MIN_MSG_TIMEOUT_MS || timeout > self->config.max_msg_timeout_ms))) {
+        s_error(client, command, "E_BAD_BODY", "heartbeat_interval or msg_timeout out of range",
+                now);
+        return;
+    }
+    client->heartbeat_interval_ms = heartbeat ? heartbeat : self->config.heartbeat_interval_ms;
+    client->msg_timeout_ms = timeout ? timeout : self->config.msg_timeout_ms;
+    snprintf(client->client_id, sizeof client->client_id, "%s", identify->client_id);
+    snprintf(client->hostname, sizeof client->hostname, "%s", identify->hostname);
+    snprintf(client->user_agent, sizeof client->user_agent, "%s", identify->user_agent);
+    client->state = BROKER_CLIENT_IDENTIFIED;
+    char reply[256];
+    snprintf(reply, sizeof reply,
+             "{\"max_rdy_count\":%lld,\"heartbeat_interval\":%lld,\"msg_timeout\":%lld,"
+             "\"max_msg_timeout\":%lld,\"max_msg_size\":%lld,\"version\":\"%s\"}",
+             (long long) self->config.max_rdy_count, (long long) client->heartbeat_interval_ms,
+             (long long) client->msg_timeout_ms, (long long) self->config.max_msg_timeout_ms,
+             (long long) self->config.max_msg_size, NSQ_VERSION);
+    broker_client_send_response(client, command->seq, reply, now);
+}
+
+static void s_sub(broker_core_t *self, broker_client_t *client, const Nsq__Command *command,
+                  int64_t now)
+{
+    const Nsq__Sub *sub = command->sub;
+    if (client->state != BROKER_CLIENT_IDENTIFIED) {
+        s_error(client, command, "E_INVALID",
+                client->state == BROKER_CLIENT_NEW ? "IDENTIFY first" : "already subscribed",
+                now);
+        return;
+    }
+    if (!nsq_name_is_valid(sub->topic)) {
+        s_error(client, command, "E_BAD_TOPIC", "invalid topic name", now);
+        return;
+    }
+    if (!nsq_name_is_valid(sub->channel)) {
+        s_error(client, command, "E_BAD_CHANNEL", "invalid channel name", now);
+        return;
+    }
+    broker_topic_t *topic = broker_core_topic(self, sub->topic, true);
+    broker_channel_t *channel = topic ? broker_topic_add_channel(topic, sub->channel, now) : NULL;
+    if (!channel || broker_channel_add_client(channel, client)) {
+        s_error(client, command, "E_SUB_FAILED", "out of memory", now);
+        return;
+    }
+    client->state = BROKER_CLIENT_SUBSCRIBED;
+    nsq_info("client %s (%s): subscribed to %s/%s", client->key, client->client_id, sub->topic,
+             sub->channel);
+    broker_client_send_response(client, command->seq, "OK", now);
+}
+
+static void s_rdy(broker_core_t *self, broker_client_t *client, const Nsq__Command *command,
+                  int64_t now)
+{
+    if (client->state != BROKER_CLIENT_SUBSCRIBED && client->state != BROKER_CLIENT_CLOSING) {
+        s_error(client, command, "E_INVALID", "RDY before SUB", now);
+        return;
+    }
+    if (command->rdy->count > self->config.max_rdy_count) {
+        char text[96];
+        snprintf(text, sizeof text, "RDY %u is above max-rdy-count %lld", command->rdy->count,
+                 (long long) self->config.max_rdy_count);
+        s_error(client, command, "E_INVALID", text, now);
+        return;
+    }
+    client->rdy = command->rdy->count;
+    broker_channel_dispatch(client->channel, now);
+}
+
+// Applies FIN, REQ or TOUCH to every id; one error frame names the misses.
+static void s_settle(broker_client_t *client, const Nsq__Command *command, int64_t now)
+{
+    broker_channel_t *channel = client->channel;
+    size_t count = 0, failed = 0;
+    const uint64_t *ids = NULL;
+    const char *code = "E_FIN_FAILED";
+    if (command->cmd_case == NSQ__COMMAND__CMD_FIN) {
+        count = command->fin->n_ids, ids = command->fin->ids;
+    } else if (command->cmd_case == NSQ__COMMAND__CMD_REQ) {
+        count = command->req->n_ids, ids = command->req->ids, code = "E_REQ_FAILED";
+    } else {
+        count = command->touch->n_ids, ids = command->touch->ids, code = "E_TOUCH_FAILED";
+    }
+    for (size_t i = 0; i < count; i++) {
+        int rc = -1;
+        if (!channel)
+            rc = -1;
+        else if (command->cmd_case == NSQ__COMMAND__CMD_FIN)
+            rc = broker_channel_fin(channel, client, ids[i]);
+        else if (command->cmd_case == NSQ__COMMAND__CMD_REQ) {
+            int64_t delay = command->req->delay_ms;
+            int64_t max = client->channel->config->max_req_timeout_ms;
+            rc = broker_channel_req(channel, client, ids[i], delay < max ? delay : max, now);
+        } else
+            rc = broker_channel_touch(channel, client, ids[i], now);
+        failed += rc != 0;
+    }
+    if (failed) {
+        char text[96];
+        snprintf(text, sizeof text, "%zu of %zu ids not in flight to this client", failed, count);
+        s_error(client, command, code, text, now);
+    }
+    if (channel && command->cmd_case != NSQ__COMMAND__CMD_TOUCH)
+        broker_channel_dispatch(channel, now);
+}
+
+// Checks a PUB command's sizes; returns the error code or NULL if valid.
+static const char *s_pub_invalid(broker_core_t *self, const Nsq__Pub *pub, const char **text)
+{
+    if (!nsq_name_is_valid(pub->topic))
+        return *text = "invalid topic name", "E_BAD_TOPIC";
+    if (pub->n_bodies == 0)
+        return *text = "no message", "E_BAD_MESSAGE";
+    if (pub->defer_ms > self->config.max_req_timeout_ms)
+        return *text = "defer above max-req-timeout", "E_INVALID";
+    size_t total = 0;
+    for (size_t i = 0; i < pub->n_bodies; i++) {
+        if (pub->bodies[i].len == 0 || pub->bodies[i].len > (size_t) self->config.max_msg_size)
+            return *text = "message empty or above max-msg-size", "E_BAD_MESSAGE";
+        total += pub->bodies[i].len;
+    }
+    if (pub->n_bodies > 1 && total > (size_t) self->config.max_body_size)
+        return *text = "body above max-body-size", "E_BAD_BODY";
+    return NULL;
+}
+
+static void s_pub(broker_core_t *self, broker_client_t *client, const Nsq__Command *command,
+                  int64_t now)
+{
+    const Nsq__Pub *pub = command->pub;
+    const char *text = "";
+    const char *code = s_pub_invalid(self, pub, &text);
+    if (code) {
+        s_error(client, command, code, text, now);
+        return;
+    }
+    nsq_message_t *stack[64];
+    nsq_message_t **messages = pub->n_bodies <= 64 ? stack : malloc(pub->n_bodies * sizeof *messages);
+    size_t made = 0;
+    while (messages && made < pub->n_bodies) {
+        messages[made] = nsq_message_new(pub->bodies[made].data, pub->bodies[made].len);
+        if (!messages[made])
+            break;
+        made++;
+    }
+    broker_topic_t *topic = made == pub->n_bodies ? broker_core_topic(self, pub->topic, true) : NULL;
+    if (topic) {
+        broker_core_stamp(self, messages, made);
+        if (broker_topic_publish(topic, messages, made, pub->defer_ms, now) == 0) {
+            client->publish_count += made;
+            broker_client_send_response(client, command->seq, "OK", now);
+        } else
+            s_error(client, command, "E_PUB_FAILED", "queue full", now);
+    } else
+        s_error(client, command, "E_PUB_FAILED", "out of memory", now);
+    for (size_t i = 0; i < made; i++)
+        nsq_message_unref(&messages[i]);  // NULL where the topic took them
+    if (messages != stack)
+        free(messages);
+}
+
+static void s_cls(broker_client_t *client, const Nsq__Command *command, int64_t now)
+{
+    if (client->state == BROKER_CLIENT_SUBSCRIBED)
+        client->state = BROKER_CLIENT_CLOSING;
+    broker_client_send_response(client, command->seq, "CLOSE_WAIT", now);
+}
+
+void broker_core_handle_command(broker_core_t *self, broker_client_t *client,
+                                const Nsq__Command *command, int64_t now)
+{
+    switch (command->cmd_case) {
+    case NSQ__COMMAND__CMD_IDENTIFY:
+        s_identify(self, client, command, now);
+        break;
+    case NSQ__COMMAND__CMD_SUB:
+        s_sub(self, client, command, now);
+        break;
+    case NSQ__COMMAND__CMD_RDY:
+        s_rdy(self, client, command, now);
+        break;
+    case NSQ__COMMAND__CMD_FIN:
+    case NSQ__COMMAND__CMD_REQ:
+    case NSQ__COMMAND__CMD_TOUCH:
+        if (client->state == BROKER_CLIENT_NEW)
+            s_error(client, command, "E_INVALID", "IDENTIFY first", now);
+        else
+            s_settle(client, command, now);
+        break;
+    case NSQ__COMMAND__CMD_PUB:
+        s_pub(self, client, command, now);
+        break;
+    case NSQ__COMMAND__CMD_CLS:
+        s_cls(client, command, now);
+        break;
+    case NSQ__COMMAND__CMD_HEARTBEAT:
+        break;  // last_received was already updated
+    default:
+        self->bad_commands++;
+        s_error(client, command, "E_INVALID", "unknown command", now);
+        break;
+    }
+}

@@ -1,0 +1,68 @@
+/*  broker_core - the state the broker actor's thread owns, shared by the
+    files that implement it (broker.c, broker_commands.c, broker_admin.c,
+    broker_stats.c). Internal to the broker; nothing else includes it.
+    SPDX-License-Identifier: MIT
+*/
+#ifndef BROKER_CORE_H
+#define BROKER_CORE_H
+
+#include <czmq.h>
+
+#include "broker_channel.h"
+#include "broker_client.h"
+#include "broker_config.h"
+#include "broker_http.h"
+#include "broker_request.h"
+#include "broker_topic.h"
+#include "nsq_wire.h"
+
+typedef struct {
+    broker_config_t config;      // settings, read-only after start
+    zsock_t *pipe;               // the actor pipe
+    zsock_t *router;             // consumers and producers
+    zsock_t *requests;           // inproc ROUTER the HTTP threads call
+    zloop_t *loop;               // the one reactor
+    broker_http_t *http;         // HTTP server (its own threads)
+    zhashx_t *topics;            // name -> broker_topic_t, owned
+    zhashx_t *clients;           // identity hex -> broker_client_t, owned
+    uint64_t last_id;            // last message id handed out
+    int64_t start_time;          // unix seconds
+    char requests_endpoint[64];  // inproc endpoint of requests
+    uint16_t http_port;          // bound HTTP port
+    uint16_t zmq_port;           // bound ZeroMQ port
+    uint64_t bad_commands;       // frames that were not valid commands
+} broker_core_t;
+
+// Returns the topic called name; creates it when create is true. Borrowed;
+// NULL if absent (or out of memory).
+broker_topic_t *broker_core_topic(broker_core_t *self, const char *name, bool create);
+
+// Gives each message an id and the current timestamp.
+void broker_core_stamp(broker_core_t *self, nsq_message_t **messages, size_t count);
+
+// Unsubscribes client (its in-flight messages are requeued), deletes an
+// ephemeral channel or topic left without consumers, and frees client.
+void broker_core_drop_client(broker_core_t *self, broker_client_t *client);
+
+// Deletes channel from topic; its consumers get a fatal error and are dropped.
+void broker_core_delete_channel(broker_core_t *self, broker_topic_t *topic,
+                                broker_channel_t *channel);
+
+// Deletes topic and all its channels.
+void broker_core_delete_topic(broker_core_t *self, broker_topic_t *topic);
+
+// Handles one command from client (broker_commands.c).
+void broker_core_handle_command(broker_core_t *self, broker_client_t *client,
+                                const Nsq__Command *command, int64_t now);
+
+// Handles one HTTP request and fills its reply (broker_admin.c).
+void broker_core_handle_request(broker_core_t *self, broker_request_t *request);
+
+// Renders /stats as JSON or text and /metrics as Prometheus text
+// (broker_stats.c). topic/channel filter ("" = all). Caller owns the result;
+// NULL if out of memory.
+char *broker_stats_json(broker_core_t *self, const char *topic, const char *channel);
+char *broker_stats_text(broker_core_t *self, const char *topic, const char *channel);
+char *broker_stats_metrics(broker_core_t *self);
+
+#endif

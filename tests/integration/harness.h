@@ -1,0 +1,276 @@
+/*  harness - what the integration tests need to drive the real binaries
+    SPDX-License-Identifier: MIT
+
+    Each test executable lists its cases and hands them to it_run, which runs
+    every case in a forked process of its own: one failing case cannot take
+    the others down, and whatever a case started dies with it. Inside a case:
+
+        it_broker_start          nsq-broker ($NSQ_BROKER) on 127.0.0.1:0 with a
+                                 fresh data dir; waits for its READY line
+        it_http, it_http_expect  HTTP requests (libcurl) and error checks
+        it_topic_stat, it_channel_stat
+                                 numbers read from /stats?format=json
+        it_sink_new, it_sink_pump
+                                 a consumer (client API) that records what it
+                                 receives; auto-FIN or hold
+        it_raw_new, it_raw_send, it_raw_expect
+                                 a bare DEALER speaking the protobuf protocol
+        it_worker_start, it_child_read_line
+                                 nsq-worker ($NSQ_WORKER) with its stdout piped
+        IT_ASSERT*, IT_ASSERT_EVENTUALLY, IT_ASSERT_PUMPED
+                                 checks; positive conditions are polled
+                                 against a deadline, never slept for
+        it_broker_stop           SIGTERM by PID; returns the exit status
+
+    A failed check prints the check, the tail of every log the case started
+    (broker and worker stderr), keeps the case's temporary directory, kills
+    every child by PID and ends the case with status 1. A passing case
+    removes its temporary directory. Children also get PR_SET_PDEATHSIG, so
+    nothing outlives a case that was killed from outside.
+*/
+#ifndef IT_HARNESS_H
+#define IT_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/types.h>
+
+#include "nsq.h"
+#include "nsq_wire.h"
+
+// ---- cases and checks -------------------------------------------------
+
+typedef void(it_case_fn)(void);
+
+typedef struct {
+    const char *name;  // run by name: `it_delivery credit`
+    it_case_fn *fn;
+} it_case_t;
+
+// Runs the cases named in argv (all when none is named), each in its own
+// process with a 90 s limit. Prints one line per case and a closing
+// "N passed, N failed". Returns the process exit status (0 = all passed).
+int it_run(int argc, char **argv, const it_case_t *cases, size_t count);
+
+// Ends the current case as failed: prints where and why, every log the case
+// started, kills its children. Never returns.
+_Noreturn void it_fail(const char *file, int line, const char *check, const char *format, ...)
+    __attribute__((format(printf, 4, 5)));
+
+// Prints a progress note to stderr (shown by meson on failure).
+void it_note(const char *format, ...) __attribute__((format(printf, 1, 2)));
+
+#define IT_ASSERT(cond, ...)                                                                       \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            it_fail(__FILE__, __LINE__, #cond, __VA_ARGS__);                                       \
+    } while (0)
+
+// Integer comparison that prints both sides: IT_ASSERT_INT(got, ==, 3).
+#define IT_ASSERT_INT(a, op, b)                                                                    \
+    do {                                                                                           \
+        long long a_ = (long long) (a), b_ = (long long) (b);                                      \
+        if (!(a_ op b_))                                                                           \
+            it_fail(__FILE__, __LINE__, #a " " #op " " #b, "%lld " #op " %lld is false", a_, b_);  \
+    } while (0)
+
+#define IT_ASSERT_STR(a, b)                                                                        \
+    do {                                                                                           \
+        const char *a_ = (a), *b_ = (b);                                                           \
+        if (!a_ || !b_ || strcmp(a_, b_) != 0)                                                     \
+            it_fail(__FILE__, __LINE__, #a " == " #b, "\"%s\" != \"%s\"", a_ ? a_ : "(null)",      \
+                    b_ ? b_ : "(null)");                                                           \
+    } while (0)
+
+// Polls expr every 10 ms until it holds; fails the case after timeout_ms.
+#define IT_ASSERT_EVENTUALLY(expr, timeout_ms, ...)                                                \
+    do {                                                                                           \
+        int64_t deadline_ = it_now_ms() + (timeout_ms);                                            \
+        while (!(expr)) {                                                                          \
+            if (it_now_ms() >= deadline_)                                                          \
+                it_fail(__FILE__, __LINE__, #expr " (within " #timeout_ms " ms)", __VA_ARGS__);   \
+            it_sleep_ms(10);                                                                       \
+        }                                                                                          \
+    } while (0)
+
+// Like IT_ASSERT_EVENTUALLY, but runs the sinks' consumers between checks
+// (their messages arrive only while they are pumped).
+#define IT_ASSERT_PUMPED(sinks, sink_count, expr, timeout_ms, ...)                                 \
+    do {                                                                                           \
+        int64_t deadline_ = it_now_ms() + (timeout_ms);                                            \
+        while (!(expr)) {                                                                          \
+            if (it_now_ms() >= deadline_)                                                          \
+                it_fail(__FILE__, __LINE__, #expr " (within " #timeout_ms " ms)", __VA_ARGS__);   \
+            it_sink_pump((sinks), (sink_count), 20);                                               \
+        }                                                                                          \
+    } while (0)
+
+// Monotonic milliseconds.
+int64_t it_now_ms(void);
+void it_sleep_ms(int milliseconds);
+
+// Calls condition(arg) every 10 ms until it returns true (returns true) or
+// timeout_ms passes (returns false).
+bool it_wait_until(bool (*condition)(void *arg), void *arg, int timeout_ms);
+
+// ---- child processes --------------------------------------------------
+
+typedef struct _it_child_t it_child_t;
+
+// Starts argv[0] with argv (NULL-terminated), stdout piped to the test and
+// stderr kept in a log file named after name. Fails the case if it cannot.
+it_child_t *it_child_start(const char *name, const char *const *argv);
+
+// Reads one line of the child's stdout (newline stripped) into line.
+// Returns 1, 0 on timeout, -1 at end of file.
+int it_child_read_line(it_child_t *self, char *line, size_t size, int timeout_ms);
+
+pid_t it_child_pid(it_child_t *self);
+
+// Sends signal (0 = none) to the child by its PID and waits up to
+// timeout_ms for it to exit, then SIGKILLs it. Returns the exit code, 128 +
+// the signal number if a signal ended it, or -1 if it had to be killed.
+// Frees the child and nulls *self_p; its log stays until the case ends.
+int it_child_stop(it_child_t **self_p, int signal, int timeout_ms);
+
+// Starts nsq-worker --broker-address=ZMQ --topic --channel --stdout plus
+// extra flags (NULL-terminated list, may be NULL).
+typedef struct _it_broker_t it_broker_t;
+it_child_t *it_worker_start(it_broker_t *broker, const char *topic, const char *channel,
+                            const char *const *extra_flags);
+
+// ---- broker -----------------------------------------------------------
+
+// Starts nsq-broker with ephemeral ports, a fresh data dir and extra flags
+// (NULL-terminated list, may be NULL); waits up to 10 s for READY. Fails
+// the case if the broker does not get ready.
+it_broker_t *it_broker_start(const char *const *flags);
+
+// Starts nsq-broker with flags expected to be refused; returns its exit
+// status (-1 if it printed READY or did not exit within 10 s), and its
+// stderr's last line in last_line.
+int it_broker_refuses(const char *const *flags, char *last_line, size_t size);
+
+// "127.0.0.1:PORT". Borrowed.
+const char *it_broker_http(it_broker_t *self);
+const char *it_broker_zmq(it_broker_t *self);
+pid_t it_broker_pid(it_broker_t *self);
+
+// SIGTERM by PID, waits up to 10 s (then SIGKILL). Returns as it_child_stop.
+int it_broker_stop(it_broker_t **self_p);
+
+// ---- HTTP -------------------------------------------------------------
+
+// Sends method path (e.g. "/pub?topic=t") with body (NULL = none) to the
+// broker's HTTP port. Returns the status, or -1 if no answer came within
+// 10 s. If reply is not NULL, *reply gets the body, NUL-terminated; caller
+// frees it.
+int it_http(it_broker_t *broker, const char *method, const char *path, const void *body,
+            size_t size, char **reply);
+
+// it_http with a string body (or NULL), reply discarded.
+int it_http_status(it_broker_t *broker, const char *method, const char *path, const char *body);
+
+// Checks that the request answers status and, when code is not NULL, the
+// JSON body {"message":code}.
+#define it_http_expect(broker, method, path, body, size, status, code)                             \
+    it_http_expect_at(__FILE__, __LINE__, broker, method, path, body, size, status, code)
+void it_http_expect_at(const char *file, int line, it_broker_t *broker, const char *method,
+                       const char *path, const void *body, size_t size, int status,
+                       const char *code);
+
+// POST /pub?topic=topic with body; fails the case unless 200.
+void it_pub(it_broker_t *broker, const char *topic, const char *body);
+
+// ---- JSON and /stats --------------------------------------------------
+
+// The value of key in the object at json (whitespace allowed), or NULL.
+const char *it_json_get(const char *json, const char *key);
+// The first object in the array at json whose key is the string value.
+const char *it_json_find(const char *json, const char *key, const char *value);
+// Reads a number (true/false read as 1/0). Returns true on success.
+bool it_json_int(const char *value, int64_t *out);
+// Copies a string value (escapes kept as written). Returns true on success.
+bool it_json_string(const char *value, char *out, size_t size);
+
+// /stats?format=json, NUL-terminated; NULL unless 200. Caller frees.
+char *it_stats(it_broker_t *broker);
+
+// A field of a topic or channel in /stats (booleans as 0/1); -1 when the
+// topic, channel or field is absent.
+int64_t it_topic_stat(it_broker_t *broker, const char *topic, const char *field);
+int64_t it_channel_stat(it_broker_t *broker, const char *topic, const char *channel,
+                        const char *field);
+bool it_channel_exists(it_broker_t *broker, const char *topic, const char *channel);
+
+// ---- consumer sink (client API) ---------------------------------------
+
+typedef struct {
+    char id[17];        // hex id as the client API gives it
+    char *body;         // copy, NUL-terminated
+    size_t size;        // body bytes
+    uint32_t attempts;  // delivery attempt, 1 first
+    int64_t at_ms;      // it_now_ms() when the handler ran
+    nsq_msg_t *msg;     // still unsettled (held), else NULL
+} it_delivery_t;
+
+typedef struct _it_sink_t it_sink_t;
+
+// A consumer of (topic, channel) on broker with max_in_flight; auto_fin
+// settles every message in the handler, otherwise messages are held.
+it_sink_t *it_sink_new(it_broker_t *broker, const char *topic, const char *channel,
+                       uint32_t max_in_flight, bool auto_fin);
+// Destroys the consumer (held messages are dropped; the broker requeues).
+void it_sink_destroy(it_sink_t **self_p);
+nsq_consumer_t *it_sink_consumer(it_sink_t *self);
+
+// Deliveries so far, and one of them. Borrowed; valid until the next pump.
+size_t it_sink_count(it_sink_t *self);
+it_delivery_t *it_sink_get(it_sink_t *self, size_t index);
+// Deliveries whose body is body.
+size_t it_sink_count_body(it_sink_t *self, const char *body);
+
+// Runs each sink's consumer for about milliseconds in total.
+void it_sink_pump(it_sink_t **sinks, size_t count, int milliseconds);
+// Pumps until self has count deliveries; false after timeout_ms.
+bool it_sink_wait(it_sink_t *self, size_t count, int timeout_ms);
+
+// Settles the held delivery index: FIN, REQ with delay, TOUCH. Fail the
+// case if the message is not held or the client API refuses.
+void it_sink_fin(it_sink_t *self, size_t index);
+void it_sink_req(it_sink_t *self, size_t index, uint32_t delay_ms);
+void it_sink_touch(it_sink_t *self, size_t index);
+
+// ---- raw protocol client ----------------------------------------------
+
+typedef struct _it_raw_t it_raw_t;
+
+// A DEALER connected to the broker's ZeroMQ address.
+it_raw_t *it_raw_new(it_broker_t *broker);
+void it_raw_destroy(it_raw_t **self_p);
+
+// Sends bytes as one ZeroMQ frame; fails the case if it cannot.
+void it_raw_send_bytes(it_raw_t *self, const void *data, size_t size);
+// Sends command with seq (version filled by nsq_wire_send_command).
+void it_raw_send(it_raw_t *self, Nsq__Command *command, uint64_t seq);
+// Shorthands for the common commands.
+void it_raw_identify(it_raw_t *self, uint64_t seq);
+void it_raw_sub(it_raw_t *self, uint64_t seq, const char *topic, const char *channel);
+void it_raw_rdy(it_raw_t *self, uint64_t seq, uint32_t count);
+void it_raw_fin(it_raw_t *self, uint64_t seq, uint64_t id);
+
+// Waits for the next frame of kind, skipping (and noting) others; NULL
+// after timeout_ms. Caller frees with nsq__frame__free_unpacked(f, NULL).
+Nsq__Frame *it_raw_expect(it_raw_t *self, Nsq__Frame__FrameCase kind, int timeout_ms);
+
+// ---- misc -------------------------------------------------------------
+
+// Connects a TCP socket to "host:port"; -1 on failure.
+int it_tcp_connect(const char *address);
+
+// The absolute path of this test executable (to start it as a helper).
+const char *it_self_path(void);
+
+#endif
