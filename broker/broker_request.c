@@ -184,52 +184,6 @@ int broker_request_call(const char *endpoint, broker_request_t *request)
     return 0;
 }
 
-//  Discards the rest of a multi-frame message.
-static void s_drain(void *handle)
-{
-    int more = 1;
-    size_t more_size = sizeof(more);
-    while (zmq_getsockopt(handle, ZMQ_RCVMORE, &more, &more_size) == 0 && more) {
-        zmq_msg_t part;
-        zmq_msg_init(&part);
-        zmq_msg_recv(&part, handle, 0);
-        zmq_msg_close(&part);
-    }
-}
-
-broker_request_t *broker_request_receive(void *router,
-                                         uint8_t identity[BROKER_REQUEST_IDENTITY_MAX],
-                                         size_t *identity_size)
-{
-    void *handle = zsock_resolve(router);
-    int size = zmq_recv(handle, identity, BROKER_REQUEST_IDENTITY_MAX, ZMQ_DONTWAIT);
-    if (size < 0)
-        return NULL;
-    broker_request_t *request = NULL;
-    int more = 0;
-    size_t more_size = sizeof(more);
-    zmq_getsockopt(handle, ZMQ_RCVMORE, &more, &more_size);
-    bool valid = more && size <= BROKER_REQUEST_IDENTITY_MAX
-                 && zmq_recv(handle, &request, sizeof(request), 0) == (int) sizeof(request);
-    s_drain(handle);
-    if (!valid || !request) {
-        errno = EPROTO;
-        return NULL;
-    }
-    *identity_size = (size_t) size;
-    return request;
-}
-
-int broker_request_reply(void *router, const uint8_t *identity, size_t identity_size)
-{
-    void *handle = zsock_resolve(router);
-    if (zmq_send(handle, identity, identity_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
-        return -1;
-    if (zmq_send(handle, "", 0, ZMQ_DONTWAIT) < 0)
-        return -1;
-    return 0;
-}
-
 void broker_request_shutdown(void)
 {
     pthread_mutex_lock(&s_lock);

@@ -10,7 +10,7 @@
 
     Each HTTP thread keeps its own DEALER (thread-local) connected to the
     core's inproc ROUTER; the core reads [identity][pointer] and answers
-    [identity][""] once it has filled the reply (broker_request_reply).
+    [identity][""] once it has filled the reply fields.
 */
 #ifndef BROKER_REQUEST_H
 #define BROKER_REQUEST_H
@@ -56,9 +56,6 @@ typedef struct {
     const char *content_type;  // static, e.g. "application/json"; NULL = text/plain
 } broker_request_t;
 
-// Largest ROUTER identity broker_request_receive accepts.
-#define BROKER_REQUEST_IDENTITY_MAX 255
-
 // Sends request to the core listening on endpoint and waits for its answer,
 // using this thread's own socket (created on first use). On return the reply
 // fields are filled. Returns 0, or -1 (errno) if the core cannot be reached
@@ -74,19 +71,6 @@ int broker_request_call(const char *endpoint, broker_request_t *request);
 // core sets it once it will read no more requests; a request it read but did
 // not answer must not be touched afterwards (its HTTP thread reuses it).
 void broker_request_set_exiting(bool exiting);
-
-// Core side: reads one request from router (a zsock_t or a raw libzmq
-// ROUTER) without blocking. Copies the sender's identity into identity and
-// its size into *identity_size. Returns the request (borrowed: it belongs to
-// the waiting HTTP thread until broker_request_reply), or NULL if nothing is
-// waiting (errno EAGAIN) or the message was malformed (errno EPROTO; dropped).
-broker_request_t *broker_request_receive(void *router,
-                                         uint8_t identity[BROKER_REQUEST_IDENTITY_MAX],
-                                         size_t *identity_size);
-
-// Core side: answers the request read with identity, after its reply fields
-// are filled. Returns 0, or -1 (errno) if the HTTP thread is gone.
-int broker_request_reply(void *router, const uint8_t *identity, size_t identity_size);
 
 // Closes every thread's socket. Call once after all HTTP threads are gone;
 // no call may run meanwhile. A later call on any thread opens a new socket.

@@ -92,7 +92,7 @@ static int s_configure(nsq_options_t *options, broker_config_t *config, char *er
     if (config->max_msg_size > config->max_body_size)
         return snprintf(error, size, "--max-msg-size is above --max-body-size"), -1;
     if (access(config->data_path, W_OK) != 0)
-        return snprintf(error, size, "--data-path %s is not a writable directory",
+        return snprintf(error, size, "--data-path %.400s is not a writable directory",
                         config->data_path),
                -1;
     nsq_log_level_t level;

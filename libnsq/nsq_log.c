@@ -364,7 +364,9 @@ static int s_test_plain(int read_fd)
 }
 
 // A long message of two-byte characters is cut at a character boundary,
-// marked with "...", and the line stays within NSQ_LOG_LINE_MAX.
+// marked with "...", and the line stays within NSQ_LOG_LINE_MAX. Tried
+// behind an ASCII prefix of 0 and 1 bytes, so one of them hits the cut
+// in the middle of a character.
 static int s_test_truncation(int read_fd)
 {
     static char message[NSQ_LOG_LINE_MAX * 2];
@@ -373,24 +375,24 @@ static int s_test_truncation(int read_fd)
         memcpy(message + index, "\xc3\xa9", 2);
     message[sizeof(message) - 2] = '\0';
 
-    nsq_log_set_json(false);
-    nsq_info("%s", message);
-    size_t size = s_drain(read_fd, output, sizeof(output));
-    const char *body = strstr(output, "nsq-test: ");
-    if (size > NSQ_LOG_LINE_MAX || !body || strcmp(output + size - 4, "...\n") != 0)
-        return -1;
-    body += strlen("nsq-test: ");
-    if ((size_t) (output + size - 4 - body) % 2 != 0)
-        return -1;
-
-    nsq_log_set_json(true);
-    nsq_info("%s", message);
-    size = s_drain(read_fd, output, sizeof(output));
-    body = strstr(output, "\"msg\":\"");
-    if (size > NSQ_LOG_LINE_MAX || !body || strcmp(output + size - 6, "...\"}\n") != 0)
-        return -1;
-    body += strlen("\"msg\":\"");
-    return (size_t) (output + size - 6 - body) % 2 == 0 ? 0 : -1;
+    for (int shift = 0; shift < 4; shift++) {
+        bool json = shift >= 2;
+        const char *prefix = shift % 2 ? "x" : "";
+        const char *marker = json ? "\"msg\":\"" : "nsq-test: ";
+        const char *ending = json ? "...\"}\n" : "...\n";
+        nsq_log_set_json(json);
+        nsq_info("%s%s", prefix, message);
+        size_t size = s_drain(read_fd, output, sizeof(output));
+        const char *body = strstr(output, marker);
+        size_t ending_size = strlen(ending);
+        if (size > NSQ_LOG_LINE_MAX || !body || size < ending_size
+            || strcmp(output + size - ending_size, ending) != 0)
+            return -1;
+        body += strlen(marker) + strlen(prefix);
+        if ((size_t) (output + size - ending_size - body) % 2 != 0)
+            return -1;
+    }
+    return 0;
 }
 
 static int s_test_json(int read_fd)
@@ -414,6 +416,20 @@ static int s_test_json(int read_fd)
     nsq_info("default name");
     s_drain(read_fd, output, sizeof(output));
     return s_plain_line_is(output, " INFO nsq: default name\n") ? 0 : -1;
+}
+
+// A write that fails (a read-only descriptor) leaves the caller's errno alone.
+static int s_test_failed_write(void)
+{
+    int read_only = open("/dev/null", O_RDONLY);
+    if (read_only < 0)
+        return -1;
+    nsq_log_set_stream_fd(read_only);
+    errno = ENOENT;
+    nsq_error("goes nowhere");
+    int rc = errno == ENOENT ? 0 : -1;
+    close(read_only);
+    return rc;
 }
 
 int nsq_log_test(void)
@@ -443,6 +459,8 @@ int nsq_log_test(void)
     nsq_log_set_level(NSQ_LOG_INFO);
     if (rc == 0)
         rc = s_test_threads(fds[0]);
+    if (rc == 0)
+        rc = s_test_failed_write();
 
     nsq_log_set_stream_fd(saved_fd);
     nsq_log_set_level((nsq_log_level_t) saved_level);

@@ -8,6 +8,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "broker.h"
+#include "broker_channel.h"
+#include "broker_http.h"
+#include "broker_inflight.h"
+#include "broker_queue.h"
+#include "broker_topic.h"
 #include "nsq_duration.h"
 #include "nsq_log.h"
 #include "nsq_message.h"
@@ -21,6 +27,12 @@ typedef struct {
 } selftest_t;
 
 static const selftest_t s_tests[] = {
+    {"broker", broker_test},
+    {"broker_channel", broker_channel_test},
+    {"broker_http", broker_http_test},
+    {"broker_inflight", broker_inflight_test},
+    {"broker_queue", broker_queue_test},
+    {"broker_topic", broker_topic_test},
     {"nsq_duration", nsq_duration_test},
     {"nsq_log", nsq_log_test},
     {"nsq_message", nsq_message_test},

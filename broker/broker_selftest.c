@@ -1,0 +1,153 @@
+/*  broker_selftest - broker_test(): the broker actor in-process, driven over
+    its real ZeroMQ socket by a raw DEALER
+    SPDX-License-Identifier: MIT
+*/
+#include <string.h>
+
+#include "broker.h"
+#include "nsq_wire.h"
+
+// Sends command with seq; returns 0 or -1.
+static int s_send(zsock_t *dealer, Nsq__Command *command, uint64_t seq)
+{
+    command->seq = seq;
+    return nsq_wire_send_command(zsock_resolve(dealer), command, 0);
+}
+
+// Receives one frame within a second. Caller frees it; NULL on timeout.
+static Nsq__Frame *s_receive(zsock_t *dealer)
+{
+    zpoller_t *poller = zpoller_new(dealer, NULL);
+    void *ready = zpoller_wait(poller, 1000);
+    zpoller_destroy(&poller);
+    if (!ready)
+        return NULL;
+    zframe_t *frame = zframe_recv(dealer);
+    Nsq__Frame *decoded = frame ? nsq_wire_frame_unpack(zframe_data(frame), zframe_size(frame))
+                                : NULL;
+    zframe_destroy(&frame);
+    return decoded;
+}
+
+// True if the next frame is a Response with seq and text.
+static bool s_expect_response(zsock_t *dealer, uint64_t seq, const char *text)
+{
+    Nsq__Frame *frame = s_receive(dealer);
+    bool ok = frame && frame->frame_case == NSQ__FRAME__FRAME_RESPONSE
+              && frame->response->seq == seq
+              && (!text || streq(frame->response->text, text));
+    nsq__frame__free_unpacked(frame, NULL);
+    return ok;
+}
+
+// True if the next frame is an Error with code.
+static bool s_expect_error(zsock_t *dealer, const char *code)
+{
+    Nsq__Frame *frame = s_receive(dealer);
+    bool ok = frame && frame->frame_case == NSQ__FRAME__FRAME_ERROR
+              && streq(frame->error->code, code);
+    nsq__frame__free_unpacked(frame, NULL);
+    return ok;
+}
+
+static int s_subscribe(zsock_t *consumer)
+{
+    Nsq__Command command = NSQ__COMMAND__INIT;
+    Nsq__Sub sub = NSQ__SUB__INIT;
+    sub.topic = "orders";
+    sub.channel = "billing";
+    command.cmd_case = NSQ__COMMAND__CMD_SUB;
+    command.sub = &sub;
+    if (s_send(consumer, &command, 1) || !s_expect_error(consumer, "E_INVALID"))
+        return -1;  // SUB before IDENTIFY is refused
+    Nsq__Identify identify = NSQ__IDENTIFY__INIT;
+    identify.client_id = "selftest";
+    Nsq__Command hello = NSQ__COMMAND__INIT;
+    hello.cmd_case = NSQ__COMMAND__CMD_IDENTIFY;
+    hello.identify = &identify;
+    if (s_send(consumer, &hello, 2) || !s_expect_response(consumer, 2, NULL))
+        return -1;
+    if (s_send(consumer, &command, 3) || !s_expect_response(consumer, 3, "OK"))
+        return -1;
+    Nsq__Rdy rdy = NSQ__RDY__INIT;
+    rdy.count = 100000;  // above max-rdy-count
+    Nsq__Command credit = NSQ__COMMAND__INIT;
+    credit.cmd_case = NSQ__COMMAND__CMD_RDY;
+    credit.rdy = &rdy;
+    if (s_send(consumer, &credit, 4) || !s_expect_error(consumer, "E_INVALID"))
+        return -1;
+    rdy.count = 10;
+    return s_send(consumer, &credit, 5);
+}
+
+static int s_publish(zsock_t *producer)
+{
+    ProtobufCBinaryData bodies[2] = {{5, (uint8_t *) "hello"}, {5, (uint8_t *) "world"}};
+    Nsq__Pub pub = NSQ__PUB__INIT;
+    pub.topic = "orders";
+    pub.n_bodies = 2;
+    pub.bodies = bodies;
+    Nsq__Command command = NSQ__COMMAND__INIT;
+    command.cmd_case = NSQ__COMMAND__CMD_PUB;
+    command.pub = &pub;
+    if (s_send(producer, &command, 9) || !s_expect_response(producer, 9, "OK"))
+        return -1;
+    pub.topic = "bad/name";
+    return s_send(producer, &command, 10) || !s_expect_error(producer, "E_BAD_TOPIC") ? -1 : 0;
+}
+
+// Receives the two messages, FINs them (and one unknown id).
+static int s_consume(zsock_t *consumer)
+{
+    Nsq__Frame *frame = s_receive(consumer);
+    int rc = -1;
+    if (frame && frame->frame_case == NSQ__FRAME__FRAME_MESSAGES
+        && frame->messages->n_messages == 2 && frame->messages->messages[0]->attempts == 1
+        && memcmp(frame->messages->messages[1]->body.data, "world", 5) == 0) {
+        uint64_t ids[3] = {frame->messages->messages[0]->id, frame->messages->messages[1]->id, 42};
+        Nsq__Fin fin = NSQ__FIN__INIT;
+        fin.n_ids = 3;
+        fin.ids = ids;
+        Nsq__Command command = NSQ__COMMAND__INIT;
+        command.cmd_case = NSQ__COMMAND__CMD_FIN;
+        command.fin = &fin;
+        if (s_send(consumer, &command, 6) == 0 && s_expect_error(consumer, "E_FIN_FAILED"))
+            rc = 0;
+    }
+    nsq__frame__free_unpacked(frame, NULL);
+    return rc;
+}
+
+int broker_test(void)
+{
+    broker_config_t config;
+    broker_config_defaults(&config);
+    strcpy(config.http_address, "127.0.0.1:0");
+    strcpy(config.zmq_address, "127.0.0.1:0");
+    zactor_t *broker = zactor_new(broker_actor, &config);
+    char *status = NULL, *http_port = NULL, *zmq_port = NULL;
+    zstr_recvx(broker, &status, &http_port, &zmq_port, NULL);
+    int rc = -1;
+    zsock_t *consumer = NULL, *producer = NULL;
+    if (!status || !streq(status, "READY"))
+        goto done;
+    consumer = zsock_new_dealer(NULL);
+    producer = zsock_new_dealer(NULL);
+    zsock_connect(consumer, "tcp://127.0.0.1:%s", zmq_port);
+    zsock_connect(producer, "tcp://127.0.0.1:%s", zmq_port);
+    // Garbage is answered with an error, not a crash.
+    zstr_send(producer, "\xff\xff\xff\xff garbage");
+    if (!s_expect_error(producer, "E_BAD_COMMAND"))
+        goto done;
+    if (s_subscribe(consumer) || s_publish(producer) || s_consume(consumer))
+        goto done;
+    rc = 0;
+done:
+    zsock_destroy(&consumer);
+    zsock_destroy(&producer);
+    zstr_free(&status);
+    zstr_free(&http_port);
+    zstr_free(&zmq_port);
+    zactor_destroy(&broker);
+    return rc;
+}

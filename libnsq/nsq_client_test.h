@@ -1,0 +1,27 @@
+/*  nsq_client_test - internal declarations shared by the client modules
+    SPDX-License-Identifier: MIT
+
+    Not installed. The consumer and the producer share the endpoint check;
+    tests/selftest.c runs their self-tests, which drive each class against
+    a fake broker (a ROUTER on tcp://127.0.0.1:*) in-process.
+
+    API: nsq_client_endpoint, nsq_consumer_test, nsq_producer_test.
+*/
+#ifndef NSQ_CLIENT_TEST_H
+#define NSQ_CLIENT_TEST_H
+
+#include <stddef.h>
+
+// Longest endpoint accepted, NUL included.
+#define NSQ_CLIENT_ENDPOINT_MAX 256
+
+// Turns "host:port" or "tcp://host:port" into "tcp://host:port" in
+// endpoint (size bytes). Returns 0, or -1 with errno EINVAL if the host is
+// empty or holds spaces, the port is not 1..65535, or it does not fit.
+int nsq_client_endpoint(const char *address, char *endpoint, size_t size);
+
+// Self-tests; return 0 on success.
+int nsq_consumer_test(void);
+int nsq_producer_test(void);
+
+#endif
