@@ -26,16 +26,16 @@
 
 typedef struct _request_socket_t request_socket_t;
 struct _request_socket_t {
-    zsock_t *socket;                // DEALER connected to endpoint
-    char *endpoint;                 // the core's inproc ROUTER
-    request_socket_t *next;         // next on the global list
-    request_socket_t *next_local;   // next socket of the same thread
+    zsock_t *socket;               // DEALER connected to endpoint
+    char *endpoint;                // the core's inproc ROUTER
+    request_socket_t *next;        // next on the global list
+    request_socket_t *next_local;  // next socket of the same thread
 };
 
 static pthread_mutex_t s_lock = PTHREAD_MUTEX_INITIALIZER;
-static request_socket_t *s_sockets;       // every socket, guarded by s_lock
-static atomic_uint s_generation;          // bumped by each shutdown
-static atomic_bool s_exiting;             // see broker_request_set_exiting
+static request_socket_t *s_sockets;  // every socket, guarded by s_lock
+static atomic_uint s_generation;     // bumped by each shutdown
+static atomic_bool s_exiting;        // see broker_request_set_exiting
 
 static __thread request_socket_t *s_local;    // this thread's sockets
 static __thread unsigned s_local_generation;  // s_generation when s_local was valid

@@ -24,10 +24,10 @@
 #define BROKER_NAME_MAX 64
 
 typedef enum {
-    BROKER_REQUEST_PUB,              // messages[0..count) into topic, defer_ms
-    BROKER_REQUEST_STATS_JSON,       // /stats?format=json, topic/channel filters
-    BROKER_REQUEST_STATS_TEXT,       // /stats?format=text
-    BROKER_REQUEST_METRICS,          // /metrics, Prometheus text
+    BROKER_REQUEST_PUB,         // messages[0..count) into topic, defer_ms
+    BROKER_REQUEST_STATS_JSON,  // /stats?format=json, topic/channel filters
+    BROKER_REQUEST_STATS_TEXT,  // /stats?format=text
+    BROKER_REQUEST_METRICS,     // /metrics, Prometheus text
     BROKER_REQUEST_TOPIC_CREATE,
     BROKER_REQUEST_TOPIC_DELETE,
     BROKER_REQUEST_TOPIC_EMPTY,
@@ -50,9 +50,9 @@ typedef struct {
                                         // itself stays the HTTP thread's)
     size_t message_count;               // PUB: 1 for /pub, n for /mpub
     // ---- filled by the core before it answers ----
-    int status;              // HTTP status, e.g. 200, 404, 503
-    const char *error_code;  // static NSQ code ("TOPIC_NOT_FOUND") when status >= 400
-    char *body;              // success body (malloc'd; the HTTP thread frees it), or NULL
+    int status;                // HTTP status, e.g. 200, 404, 503
+    const char *error_code;    // static NSQ code ("TOPIC_NOT_FOUND") when status >= 400
+    char *body;                // success body (malloc'd; the HTTP thread frees it), or NULL
     const char *content_type;  // static, e.g. "application/json"; NULL = text/plain
 } broker_request_t;
 

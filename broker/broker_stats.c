@@ -105,17 +105,17 @@ static void s_json_topic(FILE *out, const broker_topic_t *topic, const char *cha
             (unsigned long long) topic->message_bytes, topic->paused ? "true" : "false");
 }
 
-// Closes out and returns the buffer, or NULL (and frees it) on failure.
-static char *s_finish(FILE *out, char *buffer, broker_topic_t **topics)
+// Closes out and returns its buffer (only valid after fclose), or NULL
+// (and frees it) on failure.
+static char *s_finish(FILE *out, char **buffer, broker_topic_t **topics)
 {
     free(topics);
     bool failed = ferror(out);
-    fclose(out);
-    if (failed) {
-        free(buffer);
+    if (fclose(out) != 0 || failed) {
+        free(*buffer);
         return NULL;
     }
-    return buffer;
+    return *buffer;
 }
 
 char *broker_stats_json(broker_core_t *self, const char *topic_filter, const char *channel_filter)
@@ -135,7 +135,7 @@ char *broker_stats_json(broker_core_t *self, const char *topic_filter, const cha
         s_json_topic(out, topics[i], channel_filter);
     }
     fprintf(out, "],\"producers\":[],\"client_count\":%zu}", zhashx_size(self->clients));
-    return s_finish(out, buffer, topics);
+    return s_finish(out, &buffer, topics);
 }
 
 char *broker_stats_text(broker_core_t *self, const char *topic_filter, const char *channel_filter)
@@ -170,7 +170,7 @@ char *broker_stats_text(broker_core_t *self, const char *topic_filter, const cha
                     channel->paused ? " (paused)" : "");
         }
     }
-    return s_finish(out, buffer, topics);
+    return s_finish(out, &buffer, topics);
 }
 
 typedef struct {
@@ -250,5 +250,5 @@ char *broker_stats_metrics(broker_core_t *self)
             "# TYPE nsq_broker_start_time_seconds gauge\nnsq_broker_start_time_seconds %lld\n",
             zhashx_size(self->clients), (unsigned long long) self->bad_commands,
             (long long) self->start_time);
-    return s_finish(out, buffer, topics);
+    return s_finish(out, &buffer, topics);
 }

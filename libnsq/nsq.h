@@ -42,6 +42,8 @@ typedef struct _nsq_msg_t nsq_msg_t;
 // 16 hex characters plus NUL. Borrowed; valid until the message is settled.
 const char *nsq_msg_id(const nsq_msg_t *msg);
 // Body bytes and their length. Borrowed; valid until the message is settled.
+// A NUL byte follows the body (not counted in the size), so text bodies can
+// be used as strings.
 const void *nsq_msg_body(const nsq_msg_t *msg);
 size_t nsq_msg_size(const nsq_msg_t *msg);
 // Delivery attempts, 1 on the first delivery.
@@ -65,14 +67,18 @@ typedef void(nsq_handler_fn)(nsq_consumer_t *consumer, nsq_msg_t *msg, void *arg
 nsq_consumer_t *nsq_consumer_new(const char *topic, const char *channel);
 
 // Destroys the consumer without the graceful close: sockets are closed and
-// unsettled messages are freed (the broker requeues them). Nulls *self_p.
+// unsettled messages are freed (the broker requeues them). Nulls *self_p;
+// accepts NULL. Not from the handler.
 void nsq_consumer_destroy(nsq_consumer_t **self_p);
 
 // Sets the handler; required before nsq_consumer_run.
 void nsq_consumer_set_handler(nsq_consumer_t *self, nsq_handler_fn *handler, void *arg);
 
-// Total credit across all connections (default 1). May be changed at any
-// time; the consumer re-announces RDY on every connection.
+// Total credit across all connections (default 1; 0 pauses delivery). May be
+// changed at any time; the consumer re-announces RDY on every connection
+// whose share changed. Each connection gets max_in_flight / connections
+// (capped by the broker's max_rdy_count); with fewer credits than
+// connections, RDY 1 rotates among them every few seconds.
 void nsq_consumer_set_max_in_flight(nsq_consumer_t *self, uint32_t max_in_flight);
 
 // Heartbeat interval asked of the broker (default 0 = broker default). A
@@ -90,35 +96,43 @@ void nsq_consumer_set_client_id(nsq_consumer_t *self, const char *client_id);
 // or already connected. Connection failures are retried by ZeroMQ.
 int nsq_consumer_connect(nsq_consumer_t *self, const char *address);
 
-// Drops the connection to a broker; its unsettled messages are freed
-// (the broker requeues them). Returns 0, or -1 if not connected to it.
+// Drops the connection to a broker. Its unsettled messages stay valid until
+// the handler settles them; settling them then returns -1 (the broker
+// requeues them). Returns 0, or -1 if not connected to it.
 int nsq_consumer_disconnect(nsq_consumer_t *self, const char *address);
 
 // Number of live broker connections.
 size_t nsq_consumer_connection_count(nsq_consumer_t *self);
 
 // Settles msg as done. Frees msg. Returns 0, or -1 if the connection it came
-// from is gone (the broker will requeue it anyway).
+// from is gone or was reset since (the broker will requeue it anyway).
+// FINs are batched per connection and sent at the end of the current loop
+// event (or at the start of the next loop run when settled outside it).
 int nsq_consumer_fin(nsq_consumer_t *self, nsq_msg_t *msg);
 
-// Asks the broker to redeliver msg after delay_ms. Frees msg.
+// Asks the broker to redeliver msg after delay_ms. Frees msg. Returns as
+// nsq_consumer_fin.
 int nsq_consumer_req(nsq_consumer_t *self, nsq_msg_t *msg, uint32_t delay_ms);
 
 // Resets msg's timeout on the broker. msg stays owned by the consumer.
+// Returns 0, or -1 if its connection is gone.
 int nsq_consumer_touch(nsq_consumer_t *self, nsq_msg_t *msg);
 
-// Messages handed to the handler and not yet settled.
+// Messages handed to the handler and not yet settled (including those
+// whose connection is gone).
 size_t nsq_consumer_in_flight(nsq_consumer_t *self);
 
-// The consumer's loop, to add readers or timers. Borrowed.
+// The consumer's loop, to add readers or timers. Borrowed. A reader or timer
+// of yours that returns -1 makes nsq_consumer_run or _poll return.
 zloop_t *nsq_consumer_loop(nsq_consumer_t *self);
 
 // Runs the loop until nsq_consumer_stop or SIGINT/SIGTERM (zsys_interrupted).
 // Returns 0.
 int nsq_consumer_run(nsq_consumer_t *self);
 
-// Runs the loop for up to timeout_ms, handling what arrives; returns early
-// once at least one message was handed to the handler. Returns 0.
+// Runs the loop for up to timeout_ms (< 0: no limit), handling what arrives;
+// returns early once at least one message was handed to the handler, or on
+// SIGINT/SIGTERM. Returns 0.
 int nsq_consumer_poll(nsq_consumer_t *self, int timeout_ms);
 
 // Makes nsq_consumer_run return after the current event. Safe to call from
@@ -126,8 +140,10 @@ int nsq_consumer_poll(nsq_consumer_t *self, int timeout_ms);
 void nsq_consumer_stop(nsq_consumer_t *self);
 
 // Graceful close: RDY 0 and CLS on every connection, then runs the loop
-// until every handed-out message is settled or timeout_ms passes. Returns 0
-// if all were settled, -1 on timeout.
+// until every handed-out message is settled or timeout_ms passes (signals do
+// not cut it short). Messages already on their way are still handed to the
+// handler. Dropped connections are not reconnected any more. Returns 0 if
+// all were settled, -1 on timeout. Not from the handler.
 int nsq_consumer_close(nsq_consumer_t *self, int timeout_ms);
 
 // Counters since creation.
@@ -151,19 +167,22 @@ void nsq_producer_set_timeout(nsq_producer_t *self, int timeout_ms);
 
 // Publishes one message and waits for the acknowledgement. Returns 0, or -1
 // with the reason in nsq_producer_error (a broker code such as
-// "E_BAD_TOPIC", or "E_TIMEOUT").
+// "E_BAD_TOPIC", or "E_TIMEOUT"). Outstanding asynchronous publishes are
+// waited for too, and their failure also makes it return -1. After a
+// timeout the socket is replaced, so nothing queued is delivered later.
 int nsq_producer_publish(nsq_producer_t *self, const char *topic, const void *body, size_t size);
 
 // Publishes one message that becomes visible after defer_ms.
-int nsq_producer_dpublish(nsq_producer_t *self, const char *topic, const void *body,
-                          size_t size, uint32_t defer_ms);
+int nsq_producer_dpublish(nsq_producer_t *self, const char *topic, const void *body, size_t size,
+                          uint32_t defer_ms);
 
 // Publishes count messages atomically (all or none).
 int nsq_producer_mpublish(nsq_producer_t *self, const char *topic, const void *const *bodies,
                           const size_t *sizes, size_t count);
 
 // Pipelined publishing for throughput: sends without waiting; at most
-// window publishes stay unacknowledged (older answers are collected first).
+// window publishes (1..65536) stay unacknowledged (older answers are
+// collected first). A failure is reported once, by the call that sees it.
 // nsq_producer_flush waits for every outstanding answer. Both return 0, or
 // -1 if any outstanding publish failed or timed out.
 int nsq_producer_publish_async(nsq_producer_t *self, const char *topic, const void *body,

@@ -16,8 +16,8 @@
 #define FRACTION_DIGITS_MAX 9
 
 typedef struct {
-    const char *name;    // unit as written
-    int64_t millis;      // milliseconds per unit
+    const char *name;  // unit as written
+    int64_t millis;    // milliseconds per unit
 } unit_t;
 
 // Longest names first, so "ms" is not read as "m" followed by garbage.
@@ -78,7 +78,7 @@ static int s_read_component(const char **cursor, int64_t *total)
     if (!unit)
         return -1;
     int64_t value;
-    int64_t fraction_millis = fraction * unit->millis; // < 10^9 * 3.6 * 10^6: fits
+    int64_t fraction_millis = fraction * unit->millis;  // < 10^9 * 3.6 * 10^6: fits
     if (fraction_millis % scale != 0 || __builtin_mul_overflow(whole, unit->millis, &value)
         || __builtin_add_overflow(value, fraction_millis / scale, &value)
         || __builtin_add_overflow(*total, value, total))
@@ -134,19 +134,30 @@ void nsq_duration_format(int64_t milliseconds, char *out, size_t size)
 //  Self-test
 
 typedef struct {
-    const char *text;     // input
-    int64_t millis;       // expected value
+    const char *text;  // input
+    int64_t millis;    // expected value
 } duration_case_t;
 
 static int s_test_parse(void)
 {
     const duration_case_t good[] = {
-        {"250ms", 250},       {"60s", 60000},         {"15m", 900000},
-        {"1h", 3600000},      {"1h30m", 5400000},     {"1.5s", 1500},
-        {"0", 0},             {"0s", 0},              {"250", 250},
-        {".5s", 500},         {"1m30.25s", 90250},    {"2h0m0s", 7200000},
-        {"1.5h", 5400000},    {"0.001s", 1},          {"007ms", 7},
-        {"1s1s", 2000},       {"9223372036854775807", INT64_MAX},
+        {"250ms", 250},
+        {"60s", 60000},
+        {"15m", 900000},
+        {"1h", 3600000},
+        {"1h30m", 5400000},
+        {"1.5s", 1500},
+        {"0", 0},
+        {"0s", 0},
+        {"250", 250},
+        {".5s", 500},
+        {"1m30.25s", 90250},
+        {"2h0m0s", 7200000},
+        {"1.5h", 5400000},
+        {"0.001s", 1},
+        {"007ms", 7},
+        {"1s1s", 2000},
+        {"9223372036854775807", INT64_MAX},
         {"9223372036854775807ms", INT64_MAX},
     };
     for (size_t index = 0; index < sizeof(good) / sizeof(good[0]); index++) {
@@ -154,10 +165,28 @@ static int s_test_parse(void)
         if (nsq_duration_parse(good[index].text, &value) || value != good[index].millis)
             return -1;
     }
-    const char *bad[] = {"",     "-1s",  "-5",    "+5s",   "s",     "5x",    "5 s",
-                         " 5s",  "5s ",  "1.5",   "1.5ms", "0.0001s", "1.s.s", ".s", "1..5s",
-                         "1e3s", "5sec", "1hour", "9223372036854775808",
-                         "9223372036854775807s", "2562047788015216h", "1.0000000001s",
+    const char *bad[] = {"",
+                         "-1s",
+                         "-5",
+                         "+5s",
+                         "s",
+                         "5x",
+                         "5 s",
+                         " 5s",
+                         "5s ",
+                         "1.5",
+                         "1.5ms",
+                         "0.0001s",
+                         "1.s.s",
+                         ".s",
+                         "1..5s",
+                         "1e3s",
+                         "5sec",
+                         "1hour",
+                         "9223372036854775808",
+                         "9223372036854775807s",
+                         "2562047788015216h",
+                         "1.0000000001s",
                          "9223372036854775807ms1ms"};
     for (size_t index = 0; index < sizeof(bad) / sizeof(bad[0]); index++) {
         int64_t value = 42;
@@ -173,7 +202,7 @@ static int s_test_parse(void)
 static int s_test_format(void)
 {
     const duration_case_t cases[] = {
-        {"0s", 0},     {"250ms", 250}, {"1s", 1000},   {"90s", 90000}, {"1m", 60000},
+        {"0s", 0},       {"250ms", 250},  {"1s", 1000},     {"90s", 90000},   {"1m", 60000},
         {"15m", 900000}, {"1h", 3600000}, {"90m", 5400000}, {"1500ms", 1500}, {"-2s", -2000},
     };
     char text[NSQ_DURATION_TEXT_MAX];

@@ -22,14 +22,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PROGRAM_MAX     64 // program name buffer, NUL included
+#define PROGRAM_MAX     64  // program name buffer, NUL included
 #define DEFAULT_PROGRAM "nsq"
 #define TRUNCATED_MARK  "..."
-#define SUFFIX_RESERVE  8 // room kept for "..." plus the line's closing bytes
+#define SUFFIX_RESERVE  8  // room kept for "..." plus the line's closing bytes
 
 static atomic_int s_level = NSQ_LOG_INFO;
 static atomic_bool s_json = false;
-static atomic_int s_fd = -1; // -1 means STDERR_FILENO
+static atomic_int s_fd = -1;  // -1 means STDERR_FILENO
 static pthread_mutex_t s_program_lock = PTHREAD_MUTEX_INITIALIZER;
 static char s_program[PROGRAM_MAX] = DEFAULT_PROGRAM;
 
@@ -39,10 +39,10 @@ static const char *s_level_lower[] = {"debug", "info", "warn", "error"};
 // One line under construction; everything is all-or-nothing per escape unit
 // so a truncated line never ends in half an escape sequence.
 typedef struct {
-    char data[NSQ_LOG_LINE_MAX]; // the line
-    size_t size;                 // bytes used
-    size_t limit;                // bytes usable before the closing suffix
-    bool truncated;              // something did not fit
+    char data[NSQ_LOG_LINE_MAX];  // the line
+    size_t size;                  // bytes used
+    size_t limit;                 // bytes usable before the closing suffix
+    bool truncated;               // something did not fit
 } line_t;
 
 void nsq_log_set_level(nsq_log_level_t level)
@@ -199,7 +199,7 @@ static void s_write(const char *data, size_t size)
         if (written < 0 && errno == EINTR)
             continue;
         if (written <= 0)
-            return; // nowhere left to report it
+            return;  // nowhere left to report it
         data += written;
         size -= (size_t) written;
     }

@@ -46,7 +46,12 @@ bool nsq_name_is_valid(const char *name)
 
 int nsq_names_test(void)
 {
-    const char *valid[] = {"orders", "a", "A.b_c-9", "...", "orders#ephemeral", "x#ephemeral",
+    const char *valid[] = {"orders",
+                           "a",
+                           "A.b_c-9",
+                           "...",
+                           "orders#ephemeral",
+                           "x#ephemeral",
                            "0123456789012345678901234567890123456789012345678901234567890123",
                            "012345678901234567890123456789012345678901234567890123#ephemeral"};
     for (size_t index = 0; index < sizeof(valid) / sizeof(valid[0]); index++)

@@ -31,23 +31,23 @@
 #define NSQ_VERSION "unknown"
 #endif
 
-#define SOURCE_MAX 160 // "--name" or "ENV_NAME (--name)" in error messages
+#define SOURCE_MAX 160  // "--name" or "ENV_NAME (--name)" in error messages
 
 typedef struct {
-    nsq_option_spec_t spec; // copy of the caller's spec (strings borrowed)
-    char *env_name;         // e.g. NSQ_BROKER_MEM_QUEUE_SIZE, NULL without a prefix
-    char **values;          // current values as text, count of them
-    size_t count;           // values in use
-    size_t capacity;        // slots allocated in values
-    int64_t number;         // values[0] converted (INT, SIZE, DURATION, BOOL)
-    bool from_env;          // the environment set it in this parse
-    bool from_command_line; // a flag set it in this parse
+    nsq_option_spec_t spec;  // copy of the caller's spec (strings borrowed)
+    char *env_name;          // e.g. NSQ_BROKER_MEM_QUEUE_SIZE, NULL without a prefix
+    char **values;           // current values as text, count of them
+    size_t count;            // values in use
+    size_t capacity;         // slots allocated in values
+    int64_t number;          // values[0] converted (INT, SIZE, DURATION, BOOL)
+    bool from_env;           // the environment set it in this parse
+    bool from_command_line;  // a flag set it in this parse
 } option_t;
 
 struct _nsq_options_t {
-    char *program;     // for --help and --version
-    option_t *options; // the table, in declaration order
-    size_t count;      // entries in options
+    char *program;      // for --help and --version
+    option_t *options;  // the table, in declaration order
+    size_t count;       // entries in options
 };
 
 static const char *s_type_names[] = {"STRING", "INT", "SIZE", "DURATION", "BOOL"};
@@ -65,7 +65,7 @@ static option_t *s_find(nsq_options_t *self, const char *name, size_t length)
 static option_t *s_require(nsq_options_t *self, const char *name)
 {
     option_t *option = self && name ? s_find(self, name, strlen(name)) : NULL;
-    assert(option); // a name missing from the table is a bug in the caller
+    assert(option);  // a name missing from the table is a bug in the caller
     return option;
 }
 
@@ -262,14 +262,14 @@ static int s_check_spec(nsq_options_t *self, size_t index)
 {
     option_t *option = &self->options[index];
     const nsq_option_spec_t *spec = &option->spec;
-    if (!spec->name || !*spec->name || strspn(spec->name, "abcdefghijklmnopqrstuvwxyz0123456789-")
-                                           != strlen(spec->name))
+    if (!spec->name || !*spec->name
+        || strspn(spec->name, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(spec->name))
         return -1;
     if (strcmp(spec->name, "help") == 0 || strcmp(spec->name, "version") == 0
         || strcmp(spec->name, "h") == 0)
         return -1;
     if (s_find(self, spec->name, strlen(spec->name)) != option)
-        return -1; // declared twice
+        return -1;  // declared twice
     if ((unsigned) spec->type > NSQ_OPTION_BOOL || spec->min > spec->max)
         return -1;
     if (spec->type == NSQ_OPTION_BOOL && spec->repeatable)
@@ -369,8 +369,8 @@ static int s_apply_defaults_and_env(nsq_options_t *self, char *error, size_t err
         s_clear(option);
         option->from_env = option->from_command_line = false;
         if (option->spec.default_value
-            && s_add(option, option->spec.default_value, option->spec.repeatable, "default",
-                     error, error_size))
+            && s_add(option, option->spec.default_value, option->spec.repeatable, "default", error,
+                     error_size))
             return -1;
         const char *text = option->env_name ? getenv(option->env_name) : NULL;
         if (!text || !*text)
@@ -432,7 +432,7 @@ int nsq_options_parse(nsq_options_t *self, int argc, char **argv, char *error, s
         if (strcmp(arg, "--") == 0) {
             if (index + 1 == argc)
                 break;
-            arg = argv[index + 1]; // we take no positional arguments
+            arg = argv[index + 1];  // we take no positional arguments
         } else if (arg[0] == '-' && arg[1] != '\0') {
             if (s_apply_flag(self, argc, argv, &index, error, error_size))
                 return -1;
@@ -557,8 +557,9 @@ static bool s_fails_with(nsq_options_t *options, const char *expected, char *fir
 
 static void s_unset_test_env(void)
 {
-    const char *names[] = {"HTTP_ADDRESS",    "MEM_QUEUE_SIZE", "MAX_BYTES_PER_FILE", "MSG_TIMEOUT",
-                           "LOOKUPD_ADDRESS", "VERBOSE",        "OFFSET"};
+    const char *names[] = {"HTTP_ADDRESS", "MEM_QUEUE_SIZE",  "MAX_BYTES_PER_FILE",
+                           "MSG_TIMEOUT",  "LOOKUPD_ADDRESS", "VERBOSE",
+                           "OFFSET"};
     for (size_t index = 0; index < sizeof(names) / sizeof(names[0]); index++) {
         char name[64];
         snprintf(name, sizeof(name), "%s_%s", TEST_PREFIX, names[index]);
@@ -590,8 +591,8 @@ static int s_test_defaults(nsq_options_t *options)
 static int s_test_flags(nsq_options_t *options)
 {
     char error[256];
-    if (s_run(options, error, sizeof(error), "--http-address=127.0.0.1:0", "--mem-queue-size",
-              "5", "--max-bytes-per-file=2k", "-msg-timeout=1m30s", "--lookupd-address=a:1",
+    if (s_run(options, error, sizeof(error), "--http-address=127.0.0.1:0", "--mem-queue-size", "5",
+              "--max-bytes-per-file=2k", "-msg-timeout=1m30s", "--lookupd-address=a:1",
               "--lookupd-address", "b:2", "--verbose", "--offset", "-7", "--", NULL))
         return -1;
     if (strcmp(nsq_options_string(options, "http-address"), "127.0.0.1:0")
@@ -619,7 +620,7 @@ static int s_test_flags(nsq_options_t *options)
     if (s_run(options, error, sizeof(error), "--verbose=TRUE", NULL)
         || !nsq_options_bool(options, "verbose"))
         return -1;
-    return s_test_defaults(options); // a new parse starts over
+    return s_test_defaults(options);  // a new parse starts over
 }
 
 static int s_test_errors(nsq_options_t *options)
@@ -654,8 +655,9 @@ static int s_test_env(nsq_options_t *options)
     setenv(TEST_PREFIX "_MEM_QUEUE_SIZE", "100", 1);
     setenv(TEST_PREFIX "_LOOKUPD_ADDRESS", "x:1, y:2,,", 1);
     setenv(TEST_PREFIX "_VERBOSE", "true", 1);
-    setenv(TEST_PREFIX "_HTTP_ADDRESS", "", 1); // empty counts as unset
-    if (s_run(options, error, sizeof(error), NULL) || nsq_options_int(options, "mem-queue-size") != 100
+    setenv(TEST_PREFIX "_HTTP_ADDRESS", "", 1);  // empty counts as unset
+    if (s_run(options, error, sizeof(error), NULL)
+        || nsq_options_int(options, "mem-queue-size") != 100
         || !nsq_options_is_set(options, "mem-queue-size")
         || nsq_options_count(options, "lookupd-address") != 2
         || strcmp(nsq_options_string_at(options, "lookupd-address", 0), "x:1")
@@ -700,7 +702,8 @@ static int s_run_quietly(nsq_options_t *options, char *first, char *second)
 
 static int s_test_help(nsq_options_t *options)
 {
-    if (s_run_quietly(options, "--help", NULL) != 1 || s_run_quietly(options, "--version", NULL) != 1
+    if (s_run_quietly(options, "--help", NULL) != 1
+        || s_run_quietly(options, "--version", NULL) != 1
         || s_run_quietly(options, "--nope", "-h") != 1)
         return -1;
     char *text = NULL;
@@ -713,9 +716,14 @@ static int s_test_help(nsq_options_t *options)
     const char *expected[] = {"Usage: nsq-test [OPTIONS]",
                               "--mem-queue-size=INT  (env NSQ_OPTTEST_MEM_QUEUE_SIZE)",
                               "messages kept in memory [default: 10000] [range: 0..1000000]",
-                              "--msg-timeout=DURATION", "[default: 60s] [range: 1s..15m]",
-                              "--max-bytes-per-file=SIZE", "--verbose[=true|false]",
-                              "--lookupd-address=STRING", "[repeatable", "--help", "--version"};
+                              "--msg-timeout=DURATION",
+                              "[default: 60s] [range: 1s..15m]",
+                              "--max-bytes-per-file=SIZE",
+                              "--verbose[=true|false]",
+                              "--lookupd-address=STRING",
+                              "[repeatable",
+                              "--help",
+                              "--version"};
     int rc = 0;
     for (size_t index = 0; index < sizeof(expected) / sizeof(expected[0]); index++)
         if (!strstr(text, expected[index]))
@@ -727,18 +735,24 @@ static int s_test_help(nsq_options_t *options)
 // Bad tables are refused; a second table parses independently of the first.
 static int s_test_tables(nsq_options_t *first)
 {
+#define OK_SPEC                                                                                    \
+    {                                                                                              \
+        "ok", NSQ_OPTION_INT, NULL, 0, 0, false, ""                                                \
+    }
     const nsq_option_spec_t bad[][2] = {
-        {{"twice", NSQ_OPTION_INT, NULL, 0, 0, false, ""}, {"twice", NSQ_OPTION_INT, NULL, 0, 0, false, ""}},
-        {{"help", NSQ_OPTION_BOOL, NULL, 0, 0, false, ""}, {"ok", NSQ_OPTION_INT, NULL, 0, 0, false, ""}},
-        {{"count", NSQ_OPTION_INT, "ten", 0, 0, false, ""}, {"ok", NSQ_OPTION_INT, NULL, 0, 0, false, ""}},
-        {{"count", NSQ_OPTION_INT, "11", 0, 10, false, ""}, {"ok", NSQ_OPTION_INT, NULL, 0, 0, false, ""}},
-        {{"count", NSQ_OPTION_INT, NULL, 5, 1, false, ""}, {"ok", NSQ_OPTION_INT, NULL, 0, 0, false, ""}},
-        {{"flag", NSQ_OPTION_BOOL, NULL, 0, 0, true, ""}, {"ok", NSQ_OPTION_INT, NULL, 0, 0, false, ""}},
-        {{NULL, NSQ_OPTION_INT, NULL, 0, 0, false, ""}, {"ok", NSQ_OPTION_INT, NULL, 0, 0, false, ""}},
-        {{"Upper", NSQ_OPTION_INT, NULL, 0, 0, false, ""}, {"ok", NSQ_OPTION_INT, NULL, 0, 0, false, ""}},
+        {{"ok", NSQ_OPTION_STRING, NULL, 0, 0, false, ""}, OK_SPEC},
+        {{"help", NSQ_OPTION_BOOL, NULL, 0, 0, false, ""}, OK_SPEC},
+        {{"count", NSQ_OPTION_INT, "ten", 0, 0, false, ""}, OK_SPEC},
+        {{"count", NSQ_OPTION_INT, "11", 0, 10, false, ""}, OK_SPEC},
+        {{"count", NSQ_OPTION_INT, NULL, 5, 1, false, ""}, OK_SPEC},
+        {{"flag", NSQ_OPTION_BOOL, NULL, 0, 0, true, ""}, OK_SPEC},
+        {{NULL, NSQ_OPTION_INT, NULL, 0, 0, false, ""}, OK_SPEC},
+        {{"Upper", NSQ_OPTION_INT, NULL, 0, 0, false, ""}, OK_SPEC},
+        {{"a b", NSQ_OPTION_INT, NULL, 0, 0, false, ""}, OK_SPEC},
     };
+#undef OK_SPEC
     int null_fd = open("/dev/null", O_WRONLY);
-    nsq_log_set_stream_fd(null_fd); // new logs why it refuses a table
+    nsq_log_set_stream_fd(null_fd);  // new logs why it refuses a table
     int refused = 0;
     for (size_t index = 0; index < sizeof(bad) / sizeof(bad[0]); index++) {
         nsq_options_t *options = nsq_options_new("bad", NULL, bad[index], 2);
@@ -758,12 +772,13 @@ static int s_test_tables(nsq_options_t *first)
     nsq_options_t *second = nsq_options_new("second", NULL, specs, 2);
     char error[256];
     int rc = second ? 0 : -1;
-    setenv(TEST_PREFIX "_MEM_QUEUE_SIZE", "100", 1); // read by first only
-    if (rc == 0 && (s_run(second, error, sizeof(error), "--topic=t", NULL)
-                    || s_run(first, error, sizeof(error), "--mem-queue-size=3", NULL)
-                    || strcmp(nsq_options_string(second, "topic"), "t")
-                    || nsq_options_int(second, "mem-queue-size") != 1
-                    || nsq_options_int(first, "mem-queue-size") != 3))
+    setenv(TEST_PREFIX "_MEM_QUEUE_SIZE", "100", 1);  // read by first only
+    if (rc == 0
+        && (s_run(second, error, sizeof(error), "--topic=t", NULL)
+            || s_run(first, error, sizeof(error), "--mem-queue-size=3", NULL)
+            || strcmp(nsq_options_string(second, "topic"), "t")
+            || nsq_options_int(second, "mem-queue-size") != 1
+            || nsq_options_int(first, "mem-queue-size") != 3))
         rc = -1;
     if (rc == 0 && s_fails_with(second, "unknown flag --verbose", "--verbose", NULL) == false)
         rc = -1;
@@ -775,7 +790,8 @@ static int s_test_tables(nsq_options_t *first)
 int nsq_options_test(void)
 {
     s_unset_test_env();
-    nsq_options_t *options = nsq_options_new("nsq-test", TEST_PREFIX, s_test_specs, TEST_SPEC_COUNT);
+    nsq_options_t *options =
+        nsq_options_new("nsq-test", TEST_PREFIX, s_test_specs, TEST_SPEC_COUNT);
     if (!options)
         return -1;
     int rc = s_test_defaults(options);
@@ -791,7 +807,7 @@ int nsq_options_test(void)
         rc = s_test_tables(options);
     s_unset_test_env();
     nsq_options_destroy(&options);
-    nsq_options_destroy(&options); // NULL is accepted
+    nsq_options_destroy(&options);  // NULL is accepted
     nsq_options_destroy(NULL);
     return rc;
 }

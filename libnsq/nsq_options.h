@@ -38,12 +38,12 @@ typedef enum {
 } nsq_option_type_t;
 
 typedef struct {
-    const char *name;          // long flag without dashes, e.g. "mem-queue-size"
-    nsq_option_type_t type;    // how values are checked and converted
-    const char *default_value; // as text ("10000", "60s", "true"); NULL = unset
-    int64_t min, max;          // bounds for INT/SIZE/DURATION (ms); both 0 = unbounded
-    bool repeatable;           // may be given several times (e.g. lookupd-address)
-    const char *help;          // one line for --help
+    const char *name;           // long flag without dashes, e.g. "mem-queue-size"
+    nsq_option_type_t type;     // how values are checked and converted
+    const char *default_value;  // as text ("10000", "60s", "true"); NULL = unset
+    int64_t min, max;           // bounds for INT/SIZE/DURATION (ms); both 0 = unbounded
+    bool repeatable;            // may be given several times (e.g. lookupd-address)
+    const char *help;           // one line for --help
 } nsq_option_spec_t;
 
 typedef struct _nsq_options_t nsq_options_t;

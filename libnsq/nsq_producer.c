@@ -1,1 +1,456 @@
-/* placeholder */
+/*  nsq_producer - publish to one broker over ZeroMQ and wait for its answer
+    SPDX-License-Identifier: MIT
+
+    One DEALER socket. Every publish is one Pub command numbered with an
+    increasing seq; the broker answers each with a Response or an Error that
+    echoes the seq. Publishes in flight form a window [oldest, next_seq): a
+    ring of "answered" flags indexed by seq, so answers may come in any
+    order and stale answers (after a timeout) are ignored. The synchronous
+    calls are a window of one followed by a flush.
+
+    When no answer arrives for timeout_ms, every outstanding publish fails
+    with E_TIMEOUT and the socket is replaced (linger 0), so publishes that
+    were reported failed are not delivered later by a queue nobody watches.
+
+    API in call order: nsq_producer_new, nsq_producer_set_timeout,
+    nsq_producer_publish / _dpublish / _mpublish or
+    nsq_producer_publish_async + nsq_producer_flush, nsq_producer_error,
+    nsq_producer_destroy.
+*/
+#include "nsq.h"
+#include "nsq_client_test.h"
+#include "nsq_wire.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#define S_TIMEOUT_DEFAULT_MS 5000   // how long a publish waits for its answer
+#define S_WINDOW_MAX         65536  // largest async window; bounds the send queue
+#define S_ERROR_MAX          64     // longest error code kept, NUL included
+
+struct _nsq_producer_t {
+    char endpoint[NSQ_CLIENT_ENDPOINT_MAX];  // "tcp://host:port"
+    zsock_t *sock;                           // DEALER to the broker
+    int timeout_ms;                          // answer timeout
+    uint64_t next_seq;                       // seq of the next publish
+    uint64_t oldest;                         // oldest unanswered seq; next_seq if none
+    bool *answered;                          // ring of flags, indexed by seq % ring_size
+    size_t ring_size;                        // capacity of the window
+    bool failed;                             // a publish failed since the last report
+    char error[S_ERROR_MAX];                 // last error code, "" if none
+};
+
+static int s_socket_open(nsq_producer_t *self)
+{
+    self->sock = zsock_new(ZMQ_DEALER);
+    if (!self->sock)
+        return -1;
+    zsock_set_linger(self->sock, self->timeout_ms);
+    zsock_set_sndhwm(self->sock, S_WINDOW_MAX + 16);
+    zsock_set_rcvhwm(self->sock, S_WINDOW_MAX + 16);
+    if (zsock_connect(self->sock, "%s", self->endpoint)) {
+        zsock_destroy(&self->sock);
+        return -1;
+    }
+    return 0;
+}
+
+// Drops the socket and whatever it still queues; opens a fresh one.
+static void s_socket_reset(nsq_producer_t *self)
+{
+    if (self->sock) {
+        zsock_set_linger(self->sock, 0);
+        zsock_destroy(&self->sock);
+    }
+    s_socket_open(self);
+}
+
+static void s_set_error(nsq_producer_t *self, const char *code)
+{
+    snprintf(self->error, sizeof self->error, "%s", code && *code ? code : "E_UNKNOWN");
+    self->failed = true;
+}
+
+nsq_producer_t *nsq_producer_new(const char *address)
+{
+    nsq_producer_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->timeout_ms = S_TIMEOUT_DEFAULT_MS;
+    self->next_seq = self->oldest = 1;
+    self->ring_size = 1;
+    self->answered = calloc(1, sizeof(bool));
+    if (!self->answered || nsq_client_endpoint(address, self->endpoint, sizeof self->endpoint)
+        || s_socket_open(self)) {
+        nsq_producer_destroy(&self);
+        return NULL;
+    }
+    return self;
+}
+
+void nsq_producer_destroy(nsq_producer_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    nsq_producer_t *self = *self_p;
+    zsock_destroy(&self->sock);
+    free(self->answered);
+    free(self);
+    *self_p = NULL;
+}
+
+void nsq_producer_set_timeout(nsq_producer_t *self, int timeout_ms)
+{
+    self->timeout_ms = timeout_ms < 0 ? 0 : timeout_ms;
+    if (self->sock)
+        zsock_set_linger(self->sock, self->timeout_ms);
+}
+
+const char *nsq_producer_error(nsq_producer_t *self)
+{
+    return self->error;
+}
+
+// ---- the window ------------------------------------------------------------
+
+// Makes room for window outstanding publishes. Returns 0 or -1.
+static int s_ring_reserve(nsq_producer_t *self, size_t window)
+{
+    if (window <= self->ring_size)
+        return 0;
+    bool *ring = calloc(window, sizeof(bool));
+    if (!ring)
+        return -1;
+    for (uint64_t seq = self->oldest; seq < self->next_seq; seq++)
+        ring[seq % window] = self->answered[seq % self->ring_size];
+    free(self->answered);
+    self->answered = ring;
+    self->ring_size = window;
+    return 0;
+}
+
+// Records the answer to seq (code NULL = success); ignores stale seqs.
+static void s_answer(nsq_producer_t *self, uint64_t seq, const char *code)
+{
+    if (seq < self->oldest || seq >= self->next_seq || self->answered[seq % self->ring_size])
+        return;
+    self->answered[seq % self->ring_size] = true;
+    if (code)
+        s_set_error(self, code);
+    while (self->oldest < self->next_seq && self->answered[self->oldest % self->ring_size])
+        self->oldest++;
+}
+
+// Fails every outstanding publish with E_TIMEOUT.
+static void s_time_out(nsq_producer_t *self)
+{
+    s_set_error(self, "E_TIMEOUT");
+    self->oldest = self->next_seq;
+    s_socket_reset(self);
+}
+
+// Records one answer frame.
+static void s_on_frame(nsq_producer_t *self, zmq_msg_t *frame)
+{
+    Nsq__Frame *decoded = nsq_wire_frame_unpack(zmq_msg_data(frame), zmq_msg_size(frame));
+    if (decoded && decoded->frame_case == NSQ__FRAME__FRAME_RESPONSE)
+        s_answer(self, decoded->response->seq, NULL);
+    else if (decoded && decoded->frame_case == NSQ__FRAME__FRAME_ERROR)
+        s_answer(self, decoded->error->seq, decoded->error->code);
+    nsq__frame__free_unpacked(decoded, NULL);
+}
+
+// Waits up to timeout_ms for one frame and records it. Returns 1 if a frame
+// was read, 0 on timeout. Tries a plain read first: polling costs a system
+// call, a read of a frame that is already queued does not.
+static int s_receive(nsq_producer_t *self, int timeout_ms)
+{
+    void *handle = zsock_resolve(self->sock);
+    zmq_msg_t frame;
+    zmq_msg_init(&frame);
+    int64_t deadline = zclock_mono() + timeout_ms;
+    while (zmq_msg_recv(&frame, handle, ZMQ_DONTWAIT) < 0) {
+        int64_t left = deadline - zclock_mono();
+        zmq_pollitem_t item = {handle, 0, ZMQ_POLLIN, 0};
+        if (left <= 0 || (zmq_poll(&item, 1, (long) left) < 0 && errno != EINTR)) {
+            zmq_msg_close(&frame);
+            return 0;
+        }
+    }
+    s_on_frame(self, &frame);
+    zmq_msg_close(&frame);
+    return 1;
+}
+
+// Waits until at most window publishes are outstanding (0: all answered).
+static void s_wait(nsq_producer_t *self, size_t window)
+{
+    while (self->next_seq - self->oldest > window)
+        if (s_receive(self, self->timeout_ms) == 0)
+            s_time_out(self);
+}
+
+// Returns -1 once per failure since the last report, else 0.
+static int s_report(nsq_producer_t *self)
+{
+    if (!self->failed)
+        return 0;
+    self->failed = false;
+    return -1;
+}
+
+// Sends one Pub of count bodies. Returns 0, or -1 if it could not be queued.
+static int s_send(nsq_producer_t *self, const char *topic, const void *const *bodies,
+                  const size_t *sizes, size_t count, uint32_t defer_ms)
+{
+    s_wait(self, self->ring_size - 1);  // a free slot in the ring
+    ProtobufCBinaryData one;
+    ProtobufCBinaryData *data = count == 1 ? &one : calloc(count, sizeof *data);
+    if (!data || !topic) {
+        s_set_error(self, "E_INVALID");
+        return -1;
+    }
+    for (size_t i = 0; i < count; i++) {
+        data[i].len = sizes[i];
+        data[i].data = (uint8_t *) bodies[i];
+    }
+    Nsq__Pub pub = NSQ__PUB__INIT;
+    pub.topic = (char *) topic;
+    pub.n_bodies = count;
+    pub.bodies = data;
+    pub.defer_ms = defer_ms;
+    Nsq__Command command = NSQ__COMMAND__INIT;
+    command.cmd_case = NSQ__COMMAND__CMD_PUB;
+    command.pub = &pub;
+    command.seq = self->next_seq;
+    int rc =
+        self->sock ? nsq_wire_send_command(zsock_resolve(self->sock), &command, ZMQ_DONTWAIT) : -1;
+    if (data != &one)
+        free(data);
+    if (rc) {
+        s_set_error(self, "E_SEND_FAILED");
+        return -1;
+    }
+    self->answered[self->next_seq % self->ring_size] = false;
+    self->next_seq++;
+    return 0;
+}
+
+// ---- publishing ------------------------------------------------------------
+
+static int s_publish(nsq_producer_t *self, const char *topic, const void *const *bodies,
+                     const size_t *sizes, size_t count, uint32_t defer_ms)
+{
+    if (count == 0) {
+        s_set_error(self, "E_INVALID");
+        return s_report(self);
+    }
+    if (!self->failed)
+        self->error[0] = '\0';
+    s_send(self, topic, bodies, sizes, count, defer_ms);
+    s_wait(self, 0);
+    return s_report(self);
+}
+
+int nsq_producer_publish(nsq_producer_t *self, const char *topic, const void *body, size_t size)
+{
+    return s_publish(self, topic, &body, &size, 1, 0);
+}
+
+int nsq_producer_dpublish(nsq_producer_t *self, const char *topic, const void *body, size_t size,
+                          uint32_t defer_ms)
+{
+    return s_publish(self, topic, &body, &size, 1, defer_ms);
+}
+
+int nsq_producer_mpublish(nsq_producer_t *self, const char *topic, const void *const *bodies,
+                          const size_t *sizes, size_t count)
+{
+    return s_publish(self, topic, bodies, sizes, count, 0);
+}
+
+int nsq_producer_publish_async(nsq_producer_t *self, const char *topic, const void *body,
+                               size_t size, size_t window)
+{
+    window = window < 1 ? 1 : window > S_WINDOW_MAX ? S_WINDOW_MAX : window;
+    if (s_ring_reserve(self, window)) {
+        s_set_error(self, "E_NOMEM");
+        return s_report(self);
+    }
+    s_wait(self, window - 1);
+    s_send(self, topic, &body, &size, 1, 0);
+    while (self->oldest < self->next_seq && s_receive(self, 0))
+        ;  // collect answers that are already here
+    return s_report(self);
+}
+
+int nsq_producer_flush(nsq_producer_t *self)
+{
+    s_wait(self, 0);
+    return s_report(self);
+}
+
+// ---- self-test -------------------------------------------------------------
+// A fake broker in an actor thread: answers Pub with OK, topic "bad" with
+// E_BAD_TOPIC, and never answers topic "silent". "COUNT" on the pipe returns
+// the number of bodies accepted so far.
+
+static void s_fake_answer(zsock_t *router, zframe_t *peer, const Nsq__Command *command,
+                          size_t *accepted)
+{
+    if (command->cmd_case != NSQ__COMMAND__CMD_PUB || streq(command->pub->topic, "silent"))
+        return;
+    Nsq__Frame frame = NSQ__FRAME__INIT;
+    Nsq__Response response = NSQ__RESPONSE__INIT;
+    Nsq__Error error = NSQ__ERROR__INIT;
+    if (streq(command->pub->topic, "bad")) {
+        error.seq = command->seq;
+        error.code = "E_BAD_TOPIC";
+        frame.frame_case = NSQ__FRAME__FRAME_ERROR;
+        frame.error = &error;
+    } else {
+        *accepted += command->pub->n_bodies;
+        response.seq = command->seq;
+        response.text = "OK";
+        frame.frame_case = NSQ__FRAME__FRAME_RESPONSE;
+        frame.response = &response;
+    }
+    nsq_wire_send_frame(zsock_resolve(router), zframe_data(peer), zframe_size(peer), &frame, 0);
+}
+
+static void s_fake_read(zsock_t *router, size_t *accepted)
+{
+    zmsg_t *msg = zmsg_recv(router);
+    zframe_t *peer = msg ? zmsg_pop(msg) : NULL;
+    zframe_t *body = msg ? zmsg_pop(msg) : NULL;
+    Nsq__Command *command =
+        body ? nsq_wire_command_unpack(zframe_data(body), zframe_size(body)) : NULL;
+    if (command)
+        s_fake_answer(router, peer, command, accepted);
+    nsq__command__free_unpacked(command, NULL);
+    zframe_destroy(&body);
+    zframe_destroy(&peer);
+    zmsg_destroy(&msg);
+}
+
+static void s_fake_broker(zsock_t *pipe, void *arg)
+{
+    (void) arg;
+    zsock_t *router = zsock_new(ZMQ_ROUTER);
+    int port = zsock_bind(router, "tcp://127.0.0.1:*");
+    zpoller_t *poller = zpoller_new(pipe, router, NULL);
+    zsock_signal(pipe, 0);
+    zstr_sendf(pipe, "%d", port);
+    size_t accepted = 0;
+    while (true) {
+        void *which = zpoller_wait(poller, -1);
+        if (which == router) {
+            s_fake_read(router, &accepted);
+            continue;
+        }
+        char *command = which ? zstr_recv(pipe) : NULL;
+        bool stop = !command || streq(command, "$TERM");
+        if (!stop)
+            zstr_sendf(pipe, "%zu", accepted);
+        zstr_free(&command);
+        if (stop)
+            break;
+    }
+    zpoller_destroy(&poller);
+    zsock_destroy(&router);
+}
+
+static size_t s_fake_accepted(zactor_t *fake)
+{
+    zstr_send(fake, "COUNT");
+    char *text = zstr_recv(fake);
+    size_t count = text ? (size_t) atol(text) : 0;
+    zstr_free(&text);
+    return count;
+}
+
+#define S_CHECK(condition)                                                                         \
+    do {                                                                                           \
+        if (!(condition)) {                                                                        \
+            fprintf(stderr, "nsq_producer_test: %s:%d: %s\n", __FILE__, __LINE__, #condition);     \
+            return -1;                                                                             \
+        }                                                                                          \
+    } while (0)
+
+static int s_test_sync(nsq_producer_t *producer, zactor_t *fake)
+{
+    S_CHECK(nsq_producer_publish(producer, "orders", "hello", 5) == 0);
+    S_CHECK(streq(nsq_producer_error(producer), ""));
+    S_CHECK(nsq_producer_publish(producer, "bad", "hello", 5) == -1);
+    S_CHECK(streq(nsq_producer_error(producer), "E_BAD_TOPIC"));
+    S_CHECK(nsq_producer_dpublish(producer, "orders", "later", 5, 100) == 0);
+    S_CHECK(streq(nsq_producer_error(producer), ""));
+    const void *bodies[] = {"a", "bb", "ccc"};
+    const size_t sizes[] = {1, 2, 3};
+    S_CHECK(nsq_producer_mpublish(producer, "orders", bodies, sizes, 3) == 0);
+    S_CHECK(nsq_producer_mpublish(producer, "orders", bodies, sizes, 0) == -1);
+    S_CHECK(s_fake_accepted(fake) == 5);
+    return 0;
+}
+
+static int s_test_async(nsq_producer_t *producer, zactor_t *fake)
+{
+    int failures = 0;
+    for (int i = 0; i < 1000; i++)
+        if (nsq_producer_publish_async(producer, "orders", "x", 1, 100))
+            failures++;
+    S_CHECK(nsq_producer_flush(producer) == 0 && failures == 0);
+    S_CHECK(s_fake_accepted(fake) == 1005);
+    for (int i = 0; i < 50; i++)
+        if (nsq_producer_publish_async(producer, i == 10 ? "bad" : "orders", "x", 1, 20))
+            failures++;
+    if (nsq_producer_flush(producer))
+        failures++;
+    S_CHECK(failures == 1 && streq(nsq_producer_error(producer), "E_BAD_TOPIC"));
+    S_CHECK(nsq_producer_flush(producer) == 0);
+    return 0;
+}
+
+static int s_test_timeout(nsq_producer_t *producer)
+{
+    nsq_producer_set_timeout(producer, 200);
+    int64_t start = zclock_mono();
+    S_CHECK(nsq_producer_publish(producer, "silent", "x", 1) == -1);
+    S_CHECK(streq(nsq_producer_error(producer), "E_TIMEOUT"));
+    S_CHECK(zclock_mono() - start >= 190);
+    S_CHECK(nsq_producer_publish(producer, "orders", "again", 5) == 0);
+    return 0;
+}
+
+int nsq_producer_test(void)
+{
+    S_CHECK(nsq_producer_new("no-port") == NULL);
+    nsq_producer_destroy(NULL);
+    zactor_t *fake = zactor_new(s_fake_broker, NULL);
+    char *port = zstr_recv(fake);
+    char address[64];
+    snprintf(address, sizeof address, "127.0.0.1:%s", port ? port : "0");
+    zstr_free(&port);
+    nsq_producer_t *producer = nsq_producer_new(address);
+    int rc = producer ? 0 : -1;
+    if (rc == 0)
+        rc = s_test_sync(producer, fake);
+    if (rc == 0)
+        rc = s_test_async(producer, fake);
+    if (rc == 0)
+        rc = s_test_timeout(producer);
+    nsq_producer_destroy(&producer);
+    zactor_destroy(&fake);
+
+    // Nobody listening: a timeout, and destroy does not linger.
+    nsq_producer_t *lonely = nsq_producer_new("127.0.0.1:9");
+    S_CHECK(lonely);
+    nsq_producer_set_timeout(lonely, 100);
+    S_CHECK(nsq_producer_publish(lonely, "orders", "x", 1) == -1);
+    S_CHECK(streq(nsq_producer_error(lonely), "E_TIMEOUT"));
+    nsq_producer_destroy(&lonely);
+    S_CHECK(lonely == NULL);
+    return rc;
+}

@@ -22,8 +22,8 @@
 #include "nsq_wire.h"
 
 typedef struct {
-    const char *name;  // what meson passes, the class name
-    int (*test)(void); // returns 0 on success
+    const char *name;   // what meson passes, the class name
+    int (*test)(void);  // returns 0 on success
 } selftest_t;
 
 static const selftest_t s_tests[] = {

@@ -1,1 +1,563 @@
-/* placeholder */
+/*  nsq-bench - measure publish, consume and end-to-end rates against a broker
+    SPDX-License-Identifier: MIT
+
+    One run per invocation, one result line on stdout:
+        mode=M count=N size=S seconds=X msgs_per_sec=Y mb_per_sec=Z [p50_us= p99_us=]
+
+    Modes:
+        http-pub      N x POST /pub over --connections keep-alive connections
+                      (libcurl multi, one easy handle per connection)
+        http-mpub     the same with /mpub?binary=true, --batch messages each
+        zmq-pub       nsq_producer_publish_async with --window, --connections
+                      producers in threads
+        zmq-consume   a consumer with --max-in-flight until N messages arrived
+                      (publish them first); timed from first to last message
+        zmq-e2e       a publisher thread (optionally paced by --rate) and a
+                      consumer; latency from the send time in the first 8 body
+                      bytes to receipt
+        raw-zmq       plain zmq_send/zmq_recv PUSH/PULL between two processes
+                      over tcp loopback: the ceiling for zmq-consume
+                      (alias zmq-raw-push)
+*/
+#include "nsq.h"
+#include "nsq_log.h"
+#include "nsq_options.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+static const nsq_option_spec_t s_specs[] = {
+    {"mode", NSQ_OPTION_STRING, "zmq-pub", 0, 0, false,
+     "http-pub, http-mpub, zmq-pub, zmq-consume, zmq-e2e or raw-zmq"},
+    {"count", NSQ_OPTION_INT, "100000", 1, 1000000000, false, "messages to send or receive"},
+    {"size", NSQ_OPTION_SIZE, "100", 1, 1048576, false, "message body size in bytes"},
+    {"batch", NSQ_OPTION_INT, "100", 1, 100000, false, "messages per /mpub request"},
+    {"connections", NSQ_OPTION_INT, "1", 1, 1024, false,
+     "concurrent HTTP connections or ZeroMQ producer threads"},
+    {"window", NSQ_OPTION_INT, "1000", 1, 65536, false, "unacknowledged ZeroMQ publishes"},
+    {"max-in-flight", NSQ_OPTION_INT, "2500", 1, 1000000, false, "consumer credit"},
+    {"rate", NSQ_OPTION_INT, "0", 0, 100000000, false,
+     "zmq-e2e: messages per second to publish (0 = as fast as possible)"},
+    {"http-address", NSQ_OPTION_STRING, "127.0.0.1:4151", 0, 0, false, "broker HTTP address"},
+    {"zmq-address", NSQ_OPTION_STRING, "127.0.0.1:4152", 0, 0, false, "broker ZeroMQ address"},
+    {"topic", NSQ_OPTION_STRING, "bench", 0, 0, false, "topic to publish to and consume"},
+    {"channel", NSQ_OPTION_STRING, "bench", 0, 0, false, "channel to consume"},
+    {"log-level", NSQ_OPTION_STRING, "warn", 0, 0, false, "debug, info, warn or error"},
+};
+
+typedef struct {
+    const char *mode;
+    int64_t count;
+    size_t size;
+    int64_t batch;
+    int64_t connections;
+    size_t window;
+    uint32_t max_in_flight;
+    int64_t rate;
+    const char *http_address;
+    const char *zmq_address;
+    const char *topic;
+    const char *channel;
+} s_config_t;
+
+static int64_t s_clock_ns(clockid_t clock)
+{
+    struct timespec now;
+    clock_gettime(clock, &now);
+    return (int64_t) now.tv_sec * 1000000000 + now.tv_nsec;
+}
+
+static int s_compare_int64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *) a, y = *(const int64_t *) b;
+    return (x > y) - (x < y);
+}
+
+// Prints the result line. latencies (ns, count of them) may be NULL.
+static void s_report(const s_config_t *config, int64_t count, double seconds, int64_t *latencies,
+                     size_t latency_count, int64_t errors)
+{
+    double rate = seconds > 0 ? (double) count / seconds : 0;
+    printf("mode=%s count=%lld size=%zu seconds=%.3f msgs_per_sec=%.0f mb_per_sec=%.2f",
+           config->mode, (long long) count, config->size, seconds, rate,
+           rate * (double) config->size / 1e6);
+    if (latencies && latency_count) {
+        qsort(latencies, latency_count, sizeof *latencies, s_compare_int64);
+        printf(" p50_us=%lld p99_us=%lld", (long long) latencies[latency_count / 2] / 1000,
+               (long long) latencies[latency_count * 99 / 100] / 1000);
+    }
+    if (errors)
+        printf(" errors=%lld", (long long) errors);
+    printf("\n");
+    fflush(stdout);
+}
+
+// ---- HTTP --------------------------------------------------------------------
+
+static size_t s_discard(char *data, size_t size, size_t count, void *arg)
+{
+    (void) data;
+    (void) arg;
+    return size * count;
+}
+
+// Builds an /mpub?binary=true body of count messages of size bytes.
+static char *s_mpub_body(size_t count, size_t size, size_t *length)
+{
+    *length = 4 + count * (4 + size);
+    char *body = malloc(*length);
+    if (!body)
+        return NULL;
+    uint32_t header = htonl((uint32_t) count);
+    memcpy(body, &header, 4);
+    char *at = body + 4;
+    for (size_t i = 0; i < count; i++) {
+        uint32_t message_size = htonl((uint32_t) size);
+        memcpy(at, &message_size, 4);
+        memset(at + 4, 'm', size);
+        at += 4 + size;
+    }
+    return body;
+}
+
+typedef struct {
+    CURL *easy;  // one keep-alive connection
+    char *body;  // request body
+    size_t length;
+    int64_t messages;  // messages in this request
+} s_http_slot_t;
+
+// Points slot at its next request: messages messages (1 for /pub).
+static int s_http_prepare(s_http_slot_t *slot, const s_config_t *config, const char *url,
+                          int64_t messages, bool mpub)
+{
+    if (slot->messages != messages || !slot->body) {
+        free(slot->body);
+        slot->body = mpub ? s_mpub_body((size_t) messages, config->size, &slot->length)
+                          : malloc(config->size);
+        if (!slot->body)
+            return -1;
+        if (!mpub) {
+            slot->length = config->size;
+            memset(slot->body, 'p', config->size);
+        }
+        slot->messages = messages;
+    }
+    curl_easy_setopt(slot->easy, CURLOPT_URL, url);
+    curl_easy_setopt(slot->easy, CURLOPT_POSTFIELDS, slot->body);
+    curl_easy_setopt(slot->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) slot->length);
+    curl_easy_setopt(slot->easy, CURLOPT_WRITEFUNCTION, s_discard);
+    curl_easy_setopt(slot->easy, CURLOPT_PRIVATE, slot);
+    return 0;
+}
+
+typedef struct {
+    const s_config_t *config;
+    CURLM *multi;
+    char url[512];
+    bool mpub;
+    int64_t issued;     // messages put in requests so far
+    int64_t completed;  // messages whose request finished
+    int64_t errors;     // failed messages
+    struct curl_slist *headers;
+} s_http_run_t;
+
+// Starts slot's next request if messages remain. Returns 1 if started.
+static int s_http_issue(s_http_run_t *run, s_http_slot_t *slot)
+{
+    int64_t left = run->config->count - run->issued;
+    if (left <= 0)
+        return 0;
+    int64_t messages = run->mpub ? (left < run->config->batch ? left : run->config->batch) : 1;
+    if (s_http_prepare(slot, run->config, run->url, messages, run->mpub))
+        return 0;
+    curl_easy_setopt(slot->easy, CURLOPT_HTTPHEADER, run->headers);
+    run->issued += messages;
+    curl_multi_add_handle(run->multi, slot->easy);
+    return 1;
+}
+
+// Collects finished requests and reuses their handles.
+static void s_http_collect(s_http_run_t *run)
+{
+    int queued;
+    CURLMsg *info;
+    while ((info = curl_multi_info_read(run->multi, &queued))) {
+        if (info->msg != CURLMSG_DONE)
+            continue;
+        s_http_slot_t *slot = NULL;
+        long status = 0;
+        curl_easy_getinfo(info->easy_handle, CURLINFO_PRIVATE, (char **) &slot);
+        curl_easy_getinfo(info->easy_handle, CURLINFO_RESPONSE_CODE, &status);
+        if (info->data.result != CURLE_OK || status != 200)
+            run->errors += slot->messages;
+        run->completed += slot->messages;
+        curl_multi_remove_handle(run->multi, slot->easy);
+        s_http_issue(run, slot);
+    }
+}
+
+static int s_http_bench(const s_config_t *config, bool mpub)
+{
+    s_http_run_t run = {.config = config, .mpub = mpub};
+    snprintf(run.url, sizeof run.url, "http://%s/%s?topic=%s%s", config->http_address,
+             mpub ? "mpub" : "pub", config->topic, mpub ? "&binary=true" : "");
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    run.multi = curl_multi_init();
+    run.headers = curl_slist_append(NULL, "Expect:");
+    size_t slots_count = (size_t) config->connections;
+    s_http_slot_t *slots = calloc(slots_count, sizeof *slots);
+    int64_t start = s_clock_ns(CLOCK_MONOTONIC);
+    for (size_t i = 0; i < slots_count; i++) {
+        slots[i].easy = curl_easy_init();
+        s_http_issue(&run, &slots[i]);
+    }
+    while (run.completed < run.issued && !zsys_interrupted) {
+        int running = 0;
+        curl_multi_perform(run.multi, &running);
+        s_http_collect(&run);
+        if (run.completed < run.issued)
+            curl_multi_poll(run.multi, NULL, 0, 100, NULL);
+    }
+    double seconds = (double) (s_clock_ns(CLOCK_MONOTONIC) - start) / 1e9;
+    s_report(config, run.completed - run.errors, seconds, NULL, 0, run.errors);
+    for (size_t i = 0; i < slots_count; i++) {
+        curl_multi_remove_handle(run.multi, slots[i].easy);
+        curl_easy_cleanup(slots[i].easy);
+        free(slots[i].body);
+    }
+    free(slots);
+    curl_slist_free_all(run.headers);
+    curl_multi_cleanup(run.multi);
+    curl_global_cleanup();
+    return run.errors ? 1 : 0;
+}
+
+// ---- ZeroMQ publishing ---------------------------------------------------------
+
+typedef struct {
+    const s_config_t *config;
+    int64_t count;   // messages this thread publishes
+    int64_t failed;  // publishes that failed
+    bool stamp;      // write the send time into the first 8 body bytes
+} s_publisher_t;
+
+// Sleeps until message number index is due at config->rate per second.
+static void s_pace(const s_config_t *config, int64_t start, int64_t index)
+{
+    if (config->rate <= 0)
+        return;
+    int64_t due = start + index * 1000000000 / config->rate;
+    int64_t wait = due - s_clock_ns(CLOCK_MONOTONIC);
+    if (wait > 0) {
+        struct timespec delay = {wait / 1000000000, wait % 1000000000};
+        nanosleep(&delay, NULL);
+    }
+}
+
+static void *s_publisher_run(void *arg)
+{
+    s_publisher_t *self = arg;
+    const s_config_t *config = self->config;
+    nsq_producer_t *producer = nsq_producer_new(config->zmq_address);
+    char *body = calloc(1, config->size);
+    if (!producer || !body) {
+        self->failed = self->count;
+        nsq_producer_destroy(&producer);
+        free(body);
+        return NULL;
+    }
+    memset(body, 'z', config->size);
+    int64_t start = s_clock_ns(CLOCK_MONOTONIC);
+    for (int64_t i = 0; i < self->count && !zsys_interrupted; i++) {
+        s_pace(config, start, i);
+        if (self->stamp) {
+            int64_t now = s_clock_ns(CLOCK_REALTIME);
+            memcpy(body, &now, sizeof now);
+        }
+        if (nsq_producer_publish_async(producer, config->topic, body, config->size, config->window))
+            self->failed++;
+    }
+    if (nsq_producer_flush(producer))
+        self->failed++;
+    if (self->failed)
+        nsq_warn("publisher: %lld failure(s), last %s", (long long) self->failed,
+                 nsq_producer_error(producer));
+    nsq_producer_destroy(&producer);
+    free(body);
+    return NULL;
+}
+
+// Starts threads publishers sharing count messages. Caller joins them.
+static s_publisher_t *s_publishers_start(const s_config_t *config, size_t threads, bool stamp,
+                                         pthread_t *ids)
+{
+    s_publisher_t *publishers = calloc(threads, sizeof *publishers);
+    for (size_t i = 0; publishers && i < threads; i++) {
+        publishers[i].config = config;
+        publishers[i].stamp = stamp;
+        publishers[i].count = config->count / (int64_t) threads
+                              + ((int64_t) i < config->count % (int64_t) threads ? 1 : 0);
+        pthread_create(&ids[i], NULL, s_publisher_run, &publishers[i]);
+    }
+    return publishers;
+}
+
+// Joins the publishers; returns the number of failures.
+static int64_t s_publishers_join(s_publisher_t *publishers, size_t threads, pthread_t *ids)
+{
+    int64_t failed = 0;
+    for (size_t i = 0; publishers && i < threads; i++) {
+        pthread_join(ids[i], NULL);
+        failed += publishers[i].failed;
+    }
+    free(publishers);
+    return failed;
+}
+
+static int s_zmq_pub_bench(const s_config_t *config)
+{
+    size_t threads = (size_t) config->connections;
+    pthread_t ids[1024];
+    int64_t start = s_clock_ns(CLOCK_MONOTONIC);
+    s_publisher_t *publishers = s_publishers_start(config, threads, false, ids);
+    int64_t failed = s_publishers_join(publishers, threads, ids);
+    double seconds = (double) (s_clock_ns(CLOCK_MONOTONIC) - start) / 1e9;
+    s_report(config, config->count - failed, seconds, NULL, 0, failed);
+    return failed ? 1 : 0;
+}
+
+// ---- ZeroMQ consuming ----------------------------------------------------------
+
+typedef struct {
+    int64_t target;      // stop after this many
+    int64_t received;    // counted messages
+    int64_t first_ns;    // monotonic time of the first
+    int64_t last_ns;     // and of the last
+    int64_t *latencies;  // e2e: ns per message, NULL otherwise
+    int64_t not_before;  // e2e: ignore messages stamped before this (realtime ns)
+} s_counter_t;
+
+static void s_count_handler(nsq_consumer_t *consumer, nsq_msg_t *msg, void *arg)
+{
+    s_counter_t *self = arg;
+    int64_t now = s_clock_ns(CLOCK_MONOTONIC);
+    if (self->latencies) {
+        int64_t sent = 0;
+        if (nsq_msg_size(msg) >= sizeof sent)
+            memcpy(&sent, nsq_msg_body(msg), sizeof sent);
+        if (sent < self->not_before) {
+            nsq_consumer_fin(consumer, msg);  // left over from an earlier run
+            return;
+        }
+        if (self->received < self->target)
+            self->latencies[self->received] = s_clock_ns(CLOCK_REALTIME) - sent;
+    }
+    if (self->received++ == 0)
+        self->first_ns = now;
+    self->last_ns = now;
+    nsq_consumer_fin(consumer, msg);
+    if (self->received >= self->target)
+        nsq_consumer_stop(consumer);
+}
+
+static nsq_consumer_t *s_consumer_start(const s_config_t *config, s_counter_t *counter)
+{
+    nsq_consumer_t *consumer = nsq_consumer_new(config->topic, config->channel);
+    if (!consumer || nsq_consumer_connect(consumer, config->zmq_address)) {
+        fprintf(stderr, "nsq-bench: cannot consume %s/%s from %s\n", config->topic, config->channel,
+                config->zmq_address);
+        nsq_consumer_destroy(&consumer);
+        return NULL;
+    }
+    nsq_consumer_set_handler(consumer, s_count_handler, counter);
+    nsq_consumer_set_max_in_flight(consumer, config->max_in_flight);
+    return consumer;
+}
+
+static int s_zmq_consume_bench(const s_config_t *config)
+{
+    s_counter_t counter = {.target = config->count};
+    nsq_consumer_t *consumer = s_consumer_start(config, &counter);
+    if (!consumer)
+        return 1;
+    nsq_consumer_run(consumer);
+    nsq_consumer_close(consumer, 1000);
+    nsq_consumer_destroy(&consumer);
+    double seconds = (double) (counter.last_ns - counter.first_ns) / 1e9;
+    s_report(config, counter.received, seconds, NULL, 0, 0);
+    return counter.received >= counter.target ? 0 : 1;
+}
+
+static int s_zmq_e2e_bench(const s_config_t *config)
+{
+    s_config_t stamped = *config;
+    if (stamped.size < sizeof(int64_t))
+        stamped.size = sizeof(int64_t);
+    s_counter_t counter = {.target = config->count, .not_before = s_clock_ns(CLOCK_REALTIME)};
+    counter.latencies = calloc((size_t) config->count, sizeof(int64_t));
+    nsq_consumer_t *consumer = counter.latencies ? s_consumer_start(&stamped, &counter) : NULL;
+    if (!consumer) {
+        free(counter.latencies);
+        return 1;
+    }
+    nsq_consumer_poll(consumer, 200);  // subscribe before publishing
+    size_t threads = (size_t) config->connections;
+    pthread_t ids[1024];
+    int64_t start = s_clock_ns(CLOCK_MONOTONIC);
+    s_publisher_t *publishers = s_publishers_start(&stamped, threads, true, ids);
+    nsq_consumer_run(consumer);
+    double seconds = (double) (s_clock_ns(CLOCK_MONOTONIC) - start) / 1e9;
+    int64_t failed = s_publishers_join(publishers, threads, ids);
+    nsq_consumer_close(consumer, 1000);
+    nsq_consumer_destroy(&consumer);
+    size_t measured =
+        (size_t) (counter.received < counter.target ? counter.received : counter.target);
+    s_report(&stamped, counter.received, seconds, counter.latencies, measured, failed);
+    free(counter.latencies);
+    return counter.received >= counter.target && !failed ? 0 : 1;
+}
+
+// ---- raw ZeroMQ baseline -------------------------------------------------------
+
+// Child: PULL bound on loopback; writes its port to fd, receives count
+// messages, writes the seconds from first to last to fd.
+static int s_raw_receiver(int fd, int64_t count, size_t size)
+{
+    void *context = zmq_ctx_new();
+    void *pull = zmq_socket(context, ZMQ_PULL);
+    char endpoint[64];
+    size_t length = sizeof endpoint;
+    zmq_bind(pull, "tcp://127.0.0.1:*");
+    zmq_getsockopt(pull, ZMQ_LAST_ENDPOINT, endpoint, &length);
+    if (write(fd, endpoint, sizeof endpoint) != (ssize_t) sizeof endpoint)
+        return 1;
+    char *buffer = malloc(size);
+    int64_t first = 0;
+    for (int64_t i = 0; i < count; i++) {
+        if (zmq_recv(pull, buffer, size, 0) < 0)
+            break;
+        if (i == 0)
+            first = s_clock_ns(CLOCK_MONOTONIC);
+    }
+    double seconds = (double) (s_clock_ns(CLOCK_MONOTONIC) - first) / 1e9;
+    int rc = write(fd, &seconds, sizeof seconds) == (ssize_t) sizeof seconds ? 0 : 1;
+    free(buffer);
+    zmq_close(pull);
+    zmq_ctx_term(context);
+    return rc;
+}
+
+// Parent: PUSH connected to the child's endpoint, count messages of size.
+static void s_raw_sender(const char *endpoint, int64_t count, size_t size)
+{
+    void *context = zmq_ctx_new();
+    void *push = zmq_socket(context, ZMQ_PUSH);
+    int linger = -1;
+    zmq_setsockopt(push, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_connect(push, endpoint);
+    char *buffer = malloc(size);
+    memset(buffer, 'r', size);
+    for (int64_t i = 0; i < count; i++)
+        zmq_send(push, buffer, size, 0);
+    free(buffer);
+    zmq_close(push);
+    zmq_ctx_term(context);
+}
+
+static int s_raw_bench(const s_config_t *config)
+{
+    int fds[2];
+    if (pipe(fds))
+        return 1;
+    pid_t child = fork();
+    if (child == 0) {
+        close(fds[0]);
+        _exit(s_raw_receiver(fds[1], config->count, config->size));
+    }
+    close(fds[1]);
+    char endpoint[64];
+    double seconds = 0;
+    int status = 1;
+    if (child > 0 && read(fds[0], endpoint, sizeof endpoint) == (ssize_t) sizeof endpoint) {
+        s_raw_sender(endpoint, config->count, config->size);
+        if (read(fds[0], &seconds, sizeof seconds) == (ssize_t) sizeof seconds)
+            s_report(config, config->count, seconds, NULL, 0, 0);
+    }
+    close(fds[0]);
+    if (child > 0)
+        waitpid(child, &status, 0);
+    return status == 0 && seconds > 0 ? 0 : 1;
+}
+
+// ---- main ----------------------------------------------------------------------
+
+static void s_configure(s_config_t *config, nsq_options_t *options)
+{
+    config->mode = nsq_options_string(options, "mode");
+    config->count = nsq_options_int(options, "count");
+    config->size = (size_t) nsq_options_int(options, "size");
+    config->batch = nsq_options_int(options, "batch");
+    config->connections = nsq_options_int(options, "connections");
+    config->window = (size_t) nsq_options_int(options, "window");
+    config->max_in_flight = (uint32_t) nsq_options_int(options, "max-in-flight");
+    config->rate = nsq_options_int(options, "rate");
+    config->http_address = nsq_options_string(options, "http-address");
+    config->zmq_address = nsq_options_string(options, "zmq-address");
+    config->topic = nsq_options_string(options, "topic");
+    config->channel = nsq_options_string(options, "channel");
+}
+
+static int s_bench(const s_config_t *config)
+{
+    if (streq(config->mode, "raw-zmq") || streq(config->mode, "zmq-raw-push"))
+        return s_raw_bench(config);  // first: forks before any ZeroMQ context exists
+    if (streq(config->mode, "http-pub"))
+        return s_http_bench(config, false);
+    if (streq(config->mode, "http-mpub"))
+        return s_http_bench(config, true);
+    if (streq(config->mode, "zmq-pub"))
+        return s_zmq_pub_bench(config);
+    if (streq(config->mode, "zmq-consume"))
+        return s_zmq_consume_bench(config);
+    if (streq(config->mode, "zmq-e2e"))
+        return s_zmq_e2e_bench(config);
+    fprintf(stderr, "nsq-bench: unknown --mode %s\n", config->mode);
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    nsq_log_set_program("nsq-bench");
+    nsq_options_t *options =
+        nsq_options_new("nsq-bench", "NSQ_BENCH", s_specs, sizeof s_specs / sizeof s_specs[0]);
+    if (!options)
+        return 2;
+    char error[256] = "";
+    int parsed = nsq_options_parse(options, argc, argv, error, sizeof error);
+    nsq_log_level_t level = NSQ_LOG_WARN;
+    if (parsed == 0 && nsq_log_level_parse(nsq_options_string(options, "log-level"), &level)) {
+        snprintf(error, sizeof error, "invalid --log-level");
+        parsed = -1;
+    }
+    if (parsed < 0)
+        fprintf(stderr, "nsq-bench: %s\n", error);
+    int rc = parsed < 0 ? 2 : 0;
+    if (parsed == 0) {
+        nsq_log_set_level(level);
+        s_config_t config;
+        s_configure(&config, options);
+        rc = s_bench(&config);
+    }
+    nsq_options_destroy(&options);
+    return rc;
+}

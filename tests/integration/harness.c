@@ -27,14 +27,14 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#define IT_CASE_LIMIT_S  90   // the runner kills a case after this long
-#define IT_ALARM_S       80   // a case stops itself (children first) after this long
-#define IT_MAX_CHILDREN  32   // live children per case
-#define IT_MAX_LOGS      64   // log files per case
-#define IT_LOG_TAIL      12000  // bytes of each log printed on failure
-#define IT_READY_MS      10000  // how long a broker may take to print READY
-#define IT_STOP_MS       10000  // how long SIGTERM may take before SIGKILL
-#define IT_MAX_ARGS      48   // arguments of a child, flags included
+#define IT_CASE_LIMIT_S 90     // the runner kills a case after this long
+#define IT_ALARM_S      80     // a case stops itself (children first) after this long
+#define IT_MAX_CHILDREN 32     // live children per case
+#define IT_MAX_LOGS     64     // log files per case
+#define IT_LOG_TAIL     12000  // bytes of each log printed on failure
+#define IT_READY_MS     10000  // how long a broker may take to print READY
+#define IT_STOP_MS      10000  // how long SIGTERM may take before SIGKILL
+#define IT_MAX_ARGS     48     // arguments of a child, flags included
 
 struct _it_child_t {
     char name[32];      // "broker", "worker", ...
@@ -45,23 +45,23 @@ struct _it_child_t {
 };
 
 struct _it_broker_t {
-    it_child_t *child;  // the nsq-broker process
-    char http[64];      // "127.0.0.1:PORT" from the READY line
-    char zmq[64];       // "127.0.0.1:PORT" from the READY line
+    it_child_t *child;   // the nsq-broker process
+    char http[64];       // "127.0.0.1:PORT" from the READY line
+    char zmq[64];        // "127.0.0.1:PORT" from the READY line
     char dir[PATH_MAX];  // its data path
 };
 
 typedef struct {
-    char name[48];       // "broker-1"
+    char name[48];        // "broker-1"
     char path[PATH_MAX];  // the stderr log file
 } s_log_t;
 
-static const char *s_case_name = "";              // the running case
-static char s_tmp_root[PATH_MAX];                 // this case's directory, "" until needed
+static const char *s_case_name = "";             // the running case
+static char s_tmp_root[PATH_MAX];                // this case's directory, "" until needed
 static it_child_t *s_children[IT_MAX_CHILDREN];  // live children, by slot
-static s_log_t s_logs[IT_MAX_LOGS];               // logs of every child started
-static size_t s_log_count;                        // entries in s_logs
-static int s_child_serial;                        // numbers log names
+static s_log_t s_logs[IT_MAX_LOGS];              // logs of every child started
+static size_t s_log_count;                       // entries in s_logs
+static int s_child_serial;                       // numbers log names
 
 // ---- time -------------------------------------------------------------
 
@@ -285,9 +285,10 @@ static void s_unregister(it_child_t *child)
 static const char *s_new_log(const char *name)
 {
     IT_ASSERT(s_log_count < IT_MAX_LOGS, "too many logs");
+    const char *directory = s_tmp();
     s_log_t *log = &s_logs[s_log_count++];
     snprintf(log->name, sizeof log->name, "%s-%d", name, ++s_child_serial);
-    snprintf(log->path, sizeof log->path, "%s/%s.log", s_tmp(), log->name);
+    snprintf(log->path, sizeof log->path, "%s/%s-%d.log", directory, name, s_child_serial);
     return log->path;
 }
 
@@ -436,8 +437,739 @@ it_child_t *it_worker_start(it_broker_t *broker, const char *topic, const char *
     snprintf(address, sizeof address, "--broker-address=%s", broker->zmq);
     snprintf(topic_flag, sizeof topic_flag, "--topic=%s", topic);
     snprintf(channel_flag, sizeof channel_flag, "--channel=%s", channel);
-    const char *argv[IT_MAX_ARGS] = {s_env_binary("NSQ_WORKER"), address, topic_flag,
-                                     channel_flag, "--stdout"};
+    const char *argv[IT_MAX_ARGS] = {s_env_binary("NSQ_WORKER"), address, topic_flag, channel_flag,
+                                     "--stdout"};
     s_append_args(argv, 5, extra_flags);
     return it_child_start("worker", argv);
+}
+
+// ---- broker -----------------------------------------------------------
+
+// Starts nsq-broker in a fresh data dir with the given flags after the
+// defaults (later flags win). Returns the child; fills dir.
+static it_child_t *s_broker_spawn(const char *const *flags, char *dir, size_t dir_size)
+{
+    snprintf(dir, dir_size, "%s/data-XXXXXX", s_tmp());
+    IT_ASSERT(mkdtemp(dir), "mkdtemp %s: %s", dir, strerror(errno));
+    char data_flag[PATH_MAX + 16];
+    snprintf(data_flag, sizeof data_flag, "--data-path=%s", dir);
+    const char *argv[IT_MAX_ARGS] = {s_env_binary("NSQ_BROKER"), "--http-address=127.0.0.1:0",
+                                     "--zmq-address=127.0.0.1:0", data_flag, "--log-level=debug"};
+    s_append_args(argv, 5, flags);
+    return it_child_start("broker", argv);
+}
+
+it_broker_t *it_broker_start(const char *const *flags)
+{
+    it_broker_t *self = calloc(1, sizeof *self);
+    IT_ASSERT(self, "out of memory");
+    self->child = s_broker_spawn(flags, self->dir, sizeof self->dir);
+    char line[512];
+    int64_t deadline = it_now_ms() + IT_READY_MS;
+    while (true) {
+        int got =
+            it_child_read_line(self->child, line, sizeof line, (int) (deadline - it_now_ms()));
+        if (got < 0) {
+            int status = it_child_stop(&self->child, 0, 2000);
+            it_fail(__FILE__, __LINE__, "broker READY",
+                    "nsq-broker exited (status %d) before READY", status);
+        }
+        IT_ASSERT(got == 1, "nsq-broker printed no READY line within %d ms", IT_READY_MS);
+        if (sscanf(line, "READY http=%63s zmq=%63s", self->http, self->zmq) == 2)
+            break;
+        it_note("nsq-broker stdout before READY: %s", line);
+    }
+    it_note("broker pid %d http=%s zmq=%s", (int) self->child->pid, self->http, self->zmq);
+    return self;
+}
+
+int it_broker_refuses(const char *const *flags, char *last_line, size_t size)
+{
+    char dir[PATH_MAX], line[512];
+    it_child_t *child = s_broker_spawn(flags, dir, sizeof dir);
+    int got = it_child_read_line(child, line, sizeof line, IT_READY_MS);
+    int status = it_child_stop(&child, got == -1 ? 0 : SIGKILL, IT_STOP_MS);
+    if (got != -1)
+        status = -1;
+    last_line[0] = '\0';
+    FILE *log = fopen(s_logs[s_log_count - 1].path, "r");
+    while (log && fgets(line, sizeof line, log)) {
+        line[strcspn(line, "\n")] = '\0';
+        if (line[0])
+            snprintf(last_line, size, "%s", line);
+    }
+    if (log)
+        fclose(log);
+    return status;
+}
+
+const char *it_broker_http(it_broker_t *self)
+{
+    return self->http;
+}
+
+const char *it_broker_zmq(it_broker_t *self)
+{
+    return self->zmq;
+}
+
+pid_t it_broker_pid(it_broker_t *self)
+{
+    return self->child ? self->child->pid : -1;
+}
+
+int it_broker_stop(it_broker_t **self_p)
+{
+    it_broker_t *self = *self_p;
+    *self_p = NULL;
+    int status = it_child_stop(&self->child, SIGTERM, IT_STOP_MS);
+    free(self);
+    return status;
+}
+
+// ---- HTTP -------------------------------------------------------------
+
+typedef struct {
+    char *data;   // received bytes, NUL-terminated
+    size_t size;  // bytes received
+} s_buffer_t;
+
+static size_t s_collect(char *data, size_t size, size_t count, void *arg)
+{
+    s_buffer_t *buffer = arg;
+    size_t bytes = size * count;
+    char *grown = realloc(buffer->data, buffer->size + bytes + 1);
+    if (!grown)
+        return 0;
+    memcpy(grown + buffer->size, data, bytes);
+    buffer->data = grown;
+    buffer->size += bytes;
+    buffer->data[buffer->size] = '\0';
+    return bytes;
+}
+
+int it_http(it_broker_t *broker, const char *method, const char *path, const void *body,
+            size_t size, char **reply)
+{
+    CURL *curl = curl_easy_init();
+    IT_ASSERT(curl, "curl_easy_init failed");
+    char url[2048];
+    snprintf(url, sizeof url, "http://%s%s", broker->http, path);
+    struct curl_slist *headers = curl_slist_append(NULL, "Expect:");
+    s_buffer_t buffer = {calloc(1, 1), 0};
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, s_collect);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &buffer);
+    if (strcmp(method, "GET") == 0 && !body) {
+        curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
+    } else {
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body ? body : "");
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) (body ? size : 0));
+        if (strcmp(method, "POST") != 0)
+            curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
+    }
+    CURLcode code = curl_easy_perform(curl);
+    long status = -1;
+    if (code == CURLE_OK)
+        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    else
+        it_note("%s %s: %s", method, url, curl_easy_strerror(code));
+    curl_slist_free_all(headers);
+    curl_easy_cleanup(curl);
+    if (reply)
+        *reply = buffer.data;
+    else
+        free(buffer.data);
+    return (int) status;
+}
+
+int it_http_status(it_broker_t *broker, const char *method, const char *path, const char *body)
+{
+    return it_http(broker, method, path, body, body ? strlen(body) : 0, NULL);
+}
+
+// Whether message is one of the '|'-separated codes.
+static bool s_code_matches(const char *codes, const char *message)
+{
+    size_t length = strlen(message);
+    for (const char *p = codes; p; p = strchr(p, '|') ? strchr(p, '|') + 1 : NULL)
+        if (strncmp(p, message, length) == 0 && (p[length] == '|' || p[length] == '\0'))
+            return length > 0;
+    return false;
+}
+
+void it_http_expect_at(const char *file, int line, it_broker_t *broker, const char *method,
+                       const char *path, const void *body, size_t size, int status,
+                       const char *code)
+{
+    char *reply = NULL;
+    int got = it_http(broker, method, path, body, size, &reply);
+    char message[128] = "";
+    const char *value = it_json_get(reply, "message");
+    if (value)
+        it_json_string(value, message, sizeof message);
+    if (got != status || (code && !s_code_matches(code, message))) {
+        char check[256];
+        snprintf(check, sizeof check, "%s %s -> %d %s", method, path, status, code ? code : "");
+        it_fail(file, line, check, "got %d, body: %.300s", got, reply);
+    }
+    free(reply);
+}
+
+void it_pub(it_broker_t *broker, const char *topic, const char *body)
+{
+    char path[256];
+    snprintf(path, sizeof path, "/pub?topic=%s", topic);
+    char *reply = NULL;
+    int status = it_http(broker, "POST", path, body, strlen(body), &reply);
+    IT_ASSERT(status == 200, "POST %s: %d %.200s", path, status, reply);
+    free(reply);
+}
+
+void it_post_ok(it_broker_t *broker, const char *path)
+{
+    char *reply = NULL;
+    int status = it_http(broker, "POST", path, NULL, 0, &reply);
+    IT_ASSERT(status == 200, "POST %s: %d %.200s", path, status, reply);
+    free(reply);
+}
+
+static char *s_put_u32(char *out, uint32_t value)
+{
+    out[0] = (char) (value >> 24);
+    out[1] = (char) (value >> 16);
+    out[2] = (char) (value >> 8);
+    out[3] = (char) value;
+    return out + 4;
+}
+
+char *it_mpub_binary(uint32_t declared_count, const char *const *bodies, size_t count, size_t *size)
+{
+    size_t total = 4;
+    for (size_t index = 0; index < count; index++)
+        total += 4 + strlen(bodies[index]);
+    char *buffer = malloc(total);
+    IT_ASSERT(buffer, "out of memory");
+    char *out = s_put_u32(buffer, declared_count);
+    for (size_t index = 0; index < count; index++) {
+        size_t length = strlen(bodies[index]);
+        out = s_put_u32(out, (uint32_t) length);
+        memcpy(out, bodies[index], length);
+        out += length;
+    }
+    *size = total;
+    return buffer;
+}
+
+// ---- JSON -------------------------------------------------------------
+
+static const char *s_space(const char *p)
+{
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+        p++;
+    return p;
+}
+
+// p at '"'; returns the character after the closing quote, or NULL.
+static const char *s_skip_string(const char *p)
+{
+    for (p++; *p && *p != '"'; p++)
+        if (*p == '\\' && p[1])
+            p++;
+    return *p == '"' ? p + 1 : NULL;
+}
+
+static const char *s_skip_value(const char *p);
+
+// p at '{' or '['; returns the character after the matching close, or NULL.
+static const char *s_skip_container(const char *p)
+{
+    char close = *p == '{' ? '}' : ']';
+    p = s_space(p + 1);
+    if (*p == close)
+        return p + 1;
+    while (p && *p) {
+        if (close == '}') {
+            p = *p == '"' ? s_skip_string(p) : NULL;
+            p = p ? s_space(p) : NULL;
+            if (!p || *p != ':')
+                return NULL;
+            p = s_space(p + 1);
+        }
+        p = s_skip_value(p);
+        if (!p)
+            return NULL;
+        p = s_space(p);
+        if (*p == close)
+            return p + 1;
+        if (*p != ',')
+            return NULL;
+        p = s_space(p + 1);
+    }
+    return NULL;
+}
+
+static const char *s_skip_value(const char *p)
+{
+    p = s_space(p);
+    if (*p == '"')
+        return s_skip_string(p);
+    if (*p == '{' || *p == '[')
+        return s_skip_container(p);
+    const char *start = p;
+    while (*p && !strchr(",}] \t\r\n", *p))
+        p++;
+    return p > start ? p : NULL;
+}
+
+// Whether the string at p (at '"') is exactly text.
+static bool s_string_is(const char *p, const char *text)
+{
+    size_t length = strlen(text);
+    return *p == '"' && strncmp(p + 1, text, length) == 0 && p[1 + length] == '"';
+}
+
+const char *it_json_get(const char *json, const char *key)
+{
+    const char *p = json ? s_space(json) : NULL;
+    if (!p || *p != '{')
+        return NULL;
+    p = s_space(p + 1);
+    while (*p == '"') {
+        bool match = s_string_is(p, key);
+        p = s_skip_string(p);
+        p = p ? s_space(p) : NULL;
+        if (!p || *p != ':')
+            return NULL;
+        p = s_space(p + 1);
+        if (match)
+            return p;
+        p = s_skip_value(p);
+        p = p ? s_space(p) : NULL;
+        if (!p || *p != ',')
+            return NULL;
+        p = s_space(p + 1);
+    }
+    return NULL;
+}
+
+const char *it_json_find(const char *json, const char *key, const char *value)
+{
+    const char *p = json ? s_space(json) : NULL;
+    if (!p || *p != '[')
+        return NULL;
+    p = s_space(p + 1);
+    while (p && *p && *p != ']') {
+        const char *found = it_json_get(p, key);
+        if (found && s_string_is(found, value))
+            return p;
+        p = s_skip_value(p);
+        p = p ? s_space(p) : NULL;
+        if (p && *p == ',')
+            p = s_space(p + 1);
+    }
+    return NULL;
+}
+
+bool it_json_int(const char *value, int64_t *out)
+{
+    if (!value)
+        return false;
+    if (strncmp(value, "true", 4) == 0 || strncmp(value, "false", 5) == 0) {
+        *out = value[0] == 't';
+        return true;
+    }
+    char *end;
+    errno = 0;
+    double number = strtod(value, &end);
+    if (end == value || errno)
+        return false;
+    *out = (int64_t) number;
+    return true;
+}
+
+bool it_json_string(const char *value, char *out, size_t size)
+{
+    const char *end = value && *value == '"' ? s_skip_string(value) : NULL;
+    if (!end || size == 0)
+        return false;
+    size_t length = (size_t) (end - value) - 2;
+    if (length >= size)
+        length = size - 1;
+    memcpy(out, value + 1, length);
+    out[length] = '\0';
+    return true;
+}
+
+// ---- /stats -----------------------------------------------------------
+
+char *it_stats(it_broker_t *broker)
+{
+    char *reply = NULL;
+    int status = it_http(broker, "GET", "/stats?format=json", NULL, 0, &reply);
+    static int last_status = 200;  // notes each change only, not every poll
+    if (status != last_status)
+        it_note("GET /stats?format=json: %d %.200s", status, reply);
+    last_status = status;
+    if (status == 200)
+        return reply;
+    free(reply);
+    return NULL;
+}
+
+// The object of topic (and of channel when not NULL) inside stats.
+static const char *s_stats_find(const char *stats, const char *topic, const char *channel)
+{
+    const char *found = it_json_find(it_json_get(stats, "topics"), "topic_name", topic);
+    if (found && channel)
+        found = it_json_find(it_json_get(found, "channels"), "channel_name", channel);
+    return found;
+}
+
+static int64_t s_stat(it_broker_t *broker, const char *topic, const char *channel,
+                      const char *field)
+{
+    char *stats = it_stats(broker);
+    int64_t value = -1;
+    const char *object = stats ? s_stats_find(stats, topic, channel) : NULL;
+    if (object && !it_json_int(it_json_get(object, field), &value))
+        value = -1;
+    free(stats);
+    return value;
+}
+
+int64_t it_topic_stat(it_broker_t *broker, const char *topic, const char *field)
+{
+    return s_stat(broker, topic, NULL, field);
+}
+
+int64_t it_channel_stat(it_broker_t *broker, const char *topic, const char *channel,
+                        const char *field)
+{
+    return s_stat(broker, topic, channel, field);
+}
+
+bool it_channel_exists(it_broker_t *broker, const char *topic, const char *channel)
+{
+    char *stats = it_stats(broker);
+    IT_ASSERT(stats, "GET /stats failed");
+    bool exists = s_stats_find(stats, topic, channel) != NULL;
+    free(stats);
+    return exists;
+}
+
+// ---- consumer sink ----------------------------------------------------
+
+struct _it_sink_t {
+    nsq_consumer_t *consumer;  // the client API under test
+    bool auto_fin;             // FIN in the handler
+    it_delivery_t *items;      // every delivery, in arrival order
+    size_t count;              // deliveries
+    size_t capacity;           // allocated items
+};
+
+static void s_sink_handler(nsq_consumer_t *consumer, nsq_msg_t *msg, void *arg)
+{
+    it_sink_t *self = arg;
+    if (self->count == self->capacity) {
+        self->capacity = self->capacity ? self->capacity * 2 : 64;
+        self->items = realloc(self->items, self->capacity * sizeof *self->items);
+        IT_ASSERT(self->items, "out of memory");
+    }
+    it_delivery_t *item = &self->items[self->count++];
+    snprintf(item->id, sizeof item->id, "%s", nsq_msg_id(msg));
+    item->size = nsq_msg_size(msg);
+    item->body = malloc(item->size + 1);
+    IT_ASSERT(item->body, "out of memory");
+    memcpy(item->body, nsq_msg_body(msg), item->size);
+    item->body[item->size] = '\0';
+    item->attempts = nsq_msg_attempts(msg);
+    item->timestamp = nsq_msg_timestamp(msg);
+    item->at_ms = it_now_ms();
+    item->msg = msg;
+    if (self->auto_fin) {
+        nsq_consumer_fin(consumer, msg);
+        item->msg = NULL;
+    }
+}
+
+it_sink_t *it_sink_new(it_broker_t *broker, const char *topic, const char *channel,
+                       uint32_t max_in_flight, bool auto_fin)
+{
+    return it_sink_new_msg_timeout(broker, topic, channel, max_in_flight, auto_fin, 0);
+}
+
+it_sink_t *it_sink_new_msg_timeout(it_broker_t *broker, const char *topic, const char *channel,
+                                   uint32_t max_in_flight, bool auto_fin, uint32_t msg_timeout_ms)
+{
+    it_sink_t *self = calloc(1, sizeof *self);
+    IT_ASSERT(self, "out of memory");
+    self->auto_fin = auto_fin;
+    self->consumer = nsq_consumer_new(topic, channel);
+    IT_ASSERT(self->consumer, "nsq_consumer_new(%s, %s) returned NULL", topic, channel);
+    nsq_consumer_set_handler(self->consumer, s_sink_handler, self);
+    nsq_consumer_set_max_in_flight(self->consumer, max_in_flight);
+    if (msg_timeout_ms)
+        nsq_consumer_set_msg_timeout(self->consumer, msg_timeout_ms);
+    IT_ASSERT(nsq_consumer_connect(self->consumer, broker->zmq) == 0,
+              "nsq_consumer_connect(%s) failed", broker->zmq);
+    return self;
+}
+
+void it_sink_destroy(it_sink_t **self_p)
+{
+    it_sink_t *self = *self_p;
+    if (!self)
+        return;
+    *self_p = NULL;
+    nsq_consumer_destroy(&self->consumer);
+    for (size_t index = 0; index < self->count; index++)
+        free(self->items[index].body);
+    free(self->items);
+    free(self);
+}
+
+nsq_consumer_t *it_sink_consumer(it_sink_t *self)
+{
+    return self->consumer;
+}
+
+size_t it_sink_count(it_sink_t *self)
+{
+    return self->count;
+}
+
+it_delivery_t *it_sink_get(it_sink_t *self, size_t index)
+{
+    IT_ASSERT(index < self->count, "delivery %zu of %zu", index, self->count);
+    return &self->items[index];
+}
+
+size_t it_sink_count_body(it_sink_t *self, const char *body)
+{
+    size_t matches = 0;
+    for (size_t index = 0; index < self->count; index++)
+        matches += strcmp(self->items[index].body, body) == 0;
+    return matches;
+}
+
+void it_sink_pump(it_sink_t **sinks, size_t count, int milliseconds)
+{
+    int slice = count ? milliseconds / (int) count : milliseconds;
+    for (size_t index = 0; index < count; index++)
+        nsq_consumer_poll(sinks[index]->consumer, slice > 0 ? slice : 1);
+    if (count == 0)
+        it_sleep_ms(milliseconds);
+}
+
+bool it_sink_wait(it_sink_t *self, size_t count, int timeout_ms)
+{
+    int64_t deadline = it_now_ms() + timeout_ms;
+    while (self->count < count) {
+        int64_t remaining = deadline - it_now_ms();
+        if (remaining <= 0)
+            return false;
+        nsq_consumer_poll(self->consumer, remaining < 50 ? (int) remaining : 50);
+    }
+    return true;
+}
+
+static nsq_msg_t *s_sink_take(it_sink_t *self, size_t index, bool keep)
+{
+    it_delivery_t *item = it_sink_get(self, index);
+    IT_ASSERT(item->msg, "delivery %zu (%s) is not held", index, item->id);
+    nsq_msg_t *msg = item->msg;
+    if (!keep)
+        item->msg = NULL;
+    return msg;
+}
+
+void it_sink_fin(it_sink_t *self, size_t index)
+{
+    nsq_msg_t *msg = s_sink_take(self, index, false);
+    IT_ASSERT(nsq_consumer_fin(self->consumer, msg) == 0, "nsq_consumer_fin failed");
+}
+
+void it_sink_req(it_sink_t *self, size_t index, uint32_t delay_ms)
+{
+    nsq_msg_t *msg = s_sink_take(self, index, false);
+    IT_ASSERT(nsq_consumer_req(self->consumer, msg, delay_ms) == 0, "nsq_consumer_req failed");
+}
+
+void it_sink_touch(it_sink_t *self, size_t index)
+{
+    nsq_msg_t *msg = s_sink_take(self, index, true);
+    IT_ASSERT(nsq_consumer_touch(self->consumer, msg) == 0, "nsq_consumer_touch failed");
+}
+
+// ---- raw protocol client ----------------------------------------------
+
+struct _it_raw_t {
+    zsock_t *dealer;  // connected to the broker's ROUTER
+    void *handle;     // its libzmq socket
+};
+
+it_raw_t *it_raw_new(it_broker_t *broker)
+{
+    it_raw_t *self = calloc(1, sizeof *self);
+    IT_ASSERT(self, "out of memory");
+    self->dealer = zsock_new(ZMQ_DEALER);
+    IT_ASSERT(self->dealer, "zsock_new(DEALER) failed");
+    IT_ASSERT(zsock_connect(self->dealer, "tcp://%s", broker->zmq) == 0, "connect %s failed",
+              broker->zmq);
+    self->handle = zsock_resolve(self->dealer);
+    return self;
+}
+
+void it_raw_destroy(it_raw_t **self_p)
+{
+    it_raw_t *self = *self_p;
+    if (!self)
+        return;
+    *self_p = NULL;
+    zsock_destroy(&self->dealer);
+    free(self);
+}
+
+void it_raw_send_bytes(it_raw_t *self, const void *data, size_t size)
+{
+    IT_ASSERT(zmq_send(self->handle, data, size, 0) == (int) size, "zmq_send: %s",
+              zmq_strerror(zmq_errno()));
+}
+
+void it_raw_send(it_raw_t *self, Nsq__Command *command, uint64_t seq)
+{
+    command->seq = seq;
+    IT_ASSERT(nsq_wire_send_command(self->handle, command, 0) == 0, "send command: %s",
+              zmq_strerror(zmq_errno()));
+}
+
+void it_raw_identify(it_raw_t *self, uint64_t seq)
+{
+    Nsq__Identify identify = NSQ__IDENTIFY__INIT;
+    identify.client_id = "it-raw";
+    identify.hostname = "localhost";
+    identify.user_agent = "it-harness/1";
+    Nsq__Command command = NSQ__COMMAND__INIT;
+    command.cmd_case = NSQ__COMMAND__CMD_IDENTIFY;
+    command.identify = &identify;
+    it_raw_send(self, &command, seq);
+}
+
+void it_raw_sub(it_raw_t *self, uint64_t seq, const char *topic, const char *channel)
+{
+    Nsq__Sub sub = NSQ__SUB__INIT;
+    sub.topic = (char *) topic;
+    sub.channel = (char *) channel;
+    Nsq__Command command = NSQ__COMMAND__INIT;
+    command.cmd_case = NSQ__COMMAND__CMD_SUB;
+    command.sub = &sub;
+    it_raw_send(self, &command, seq);
+}
+
+void it_raw_rdy(it_raw_t *self, uint64_t seq, uint32_t count)
+{
+    Nsq__Rdy rdy = NSQ__RDY__INIT;
+    rdy.count = count;
+    Nsq__Command command = NSQ__COMMAND__INIT;
+    command.cmd_case = NSQ__COMMAND__CMD_RDY;
+    command.rdy = &rdy;
+    it_raw_send(self, &command, seq);
+}
+
+void it_raw_fin(it_raw_t *self, uint64_t seq, uint64_t id)
+{
+    Nsq__Fin fin = NSQ__FIN__INIT;
+    fin.n_ids = 1;
+    fin.ids = &id;
+    Nsq__Command command = NSQ__COMMAND__INIT;
+    command.cmd_case = NSQ__COMMAND__CMD_FIN;
+    command.fin = &fin;
+    it_raw_send(self, &command, seq);
+}
+
+static void s_note_skipped(const Nsq__Frame *frame)
+{
+    if (frame->frame_case == NSQ__FRAME__FRAME_RESPONSE)
+        it_note("raw: skipped response seq %llu \"%s\"", (unsigned long long) frame->response->seq,
+                frame->response->text);
+    else if (frame->frame_case == NSQ__FRAME__FRAME_ERROR)
+        it_note("raw: skipped error seq %llu %s %s", (unsigned long long) frame->error->seq,
+                frame->error->code, frame->error->text);
+    else
+        it_note("raw: skipped frame of kind %d", (int) frame->frame_case);
+}
+
+// Receives one ZeroMQ message (extra parts dropped); NULL after timeout_ms.
+static Nsq__Frame *s_raw_receive(it_raw_t *self, int timeout_ms)
+{
+    zmq_pollitem_t item = {self->handle, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&item, 1, timeout_ms) <= 0)
+        return NULL;
+    zmq_msg_t part;
+    zmq_msg_init(&part);
+    IT_ASSERT(zmq_msg_recv(&part, self->handle, 0) >= 0, "zmq_msg_recv failed");
+    Nsq__Frame *frame = nsq_wire_frame_unpack(zmq_msg_data(&part), zmq_msg_size(&part));
+    size_t size = zmq_msg_size(&part);
+    while (zmq_msg_more(&part)) {
+        zmq_msg_close(&part);
+        zmq_msg_init(&part);
+        zmq_msg_recv(&part, self->handle, 0);
+    }
+    zmq_msg_close(&part);
+    IT_ASSERT(frame, "the broker sent %zu bytes that are not a valid Frame", size);
+    return frame;
+}
+
+Nsq__Frame *it_raw_expect(it_raw_t *self, Nsq__Frame__FrameCase kind, int timeout_ms)
+{
+    int64_t deadline = it_now_ms() + timeout_ms;
+    while (true) {
+        int64_t remaining = deadline - it_now_ms();
+        if (remaining <= 0)
+            return NULL;
+        Nsq__Frame *frame = s_raw_receive(self, (int) remaining);
+        if (!frame)
+            return NULL;
+        if (frame->frame_case == kind)
+            return frame;
+        s_note_skipped(frame);
+        nsq__frame__free_unpacked(frame, NULL);
+    }
+}
+
+// ---- misc -------------------------------------------------------------
+
+int it_tcp_connect(const char *address)
+{
+    char host[128];
+    snprintf(host, sizeof host, "%s", address);
+    char *colon = strrchr(host, ':');
+    if (!colon)
+        return -1;
+    *colon = '\0';
+    struct addrinfo hints = {0}, *found = NULL;
+    hints.ai_family = AF_INET;
+    hints.ai_socktype = SOCK_STREAM;
+    if (getaddrinfo(host, colon + 1, &hints, &found) != 0)
+        return -1;
+    int fd = socket(found->ai_family, found->ai_socktype | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect(fd, found->ai_addr, found->ai_addrlen) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(found);
+    return fd;
+}
+
+const char *it_self_path(void)
+{
+    static char path[PATH_MAX];
+    ssize_t length = readlink("/proc/self/exe", path, sizeof path - 1);
+    IT_ASSERT(length > 0, "readlink /proc/self/exe: %s", strerror(errno));
+    path[length] = '\0';
+    return path;
 }

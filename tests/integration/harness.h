@@ -90,7 +90,7 @@ void it_note(const char *format, ...) __attribute__((format(printf, 1, 2)));
         int64_t deadline_ = it_now_ms() + (timeout_ms);                                            \
         while (!(expr)) {                                                                          \
             if (it_now_ms() >= deadline_)                                                          \
-                it_fail(__FILE__, __LINE__, #expr " (within " #timeout_ms " ms)", __VA_ARGS__);   \
+                it_fail(__FILE__, __LINE__, #expr " (within " #timeout_ms " ms)", __VA_ARGS__);    \
             it_sleep_ms(10);                                                                       \
         }                                                                                          \
     } while (0)
@@ -102,7 +102,7 @@ void it_note(const char *format, ...) __attribute__((format(printf, 1, 2)));
         int64_t deadline_ = it_now_ms() + (timeout_ms);                                            \
         while (!(expr)) {                                                                          \
             if (it_now_ms() >= deadline_)                                                          \
-                it_fail(__FILE__, __LINE__, #expr " (within " #timeout_ms " ms)", __VA_ARGS__);   \
+                it_fail(__FILE__, __LINE__, #expr " (within " #timeout_ms " ms)", __VA_ARGS__);    \
             it_sink_pump((sinks), (sink_count), 20);                                               \
         }                                                                                          \
     } while (0)
@@ -174,7 +174,7 @@ int it_http(it_broker_t *broker, const char *method, const char *path, const voi
 int it_http_status(it_broker_t *broker, const char *method, const char *path, const char *body);
 
 // Checks that the request answers status and, when code is not NULL, the
-// JSON body {"message":code}.
+// JSON body {"message":code}; code may list alternatives: "A|B".
 #define it_http_expect(broker, method, path, body, size, status, code)                             \
     it_http_expect_at(__FILE__, __LINE__, broker, method, path, body, size, status, code)
 void it_http_expect_at(const char *file, int line, it_broker_t *broker, const char *method,
@@ -183,6 +183,14 @@ void it_http_expect_at(const char *file, int line, it_broker_t *broker, const ch
 
 // POST /pub?topic=topic with body; fails the case unless 200.
 void it_pub(it_broker_t *broker, const char *topic, const char *body);
+
+// POST path (e.g. "/channel/create?topic=t&channel=c"); fails unless 200.
+void it_post_ok(it_broker_t *broker, const char *path);
+
+// A binary /mpub body: [4B BE declared_count] then ([4B BE size][data]) for
+// each of count bodies. Caller frees; *size gets its length.
+char *it_mpub_binary(uint32_t declared_count, const char *const *bodies, size_t count,
+                     size_t *size);
 
 // ---- JSON and /stats --------------------------------------------------
 
@@ -212,6 +220,7 @@ typedef struct {
     char *body;         // copy, NUL-terminated
     size_t size;        // body bytes
     uint32_t attempts;  // delivery attempt, 1 first
+    int64_t timestamp;  // ns since the epoch when the broker accepted it
     int64_t at_ms;      // it_now_ms() when the handler ran
     nsq_msg_t *msg;     // still unsettled (held), else NULL
 } it_delivery_t;
@@ -222,6 +231,9 @@ typedef struct _it_sink_t it_sink_t;
 // settles every message in the handler, otherwise messages are held.
 it_sink_t *it_sink_new(it_broker_t *broker, const char *topic, const char *channel,
                        uint32_t max_in_flight, bool auto_fin);
+// The same, asking the broker for msg_timeout_ms in IDENTIFY.
+it_sink_t *it_sink_new_msg_timeout(it_broker_t *broker, const char *topic, const char *channel,
+                                   uint32_t max_in_flight, bool auto_fin, uint32_t msg_timeout_ms);
 // Destroys the consumer (held messages are dropped; the broker requeues).
 void it_sink_destroy(it_sink_t **self_p);
 nsq_consumer_t *it_sink_consumer(it_sink_t *self);
@@ -238,7 +250,9 @@ void it_sink_pump(it_sink_t **sinks, size_t count, int milliseconds);
 bool it_sink_wait(it_sink_t *self, size_t count, int timeout_ms);
 
 // Settles the held delivery index: FIN, REQ with delay, TOUCH. Fail the
-// case if the message is not held or the client API refuses.
+// case if the message is not held or the client API refuses. The client
+// API batches settlements: they reach the broker when the sink is pumped
+// next, so wait for their effect with IT_ASSERT_PUMPED.
 void it_sink_fin(it_sink_t *self, size_t index);
 void it_sink_req(it_sink_t *self, size_t index, uint32_t delay_ms);
 void it_sink_touch(it_sink_t *self, size_t index);

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# install-deps.sh - install the Debian packages needed to build, test and
+# format-check the project. Installs only what is missing, so it is safe to
+# run before every build; runs apt-get through sudo when not root.
+set -euo pipefail
+
+packages=(meson ninja-build pkg-config gcc libzmq3-dev libczmq-dev libprotobuf-c-dev
+    protobuf-c-compiler libcurl4-openssl-dev libmicrohttpd-dev curl clang-format)
+
+if ! command -v dpkg >/dev/null 2>&1; then
+    echo "install-deps: no dpkg here (not Debian or Ubuntu); install: ${packages[*]}" >&2
+    exit 0
+fi
+
+missing=()
+for package in "${packages[@]}"; do
+    if ! dpkg -s "$package" 2>/dev/null | grep -q '^Status: install ok installed'; then
+        missing+=("$package")
+    fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "install-deps: all ${#packages[@]} packages are installed"
+    exit 0
+fi
+
+if [ "$(id -u)" -eq 0 ]; then
+    sudo=()
+elif command -v sudo >/dev/null 2>&1; then
+    sudo=(sudo)
+else
+    echo "install-deps: missing ${missing[*]}; run as root or install sudo" >&2
+    exit 1
+fi
+
+echo "install-deps: installing ${missing[*]}"
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
