@@ -184,7 +184,7 @@ static int s_on_router(zloop_t *loop, zsock_t *router, void *arg)
     return 0;
 }
 
-// Reads one [identity][request pointer] and answers [identity][""].
+// Reads one [identity][request pointer], handles it and hands it back.
 static int s_read_request(broker_core_t *self)
 {
     void *socket = zsock_resolve(self->requests);
@@ -200,8 +200,7 @@ static int s_read_request(broker_core_t *self)
         broker_request_t *request;
         memcpy(&request, zmq_msg_data(&pointer), sizeof request);
         broker_core_handle_request(self, request);
-        zmq_msg_send(&identity, socket, ZMQ_SNDMORE);
-        zmq_send(socket, "", 0, 0);
+        broker_request_done(request);
     }
     zmq_msg_close(&identity);
     zmq_msg_close(&pointer);

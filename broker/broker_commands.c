@@ -64,9 +64,7 @@ static void s_sub(broker_core_t *self, broker_client_t *client, const Nsq__Comma
 {
     const Nsq__Sub *sub = command->sub;
     if (client->state != BROKER_CLIENT_IDENTIFIED) {
-        s_error(client, command, "E_INVALID",
-                client->state == BROKER_CLIENT_NEW ? "IDENTIFY first" : "already subscribed",
-                now);
+        s_error(client, command, "E_INVALID", "already subscribed", now);
         return;
     }
     if (!nsq_name_is_valid(sub->topic)) {
@@ -107,41 +105,45 @@ static void s_rdy(broker_core_t *self, broker_client_t *client, const Nsq__Comma
     broker_channel_dispatch(client->channel, now);
 }
 
+// Applies one FIN, REQ or TOUCH to id; returns 0 or -1 if id is not in
+// flight to client.
+static int s_settle_one(broker_client_t *client, const Nsq__Command *command, uint64_t id,
+                        int64_t now)
+{
+    broker_channel_t *channel = client->channel;
+    if (!channel)
+        return -1;
+    if (command->cmd_case == NSQ__COMMAND__CMD_FIN)
+        return broker_channel_fin(channel, client, id);
+    if (command->cmd_case == NSQ__COMMAND__CMD_TOUCH)
+        return broker_channel_touch(channel, client, id, now);
+    int64_t delay = command->req->delay_ms;
+    int64_t max = channel->config->max_req_timeout_ms;
+    return broker_channel_req(channel, client, id, delay < max ? delay : max, now);
+}
+
 // Applies FIN, REQ or TOUCH to every id; one error frame names the misses.
 static void s_settle(broker_client_t *client, const Nsq__Command *command, int64_t now)
 {
-    broker_channel_t *channel = client->channel;
-    size_t count = 0, failed = 0;
-    const uint64_t *ids = NULL;
-    const char *code = "E_FIN_FAILED";
-    if (command->cmd_case == NSQ__COMMAND__CMD_FIN) {
-        count = command->fin->n_ids, ids = command->fin->ids;
-    } else if (command->cmd_case == NSQ__COMMAND__CMD_REQ) {
+    size_t count;
+    const uint64_t *ids;
+    const char *code;
+    if (command->cmd_case == NSQ__COMMAND__CMD_FIN)
+        count = command->fin->n_ids, ids = command->fin->ids, code = "E_FIN_FAILED";
+    else if (command->cmd_case == NSQ__COMMAND__CMD_REQ)
         count = command->req->n_ids, ids = command->req->ids, code = "E_REQ_FAILED";
-    } else {
+    else
         count = command->touch->n_ids, ids = command->touch->ids, code = "E_TOUCH_FAILED";
-    }
-    for (size_t i = 0; i < count; i++) {
-        int rc = -1;
-        if (!channel)
-            rc = -1;
-        else if (command->cmd_case == NSQ__COMMAND__CMD_FIN)
-            rc = broker_channel_fin(channel, client, ids[i]);
-        else if (command->cmd_case == NSQ__COMMAND__CMD_REQ) {
-            int64_t delay = command->req->delay_ms;
-            int64_t max = client->channel->config->max_req_timeout_ms;
-            rc = broker_channel_req(channel, client, ids[i], delay < max ? delay : max, now);
-        } else
-            rc = broker_channel_touch(channel, client, ids[i], now);
-        failed += rc != 0;
-    }
+    size_t failed = 0;
+    for (size_t i = 0; i < count; i++)
+        failed += s_settle_one(client, command, ids[i], now) != 0;
     if (failed) {
         char text[96];
         snprintf(text, sizeof text, "%zu of %zu ids not in flight to this client", failed, count);
         s_error(client, command, code, text, now);
     }
-    if (channel && command->cmd_case != NSQ__COMMAND__CMD_TOUCH)
-        broker_channel_dispatch(channel, now);
+    if (client->channel && command->cmd_case != NSQ__COMMAND__CMD_TOUCH)
+        broker_channel_dispatch(client->channel, now);
 }
 
 // Checks a PUB command's sizes; returns the error code or NULL if valid.
@@ -206,9 +208,32 @@ static void s_cls(broker_client_t *client, const Nsq__Command *command, int64_t 
     broker_client_send_response(client, command->seq, "CLOSE_WAIT", now);
 }
 
+// A consumer command from a peer we never saw IDENTIFY from usually means
+// we restarted under a live consumer: a fatal error makes it reconnect now
+// instead of after its liveness timeout. The record is dropped with it.
+static bool s_needs_identify(broker_core_t *self, broker_client_t *client,
+                             const Nsq__Command *command, int64_t now)
+{
+    if (client->state != BROKER_CLIENT_NEW)
+        return false;
+    switch (command->cmd_case) {
+    case NSQ__COMMAND__CMD_IDENTIFY:
+    case NSQ__COMMAND__CMD_PUB:
+    case NSQ__COMMAND__CMD_CLS:
+        return false;
+    default:
+        break;
+    }
+    broker_client_send_error(client, command->seq, "E_INVALID", "IDENTIFY first", true, now);
+    broker_core_drop_client(self, client);
+    return true;
+}
+
 void broker_core_handle_command(broker_core_t *self, broker_client_t *client,
                                 const Nsq__Command *command, int64_t now)
 {
+    if (s_needs_identify(self, client, command, now))
+        return;
     switch (command->cmd_case) {
     case NSQ__COMMAND__CMD_IDENTIFY:
         s_identify(self, client, command, now);
@@ -222,10 +247,7 @@ void broker_core_handle_command(broker_core_t *self, broker_client_t *client,
     case NSQ__COMMAND__CMD_FIN:
     case NSQ__COMMAND__CMD_REQ:
     case NSQ__COMMAND__CMD_TOUCH:
-        if (client->state == BROKER_CLIENT_NEW)
-            s_error(client, command, "E_INVALID", "IDENTIFY first", now);
-        else
-            s_settle(client, command, now);
+        s_settle(client, command, now);
         break;
     case NSQ__COMMAND__CMD_PUB:
         s_pub(self, client, command, now);

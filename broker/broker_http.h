@@ -3,7 +3,8 @@
 
     A small pool of HTTP threads parses and validates each request (names,
     sizes, /mpub framing), reads bodies straight into messages and hands
-    the request to the core thread (broker_request_call); /ping and /info
+    the request to the core thread (broker_request_send), suspending the
+    connection until the core calls broker_request_done; /ping and /info
     are answered without the core. See broker_http.c for the routes.
 
     API in call order: broker_http_new, broker_http_port,
@@ -33,10 +34,11 @@ uint16_t broker_http_port(broker_http_t *self);
 // config->zmq_address, which may be 0). Safe from any thread.
 void broker_http_set_zmq_port(broker_http_t *self, uint16_t port);
 
-// Stops the server: closes the listening socket and every connection, then
-// joins the HTTP threads. Requests waiting for the core get no answer, so
-// the core must keep answering until this returns (or the exiting flag of
-// broker_request.h must be set). Accepts NULL and *self_p == NULL; nulls *self_p.
+// Stops the server. Call it once the core reads no more requests (from the
+// core thread after its last read, or after the core is gone): requests
+// handed over but never read are answered 503 EXITING (waiting up to a
+// second for those answers to leave), then every connection is closed and
+// the HTTP threads are joined. Accepts NULL and *self_p == NULL; nulls *self_p.
 void broker_http_destroy(broker_http_t **self_p);
 
 // Self-test against a fake core; returns 0 on success.

@@ -3,14 +3,21 @@
 
     The HTTP threads parse and validate (names, sizes, mpub framing); the
     core thread owns all topic/channel state and is the only one that acts.
-    A request travels by pointer over an inproc socket: the HTTP thread
-    fills it, broker_request_call() sends the pointer to the core and
-    blocks until the core has filled the reply fields and answered. The
-    message bodies are moved, never copied.
+    A request travels by pointer over an inproc socket and comes back by a
+    call: the HTTP thread fills it and broker_request_send() passes the
+    pointer to the core without waiting (the HTTP layer suspends the
+    connection meanwhile, so one HTTP thread keeps many requests in flight
+    and the core takes them in batches); the core fills the reply fields
+    and calls broker_request_done(), which runs the sender's done callback
+    (it resumes the connection). The message bodies are moved, never copied.
 
     Each HTTP thread keeps its own DEALER (thread-local) connected to the
-    core's inproc ROUTER; the core reads [identity][pointer] and answers
-    [identity][""] once it has filled the reply fields.
+    core's inproc ROUTER; the core reads [identity][pointer] and sends
+    nothing back on the socket.
+
+    API in call order: broker_request_send (HTTP thread),
+    broker_request_done (core), broker_request_set_exiting,
+    broker_request_shutdown.
 */
 #ifndef BROKER_REQUEST_H
 #define BROKER_REQUEST_H
@@ -40,7 +47,13 @@ typedef enum {
     BROKER_REQUEST_CHANNEL_UNPAUSE,
 } broker_request_kind_t;
 
-typedef struct {
+typedef struct _broker_request_t broker_request_t;
+
+// Runs on the core thread when the core is done with request; arg as given
+// to broker_request_send.
+typedef void(broker_request_done_fn)(broker_request_t *request, void *arg);
+
+struct _broker_request_t {
     // ---- filled by the HTTP thread (already validated) ----
     broker_request_kind_t kind;
     char topic[BROKER_NAME_MAX + 1];    // "" when absent (stats without filter)
@@ -54,22 +67,30 @@ typedef struct {
     const char *error_code;    // static NSQ code ("TOPIC_NOT_FOUND") when status >= 400
     char *body;                // success body (malloc'd; the HTTP thread frees it), or NULL
     const char *content_type;  // static, e.g. "application/json"; NULL = text/plain
-} broker_request_t;
+    // ---- set by broker_request_send ----
+    broker_request_done_fn *done;  // what broker_request_done calls
+    void *done_arg;                // its argument
+};
 
-// Sends request to the core listening on endpoint and waits for its answer,
-// using this thread's own socket (created on first use). On return the reply
-// fields are filled. Returns 0, or -1 (errno) if the core cannot be reached
-// or broker_request_set_exiting(true) was called before the answer came
-// (status is then set to 503 with error_code "EXITING"). On 0 the core has
-// taken every message reference, whatever status it answered; on -1 the
-// caller still owns them. Waits in 100 ms slices, so it gives up at most
-// 100 ms after the exiting flag is set.
-int broker_request_call(const char *endpoint, broker_request_t *request);
+// HTTP thread: passes request to the core listening on endpoint, using this
+// thread's own socket (created on first use), and returns at once. From 0 on
+// the request belongs to the core until it calls broker_request_done, which
+// calls done(request, arg) on the core thread; keep the request alive and
+// untouched until then. Returns 0, or -1 (errno; done will never be called)
+// if the exiting flag is set or the core cannot be reached: status is then
+// 503 with error_code "EXITING" and the caller still owns the messages.
+int broker_request_send(const char *endpoint, broker_request_t *request,
+                        broker_request_done_fn *done, void *arg);
+
+// Core thread: the reply fields are filled; gives request back to its sender
+// (calls its done callback). The core has taken every message reference,
+// whatever it answered, and must not touch request afterwards.
+void broker_request_done(broker_request_t *request);
 
 // Sets the process-wide exiting flag (atomic; any thread). While it is true,
-// broker_request_call fails at once and calls already waiting give up. The
-// core sets it once it will read no more requests; a request it read but did
-// not answer must not be touched afterwards (its HTTP thread reuses it).
+// broker_request_send fails at once. The core sets it once it will read no
+// more requests; requests sent but never read are then the sender's to
+// answer (broker_http_destroy answers them 503).
 void broker_request_set_exiting(bool exiting);
 
 // Closes every thread's socket. Call once after all HTTP threads are gone;

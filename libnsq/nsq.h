@@ -140,10 +140,11 @@ int nsq_consumer_poll(nsq_consumer_t *self, int timeout_ms);
 void nsq_consumer_stop(nsq_consumer_t *self);
 
 // Graceful close: RDY 0 and CLS on every connection, then runs the loop
-// until every handed-out message is settled or timeout_ms passes (signals do
-// not cut it short). Messages already on their way are still handed to the
-// handler. Dropped connections are not reconnected any more. Returns 0 if
-// all were settled, -1 on timeout. Not from the handler.
+// until every handed-out message is settled and every broker has answered
+// CLS (so none is still on its way), or timeout_ms passes (signals do not
+// cut it short). Messages that arrive meanwhile are handed to the handler as
+// usual. Dropped connections are not reconnected any more. Returns 0 if all
+// handed-out messages were settled, -1 otherwise. Not from the handler.
 int nsq_consumer_close(nsq_consumer_t *self, int timeout_ms);
 
 // Counters since creation.
@@ -159,7 +160,8 @@ typedef struct _nsq_producer_t nsq_producer_t;
 // "tcp://host:port"). NULL on a malformed address. Caller owns the result.
 nsq_producer_t *nsq_producer_new(const char *address);
 
-// Closes the socket. Nulls *self_p; accepts NULL.
+// Closes the socket; publishes still queued in it get up to the timeout to
+// leave. Nulls *self_p; accepts NULL.
 void nsq_producer_destroy(nsq_producer_t **self_p);
 
 // How long a publish waits for the broker's answer (default 5000 ms).

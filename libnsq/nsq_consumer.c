@@ -83,6 +83,8 @@ struct _s_connection_t {
     uint64_t seq;              // last command seq sent on this socket
     uint64_t identify_seq;     // seq of this socket's IDENTIFY
     uint64_t sub_seq;          // seq of this socket's SUB
+    uint64_t cls_seq;          // seq of this socket's CLS, 0 if none sent
+    bool close_waited;         // the broker answered CLS: it sends nothing more
     bool identified;           // IDENTIFY answered: RDY may be sent
     uint32_t max_rdy;          // broker's max_rdy_count
     int64_t heartbeat_ms;      // negotiated interval; <= 0 disables liveness
@@ -139,12 +141,13 @@ struct _nsq_consumer_t {
     s_connection_t *reading;  // connection being read, NULL if none
     bool break_requested;     // leave the loop after this event
     bool polling;             // nsq_consumer_poll: break after a delivery
-    bool draining;            // nsq_consumer_close: break when in_flight is 0
+    bool draining;            // nsq_consumer_close: break once drained
     bool closing;             // CLS sent: RDY 0, no reconnects
 };
 
 static void s_credit_update(nsq_consumer_t *self);
 static void s_request_break(nsq_consumer_t *self);
+static void s_check_drained(nsq_consumer_t *self);
 
 // ---- library and messages ----------------------------------------------
 
@@ -399,7 +402,8 @@ static void s_send_cls(s_connection_t *conn)
     Nsq__Command command = NSQ__COMMAND__INIT;
     command.cmd_case = NSQ__COMMAND__CMD_CLS;
     command.cls = &cls;
-    s_send(conn, &command);
+    if (s_send(conn, &command) == 0)
+        conn->cls_seq = command.seq;
 }
 
 static void s_send_touch(s_connection_t *conn, uint64_t id)
@@ -492,6 +496,8 @@ static void s_connection_close_socket(s_connection_t *conn)
     }
     conn->generation++;
     conn->identified = false;
+    conn->cls_seq = 0;
+    conn->close_waited = false;
     conn->rdy_sent = S_RDY_NONE;
     conn->fins.count = conn->reqs.count = 0;
 }
@@ -635,6 +641,10 @@ static void s_on_response(s_connection_t *conn, const Nsq__Response *response)
         s_credit_update(conn->consumer);
     } else if (response->seq == conn->sub_seq)
         conn->backoff_ms = S_BACKOFF_MIN_MS;
+    else if (response->seq == conn->cls_seq && conn->cls_seq) {
+        conn->close_waited = true;
+        s_check_drained(conn->consumer);
+    }
 }
 
 static void s_on_error(s_connection_t *conn, const Nsq__Error *error)
@@ -746,6 +756,7 @@ static int s_tick(zloop_t *loop, int timer_id, void *arg)
         s_connection_check(self->connections[i], now);
     s_credit_rotate(self, now);
     s_flush_all(self);
+    s_check_drained(self);
     return 0;
 }
 
@@ -979,8 +990,7 @@ static int s_settle(nsq_consumer_t *self, nsq_msg_t *msg, bool requeue, uint32_t
     s_connection_t *conn = msg->connection;
     uint64_t id = msg->id;
     s_msg_free(self, msg);
-    if (self->draining && self->in_flight == 0)
-        s_request_break(self);
+    s_check_drained(self);
     if (!conn)
         return -1;
     s_batch_t *batch = requeue ? &conn->reqs : &conn->fins;
@@ -1047,6 +1057,27 @@ void nsq_consumer_stop(nsq_consumer_t *self)
     s_request_break(self);
 }
 
+// True once nothing handed out is unsettled and no broker will send more:
+// each connection answered CLS, or has no socket or no subscription yet.
+static bool s_drained(nsq_consumer_t *self)
+{
+    if (self->in_flight)
+        return false;
+    for (size_t i = 0; i < self->connection_count; i++) {
+        s_connection_t *conn = self->connections[i];
+        if (conn->sock && conn->identified && !conn->close_waited)
+            return false;
+    }
+    return true;
+}
+
+// During nsq_consumer_close, leaves the loop once drained.
+static void s_check_drained(nsq_consumer_t *self)
+{
+    if (self->draining && !self->break_requested && s_drained(self))
+        s_request_break(self);
+}
+
 int nsq_consumer_close(nsq_consumer_t *self, int timeout_ms)
 {
     if (!self->closing) {
@@ -1056,7 +1087,7 @@ int nsq_consumer_close(nsq_consumer_t *self, int timeout_ms)
             s_send_cls(self->connections[i]);
     }
     s_flush_all(self);
-    if (self->in_flight) {
+    if (!s_drained(self)) {
         self->draining = true;
         zloop_set_nonstop(self->loop, true);
         s_run(self, timeout_ms < 0 ? 0 : timeout_ms);
@@ -1437,7 +1468,9 @@ static int s_test_close(nsq_consumer_t *consumer, s_fake_t *fake, s_test_state_t
     nsq__command__free_unpacked(cls, NULL);
     S_CHECK(nsq_consumer_fin(consumer, state->kept[0]) == 0);
     state->kept_count = 0;
-    S_CHECK(nsq_consumer_close(consumer, 100) == 0);
+    int64_t start = zclock_mono();
+    S_CHECK(nsq_consumer_close(consumer, 2000) == 0);
+    S_CHECK(zclock_mono() - start < 1500);  // returned on CLOSE_WAIT, not the timeout
     S_CHECK(s_expect_settle(fake, consumer, NSQ__COMMAND__CMD_FIN, 1, 300) == 0);
     return 0;
 }
@@ -1515,9 +1548,26 @@ static int s_test_scenario(void)
     return rc;
 }
 
+// The split of credit across connections, without sockets.
+static int s_test_shares(void)
+{
+    nsq_consumer_t self = {.connection_count = 3, .max_in_flight = 10};
+    S_CHECK(s_credit_share(&self, 0) == 4 && s_credit_share(&self, 1) == 3
+            && s_credit_share(&self, 2) == 3);
+    self.max_in_flight = 2;  // scarce: RDY 1 on two connections, rotating
+    S_CHECK(s_credit_share(&self, 0) == 1 && s_credit_share(&self, 1) == 1
+            && s_credit_share(&self, 2) == 0);
+    self.rotation = 2;
+    S_CHECK(s_credit_share(&self, 0) == 1 && s_credit_share(&self, 1) == 0
+            && s_credit_share(&self, 2) == 1);
+    self.closing = true;
+    S_CHECK(s_credit_share(&self, 0) == 0);
+    return 0;
+}
+
 int nsq_consumer_test(void)
 {
-    if (s_test_names_and_endpoints() || s_test_scenario() || s_test_liveness())
+    if (s_test_shares() || s_test_names_and_endpoints() || s_test_scenario() || s_test_liveness())
         return -1;
     return 0;
 }

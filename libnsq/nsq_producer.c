@@ -167,6 +167,8 @@ static void s_on_frame(nsq_producer_t *self, zmq_msg_t *frame)
 // call, a read of a frame that is already queued does not.
 static int s_receive(nsq_producer_t *self, int timeout_ms)
 {
+    if (!self->sock)
+        return 0;  // could not reopen after a timeout: fail fast
     void *handle = zsock_resolve(self->sock);
     zmq_msg_t frame;
     zmq_msg_init(&frame);

@@ -14,6 +14,7 @@
 #include "broker_inflight.h"
 #include "broker_queue.h"
 #include "broker_topic.h"
+#include "nsq_client_test.h"
 #include "nsq_duration.h"
 #include "nsq_log.h"
 #include "nsq_message.h"
@@ -33,11 +34,13 @@ static const selftest_t s_tests[] = {
     {"broker_inflight", broker_inflight_test},
     {"broker_queue", broker_queue_test},
     {"broker_topic", broker_topic_test},
+    {"nsq_consumer", nsq_consumer_test},
     {"nsq_duration", nsq_duration_test},
     {"nsq_log", nsq_log_test},
     {"nsq_message", nsq_message_test},
     {"nsq_names", nsq_names_test},
     {"nsq_options", nsq_options_test},
+    {"nsq_producer", nsq_producer_test},
     {"nsq_wire", nsq_wire_test},
 };
 

@@ -445,17 +445,36 @@ it_child_t *it_worker_start(it_broker_t *broker, const char *topic, const char *
 
 // ---- broker -----------------------------------------------------------
 
-// Starts nsq-broker in a fresh data dir with the given flags after the
-// defaults (later flags win). Returns the child; fills dir.
+// Whether flags (NULL-terminated, may be NULL) set the flag "--name=".
+static bool s_has_flag(const char *const *flags, const char *prefix)
+{
+    for (size_t index = 0; flags && flags[index]; index++)
+        if (strncmp(flags[index], prefix, strlen(prefix)) == 0)
+            return true;
+    return false;
+}
+
+// Starts nsq-broker in a fresh data dir with the given flags plus the
+// harness defaults the flags do not set (the broker refuses a flag given
+// twice). Returns the child; fills dir.
 static it_child_t *s_broker_spawn(const char *const *flags, char *dir, size_t dir_size)
 {
     snprintf(dir, dir_size, "%s/data-XXXXXX", s_tmp());
     IT_ASSERT(mkdtemp(dir), "mkdtemp %s: %s", dir, strerror(errno));
     char data_flag[PATH_MAX + 16];
     snprintf(data_flag, sizeof data_flag, "--data-path=%s", dir);
-    const char *argv[IT_MAX_ARGS] = {s_env_binary("NSQ_BROKER"), "--http-address=127.0.0.1:0",
-                                     "--zmq-address=127.0.0.1:0", data_flag, "--log-level=debug"};
-    s_append_args(argv, 5, flags);
+    const char *defaults[] = {"--http-address=127.0.0.1:0", "--zmq-address=127.0.0.1:0", data_flag,
+                              "--log-level=debug"};
+    const char *argv[IT_MAX_ARGS] = {s_env_binary("NSQ_BROKER")};
+    size_t count = 1;
+    for (size_t index = 0; index < sizeof defaults / sizeof defaults[0]; index++) {
+        char prefix[32];
+        snprintf(prefix, sizeof prefix, "%.*s", (int) strcspn(defaults[index], "=") + 1,
+                 defaults[index]);
+        if (!s_has_flag(flags, prefix))
+            argv[count++] = defaults[index];
+    }
+    s_append_args(argv, count, flags);
     return it_child_start("broker", argv);
 }
 

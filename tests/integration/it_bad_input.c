@@ -294,6 +294,16 @@ static void s_fin_unknown_id(void)
     nsq__frame__free_unpacked(frame, NULL);
     IT_ASSERT_EVENTUALLY(it_channel_stat(broker, "finbad", "c", "in_flight_count") == 0, 5000,
                          "a raw FIN of a real id did not settle it");
+    Nsq__Cls cls = NSQ__CLS__INIT;
+    Nsq__Command command = NSQ__COMMAND__INIT;
+    command.cmd_case = NSQ__COMMAND__CMD_CLS;
+    command.cls = &cls;
+    it_raw_send(raw, &command, 6);
+    frame = it_raw_expect(raw, NSQ__FRAME__FRAME_RESPONSE, 3000);
+    IT_ASSERT(frame, "no Response to CLS within 3 s");
+    IT_ASSERT_INT(frame->response->seq, ==, 6);
+    IT_ASSERT_STR(frame->response->text, "CLOSE_WAIT");
+    nsq__frame__free_unpacked(frame, NULL);
     it_raw_destroy(&raw);
     s_assert_still_serving(broker);
     IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
@@ -330,6 +340,14 @@ static void s_bad_config(void)
                   bad[index][0], status);
         IT_ASSERT(line[0], "nsq-broker %s exited without saying why on stderr", bad[index][0]);
     }
+    it_broker_t *first = it_broker_start(NULL);  // a taken port: exit non-zero, not a warning
+    char taken[96], line[512];
+    snprintf(taken, sizeof taken, "--http-address=%s", it_broker_http(first));
+    const char *flags[] = {taken, NULL};
+    int status = it_broker_refuses(flags, line, sizeof line);
+    it_note("%s (taken) -> status %d, \"%s\"", taken, status, line);
+    IT_ASSERT(status > 0 && status < 128, "a second broker on a taken port: status %d", status);
+    IT_ASSERT_INT(it_broker_stop(&first), ==, 0);
 }
 
 int main(int argc, char **argv)

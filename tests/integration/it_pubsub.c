@@ -92,6 +92,21 @@ static void s_ping(void)
               "/stats lacks version or topics: %.300s", stats);
     free(stats);
     IT_ASSERT_INT(it_http(broker, "GET", "/metrics", NULL, 0, NULL), ==, 200);
+    it_post_ok(broker, "/channel/create?topic=first&channel=c1");
+    it_post_ok(broker, "/channel/create?topic=first&channel=c2");
+    it_post_ok(broker, "/topic/create?topic=second");
+    IT_ASSERT_INT(
+        it_http(broker, "GET", "/stats?format=json&topic=first&channel=c2", NULL, 0, &reply), ==,
+        200);
+    const char *topics = it_json_get(reply, "topics");
+    const char *first = it_json_find(topics, "topic_name", "first");
+    IT_ASSERT(first && !it_json_find(topics, "topic_name", "second"),
+              "/stats?topic=first does not filter topics: %.400s", reply);
+    const char *channels = it_json_get(first, "channels");
+    IT_ASSERT(it_json_find(channels, "channel_name", "c2")
+                  && !it_json_find(channels, "channel_name", "c1"),
+              "/stats?channel=c2 does not filter channels: %.400s", reply);
+    free(reply);
     IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
 }
 
