@@ -27,16 +27,26 @@ static void s_reply_body(broker_request_t *request, char *body, const char *cont
     request->content_type = content_type;
 }
 
+// Drops the messages of a publish that was refused: the core takes every
+// reference whatever it answers (broker_request.h).
+static void s_drop_messages(broker_request_t *request)
+{
+    for (size_t i = 0; i < request->message_count; i++)
+        nsq_message_unref(&request->messages[i]);
+}
+
 static void s_publish(broker_core_t *self, broker_request_t *request)
 {
     broker_topic_t *topic = broker_core_topic(self, request->topic, true);
     if (!topic) {
+        s_drop_messages(request);
         s_reply(request, 500, "INTERNAL_ERROR");
         return;
     }
     broker_core_stamp(self, request->messages, request->message_count);
     if (broker_topic_publish(topic, request->messages, request->message_count, request->defer_ms,
                              zclock_mono())) {
+        s_drop_messages(request);
         s_reply(request, 503, "QUEUE_FULL");
         return;
     }

@@ -235,9 +235,10 @@ static enum MHD_Result s_answer_request(connection_t *conn, struct MHD_Connectio
     request->body = NULL;
     if (request->error_code) {
         free(body);
-        return s_answer_error(conn, mhd, request->status, request->error_code);
+        int status = request->status >= 400 ? request->status : MHD_HTTP_INTERNAL_SERVER_ERROR;
+        return s_answer_error(conn, mhd, status, request->error_code);
     }
-    unsigned status = request->status > 0 ? (unsigned) request->status : MHD_HTTP_OK;
+    unsigned status = request->status >= 100 ? (unsigned) request->status : MHD_HTTP_OK;
     const char *content_type = request->content_type ? request->content_type : S_TEXT_PLAIN;
     bool plain = strcmp(content_type, S_TEXT_PLAIN) == 0;
     if (status == MHD_HTTP_OK && plain && (!body || strcmp(body, "OK") == 0)) {
@@ -499,15 +500,17 @@ static int s_body_grow(connection_t *conn, size_t needed)
 }
 
 //  Takes one piece of body. libmicrohttpd cannot answer in the middle of an
-//  upload, so a refused body is dropped as it comes and answered at its end;
-//  past S_DISCARD_MAX we hang up instead.
+//  upload, so a refused body is dropped as it comes and answered at its end,
+//  like the body of a route that takes none; past S_DISCARD_MAX we hang up.
 static enum MHD_Result s_read_body(connection_t *conn, const char *data, size_t size)
 {
-    if (!conn->error_status && size > conn->body_limit - conn->body_size) {
+    bool wanted = !conn->error_status && conn->too_big;  // set for /pub and /mpub only
+    if (wanted && size > conn->body_limit - conn->body_size) {
         nsq_message_unref(&conn->body);
         s_fail(conn, MHD_HTTP_CONTENT_TOO_LARGE, conn->too_big);
+        wanted = false;
     }
-    if (conn->error_status) {
+    if (!wanted) {
         conn->discarded += size;
         return conn->discarded <= S_DISCARD_MAX ? MHD_YES : MHD_NO;
     }
@@ -662,7 +665,7 @@ static void s_on_done(broker_request_t *request, void *arg)
 {
     connection_t *conn = arg;
     broker_http_t *self = conn->server;
-    request->message_count = 0;  // the core took them; the array stays ours
+    request->message_count = 0;       // the core took them; the array stays ours
     pthread_mutex_lock(&self->lock);  // waits for s_hand_over to have suspended it
     s_waiting_remove(self, conn);
     pthread_mutex_unlock(&self->lock);
@@ -886,13 +889,32 @@ static struct MHD_Daemon *s_start(broker_http_t *self, struct sockaddr_in *addre
                      | MHD_ALLOW_SUSPEND_RESUME;
     flags |= MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES ? MHD_USE_EPOLL : MHD_USE_AUTO;
     unsigned threads = self->config.http_threads > 0 ? (unsigned) self->config.http_threads : 1;
-    return MHD_start_daemon(
-        flags, ntohs(address->sin_port), NULL, NULL, s_access, self, MHD_OPTION_SOCK_ADDR, address,
-        MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT, s_connection_limit(),
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) S_CONNECTION_TIMEOUT_S,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) 16384,
-        MHD_OPTION_NOTIFY_CONNECTION, s_connection_notify, self, MHD_OPTION_NOTIFY_COMPLETED,
-        s_request_completed, self, MHD_OPTION_EXTERNAL_LOGGER, s_log, self, MHD_OPTION_END);
+    return MHD_start_daemon(flags, ntohs(address->sin_port), NULL, NULL, s_access, self,  //
+                            MHD_OPTION_SOCK_ADDR, address,                                //
+                            MHD_OPTION_THREAD_POOL_SIZE, threads,                         //
+                            MHD_OPTION_CONNECTION_LIMIT, s_connection_limit(),            //
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) S_CONNECTION_TIMEOUT_S,
+                            MHD_OPTION_NOTIFY_CONNECTION, s_connection_notify, self,  //
+                            MHD_OPTION_NOTIFY_COMPLETED, s_request_completed, self,   //
+                            MHD_OPTION_EXTERNAL_LOGGER, s_log, self,                  //
+                            MHD_OPTION_END);
+}
+
+//  The lock is held for a few instructions at a time by the HTTP threads and
+//  the core: spin briefly rather than sleep at once. The wait for abandoned
+//  answers uses the monotonic clock.
+static void s_sync_init(broker_http_t *self)
+{
+    pthread_mutexattr_t lock_attributes;
+    pthread_mutexattr_init(&lock_attributes);
+    pthread_mutexattr_settype(&lock_attributes, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(&self->lock, &lock_attributes);
+    pthread_mutexattr_destroy(&lock_attributes);
+    pthread_condattr_t cond_attributes;
+    pthread_condattr_init(&cond_attributes);
+    pthread_condattr_setclock(&cond_attributes, CLOCK_MONOTONIC);
+    pthread_cond_init(&self->answered, &cond_attributes);
+    pthread_condattr_destroy(&cond_attributes);
 }
 
 broker_http_t *broker_http_new(const broker_config_t *config, const char *core_endpoint)
@@ -906,17 +928,7 @@ broker_http_t *broker_http_new(const broker_config_t *config, const char *core_e
     if (!self)
         return NULL;
     self->config = *config;
-    // Held for a few instructions: spin briefly rather than sleep at once
-    pthread_mutexattr_t lock_attributes;
-    pthread_mutexattr_init(&lock_attributes);
-    pthread_mutexattr_settype(&lock_attributes, PTHREAD_MUTEX_ADAPTIVE_NP);
-    pthread_mutex_init(&self->lock, &lock_attributes);
-    pthread_mutexattr_destroy(&lock_attributes);
-    pthread_condattr_t attributes;
-    pthread_condattr_init(&attributes);
-    pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC);
-    pthread_cond_init(&self->answered, &attributes);
-    pthread_condattr_destroy(&attributes);
+    s_sync_init(self);
     self->core_endpoint = strdup(core_endpoint);
     self->start_time = (int64_t) time(NULL);
     if (gethostname(self->hostname, sizeof(self->hostname) - 1) != 0)
@@ -1301,7 +1313,7 @@ static bool s_test_mpub(test_client_t *client, test_core_t *core, char *big)
 static bool s_test_admin(test_client_t *client, test_core_t *core)
 {
     int seen = s_test_record(core).requests;
-    bool good = s_test_http(client, "POST", "/topic/create?topic=t", NULL, 0, false)
+    bool good = s_test_http(client, "POST", "/topic/create?topic=t", "ignored", 7, false)
                 && s_test_answer(client, 200, "")
                 && s_test_core_saw(core, ++seen, BROKER_REQUEST_TOPIC_CREATE, "t", 0, "")
                 && s_test_http(client, "POST", "/topic/pause?topic=missing", NULL, 0, false)
