@@ -154,9 +154,8 @@ static int s_read_command(broker_core_t *self, void *socket)
     broker_client_t *client = s_client_for(self, &identity, now);
     if (client) {
         client->last_received = now;
-        Nsq__Command *command = extra_frames ? NULL
-                                             : nsq_wire_command_unpack(zmq_msg_data(&body),
-                                                                       zmq_msg_size(&body));
+        Nsq__Command *command =
+            extra_frames ? NULL : nsq_wire_command_unpack(zmq_msg_data(&body), zmq_msg_size(&body));
         if (command) {
             broker_core_handle_command(self, client, command, now);
             nsq__command__free_unpacked(command, NULL);
@@ -164,8 +163,8 @@ static int s_read_command(broker_core_t *self, void *socket)
             self->bad_commands++;
             nsq_warn("client %s: frame is not a valid command (%zu bytes)", client->key,
                      zmq_msg_size(&body));
-            broker_client_send_error(client, 0, "E_BAD_COMMAND", "not a valid Command frame",
-                                     false, now);
+            broker_client_send_error(client, 0, "E_BAD_COMMAND", "not a valid Command frame", false,
+                                     now);
         }
     }
     zmq_msg_close(&identity);
@@ -297,8 +296,8 @@ static int s_bind_router(broker_core_t *self)
     if (!colon || colon == self->config.zmq_address)
         return -1;
     const char *port = streq(colon + 1, "0") ? "*" : colon + 1;
-    snprintf(endpoint, sizeof endpoint, "tcp://%.*s:%s",
-             (int) (colon - self->config.zmq_address), self->config.zmq_address, port);
+    snprintf(endpoint, sizeof endpoint, "tcp://%.*s:%s", (int) (colon - self->config.zmq_address),
+             self->config.zmq_address, port);
     self->router = zsock_new(ZMQ_ROUTER);
     if (!self->router)
         return -1;
@@ -332,8 +331,8 @@ static broker_core_t *s_core_new(zsock_t *pipe, const broker_config_t *config, c
         return NULL;
     }
     self->zmq_port = (uint16_t) port;
-    snprintf(self->requests_endpoint, sizeof self->requests_endpoint,
-             "inproc://broker-requests-%p", (void *) self);
+    snprintf(self->requests_endpoint, sizeof self->requests_endpoint, "inproc://broker-requests-%p",
+             (void *) self);
     self->requests = zsock_new_router(self->requests_endpoint);
     broker_request_set_exiting(false);
     self->http = self->requests ? broker_http_new(&self->config, self->requests_endpoint) : NULL;

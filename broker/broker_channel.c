@@ -209,8 +209,7 @@ int broker_channel_req(broker_channel_t *self, broker_client_t *client, uint64_t
     return 0;
 }
 
-int broker_channel_touch(broker_channel_t *self, broker_client_t *client, uint64_t id,
-                         int64_t now)
+int broker_channel_touch(broker_channel_t *self, broker_client_t *client, uint64_t id, int64_t now)
 {
     broker_inflight_entry_t *entry = s_owned(self, client, id);
     if (!entry)

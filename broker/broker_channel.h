@@ -31,21 +31,21 @@
 #include "broker_queue.h"
 
 typedef struct _broker_channel_t {
-    char name[65];                   // channel name, possibly with #ephemeral
-    bool ephemeral;                  // memory only, deleted with its last consumer
-    bool paused;                     // keeps messages, delivers none
-    const broker_config_t *config;   // borrowed broker settings
-    broker_queue_t *queue;           // ready to deliver
-    broker_inflight_t *in_flight;    // delivered, waiting for FIN/REQ/timeout
-    broker_inflight_t *deferred;     // waiting until their deadline
-    broker_client_t **clients;       // subscribed consumers (borrowed)
-    size_t client_count;             // entries used in clients
-    size_t client_capacity;          // entries allocated in clients
-    size_t next_client;              // round-robin start for the next dispatch
-    uint64_t message_count;          // messages put into the channel
-    uint64_t requeue_count;          // REQs
-    uint64_t timeout_count;          // in-flight timeouts
-    uint64_t dropped_count;          // ephemeral overflow drops
+    char name[65];                  // channel name, possibly with #ephemeral
+    bool ephemeral;                 // memory only, deleted with its last consumer
+    bool paused;                    // keeps messages, delivers none
+    const broker_config_t *config;  // borrowed broker settings
+    broker_queue_t *queue;          // ready to deliver
+    broker_inflight_t *in_flight;   // delivered, waiting for FIN/REQ/timeout
+    broker_inflight_t *deferred;    // waiting until their deadline
+    broker_client_t **clients;      // subscribed consumers (borrowed)
+    size_t client_count;            // entries used in clients
+    size_t client_capacity;         // entries allocated in clients
+    size_t next_client;             // round-robin start for the next dispatch
+    uint64_t message_count;         // messages put into the channel
+    uint64_t requeue_count;         // REQs
+    uint64_t timeout_count;         // in-flight timeouts
+    uint64_t dropped_count;         // ephemeral overflow drops
 } broker_channel_t;
 
 // Returns an empty channel. Caller owns it; NULL if out of memory.
@@ -85,8 +85,7 @@ int broker_channel_req(broker_channel_t *self, broker_client_t *client, uint64_t
 
 // Extends a message's timeout by the client's msg timeout, capped at
 // delivery + --max-msg-timeout. Returns 0 or -1 as FIN.
-int broker_channel_touch(broker_channel_t *self, broker_client_t *client, uint64_t id,
-                         int64_t now);
+int broker_channel_touch(broker_channel_t *self, broker_client_t *client, uint64_t id, int64_t now);
 
 // Requeues timed-out messages and releases deferred ones that are due.
 // Returns how many messages moved.

@@ -105,8 +105,7 @@ int broker_client_send_messages(broker_client_t *self, broker_inflight_entry_t *
     return 0;
 }
 
-int broker_client_send_response(broker_client_t *self, uint64_t seq, const char *text,
-                                int64_t now)
+int broker_client_send_response(broker_client_t *self, uint64_t seq, const char *text, int64_t now)
 {
     Nsq__Response response = NSQ__RESPONSE__INIT;
     response.seq = seq;

@@ -79,8 +79,7 @@ int broker_client_send_messages(broker_client_t *self, broker_inflight_entry_t *
                                 size_t count, int64_t now);
 
 // Sends Response{seq, text}. Returns 0 or -1 as above.
-int broker_client_send_response(broker_client_t *self, uint64_t seq, const char *text,
-                                int64_t now);
+int broker_client_send_response(broker_client_t *self, uint64_t seq, const char *text, int64_t now);
 
 // Sends Error{seq, code, text, fatal}. Returns 0 or -1 as above.
 int broker_client_send_error(broker_client_t *self, uint64_t seq, const char *code,

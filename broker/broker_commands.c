@@ -16,7 +16,7 @@
 #include "nsq_names.h"
 
 // Shortest heartbeat and message timeout a client may ask for.
-#define MIN_HEARTBEAT_MS 100
+#define MIN_HEARTBEAT_MS   100
 #define MIN_MSG_TIMEOUT_MS 100
 
 static void s_error(broker_client_t *client, const Nsq__Command *command, const char *code,
@@ -26,8 +26,8 @@ static void s_error(broker_client_t *client, const Nsq__Command *command, const 
     broker_client_send_error(client, command->seq, code, text, false, now);
 }
 
-static void s_identify(broker_core_t *self, broker_client_t *client,
-                       const Nsq__Command *command, int64_t now)
+static void s_identify(broker_core_t *self, broker_client_t *client, const Nsq__Command *command,
+                       int64_t now)
 {
     const Nsq__Identify *identify = command->identify;
     if (client->state != BROKER_CLIENT_NEW) {
@@ -36,9 +36,10 @@ static void s_identify(broker_core_t *self, broker_client_t *client,
     }
     int64_t heartbeat = identify->heartbeat_interval_ms;
     int64_t timeout = identify->msg_timeout_ms;
-    if ((heartbeat && (heartbeat < MIN_HEARTBEAT_MS
-                       || heartbeat > self->config.max_heartbeat_interval_ms))
-        || (timeout && (timeout < MIN_MSG_TIMEOUT_MS || timeout > self->config.max_msg_timeout_ms))) {
+    if ((heartbeat
+         && (heartbeat < MIN_HEARTBEAT_MS || heartbeat > self->config.max_heartbeat_interval_ms))
+        || (timeout
+            && (timeout < MIN_MSG_TIMEOUT_MS || timeout > self->config.max_msg_timeout_ms))) {
         s_error(client, command, "E_BAD_BODY", "heartbeat_interval or msg_timeout out of range",
                 now);
         return;
@@ -177,7 +178,8 @@ static void s_pub(broker_core_t *self, broker_client_t *client, const Nsq__Comma
         return;
     }
     nsq_message_t *stack[64];
-    nsq_message_t **messages = pub->n_bodies <= 64 ? stack : malloc(pub->n_bodies * sizeof *messages);
+    nsq_message_t **messages =
+        pub->n_bodies <= 64 ? stack : malloc(pub->n_bodies * sizeof *messages);
     size_t made = 0;
     while (messages && made < pub->n_bodies) {
         messages[made] = nsq_message_new(pub->bodies[made].data, pub->bodies[made].len);
@@ -185,7 +187,8 @@ static void s_pub(broker_core_t *self, broker_client_t *client, const Nsq__Comma
             break;
         made++;
     }
-    broker_topic_t *topic = made == pub->n_bodies ? broker_core_topic(self, pub->topic, true) : NULL;
+    broker_topic_t *topic =
+        made == pub->n_bodies ? broker_core_topic(self, pub->topic, true) : NULL;
     if (topic) {
         broker_core_stamp(self, messages, made);
         if (broker_topic_publish(topic, messages, made, pub->defer_ms, now) == 0) {

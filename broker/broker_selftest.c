@@ -23,8 +23,8 @@ static Nsq__Frame *s_receive(zsock_t *dealer)
     if (!ready)
         return NULL;
     zframe_t *frame = zframe_recv(dealer);
-    Nsq__Frame *decoded = frame ? nsq_wire_frame_unpack(zframe_data(frame), zframe_size(frame))
-                                : NULL;
+    Nsq__Frame *decoded =
+        frame ? nsq_wire_frame_unpack(zframe_data(frame), zframe_size(frame)) : NULL;
     zframe_destroy(&frame);
     return decoded;
 }
@@ -34,8 +34,7 @@ static bool s_expect_response(zsock_t *dealer, uint64_t seq, const char *text)
 {
     Nsq__Frame *frame = s_receive(dealer);
     bool ok = frame && frame->frame_case == NSQ__FRAME__FRAME_RESPONSE
-              && frame->response->seq == seq
-              && (!text || streq(frame->response->text, text));
+              && frame->response->seq == seq && (!text || streq(frame->response->text, text));
     nsq__frame__free_unpacked(frame, NULL);
     return ok;
 }
@@ -44,8 +43,8 @@ static bool s_expect_response(zsock_t *dealer, uint64_t seq, const char *text)
 static bool s_expect_error(zsock_t *dealer, const char *code)
 {
     Nsq__Frame *frame = s_receive(dealer);
-    bool ok = frame && frame->frame_case == NSQ__FRAME__FRAME_ERROR
-              && streq(frame->error->code, code);
+    bool ok =
+        frame && frame->frame_case == NSQ__FRAME__FRAME_ERROR && streq(frame->error->code, code);
     nsq__frame__free_unpacked(frame, NULL);
     return ok;
 }
@@ -101,8 +100,8 @@ static int s_consume(zsock_t *consumer)
 {
     Nsq__Frame *frame = s_receive(consumer);
     int rc = -1;
-    if (frame && frame->frame_case == NSQ__FRAME__FRAME_MESSAGES
-        && frame->messages->n_messages == 2 && frame->messages->messages[0]->attempts == 1
+    if (frame && frame->frame_case == NSQ__FRAME__FRAME_MESSAGES && frame->messages->n_messages == 2
+        && frame->messages->messages[0]->attempts == 1
         && memcmp(frame->messages->messages[1]->body.data, "world", 5) == 0) {
         uint64_t ids[3] = {frame->messages->messages[0]->id, frame->messages->messages[1]->id, 42};
         Nsq__Fin fin = NSQ__FIN__INIT;

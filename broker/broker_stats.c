@@ -81,8 +81,7 @@ static void s_json_channel(FILE *out, const broker_channel_t *channel)
             fputc(',', out);
         s_json_client(out, channel->clients[i]);
     }
-    fprintf(out,
-            "],\"paused\":%s,\"e2e_processing_latency\":{\"count\":0,\"percentiles\":null}}",
+    fprintf(out, "],\"paused\":%s,\"e2e_processing_latency\":{\"count\":0,\"percentiles\":null}}",
             channel->paused ? "true" : "false");
 }
 
@@ -204,11 +203,13 @@ static unsigned long long s_topic_value(const broker_topic_t *topic, size_t fami
 
 static unsigned long long s_channel_value(const broker_channel_t *channel, size_t family)
 {
-    const unsigned long long values[] = {
-        broker_channel_depth(channel),       broker_inflight_size(channel->in_flight),
-        broker_inflight_size(channel->deferred), channel->client_count,
-        channel->message_count,               channel->requeue_count,
-        channel->timeout_count};
+    const unsigned long long values[] = {broker_channel_depth(channel),
+                                         broker_inflight_size(channel->in_flight),
+                                         broker_inflight_size(channel->deferred),
+                                         channel->client_count,
+                                         channel->message_count,
+                                         channel->requeue_count,
+                                         channel->timeout_count};
     return values[family];
 }
 
@@ -237,9 +238,9 @@ char *broker_stats_metrics(broker_core_t *self)
         s_family_header(out, &s_channel_families[f]);
         for (size_t i = 0; i < count; i++)
             for (size_t j = 0; j < topics[i]->channel_count; j++)
-                fprintf(out, "%s{topic=\"%s\",channel=\"%s\"} %llu\n",
-                        s_channel_families[f].name, topics[i]->name,
-                        topics[i]->channels[j]->name, s_channel_value(topics[i]->channels[j], f));
+                fprintf(out, "%s{topic=\"%s\",channel=\"%s\"} %llu\n", s_channel_families[f].name,
+                        topics[i]->name, topics[i]->channels[j]->name,
+                        s_channel_value(topics[i]->channels[j], f));
     }
     fprintf(out,
             "# HELP nsq_broker_clients Connected ZeroMQ clients.\n# TYPE nsq_broker_clients "

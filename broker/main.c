@@ -118,8 +118,8 @@ static zactor_t *s_start(broker_config_t *config)
         const char *host = config->http_address;
         const char *colon = strrchr(host, ':');
         printf("READY http=%.*s:%s zmq=%.*s:%s\n", (int) (colon - host), host, first,
-               (int) (strrchr(config->zmq_address, ':') - config->zmq_address),
-               config->zmq_address, second);
+               (int) (strrchr(config->zmq_address, ':') - config->zmq_address), config->zmq_address,
+               second);
         fflush(stdout);
     }
     zstr_free(&status);

@@ -112,7 +112,8 @@ int nsq_message_test(void)
     uint64_t id = 0;
     if (nsq_message_id_parse("0123456789ABCDEF", &id) || id != 0x0123456789abcdefULL)
         return -1;
-    if (nsq_message_id_parse("0123", &id) == 0 || nsq_message_id_parse("012345678zabcdef", &id) == 0)
+    if (nsq_message_id_parse("0123", &id) == 0
+        || nsq_message_id_parse("012345678zabcdef", &id) == 0)
         return -1;
     if (nsq_message_id_parse(NULL, &id) == 0)
         return -1;

@@ -29,8 +29,8 @@ int nsq_wire_send_command(void *socket, Nsq__Command *command, int flags)
     return s_send_packed(socket, &command->base, flags);
 }
 
-int nsq_wire_send_frame(void *socket, const void *identity, size_t identity_size,
-                        Nsq__Frame *frame, int flags)
+int nsq_wire_send_frame(void *socket, const void *identity, size_t identity_size, Nsq__Frame *frame,
+                        int flags)
 {
     frame->version = NSQ_WIRE_VERSION;
     if (zmq_send(socket, identity, identity_size, ZMQ_SNDMORE | flags) < 0)

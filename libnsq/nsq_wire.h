@@ -24,8 +24,8 @@ int nsq_wire_send_command(void *socket, Nsq__Command *command, int flags);
 
 // Sends [identity][packed frame] on a raw ROUTER socket. Returns 0, or -1
 // with errno (EHOSTUNREACH when the peer is gone and ROUTER_MANDATORY is set).
-int nsq_wire_send_frame(void *socket, const void *identity, size_t identity_size,
-                        Nsq__Frame *frame, int flags);
+int nsq_wire_send_frame(void *socket, const void *identity, size_t identity_size, Nsq__Frame *frame,
+                        int flags);
 
 // Unpacks one Command; NULL if the bytes are not a valid Command.
 // Caller owns the result (nsq__command__free_unpacked(result, NULL)).

@@ -324,6 +324,33 @@ static void s_rdy_above_max(void)
     IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
 }
 
+// Memory is bounded: past --mem-queue-size a publish is refused with 503
+// (HTTP) or E_PUB_FAILED (ZeroMQ), nothing refused is delivered, and
+// publishing works again once consumers drained the queue.
+static void s_queue_full(void)
+{
+    const char *flags[] = {"--mem-queue-size=5", NULL};
+    it_broker_t *broker = it_broker_start(flags);
+    it_post_ok(broker, "/channel/create?topic=full&channel=c");
+    for (int i = 0; i < 5; i++)
+        it_http_expect(broker, "POST", "/pub?topic=full", "kept", 4, 200, NULL);
+    it_http_expect(broker, "POST", "/pub?topic=full", "refused", 7, 503, NULL);
+    it_http_expect(broker, "POST", "/mpub?topic=full", "a\nb", 3, 503, NULL);
+    IT_ASSERT_INT(it_channel_stat(broker, "full", "c", "depth"), ==, 5);
+    it_sink_t *sink = it_sink_new(broker, "full", "c", 10, true);
+    IT_ASSERT(it_sink_wait(sink, 5, 5000), "the five kept messages were not delivered");
+    IT_ASSERT_PUMPED(&sink, 1, it_channel_stat(broker, "full", "c", "depth") == 0, 5000,
+                     "the queue did not drain");
+    it_http_expect(broker, "POST", "/pub?topic=full", "again", 5, 200, NULL);
+    IT_ASSERT(it_sink_wait(sink, 6, 5000), "publishing did not work again after draining");
+    for (size_t i = 0; i < 6; i++)
+        IT_ASSERT(strcmp(it_sink_get(sink, i)->body, "refused") != 0, "a refused message arrived");
+    IT_ASSERT_STR(it_sink_get(sink, 5)->body, "again");
+    it_sink_destroy(&sink);
+    s_assert_still_serving(broker);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+}
+
 static void s_bad_config(void)
 {
     const char *const bad[][2] = {
@@ -362,6 +389,7 @@ int main(int argc, char **argv)
         {"sub_before_identify", s_sub_before_identify},
         {"fin_unknown_id", s_fin_unknown_id},
         {"rdy_above_max", s_rdy_above_max},
+        {"queue_full", s_queue_full},
         {"bad_config", s_bad_config},
     };
     return it_run(argc, argv, cases, sizeof cases / sizeof cases[0]);
