@@ -38,6 +38,21 @@ int nsq_wire_send_frame(void *socket, const void *identity, size_t identity_size
     return s_send_packed(socket, &frame->base, flags);
 }
 
+int nsq_wire_send_lookup_command(void *socket, Nsq__LookupCommand *command, int flags)
+{
+    command->version = NSQ_WIRE_VERSION;
+    return s_send_packed(socket, &command->base, flags);
+}
+
+int nsq_wire_send_lookup_frame(void *socket, const void *identity, size_t identity_size,
+                               Nsq__LookupFrame *frame, int flags)
+{
+    frame->version = NSQ_WIRE_VERSION;
+    if (zmq_send(socket, identity, identity_size, ZMQ_SNDMORE | flags) < 0)
+        return -1;
+    return s_send_packed(socket, &frame->base, flags);
+}
+
 Nsq__Command *nsq_wire_command_unpack(const void *data, size_t size)
 {
     return nsq__command__unpack(NULL, size, data);

@@ -6,7 +6,8 @@
     is written once and never copied again.
 
     API: nsq_wire_send_command, nsq_wire_send_frame, nsq_wire_command_unpack,
-    nsq_wire_frame_unpack (free results with nsq__*__free_unpacked(x, NULL)).
+    nsq_wire_frame_unpack, nsq_wire_send_lookup_command,
+    nsq_wire_send_lookup_frame (free results with nsq__*__free_unpacked(x, NULL)).
 */
 #ifndef NSQ_WIRE_H
 #define NSQ_WIRE_H
@@ -26,6 +27,14 @@ int nsq_wire_send_command(void *socket, Nsq__Command *command, int flags);
 // with errno (EHOSTUNREACH when the peer is gone and ROUTER_MANDATORY is set).
 int nsq_wire_send_frame(void *socket, const void *identity, size_t identity_size, Nsq__Frame *frame,
                         int flags);
+
+// The broker -> lookupd protocol, as the two functions above: a broker
+// (DEALER) sends LookupCommands, lookupd (ROUTER) answers with
+// [identity][LookupFrame]. Unpack with nsq__lookup_command__unpack(NULL, ..)
+// and nsq__lookup_frame__unpack(NULL, ..).
+int nsq_wire_send_lookup_command(void *socket, Nsq__LookupCommand *command, int flags);
+int nsq_wire_send_lookup_frame(void *socket, const void *identity, size_t identity_size,
+                               Nsq__LookupFrame *frame, int flags);
 
 // Unpacks one Command; NULL if the bytes are not a valid Command.
 // Caller owns the result (nsq__command__free_unpacked(result, NULL)).

@@ -14,6 +14,8 @@
 #include "broker_inflight.h"
 #include "broker_queue.h"
 #include "broker_topic.h"
+#include "lookupd.h"
+#include "lookupd_registry.h"
 #include "nsq_client_test.h"
 #include "nsq_duration.h"
 #include "nsq_log.h"
@@ -34,6 +36,8 @@ static const selftest_t s_tests[] = {
     {"broker_inflight", broker_inflight_test},
     {"broker_queue", broker_queue_test},
     {"broker_topic", broker_topic_test},
+    {"lookupd", lookupd_test},
+    {"lookupd_registry", lookupd_registry_test},
     {"nsq_consumer", nsq_consumer_test},
     {"nsq_duration", nsq_duration_test},
     {"nsq_log", nsq_log_test},

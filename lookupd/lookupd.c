@@ -1,0 +1,641 @@
+/*  lookupd - the lookup service actor
+    SPDX-License-Identifier: MIT
+
+    Life cycle: s_new binds the ROUTER, the inproc request socket and the
+    HTTP server (or reports ERROR); the loop runs until $TERM; s_destroy
+    stops the HTTP thread, then frees the registry. Broker commands are
+    answered one frame each; HTTP requests are routed in s_route.
+*/
+#include "lookupd.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lookupd_http.h"
+#include "lookupd_registry.h"
+#include "nsq_log.h"
+#include "nsq_names.h"
+#include "nsq_wire.h"
+
+#define S_IDENTITY_MAX 255   // ZeroMQ identities are at most 255 bytes
+#define S_DRAIN_MAX    256   // frames read per wake-up
+#define S_EXPIRE_MAX   1000  // longest time between expiry scans
+
+typedef struct {
+    lookupd_config_t config;       // settings
+    zsock_t *pipe;                 // the actor pipe
+    zsock_t *router;               // brokers
+    zsock_t *requests;             // inproc ROUTER the HTTP thread calls
+    zloop_t *loop;                 // the one reactor
+    lookupd_http_t *http;          // HTTP server
+    lookupd_registry_t *registry;  // producers and registrations
+    char requests_endpoint[64];    // inproc endpoint of requests
+    char hostname[256];            // ours, for /info
+    uint16_t http_port, zmq_port;  // bound ports
+    uint64_t bad_commands;         // frames that were not valid commands
+} s_lookupd_t;
+
+void lookupd_config_defaults(lookupd_config_t *config)
+{
+    memset(config, 0, sizeof *config);
+    snprintf(config->http_address, sizeof config->http_address, "0.0.0.0:4161");
+    snprintf(config->zmq_address, sizeof config->zmq_address, "0.0.0.0:4160");
+    if (gethostname(config->broadcast_address, sizeof config->broadcast_address - 1) != 0)
+        snprintf(config->broadcast_address, sizeof config->broadcast_address, "localhost");
+    config->inactive_producer_timeout_ms = 300000;
+    config->tombstone_lifetime_ms = 45000;
+}
+
+// ---- broker commands --------------------------------------------------------
+
+typedef struct {
+    s_lookupd_t *lookupd;              // owner
+    zmq_msg_t *identity;               // the broker's ROUTER identity
+    char key[2 * S_IDENTITY_MAX + 1];  // the identity in hex
+    char peer[64];                     // its IP address
+    uint64_t seq;                      // of the command being answered
+} s_peer_t;
+
+static void s_send(s_peer_t *peer, Nsq__LookupFrame *frame)
+{
+    void *socket = zsock_resolve(peer->lookupd->router);
+    if (nsq_wire_send_lookup_frame(socket, zmq_msg_data(peer->identity),
+                                   zmq_msg_size(peer->identity), frame, ZMQ_DONTWAIT))
+        nsq_debug("broker %s: reply dropped: %s", peer->key, zmq_strerror(errno));
+}
+
+static void s_reply(s_peer_t *peer, const char *text)
+{
+    Nsq__Response response = NSQ__RESPONSE__INIT;
+    response.seq = peer->seq;
+    response.text = (char *) text;
+    Nsq__LookupFrame frame = NSQ__LOOKUP_FRAME__INIT;
+    frame.frame_case = NSQ__LOOKUP_FRAME__FRAME_RESPONSE;
+    frame.response = &response;
+    s_send(peer, &frame);
+}
+
+static void s_error(s_peer_t *peer, const char *code, const char *text, bool fatal)
+{
+    nsq_debug("broker %s (%s): %s %s", peer->key, peer->peer, code, text);
+    Nsq__Error error = NSQ__ERROR__INIT;
+    error.seq = peer->seq;
+    error.code = (char *) code;
+    error.text = (char *) text;
+    error.fatal = fatal;
+    Nsq__LookupFrame frame = NSQ__LOOKUP_FRAME__INIT;
+    frame.frame_case = NSQ__LOOKUP_FRAME__FRAME_ERROR;
+    frame.error = &error;
+    s_send(peer, &frame);
+}
+
+static void s_identify(s_peer_t *peer, const Nsq__LookupIdentify *identify)
+{
+    s_lookupd_t *self = peer->lookupd;
+    lookupd_producer_info_t info = {
+        peer->peer,          identify->hostname, identify->broadcast_address, identify->version,
+        identify->http_port, identify->zmq_port, identify->tcp_port};
+    if (lookupd_registry_identify(self->registry, peer->key, &info, zclock_mono())) {
+        s_error(peer, "E_BAD_BODY", "broadcast_address, http_port and zmq_port are required",
+                false);
+        return;
+    }
+    nsq_info("broker %s:%u identified (%s, zmq port %u, from %s)", identify->broadcast_address,
+             identify->http_port, identify->hostname, identify->zmq_port, peer->peer);
+    char reply[512];
+    snprintf(reply, sizeof reply,
+             "{\"tcp_port\":%u,\"http_port\":%u,\"version\":\"%s\",\"hostname\":\"%.200s\"}",
+             self->zmq_port, self->http_port, NSQ_VERSION, self->hostname);
+    s_reply(peer, reply);
+}
+
+static void s_registration(s_peer_t *peer, const Nsq__LookupCommand *command)
+{
+    s_lookupd_t *self = peer->lookupd;
+    bool registering = command->cmd_case == NSQ__LOOKUP_COMMAND__CMD_REG;
+    const char *topic = registering ? command->reg->topic : command->unreg->topic;
+    const char *channel = registering ? command->reg->channel : command->unreg->channel;
+    if (!nsq_name_is_valid(topic)) {
+        s_error(peer, "E_BAD_TOPIC", "invalid topic name", false);
+        return;
+    }
+    if (channel[0] && !nsq_name_is_valid(channel)) {
+        s_error(peer, "E_BAD_CHANNEL", "invalid channel name", false);
+        return;
+    }
+    int rc = registering ? lookupd_registry_register(self->registry, peer->key, topic, channel)
+                         : lookupd_registry_unregister(self->registry, peer->key, topic, channel);
+    if (rc) {
+        s_error(peer, "E_INVALID", "registration failed", false);
+        return;
+    }
+    nsq_info("broker %s: %s %s%s%s", peer->peer, registering ? "registered" : "unregistered", topic,
+             channel[0] ? "/" : "", channel);
+    s_reply(peer, "OK");
+}
+
+static void s_channels(s_peer_t *peer, const Nsq__LookupChannelsQuery *query)
+{
+    zlistx_t *names = nsq_name_is_valid(query->topic)
+                          ? lookupd_registry_channels(peer->lookupd->registry, query->topic)
+                          : NULL;
+    if (!names) {
+        s_error(peer, "E_BAD_TOPIC", "invalid topic name", false);
+        return;
+    }
+    size_t count = zlistx_size(names);
+    char **channels = calloc(count + 1, sizeof *channels);
+    size_t index = 0;
+    for (char *name = zlistx_first(names); channels && name; name = zlistx_next(names))
+        channels[index++] = name;
+    Nsq__LookupChannels reply = NSQ__LOOKUP_CHANNELS__INIT;
+    reply.seq = peer->seq;
+    reply.topic = query->topic;
+    reply.n_channels = channels ? count : 0;
+    reply.channels = channels;
+    Nsq__LookupFrame frame = NSQ__LOOKUP_FRAME__INIT;
+    frame.frame_case = NSQ__LOOKUP_FRAME__FRAME_CHANNELS;
+    frame.channels = &reply;
+    s_send(peer, &frame);
+    free(channels);
+    zlistx_destroy(&names);
+}
+
+static void s_handle(s_peer_t *peer, const Nsq__LookupCommand *command)
+{
+    s_lookupd_t *self = peer->lookupd;
+    peer->seq = command->seq;
+    if (command->cmd_case == NSQ__LOOKUP_COMMAND__CMD_IDENTIFY) {
+        s_identify(peer, command->identify);
+        return;
+    }
+    if (command->cmd_case == NSQ__LOOKUP_COMMAND__CMD_CHANNELS) {
+        s_channels(peer, command->channels);
+        return;
+    }
+    if (!lookupd_registry_known(self->registry, peer->key)) {
+        // We restarted, or expired it: the broker identifies again and
+        // re-registers everything when it sees this.
+        s_error(peer, "E_NOT_IDENTIFIED", "identify first", true);
+        return;
+    }
+    lookupd_registry_touch(self->registry, peer->key, zclock_mono());
+    switch (command->cmd_case) {
+    case NSQ__LOOKUP_COMMAND__CMD_REG:
+    case NSQ__LOOKUP_COMMAND__CMD_UNREG:
+        s_registration(peer, command);
+        break;
+    case NSQ__LOOKUP_COMMAND__CMD_HEARTBEAT:
+        s_reply(peer, "OK");
+        break;
+    case NSQ__LOOKUP_COMMAND__CMD_GOODBYE:
+        nsq_info("broker %s: said goodbye", peer->peer);
+        lookupd_registry_remove_producer(self->registry, peer->key);
+        s_reply(peer, "OK");
+        break;
+    default:
+        self->bad_commands++;
+        s_error(peer, "E_INVALID", "unknown command", false);
+        break;
+    }
+}
+
+// Reads one [identity][command]; returns -1 when nothing is waiting.
+static int s_read_command(s_lookupd_t *self, void *socket)
+{
+    zmq_msg_t identity, body;
+    zmq_msg_init(&identity);
+    if (zmq_msg_recv(&identity, socket, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&identity);
+        return -1;
+    }
+    zmq_msg_init(&body);
+    bool extra = false;
+    if (zmq_msg_more(&identity))
+        zmq_msg_recv(&body, socket, 0);
+    while (zmq_msg_more(&body)) {
+        zmq_msg_close(&body);  // single-frame commands only: drain the rest
+        zmq_msg_init(&body);
+        zmq_msg_recv(&body, socket, 0);
+        extra = true;
+    }
+    s_peer_t peer = {.lookupd = self, .identity = &identity};
+    size_t size = zmq_msg_size(&identity);
+    for (size_t i = 0; i < size && i < S_IDENTITY_MAX; i++)
+        snprintf(peer.key + 2 * i, 3, "%02x", ((unsigned char *) zmq_msg_data(&identity))[i]);
+    const char *address = zmq_msg_gets(&body, "Peer-Address");
+    snprintf(peer.peer, sizeof peer.peer, "%s", address ? address : "");
+    Nsq__LookupCommand *command =
+        extra ? NULL : nsq__lookup_command__unpack(NULL, zmq_msg_size(&body), zmq_msg_data(&body));
+    if (command) {
+        s_handle(&peer, command);
+        nsq__lookup_command__free_unpacked(command, NULL);
+    } else {
+        self->bad_commands++;
+        nsq_warn("peer %s: frame is not a valid lookup command (%zu bytes)", peer.peer,
+                 zmq_msg_size(&body));
+        s_error(&peer, "E_BAD_COMMAND", "not a valid LookupCommand frame", false);
+    }
+    zmq_msg_close(&identity);
+    zmq_msg_close(&body);
+    return 0;
+}
+
+static int s_on_router(zloop_t *loop, zsock_t *router, void *arg)
+{
+    (void) loop;
+    s_lookupd_t *self = arg;
+    for (int i = 0; i < S_DRAIN_MAX; i++)
+        if (s_read_command(self, zsock_resolve(router)))
+            break;
+    return 0;
+}
+
+// ---- HTTP requests ------------------------------------------------------------
+
+typedef struct {
+    int status;        // HTTP status
+    const char *type;  // content type
+    char *body;        // owned
+} s_answer_t;
+
+static void s_answer_error(s_answer_t *answer, int status, const char *code)
+{
+    answer->status = status;
+    answer->type = "application/json";
+    answer->body = zsys_sprintf("{\"message\":\"%s\"}", code);
+}
+
+static void s_answer_json(s_answer_t *answer, char *body)
+{
+    if (!body) {
+        s_answer_error(answer, 500, "INTERNAL_ERROR");
+        return;
+    }
+    answer->status = 200;
+    answer->type = "application/json";
+    answer->body = body;
+}
+
+// Checks the topic (and channel when wanted) arguments; fills an error
+// answer and returns false when one is missing or invalid.
+static bool s_names_ok(s_answer_t *answer, const char *topic, const char *channel,
+                       bool want_channel)
+{
+    if (!topic[0])
+        return s_answer_error(answer, 400, "MISSING_ARG_TOPIC"), false;
+    if (!nsq_name_is_valid(topic))
+        return s_answer_error(answer, 400, "INVALID_ARG_TOPIC"), false;
+    if (want_channel && !channel[0])
+        return s_answer_error(answer, 400, "MISSING_ARG_CHANNEL"), false;
+    if (want_channel && !nsq_name_is_valid(channel))
+        return s_answer_error(answer, 400, "INVALID_ARG_CHANNEL"), false;
+    return true;
+}
+
+// Read-only endpoints (GET).
+static void s_route_get(s_lookupd_t *self, const char *path, const char *topic, s_answer_t *answer)
+{
+    int64_t now = zclock_mono();
+    if (streq(path, "/ping")) {
+        answer->status = 200;
+        answer->type = "text/plain; charset=utf-8";
+        answer->body = strdup("OK");
+    } else if (streq(path, "/info"))
+        s_answer_json(answer, zsys_sprintf("{\"version\":\"%s\",\"broadcast_address\":\"%s\","
+                                           "\"http_port\":%u,\"zmq_port\":%u}",
+                                           NSQ_VERSION, self->config.broadcast_address,
+                                           self->http_port, self->zmq_port));
+    else if (streq(path, "/topics"))
+        s_answer_json(answer, lookupd_registry_topics_json(self->registry));
+    else if (streq(path, "/nodes"))
+        s_answer_json(answer, lookupd_registry_nodes_json(self->registry, now));
+    else if (!s_names_ok(answer, topic, "", false))
+        return;
+    else if (streq(path, "/channels"))
+        s_answer_json(answer, lookupd_registry_channels_json(self->registry, topic));
+    else if (!lookupd_registry_has_topic(self->registry, topic))
+        s_answer_error(answer, 404, "TOPIC_NOT_FOUND");
+    else
+        s_answer_json(answer, lookupd_registry_lookup_json(self->registry, topic, now));
+}
+
+// Administrative endpoints (POST).
+static void s_route_post(s_lookupd_t *self, const char *path, const char *topic,
+                         const char *channel, const char *node, s_answer_t *answer)
+{
+    bool channel_op = strncmp(path, "/channel/", 9) == 0;
+    if (!s_names_ok(answer, topic, channel, channel_op))
+        return;
+    int rc = 0;
+    if (streq(path, "/topic/create") || streq(path, "/channel/create"))
+        rc = lookupd_registry_create(self->registry, topic, channel_op ? channel : NULL);
+    else if (streq(path, "/topic/delete"))
+        lookupd_registry_delete(self->registry, topic, NULL);  // absent is fine, as NSQ
+    else if (streq(path, "/channel/delete")
+             && lookupd_registry_delete(self->registry, topic, channel)) {
+        s_answer_error(answer, 404, "CHANNEL_NOT_FOUND");
+        return;
+    } else if (streq(path, "/topic/tombstone")) {
+        if (!node[0]) {
+            s_answer_error(answer, 400, "MISSING_ARG_NODE");
+            return;
+        }
+        if (lookupd_registry_tombstone(self->registry, topic, node, zclock_mono())) {
+            s_answer_error(answer, 404, "PRODUCER_NOT_FOUND");
+            return;
+        }
+        nsq_info("topic %s: producer %s tombstoned", topic, node);
+    }
+    if (rc) {
+        s_answer_error(answer, 500, "INTERNAL_ERROR");
+        return;
+    }
+    answer->status = 200;
+    answer->type = "text/plain; charset=utf-8";
+    answer->body = strdup("");
+}
+
+static bool s_path_in(const char *path, const char *const *paths)
+{
+    for (size_t i = 0; paths[i]; i++)
+        if (streq(path, paths[i]))
+            return true;
+    return false;
+}
+
+// Routes one request; 405 for a known path with the wrong method.
+static void s_route(s_lookupd_t *self, const char *method, const char *path, const char *topic,
+                    const char *channel, const char *node, s_answer_t *answer)
+{
+    static const char *const reads[] = {"/ping",   "/info",     "/topics", "/nodes",
+                                        "/lookup", "/channels", NULL};
+    static const char *const writes[] = {"/topic/create",   "/topic/delete",    "/channel/create",
+                                         "/channel/delete", "/topic/tombstone", NULL};
+    bool get = streq(method, "GET") || streq(method, "HEAD");
+    if (s_path_in(path, reads))
+        get ? s_route_get(self, path, topic, answer)
+            : s_answer_error(answer, 405, "METHOD_NOT_ALLOWED");
+    else if (s_path_in(path, writes))
+        streq(method, "POST") ? s_route_post(self, path, topic, channel, node, answer)
+                              : s_answer_error(answer, 405, "METHOD_NOT_ALLOWED");
+    else
+        s_answer_error(answer, 404, "NOT_FOUND");
+}
+
+static int s_on_request(zloop_t *loop, zsock_t *requests, void *arg)
+{
+    (void) loop;
+    s_lookupd_t *self = arg;
+    zmsg_t *request = zmsg_recv(requests);
+    zframe_t *identity = request ? zmsg_pop(request) : NULL;
+    zframe_t *empty = request ? zmsg_pop(request) : NULL;
+    char *parts[5] = {NULL};
+    for (size_t i = 0; request && i < 5; i++)
+        parts[i] = zmsg_popstr(request);
+    s_answer_t answer = {0, NULL, NULL};
+    if (parts[4])
+        s_route(self, parts[0], parts[1], parts[2], parts[3], parts[4], &answer);
+    else
+        s_answer_error(&answer, 400, "BAD_REQUEST");
+    char status[8];
+    snprintf(status, sizeof status, "%d", answer.status);
+    zmsg_t *reply = zmsg_new();
+    if (identity && empty) {
+        zmsg_append(reply, &identity);
+        zmsg_append(reply, &empty);
+        zmsg_addstr(reply, status);
+        zmsg_addstr(reply, answer.type);
+        zmsg_addstr(reply, answer.body ? answer.body : "");
+        zmsg_send(&reply, requests);
+    }
+    zmsg_destroy(&reply);
+    zframe_destroy(&identity);
+    zframe_destroy(&empty);
+    for (size_t i = 0; i < 5; i++)
+        zstr_free(&parts[i]);
+    free(answer.body);
+    zmsg_destroy(&request);
+    return 0;
+}
+
+// ---- timers, pipe, life cycle --------------------------------------------------
+
+static int s_on_expire(zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    s_lookupd_t *self = arg;
+    size_t dropped = lookupd_registry_expire(self->registry, zclock_mono());
+    if (dropped)
+        nsq_info("%zu inactive broker(s) dropped", dropped);
+    return 0;
+}
+
+static int s_on_pipe(zloop_t *loop, zsock_t *pipe, void *arg)
+{
+    (void) loop;
+    (void) arg;
+    char *command = zstr_recv(pipe);
+    int rc = command && streq(command, "$TERM") ? -1 : 0;
+    zstr_free(&command);
+    return rc;
+}
+
+// Binds the ROUTER on "host:port" (port 0 = any). Returns the port or -1.
+static int s_bind_router(s_lookupd_t *self)
+{
+    const char *address = self->config.zmq_address;
+    const char *colon = strrchr(address, ':');
+    if (!colon || colon == address)
+        return -1;
+    self->router = zsock_new(ZMQ_ROUTER);
+    if (!self->router)
+        return -1;
+    zsock_set_router_mandatory(self->router, 1);
+    zsock_set_linger(self->router, 0);
+    return zsock_bind(self->router, "tcp://%.*s:%s", (int) (colon - address), address,
+                      streq(colon + 1, "0") ? "*" : colon + 1);
+}
+
+static void s_destroy(s_lookupd_t **self_p)
+{
+    s_lookupd_t *self = *self_p;
+    if (!self)
+        return;
+    lookupd_http_destroy(&self->http);
+    zloop_destroy(&self->loop);
+    lookupd_registry_destroy(&self->registry);
+    zsock_destroy(&self->requests);
+    zsock_destroy(&self->router);
+    free(self);
+    *self_p = NULL;
+}
+
+static s_lookupd_t *s_new(zsock_t *pipe, const lookupd_config_t *config, char *error, size_t size)
+{
+    s_lookupd_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->config = *config;
+    self->pipe = pipe;
+    if (gethostname(self->hostname, sizeof self->hostname - 1))
+        snprintf(self->hostname, sizeof self->hostname, "localhost");
+    self->registry =
+        lookupd_registry_new(config->inactive_producer_timeout_ms, config->tombstone_lifetime_ms);
+    int port = self->registry ? s_bind_router(self) : -1;
+    if (port < 0) {
+        snprintf(error, size, "cannot bind ZeroMQ on %s: %s", config->zmq_address,
+                 zmq_strerror(errno));
+        s_destroy(&self);
+        return NULL;
+    }
+    self->zmq_port = (uint16_t) port;
+    snprintf(self->requests_endpoint, sizeof self->requests_endpoint,
+             "inproc://lookupd-requests-%p", (void *) self);
+    self->requests = zsock_new_router(self->requests_endpoint);
+    self->http =
+        self->requests ? lookupd_http_new(config->http_address, self->requests_endpoint) : NULL;
+    if (!self->http) {
+        snprintf(error, size, "cannot listen for HTTP on %s", config->http_address);
+        s_destroy(&self);
+        return NULL;
+    }
+    self->http_port = lookupd_http_port(self->http);
+    int64_t scan = config->inactive_producer_timeout_ms / 4;
+    scan = scan < 10 ? 10 : scan > S_EXPIRE_MAX ? S_EXPIRE_MAX : scan;
+    self->loop = zloop_new();
+    zloop_set_nonstop(self->loop, true);
+    zloop_reader(self->loop, self->router, s_on_router, self);
+    zloop_reader(self->loop, self->requests, s_on_request, self);
+    zloop_reader(self->loop, pipe, s_on_pipe, self);
+    zloop_timer(self->loop, (size_t) scan, 0, s_on_expire, self);
+    return self;
+}
+
+void lookupd_actor(zsock_t *pipe, void *args)
+{
+    zsock_signal(pipe, 0);
+    char error[512] = "";
+    s_lookupd_t *self = s_new(pipe, args, error, sizeof error);
+    if (!self) {
+        zstr_sendx(pipe, "ERROR", error, NULL);
+        return;
+    }
+    char http_port[8], zmq_port[8];
+    snprintf(http_port, sizeof http_port, "%u", self->http_port);
+    snprintf(zmq_port, sizeof zmq_port, "%u", self->zmq_port);
+    zstr_sendx(pipe, "READY", http_port, zmq_port, NULL);
+    nsq_info("lookupd listening: http port %s, zmq port %s", http_port, zmq_port);
+    zloop_start(self->loop);
+    nsq_info("lookupd stopping: %zu brokers known",
+             lookupd_registry_producer_count(self->registry));
+    s_destroy(&self);
+}
+
+// ---- self-test ------------------------------------------------------------------
+
+#define S_CHECK(cond)                                                                              \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "lookupd_test: %s:%d: %s\n", __FILE__, __LINE__, #cond);               \
+            goto failed;                                                                           \
+        }                                                                                          \
+    } while (0)
+
+// Sends command on dealer and returns the answer (caller frees), or NULL.
+static Nsq__LookupFrame *s_test_call(zsock_t *dealer, Nsq__LookupCommand *command)
+{
+    if (command && nsq_wire_send_lookup_command(zsock_resolve(dealer), command, 0))
+        return NULL;
+    zframe_t *frame = zframe_recv(dealer);
+    Nsq__LookupFrame *answer =
+        frame ? nsq__lookup_frame__unpack(NULL, zframe_size(frame), zframe_data(frame)) : NULL;
+    zframe_destroy(&frame);
+    return answer;
+}
+
+static bool s_test_answer(Nsq__LookupFrame *answer, const char *error_code)
+{
+    bool ok = answer
+              && (error_code ? answer->frame_case == NSQ__LOOKUP_FRAME__FRAME_ERROR
+                                   && streq(answer->error->code, error_code)
+                             : answer->frame_case != NSQ__LOOKUP_FRAME__FRAME_ERROR);
+    if (answer)
+        nsq__lookup_frame__free_unpacked(answer, NULL);
+    return ok;
+}
+
+int lookupd_test(void)
+{
+    lookupd_config_t config;
+    lookupd_config_defaults(&config);
+    snprintf(config.http_address, sizeof config.http_address, "127.0.0.1:0");
+    snprintf(config.zmq_address, sizeof config.zmq_address, "127.0.0.1:0");
+    zactor_t *actor = zactor_new(lookupd_actor, &config);
+    zsock_t *dealer = NULL;
+    char *status = NULL, *http_port = NULL, *zmq_port = NULL;
+    S_CHECK(actor);
+    zstr_recvx(actor, &status, &http_port, &zmq_port, NULL);
+    S_CHECK(status && streq(status, "READY") && zmq_port);
+    dealer = zsock_new_dealer(NULL);
+    zsock_set_rcvtimeo(dealer, 2000);
+    S_CHECK(zsock_connect(dealer, "tcp://127.0.0.1:%s", zmq_port) == 0);
+
+    // Garbage gets an error frame and lookupd keeps serving.
+    S_CHECK(zstr_send(dealer, "garbage\xff\xff") == 0);
+    S_CHECK(s_test_answer(s_test_call(dealer, NULL), "E_BAD_COMMAND"));
+    Nsq__LookupHeartbeat heartbeat = NSQ__LOOKUP_HEARTBEAT__INIT;
+    Nsq__LookupCommand command = NSQ__LOOKUP_COMMAND__INIT;
+    command.cmd_case = NSQ__LOOKUP_COMMAND__CMD_HEARTBEAT;
+    command.heartbeat = &heartbeat;
+    S_CHECK(s_test_answer(s_test_call(dealer, &command), "E_NOT_IDENTIFIED"));
+
+    // Identify without an address is refused; with one, registration works.
+    Nsq__LookupIdentify identify = NSQ__LOOKUP_IDENTIFY__INIT;
+    identify.http_port = 4151;
+    identify.zmq_port = 4152;
+    command.cmd_case = NSQ__LOOKUP_COMMAND__CMD_IDENTIFY;
+    command.identify = &identify;
+    S_CHECK(s_test_answer(s_test_call(dealer, &command), "E_BAD_BODY"));
+    identify.broadcast_address = "10.1.2.3";
+    S_CHECK(s_test_answer(s_test_call(dealer, &command), NULL));
+    Nsq__Register reg = NSQ__REGISTER__INIT;
+    reg.topic = "bad topic";
+    command.cmd_case = NSQ__LOOKUP_COMMAND__CMD_REG;
+    command.reg = &reg;
+    S_CHECK(s_test_answer(s_test_call(dealer, &command), "E_BAD_TOPIC"));
+    reg.topic = "orders";
+    reg.channel = "billing";
+    S_CHECK(s_test_answer(s_test_call(dealer, &command), NULL));
+    Nsq__LookupChannelsQuery query = NSQ__LOOKUP_CHANNELS_QUERY__INIT;
+    query.topic = "orders";
+    command.cmd_case = NSQ__LOOKUP_COMMAND__CMD_CHANNELS;
+    command.channels = &query;
+    Nsq__LookupFrame *answer = s_test_call(dealer, &command);
+    bool listed = answer && answer->frame_case == NSQ__LOOKUP_FRAME__FRAME_CHANNELS
+                  && answer->channels->n_channels == 1
+                  && streq(answer->channels->channels[0], "billing");
+    if (answer)
+        nsq__lookup_frame__free_unpacked(answer, NULL);
+    S_CHECK(listed);
+    command.cmd_case = NSQ__LOOKUP_COMMAND__CMD_HEARTBEAT;
+    S_CHECK(s_test_answer(s_test_call(dealer, &command), NULL));
+
+    zsock_destroy(&dealer);
+    zstr_free(&status);
+    zstr_free(&http_port);
+    zstr_free(&zmq_port);
+    zactor_destroy(&actor);
+    return 0;
+failed:
+    zsock_destroy(&dealer);
+    zstr_free(&status);
+    zstr_free(&http_port);
+    zstr_free(&zmq_port);
+    zactor_destroy(&actor);
+    return -1;
+}

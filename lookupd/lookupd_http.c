@@ -1,0 +1,154 @@
+/*  lookupd_http - lookupd's HTTP front end (libmicrohttpd, one thread)
+    SPDX-License-Identifier: MIT
+
+    MHD runs its own polling thread; the access handler is called on it only,
+    so that thread alone uses the REQ socket (created there on first use).
+    The body of a POST is ignored (NSQ's lookupd reads only the query).
+*/
+#include "lookupd_http.h"
+
+#include <arpa/inet.h>
+#include <czmq.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nsq_log.h"
+
+#define S_REPLY_TIMEOUT_MS 2000  // the actor answers in microseconds; this is a safety net
+
+struct _lookupd_http_t {
+    struct MHD_Daemon *daemon;  // the server and its thread
+    char endpoint[128];         // inproc endpoint of the actor's ROUTER
+    zsock_t *request;           // REQ to the actor, used by the server thread only
+    uint16_t port;              // bound port
+};
+
+// Parses "host:port" (IPv4) into address. Returns 0, or -1.
+static int s_parse_address(const char *text, struct sockaddr_in *address)
+{
+    const char *colon = strrchr(text, ':');
+    char *end = NULL;
+    long port = colon ? strtol(colon + 1, &end, 10) : -1;
+    if (!colon || end == colon + 1 || *end || port < 0 || port > 65535)
+        return -1;
+    char host[256];
+    snprintf(host, sizeof host, "%.*s", (int) (colon - text), text);
+    memset(address, 0, sizeof *address);
+    address->sin_family = AF_INET;
+    address->sin_port = htons((uint16_t) port);
+    if (!host[0] || strcmp(host, "*") == 0)
+        address->sin_addr.s_addr = htonl(INADDR_ANY);
+    else if (inet_pton(AF_INET, host, &address->sin_addr) != 1) {
+        struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *found;
+        if (getaddrinfo(host, NULL, &hints, &found) != 0)
+            return -1;
+        address->sin_addr = ((struct sockaddr_in *) found->ai_addr)->sin_addr;
+        freeaddrinfo(found);
+    }
+    return 0;
+}
+
+static enum MHD_Result s_answer(struct MHD_Connection *connection, unsigned status,
+                                const char *content_type, const char *body)
+{
+    struct MHD_Response *response =
+        MHD_create_response_from_buffer(strlen(body), (void *) body, MHD_RESPMEM_MUST_COPY);
+    if (!response)
+        return MHD_NO;
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    enum MHD_Result result = MHD_queue_response(connection, status, response);
+    MHD_destroy_response(response);
+    return result;
+}
+
+static const char *s_arg(struct MHD_Connection *connection, const char *key)
+{
+    const char *value = MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, key);
+    return value ? value : "";
+}
+
+// One round trip to the actor. Returns 0 and fills the answer, or -1 (the
+// socket is then replaced, since a REQ that missed its reply is stuck).
+static int s_forward(lookupd_http_t *self, struct MHD_Connection *connection, const char *method,
+                     const char *url, char **status, char **type, char **body)
+{
+    if (!self->request) {
+        self->request = zsock_new_req(self->endpoint);
+        if (!self->request)
+            return -1;
+        zsock_set_rcvtimeo(self->request, S_REPLY_TIMEOUT_MS);
+    }
+    if (zstr_sendx(self->request, method, url, s_arg(connection, "topic"),
+                   s_arg(connection, "channel"), s_arg(connection, "node"), NULL)
+            == 0
+        && zstr_recvx(self->request, status, type, body, NULL) == 3)
+        return 0;
+    zsock_destroy(&self->request);
+    return -1;
+}
+
+static enum MHD_Result s_access(void *cls, struct MHD_Connection *connection, const char *url,
+                                const char *method, const char *version, const char *upload_data,
+                                size_t *upload_data_size, void **state)
+{
+    (void) version;
+    (void) upload_data;
+    lookupd_http_t *self = cls;
+    if (!*state) {  // headers only so far
+        *state = self;
+        return MHD_YES;
+    }
+    if (*upload_data_size) {  // body bytes: not used
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    char *status = NULL, *type = NULL, *body = NULL;
+    if (s_forward(self, connection, method, url, &status, &type, &body))
+        return s_answer(connection, 500, "application/json", "{\"message\":\"INTERNAL_ERROR\"}");
+    enum MHD_Result result = s_answer(connection, (unsigned) atoi(status), type, body);
+    zstr_free(&status);
+    zstr_free(&type);
+    zstr_free(&body);
+    return result;
+}
+
+lookupd_http_t *lookupd_http_new(const char *address, const char *endpoint)
+{
+    struct sockaddr_in bind_address;
+    if (s_parse_address(address, &bind_address))
+        return NULL;
+    lookupd_http_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    snprintf(self->endpoint, sizeof self->endpoint, "%s", endpoint);
+    self->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL,
+                                    ntohs(bind_address.sin_port), NULL, NULL, s_access, self,
+                                    MHD_OPTION_SOCK_ADDR, &bind_address,
+                                    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) 30, MHD_OPTION_END);
+    if (!self->daemon) {
+        free(self);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(self->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    self->port = info ? info->port : ntohs(bind_address.sin_port);
+    return self;
+}
+
+uint16_t lookupd_http_port(lookupd_http_t *self)
+{
+    return self->port;
+}
+
+void lookupd_http_destroy(lookupd_http_t **self_p)
+{
+    lookupd_http_t *self = self_p ? *self_p : NULL;
+    if (!self)
+        return;
+    MHD_stop_daemon(self->daemon);
+    zsock_destroy(&self->request);  // its thread has ended
+    free(self);
+    *self_p = NULL;
+}

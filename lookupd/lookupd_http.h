@@ -1,0 +1,33 @@
+/*  lookupd_http - lookupd's HTTP front end (libmicrohttpd, one thread)
+    SPDX-License-Identifier: MIT
+
+    The server thread parses each request and hands it to the lookupd actor,
+    which owns the registry, over an inproc REQ socket: the request goes out
+    as [method][path][topic][channel][node] (absent arguments are empty
+    strings) and the answer comes back as [status][content type][body].
+    Lookupd is not on the hot path, so one server thread and one round trip
+    per request are plenty; the registry keeps a single owner.
+
+    API: lookupd_http_new, lookupd_http_port, lookupd_http_destroy.
+*/
+#ifndef LOOKUPD_HTTP_H
+#define LOOKUPD_HTTP_H
+
+#include <stdint.h>
+
+typedef struct _lookupd_http_t lookupd_http_t;
+
+// Listens on address ("host:port", IPv4; port 0 = any free port) and
+// forwards requests to the inproc ROUTER at endpoint. Returns NULL if the
+// address does not parse or cannot be bound. Caller owns the result.
+lookupd_http_t *lookupd_http_new(const char *address, const char *endpoint);
+
+// The bound port.
+uint16_t lookupd_http_port(lookupd_http_t *self);
+
+// Stops the server (joins its thread) and nulls *self_p; accepts NULL. The
+// actor must not be waiting on it: call this from the actor's thread after
+// it stopped reading requests, or with the ROUTER still answering.
+void lookupd_http_destroy(lookupd_http_t **self_p);
+
+#endif

@@ -1,0 +1,113 @@
+/*  nsq-lookupd - which brokers hold which topics: brokers register over
+    ZeroMQ, consumers and tools ask over HTTP
+    SPDX-License-Identifier: MIT
+
+    A thin shell: options (flags and NSQ_LOOKUPD_* environment), logging,
+    start the lookupd actor, print the READY line, wait for SIGTERM/SIGINT,
+    stop the actor, exit 0. Bad configuration or a failed start exits 1 with
+    one line on stderr.
+*/
+#include <czmq.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lookupd.h"
+#include "nsq_log.h"
+#include "nsq_options.h"
+
+#define DAY_MS (24LL * 3600 * 1000)
+
+static const nsq_option_spec_t s_options[] = {
+    {"http-address", NSQ_OPTION_STRING, "0.0.0.0:4161", 0, 0, false,
+     "HOST:PORT for the HTTP API (port 0 picks a free port)"},
+    {"zmq-address", NSQ_OPTION_STRING, "0.0.0.0:4160", 0, 0, false,
+     "HOST:PORT where brokers register (port 0 picks a free port)"},
+    {"broadcast-address", NSQ_OPTION_STRING, NULL, 0, 0, false,
+     "address of this lookupd reported by /info (default: hostname)"},
+    {"inactive-producer-timeout", NSQ_OPTION_DURATION, "300s", 100, DAY_MS, false,
+     "forget a broker that sent nothing for this long"},
+    {"tombstone-lifetime", NSQ_OPTION_DURATION, "45s", 1, DAY_MS, false,
+     "how long a tombstoned producer stays hidden from /lookup"},
+    {"log-level", NSQ_OPTION_STRING, "info", 0, 0, false, "debug, info, warn or error"},
+    {"log-json", NSQ_OPTION_BOOL, "false", 0, 0, false, "log one JSON object per line"},
+};
+
+static void s_copy(char *target, size_t size, const char *value)
+{
+    snprintf(target, size, "%s", value ? value : "");
+}
+
+// Fills config from parsed options. Returns 0, or -1 with a reason.
+static int s_configure(nsq_options_t *options, lookupd_config_t *config, char *error, size_t size)
+{
+    lookupd_config_defaults(config);
+    s_copy(config->http_address, sizeof config->http_address,
+           nsq_options_string(options, "http-address"));
+    s_copy(config->zmq_address, sizeof config->zmq_address,
+           nsq_options_string(options, "zmq-address"));
+    if (nsq_options_is_set(options, "broadcast-address"))
+        s_copy(config->broadcast_address, sizeof config->broadcast_address,
+               nsq_options_string(options, "broadcast-address"));
+    config->inactive_producer_timeout_ms = nsq_options_int(options, "inactive-producer-timeout");
+    config->tombstone_lifetime_ms = nsq_options_int(options, "tombstone-lifetime");
+    if (!strrchr(config->http_address, ':') || !strrchr(config->zmq_address, ':'))
+        return snprintf(error, size, "--http-address and --zmq-address must be HOST:PORT"), -1;
+    nsq_log_level_t level;
+    if (nsq_log_level_parse(nsq_options_string(options, "log-level"), &level))
+        return snprintf(error, size, "--log-level must be debug, info, warn or error"), -1;
+    nsq_log_set_level(level);
+    nsq_log_set_json(nsq_options_bool(options, "log-json"));
+    return 0;
+}
+
+// Starts the actor and prints READY. Returns the actor, or NULL.
+static zactor_t *s_start(lookupd_config_t *config)
+{
+    zactor_t *lookupd = zactor_new(lookupd_actor, config);
+    if (!lookupd)
+        return NULL;
+    char *status = NULL, *first = NULL, *second = NULL;
+    zstr_recvx(lookupd, &status, &first, &second, NULL);
+    if (!status || !streq(status, "READY")) {
+        nsq_error("cannot start: %s", first ? first : "unknown error");
+        zactor_destroy(&lookupd);
+    } else {
+        const char *http = config->http_address, *zmq = config->zmq_address;
+        printf("READY http=%.*s:%s zmq=%.*s:%s\n", (int) (strrchr(http, ':') - http), http, first,
+               (int) (strrchr(zmq, ':') - zmq), zmq, second);
+        fflush(stdout);
+    }
+    zstr_free(&status);
+    zstr_free(&first);
+    zstr_free(&second);
+    return lookupd;
+}
+
+int main(int argc, char **argv)
+{
+    nsq_log_set_program("nsq-lookupd");
+    nsq_options_t *options = nsq_options_new("nsq-lookupd", "NSQ_LOOKUPD", s_options,
+                                             sizeof s_options / sizeof *s_options);
+    char error[512] = "";
+    int parsed = options ? nsq_options_parse(options, argc, argv, error, sizeof error) : -1;
+    lookupd_config_t config;
+    if (parsed == 0 && s_configure(options, &config, error, sizeof error))
+        parsed = -1;
+    nsq_options_destroy(&options);
+    if (parsed != 0) {
+        if (parsed < 0)
+            fprintf(stderr, "nsq-lookupd: %s\n", error);
+        return parsed < 0 ? 1 : 0;
+    }
+    zsys_init();
+    zsys_set_logstream(NULL);
+    zactor_t *lookupd = s_start(&config);
+    if (!lookupd)
+        return 1;
+    while (!zsys_interrupted)  // czmq turns SIGINT/SIGTERM into this flag
+        zclock_sleep(100);
+    nsq_info("signal received, shutting down");
+    zactor_destroy(&lookupd);
+    nsq_info("stopped");
+    return 0;
+}
