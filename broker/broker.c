@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "broker_core.h"
+#include "broker_lookup.h"
 #include "nsq_log.h"
 
 // How often in-flight timeouts, deferred messages and liveness are checked.
@@ -38,7 +39,21 @@ broker_topic_t *broker_core_topic(broker_core_t *self, const char *name, bool cr
         return NULL;
     zhashx_insert(self->topics, name, topic);
     nsq_info("topic %s: created", name);
+    if (self->lookup)
+        broker_lookup_topic_created(self->lookup, topic);
     return topic;
+}
+
+broker_channel_t *broker_core_channel(broker_core_t *self, broker_topic_t *topic, const char *name,
+                                      int64_t now)
+{
+    broker_channel_t *channel = broker_topic_channel(topic, name);
+    if (channel)
+        return channel;
+    channel = broker_topic_add_channel(topic, name, now);
+    if (channel && self->lookup)
+        broker_lookup_channel_created(self->lookup, topic->name, name);
+    return channel;
 }
 
 void broker_core_stamp(broker_core_t *self, nsq_message_t **messages, size_t count)
@@ -94,6 +109,8 @@ void broker_core_delete_channel(broker_core_t *self, broker_topic_t *topic,
         zhashx_delete(self->clients, client->key);
     }
     nsq_info("topic %s: channel %s deleted", topic->name, channel->name);
+    if (self->lookup)
+        broker_lookup_channel_deleted(self->lookup, topic->name, channel->name);
     broker_topic_remove_channel(topic, channel);
     broker_channel_destroy(&channel);
 }
@@ -103,6 +120,8 @@ void broker_core_delete_topic(broker_core_t *self, broker_topic_t *topic)
     while (topic->channel_count > 0)
         broker_core_delete_channel(self, topic, topic->channels[0]);
     nsq_info("topic %s: deleted", topic->name);
+    if (self->lookup)
+        broker_lookup_topic_deleted(self->lookup, topic->name);
     zhashx_delete(self->topics, topic->name);  // the destructor frees it
 }
 
@@ -349,6 +368,11 @@ static broker_core_t *s_core_new(zsock_t *pipe, const broker_config_t *config, c
     zloop_reader(self->loop, self->requests, s_on_request, self);
     zloop_reader(self->loop, pipe, s_on_pipe, self);
     zloop_timer(self->loop, BROKER_TICK_MS, 0, s_on_tick, self);
+    if (config->lookupd_count > 0 && !(self->lookup = broker_lookup_new(self))) {
+        snprintf(error, error_size, "cannot set up the lookupd links");
+        s_core_destroy(&self);
+        return NULL;
+    }
     return self;
 }
 
@@ -366,6 +390,7 @@ static void s_core_destroy(broker_core_t **self_p)
         broker_http_destroy(&self->http);
         broker_request_shutdown();
     }
+    broker_lookup_destroy(&self->lookup);
     zloop_destroy(&self->loop);
     zhashx_destroy(&self->clients);
     zhashx_destroy(&self->topics);

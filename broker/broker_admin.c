@@ -80,7 +80,7 @@ static void s_channel_admin(broker_core_t *self, broker_request_t *request, brok
 {
     int64_t now = zclock_mono();
     if (request->kind == BROKER_REQUEST_CHANNEL_CREATE) {
-        if (!broker_topic_add_channel(topic, request->channel, now))
+        if (!broker_core_channel(self, topic, request->channel, now))
             s_reply(request, 500, "INTERNAL_ERROR");
         else
             s_reply(request, 200, NULL);

@@ -77,7 +77,7 @@ static void s_sub(broker_core_t *self, broker_client_t *client, const Nsq__Comma
         return;
     }
     broker_topic_t *topic = broker_core_topic(self, sub->topic, true);
-    broker_channel_t *channel = topic ? broker_topic_add_channel(topic, sub->channel, now) : NULL;
+    broker_channel_t *channel = topic ? broker_core_channel(self, topic, sub->channel, now) : NULL;
     if (!channel || broker_channel_add_client(channel, client)) {
         s_error(client, command, "E_SUB_FAILED", "out of memory", now);
         return;

@@ -34,4 +34,5 @@ void broker_config_defaults(broker_config_t *self)
     self->max_heartbeat_interval_ms = 60000;
     self->node_id = 0;
     self->http_threads = 2;
+    self->lookupd_heartbeat_ms = 15000;
 }

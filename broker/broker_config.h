@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #define BROKER_ADDRESS_MAX 256
+#define BROKER_LOOKUPD_MAX 16  // --lookupd-address values
 
 typedef struct {
     char http_address[BROKER_ADDRESS_MAX];       // host:port for HTTP; port 0 = any free port
@@ -31,6 +32,9 @@ typedef struct {
     int64_t max_heartbeat_interval_ms;           // upper bound for IDENTIFY heartbeat
     int64_t node_id;                             // 0..1023, part of every message id
     int http_threads;                            // libmicrohttpd thread pool size
+    char lookupd_addresses[BROKER_LOOKUPD_MAX][BROKER_ADDRESS_MAX];  // lookupd ZeroMQ host:port
+    int lookupd_count;                                               // entries used
+    int64_t lookupd_heartbeat_ms;  // heartbeat to each lookupd
 } broker_config_t;
 
 // Fills self with the documented defaults (NSQ's where NSQ has one).

@@ -16,6 +16,8 @@
 #include "broker_topic.h"
 #include "nsq_wire.h"
 
+typedef struct _broker_lookup_t broker_lookup_t;
+
 typedef struct {
     broker_config_t config;      // settings, read-only after start
     zsock_t *pipe;               // the actor pipe
@@ -31,11 +33,17 @@ typedef struct {
     uint16_t http_port;          // bound HTTP port
     uint16_t zmq_port;           // bound ZeroMQ port
     uint64_t bad_commands;       // frames that were not valid commands
+    broker_lookup_t *lookup;     // links to lookupds, NULL if none configured
 } broker_core_t;
 
 // Returns the topic called name; creates it when create is true. Borrowed;
 // NULL if absent (or out of memory).
 broker_topic_t *broker_core_topic(broker_core_t *self, const char *name, bool create);
+
+// Returns the channel called name of topic, creating it (and telling the
+// lookupds) when absent. Borrowed; NULL if out of memory.
+broker_channel_t *broker_core_channel(broker_core_t *self, broker_topic_t *topic, const char *name,
+                                      int64_t now);
 
 // Gives each message an id and the current timestamp.
 void broker_core_stamp(broker_core_t *self, nsq_message_t **messages, size_t count);

@@ -27,7 +27,9 @@ static const nsq_option_spec_t s_options[] = {
      "address other nodes dial to reach this broker (default: hostname)"},
     {"data-path", NSQ_OPTION_STRING, ".", 0, 0, false, "directory for queue data and metadata"},
     {"lookupd-address", NSQ_OPTION_STRING, NULL, 0, 0, true,
-     "HOST:PORT of a lookupd ZeroMQ endpoint (repeatable; not used yet)"},
+     "HOST:PORT of a lookupd ZeroMQ endpoint (repeatable)"},
+    {"lookupd-heartbeat-interval", NSQ_OPTION_DURATION, "15s", 10, 3600000, false,
+     "how often each lookupd hears from this broker (keep below its inactive timeout)"},
     {"mem-queue-size", NSQ_OPTION_INT, "10000", 0, 1000000000, false,
      "messages kept in memory per topic and per channel"},
     {"max-bytes-per-file", NSQ_OPTION_SIZE, "104857600", 1024, 1LL << 40, false,
@@ -87,6 +89,15 @@ static int s_configure(nsq_options_t *options, broker_config_t *config, char *er
     config->max_heartbeat_interval_ms = nsq_options_int(options, "max-heartbeat-interval");
     config->node_id = nsq_options_int(options, "node-id");
     config->http_threads = (int) nsq_options_int(options, "http-threads");
+    config->lookupd_heartbeat_ms = nsq_options_int(options, "lookupd-heartbeat-interval");
+    size_t lookupds = nsq_options_count(options, "lookupd-address");
+    if (lookupds > BROKER_LOOKUPD_MAX)
+        return snprintf(error, size, "at most %d --lookupd-address values", BROKER_LOOKUPD_MAX),
+               -1;
+    for (size_t i = 0; i < lookupds; i++)
+        s_copy(config->lookupd_addresses[config->lookupd_count++],
+               sizeof config->lookupd_addresses[0],
+               nsq_options_string_at(options, "lookupd-address", i));
     if (config->msg_timeout_ms > config->max_msg_timeout_ms)
         return snprintf(error, size, "--msg-timeout is above --max-msg-timeout"), -1;
     if (config->max_msg_size > config->max_body_size)
