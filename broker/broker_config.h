@@ -34,7 +34,7 @@ typedef struct {
     int http_threads;                            // libmicrohttpd thread pool size
     char lookupd_addresses[BROKER_LOOKUPD_MAX][BROKER_ADDRESS_MAX];  // lookupd ZeroMQ host:port
     int lookupd_count;                                               // entries used
-    int64_t lookupd_heartbeat_ms;  // heartbeat to each lookupd
+    int64_t lookupd_heartbeat_ms;                                    // heartbeat to each lookupd
 } broker_config_t;
 
 // Fills self with the documented defaults (NSQ's where NSQ has one).

@@ -92,8 +92,7 @@ static int s_configure(nsq_options_t *options, broker_config_t *config, char *er
     config->lookupd_heartbeat_ms = nsq_options_int(options, "lookupd-heartbeat-interval");
     size_t lookupds = nsq_options_count(options, "lookupd-address");
     if (lookupds > BROKER_LOOKUPD_MAX)
-        return snprintf(error, size, "at most %d --lookupd-address values", BROKER_LOOKUPD_MAX),
-               -1;
+        return snprintf(error, size, "at most %d --lookupd-address values", BROKER_LOOKUPD_MAX), -1;
     for (size_t i = 0; i < lookupds; i++)
         s_copy(config->lookupd_addresses[config->lookupd_count++],
                sizeof config->lookupd_addresses[0],

@@ -13,7 +13,8 @@
     can add their own readers and timers to it.
 
     Consumer, in call order:
-        nsq_consumer_new, nsq_consumer_set_*, nsq_consumer_connect (repeat),
+        nsq_consumer_new, nsq_consumer_set_*, nsq_consumer_connect and/or
+        nsq_consumer_connect_lookupd (repeat),
         nsq_consumer_run (or nsq_consumer_poll), in the handler
         nsq_msg_* accessors then nsq_consumer_fin / _req / _touch,
         nsq_consumer_close (graceful), nsq_consumer_destroy.
@@ -95,6 +96,20 @@ void nsq_consumer_set_client_id(nsq_consumer_t *self, const char *client_id);
 // then IDENTIFY, SUB and RDY. Returns 0, or -1 if the address is malformed
 // or already connected. Connection failures are retried by ZeroMQ.
 int nsq_consumer_connect(nsq_consumer_t *self, const char *address);
+
+// Finds brokers through a lookupd's HTTP API ("host:port" or
+// "http://host:port"; repeat for several lookupds): every poll interval the
+// consumer asks each lookupd which brokers hold its topic (in a background
+// thread; the loop never waits for HTTP), connects to those it is not
+// connected to and drops the ones no lookupd lists any more. While no
+// lookupd answers it keeps the brokers it has. Returns 0, or -1 (errno
+// EINVAL) if the address is malformed; an address that does not resolve or
+// answer is logged and retried every interval.
+int nsq_consumer_connect_lookupd(nsq_consumer_t *self, const char *http_address);
+
+// Lookupd poll interval (default 60 s); each round comes up to a fifth of
+// it early, at random, so that consumers do not poll in step.
+void nsq_consumer_set_lookupd_poll_interval(nsq_consumer_t *self, uint32_t milliseconds);
 
 // Drops the connection to a broker. Its unsettled messages stay valid until
 // the handler settles them; settling them then returns -1 (the broker

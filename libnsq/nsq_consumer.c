@@ -30,6 +30,7 @@
 */
 #include "nsq.h"
 #include "nsq_client_test.h"
+#include "nsq_discovery.h"
 #include "nsq_log.h"
 #include "nsq_message.h"
 #include "nsq_names.h"
@@ -136,13 +137,16 @@ struct _nsq_consumer_t {
     uint64_t received;     // counters since creation
     uint64_t finished;
     uint64_t requeued;
-    size_t rotation;          // RDY rotation offset
-    int64_t rotate_at;        // next rotation
-    s_connection_t *reading;  // connection being read, NULL if none
-    bool break_requested;     // leave the loop after this event
-    bool polling;             // nsq_consumer_poll: break after a delivery
-    bool draining;            // nsq_consumer_close: break once drained
-    bool closing;             // CLS sent: RDY 0, no reconnects
+    size_t rotation;             // RDY rotation offset
+    int64_t rotate_at;           // next rotation
+    s_connection_t *reading;     // connection being read, NULL if none
+    bool break_requested;        // leave the loop after this event
+    bool polling;                // nsq_consumer_poll: break after a delivery
+    bool draining;               // nsq_consumer_close: break once drained
+    bool closing;                // CLS sent: RDY 0, no reconnects
+    nsq_discovery_t *discovery;  // lookupd poller, NULL until connect_lookupd
+    zlistx_t *discovered;        // "host:port" of brokers connected through lookupds
+    uint32_t lookupd_poll_ms;    // poll interval, 0 = the default
 };
 
 static void s_credit_update(nsq_consumer_t *self);
@@ -886,6 +890,10 @@ void nsq_consumer_destroy(nsq_consumer_t **self_p)
     while (self->unsettled)
         s_msg_free(self, self->unsettled);
     free(self->connections);
+    if (self->discovery)
+        zloop_reader_end(self->loop, nsq_discovery_sock(self->discovery));
+    nsq_discovery_destroy(&self->discovery);
+    zlistx_destroy(&self->discovered);
     zloop_destroy(&self->loop);
     zlistx_destroy(&self->addresses);
     s_arena_reset(&self->arena);
@@ -977,6 +985,80 @@ int nsq_consumer_disconnect(nsq_consumer_t *self, const char *address)
     self->connection_count--;
     s_credit_update(self);
     return 0;
+}
+
+// ---- discovery ----------------------------------------------------------------
+
+static bool s_listed(zlistx_t *list, const char *text)
+{
+    for (const char *item = zlistx_first(list); item; item = zlistx_next(list))
+        if (streq(item, text))
+            return true;
+    return false;
+}
+
+// Applies one discovery result: connects to new brokers, drops those no
+// lookupd lists any more (brokers connected by hand are left alone).
+static void s_apply_discovery(nsq_consumer_t *self, zlistx_t *brokers)
+{
+    for (const char *broker = zlistx_first(brokers); broker; broker = zlistx_next(brokers)) {
+        if (s_listed(self->discovered, broker) || nsq_consumer_connect(self, broker) != 0)
+            continue;
+        nsq_info("consumer %s/%s: broker %s found through lookupd", self->topic, self->channel,
+                 broker);
+        zlistx_add_end(self->discovered, strdup(broker));
+    }
+    zlistx_t *vanished = zlistx_new();
+    for (const char *broker = zlistx_first(self->discovered); vanished && broker;
+         broker = zlistx_next(self->discovered))
+        if (!s_listed(brokers, broker))
+            zlistx_add_end(vanished, (void *) broker);
+    for (const char *broker = vanished ? zlistx_first(vanished) : NULL; broker;
+         broker = zlistx_next(vanished)) {
+        nsq_info("consumer %s/%s: broker %s no longer listed by any lookupd, dropping it",
+                 self->topic, self->channel, broker);
+        nsq_consumer_disconnect(self, broker);
+        zlistx_delete(self->discovered, zlistx_find(self->discovered, (void *) broker));
+    }
+    zlistx_destroy(&vanished);
+}
+
+static int s_on_discovery(zloop_t *loop, zsock_t *sock, void *arg)
+{
+    (void) loop;
+    (void) sock;
+    nsq_consumer_t *self = arg;
+    zlistx_t *brokers = nsq_discovery_recv(self->discovery);
+    if (brokers && !self->closing)
+        s_apply_discovery(self, brokers);
+    zlistx_destroy(&brokers);
+    return 0;
+}
+
+int nsq_consumer_connect_lookupd(nsq_consumer_t *self, const char *http_address)
+{
+    if (!self->discovery) {
+        self->discovered = zlistx_new();
+        self->discovery = self->discovered ? nsq_discovery_new(self->topic) : NULL;
+        if (!self->discovery) {
+            zlistx_destroy(&self->discovered);
+            errno = ENOMEM;
+            return -1;
+        }
+        zlistx_set_destructor(self->discovered, (zlistx_destructor_fn *) zstr_free);
+        zlistx_set_comparator(self->discovered, (zlistx_comparator_fn *) strcmp);
+        if (self->lookupd_poll_ms)
+            nsq_discovery_set_interval(self->discovery, self->lookupd_poll_ms);
+        zloop_reader(self->loop, nsq_discovery_sock(self->discovery), s_on_discovery, self);
+    }
+    return nsq_discovery_add(self->discovery, http_address);
+}
+
+void nsq_consumer_set_lookupd_poll_interval(nsq_consumer_t *self, uint32_t milliseconds)
+{
+    self->lookupd_poll_ms = milliseconds;
+    if (self->discovery)
+        nsq_discovery_set_interval(self->discovery, milliseconds);
 }
 
 size_t nsq_consumer_connection_count(nsq_consumer_t *self)

@@ -17,6 +17,7 @@
 #include "lookupd.h"
 #include "lookupd_registry.h"
 #include "nsq_client_test.h"
+#include "nsq_discovery.h"
 #include "nsq_duration.h"
 #include "nsq_log.h"
 #include "nsq_message.h"
@@ -39,6 +40,7 @@ static const selftest_t s_tests[] = {
     {"lookupd", lookupd_test},
     {"lookupd_registry", lookupd_registry_test},
     {"nsq_consumer", nsq_consumer_test},
+    {"nsq_discovery", nsq_discovery_test},
     {"nsq_duration", nsq_duration_test},
     {"nsq_log", nsq_log_test},
     {"nsq_message", nsq_message_test},

@@ -30,6 +30,10 @@ static const nsq_option_spec_t s_specs[] = {
     {"channel", NSQ_OPTION_STRING, NULL, 0, 0, false, "channel to consume (required)"},
     {"broker-address", NSQ_OPTION_STRING, NULL, 0, 0, true,
      "broker ZeroMQ address host:port (repeat for several brokers)"},
+    {"lookupd-http-address", NSQ_OPTION_STRING, NULL, 0, 0, true,
+     "lookupd HTTP address host:port to discover brokers (repeatable)"},
+    {"lookupd-poll-interval", NSQ_OPTION_DURATION, "60s", 10, 3600000, false,
+     "how often lookupds are asked for brokers (with jitter)"},
     {"max-in-flight", NSQ_OPTION_INT, "200", 1, 1000000, false,
      "messages in flight at once, spread across brokers"},
     {"stdout", NSQ_OPTION_BOOL, "false", 0, 0, false,
@@ -118,8 +122,9 @@ static int s_check(nsq_options_t *options, char *error, size_t size)
         snprintf(error, size, topic ? "invalid --topic %s" : "--topic is required", topic);
     else if (!channel || !nsq_name_is_valid(channel))
         snprintf(error, size, channel ? "invalid --channel %s" : "--channel is required", channel);
-    else if (nsq_options_count(options, "broker-address") == 0)
-        snprintf(error, size, "--broker-address is required");
+    else if (nsq_options_count(options, "broker-address") == 0
+             && nsq_options_count(options, "lookupd-http-address") == 0)
+        snprintf(error, size, "--broker-address or --lookupd-http-address is required");
     else if (!nsq_options_bool(options, "stdout"))
         snprintf(error, size, "a handler is required: --stdout");
     else if (nsq_log_level_parse(nsq_options_string(options, "log-level"), &level))
@@ -153,6 +158,15 @@ static int s_worker_start(s_worker_t *self, nsq_options_t *options, char *error,
         const char *address = nsq_options_string_at(options, "broker-address", i);
         if (nsq_consumer_connect(self->consumer, address)) {
             snprintf(error, size, "invalid --broker-address %s", address);
+            return -1;
+        }
+    }
+    nsq_consumer_set_lookupd_poll_interval(
+        self->consumer, (uint32_t) nsq_options_int(options, "lookupd-poll-interval"));
+    for (size_t i = 0; i < nsq_options_count(options, "lookupd-http-address"); i++) {
+        const char *address = nsq_options_string_at(options, "lookupd-http-address", i);
+        if (nsq_consumer_connect_lookupd(self->consumer, address)) {
+            snprintf(error, size, "invalid --lookupd-http-address %s", address);
             return -1;
         }
     }

@@ -1,0 +1,59 @@
+/*  nsq_discovery - finds the brokers that hold a topic by polling lookupds
+    SPDX-License-Identifier: MIT
+
+    A background thread (czmq actor) asks every lookupd's HTTP API
+    (/lookup?topic=T, libcurl, short timeouts) every poll interval, minus up
+    to a fifth of it at random so that many consumers do not poll in step,
+    and reports the union of the brokers listed ("host:zmq_port") over the
+    actor pipe. A round in which no lookupd answered is not reported, so a
+    consumer keeps its brokers while every lookupd is down; a 404 answer
+    (topic unknown) counts as an answer with no broker. The owner reads
+    results on its own loop: curl never blocks it.
+
+    API in call order: nsq_discovery_new, nsq_discovery_add,
+    nsq_discovery_set_interval, nsq_discovery_sock (read with
+    nsq_discovery_recv), nsq_discovery_destroy.
+*/
+#ifndef NSQ_DISCOVERY_H
+#define NSQ_DISCOVERY_H
+
+#include <czmq.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define NSQ_DISCOVERY_INTERVAL_DEFAULT_MS 60000  // go-nsq's lookupd_poll_interval
+
+typedef struct _nsq_discovery_t nsq_discovery_t;
+
+// Starts the poller for topic (no lookupd yet). Caller owns the result;
+// NULL if out of memory.
+nsq_discovery_t *nsq_discovery_new(const char *topic);
+
+// Stops the thread (an HTTP request in progress is cut short) and nulls
+// *self_p; accepts NULL.
+void nsq_discovery_destroy(nsq_discovery_t **self_p);
+
+// Adds a lookupd HTTP address, "host:port" or "http://host:port", and polls
+// at once (an address added twice is polled once). Returns 0, or -1 (errno
+// EINVAL) if the address is malformed.
+int nsq_discovery_add(nsq_discovery_t *self, const char *address);
+
+// Sets the poll interval (at least 10 ms) from the next round on.
+void nsq_discovery_set_interval(nsq_discovery_t *self, uint32_t milliseconds);
+
+// The socket that becomes readable when a result is ready. Borrowed.
+zsock_t *nsq_discovery_sock(nsq_discovery_t *self);
+
+// Reads one result: the brokers' ZeroMQ addresses, "host:port" strings the
+// list owns. Caller destroys the list; NULL if nothing valid was waiting.
+zlistx_t *nsq_discovery_recv(nsq_discovery_t *self);
+
+// Adds the "broadcast_address:zmq_port" of every producer in a /lookup
+// JSON body to brokers (duplicates skipped). Producers without a zmq_port
+// (a plain nsqlookupd's) are skipped. Returns how many were listed.
+size_t nsq_discovery_parse(const char *json, zlistx_t *brokers);
+
+// Self-test; returns 0 on success.
+int nsq_discovery_test(void);
+
+#endif
