@@ -93,10 +93,15 @@ static int s_configure(nsq_options_t *options, broker_config_t *config, char *er
     size_t lookupds = nsq_options_count(options, "lookupd-address");
     if (lookupds > BROKER_LOOKUPD_MAX)
         return snprintf(error, size, "at most %d --lookupd-address values", BROKER_LOOKUPD_MAX), -1;
-    for (size_t i = 0; i < lookupds; i++)
+    for (size_t i = 0; i < lookupds; i++) {
+        const char *address = nsq_options_string_at(options, "lookupd-address", i);
+        const char *colon = strrchr(address, ':');
+        if (!colon || colon == address || !colon[1]
+            || strspn(colon + 1, "0123456789") != strlen(colon + 1))
+            return snprintf(error, size, "--lookupd-address %.300s is not HOST:PORT", address), -1;
         s_copy(config->lookupd_addresses[config->lookupd_count++],
-               sizeof config->lookupd_addresses[0],
-               nsq_options_string_at(options, "lookupd-address", i));
+               sizeof config->lookupd_addresses[0], address);
+    }
     if (config->msg_timeout_ms > config->max_msg_timeout_ms)
         return snprintf(error, size, "--msg-timeout is above --max-msg-timeout"), -1;
     if (config->max_msg_size > config->max_body_size)

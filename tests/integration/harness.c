@@ -478,11 +478,9 @@ static it_child_t *s_broker_spawn(const char *const *flags, char *dir, size_t di
     return it_child_start("broker", argv);
 }
 
-it_broker_t *it_broker_start(const char *const *flags)
+// Reads self's stdout until its READY line; fails the case otherwise.
+static void s_wait_ready(it_broker_t *self, const char *program)
 {
-    it_broker_t *self = calloc(1, sizeof *self);
-    IT_ASSERT(self, "out of memory");
-    self->child = s_broker_spawn(flags, self->dir, sizeof self->dir);
     char line[512];
     int64_t deadline = it_now_ms() + IT_READY_MS;
     while (true) {
@@ -490,15 +488,44 @@ it_broker_t *it_broker_start(const char *const *flags)
             it_child_read_line(self->child, line, sizeof line, (int) (deadline - it_now_ms()));
         if (got < 0) {
             int status = it_child_stop(&self->child, 0, 2000);
-            it_fail(__FILE__, __LINE__, "broker READY",
-                    "nsq-broker exited (status %d) before READY", status);
+            it_fail(__FILE__, __LINE__, "READY", "%s exited (status %d) before READY", program,
+                    status);
         }
-        IT_ASSERT(got == 1, "nsq-broker printed no READY line within %d ms", IT_READY_MS);
+        IT_ASSERT(got == 1, "%s printed no READY line within %d ms", program, IT_READY_MS);
         if (sscanf(line, "READY http=%63s zmq=%63s", self->http, self->zmq) == 2)
             break;
-        it_note("nsq-broker stdout before READY: %s", line);
+        it_note("%s stdout before READY: %s", program, line);
     }
-    it_note("broker pid %d http=%s zmq=%s", (int) self->child->pid, self->http, self->zmq);
+    it_note("%s pid %d http=%s zmq=%s", program, (int) self->child->pid, self->http, self->zmq);
+}
+
+it_broker_t *it_broker_start(const char *const *flags)
+{
+    it_broker_t *self = calloc(1, sizeof *self);
+    IT_ASSERT(self, "out of memory");
+    self->child = s_broker_spawn(flags, self->dir, sizeof self->dir);
+    s_wait_ready(self, "nsq-broker");
+    return self;
+}
+
+it_broker_t *it_lookupd_start(const char *const *flags)
+{
+    it_broker_t *self = calloc(1, sizeof *self);
+    IT_ASSERT(self, "out of memory");
+    const char *defaults[] = {"--http-address=127.0.0.1:0", "--zmq-address=127.0.0.1:0",
+                              "--log-level=debug"};
+    const char *argv[IT_MAX_ARGS] = {s_env_binary("NSQ_LOOKUPD")};
+    size_t count = 1;
+    for (size_t index = 0; index < sizeof defaults / sizeof defaults[0]; index++) {
+        char prefix[32];
+        snprintf(prefix, sizeof prefix, "%.*s", (int) strcspn(defaults[index], "=") + 1,
+                 defaults[index]);
+        if (!s_has_flag(flags, prefix))
+            argv[count++] = defaults[index];
+    }
+    s_append_args(argv, count, flags);
+    self->child = it_child_start("lookupd", argv);
+    s_wait_ready(self, "nsq-lookupd");
     return self;
 }
 

@@ -148,6 +148,12 @@ it_child_t *it_worker_start(it_broker_t *broker, const char *topic, const char *
 // the case if the broker does not get ready.
 it_broker_t *it_broker_start(const char *const *flags);
 
+// Starts nsq-lookupd ($NSQ_LOOKUPD) on 127.0.0.1 with ephemeral ports
+// (unless flags set --http-address or --zmq-address) and waits for READY.
+// The handle is an it_broker_t so that it_http*, it_broker_http,
+// it_broker_zmq, it_broker_pid and it_broker_stop work on it.
+it_broker_t *it_lookupd_start(const char *const *flags);
+
 // Starts nsq-broker with flags expected to be refused; returns its exit
 // status (-1 if it printed READY or did not exit within 10 s), and its
 // stderr's last line in last_line.

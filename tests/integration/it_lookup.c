@@ -1,0 +1,458 @@
+/*  it_lookup - nsq-lookupd, broker registration and consumer discovery
+    SPDX-License-Identifier: MIT
+
+    What users rely on when they scale out: a consumer given only lookupd
+    addresses finds every broker that holds its topic and receives every
+    message from all of them; brokers added later are found, stopped ones are
+    dropped; a lookupd restart loses nothing (brokers register again) and
+    consumers keep consuming while no lookupd answers; a tombstone hides a
+    producer; bad input gets clear errors. Everything runs on 127.0.0.1 with
+    short heartbeats and poll intervals so that each case takes seconds.
+*/
+#include "harness.h"
+
+#include <czmq.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_TOPIC          "orders"
+#define S_CHANNEL        "billing"
+#define S_POLL_MS        300  // consumer's lookupd poll interval
+#define S_HEARTBEAT_FLAG "--lookupd-heartbeat-interval=200ms"
+
+// ---- helpers ------------------------------------------------------------------
+
+// Starts a broker that registers with the given lookupds (NULL-terminated).
+static it_broker_t *s_broker(it_broker_t *const *lookupds)
+{
+    char flags_storage[4][96];
+    const char *flags[8] = {"--broadcast-address=127.0.0.1", S_HEARTBEAT_FLAG};
+    size_t count = 2;
+    for (size_t i = 0; lookupds[i] && i < 4; i++) {
+        snprintf(flags_storage[i], sizeof flags_storage[i], "--lookupd-address=%s",
+                 it_broker_zmq(lookupds[i]));
+        flags[count++] = flags_storage[i];
+    }
+    return it_broker_start(flags);
+}
+
+// Number of producers /lookup?topic= lists on lookupd (-1 on 404).
+static int s_producers(it_broker_t *lookupd, const char *topic)
+{
+    char path[128], *reply = NULL;
+    snprintf(path, sizeof path, "/lookup?topic=%s", topic);
+    int status = it_http(lookupd, "GET", path, NULL, 0, &reply);
+    int count = -1;
+    if (status == 200) {
+        count = 0;
+        for (const char *at = reply; (at = strstr(at, "\"broadcast_address\"")); at++)
+            count++;
+    }
+    free(reply);
+    return count;
+}
+
+// True if lookupd lists broker (by its HTTP port) for topic.
+static bool s_lists(it_broker_t *lookupd, const char *topic, it_broker_t *broker)
+{
+    char path[128], *reply = NULL, needle[64];
+    snprintf(path, sizeof path, "/lookup?topic=%s", topic);
+    snprintf(needle, sizeof needle, "\"http_port\":%s", strrchr(it_broker_http(broker), ':') + 1);
+    bool listed = it_http(lookupd, "GET", path, NULL, 0, &reply) == 200 && strstr(reply, needle);
+    free(reply);
+    return listed;
+}
+
+// Publishes count bodies "PREFIX-N" (N from first) to topic on broker.
+static void s_publish(it_broker_t *broker, const char *prefix, size_t first, size_t count)
+{
+    char path[128], storage[100][32];
+    const char *bodies[100];
+    snprintf(path, sizeof path, "/mpub?topic=%s&binary=true", S_TOPIC);
+    for (size_t done = 0; done < count; done += 100) {
+        size_t batch = count - done < 100 ? count - done : 100;
+        for (size_t i = 0; i < batch; i++) {
+            snprintf(storage[i], sizeof storage[i], "%s-%zu", prefix, first + done + i);
+            bodies[i] = storage[i];
+        }
+        size_t size;
+        char *body = it_mpub_binary((uint32_t) batch, bodies, batch, &size);
+        it_http_expect(broker, "POST", path, body, size, 200, NULL);
+        free(body);
+    }
+}
+
+// A consumer that counts the bodies it receives (auto-FIN).
+typedef struct {
+    nsq_consumer_t *consumer;
+    zhashx_t *bodies;   // body -> count, as a pointer-sized integer
+    size_t received;    // deliveries
+    size_t duplicates;  // deliveries of a body seen before
+} s_counter_t;
+
+static void s_count(nsq_consumer_t *consumer, nsq_msg_t *msg, void *arg)
+{
+    s_counter_t *self = arg;
+    const char *body = nsq_msg_body(msg);
+    size_t seen = (size_t) zhashx_lookup(self->bodies, body);
+    if (seen)
+        self->duplicates++;
+    zhashx_update(self->bodies, body, (void *) (seen + 1));
+    self->received++;
+    nsq_consumer_fin(consumer, msg);
+}
+
+static s_counter_t *s_counter_new(it_broker_t *const *lookupds, uint32_t max_in_flight)
+{
+    s_counter_t *self = calloc(1, sizeof *self);
+    IT_ASSERT(self, "out of memory");
+    self->bodies = zhashx_new();
+    self->consumer = nsq_consumer_new(S_TOPIC, S_CHANNEL);
+    IT_ASSERT(self->consumer && self->bodies, "cannot create the consumer");
+    nsq_consumer_set_handler(self->consumer, s_count, self);
+    nsq_consumer_set_max_in_flight(self->consumer, max_in_flight);
+    nsq_consumer_set_heartbeat_interval(self->consumer, 1000);
+    nsq_consumer_set_lookupd_poll_interval(self->consumer, S_POLL_MS);
+    for (size_t i = 0; lookupds[i]; i++)
+        IT_ASSERT_INT(nsq_consumer_connect_lookupd(self->consumer, it_broker_http(lookupds[i])), ==,
+                      0);
+    return self;
+}
+
+static void s_counter_destroy(s_counter_t **self_p)
+{
+    s_counter_t *self = *self_p;
+    nsq_consumer_destroy(&self->consumer);
+    zhashx_destroy(&self->bodies);
+    free(self);
+    *self_p = NULL;
+}
+
+// Runs the consumer for about milliseconds; returns true (for use in checks).
+static bool s_pump(s_counter_t *self, int milliseconds)
+{
+    nsq_consumer_poll(self->consumer, milliseconds);
+    return true;
+}
+
+// Checks that "PREFIX-N" for N < count all arrived exactly once.
+static void s_assert_all_once(s_counter_t *self, const char *prefix, size_t count)
+{
+    for (size_t n = 0; n < count; n++) {
+        char body[32];
+        snprintf(body, sizeof body, "%s-%zu", prefix, n);
+        size_t seen = (size_t) zhashx_lookup(self->bodies, body);
+        IT_ASSERT(seen == 1, "%s arrived %zu times (want once)", body, seen);
+    }
+}
+
+#define S_PUMP_UNTIL(counter, expr, timeout_ms, ...)                                               \
+    IT_ASSERT_EVENTUALLY(s_pump((counter), 20) && (expr), timeout_ms, __VA_ARGS__)
+
+// ---- cases --------------------------------------------------------------------
+
+// Two lookupds, three brokers (the third registers with the second lookupd
+// only): a consumer given both lookupds gets every message of all three.
+static void s_discovery(void)
+{
+    it_broker_t *lookupds[] = {it_lookupd_start(NULL), it_lookupd_start(NULL), NULL};
+    it_broker_t *both[] = {lookupds[0], lookupds[1], NULL};
+    it_broker_t *second_only[] = {lookupds[1], NULL};
+    it_broker_t *brokers[] = {s_broker(both), s_broker(both), s_broker(second_only)};
+    for (size_t b = 0; b < 3; b++) {
+        char prefix[8];
+        snprintf(prefix, sizeof prefix, "b%zu", b);
+        s_publish(brokers[b], prefix, 0, 200);
+    }
+    IT_ASSERT_EVENTUALLY(s_producers(lookupds[1], S_TOPIC) == 3, 5000,
+                         "the second lookupd never listed all three brokers");
+    IT_ASSERT_INT(s_producers(lookupds[0], S_TOPIC), ==, 2);
+
+    s_counter_t *counter = s_counter_new(lookupds, 10);
+    S_PUMP_UNTIL(counter, counter->received >= 600, 10000, "only %zu of 600 messages arrived",
+                 counter->received);
+    IT_ASSERT_INT(nsq_consumer_connection_count(counter->consumer), ==, 3);
+    s_pump(counter, 200);
+    IT_ASSERT_INT(counter->duplicates, ==, 0);
+    s_assert_all_once(counter, "b0", 200);
+    s_assert_all_once(counter, "b1", 200);
+    s_assert_all_once(counter, "b2", 200);
+    // The lookupd lists the channel the consumer created on the brokers.
+    char *reply = NULL;
+    IT_ASSERT_INT(it_http(lookupds[0], "GET", "/channels?topic=" S_TOPIC, NULL, 0, &reply), ==,
+                  200);
+    IT_ASSERT(strstr(reply, "\"" S_CHANNEL "\""), "/channels lacks the channel: %s", reply);
+    free(reply);
+    s_counter_destroy(&counter);
+    for (size_t b = 0; b < 3; b++)
+        IT_ASSERT_INT(it_broker_stop(&brokers[b]), ==, 0);
+    IT_ASSERT_INT(it_broker_stop(&lookupds[0]), ==, 0);
+    IT_ASSERT_INT(it_broker_stop(&lookupds[1]), ==, 0);
+}
+
+// Max-in-flight 1 across three brokers: credit rotates, none starves.
+static void s_scarce_credit(void)
+{
+    it_broker_t *lookupds[] = {it_lookupd_start(NULL), NULL};
+    it_broker_t *brokers[] = {s_broker(lookupds), s_broker(lookupds), s_broker(lookupds)};
+    for (size_t b = 0; b < 3; b++) {
+        char prefix[8];
+        snprintf(prefix, sizeof prefix, "b%zu", b);
+        s_publish(brokers[b], prefix, 0, 2);
+    }
+    IT_ASSERT_EVENTUALLY(s_producers(lookupds[0], S_TOPIC) == 3, 5000,
+                         "lookupd never listed all three brokers");
+    s_counter_t *counter = s_counter_new(lookupds, 1);
+    S_PUMP_UNTIL(counter, counter->received >= 6, 30000, "only %zu of 6 messages arrived",
+                 counter->received);
+    for (size_t b = 0; b < 3; b++) {
+        char prefix[8];
+        snprintf(prefix, sizeof prefix, "b%zu", b);
+        s_assert_all_once(counter, prefix, 2);
+    }
+    s_counter_destroy(&counter);
+    for (size_t b = 0; b < 3; b++)
+        it_broker_stop(&brokers[b]);
+    it_broker_stop(&lookupds[0]);
+}
+
+// A broker added mid-stream is found within a poll interval or two; a
+// broker stopped (SIGTERM: goodbye) or killed (inactive timeout) is dropped.
+static void s_membership(void)
+{
+    const char *lookupd_flags[] = {"--inactive-producer-timeout=1s", NULL};
+    it_broker_t *lookupds[] = {it_lookupd_start(lookupd_flags), NULL};
+    it_broker_t *first = s_broker(lookupds);
+    s_publish(first, "first", 0, 100);
+    IT_ASSERT_EVENTUALLY(s_producers(lookupds[0], S_TOPIC) == 1, 5000, "no producer listed");
+    s_counter_t *counter = s_counter_new(lookupds, 50);
+    S_PUMP_UNTIL(counter, counter->received >= 100, 5000, "only %zu of 100 arrived",
+                 counter->received);
+
+    it_broker_t *second = s_broker(lookupds);
+    it_broker_t *third = s_broker(lookupds);
+    s_publish(second, "second", 0, 100);
+    s_publish(third, "third", 0, 100);
+    IT_ASSERT_EVENTUALLY(s_producers(lookupds[0], S_TOPIC) == 3, 5000,
+                         "the new brokers were never listed");
+    // Found within one poll interval (plus the poll itself and slack).
+    S_PUMP_UNTIL(counter, nsq_consumer_connection_count(counter->consumer) == 3, S_POLL_MS + 1200,
+                 "the consumer has %zu connections, not 3",
+                 nsq_consumer_connection_count(counter->consumer));
+    S_PUMP_UNTIL(counter, counter->received >= 300, 5000, "only %zu of 300 arrived",
+                 counter->received);
+    s_assert_all_once(counter, "second", 100);
+    s_assert_all_once(counter, "third", 100);
+
+    IT_ASSERT_INT(it_broker_stop(&second), ==, 0);
+    IT_ASSERT_EVENTUALLY(s_producers(lookupds[0], S_TOPIC) == 2, 3000,
+                         "a stopped broker is still listed");
+    S_PUMP_UNTIL(counter, nsq_consumer_connection_count(counter->consumer) == 2, 3000,
+                 "the stopped broker was not dropped");
+    kill(it_broker_pid(third), SIGKILL);
+    IT_ASSERT_EVENTUALLY(s_producers(lookupds[0], S_TOPIC) == 1, 5000,
+                         "a killed broker is still listed after the inactive timeout");
+    S_PUMP_UNTIL(counter, nsq_consumer_connection_count(counter->consumer) == 1, 3000,
+                 "the killed broker was not dropped");
+    s_publish(first, "first", 100, 50);
+    S_PUMP_UNTIL(counter, counter->received >= 350, 5000, "only %zu of 350 arrived",
+                 counter->received);
+    s_assert_all_once(counter, "first", 150);
+    s_counter_destroy(&counter);
+    it_broker_stop(&third);
+    IT_ASSERT_INT(it_broker_stop(&first), ==, 0);
+    IT_ASSERT_INT(it_broker_stop(&lookupds[0]), ==, 0);
+}
+
+// A lookupd restart: consumers keep consuming meanwhile, and the broker
+// registers everything again (topic and channels) once it is back.
+static void s_lookupd_restart(void)
+{
+    it_broker_t *lookupds[] = {it_lookupd_start(NULL), NULL};
+    char http_flag[96], zmq_flag[96];
+    snprintf(http_flag, sizeof http_flag, "--http-address=%s", it_broker_http(lookupds[0]));
+    snprintf(zmq_flag, sizeof zmq_flag, "--zmq-address=%s", it_broker_zmq(lookupds[0]));
+    it_broker_t *broker = s_broker(lookupds);
+    it_post_ok(broker, "/channel/create?topic=" S_TOPIC "&channel=audit");
+    it_post_ok(broker, "/channel/create?topic=" S_TOPIC "&channel=" S_CHANNEL);
+    s_publish(broker, "m", 0, 50);
+    IT_ASSERT_EVENTUALLY(s_producers(lookupds[0], S_TOPIC) == 1, 5000, "no producer listed");
+    s_counter_t *counter = s_counter_new(lookupds, 20);
+    S_PUMP_UNTIL(counter, counter->received >= 50, 5000, "only %zu of 50 arrived",
+                 counter->received);
+
+    IT_ASSERT_INT(it_broker_stop(&lookupds[0]), ==, 0);
+    s_publish(broker, "m", 50, 50);  // no lookupd now: the known broker still delivers
+    S_PUMP_UNTIL(counter, counter->received >= 100, 5000,
+                 "only %zu of 100 arrived while the lookupd was down", counter->received);
+    IT_ASSERT_INT(nsq_consumer_connection_count(counter->consumer), ==, 1);
+
+    const char *flags[] = {http_flag, zmq_flag, NULL};
+    lookupds[0] = it_lookupd_start(flags);
+    IT_ASSERT_EVENTUALLY(s_producers(lookupds[0], S_TOPIC) == 1, 5000,
+                         "the broker did not register again after the lookupd restart");
+    char *reply = NULL;
+    IT_ASSERT_EVENTUALLY(it_http(lookupds[0], "GET", "/channels?topic=" S_TOPIC, NULL, 0, &reply)
+                                 == 200
+                             && strstr(reply, "\"audit\"") && strstr(reply, "\"" S_CHANNEL "\""),
+                         5000, "channels not registered again: %s", reply ? reply : "(none)");
+    free(reply);
+    s_publish(broker, "m", 100, 50);
+    S_PUMP_UNTIL(counter, counter->received >= 150, 5000, "only %zu of 150 arrived",
+                 counter->received);
+    s_assert_all_once(counter, "m", 150);
+    s_counter_destroy(&counter);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+    IT_ASSERT_INT(it_broker_stop(&lookupds[0]), ==, 0);
+}
+
+// A tombstone hides one producer of one topic until its lifetime ends.
+static void s_tombstone(void)
+{
+    const char *lookupd_flags[] = {"--tombstone-lifetime=1500ms", NULL};
+    it_broker_t *lookupds[] = {it_lookupd_start(lookupd_flags), NULL};
+    it_broker_t *kept = s_broker(lookupds), *hidden = s_broker(lookupds);
+    it_post_ok(kept, "/topic/create?topic=" S_TOPIC);
+    it_post_ok(hidden, "/topic/create?topic=" S_TOPIC);
+    IT_ASSERT_EVENTUALLY(s_producers(lookupds[0], S_TOPIC) == 2, 5000, "not both listed");
+    char path[160];
+    snprintf(path, sizeof path, "/topic/tombstone?topic=%s&node=%s", S_TOPIC,
+             it_broker_http(hidden));
+    it_http_expect(lookupds[0], "GET", path, NULL, 0, 405, "METHOD_NOT_ALLOWED");
+    it_http_expect(lookupds[0], "POST", path, NULL, 0, 200, NULL);
+    IT_ASSERT(!s_lists(lookupds[0], S_TOPIC, hidden) && s_lists(lookupds[0], S_TOPIC, kept),
+              "the tombstone did not hide exactly the one producer");
+    char *reply = NULL;
+    IT_ASSERT_INT(it_http(lookupds[0], "GET", "/nodes", NULL, 0, &reply), ==, 200);
+    IT_ASSERT(strstr(reply, "\"tombstones\":[true]") && strstr(reply, "\"tombstones\":[false]"),
+              "/nodes does not show the tombstone: %s", reply);
+    free(reply);
+    it_http_expect(lookupds[0], "POST", "/topic/tombstone?topic=" S_TOPIC "&node=10.9.9.9:1", NULL,
+                   0, 404, "PRODUCER_NOT_FOUND");
+    IT_ASSERT_EVENTUALLY(s_lists(lookupds[0], S_TOPIC, hidden), 5000,
+                         "the producer stayed hidden after the tombstone lifetime");
+    it_broker_stop(&kept);
+    it_broker_stop(&hidden);
+    it_broker_stop(&lookupds[0]);
+}
+
+// Sends bytes to lookupd's ZeroMQ port and returns the LookupFrame answer.
+static Nsq__LookupFrame *s_raw_call(zsock_t *dealer, const void *data, size_t size)
+{
+    IT_ASSERT(zsock_resolve(dealer) && zmq_send(zsock_resolve(dealer), data, size, 0) >= 0,
+              "cannot send to lookupd");
+    zframe_t *frame = zframe_recv(dealer);
+    IT_ASSERT(frame, "lookupd did not answer within 2 s");
+    Nsq__LookupFrame *answer =
+        nsq__lookup_frame__unpack(NULL, zframe_size(frame), zframe_data(frame));
+    zframe_destroy(&frame);
+    IT_ASSERT(answer, "lookupd's answer is not a LookupFrame");
+    return answer;
+}
+
+static void s_expect_error(Nsq__LookupFrame *answer, const char *code)
+{
+    IT_ASSERT(answer->frame_case == NSQ__LOOKUP_FRAME__FRAME_ERROR,
+              "expected error %s, got frame case %d", code, answer->frame_case);
+    IT_ASSERT_STR(answer->error->code, code);
+    nsq__lookup_frame__free_unpacked(answer, NULL);
+}
+
+// Unknown topics, wrong methods, garbage and incomplete registrations on the
+// ZeroMQ port, unresolvable lookupd addresses: clear errors, no crash.
+static void s_bad_input(void)
+{
+    it_broker_t *lookupd = it_lookupd_start(NULL);
+    it_http_expect(lookupd, "GET", "/lookup?topic=nothing", NULL, 0, 404, "TOPIC_NOT_FOUND");
+    it_http_expect(lookupd, "GET", "/lookup", NULL, 0, 400, "MISSING_ARG_TOPIC");
+    it_http_expect(lookupd, "GET", "/lookup?topic=bad%20name", NULL, 0, 400, "INVALID_ARG_TOPIC");
+    it_http_expect(lookupd, "GET", "/topic/create?topic=t", NULL, 0, 405, "METHOD_NOT_ALLOWED");
+    it_http_expect(lookupd, "POST", "/lookup?topic=t", NULL, 0, 405, "METHOD_NOT_ALLOWED");
+    it_http_expect(lookupd, "POST", "/channel/create?topic=t", NULL, 0, 400, "MISSING_ARG_CHANNEL");
+    it_http_expect(lookupd, "GET", "/nope", NULL, 0, 404, NULL);
+
+    zsock_t *dealer = zsock_new(ZMQ_DEALER);
+    zsock_set_rcvtimeo(dealer, 2000);
+    IT_ASSERT_INT(zsock_connect(dealer, "tcp://%s", it_broker_zmq(lookupd)), ==, 0);
+    s_expect_error(s_raw_call(dealer, "\xff\xff\xff garbage", 12), "E_BAD_COMMAND");
+    // An identify without a broadcast address is refused, and so is a
+    // registration from a broker that never identified.
+    Nsq__LookupIdentify identify = NSQ__LOOKUP_IDENTIFY__INIT;
+    identify.http_port = 4151;
+    identify.zmq_port = 4152;
+    Nsq__LookupCommand command = NSQ__LOOKUP_COMMAND__INIT;
+    command.cmd_case = NSQ__LOOKUP_COMMAND__CMD_IDENTIFY;
+    command.identify = &identify;
+    uint8_t buffer[256];
+    s_expect_error(s_raw_call(dealer, buffer, nsq__lookup_command__pack(&command, buffer)),
+                   "E_BAD_BODY");
+    Nsq__Register reg = NSQ__REGISTER__INIT;
+    reg.topic = "t";
+    command.cmd_case = NSQ__LOOKUP_COMMAND__CMD_REG;
+    command.reg = &reg;
+    s_expect_error(s_raw_call(dealer, buffer, nsq__lookup_command__pack(&command, buffer)),
+                   "E_NOT_IDENTIFIED");
+    zsock_destroy(&dealer);
+    it_http_expect(lookupd, "GET", "/ping", NULL, 0, 200, NULL);
+    IT_ASSERT_INT(s_producers(lookupd, "t"), ==, -1);
+
+    // Lookupd addresses that do not resolve: the consumer keeps running,
+    // a broker starts and says why it cannot reach it.
+    nsq_consumer_t *consumer = nsq_consumer_new(S_TOPIC, S_CHANNEL);
+    IT_ASSERT_INT(nsq_consumer_connect_lookupd(consumer, "no-port"), ==, -1);
+    IT_ASSERT_INT(nsq_consumer_connect_lookupd(consumer, "no-such-host.invalid:4161"), ==, 0);
+    nsq_consumer_set_lookupd_poll_interval(consumer, 50);
+    nsq_consumer_poll(consumer, 300);
+    IT_ASSERT_INT(nsq_consumer_connection_count(consumer), ==, 0);
+    nsq_consumer_destroy(&consumer);
+    const char *flags[] = {"--lookupd-address=no-such-host.invalid:4160", NULL};
+    it_broker_t *broker = it_broker_start(flags);
+    it_pub(broker, "t", "still works");
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+    char line[512];
+    const char *bad[] = {"--lookupd-address=nohostport", NULL};
+    IT_ASSERT_INT(it_broker_refuses(bad, line, sizeof line), ==, 1);
+    IT_ASSERT(strstr(line, "lookupd"), "unclear refusal: %s", line);
+    IT_ASSERT_INT(it_broker_stop(&lookupd), ==, 0);
+}
+
+// nsq-worker --lookupd-http-address prints what it finds through lookupd.
+static void s_worker(void)
+{
+    it_broker_t *lookupds[] = {it_lookupd_start(NULL), NULL};
+    it_broker_t *broker = s_broker(lookupds);
+    it_pub(broker, S_TOPIC, "via-lookupd");
+    IT_ASSERT_EVENTUALLY(s_producers(lookupds[0], S_TOPIC) == 1, 5000, "no producer listed");
+    char lookupd_flag[96];
+    snprintf(lookupd_flag, sizeof lookupd_flag, "--lookupd-http-address=%s",
+             it_broker_http(lookupds[0]));
+    const char *argv[] = {getenv("NSQ_WORKER"),
+                          "--topic=" S_TOPIC,
+                          "--channel=" S_CHANNEL,
+                          "--stdout",
+                          lookupd_flag,
+                          "--lookupd-http-address=no-such-host.invalid:4161",
+                          "--lookupd-poll-interval=200ms",
+                          NULL};
+    IT_ASSERT(argv[0], "NSQ_WORKER is not set");
+    it_child_t *worker = it_child_start("worker", argv);
+    char line[256];
+    IT_ASSERT_INT(it_child_read_line(worker, line, sizeof line, 5000), ==, 1);
+    IT_ASSERT_STR(line, "via-lookupd");
+    IT_ASSERT_INT(it_child_stop(&worker, SIGTERM, 5000), ==, 0);
+    it_broker_stop(&broker);
+    it_broker_stop(&lookupds[0]);
+}
+
+int main(int argc, char **argv)
+{
+    const it_case_t cases[] = {
+        {"discovery", s_discovery},   {"scarce_credit", s_scarce_credit},
+        {"membership", s_membership}, {"lookupd_restart", s_lookupd_restart},
+        {"tombstone", s_tombstone},   {"bad_input", s_bad_input},
+        {"worker", s_worker},
+    };
+    return it_run(argc, argv, cases, sizeof cases / sizeof cases[0]);
+}
