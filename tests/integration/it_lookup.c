@@ -446,13 +446,47 @@ static void s_worker(void)
     it_broker_stop(&lookupds[0]);
 }
 
+// Runs nsq-pub with flag, stdin from printf format; returns its exit status.
+static int s_run_pub(const char *input, const char *flag)
+{
+    const char *pub = getenv("NSQ_PUB");
+    IT_ASSERT(pub, "NSQ_PUB is not set");
+    char command[1024];
+    snprintf(command, sizeof command, "printf '%s' | '%s' --topic=piped '%s'", input, pub, flag);
+    const char *argv[] = {"/bin/sh", "-c", command, NULL};
+    it_child_t *child = it_child_start("pub", argv);
+    char line[256];
+    IT_ASSERT_INT(it_child_read_line(child, line, sizeof line, 10000), ==, -1);
+    return it_child_stop(&child, 0, 5000);
+}
+
+// nsq-pub publishes each non-empty line, over HTTP and over ZeroMQ, and
+// fails clearly when the broker cannot be reached.
+static void s_pub_tool(void)
+{
+    it_broker_t *broker = it_broker_start(NULL);
+    it_sink_t *sink = it_sink_new(broker, "piped", "c", 100, true);
+    char http_flag[96], zmq_flag[96];
+    snprintf(http_flag, sizeof http_flag, "--http-address=%s", it_broker_http(broker));
+    snprintf(zmq_flag, sizeof zmq_flag, "--broker-address=%s", it_broker_zmq(broker));
+    IT_ASSERT_INT(s_run_pub("h1\\nh2\\r\\n\\nh3", http_flag), ==, 0);
+    IT_ASSERT_INT(s_run_pub("z1\\nz2\\n", zmq_flag), ==, 0);
+    IT_ASSERT(it_sink_wait(sink, 5, 5000), "only %zu of 5 lines arrived", it_sink_count(sink));
+    const char *expected[] = {"h1", "h2", "h3", "z1", "z2"};
+    for (size_t i = 0; i < 5; i++)
+        IT_ASSERT_INT(it_sink_count_body(sink, expected[i]), ==, 1);
+    IT_ASSERT_INT(s_run_pub("x\\n", "--http-address=127.0.0.1:1"), ==, 1);
+    it_sink_destroy(&sink);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+}
+
 int main(int argc, char **argv)
 {
     const it_case_t cases[] = {
         {"discovery", s_discovery},   {"scarce_credit", s_scarce_credit},
         {"membership", s_membership}, {"lookupd_restart", s_lookupd_restart},
         {"tombstone", s_tombstone},   {"bad_input", s_bad_input},
-        {"worker", s_worker},
+        {"worker", s_worker},         {"pub_tool", s_pub_tool},
     };
     return it_run(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }
