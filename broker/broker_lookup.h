@@ -15,7 +15,8 @@
     answering lookupd said which channels it knows for the topic (or a
     second passed); those channels are created first, so that a channel
     that exists elsewhere misses none of this broker's messages (NSQ's
-    pre-creation, without its race). The pause shows in /stats meanwhile.
+    pre-creation, without its race). The pause shows in /stats meanwhile,
+    and a pause an operator asks for within that second is lifted with it.
 
     Runs on the core thread only. API in call order: broker_lookup_new,
     broker_lookup_topic_created, broker_lookup_channel_created,

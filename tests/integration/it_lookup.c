@@ -148,6 +148,20 @@ static void s_assert_all_once(s_counter_t *self, const char *prefix, size_t coun
     }
 }
 
+// Sum of the RDY counts the brokers' clients announced (one client each here).
+static int64_t s_ready_sum(it_broker_t *const *brokers, size_t count)
+{
+    int64_t sum = 0;
+    for (size_t b = 0; b < count; b++) {
+        char *stats = it_stats(brokers[b]);
+        IT_ASSERT(stats, "no /stats from a broker");
+        for (const char *at = stats; (at = strstr(at, "\"ready_count\":")); at++)
+            sum += atoll(at + strlen("\"ready_count\":"));
+        free(stats);
+    }
+    return sum;
+}
+
 #define S_PUMP_UNTIL(counter, expr, timeout_ms, ...)                                               \
     IT_ASSERT_EVENTUALLY(s_pump((counter), 20) && (expr), timeout_ms, __VA_ARGS__)
 
@@ -174,6 +188,9 @@ static void s_discovery(void)
     S_PUMP_UNTIL(counter, counter->received >= 600, 10000, "only %zu of 600 messages arrived",
                  counter->received);
     IT_ASSERT_INT(nsq_consumer_connection_count(counter->consumer), ==, 3);
+    // max-in-flight 10 over three brokers: 4 + 3 + 3, never more in total.
+    S_PUMP_UNTIL(counter, s_ready_sum(brokers, 3) == 10, 3000, "RDY total is %lld, not 10",
+                 (long long) s_ready_sum(brokers, 3));
     s_pump(counter, 200);
     IT_ASSERT_INT(counter->duplicates, ==, 0);
     s_assert_all_once(counter, "b0", 200);
