@@ -217,10 +217,8 @@ static int s_on_pipe(s_poller_t *self)
     char *value = message ? zmsg_popstr(message) : NULL;
     int rc = !command || streq(command, "$TERM") ? -1 : 0;
     if (command && value && streq(command, "ADD")) {
-        if (!s_listed(self->lookupds, value)) {
-            zlistx_add_end(self->lookupds, value);
-            value = NULL;
-        }
+        if (!s_listed(self->lookupds, value))
+            zlistx_add_end(self->lookupds, value);  // copied by the list's duplicator
         self->next_poll = 0;
     } else if (command && value && streq(command, "INTERVAL")) {
         self->interval_ms = atoll(value);
