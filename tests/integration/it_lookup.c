@@ -325,6 +325,37 @@ static void s_lookupd_restart(void)
     IT_ASSERT_INT(it_broker_stop(&lookupds[0]), ==, 0);
 }
 
+// A topic new to a broker starts with the channels lookupd knows for it,
+// so a channel created elsewhere (or through lookupd) misses none of this
+// broker's first messages; the topic is not left paused.
+static void s_precreate(void)
+{
+    it_broker_t *lookupds[] = {it_lookupd_start(NULL), NULL};
+    it_broker_t *first = s_broker(lookupds), *second = s_broker(lookupds);
+    it_post_ok(first, "/channel/create?topic=" S_TOPIC "&channel=" S_CHANNEL);
+    it_post_ok(lookupds[0], "/channel/create?topic=" S_TOPIC "&channel=audit");
+    char *reply = NULL;
+    IT_ASSERT_EVENTUALLY(it_http(lookupds[0], "GET", "/channels?topic=" S_TOPIC, NULL, 0, &reply)
+                                 == 200
+                             && strstr(reply, "\"" S_CHANNEL "\""),
+                         5000, "lookupd never listed the channel: %s", reply ? reply : "(none)");
+    free(reply);
+    IT_ASSERT_EVENTUALLY(s_producers(lookupds[0], S_TOPIC) == 1, 5000, "no producer listed");
+    // The second broker has never seen the topic: its first publish creates it.
+    it_pub(second, S_TOPIC, "first message");
+    it_pub(second, S_TOPIC, "second message");
+    IT_ASSERT_EVENTUALLY(it_channel_stat(second, S_TOPIC, S_CHANNEL, "depth") == 2
+                             && it_channel_stat(second, S_TOPIC, "audit", "depth") == 2,
+                         3000, "the pre-created channels do not hold both messages");
+    IT_ASSERT_EVENTUALLY(it_topic_stat(second, S_TOPIC, "paused") == 0, 3000,
+                         "the topic stayed paused");
+    it_http_expect(second, "POST", "/channel/delete?topic=" S_TOPIC "&channel=audit", NULL, 0, 200,
+                   NULL);
+    it_broker_stop(&first);
+    it_broker_stop(&second);
+    it_broker_stop(&lookupds[0]);
+}
+
 // A tombstone hides one producer of one topic until its lifetime ends.
 static void s_tombstone(void)
 {
@@ -502,8 +533,9 @@ int main(int argc, char **argv)
     const it_case_t cases[] = {
         {"discovery", s_discovery},   {"scarce_credit", s_scarce_credit},
         {"membership", s_membership}, {"lookupd_restart", s_lookupd_restart},
-        {"tombstone", s_tombstone},   {"bad_input", s_bad_input},
-        {"worker", s_worker},         {"pub_tool", s_pub_tool},
+        {"precreate", s_precreate},   {"tombstone", s_tombstone},
+        {"bad_input", s_bad_input},   {"worker", s_worker},
+        {"pub_tool", s_pub_tool},
     };
     return it_run(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }
