@@ -2,12 +2,11 @@
     SPDX-License-Identifier: MIT
 
     `tail -F app.log | nsq-pub --topic=logs --http-address=broker:4151`
-    Lines are published in order, in batches: over HTTP one /mpub (text mode,
-    one line per message) per --batch-size lines; over ZeroMQ pipelined PUBs
-    with up to --batch-size unacknowledged. Empty lines are skipped (NSQ
-    refuses empty messages); a trailing carriage return is dropped. A batch
-    also goes out when stdin has nothing more to read, so interactive use is
-    not held back.
+    Lines are published in order, in batches of --batch-size lines (or
+    1 MiB): over HTTP one /mpub (text mode, one line per message), over
+    ZeroMQ one MPUB; each batch is acknowledged before the next goes out. Empty lines are skipped
+   (NSQ refuses empty messages); a trailing carriage return is dropped. A batch also goes out when
+   stdin has nothing more to read, so interactive use is not held back.
 
     Exit codes: 0 when every line was acknowledged; 1 when a publish failed
     (the reason on stderr; lines after it are not published); 2 on bad
@@ -27,6 +26,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#define S_BATCH_BYTES (1 << 20)  // a batch is sent at this size whatever its line count
+
 static const nsq_option_spec_t s_specs[] = {
     {"topic", NSQ_OPTION_STRING, NULL, 0, 0, false, "topic to publish to (required)"},
     {"http-address", NSQ_OPTION_STRING, NULL, 0, 0, false,
@@ -34,7 +35,7 @@ static const nsq_option_spec_t s_specs[] = {
     {"broker-address", NSQ_OPTION_STRING, NULL, 0, 0, false,
      "broker ZeroMQ address host:port (publish with PUB)"},
     {"batch-size", NSQ_OPTION_INT, "100", 1, 10000, false,
-     "lines per /mpub, or unacknowledged PUBs over ZeroMQ"},
+     "lines per /mpub or MPUB (a batch is also sent at 1 MiB)"},
     {"timeout", NSQ_OPTION_DURATION, "10s", 100, 3600000, false,
      "how long one publish may take before it counts as failed"},
     {"log-level", NSQ_OPTION_STRING, "info", 0, 0, false, "debug, info, warn or error"},
@@ -50,6 +51,7 @@ typedef struct {
     size_t batch_size;         // bytes in batch
     size_t batch_lines;        // lines in batch
     size_t batch_max;          // --batch-size
+    size_t *starts;            // offset of each line in batch (batch_max entries)
     long timeout_ms;           // per publish
     uint64_t published;        // lines acknowledged
 } s_pub_t;
@@ -93,33 +95,45 @@ static int s_http_flush(s_pub_t *self)
     return 0;
 }
 
+// Sends the batch as one MPUB over ZeroMQ. Returns 0, or -1 with the reason logged.
+static int s_zmq_flush(s_pub_t *self)
+{
+    if (self->batch_lines == 0)
+        return 0;
+    const void **bodies = malloc(self->batch_lines * sizeof *bodies);
+    size_t *sizes = malloc(self->batch_lines * sizeof *sizes);
+    int rc = bodies && sizes ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < self->batch_lines; i++) {
+        size_t end = i + 1 < self->batch_lines ? self->starts[i + 1] - 1 : self->batch_size;
+        bodies[i] = self->batch + self->starts[i];
+        sizes[i] = end - self->starts[i];
+    }
+    if (rc == 0)
+        rc = nsq_producer_mpublish(self->producer, self->topic, (const void *const *) bodies, sizes,
+                                   self->batch_lines);
+    if (rc)
+        nsq_error("publish failed: %s",
+                  bodies && sizes ? nsq_producer_error(self->producer) : "out of memory");
+    free(bodies);
+    free(sizes);
+    if (rc == 0) {
+        self->published += self->batch_lines;
+        self->batch_size = 0;
+        self->batch_lines = 0;
+    }
+    return rc;
+}
+
 // Flushes whatever is pending. Returns 0, or -1 if a publish failed.
 static int s_flush(s_pub_t *self)
 {
-    if (self->producer) {
-        if (nsq_producer_flush(self->producer)) {
-            nsq_error("publish failed: %s", nsq_producer_error(self->producer));
-            return -1;
-        }
-        self->published += self->batch_lines;
-        self->batch_lines = 0;
-        return 0;
-    }
-    return s_http_flush(self);
+    return self->producer ? s_zmq_flush(self) : s_http_flush(self);
 }
 
-// Queues one line (without its newline). Returns 0, or -1 if a publish failed.
+// Queues one line (without its newline); sends the batch when it is full.
+// Returns 0, or -1 if a publish failed.
 static int s_add(s_pub_t *self, const char *line, size_t size)
 {
-    if (self->producer) {
-        if (nsq_producer_publish_async(self->producer, self->topic, line, size, self->batch_max)) {
-            nsq_error("publish failed within the last %zu lines: %s", self->batch_max,
-                      nsq_producer_error(self->producer));
-            return -1;
-        }
-        self->batch_lines++;
-        return 0;
-    }
     char *grown = realloc(self->batch, self->batch_size + size + 2);
     if (!grown) {
         nsq_error("out of memory");
@@ -128,10 +142,11 @@ static int s_add(s_pub_t *self, const char *line, size_t size)
     self->batch = grown;
     if (self->batch_lines)
         self->batch[self->batch_size++] = '\n';
+    self->starts[self->batch_lines++] = self->batch_size;
     memcpy(self->batch + self->batch_size, line, size);
     self->batch_size += size;
-    self->batch_lines++;
-    return self->batch_lines >= self->batch_max ? s_http_flush(self) : 0;
+    bool full = self->batch_lines >= self->batch_max || self->batch_size >= S_BATCH_BYTES;
+    return full ? s_flush(self) : 0;
 }
 
 static bool s_stdin_idle(void)
@@ -207,6 +222,9 @@ static int s_setup(s_pub_t *self, nsq_options_t *options, char *error, size_t si
     const char *zmq_address = nsq_options_string(options, "broker-address");
     self->batch_max = (size_t) nsq_options_int(options, "batch-size");
     self->timeout_ms = (long) nsq_options_int(options, "timeout");
+    self->starts = malloc(self->batch_max * sizeof *self->starts);
+    if (!self->starts)
+        return snprintf(error, size, "out of memory"), -1;
     nsq_log_level_t level;
     if (!self->topic || !nsq_name_is_valid(self->topic))
         return snprintf(error, size, self->topic ? "invalid --topic" : "--topic is required"), -1;
@@ -259,6 +277,7 @@ int main(int argc, char **argv)
     if (pub.curl)
         curl_easy_cleanup(pub.curl);
     free(pub.batch);
+    free(pub.starts);
     nsq_options_destroy(&options);
     curl_global_cleanup();
     return rc;
