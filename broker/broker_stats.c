@@ -104,20 +104,14 @@ static void s_json_topic(FILE *out, const broker_topic_t *topic, const char *cha
             (unsigned long long) topic->message_bytes, topic->paused ? "true" : "false");
 }
 
-// Closes out and returns its buffer (only valid after fclose), or NULL
-// (and frees it) on failure.
-static char *s_finish(FILE *out, char **buffer, broker_topic_t **topics)
-{
-    free(topics);
-    bool failed = ferror(out);
-    if (fclose(out) != 0 || failed) {
-        free(*buffer);
-        return NULL;
-    }
-    return *buffer;
-}
+// Writes one document about the given topics (sorted, filtered) to out.
+typedef void(s_writer_fn)(FILE *out, broker_core_t *self, broker_topic_t **topics, size_t count,
+                          const char *channel_filter);
 
-char *broker_stats_json(broker_core_t *self, const char *topic_filter, const char *channel_filter)
+// Renders a document with writer into a new string. Caller owns the
+// result; NULL if out of memory.
+static char *s_render(broker_core_t *self, const char *topic_filter, const char *channel_filter,
+                      s_writer_fn *writer)
 {
     char *buffer = NULL;
     size_t size = 0;
@@ -126,6 +120,20 @@ char *broker_stats_json(broker_core_t *self, const char *topic_filter, const cha
         return NULL;
     size_t count;
     broker_topic_t **topics = s_sorted_topics(self, topic_filter, &count);
+    if (topics)
+        writer(out, self, topics, count, channel_filter);
+    free(topics);
+    bool failed = !topics || ferror(out);
+    if (fclose(out) != 0 || failed) {  // the buffer is only valid after fclose
+        free(buffer);
+        return NULL;
+    }
+    return buffer;
+}
+
+static void s_write_json(FILE *out, broker_core_t *self, broker_topic_t **topics, size_t count,
+                         const char *channel_filter)
+{
     fprintf(out, "{\"version\":\"%s\",\"health\":\"OK\",\"start_time\":%lld,\"topics\":[",
             NSQ_VERSION, (long long) self->start_time);
     for (size_t i = 0; i < count; i++) {
@@ -134,18 +142,16 @@ char *broker_stats_json(broker_core_t *self, const char *topic_filter, const cha
         s_json_topic(out, topics[i], channel_filter);
     }
     fprintf(out, "],\"producers\":[],\"client_count\":%zu}", zhashx_size(self->clients));
-    return s_finish(out, &buffer, topics);
 }
 
-char *broker_stats_text(broker_core_t *self, const char *topic_filter, const char *channel_filter)
+char *broker_stats_json(broker_core_t *self, const char *topic_filter, const char *channel_filter)
 {
-    char *buffer = NULL;
-    size_t size = 0;
-    FILE *out = open_memstream(&buffer, &size);
-    if (!out)
-        return NULL;
-    size_t count;
-    broker_topic_t **topics = s_sorted_topics(self, topic_filter, &count);
+    return s_render(self, topic_filter, channel_filter, s_write_json);
+}
+
+static void s_write_text(FILE *out, broker_core_t *self, broker_topic_t **topics, size_t count,
+                         const char *channel_filter)
+{
     fprintf(out, "nsq-broker v%s\nstart_time %lld\nhealth: OK\n", NSQ_VERSION,
             (long long) self->start_time);
     for (size_t i = 0; i < count; i++) {
@@ -169,7 +175,11 @@ char *broker_stats_text(broker_core_t *self, const char *topic_filter, const cha
                     channel->paused ? " (paused)" : "");
         }
     }
-    return s_finish(out, &buffer, topics);
+}
+
+char *broker_stats_text(broker_core_t *self, const char *topic_filter, const char *channel_filter)
+{
+    return s_render(self, topic_filter, channel_filter, s_write_text);
 }
 
 typedef struct {
@@ -219,15 +229,10 @@ static void s_family_header(FILE *out, const metric_family_t *family)
             family->type);
 }
 
-char *broker_stats_metrics(broker_core_t *self)
+static void s_write_metrics(FILE *out, broker_core_t *self, broker_topic_t **topics, size_t count,
+                            const char *channel_filter)
 {
-    char *buffer = NULL;
-    size_t size = 0;
-    FILE *out = open_memstream(&buffer, &size);
-    if (!out)
-        return NULL;
-    size_t count;
-    broker_topic_t **topics = s_sorted_topics(self, "", &count);
+    (void) channel_filter;
     for (size_t f = 0; f < sizeof s_topic_families / sizeof *s_topic_families; f++) {
         s_family_header(out, &s_topic_families[f]);
         for (size_t i = 0; i < count; i++)
@@ -251,5 +256,9 @@ char *broker_stats_metrics(broker_core_t *self)
             "# TYPE nsq_broker_start_time_seconds gauge\nnsq_broker_start_time_seconds %lld\n",
             zhashx_size(self->clients), (unsigned long long) self->bad_commands,
             (long long) self->start_time);
-    return s_finish(out, &buffer, topics);
+}
+
+char *broker_stats_metrics(broker_core_t *self)
+{
+    return s_render(self, "", "", s_write_metrics);
 }
