@@ -120,7 +120,7 @@ live_pid() {
 # have exec'd its binary yet, so live_pid would not know it).
 started() { kill -0 "$(cat "$dir/$1/pid")" 2>/dev/null; }
 
-port_in_use() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
+port_in_use() { ss -Htan "sport = :$1" 2>/dev/null | grep -q .; }
 
 # Starts NAME with the command line after --; its stderr (and stdout, unless
 # STDOUT is given) goes to DIR/NAME/log. Records the PID and command line.
@@ -153,6 +153,22 @@ wait_http() {
         fi
         [ "$SECONDS" -lt "$deadline" ] || { echo "cluster: $name: no answer from $url" >&2; return 1; }
         sleep 0.1
+    done
+}
+
+# Waits (up to the timeout, then goes on with a warning) until lookupd I
+# lists every broker for the topic, so workers find them all at once.
+wait_lookup() {
+    local url deadline=$((SECONDS + timeout)) listed
+    url="http://127.0.0.1:$(lookupd_http "$1")/lookup?topic=$topic"
+    while :; do
+        listed=$(curl -fsS --max-time 2 "$url" 2>/dev/null | grep -o '"http_port"' | wc -l) || listed=0
+        [ "$listed" -lt "$brokers" ] || return 0
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            echo "cluster: warning: lookupd-$1 lists $listed of $brokers brokers for $topic" >&2
+            return 0
+        fi
+        sleep 0.2
     done
 }
 
@@ -233,7 +249,15 @@ start_all() {
     done
     for ((i = 0; i < brokers && dry_run == 0; i++)); do
         wait_http "broker-$i" "http://127.0.0.1:$(broker_http $i)/ping" || return 1
+        # The workers' channel exists from the start: what is published
+        # before a worker connects waits for it, and lookupds know the topic.
+        curl -fsS -o /dev/null -X POST \
+            "http://127.0.0.1:$(broker_http $i)/channel/create?topic=$topic&channel=$channel" ||
+            { echo "cluster: broker-$i refused to create $topic/$channel" >&2; return 1; }
     done
+    if [ "$have_lookupd" = 1 ] && [ "$dry_run" = 0 ]; then
+        for ((i = 0; i < lookupds; i++)); do wait_lookup "$i"; done
+    fi
     for ((i = 0; i < workers; i++)); do
         local http=() address=""
         if [ "$worker_http_flag" = 1 ]; then
