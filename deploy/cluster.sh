@@ -6,6 +6,8 @@
 #   deploy/cluster.sh up     [options]   start the cluster, wait until every process answers
 #   deploy/cluster.sh status [options]   show each process, its PID and its /ping
 #   deploy/cluster.sh down   [options]   stop every process `up` started (SIGTERM, then SIGKILL)
+#   deploy/cluster.sh stop NAME [options]   stop one process (e.g. broker-1), keeping its data
+#   deploy/cluster.sh start NAME [options]  start it again with the same command line
 #
 # Options:
 #   --dir DIR          cluster directory (default .cluster in the repository, or $NSQ_CLUSTER_DIR)
@@ -40,7 +42,7 @@ timeout=20
 purge=0
 dry_run=0
 
-usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 die() {
     echo "cluster: $*" >&2
     exit 1
@@ -49,6 +51,11 @@ die() {
 [ $# -gt 0 ] || { usage >&2; exit 2; }
 action=$1
 shift
+member_name=""
+if [[ $action =~ ^(start|stop)$ ]] && [ $# -gt 0 ] && [[ $1 != -* ]]; then
+    member_name=$1
+    shift
+fi
 while [ $# -gt 0 ]; do
     option=$1
     value=""
@@ -307,8 +314,19 @@ do_status() {
 }
 
 do_down() {
+    # shellcheck disable=SC2046 # member paths have no spaces or globs
+    stop_members $(members)
+    if [ "$purge" = 1 ]; then
+        rm -rf "$dir"
+        echo "cluster: removed $dir"
+    fi
+}
+
+# SIGTERM to each given member that runs, SIGKILL to those still running
+# after the timeout.
+stop_members() {
     local member pid pids=() names=() stopped=0 killed=0
-    for member in $(members); do
+    for member in "$@"; do
         if pid=$(live_pid "$member"); then
             kill -TERM "$pid" 2>/dev/null || true
             pids+=("$pid")
@@ -335,16 +353,44 @@ do_down() {
         rm -f "${names[$i]}/pid"
     done
     echo "cluster: stopped $stopped processes, killed $killed"
-    if [ "$purge" = 1 ]; then
-        rm -rf "$dir"
-        echo "cluster: removed $dir"
+}
+
+# Stops one member (stop NAME) or starts it again with the command line it
+# was started with (start NAME), e.g. to kill and restart a broker.
+do_member() {
+    local name=$1 member="$dir/$1"
+    [ -f "$member/command" ] || die "no $name in $dir (see deploy/cluster.sh status)"
+    if [ "$action" = stop ]; then
+        live_pid "$member" >/dev/null || die "$name is not running"
+        stop_members "$member"
+        return
     fi
+    live_pid "$member" >/dev/null && die "$name is already running"
+    local command http stdout
+    mapfile -t command <"$member/command"
+    http=$(cat "$member/http")
+    stdout=""
+    [[ $name != worker-* ]] || stdout="$member/messages.log"
+    start "$name" "$stdout" "$http" -- "${command[@]}"
+    if [ -n "$http" ] && [[ $name != worker-* ]]; then
+        wait_http "$name" "http://$http/ping" || exit 1
+    elif [ -n "$http" ]; then
+        wait_http "$name" "http://$http/healthz" || exit 1
+    else
+        sleep 0.5
+        started "$name" || { tail -n 15 "$member/log" >&2; die "$name exited"; }
+    fi
+    echo "cluster: started $name (PID $(cat "$member/pid"))"
 }
 
 case "$action" in
 up) do_up ;;
 status) do_status ;;
 down) do_down ;;
+start | stop)
+    [ -n "$member_name" ] || die "$action needs a process name, e.g. $action broker-1"
+    do_member "$member_name"
+    ;;
 -h | --help | help) usage ;;
 *) usage >&2; exit 2 ;;
 esac

@@ -3,7 +3,7 @@
 # temporary directory on free, unusual ports (2 brokers, 2 workers, 2
 # lookupds when nsq-lookupd is built), every /ping answers, `status` is
 # healthy, a second `up` is refused, messages published to both brokers
-# reach the workers, `down` stops every PID it started (and leaves alone a
+# reach the workers, `stop`/`start` of one broker, `down` stops every PID it started (and leaves alone a
 # process whose PID sits in a pid file but runs something else), and
 # `status` then reports nothing running.
 set -euo pipefail
@@ -100,6 +100,24 @@ while :; do
     sleep 0.2
 done
 echo "ok: all $count messages published to two brokers were consumed ($seen lines written)"
+
+# Stop one broker, keep consuming through the other, start it again.
+old=$(cat "$dir/broker-1/pid")
+"${cluster[@]}" stop broker-1 "${options[@]}" >"$tmp/stop.log" || { cat "$tmp/stop.log"; fail "stop"; }
+! running "$old" || fail "stop broker-1 left PID $old running"
+for pid in "${pids[@]}"; do
+    [ "$pid" = "$old" ] || running "$pid" || fail "stop broker-1 stopped PID $pid too"
+done
+curl -fsS -o /dev/null -d "after-stop" "http://127.0.0.1:$((base + 1))/pub?topic=deploy_test"
+deadline=$((SECONDS + 30))
+until cat "$dir"/worker-*/messages.log | grep -qx after-stop; do
+    [ "$SECONDS" -lt "$deadline" ] || fail "nothing consumed while broker-1 was stopped"
+    sleep 0.2
+done
+"${cluster[@]}" start broker-1 "${options[@]}" >"$tmp/start.log" || { cat "$tmp/start.log"; fail "start"; }
+[ "$(curl -fsS "http://127.0.0.1:$((base + 101))/ping")" = OK ] || fail "broker-1 /ping after start"
+mapfile -t pids < <(cat "$dir"/*/pid)
+echo "ok: stop broker-1, consume through broker-0, start broker-1 again"
 
 # A pid file pointing at a process that is not ours: down must not touch it.
 sleep 300 &
