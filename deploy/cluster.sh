@@ -127,7 +127,7 @@ live_pid() {
 # have exec'd its binary yet, so live_pid would not know it).
 started() { kill -0 "$(cat "$dir/$1/pid")" 2>/dev/null; }
 
-port_in_use() { ss -Htan "sport = :$1" 2>/dev/null | grep -q .; }
+port_in_use() { ss -Htan exclude time-wait "sport = :$1" 2>/dev/null | grep -q .; }
 
 # Starts NAME with the command line after --; its stderr (and stdout, unless
 # STDOUT is given) goes to DIR/NAME/log. Records the PID and command line.

@@ -108,7 +108,7 @@ free_port() {
     local port
     while :; do
         port=$((20000 + RANDOM % 12000))
-        ss -Htan "sport = :$port" 2>/dev/null | grep -q . || { echo "$port"; return; }
+        ss -Htan exclude time-wait "sport = :$port" 2>/dev/null | grep -q . || { echo "$port"; return; }
     done
 }
 

@@ -40,7 +40,7 @@ running() {
 }
 
 # A base port whose every port is unused (offsets as cluster.sh assigns them).
-port_free() { ! ss -Htan "sport = :$1" 2>/dev/null | grep -q .; }
+port_free() { ! ss -Htan exclude time-wait "sport = :$1" 2>/dev/null | grep -q .; }
 for _ in $(seq 50); do
     base=$((10000 + (RANDOM % 220) * 100)) # below the ephemeral range (32768-)
     ok=1
