@@ -97,9 +97,22 @@ if [ "$rebuild_base" = 1 ] || ! "${podman[@]}" image exists "$base"; then
     "${sudo[@]}" rm -rf "$rootfs"
 fi
 
+# The build stage is tagged too, so that each run replaces (and removes)
+# the images of the previous one instead of leaving them dangling.
+stage="${image%%:*}-build-stage:latest"
+image_id() { "${podman[@]}" image inspect --format '{{.Id}}' "$1" 2>/dev/null || true; }
+old_ids=("$(image_id "$stage")" "$(image_id "$image")")
 step "podman build -t $image ."
-"${podman[@]}" build --pull=never --format docker -t "$image" . >"$work/build.log" 2>&1 ||
-    { tail -n 30 "$work/build.log" >&2; fail "podman build (log above)"; }
+for target in "--target=build -t $stage" "-t $image"; do
+    # shellcheck disable=SC2086 # two words each
+    "${podman[@]}" build --pull=never --format docker $target . >>"$work/build.log" 2>&1 ||
+        { tail -n 30 "$work/build.log" >&2; fail "podman build (log above)"; }
+done
+for id in "${old_ids[@]}"; do
+    if [ -n "$id" ] && [ "$id" != "$(image_id "$stage")" ] && [ "$id" != "$(image_id "$image")" ]; then
+        "${podman[@]}" rmi "$id" >/dev/null 2>&1 || true
+    fi
+done
 size=$("${podman[@]}" image inspect --format '{{.Size}}' "$image")
 step "built $image ($((size / 1000000)) MB)"
 
