@@ -163,10 +163,11 @@ wait_http() {
     done
 }
 
-# Waits (up to the timeout, then goes on with a warning) until lookupd I
-# lists every broker for the topic, so workers find them all at once.
+# Waits (up to 10 s, then goes on with a warning) until lookupd I lists
+# every broker for the topic (NSQ's /lookup: producers[].http_port), so
+# workers find them all with their first query.
 wait_lookup() {
-    local url deadline=$((SECONDS + timeout)) listed
+    local url deadline=$((SECONDS + (timeout < 10 ? timeout : 10))) listed
     url="http://127.0.0.1:$(lookupd_http "$1")/lookup?topic=$topic"
     while :; do
         listed=$(curl -fsS --max-time 2 "$url" 2>/dev/null | grep -o '"http_port"' | wc -l) || listed=0
