@@ -114,12 +114,15 @@ members() {
 # Prints the PID of a member if it still runs the binary it was started
 # with; fails otherwise (no pid file, exited, or the PID was reused).
 live_pid() {
-    local member=$1 pid argv0
+    local member=$1 pid argv binary
     [ -f "$member/pid" ] || return 1
     pid=$(cat "$member/pid")
     [[ $pid =~ ^[0-9]+$ ]] || return 1
-    argv0=$(tr '\0' '\n' 2>/dev/null <"/proc/$pid/cmdline" | head -n 1) || return 1
-    [ -n "$argv0" ] && [ "$argv0" = "$(head -n 1 "$member/command")" ] || return 1
+    # argv[0], or argv[1] when an interpreter runs the program (a script).
+    mapfile -t argv < <(tr '\0' '\n' 2>/dev/null <"/proc/$pid/cmdline" | head -n 2)
+    binary=$(head -n 1 "$member/command")
+    [ ${#argv[@]} -gt 0 ] && { [ "${argv[0]}" = "$binary" ] || [ "${argv[1]:-}" = "$binary" ]; } ||
+        return 1
     echo "$pid"
 }
 
