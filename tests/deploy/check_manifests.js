@@ -8,8 +8,9 @@
 //   - the KEDA ScaledObject (no schema package): its shape and the NSQ
 //     scaler's metadata keys, and that it scales the worker on its channel;
 //   - every --flag (and NSQ_* variable) that the manifests, the Dockerfile,
-//     the systemd units, the example env files and `deploy/cluster.sh up
-//     --dry-run` give our binaries is one that `BINARY --help` lists;
+//     the systemd units, the example env files, the README's shell blocks
+//     and `deploy/cluster.sh up --dry-run` give our binaries is one that
+//     `BINARY --help` lists;
 //   - the Dockerfile's shape (stages, runtime packages, user, ports, volume,
 //     health check) and .dockerignore.
 // Binaries come from NSQ_BROKER_BIN, NSQ_WORKER_BIN, NSQ_LOOKUPD_BIN (meson
@@ -558,6 +559,11 @@ function checkDeployFiles() {
                 fail(`deploy/examples/${name}`, `${m[1]} is no daemon's variable`);
         }
     }
+    // Command lines in the README's shell blocks.
+    const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    for (const block of readme.matchAll(/^ *```sh\n([\s\S]*?)^ *```/gm))
+        for (const line of block[1].replace(/\\\n/g, ' ').split('\n'))
+            checkCommandLines(commandLines(shellWords(line.replace(/#.*$/, '')), 'README.md'));
     const dry = spawnSync('bash', [path.join(deploy, 'cluster.sh'), 'up', '--dry-run', '--dir',
                                    '/nonexistent/cluster', '--lookupds', '2'],
                           { encoding: 'utf8' });
