@@ -984,6 +984,15 @@ size_t nsq_consumer_connection_count(nsq_consumer_t *self)
     return self->connection_count;
 }
 
+size_t nsq_consumer_connected_count(nsq_consumer_t *self)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < self->connection_count; i++)
+        if (self->connections[i]->sock && self->connections[i]->identified)
+            count++;
+    return count;
+}
+
 // FIN (requeue false) or REQ msg: queues its id on its connection and frees it.
 static int s_settle(nsq_consumer_t *self, nsq_msg_t *msg, bool requeue, uint32_t delay_ms)
 {
