@@ -92,7 +92,8 @@ static int s_check(nsq_options_t *options, char *error, size_t size)
     else if (nsq_options_count(options, "broker-address") == 0)
         snprintf(error, size, "--broker-address is required");
     else if (s_handler_count(options) != 1)
-        snprintf(error, size, "exactly one handler is required: --exec, --http, --file or --stdout");
+        snprintf(error, size,
+                 "exactly one handler is required: --exec, --http, --file or --stdout");
     else if (nsq_log_level_parse(nsq_options_string(options, "log-level"), &level))
         snprintf(error, size, "invalid --log-level %s", nsq_options_string(options, "log-level"));
     else {

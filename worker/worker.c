@@ -42,29 +42,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_TICK_MS               100
-#define S_DEFAULT_MSG_TIMEOUT   60000  // the broker's default when we do not ask
-#define S_PUBLISH_TIMEOUT_MS    2000   // dead-letter publish
-#define S_FINAL_FLUSH_MS        1000   // after the drain, to send the last REQs
+#define S_TICK_MS             100
+#define S_DEFAULT_MSG_TIMEOUT 60000  // the broker's default when we do not ask
+#define S_PUBLISH_TIMEOUT_MS  2000   // dead-letter publish
+#define S_FINAL_FLUSH_MS      1000   // after the drain, to send the last REQs
 
 struct _worker_t {
-    worker_config_t config;         // copy; strings borrowed
-    char dead_letter_topic[128];    // resolved name
-    nsq_consumer_t *consumer;       // the subscription
-    worker_handler_t *handler;      // the one handler
-    worker_backoff_t *backoff;      // failure pauses
-    worker_metrics_t *metrics;      // shared with the HTTP thread
-    worker_http_t *http;            // probes and metrics, NULL if none
-    zhashx_t *producers;            // broker endpoint -> nsq_producer_t, for dead letters
-    worker_job_t *jobs;             // running jobs, newest first
-    int tick_timer;                 // the periodic tick
-    int64_t touch_interval_ms;      // TOUCH running jobs this often
-    uint32_t credit;                // credit announced now
-    int64_t started;                // jobs handed to the handler
-    int64_t handled;                // results received
-    bool draining;                  // shutting down: no new work
-    bool aborting;                  // the drain timed out: results are requeued at once
-    bool broken;                    // the handler cannot go on: exit 1
+    worker_config_t config;       // copy; strings borrowed
+    char dead_letter_topic[128];  // resolved name
+    nsq_consumer_t *consumer;     // the subscription
+    worker_handler_t *handler;    // the one handler
+    worker_backoff_t *backoff;    // failure pauses
+    worker_metrics_t *metrics;    // shared with the HTTP thread
+    worker_http_t *http;          // probes and metrics, NULL if none
+    zhashx_t *producers;          // broker endpoint -> nsq_producer_t, for dead letters
+    worker_job_t *jobs;           // running jobs, newest first
+    int tick_timer;               // the periodic tick
+    int64_t touch_interval_ms;    // TOUCH running jobs this often
+    uint32_t credit;              // credit announced now
+    int64_t started;              // jobs handed to the handler
+    int64_t handled;              // results received
+    bool draining;                // shutting down: no new work
+    bool aborting;                // the drain timed out: results are requeued at once
+    bool broken;                  // the handler cannot go on: exit 1
 };
 
 static void s_job_link(worker_t *self, worker_job_t *job)
@@ -175,10 +175,9 @@ static void s_on_done(void *arg, worker_job_t *job, worker_result_t result)
         s_on_failure(self, msg);
     else {
         nsq_consumer_fin(self->consumer, msg);
-        worker_metrics_add(self->metrics,
-                           result == WORKER_RESULT_OK ? WORKER_METRIC_FINISHED
-                                                      : WORKER_METRIC_REJECTED,
-                           1);
+        worker_metrics_add(
+            self->metrics,
+            result == WORKER_RESULT_OK ? WORKER_METRIC_FINISHED : WORKER_METRIC_REJECTED, 1);
         worker_backoff_success(self->backoff, now);
     }
     self->handled++;
@@ -302,7 +301,8 @@ worker_t *worker_new(const worker_config_t *config)
     nsq_consumer_set_heartbeat_interval(self->consumer, config->heartbeat_interval_ms);
     nsq_consumer_set_msg_timeout(self->consumer, config->msg_timeout_ms);
     worker_metrics_set(self->metrics, WORKER_METRIC_CREDIT, config->max_in_flight);
-    self->tick_timer = zloop_timer(nsq_consumer_loop(self->consumer), S_TICK_MS, 0, s_on_tick, self);
+    self->tick_timer =
+        zloop_timer(nsq_consumer_loop(self->consumer), S_TICK_MS, 0, s_on_tick, self);
     if (config->http_address && *config->http_address
         && !(self->http = worker_http_new(config->http_address, self->metrics))) {
         worker_destroy(&self);

@@ -46,12 +46,12 @@ struct _worker_job_t {
 typedef void(worker_done_fn)(void *arg, worker_job_t *job, worker_result_t result);
 
 typedef struct {
-    zloop_t *loop;            // the consumer's loop: handlers add readers and timers here
-    const char *topic;        // for the handler's environment or headers (borrowed)
-    const char *channel;      // likewise
-    int64_t timeout_ms;       // a job running longer is stopped and retried (0 = never)
-    worker_done_fn *done;     // where results go
-    void *done_arg;           // its argument
+    zloop_t *loop;              // the consumer's loop: handlers add readers and timers here
+    const char *topic;          // for the handler's environment or headers (borrowed)
+    const char *channel;        // likewise
+    int64_t timeout_ms;         // a job running longer is stopped and retried (0 = never)
+    worker_done_fn *done;       // where results go
+    void *done_arg;             // its argument
     worker_metrics_t *metrics;  // handlers count their timeouts here
 } worker_handler_context_t;
 
@@ -83,15 +83,14 @@ worker_handler_t *worker_handler_exec_new(const worker_handler_context_t *contex
 
 // POSTs each body to url (see worker_handler_http.c). request_timeout_ms
 // bounds one request. NULL on failure. url is copied.
-worker_handler_t *worker_handler_http_new(const worker_handler_context_t *context,
-                                          const char *url, int64_t request_timeout_ms);
+worker_handler_t *worker_handler_http_new(const worker_handler_context_t *context, const char *url,
+                                          int64_t request_timeout_ms);
 
 // Appends each body and a newline to path, or to stdout when path is NULL
 // (see worker_handler_file.c). Rotates at max_bytes (0 = never) or every
 // rotate_interval_ms (0 = never). NULL if the file cannot be opened.
-worker_handler_t *worker_handler_file_new(const worker_handler_context_t *context,
-                                          const char *path, int64_t max_bytes,
-                                          int64_t rotate_interval_ms);
+worker_handler_t *worker_handler_file_new(const worker_handler_context_t *context, const char *path,
+                                          int64_t max_bytes, int64_t rotate_interval_ms);
 
 static inline int worker_handler_start(worker_handler_t *self, worker_job_t *job)
 {
@@ -122,9 +121,5 @@ static inline void worker_handler_destroy(worker_handler_t **self_p)
         *self_p = NULL;
     }
 }
-
-// Self-tests; return 0 on success.
-int worker_handler_file_test(void);
-int worker_handler_exec_test(void);
 
 #endif

@@ -38,14 +38,14 @@ extern char **environ;
 
 typedef struct _s_child_t s_child_t;
 struct _s_child_t {
-    worker_job_t *job;    // what it handles
-    pid_t pid;            // the shell; also its process group
-    int pidfd;            // readable once it exited
-    int stdin_fd;         // write end of its stdin, -1 once closed
-    size_t written;       // body bytes written so far
-    int64_t term_ms;      // when SIGTERM was sent, 0 if not
-    bool timed_out;       // stopped by the timeout
-    s_child_t *next;      // the handler's list
+    worker_job_t *job;  // what it handles
+    pid_t pid;          // the shell; also its process group
+    int pidfd;          // readable once it exited
+    int stdin_fd;       // write end of its stdin, -1 once closed
+    size_t written;     // body bytes written so far
+    int64_t term_ms;    // when SIGTERM was sent, 0 if not
+    bool timed_out;     // stopped by the timeout
+    s_child_t *next;    // the handler's list
 };
 
 typedef struct {

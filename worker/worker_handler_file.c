@@ -210,9 +210,8 @@ static const worker_handler_ops_t s_ops = {
     .destroy = s_destroy,
 };
 
-worker_handler_t *worker_handler_file_new(const worker_handler_context_t *context,
-                                          const char *path, int64_t max_bytes,
-                                          int64_t rotate_interval_ms)
+worker_handler_t *worker_handler_file_new(const worker_handler_context_t *context, const char *path,
+                                          int64_t max_bytes, int64_t rotate_interval_ms)
 {
     s_file_t *self = calloc(1, sizeof *self);
     if (!self)

@@ -256,8 +256,8 @@ static const worker_handler_ops_t s_ops = {
     .destroy = s_destroy,
 };
 
-worker_handler_t *worker_handler_http_new(const worker_handler_context_t *context,
-                                          const char *url, int64_t request_timeout_ms)
+worker_handler_t *worker_handler_http_new(const worker_handler_context_t *context, const char *url,
+                                          int64_t request_timeout_ms)
 {
     s_http_t *self = calloc(1, sizeof *self);
     if (!self)

@@ -58,8 +58,8 @@ static enum MHD_Result s_access(void *arg, struct MHD_Connection *connection, co
         if (draining)
             return s_answer(connection, MHD_HTTP_SERVICE_UNAVAILABLE, "draining\n", true, plain);
         if (!connected)
-            return s_answer(connection, MHD_HTTP_SERVICE_UNAVAILABLE, "no broker connected\n",
-                            true, plain);
+            return s_answer(connection, MHD_HTTP_SERVICE_UNAVAILABLE, "no broker connected\n", true,
+                            plain);
         return s_answer(connection, MHD_HTTP_OK, "OK\n", true, plain);
     }
     if (strcmp(url, "/metrics") == 0) {

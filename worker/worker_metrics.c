@@ -14,7 +14,8 @@
 #include <string.h>
 
 // Upper bounds of the latency buckets, milliseconds; +Inf follows.
-static const int64_t s_bounds_ms[] = {1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000};
+static const int64_t s_bounds_ms[] = {1,   5,    10,   25,   50,    100,   250,
+                                      500, 1000, 2500, 5000, 10000, 30000, 60000};
 #define S_BUCKETS (sizeof s_bounds_ms / sizeof s_bounds_ms[0])
 
 typedef struct {
@@ -25,7 +26,8 @@ typedef struct {
 
 static const s_describe_t s_describe[WORKER_METRIC_COUNT] = {
     {"nsq_worker_messages_received_total", "counter", "Messages handed to the worker."},
-    {"nsq_worker_messages_finished_total", "counter", "Messages FINned after the handler succeeded."},
+    {"nsq_worker_messages_finished_total", "counter",
+     "Messages FINned after the handler succeeded."},
     {"nsq_worker_messages_requeued_total", "counter", "Messages REQed (handler failure or drain)."},
     {"nsq_worker_messages_dead_lettered_total", "counter",
      "Messages published to the dead-letter topic after max attempts."},
@@ -79,8 +81,7 @@ void worker_metrics_observe(worker_metrics_t *self, int64_t milliseconds)
     while (bucket < S_BUCKETS && milliseconds > s_bounds_ms[bucket])
         bucket++;
     atomic_fetch_add_explicit(&self->buckets[bucket], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&self->latency_sum_ms, (uint64_t) milliseconds,
-                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&self->latency_sum_ms, (uint64_t) milliseconds, memory_order_relaxed);
     atomic_fetch_add_explicit(&self->latency_count, 1, memory_order_relaxed);
 }
 
@@ -103,7 +104,8 @@ static void s_append(s_text_t *text, const char *format, ...)
     while (!text->failed) {
         va_list args;
         va_start(args, format);
-        int wrote = vsnprintf(text->data + text->length, text->capacity - text->length, format, args);
+        int wrote =
+            vsnprintf(text->data + text->length, text->capacity - text->length, format, args);
         va_end(args);
         if (wrote >= 0 && (size_t) wrote < text->capacity - text->length) {
             text->length += (size_t) wrote;
