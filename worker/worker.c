@@ -338,6 +338,11 @@ int worker_connect(worker_t *self, const char *address)
     return nsq_consumer_connect(self->consumer, address);
 }
 
+nsq_consumer_t *worker_consumer(worker_t *self)
+{
+    return self->consumer;
+}
+
 uint16_t worker_http_port_bound(worker_t *self)
 {
     return self->http ? worker_http_port(self->http) : 0;

@@ -6,11 +6,13 @@
     of it runs on the consumer's zloop on the caller's thread, except the
     HTTP server, which reads the metrics from its own thread.
 
-    API in call order: worker_new, worker_connect (repeat), worker_http_port_bound,
-    worker_run, worker_destroy.
+    API in call order: worker_new, worker_connect (repeat) or worker_consumer,
+    worker_http_port_bound, worker_run, worker_destroy.
 */
 #ifndef WORKER_H
 #define WORKER_H
+
+#include "nsq.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -52,6 +54,11 @@ void worker_destroy(worker_t **self_p);
 
 // Connects to a broker's ZeroMQ address. Returns 0, or -1 if malformed.
 int worker_connect(worker_t *self, const char *address);
+
+// The worker's consumer, for settings this runtime does not wrap (e.g. more
+// ways to discover brokers). Borrowed; valid until worker_destroy. Do not
+// change its handler or its credit.
+nsq_consumer_t *worker_consumer(worker_t *self);
 
 // The HTTP port bound (the real one for port 0), 0 if none.
 uint16_t worker_http_port_bound(worker_t *self);

@@ -15,6 +15,7 @@
 */
 #include "harness.h"
 
+#include <dirent.h>
 #include <microhttpd.h>
 #include <pthread.h>
 #include <signal.h>
@@ -66,6 +67,18 @@ static void s_wait_subscribed(it_broker_t *broker, const char *topic, const char
 {
     IT_ASSERT_EVENTUALLY(it_channel_stat(broker, topic, channel, "client_count") == 1, 5000,
                          "the worker never subscribed to %s/%s", topic, channel);
+}
+
+// Files in the case's directory whose name starts with prefix.
+static int s_count_files(const char *prefix)
+{
+    DIR *dir = opendir(it_tmp_dir());
+    int count = 0;
+    for (struct dirent *entry = dir ? readdir(dir) : NULL; entry; entry = readdir(dir))
+        count += strncmp(entry->d_name, prefix, strlen(prefix)) == 0;
+    if (dir)
+        closedir(dir);
+    return count;
 }
 
 // The channel is empty: nothing queued, in flight or deferred.
@@ -484,23 +497,29 @@ static void s_file_rotation(void)
     IT_ASSERT_EVENTUALLY(s_metric(http, "nsq_worker_messages_finished_total") == 40, 10000,
                          "40 lines were not written");
     IT_ASSERT_INT(it_child_stop(&worker, SIGTERM, 10000), ==, 0);
-    char command[1200];
-    snprintf(command, sizeof command, "ls %s | grep -c '^sink[.]log'", it_tmp_dir());
-    FILE *ls = popen(command, "r");
-    int files = 0;
-    IT_ASSERT(ls && fscanf(ls, "%d", &files) == 1, "cannot list %s", it_tmp_dir());
-    pclose(ls);
+    int files = s_count_files("sink.log");
     IT_ASSERT(files >= 3, "320 bytes at 100 per file made only %d file(s)", files);
-    snprintf(command, sizeof command, "cat %s/sink.log* | sort | uniq | wc -l", it_tmp_dir());
-    ls = popen(command, "r");
+    int seen[40] = {0}, lines = 0;
+    DIR *dir = opendir(it_tmp_dir());
+    for (struct dirent *entry = readdir(dir); entry; entry = readdir(dir)) {
+        if (strncmp(entry->d_name, "sink.log", 8))
+            continue;
+        char name[1300], line[64];
+        snprintf(name, sizeof name, "%s/%s", it_tmp_dir(), entry->d_name);
+        FILE *file = fopen(name, "r");
+        int number = -1;
+        while (file && fgets(line, sizeof line, file)) {
+            lines++;
+            if (sscanf(line, "line-%d", &number) == 1 && number >= 0 && number < 40)
+                seen[number]++;
+        }
+        if (file)
+            fclose(file);
+    }
+    closedir(dir);
     int distinct = 0;
-    IT_ASSERT(ls && fscanf(ls, "%d", &distinct) == 1, "cannot read the files");
-    pclose(ls);
-    snprintf(command, sizeof command, "cat %s/sink.log* | wc -l", it_tmp_dir());
-    ls = popen(command, "r");
-    int lines = 0;
-    IT_ASSERT(ls && fscanf(ls, "%d", &lines) == 1, "cannot read the files");
-    pclose(ls);
+    for (int i = 0; i < 40; i++)
+        distinct += seen[i] == 1;
     IT_ASSERT_INT(distinct, ==, 40);
     IT_ASSERT_INT(lines, ==, 40);
     IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
@@ -526,15 +545,12 @@ static void s_drain(void)
     IT_ASSERT_EVENTUALLY(s_probe(http, "/readyz") == 200, 5000, "/readyz never said ready");
     for (int i = 0; i < 6; i++)
         it_pub(broker, "slow", "work");
-    IT_ASSERT_EVENTUALLY(it_channel_stat(broker, "slow", "exec", "in_flight_count") == 4, 5000,
-                         "four commands are not running");
+    IT_ASSERT_EVENTUALLY(s_count_files("start.") == 4, 5000, "four commands are not running");
     IT_ASSERT_INT(kill(it_child_pid(worker), SIGTERM), ==, 0);
     IT_ASSERT_EVENTUALLY(s_probe(http, "/readyz") == 503, 1000, "/readyz did not flip to 503");
     IT_ASSERT_INT(s_probe(http, "/healthz"), ==, 200);
     IT_ASSERT_INT(it_child_stop(&worker, 0, 10000), ==, 0);
-    char command[1200];
-    snprintf(command, sizeof command, "test $(ls %s | grep -c '^done[.]') -eq 4", it_tmp_dir());
-    IT_ASSERT_INT(system(command), ==, 0);
+    IT_ASSERT_INT(s_count_files("done."), ==, 4);
     IT_ASSERT_INT(it_channel_stat(broker, "slow", "exec", "in_flight_count"), ==, 0);
     IT_ASSERT_INT(it_channel_stat(broker, "slow", "exec", "depth"), ==, 2);
     IT_ASSERT_INT(it_channel_stat(broker, "slow", "exec", "requeue_count"), ==, 0);
@@ -546,14 +562,15 @@ static void s_drain(void)
 static void s_drain_timeout(void)
 {
     it_broker_t *broker = it_broker_start(NULL);
-    const char *flags[] = {"--exec=cat > /dev/null; sleep 30", "--max-in-flight=3",
-                           "--shutdown-timeout=500ms", NULL};
+    char exec[4096];
+    snprintf(exec, sizeof exec, "--exec=cat > /dev/null; touch %s/start.$NSQ_MSG_ID; sleep 30",
+             it_tmp_dir());
+    const char *flags[] = {exec, "--max-in-flight=3", "--shutdown-timeout=500ms", NULL};
     it_child_t *worker = it_worker_start(broker, "hang", "exec", flags);
     s_wait_subscribed(broker, "hang", "exec");
     for (int i = 0; i < 3; i++)
         it_pub(broker, "hang", "forever");
-    IT_ASSERT_EVENTUALLY(it_channel_stat(broker, "hang", "exec", "in_flight_count") == 3, 5000,
-                         "three commands are not running");
+    IT_ASSERT_EVENTUALLY(s_count_files("start.") == 3, 5000, "three commands are not running");
     IT_ASSERT_INT(it_child_stop(&worker, SIGTERM, 5000), ==, 0);
     IT_ASSERT_EVENTUALLY(it_channel_stat(broker, "hang", "exec", "depth") == 3, 2000,
                          "the stopped messages were not requeued");
