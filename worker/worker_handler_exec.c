@@ -11,6 +11,8 @@
     Nothing blocks the loop: the child is started with posix_spawn, the body
     is written through a non-blocking pipe as the child reads it (a writer
     poller on the loop), and the exit is noticed through a pidfd poller.
+    Where pidfd_open is refused (kernels before 5.3, valgrind, strict
+    seccomp filters) the tick polls waitpid instead, with the tick's latency (100 ms).
     Pollers are looked up by descriptor and stale wake-ups are ignored, since
     zloop may still call a poller that was removed earlier in the same pass.
     The periodic tick sends SIGTERM to a group running past the timeout and
@@ -53,6 +55,7 @@ typedef struct {
     worker_handler_context_t context;  // loop and done callback
     char *command;                     // for /bin/sh -c
     s_child_t *children;               // running
+    bool poll_exits;                   // no pidfd here: the tick looks for exits
 } s_exec_t;
 
 static int s_on_exit(zloop_t *loop, zmq_pollitem_t *item, void *arg);
@@ -158,7 +161,11 @@ static int s_start(worker_handler_t *base, worker_job_t *job)
     pid_t pid = child ? s_spawn(self, job->msg, fds[0]) : -1;
     close(fds[0]);
     int pidfd = pid > 0 ? pidfd_open(pid, 0) : -1;
-    if (pidfd < 0) {
+    if (pidfd < 0 && pid > 0 && (errno == ENOSYS || errno == EPERM)) {
+        if (!self->poll_exits)
+            nsq_warn("exec handler: no pidfd (%s): checking for exits every tick", strerror(errno));
+        self->poll_exits = true;  // old kernel, valgrind or a seccomp filter
+    } else if (pidfd < 0) {
         nsq_error("exec handler: cannot start the command: %s", strerror(errno));
         if (pid > 0) {
             kill(-pid, SIGKILL);
@@ -173,9 +180,11 @@ static int s_start(worker_handler_t *base, worker_job_t *job)
     child->next = self->children;
     self->children = child;
     job->state = child;
-    zmq_pollitem_t exit_item = {NULL, pidfd, ZMQ_POLLIN, 0};
-    zloop_poller(self->context.loop, &exit_item, s_on_exit, self);
-    zloop_poller_set_tolerant(self->context.loop, &exit_item);
+    if (pidfd >= 0) {
+        zmq_pollitem_t exit_item = {NULL, pidfd, ZMQ_POLLIN, 0};
+        zloop_poller(self->context.loop, &exit_item, s_on_exit, self);
+        zloop_poller_set_tolerant(self->context.loop, &exit_item);
+    }
     s_feed(self, child);
     if (child->stdin_fd >= 0) {
         zmq_pollitem_t write_item = {NULL, child->stdin_fd, ZMQ_POLLOUT, 0};
@@ -207,9 +216,11 @@ static void s_unlink(s_exec_t *self, s_child_t *child)
 static worker_result_t s_reap(s_exec_t *self, s_child_t *child, int status)
 {
     s_close_stdin(self, child);
-    zmq_pollitem_t item = {NULL, child->pidfd, ZMQ_POLLIN, 0};
-    zloop_poller_end(self->context.loop, &item);
-    close(child->pidfd);
+    if (child->pidfd >= 0) {
+        zmq_pollitem_t item = {NULL, child->pidfd, ZMQ_POLLIN, 0};
+        zloop_poller_end(self->context.loop, &item);
+        close(child->pidfd);
+    }
     s_unlink(self, child);
     const char *id = nsq_msg_id(child->job->msg);
     worker_result_t result = WORKER_RESULT_RETRY;
@@ -225,19 +236,27 @@ static worker_result_t s_reap(s_exec_t *self, s_child_t *child, int status)
     return result;
 }
 
-static int s_on_exit(zloop_t *loop, zmq_pollitem_t *item, void *arg)
+// Reports the child's job if it has exited. Returns true if it had.
+static bool s_check_exit(s_exec_t *self, s_child_t *child)
 {
-    (void) loop;
-    s_exec_t *self = arg;
-    s_child_t *child = s_find(self, item->fd, true);
     int status = 0;
-    if (!child || waitpid(child->pid, &status, WNOHANG) != child->pid)
-        return 0;  // stale wake-up, or not exited yet
+    if (waitpid(child->pid, &status, WNOHANG) != child->pid)
+        return false;
     worker_job_t *job = child->job;
     worker_result_t result = s_reap(self, child, status);
     free(child);
     job->state = NULL;
     self->context.done(self->context.done_arg, job, result);
+    return true;
+}
+
+static int s_on_exit(zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    (void) loop;
+    s_exec_t *self = arg;
+    s_child_t *child = s_find(self, item->fd, true);
+    if (child)
+        s_check_exit(self, child);  // a stale wake-up finds no child, or one still running
     return 0;
 }
 
@@ -260,6 +279,14 @@ static void s_signal(s_child_t *child, int signal)
 static void s_tick(worker_handler_t *base, int64_t now)
 {
     s_exec_t *self = (s_exec_t *) base;
+    if (self->poll_exits) {
+        s_child_t *next = NULL;
+        for (s_child_t *child = self->children; child; child = next) {
+            next = child->next;
+            if (child->pidfd < 0)
+                s_check_exit(self, child);
+        }
+    }
     for (s_child_t *child = self->children; child; child = child->next) {
         if (!child->term_ms && self->context.timeout_ms
             && now - child->job->started_ms >= self->context.timeout_ms) {

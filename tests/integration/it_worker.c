@@ -579,12 +579,16 @@ static void s_drain_timeout(void)
     IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
 }
 
-// Alive but not ready while no broker answers.
+// Alive but not ready while no broker answers. Configured through
+// NSQ_WORKER_* variables only, as a pod spec would.
 static void s_probes_without_broker(void)
 {
-    const char *argv[] = {
-        getenv("NSQ_WORKER"), "--broker-address=127.0.0.1:1", "--topic=t", "--channel=c",
-        "--stdout",           "--http-address=127.0.0.1:0",   NULL};
+    setenv("NSQ_WORKER_BROKER_ADDRESS", "127.0.0.1:1", 1);
+    setenv("NSQ_WORKER_TOPIC", "t", 1);
+    setenv("NSQ_WORKER_CHANNEL", "c", 1);
+    setenv("NSQ_WORKER_STDOUT", "true", 1);
+    setenv("NSQ_WORKER_HTTP_ADDRESS", "127.0.0.1:0", 1);
+    const char *argv[] = {getenv("NSQ_WORKER"), NULL};
     it_child_t *worker = it_child_start("worker", argv);
     char http[64];
     it_worker_wait_ready(worker, http, sizeof http);
