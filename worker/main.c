@@ -5,7 +5,8 @@
     (flags and NSQ_WORKER_* variables), logging, signals, exit code. One
     handler per process: --exec, --http, --file or --stdout.
 
-    Once subscribed it prints "READY http=HOST:PORT" on stderr (the port
+    Once its HTTP server listens and its broker connections are under way,
+    it prints "READY http=HOST:PORT" on stderr (the port
     actually bound, useful with --http-address=127.0.0.1:0; "READY http=off"
     without an HTTP server) so scripts and tests can find /healthz, /readyz
     and /metrics.

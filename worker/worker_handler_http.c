@@ -13,7 +13,8 @@
     Results: 2xx → OK; 4xx → REJECT (the endpoint refuses this message for
     good: FIN and log); 5xx, other statuses, timeouts and connection errors →
     RETRY. The body is sent straight from the message (it stays valid until
-    the job is done).
+    the job is done), with X-NSQ-Message-Id and X-NSQ-Attempts headers so
+    that an endpoint can recognise a redelivery.
 
     Loop safety: a poller removed earlier in the same zloop pass may still be
     called; curl ignores a descriptor it no longer knows. The timer callback
@@ -29,9 +30,10 @@
 
 typedef struct _s_request_t s_request_t;
 struct _s_request_t {
-    worker_job_t *job;  // what it delivers
-    CURL *easy;         // its transfer
-    s_request_t *next;  // the handler's list of running requests
+    worker_job_t *job;           // what it delivers
+    CURL *easy;                  // its transfer
+    struct curl_slist *headers;  // its request headers
+    s_request_t *next;           // the handler's list of running requests
 };
 
 typedef struct {
@@ -40,7 +42,6 @@ typedef struct {
     char *url;                         // where bodies go
     int64_t request_timeout_ms;        // per request
     CURLM *multi;                      // all transfers
-    struct curl_slist *headers;        // shared request headers
     int timer;                         // curl's zloop timer, 0 if none
     s_request_t *running;              // in progress
     CURL **idle;                       // finished handles for reuse
@@ -128,6 +129,8 @@ static void s_unlink(s_http_t *self, s_request_t *request)
 static void s_release(s_http_t *self, s_request_t *request)
 {
     curl_multi_remove_handle(self->multi, request->easy);
+    curl_slist_free_all(request->headers);
+    request->headers = NULL;
     s_unlink(self, request);
     if (self->idle_count < self->idle_capacity)
         self->idle[self->idle_count++] = request->easy;
@@ -177,18 +180,44 @@ static void s_check_done(s_http_t *self)
     }
 }
 
+// Content type, no "Expect: 100-continue" round trip, and the message's id
+// and attempt so that the endpoint can deduplicate redeliveries.
+static struct curl_slist *s_headers(nsq_msg_t *msg)
+{
+    char id[64], attempts[64];
+    snprintf(id, sizeof id, "X-NSQ-Message-Id: %s", nsq_msg_id(msg));
+    snprintf(attempts, sizeof attempts, "X-NSQ-Attempts: %u", nsq_msg_attempts(msg));
+    const char *lines[] = {"Content-Type: application/octet-stream", "Expect:", id, attempts};
+    struct curl_slist *headers = NULL;
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        struct curl_slist *more = curl_slist_append(headers, lines[i]);
+        if (!more) {
+            curl_slist_free_all(headers);
+            return NULL;
+        }
+        headers = more;
+    }
+    return headers;
+}
+
 static CURL *s_easy(s_http_t *self, s_request_t *request)
 {
-    CURL *easy = self->idle_count ? self->idle[--self->idle_count] : curl_easy_init();
-    if (!easy)
-        return NULL;
-    curl_easy_reset(easy);
     nsq_msg_t *msg = request->job->msg;
+    request->headers = s_headers(msg);
+    CURL *easy = self->idle_count ? self->idle[--self->idle_count] : curl_easy_init();
+    if (!easy || !request->headers) {
+        if (easy)
+            curl_easy_cleanup(easy);
+        curl_slist_free_all(request->headers);
+        request->headers = NULL;
+        return NULL;
+    }
+    curl_easy_reset(easy);
     curl_easy_setopt(easy, CURLOPT_URL, self->url);
     curl_easy_setopt(easy, CURLOPT_POST, 1L);
     curl_easy_setopt(easy, CURLOPT_POSTFIELDS, nsq_msg_body(msg));
     curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) nsq_msg_size(msg));
-    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, self->headers);
+    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, request->headers);
     curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) self->request_timeout_ms);
     curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) self->request_timeout_ms);
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
@@ -209,6 +238,7 @@ static int s_start(worker_handler_t *base, worker_job_t *job)
     if (!request->easy || curl_multi_add_handle(self->multi, request->easy) != CURLM_OK) {
         if (request->easy)
             curl_easy_cleanup(request->easy);
+        curl_slist_free_all(request->headers);
         free(request);
         return -1;
     }
@@ -244,7 +274,6 @@ static void s_destroy(worker_handler_t *base)
         curl_multi_cleanup(self->multi);  // calls s_on_curl_socket for open sockets
     if (self->timer)
         zloop_timer_end(self->context.loop, self->timer);
-    curl_slist_free_all(self->headers);
     free(self->idle);
     free(self->url);
     free(self);
@@ -270,9 +299,7 @@ worker_handler_t *worker_handler_http_new(const worker_handler_context_t *contex
     self->multi = curl_multi_init();
     self->idle_capacity = 64;
     self->idle = calloc(self->idle_capacity, sizeof *self->idle);
-    self->headers = curl_slist_append(NULL, "Content-Type: application/octet-stream");
-    struct curl_slist *more = self->headers ? curl_slist_append(self->headers, "Expect:") : NULL;
-    if (!self->url || !self->multi || !self->idle || !more) {
+    if (!self->url || !self->multi || !self->idle) {
         s_destroy(&self->base);
         return NULL;
     }

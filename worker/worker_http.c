@@ -108,10 +108,10 @@ worker_http_t *worker_http_new(const char *address, worker_metrics_t *metrics)
     if (!self)
         return NULL;
     self->metrics = metrics;
-    self->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
-                                    ntohs(sockaddr.sin_port), NULL, NULL, s_access, self,
-                                    MHD_OPTION_SOCK_ADDR, &sockaddr,  //
-                                    MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
+    self->daemon = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG,
+        ntohs(sockaddr.sin_port), NULL, NULL, s_access, self, MHD_OPTION_SOCK_ADDR, &sockaddr,  //
+        MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
     if (!self->daemon) {
         nsq_error("cannot listen on --http-address %s", address);
         free(self);

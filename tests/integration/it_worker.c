@@ -290,6 +290,7 @@ typedef struct {
     pthread_mutex_t lock;
     char bodies[S_BODIES_MAX][64];  // distinct bodies seen
     int hits[S_BODIES_MAX];         // requests per body
+    int attempts[S_BODIES_MAX];     // highest X-NSQ-Attempts seen per body
     size_t count;
     int connections;  // TCP connections accepted
     int requests;     // requests answered
@@ -301,7 +302,7 @@ typedef struct {
 } s_upload_t;
 
 // Records one request for body; returns how many it has had, this one included.
-static int s_endpoint_hit(s_endpoint_t *self, const char *body)
+static int s_endpoint_hit(s_endpoint_t *self, const char *body, const char *attempts)
 {
     pthread_mutex_lock(&self->lock);
     size_t index = 0;
@@ -310,18 +311,24 @@ static int s_endpoint_hit(s_endpoint_t *self, const char *body)
     if (index == self->count && self->count < S_BODIES_MAX)
         snprintf(self->bodies[self->count++], 64, "%s", body);
     int hits = index < S_BODIES_MAX ? ++self->hits[index] : 0;
+    int attempt = attempts ? atoi(attempts) : 0;
+    if (index < S_BODIES_MAX && attempt > self->attempts[index])
+        self->attempts[index] = attempt;
     self->requests++;
     pthread_mutex_unlock(&self->lock);
     return hits;
 }
 
-static int s_endpoint_hits(s_endpoint_t *self, const char *body)
+// Requests for body so far; *attempts gets the highest X-NSQ-Attempts.
+static int s_endpoint_hits(s_endpoint_t *self, const char *body, int *attempts)
 {
     pthread_mutex_lock(&self->lock);
     int hits = 0;
     for (size_t index = 0; index < self->count; index++)
-        if (strcmp(self->bodies[index], body) == 0)
+        if (strcmp(self->bodies[index], body) == 0) {
             hits = self->hits[index];
+            *attempts = self->attempts[index];
+        }
     pthread_mutex_unlock(&self->lock);
     return hits;
 }
@@ -358,7 +365,9 @@ static enum MHD_Result s_endpoint_access(void *arg, struct MHD_Connection *conne
         *upload_size = 0;
         return MHD_YES;
     }
-    unsigned status = s_endpoint_status(s_endpoint_hit(self, body->body), body->body);
+    const char *attempts =
+        MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "X-NSQ-Attempts");
+    unsigned status = s_endpoint_status(s_endpoint_hit(self, body->body, attempts), body->body);
     struct MHD_Response *response =
         MHD_create_response_from_buffer(2, (void *) "ok", MHD_RESPMEM_PERSISTENT);
     enum MHD_Result result = MHD_queue_response(connection, status, response);
@@ -440,10 +449,14 @@ static void s_http_results(void)
     IT_ASSERT_EVENTUALLY(s_settled(broker, "hooks", "http")
                              && s_metric(http, "nsq_worker_messages_finished_total") == 3,
                          15000, "the four messages were not settled");
-    IT_ASSERT_INT(s_endpoint_hits(endpoint, "ok-1"), ==, 1);
-    IT_ASSERT_INT(s_endpoint_hits(endpoint, "flaky-1"), ==, 2);
-    IT_ASSERT_INT(s_endpoint_hits(endpoint, "bad-1"), ==, 1);
-    IT_ASSERT_INT(s_endpoint_hits(endpoint, "slow-1"), ==, 2);
+    int attempts = 0;
+    IT_ASSERT_INT(s_endpoint_hits(endpoint, "ok-1", &attempts), ==, 1);
+    IT_ASSERT_INT(attempts, ==, 1);
+    IT_ASSERT_INT(s_endpoint_hits(endpoint, "flaky-1", &attempts), ==, 2);
+    IT_ASSERT_INT(attempts, ==, 2);
+    IT_ASSERT_INT(s_endpoint_hits(endpoint, "bad-1", &attempts), ==, 1);
+    IT_ASSERT_INT(s_endpoint_hits(endpoint, "slow-1", &attempts), ==, 2);
+    IT_ASSERT_INT(attempts, ==, 2);
     IT_ASSERT_INT(s_metric(http, "nsq_worker_messages_rejected_total"), ==, 1);
     IT_ASSERT_INT(s_metric(http, "nsq_worker_messages_requeued_total"), ==, 2);
     IT_ASSERT_INT(s_metric(http, "nsq_worker_handler_timeouts_total"), ==, 1);
