@@ -169,8 +169,10 @@ static void s_on_done(void *arg, worker_job_t *job, worker_result_t result)
     s_job_unlink(self, job);
     nsq_msg_t *msg = job->msg;
     free(job);
-    if (result == WORKER_RESULT_RETRY && self->aborting)
-        s_requeue(self, msg, 0);
+    if (worker_handler_broken(self->handler))
+        self->broken = true;
+    if (result == WORKER_RESULT_RETRY && (self->aborting || self->broken))
+        s_requeue(self, msg, 0);  // not the message's fault: let another worker have it now
     else if (result == WORKER_RESULT_RETRY)
         s_on_failure(self, msg);
     else {
@@ -182,8 +184,6 @@ static void s_on_done(void *arg, worker_job_t *job, worker_result_t result)
     }
     self->handled++;
     bool done = self->config.max_messages && self->handled >= self->config.max_messages;
-    if (worker_handler_broken(self->handler))
-        self->broken = true;
     if ((done || self->broken) && !self->draining)
         nsq_consumer_stop(self->consumer);
     s_apply_credit(self);
