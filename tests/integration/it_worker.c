@@ -174,6 +174,35 @@ static void s_exec_touch(void)
     IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
 }
 
+// A body far larger than a pipe's buffer reaches the command whole (the
+// worker feeds stdin as the command reads it).
+static void s_exec_big_body(void)
+{
+    it_broker_t *broker = it_broker_start(NULL);
+    char out[1024], exec[4096];
+    snprintf(out, sizeof out, "%s/size.out", it_tmp_dir());
+    snprintf(exec, sizeof exec, "--exec=sleep 0.2; cksum > %s", out);
+    it_child_t *worker = it_worker_start(broker, "big", "exec", (const char *[]){exec, NULL});
+    s_wait_subscribed(broker, "big", "exec");
+    size_t size = 900 * 1024;
+    char *body = malloc(size);
+    IT_ASSERT(body, "out of memory");
+    for (size_t i = 0; i < size; i++)
+        body[i] = (char) ('a' + i % 26);
+    IT_ASSERT_INT(it_http(broker, "POST", "/pub?topic=big", body, size, NULL), ==, 200);
+    IT_ASSERT_EVENTUALLY(s_settled(broker, "big", "exec"), 10000, "the big message was not FINned");
+    char expected[1024], command[4096];
+    snprintf(expected, sizeof expected, "%s/body", it_tmp_dir());
+    FILE *file = fopen(expected, "w");
+    IT_ASSERT(file && fwrite(body, 1, size, file) == size, "cannot write %s", expected);
+    fclose(file);
+    free(body);
+    snprintf(command, sizeof command, "cksum < %s | cmp -s - %s", expected, out);
+    IT_ASSERT_INT(system(command), ==, 0);
+    IT_ASSERT_INT(it_child_stop(&worker, SIGTERM, 10000), ==, 0);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+}
+
 // ---- dead letters -------------------------------------------------------
 
 // A body with a newline, a NUL and high bytes, always refused by the command:
@@ -539,6 +568,35 @@ static void s_file_rotation(void)
     IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
 }
 
+// --file-rotate-interval starts a new file once the interval has passed.
+static void s_file_rotate_interval(void)
+{
+    it_broker_t *broker = it_broker_start(NULL);
+    char path[1024], flag[1100];
+    snprintf(path, sizeof path, "%s/timed.log", it_tmp_dir());
+    snprintf(flag, sizeof flag, "--file=%s", path);
+    const char *flags[] = {flag, "--file-rotate-interval=300ms", NULL};
+    it_child_t *worker = it_worker_start(broker, "timed", "file", flags);
+    char http[64];
+    it_worker_wait_ready(worker, http, sizeof http);
+    s_wait_subscribed(broker, "timed", "file");
+    it_pub(broker, "timed", "first");
+    IT_ASSERT_EVENTUALLY(s_count_lines(path, "first") == 1, 5000, "the first line is missing");
+    int published = 1;
+    int64_t deadline = it_now_ms() + 5000;
+    while (s_count_files("timed.log.") == 0) {
+        IT_ASSERT(it_now_ms() < deadline, "no rotation within 5 s at a 300 ms interval");
+        it_pub(broker, "timed", "more");
+        published++;
+        it_sleep_ms(50);
+    }
+    IT_ASSERT_EVENTUALLY(s_metric(http, "nsq_worker_messages_finished_total") == published, 5000,
+                         "not every line was written");
+    IT_ASSERT_INT(s_count_lines(path, "first"), ==, 0);  // it moved to the rotated file
+    IT_ASSERT_INT(it_child_stop(&worker, SIGTERM, 10000), ==, 0);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+}
+
 // ---- pod behaviour -------------------------------------------------------
 
 // SIGTERM with four slow commands running: /readyz turns 503, every command
@@ -641,12 +699,14 @@ int main(int argc, char **argv)
         {"exec_retry", s_exec_retry},
         {"exec_concurrent", s_exec_concurrent},
         {"exec_touch", s_exec_touch},
+        {"exec_big_body", s_exec_big_body},
         {"exec_timeout", s_exec_timeout},
         {"dead_letter", s_dead_letter},
         {"backoff", s_backoff},
         {"http_results", s_http_results},
         {"http_reuse", s_http_reuse},
         {"file_rotation", s_file_rotation},
+        {"file_rotate_interval", s_file_rotate_interval},
         {"drain", s_drain},
         {"drain_timeout", s_drain_timeout},
         {"probes_without_broker", s_probes_without_broker},
