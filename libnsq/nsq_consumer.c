@@ -1383,7 +1383,9 @@ static int s_test_single(nsq_consumer_t *consumer, s_fake_t *fake, s_test_state_
     S_CHECK(nsq_consumer_connect(consumer, fake->endpoint) == 0);
     S_CHECK(nsq_consumer_connect(consumer, fake->endpoint) == -1);
     S_CHECK(nsq_consumer_connection_count(consumer) == 1);
+    S_CHECK(nsq_consumer_connected_count(consumer) == 0);  // IDENTIFY not answered yet
     S_CHECK(s_fake_handshake(fake, consumer, 60000) == 10);
+    S_CHECK(nsq_consumer_connected_count(consumer) == 1);
     s_fake_deliver(fake, 1, 5);
     S_CHECK(s_expect_settle(fake, consumer, NSQ__COMMAND__CMD_FIN, 5, 1) == 0);
     S_CHECK(state->seen == 5 && state->bodies_ok);

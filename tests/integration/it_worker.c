@@ -237,6 +237,30 @@ static void s_dead_letter(void)
     IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
 }
 
+// With two brokers, a message is dead-lettered on the broker it came from.
+static void s_dead_letter_same_broker(void)
+{
+    it_broker_t *first = it_broker_start(NULL), *second = it_broker_start(NULL);
+    char other[96];
+    snprintf(other, sizeof other, "--broker-address=%s", it_broker_zmq(second));
+    const char *flags[] = {other, "--exec=cat > /dev/null; exit 1", "--max-attempts=1",
+                           "--backoff=0", NULL};
+    it_child_t *worker = it_worker_start(first, "pay", "exec", flags);
+    char http[64];
+    it_worker_wait_ready(worker, http, sizeof http);
+    s_wait_subscribed(first, "pay", "exec");
+    s_wait_subscribed(second, "pay", "exec");
+    it_pub(second, "pay", "from-second");
+    IT_ASSERT_EVENTUALLY(it_topic_stat(second, "pay.dead", "message_count") == 1, 10000,
+                         "the dead letter is not on the broker the message came from");
+    IT_ASSERT_EVENTUALLY(s_settled(second, "pay", "exec"), 5000, "the message stays queued");
+    IT_ASSERT_INT(it_topic_stat(first, "pay.dead", "message_count"), ==, -1);
+    IT_ASSERT_INT(s_metric(http, "nsq_worker_messages_dead_lettered_total"), ==, 1);
+    IT_ASSERT_INT(it_child_stop(&worker, SIGTERM, 10000), ==, 0);
+    IT_ASSERT_INT(it_broker_stop(&first), ==, 0);
+    IT_ASSERT_INT(it_broker_stop(&second), ==, 0);
+}
+
 // A command that hangs is killed at --max-msg-timeout, retried, and
 // dead-lettered to the topic --dead-letter-topic names.
 static void s_exec_timeout(void)
@@ -702,6 +726,7 @@ int main(int argc, char **argv)
         {"exec_big_body", s_exec_big_body},
         {"exec_timeout", s_exec_timeout},
         {"dead_letter", s_dead_letter},
+        {"dead_letter_same_broker", s_dead_letter_same_broker},
         {"backoff", s_backoff},
         {"http_results", s_http_results},
         {"http_reuse", s_http_reuse},
