@@ -22,6 +22,7 @@
 #include "nsq_options.h"
 #include "nsq_wire.h"
 #include "worker_backoff.h"
+#include "worker_http.h"
 #include "worker_metrics.h"
 
 typedef struct {
@@ -45,6 +46,7 @@ static const selftest_t s_tests[] = {
     {"nsq_producer", nsq_producer_test},
     {"nsq_wire", nsq_wire_test},
     {"worker_backoff", worker_backoff_test},
+    {"worker_http", worker_http_test},
     {"worker_metrics", worker_metrics_test},
 };
 

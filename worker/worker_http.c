@@ -9,6 +9,7 @@
 #include "nsq_log.h"
 
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -134,4 +135,54 @@ void worker_http_destroy(worker_http_t **self_p)
 uint16_t worker_http_port(worker_http_t *self)
 {
     return self->port;
+}
+
+// ---- self-test ---------------------------------------------------------------
+
+static size_t s_test_discard(char *data, size_t size, size_t count, void *arg)
+{
+    (void) data;
+    (void) arg;
+    return size * count;
+}
+
+static long s_test_get(uint16_t port, const char *path)
+{
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u%s", port, path);
+    CURL *curl = curl_easy_init();
+    long status = -1;
+    if (!curl)
+        return -1;
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 5000L);
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, s_test_discard);
+    if (curl_easy_perform(curl) == CURLE_OK)
+        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(curl);
+    return status;
+}
+
+int worker_http_test(void)
+{
+    worker_metrics_t *metrics = worker_metrics_new();
+    worker_http_t *refused = worker_http_new("127.0.0.1:99999", metrics);
+    worker_http_t *self = worker_http_new("127.0.0.1:0", metrics);
+    int failed = !metrics || refused || !self || worker_http_port(self) == 0;
+    if (!failed) {
+        uint16_t port = worker_http_port(self);
+        failed |= s_test_get(port, "/healthz") != 200;
+        failed |= s_test_get(port, "/readyz") != 503;  // no broker yet
+        worker_metrics_set(metrics, WORKER_METRIC_CONNECTIONS, 1);
+        failed |= s_test_get(port, "/readyz") != 200;
+        worker_metrics_set(metrics, WORKER_METRIC_DRAINING, 1);
+        failed |= s_test_get(port, "/readyz") != 503;
+        failed |= s_test_get(port, "/metrics") != 200;
+        failed |= s_test_get(port, "/other") != 404;
+    }
+    worker_http_destroy(&self);
+    worker_http_destroy(&self);
+    worker_metrics_destroy(&metrics);
+    return failed ? -1 : 0;
 }

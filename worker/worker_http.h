@@ -31,4 +31,7 @@ void worker_http_destroy(worker_http_t **self_p);
 // The port it listens on (the real one when 0 was asked for).
 uint16_t worker_http_port(worker_http_t *self);
 
+// Self-test; returns 0 on success.
+int worker_http_test(void);
+
 #endif
