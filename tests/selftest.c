@@ -21,6 +21,9 @@
 #include "nsq_names.h"
 #include "nsq_options.h"
 #include "nsq_wire.h"
+#include "worker_backoff.h"
+#include "worker_http.h"
+#include "worker_metrics.h"
 
 typedef struct {
     const char *name;   // what meson passes, the class name
@@ -42,6 +45,9 @@ static const selftest_t s_tests[] = {
     {"nsq_options", nsq_options_test},
     {"nsq_producer", nsq_producer_test},
     {"nsq_wire", nsq_wire_test},
+    {"worker_backoff", worker_backoff_test},
+    {"worker_http", worker_http_test},
+    {"worker_metrics", worker_metrics_test},
 };
 
 #define TEST_COUNT (sizeof(s_tests) / sizeof(s_tests[0]))
