@@ -15,6 +15,7 @@
 #include "broker_queue.h"
 #include "broker_topic.h"
 #include "nsq_client_test.h"
+#include "nsq_diskqueue.h"
 #include "nsq_duration.h"
 #include "nsq_log.h"
 #include "nsq_message.h"
@@ -35,6 +36,7 @@ static const selftest_t s_tests[] = {
     {"broker_queue", broker_queue_test},
     {"broker_topic", broker_topic_test},
     {"nsq_consumer", nsq_consumer_test},
+    {"nsq_diskqueue", nsq_diskqueue_test},
     {"nsq_duration", nsq_duration_test},
     {"nsq_log", nsq_log_test},
     {"nsq_message", nsq_message_test},
