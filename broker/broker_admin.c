@@ -46,8 +46,9 @@ static void s_publish(broker_core_t *self, broker_request_t *request)
     broker_core_stamp(self, request->messages, request->message_count);
     if (broker_topic_publish(topic, request->messages, request->message_count, request->defer_ms,
                              zclock_mono())) {
+        // Memory full without a disk, or the disk write failed (ENOSPC...).
         s_drop_messages(request);
-        s_reply(request, 503, "QUEUE_FULL");
+        s_reply(request, 503, topic->disk ? "DISK_WRITE_FAILED" : "QUEUE_FULL");
         return;
     }
     s_reply_body(request, strdup("OK"), "text/plain; charset=utf-8");

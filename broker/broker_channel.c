@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker_disk.h"
 #include "nsq_log.h"
 #include "nsq_names.h"
 #include "nsq_wire.h"
@@ -16,7 +17,8 @@
 // a channel take turns even when each has a large credit.
 #define CHANNEL_TURN_MAX 256
 
-broker_channel_t *broker_channel_new(const char *name, const broker_config_t *config)
+broker_channel_t *broker_channel_new(const char *topic, const char *name,
+                                     const broker_config_t *config)
 {
     broker_channel_t *self = calloc(1, sizeof *self);
     if (!self)
@@ -27,9 +29,19 @@ broker_channel_t *broker_channel_new(const char *name, const broker_config_t *co
     self->queue = broker_queue_new();
     self->in_flight = broker_inflight_new();
     self->deferred = broker_inflight_new();
-    if (!self->queue || !self->in_flight || !self->deferred)
+    bool on_disk = config->data_path[0] && !self->ephemeral && !nsq_name_is_ephemeral(topic);
+    if (on_disk && self->queue)
+        self->disk = broker_disk_open(config, topic, name);
+    if (!self->queue || !self->in_flight || !self->deferred || (on_disk && !self->disk))
         broker_channel_destroy(&self);
     return self;
+}
+
+void broker_channel_delete(broker_channel_t **self_p)
+{
+    if (self_p && *self_p)
+        nsq_diskqueue_delete(&(*self_p)->disk);
+    broker_channel_destroy(self_p);
 }
 
 void broker_channel_destroy(broker_channel_t **self_p)
@@ -37,6 +49,7 @@ void broker_channel_destroy(broker_channel_t **self_p)
     if (!self_p || !*self_p)
         return;
     broker_channel_t *self = *self_p;
+    nsq_diskqueue_destroy(&self->disk);
     broker_queue_destroy(&self->queue);
     broker_inflight_destroy(&self->in_flight);
     broker_inflight_destroy(&self->deferred);
@@ -45,12 +58,16 @@ void broker_channel_destroy(broker_channel_t **self_p)
     *self_p = NULL;
 }
 
-bool broker_channel_has_room(const broker_channel_t *self, size_t count)
+// True if count more messages fit in memory (queued plus deferred).
+static bool s_memory_has_room(const broker_channel_t *self, size_t count)
 {
-    if (self->ephemeral)
-        return true;
     size_t held = broker_queue_size(self->queue) + broker_inflight_size(self->deferred);
     return held + count <= (size_t) self->config->mem_queue_size;
+}
+
+bool broker_channel_has_room(const broker_channel_t *self, size_t count)
+{
+    return self->ephemeral || self->disk || s_memory_has_room(self, count);
 }
 
 // Queues a message that was delivered before (or defers it); never refused.
@@ -73,16 +90,48 @@ int broker_channel_put(broker_channel_t *self, nsq_message_t *message, int64_t r
                        int64_t now)
 {
     self->message_count++;
-    if (self->ephemeral) {
-        size_t held = broker_queue_size(self->queue) + broker_inflight_size(self->deferred);
-        if (held >= (size_t) self->config->mem_queue_size) {
-            self->dropped_count++;
-            nsq_message_unref(&message);
-            return 0;
-        }
+    if (self->ephemeral && !s_memory_has_room(self, 1)) {
+        self->dropped_count++;
+        nsq_message_unref(&message);
+        return 0;
+    }
+    if (self->disk && (!nsq_diskqueue_is_empty(self->disk) || !s_memory_has_room(self, 1))) {
+        int rc = broker_disk_put(self->disk, message, 0, ready_at, now);
+        nsq_message_unref(&message);
+        if (rc != 0)
+            self->message_count--;
+        return rc;
     }
     s_requeue(self, message, 0, ready_at, now);
     return 0;
+}
+
+// Moves up to want ready messages from disk into the memory queue (deferred
+// ones on the way go to the deferred table).
+static void s_refill(broker_channel_t *self, size_t want, int64_t now)
+{
+    while (self->disk && want > 0) {
+        nsq_message_t *message;
+        uint32_t attempts;
+        int64_t ready_at;
+        int rc = broker_disk_get(self->disk, &message, &attempts, &ready_at, now);
+        if (rc < 0 && !self->disk_failing)
+            nsq_error("channel %s: cannot read its disk queue: %s", self->name, strerror(errno));
+        self->disk_failing = rc < 0;
+        if (rc != 1)
+            return;
+        s_requeue(self, message, attempts, ready_at, now);
+        if (ready_at <= now)
+            want--;
+    }
+}
+
+// Messages ready in memory, refilled from disk with up to want when empty.
+static size_t s_ready(broker_channel_t *self, size_t want, int64_t now)
+{
+    if (broker_queue_size(self->queue) == 0)
+        s_refill(self, want, now);
+    return broker_queue_size(self->queue);
 }
 
 int broker_channel_add_client(broker_channel_t *self, broker_client_t *client)
@@ -156,18 +205,18 @@ void broker_channel_dispatch(broker_channel_t *self, int64_t now)
     if (self->paused || self->client_count == 0)
         return;
     bool progress = true;
-    while (progress && broker_queue_size(self->queue) > 0) {
+    while (progress) {
         progress = false;
         for (size_t i = 0; i < self->client_count; i++) {
-            size_t queued = broker_queue_size(self->queue);
-            if (queued == 0)
-                break;
             broker_client_t *client = self->clients[(self->next_client + i) % self->client_count];
             size_t credit = broker_client_credit(client);
             if (credit == 0)
                 continue;
-            size_t count = credit < queued ? credit : queued;
-            s_deliver(self, client, count < CHANNEL_TURN_MAX ? count : CHANNEL_TURN_MAX, now);
+            size_t want = credit < CHANNEL_TURN_MAX ? credit : CHANNEL_TURN_MAX;
+            size_t queued = s_ready(self, want, now);
+            if (queued == 0)
+                return;
+            s_deliver(self, client, want < queued ? want : queued, now);
             progress = true;
         }
         self->next_client = (self->next_client + 1) % self->client_count;
@@ -245,6 +294,8 @@ size_t broker_channel_scan(broker_channel_t *self, int64_t now)
 void broker_channel_empty(broker_channel_t *self)
 {
     broker_queue_clear(self->queue);
+    if (self->disk && nsq_diskqueue_empty(self->disk) != 0)
+        nsq_error("channel %s: cannot empty its disk queue: %s", self->name, strerror(errno));
     broker_inflight_entry_t *entry;
     while ((entry = broker_inflight_peek(self->deferred))) {
         nsq_message_t *message = broker_inflight_remove(self->deferred, entry, NULL);
@@ -254,7 +305,49 @@ void broker_channel_empty(broker_channel_t *self)
 
 size_t broker_channel_depth(const broker_channel_t *self)
 {
-    return broker_queue_size(self->queue);
+    return broker_queue_size(self->queue) + broker_channel_backend_depth(self);
+}
+
+size_t broker_channel_backend_depth(const broker_channel_t *self)
+{
+    return self->disk ? (size_t) nsq_diskqueue_depth(self->disk) : 0;
+}
+
+// Writes one message to disk and drops the reference; counts failures.
+static void s_persist_one(broker_channel_t *self, nsq_message_t *message, uint32_t attempts,
+                          int64_t ready_at, int64_t now, size_t *failed)
+{
+    if (broker_disk_put(self->disk, message, attempts, ready_at, now) != 0)
+        (*failed)++;
+    nsq_message_unref(&message);
+}
+
+int broker_channel_persist(broker_channel_t *self, int64_t now)
+{
+    if (!self->disk)
+        return 0;
+    size_t failed = 0;
+    broker_queue_item_t item;
+    while (broker_queue_pop(self->queue, &item) == 0)
+        s_persist_one(self, item.message, item.attempts, 0, now, &failed);
+    broker_inflight_entry_t *entry;
+    while ((entry = broker_inflight_peek(self->in_flight))) {
+        broker_client_t *client = entry->owner;
+        client->in_flight--;
+        uint32_t attempts;
+        nsq_message_t *message = broker_inflight_remove(self->in_flight, entry, &attempts);
+        s_persist_one(self, message, attempts, 0, now, &failed);
+    }
+    while ((entry = broker_inflight_peek(self->deferred))) {
+        int64_t ready_at = entry->deadline;
+        uint32_t attempts;
+        nsq_message_t *message = broker_inflight_remove(self->deferred, entry, &attempts);
+        s_persist_one(self, message, attempts, ready_at, now, &failed);
+    }
+    if (failed)
+        nsq_error("channel %s: %zu messages could not be written to disk", self->name, failed);
+    int rc = nsq_diskqueue_sync(self->disk);
+    return failed || rc ? -1 : 0;
 }
 
 // ---- self-test -----------------------------------------------------------
@@ -290,7 +383,8 @@ int broker_channel_test(void)
     zsock_t *dealer = zsock_new(ZMQ_DEALER);
     zsock_set_identity(dealer, "C1");
     zsock_connect(dealer, "inproc://broker-channel-test");
-    broker_channel_t *channel = broker_channel_new("billing", &config);
+    config.data_path[0] = '\0';  // memory only
+    broker_channel_t *channel = broker_channel_new("orders", "billing", &config);
     broker_client_t *client = broker_client_new(zsock_resolve(router), "C1", 2, 0);
     int rc = -1;
     uint64_t id = 0;

@@ -195,7 +195,8 @@ static void s_pub(broker_core_t *self, broker_client_t *client, const Nsq__Comma
             client->publish_count += made;
             broker_client_send_response(client, command->seq, "OK", now);
         } else
-            s_error(client, command, "E_PUB_FAILED", "queue full", now);
+            s_error(client, command, "E_PUB_FAILED",
+                    topic->disk ? "disk write failed" : "queue full", now);
     } else
         s_error(client, command, "E_PUB_FAILED", "out of memory", now);
     for (size_t i = 0; i < made; i++)

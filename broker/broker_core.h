@@ -31,6 +31,8 @@ typedef struct {
     uint16_t http_port;          // bound HTTP port
     uint16_t zmq_port;           // bound ZeroMQ port
     uint64_t bad_commands;       // frames that were not valid commands
+    int lock_fd;                 // flock'd data path lock, -1 if none
+    uint64_t state_fingerprint;  // of the topic/channel list last saved
 } broker_core_t;
 
 // Returns the topic called name; creates it when create is true. Borrowed;
@@ -64,5 +66,18 @@ void broker_core_handle_request(broker_core_t *self, broker_request_t *request);
 char *broker_stats_json(broker_core_t *self, const char *topic, const char *channel);
 char *broker_stats_text(broker_core_t *self, const char *topic, const char *channel);
 char *broker_stats_metrics(broker_core_t *self);
+
+// The data directory (broker_state.c). lock: takes the data path's lock
+// (0, or -1 with a reason: another broker holds it). load: restores the
+// topics and channels listed (their disk queues restore their messages).
+// tick: pumps held topic messages, syncs disk queues per --sync-timeout,
+// saves the list when it changed. persist: at shutdown, writes every
+// message in memory to disk and saves the list. unlock: releases the lock.
+int broker_state_lock(broker_core_t *self, char *error, size_t size);
+int broker_state_load(broker_core_t *self, char *error, size_t size);
+void broker_state_tick(broker_core_t *self, int64_t now);
+int broker_state_save(broker_core_t *self);
+void broker_state_persist(broker_core_t *self);
+void broker_state_unlock(broker_core_t *self);
 
 #endif

@@ -10,6 +10,7 @@
 
 #include "broker.h"
 #include "broker_channel.h"
+#include "broker_disk.h"
 #include "broker_http.h"
 #include "broker_inflight.h"
 #include "broker_queue.h"
@@ -31,6 +32,7 @@ typedef struct {
 static const selftest_t s_tests[] = {
     {"broker", broker_test},
     {"broker_channel", broker_channel_test},
+    {"broker_disk", broker_disk_test},
     {"broker_http", broker_http_test},
     {"broker_inflight", broker_inflight_test},
     {"broker_queue", broker_queue_test},
