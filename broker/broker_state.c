@@ -9,9 +9,10 @@
                           topic ("topic NAME PAUSED") and channel ("channel
                           TOPIC NAME PAUSED"), replaced atomically (temp
                           file, fsync, rename, fsync of the directory)
-    The list is rewritten from the periodic tick whenever its fingerprint
-    changes (a topic or channel created, deleted, paused or unpaused), and
-    at shutdown. Ephemeral topics and channels are never listed.
+    The list is rewritten whenever its fingerprint changes (a topic or
+    channel created, deleted, paused or unpaused), checked after each batch
+    of commands or requests the core handles, and at shutdown. Ephemeral topics and channels are
+   never listed.
 
     An empty data path (the self-tests) means memory only: none of this runs.
 */
@@ -212,7 +213,12 @@ void broker_state_tick(broker_core_t *self, int64_t now)
     if (!self->config.data_path[0])
         return;
     s_sync_queues(self, now);
-    if (s_fingerprint(self) != self->state_fingerprint)
+    broker_state_check(self);
+}
+
+void broker_state_check(broker_core_t *self)
+{
+    if (self->config.data_path[0] && s_fingerprint(self) != self->state_fingerprint)
         broker_state_save(self);
 }
 

@@ -1184,6 +1184,11 @@ int it_tcp_connect(const char *address)
     return fd;
 }
 
+const char *it_tmp_dir(void)
+{
+    return s_tmp();
+}
+
 const char *it_self_path(void)
 {
     static char path[PATH_MAX];

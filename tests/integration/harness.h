@@ -284,6 +284,9 @@ Nsq__Frame *it_raw_expect(it_raw_t *self, Nsq__Frame__FrameCase kind, int timeou
 // Connects a TCP socket to "host:port"; -1 on failure.
 int it_tcp_connect(const char *address);
 
+// The case's temporary directory (removed when the case passes).
+const char *it_tmp_dir(void);
+
 // The absolute path of this test executable (to start it as a helper).
 const char *it_self_path(void);
 

@@ -1,0 +1,283 @@
+/*  it_disk - disk spill-over and restarts with the real broker
+    SPDX-License-Identifier: MIT
+
+    What users rely on when a broker holds more than its memory or goes
+    down: a backlog beyond --mem-queue-size survives SIGTERM (queued, in
+    flight and deferred messages) and is delivered exactly once after a
+    restart; kill -9 loses nothing the page cache kept and the queue opens
+    cleanly; a full disk answers 503 while consumers drain, and publishing
+    recovers once space returns; a second broker cannot share a data path;
+    a damaged record is skipped and the rest served.
+*/
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+// Makes a data directory in the case's temporary directory.
+static void s_data_dir(char *dir, size_t size, const char *name)
+{
+    snprintf(dir, size, "%s/%s", it_tmp_dir(), name);
+    IT_ASSERT(mkdir(dir, 0755) == 0, "mkdir %s: %s", dir, strerror(errno));
+}
+
+static it_broker_t *s_start(const char *dir, const char *extra1, const char *extra2)
+{
+    char data_flag[1100];
+    snprintf(data_flag, sizeof data_flag, "--data-path=%s", dir);
+    const char *flags[] = {data_flag, "--log-level=info", extra1, extra2, NULL};
+    return it_broker_start(flags);
+}
+
+// Publishes bodies "m-NNNNNN" for numbers [first, first + count) with
+// newline-separated /mpub in batches of 1000.
+static void s_publish(it_broker_t *broker, const char *topic, int first, int count)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/mpub?topic=%s", topic);
+    char *body = malloc(1000 * 9 + 1);  // sprintf adds a NUL
+    IT_ASSERT(body, "out of memory");
+    for (int start = first; start < first + count; start += 1000) {
+        int batch = first + count - start < 1000 ? first + count - start : 1000;
+        size_t size = 0;
+        for (int i = 0; i < batch; i++)
+            size += (size_t) sprintf(body + size, "m-%06d\n", start + i);
+        it_http_expect(broker, "POST", path, body, size - 1, 200, NULL);
+    }
+    free(body);
+}
+
+// The number in a "m-NNNNNN" body, or -1.
+static int s_number(const it_delivery_t *delivery)
+{
+    int number;
+    if (delivery->size != 8 || sscanf(delivery->body, "m-%06d", &number) != 1)
+        return -1;
+    return number;
+}
+
+// (a) 200,000 messages with --mem-queue-size=100, some in flight and one
+// deferred at SIGTERM: after a restart every message not finished arrives
+// exactly once, the deferred one after its remaining delay.
+static void s_restart(void)
+{
+    enum { TOTAL = 200000, HELD = 50, FINISHED = 20 };
+    char dir[1024];
+    s_data_dir(dir, sizeof dir, "data");
+    it_broker_t *broker = s_start(dir, "--mem-queue-size=100", NULL);
+    it_post_ok(broker, "/channel/create?topic=orders&channel=billing");
+    s_publish(broker, "orders", 0, TOTAL);
+    IT_ASSERT_INT(it_channel_stat(broker, "orders", "billing", "depth"), ==, TOTAL);
+    IT_ASSERT_INT(it_channel_stat(broker, "orders", "billing", "backend_depth"), ==, TOTAL - 100);
+    // Memory is full, so the deferred message waits on disk (counted in depth there).
+    it_http_expect(broker, "POST", "/pub?topic=orders&defer=1500", "deferred", 8, 200, NULL);
+    it_sink_t *sink = it_sink_new(broker, "orders", "billing", HELD, false);
+    IT_ASSERT(it_sink_wait(sink, HELD, 5000), "the first messages were not delivered");
+    int finished[FINISHED];
+    for (int i = 0; i < FINISHED; i++) {
+        finished[i] = s_number(it_sink_get(sink, (size_t) i));
+        it_sink_fin(sink, (size_t) i);
+    }
+    // Each FIN frees credit, which the broker fills with a new message.
+    IT_ASSERT(it_sink_wait(sink, HELD + FINISHED, 5000), "the FINs did not arrive");
+    IT_ASSERT_INT(it_channel_stat(broker, "orders", "billing", "in_flight_count"), ==, HELD);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);  // with HELD messages in flight
+    it_sink_destroy(&sink);
+
+    broker = s_start(dir, "--mem-queue-size=100", NULL);
+    IT_ASSERT_INT(it_channel_stat(broker, "orders", "billing", "depth"), ==, TOTAL - FINISHED + 1);
+    sink = it_sink_new(broker, "orders", "billing", 2500, true);
+    IT_ASSERT(it_sink_wait(sink, TOTAL - FINISHED + 1, 60000), "only %zu of %d arrived",
+              it_sink_count(sink), TOTAL - FINISHED + 1);
+    char *seen = calloc(TOTAL, 1);
+    for (int i = 0; i < FINISHED; i++)
+        seen[finished[i]] = 1;
+    size_t deferred = 0;
+    for (size_t i = 0; i < it_sink_count(sink); i++) {
+        it_delivery_t *delivery = it_sink_get(sink, i);
+        int number = s_number(delivery);
+        if (number < 0) {
+            IT_ASSERT_STR(delivery->body, "deferred");
+            deferred++;
+            continue;
+        }
+        IT_ASSERT(number < TOTAL && !seen[number], "m-%06d arrived twice (or was finished)",
+                  number);
+        seen[number] = 1;
+    }
+    free(seen);
+    IT_ASSERT_INT(deferred, ==, 1);
+    it_sink_pump(&sink, 1, 200);
+    IT_ASSERT_INT(it_sink_count(sink), ==, TOTAL - FINISHED + 1);
+    IT_ASSERT_INT(it_channel_stat(broker, "orders", "billing", "depth"), ==, 0);
+    it_sink_destroy(&sink);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+}
+
+// (c) kill -9 in default mode: the queue opens cleanly and, since the page
+// cache survives, nothing published is lost (consumed ones may come again).
+static void s_kill9(void)
+{
+    enum { TOTAL = 20000, CONSUMED = 5000 };
+    char dir[1024];
+    s_data_dir(dir, sizeof dir, "data");
+    it_broker_t *broker = s_start(dir, "--mem-queue-size=0", NULL);
+    it_post_ok(broker, "/channel/create?topic=orders&channel=billing");
+    s_publish(broker, "orders", 0, TOTAL);
+    char *seen = calloc(TOTAL, 1);
+    it_sink_t *sink = it_sink_new(broker, "orders", "billing", 100, true);
+    IT_ASSERT(it_sink_wait(sink, CONSUMED, 10000), "consuming before the kill failed");
+    for (size_t i = 0; i < it_sink_count(sink); i++)
+        seen[s_number(it_sink_get(sink, i))] = 1;
+    kill(it_broker_pid(broker), SIGKILL);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 128 + SIGKILL);
+    it_sink_destroy(&sink);
+
+    broker = s_start(dir, "--mem-queue-size=0", NULL);
+    int64_t depth = it_channel_stat(broker, "orders", "billing", "depth");
+    it_note("after kill -9: depth %lld (%d published, %zu consumed before)", (long long) depth,
+            TOTAL, (size_t) CONSUMED);
+    IT_ASSERT(depth >= TOTAL - CONSUMED - 100 && depth <= TOTAL, "depth %lld", (long long) depth);
+    IT_ASSERT_INT(it_channel_stat(broker, "orders", "billing", "corrupt_count"), ==, 0);
+    sink = it_sink_new(broker, "orders", "billing", 500, true);
+    IT_ASSERT(it_sink_wait(sink, (size_t) depth, 20000), "the restored queue was not served");
+    for (size_t i = 0; i < it_sink_count(sink); i++)
+        seen[s_number(it_sink_get(sink, i))] = 1;
+    for (int i = 0; i < TOTAL; i++)
+        IT_ASSERT(seen[i], "m-%06d was lost", i);
+    free(seen);
+    it_sink_destroy(&sink);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+}
+
+// (d) A full disk: publishes fail with 503, the broker stays up, consumers
+// drain, publishing works again once reading freed space. Needs root (a
+// 2 MiB tmpfs in a private mount namespace, gone with the case).
+static void s_disk_full(void)
+{
+    if (geteuid() != 0 || unshare(CLONE_NEWNS) != 0
+        || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) {
+        printf("SKIP disk_full: needs root to mount a small tmpfs\n");
+        return;
+    }
+    char dir[1024];
+    s_data_dir(dir, sizeof dir, "small");
+    IT_ASSERT(mount("tmpfs", dir, "tmpfs", 0, "size=2m") == 0, "mount: %s", strerror(errno));
+    it_broker_t *broker = s_start(dir, "--mem-queue-size=0", "--max-bytes-per-file=262144");
+    it_post_ok(broker, "/channel/create?topic=big&channel=c");
+    static char body[10000];
+    memset(body, 'x', sizeof body);
+    int accepted = 0, status = 200;
+    while (status == 200 && accepted < 1000) {
+        status = it_http(broker, "POST", "/pub?topic=big", body, sizeof body, NULL);
+        accepted += status == 200;
+    }
+    it_note("disk full after %d messages of 10 kB", accepted);
+    IT_ASSERT_INT(status, ==, 503);
+    IT_ASSERT(accepted > 50, "only %d fitted", accepted);
+    it_http_expect(broker, "POST", "/pub?topic=big", body, sizeof body, 503, "DISK_WRITE_FAILED");
+    IT_ASSERT_INT(it_http_status(broker, "GET", "/ping", NULL), ==, 200);
+    it_sink_t *sink = it_sink_new(broker, "big", "c", 50, true);
+    IT_ASSERT(it_sink_wait(sink, (size_t) accepted, 20000), "only %zu of %d drained",
+              it_sink_count(sink), accepted);
+    IT_ASSERT_PUMPED(&sink, 1, it_channel_stat(broker, "big", "c", "depth") == 0, 5000,
+                     "depth did not reach 0");
+    it_http_expect(broker, "POST", "/pub?topic=big", "again", 5, 200, NULL);
+    IT_ASSERT(it_sink_wait(sink, (size_t) accepted + 1, 5000), "the new message did not arrive");
+    IT_ASSERT_STR(it_sink_get(sink, (size_t) accepted)->body, "again");
+    it_sink_destroy(&sink);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+    umount(dir);
+}
+
+// A second broker on the same data path refuses to start.
+static void s_locked(void)
+{
+    char dir[1024], data_flag[1100], line[512];
+    s_data_dir(dir, sizeof dir, "data");
+    it_broker_t *broker = s_start(dir, NULL, NULL);
+    snprintf(data_flag, sizeof data_flag, "--data-path=%s", dir);
+    const char *flags[] = {data_flag, NULL};
+    IT_ASSERT_INT(it_broker_refuses(flags, line, sizeof line), ==, 1);
+    IT_ASSERT(strstr(line, "in use by another broker"), "last line: %s", line);
+    it_pub(broker, "still", "serving");
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+    // Once the first one is gone the directory can be used again.
+    broker = s_start(dir, NULL, NULL);
+    IT_ASSERT_INT(it_topic_stat(broker, "still", "depth"), ==, 1);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+}
+
+// A damaged record (one flipped byte) is skipped and counted; the rest of
+// the queue is served.
+static void s_corrupt(void)
+{
+    enum { TOTAL = 10, DAMAGED = 4, RECORD = 8 + 28 + 8 };
+    char dir[1024], path[1200];
+    s_data_dir(dir, sizeof dir, "data");
+    it_broker_t *broker = s_start(dir, "--mem-queue-size=0", NULL);
+    it_post_ok(broker, "/channel/create?topic=orders&channel=billing");
+    s_publish(broker, "orders", 0, TOTAL);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+    snprintf(path, sizeof path, "%s/orders:billing.diskqueue.000000.dat", dir);
+    int fd = open(path, O_RDWR);
+    IT_ASSERT(fd >= 0, "open %s: %s", path, strerror(errno));
+    char byte;
+    off_t offset = DAMAGED * RECORD + 8 + 28 + 7;  // the last digit of m-000004
+    IT_ASSERT(pread(fd, &byte, 1, offset) == 1 && byte == '0' + DAMAGED, "unexpected layout");
+    byte = '9';
+    IT_ASSERT(pwrite(fd, &byte, 1, offset) == 1, "pwrite: %s", strerror(errno));
+    close(fd);
+
+    broker = s_start(dir, "--mem-queue-size=0", NULL);
+    it_sink_t *sink = it_sink_new(broker, "orders", "billing", 100, true);
+    IT_ASSERT(it_sink_wait(sink, TOTAL - 1, 5000), "the undamaged messages were not served");
+    it_sink_pump(&sink, 1, 200);
+    IT_ASSERT_INT(it_sink_count(sink), ==, TOTAL - 1);
+    for (size_t i = 0; i < it_sink_count(sink); i++)
+        IT_ASSERT(s_number(it_sink_get(sink, i)) != DAMAGED, "the damaged record was delivered");
+    IT_ASSERT_INT(it_channel_stat(broker, "orders", "billing", "corrupt_count"), ==, 1);
+    IT_ASSERT_INT(it_channel_stat(broker, "orders", "billing", "depth"), ==, 0);
+    it_sink_destroy(&sink);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+}
+
+// Deleting a topic removes its files; paused state survives a restart.
+static void s_delete_and_pause(void)
+{
+    char dir[1024], path[1200];
+    s_data_dir(dir, sizeof dir, "data");
+    it_broker_t *broker = s_start(dir, "--mem-queue-size=0", NULL);
+    it_post_ok(broker, "/channel/create?topic=gone&channel=c");
+    it_post_ok(broker, "/channel/create?topic=kept&channel=c");
+    it_post_ok(broker, "/channel/pause?topic=kept&channel=c");
+    s_publish(broker, "gone", 0, 10);
+    s_publish(broker, "kept", 0, 10);
+    snprintf(path, sizeof path, "%s/gone:c.diskqueue.000000.dat", dir);
+    IT_ASSERT(access(path, F_OK) == 0, "%s does not exist", path);
+    it_post_ok(broker, "/topic/delete?topic=gone");
+    IT_ASSERT(access(path, F_OK) != 0, "%s was not removed", path);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+    broker = s_start(dir, "--mem-queue-size=0", NULL);
+    IT_ASSERT_INT(it_topic_stat(broker, "gone", "depth"), ==, -1);
+    IT_ASSERT_INT(it_channel_stat(broker, "kept", "c", "paused"), ==, 1);
+    IT_ASSERT_INT(it_channel_stat(broker, "kept", "c", "depth"), ==, 10);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+}
+
+int main(int argc, char **argv)
+{
+    const it_case_t cases[] = {
+        {"restart", s_restart}, {"kill9", s_kill9},     {"disk_full", s_disk_full},
+        {"locked", s_locked},   {"corrupt", s_corrupt}, {"delete_and_pause", s_delete_and_pause},
+    };
+    return it_run(argc, argv, cases, sizeof cases / sizeof cases[0]);
+}
