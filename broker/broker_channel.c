@@ -95,7 +95,9 @@ int broker_channel_put(broker_channel_t *self, nsq_message_t *message, int64_t r
         nsq_message_unref(&message);
         return 0;
     }
-    if (self->disk && (!nsq_diskqueue_is_empty(self->disk) || !s_memory_has_room(self, 1))) {
+    if (self->disk
+        && (self->config->durable || !nsq_diskqueue_is_empty(self->disk)
+            || !s_memory_has_room(self, 1))) {
         int rc = broker_disk_put(self->disk, message, 0, ready_at, now);
         nsq_message_unref(&message);
         if (rc != 0)

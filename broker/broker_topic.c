@@ -96,7 +96,7 @@ static int s_fan_out(broker_topic_t *self, nsq_message_t *message, int64_t ready
 static int s_hold(broker_topic_t *self, nsq_message_t **message, int64_t ready_at, int64_t now)
 {
     if (self->disk
-        && (!nsq_diskqueue_is_empty(self->disk)
+        && (self->config->durable || !nsq_diskqueue_is_empty(self->disk)
             || broker_queue_size(self->held) >= (size_t) self->config->mem_queue_size)) {
         if (broker_disk_put(self->disk, *message, 0, ready_at, now) != 0)
             return -1;

@@ -48,6 +48,8 @@ struct _nsq_diskqueue_t {
     uint8_t *scratch;            // records larger than the buffer
     size_t scratch_size;         // bytes allocated in scratch
     int64_t unsynced_writes;     // puts since the last data sync
+    uint64_t put_count;          // puts since open
+    uint64_t taken_count;        // put_count at the last take_sync_fd
     bool meta_dirty;             // positions changed since the last metadata write
     int64_t last_sync_ms;        // monotonic ms of the last sync
     uint64_t corrupt_count;      // damaged records skipped
@@ -407,6 +409,17 @@ int nsq_diskqueue_sync(nsq_diskqueue_t *self)
     return self->meta_dirty ? s_write_meta(self) : 0;
 }
 
+int nsq_diskqueue_take_sync_fd(nsq_diskqueue_t *self, int *fd)
+{
+    if (self->put_count == self->taken_count)
+        return 0;
+    *fd = fcntl(self->write_fd, F_DUPFD_CLOEXEC, 0);
+    if (*fd < 0)
+        return -1;
+    self->taken_count = self->put_count;
+    return 1;
+}
+
 bool nsq_diskqueue_dirty(const nsq_diskqueue_t *self)
 {
     return self->unsynced_writes > 0 || self->meta_dirty;
@@ -497,6 +510,7 @@ int nsq_diskqueue_putv(nsq_diskqueue_t *self, const struct iovec *iov, int iov_c
     self->write_pos += record;
     self->depth++;
     self->unsynced_writes++;
+    self->put_count++;
     if (self->sync_every > 0 && self->unsynced_writes >= self->sync_every
         && nsq_diskqueue_sync(self) != 0)
         nsq_warn("diskqueue %s: sync failed: %s", self->name, strerror(errno));

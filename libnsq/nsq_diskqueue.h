@@ -34,8 +34,8 @@
 
     API in call order: nsq_diskqueue_new, nsq_diskqueue_put / putv,
     nsq_diskqueue_get, nsq_diskqueue_depth, nsq_diskqueue_sync,
-    nsq_diskqueue_maybe_sync, nsq_diskqueue_empty, nsq_diskqueue_corrupt_count,
-    nsq_diskqueue_destroy (keeps the files) or nsq_diskqueue_delete
+    nsq_diskqueue_maybe_sync, nsq_diskqueue_take_sync_fd, nsq_diskqueue_empty,
+   nsq_diskqueue_corrupt_count, nsq_diskqueue_destroy (keeps the files) or nsq_diskqueue_delete
     (removes them).
 */
 #ifndef NSQ_DISKQUEUE_H
@@ -89,6 +89,13 @@ int nsq_diskqueue_sync(nsq_diskqueue_t *self);
 // Syncs if there is anything to sync and timeout_ms passed since the last
 // sync (monotonic now_ms). Returns as nsq_diskqueue_sync (0 if nothing done).
 int nsq_diskqueue_maybe_sync(nsq_diskqueue_t *self, int64_t now_ms, int64_t timeout_ms);
+
+// For group commit off the owner's thread: if records were appended since
+// the last call, returns 1 and a duplicate of the write segment's
+// descriptor in *fd (the caller fdatasyncs and closes it, on any thread;
+// records before a roll were synced by the roll). Returns 0 if nothing
+// was written since, -1 (errno) if dup fails.
+int nsq_diskqueue_take_sync_fd(nsq_diskqueue_t *self, int *fd);
 
 // True if writes or reads happened since the last sync.
 bool nsq_diskqueue_dirty(const nsq_diskqueue_t *self);
