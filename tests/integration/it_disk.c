@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 // Makes a data directory in the case's temporary directory.
@@ -273,11 +274,84 @@ static void s_delete_and_pause(void)
     IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
 }
 
+// Publishes "d-NNNNNN" one by one from number first until a publish fails
+// (the broker was killed); marks each acknowledged number in acked.
+// Returns the next number.
+static int s_publish_until_killed(it_broker_t *broker, int first, char *acked, int limit)
+{
+    int number = first;
+    for (; number < limit; number++) {
+        char body[16];
+        snprintf(body, sizeof body, "d-%06d", number);
+        if (it_http(broker, "POST", "/pub?topic=orders", body, 8, NULL) != 200)
+            break;
+        acked[number] = 1;
+    }
+    return number + 1;
+}
+
+// (b) Durable mode, kill -9 at random moments while publishing, 5 cycles:
+// every publish that was acknowledged is delivered after the restarts.
+static void s_durable_kill9(void)
+{
+    enum { LIMIT = 1000000, CYCLES = 5 };
+    char dir[1024];
+    s_data_dir(dir, sizeof dir, "data");
+    char *acked = calloc(LIMIT, 1), *seen = calloc(LIMIT, 1);
+    IT_ASSERT(acked && seen, "out of memory");
+    srand((unsigned) getpid());
+    int next = 0;
+    for (int cycle = 0; cycle < CYCLES; cycle++) {
+        it_broker_t *broker = s_start(dir, "--durable", NULL);
+        if (cycle == 0)
+            it_post_ok(broker, "/channel/create?topic=orders&channel=billing");
+        pid_t killer = fork();
+        IT_ASSERT(killer >= 0, "fork: %s", strerror(errno));
+        if (killer == 0) {
+            usleep((useconds_t) (50000 + rand() % 250000));
+            kill(it_broker_pid(broker), SIGKILL);
+            _exit(0);
+        }
+        int first = next;
+        next = s_publish_until_killed(broker, next, acked, LIMIT);
+        waitpid(killer, NULL, 0);
+        it_note("cycle %d: publishes %d..%d, killed", cycle, first, next - 2);
+        IT_ASSERT_INT(it_broker_stop(&broker), ==, 128 + SIGKILL);
+    }
+    it_broker_t *broker = s_start(dir, "--durable", NULL);
+    int64_t depth = it_channel_stat(broker, "orders", "billing", "depth");
+    size_t expected = 0;
+    for (int i = 0; i < next; i++)
+        expected += acked[i];
+    IT_ASSERT(depth >= (int64_t) expected, "depth %lld < %zu acknowledged", (long long) depth,
+              expected);
+    it_sink_t *sink = it_sink_new(broker, "orders", "billing", 500, true);
+    IT_ASSERT(it_sink_wait(sink, (size_t) depth, 20000), "only %zu of %lld delivered",
+              it_sink_count(sink), (long long) depth);
+    for (size_t i = 0; i < it_sink_count(sink); i++) {
+        int number;
+        if (sscanf(it_sink_get(sink, i)->body, "d-%06d", &number) == 1 && number < LIMIT)
+            seen[number] = 1;
+    }
+    for (int i = 0; i < next; i++)
+        IT_ASSERT(!acked[i] || seen[i], "acknowledged d-%06d was lost", i);
+    IT_ASSERT_INT(it_channel_stat(broker, "orders", "billing", "corrupt_count"), ==, 0);
+    free(acked);
+    free(seen);
+    it_sink_destroy(&sink);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+}
+
 int main(int argc, char **argv)
 {
     const it_case_t cases[] = {
-        {"restart", s_restart}, {"kill9", s_kill9},     {"disk_full", s_disk_full},
-        {"locked", s_locked},   {"corrupt", s_corrupt}, {"delete_and_pause", s_delete_and_pause},
+        {"restart", s_restart},
+        {"kill9", s_kill9},
+        {"disk_full", s_disk_full},
+        {"locked", s_locked},
+        {"corrupt", s_corrupt},
+        {"delete_and_pause", s_delete_and_pause},
+        {"durable_kill9", s_durable_kill9},
     };
     return it_run(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }
