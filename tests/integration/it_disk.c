@@ -11,6 +11,7 @@
 */
 #include "harness.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -342,6 +343,165 @@ static void s_durable_kill9(void)
     IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
 }
 
+// ---- (b2) sync before acknowledgement, proven with strace ----------------
+
+#define TRACE_PATHS 16
+
+// What the trace told so far, per data file: the event number of the last
+// completed write, and the start of the latest completed fdatasync (every
+// write completed before that start is on disk).
+typedef struct {
+    char paths[TRACE_PATHS][512];  // data files seen
+    long written[TRACE_PATHS];     // event of the last completed pwritev
+    long synced[TRACE_PATHS];      // start event of the latest completed fdatasync
+    size_t count;                  // entries used
+    long pending_start[65536];     // per pid (mod): start event of an unfinished fdatasync
+    int pending_path[65536];       // per pid (mod): its path index
+} trace_state_t;
+
+// The index of the file named in "(FD</path>" after call in line; -1 if none.
+static int s_trace_path(trace_state_t *state, const char *line, const char *call)
+{
+    const char *start = strstr(line, call);
+    start = start ? strchr(start, '<') : NULL;
+    const char *end = start ? strchr(start, '>') : NULL;
+    if (!end || !strstr(start, ".diskqueue.") || end - start - 1 >= 512)
+        return -1;
+    size_t length = (size_t) (end - start - 1);
+    for (size_t i = 0; i < state->count; i++)
+        if (strlen(state->paths[i]) == length && !strncmp(state->paths[i], start + 1, length))
+            return (int) i;
+    if (state->count == TRACE_PATHS)
+        return -1;
+    snprintf(state->paths[state->count], 512, "%.*s", (int) length, start + 1);
+    state->written[state->count] = state->synced[state->count] = 0;
+    return (int) state->count++;
+}
+
+// Reads an strace -f -y log; returns how many "HTTP/1.1 200" answers left
+// while some data written before them was not yet synced, and counts the
+// answers in *answers.
+static int s_trace_violations(const char *path, int *answers)
+{
+    trace_state_t *state = calloc(1, sizeof *state);
+    FILE *file = fopen(path, "r");
+    IT_ASSERT(state && file, "cannot read %s", path);
+    char line[4096];
+    long event = 0;
+    int violations = 0;
+    *answers = 0;
+    while (fgets(line, sizeof line, file)) {
+        event++;
+        int pid = atoi(line) & 65535;
+        bool unfinished = strstr(line, "<unfinished ...>") != NULL;
+        if (strstr(line, "pwritev(") && !unfinished) {
+            int index = s_trace_path(state, line, "pwritev(");
+            if (index >= 0)
+                state->written[index] = event;
+        } else if (strstr(line, " fdatasync(")) {
+            int index = s_trace_path(state, line, "fdatasync(");
+            if (unfinished) {
+                state->pending_start[pid] = event;
+                state->pending_path[pid] = index;
+            } else if (index >= 0 && strstr(line, "= 0")) {
+                state->synced[index] = event;
+            }
+        } else if (strstr(line, "<... fdatasync resumed>") && strstr(line, "= 0")) {
+            int index = state->pending_path[pid];
+            if (index >= 0 && state->pending_start[pid] > state->synced[index])
+                state->synced[index] = state->pending_start[pid];
+        } else if (strstr(line, "sendmsg(") && strstr(line, "HTTP/1.1 200")) {
+            (*answers)++;
+            for (size_t i = 0; i < state->count; i++)
+                if (state->written[i] > state->synced[i])
+                    violations++;
+        }
+    }
+    fclose(file);
+    free(state);
+    return violations;
+}
+
+// True once every thread of pid is traced.
+static bool s_all_traced(void *arg)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/task", *(pid_t *) arg);
+    DIR *tasks = opendir(path);
+    bool all = tasks != NULL;
+    struct dirent *task;
+    while (all && (task = readdir(tasks))) {
+        if (task->d_name[0] == '.')
+            continue;
+        char status[512];
+        snprintf(status, sizeof status, "%s/%s/status", path, task->d_name);
+        FILE *file = fopen(status, "r");
+        bool traced = false;
+        while (file && fgets(line, sizeof line, file))
+            if (!strncmp(line, "TracerPid:", 10))
+                traced = atoi(line + 10) != 0;
+        if (file)
+            fclose(file);
+        all = traced;
+    }
+    if (tasks)
+        closedir(tasks);
+    return all;
+}
+
+// Publishes count messages one at a time under strace; returns the
+// violations found (and the answers seen in *answers).
+static int s_traced_publishes(const char *mode_flag, int count, int *answers)
+{
+    char dir[1024], trace[1200], pid_text[16];
+    snprintf(dir, sizeof dir, "%s/data%s", it_tmp_dir(), mode_flag);
+    IT_ASSERT(mkdir(dir, 0755) == 0, "mkdir %s: %s", dir, strerror(errno));
+    it_broker_t *broker = s_start(dir, mode_flag, "--mem-queue-size=0");
+    it_post_ok(broker, "/channel/create?topic=orders&channel=billing");
+    pid_t pid = it_broker_pid(broker);
+    snprintf(trace, sizeof trace, "%s.trace", dir);
+    snprintf(pid_text, sizeof pid_text, "%d", (int) pid);
+    const char *argv[] = {"/usr/bin/strace",
+                          "-f",
+                          "-y",
+                          "-e",
+                          "trace=pwritev,fdatasync,sendmsg",
+                          "-s",
+                          "16",
+                          "-o",
+                          trace,
+                          "-p",
+                          pid_text,
+                          NULL};
+    it_child_t *strace = it_child_start("strace", argv);
+    IT_ASSERT(it_wait_until(s_all_traced, &pid, 10000), "strace did not attach");
+    for (int i = 0; i < count; i++)
+        it_http_expect(broker, "POST", "/pub?topic=orders", "payload", 7, 200, NULL);
+    it_child_stop(&strace, SIGINT, 5000);  // detaches
+    IT_ASSERT_INT(it_channel_stat(broker, "orders", "billing", "depth"), ==, count);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+    return s_trace_violations(trace, answers);
+}
+
+// (b2) In durable mode no publish is answered before its bytes were
+// fdatasynced: every "200 OK" the broker sends comes after a completed
+// fdatasync, started after the last write, of every data file written.
+// The same check run on the default mode finds violations, so it can fail.
+static void s_sync_before_ack(void)
+{
+    if (access("/usr/bin/strace", X_OK) != 0) {
+        printf("SKIP sync_before_ack: needs /usr/bin/strace\n");
+        return;
+    }
+    int answers = 0;
+    int violations = s_traced_publishes("--durable", 40, &answers);
+    IT_ASSERT_INT(answers, ==, 40);
+    IT_ASSERT_INT(violations, ==, 0);
+    violations = s_traced_publishes("--sync-every=2500", 40, &answers);
+    IT_ASSERT_INT(answers, ==, 40);
+    IT_ASSERT(violations > 0, "the check found nothing to object to in the default mode");
+}
+
 int main(int argc, char **argv)
 {
     const it_case_t cases[] = {
@@ -352,6 +512,7 @@ int main(int argc, char **argv)
         {"corrupt", s_corrupt},
         {"delete_and_pause", s_delete_and_pause},
         {"durable_kill9", s_durable_kill9},
+        {"sync_before_ack", s_sync_before_ack},
     };
     return it_run(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }
