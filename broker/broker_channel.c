@@ -5,6 +5,7 @@
 #include "broker_channel.h"
 
 #include <czmq.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -376,8 +377,59 @@ static int s_test_receive(zsock_t *dealer, uint64_t *first_id)
     return count;
 }
 
+// Spill-over: past mem_queue_size messages go to disk and are delivered
+// after the memory ones; persist writes queued and in-flight messages to
+// disk, a new channel object finds them; delete removes the files.
+static int s_test_spill(const char *dir)
+{
+    broker_config_t config;
+    broker_config_defaults(&config);
+    config.mem_queue_size = 2;
+    snprintf(config.data_path, sizeof config.data_path, "%s", dir);
+    zsock_t *router = zsock_new_router("inproc://broker-channel-spill");
+    broker_channel_t *channel = broker_channel_new("orders", "billing", &config);
+    broker_client_t *client = broker_client_new(zsock_resolve(router), "C2", 2, 0);
+    int rc = -1;
+    if (!channel || !channel->disk || !client || broker_channel_add_client(channel, client))
+        goto done;
+    for (uint64_t i = 1; i <= 5; i++) {
+        nsq_message_t *message = nsq_message_new("m", 1);
+        message->id = i;
+        if (broker_channel_put(channel, message, 0, 0))
+            goto done;
+    }
+    if (broker_channel_depth(channel) != 5 || broker_channel_backend_depth(channel) != 3)
+        goto done;
+    client->state = BROKER_CLIENT_SUBSCRIBED;
+    client->rdy = 3;
+    broker_channel_dispatch(channel, 0);  // two from memory, one read back from disk
+    if (client->in_flight != 3 || broker_channel_depth(channel) != 2
+        || !broker_inflight_find(channel->in_flight, 3))
+        goto done;
+    if (broker_channel_persist(channel, 0) || broker_channel_backend_depth(channel) != 5)
+        goto done;
+    broker_channel_remove_client(channel, client, 0);
+    broker_channel_destroy(&channel);
+    channel = broker_channel_new("orders", "billing", &config);
+    if (!channel || broker_channel_depth(channel) != 5)
+        goto done;
+    broker_channel_empty(channel);
+    if (broker_channel_depth(channel) != 0)
+        goto done;
+    broker_channel_delete(&channel);
+    rc = 0;
+done:
+    broker_channel_destroy(&channel);
+    broker_client_destroy(&client);
+    zsock_destroy(&router);
+    return rc;
+}
+
 int broker_channel_test(void)
 {
+    char dir[] = "/tmp/broker-channel-test-XXXXXX";
+    if (!mkdtemp(dir) || s_test_spill(dir) || rmdir(dir))  // rmdir: every file was deleted
+        return -1;
     broker_config_t config;
     broker_config_defaults(&config);
     config.mem_queue_size = 3;

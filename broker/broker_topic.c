@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "broker_disk.h"
 #include "nsq_log.h"
@@ -269,8 +270,38 @@ static int s_test_publish(broker_topic_t *topic, uint64_t id)
     return rc;
 }
 
+// A topic without channels spills past mem_queue_size and hands it all to
+// its first channel; deleting it removes its files.
+static int s_test_spill(const char *dir)
+{
+    broker_config_t config;
+    broker_config_defaults(&config);
+    config.mem_queue_size = 2;
+    snprintf(config.data_path, sizeof config.data_path, "%s", dir);
+    broker_topic_t *topic = broker_topic_new("orders", &config);
+    if (!topic || !topic->disk)
+        return -1;
+    for (uint64_t id = 1; id <= 5; id++)
+        if (s_test_publish(topic, id))
+            return -1;
+    if (broker_topic_depth(topic) != 5 || broker_topic_backend_depth(topic) != 3)
+        return -1;
+    broker_channel_t *channel = broker_topic_add_channel(topic, "a", 0);
+    if (!channel || broker_topic_depth(topic) != 0 || broker_channel_depth(channel) != 5)
+        return -1;
+    if (s_test_publish(topic, 6) || broker_channel_depth(channel) != 6
+        || broker_channel_backend_depth(channel) != 4)
+        return -1;
+    topic->deleted = true;
+    broker_topic_destroy(&topic);
+    return 0;
+}
+
 int broker_topic_test(void)
 {
+    char dir[] = "/tmp/broker-topic-test-XXXXXX";
+    if (!mkdtemp(dir) || s_test_spill(dir) || rmdir(dir))  // rmdir: every file was deleted
+        return -1;
     broker_config_t config;
     broker_config_defaults(&config);
     config.mem_queue_size = 2;
