@@ -182,7 +182,7 @@ static int s_on_router(zloop_t *loop, zsock_t *router, void *arg)
         if (s_read_command(self, socket))
             break;
     broker_state_check(self);
-    broker_durable_kick(self);
+    broker_sync_kick(self);
     return 0;
 }
 
@@ -218,7 +218,7 @@ static int s_on_request(zloop_t *loop, zsock_t *requests, void *arg)
         if (s_read_request(self))
             break;
     broker_state_check(self);
-    broker_durable_kick(self);
+    broker_sync_kick(self);
     return 0;
 }
 
@@ -360,13 +360,13 @@ static broker_core_t *s_core_new(zsock_t *pipe, const broker_config_t *config, c
     zloop_reader(self->loop, self->requests, s_on_request, self);
     zloop_reader(self->loop, pipe, s_on_pipe, self);
     zloop_timer(self->loop, BROKER_TICK_MS, 0, s_on_tick, self);
-    if (broker_durable_start(self) != 0) {
-        snprintf(error, error_size, "cannot start the durable-mode sync thread");
+    if (broker_sync_start(self) != 0) {
+        snprintf(error, error_size, "cannot start the sync thread");
         s_core_destroy(&self);
         return NULL;
     }
     if (self->syncer)
-        zloop_reader(self->loop, zactor_sock(self->syncer), broker_durable_on_synced, self);
+        zloop_reader(self->loop, zactor_sock(self->syncer), broker_sync_on_synced, self);
     return self;
 }
 
@@ -381,7 +381,7 @@ static void s_core_destroy(broker_core_t **self_p)
         // after the flag is set this thread never reads a request again.
         while (s_read_request(self) == 0)
             ;
-        broker_durable_stop(self);  // answers the publishes still waiting for a sync
+        broker_sync_stop(self);  // answers the publishes still waiting for a sync
         broker_request_set_exiting(true);
         broker_http_destroy(&self->http);
         broker_request_shutdown();

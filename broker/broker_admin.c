@@ -55,7 +55,7 @@ static bool s_publish(broker_core_t *self, broker_request_t *request)
     s_reply_body(request, strdup("OK"), "text/plain; charset=utf-8");
     if (!self->config.durable || request->status != 200)
         return true;
-    broker_durable_wait_request(self, request);
+    broker_sync_wait_request(self, request);
     return false;
 }
 

@@ -194,7 +194,7 @@ static void s_pub(broker_core_t *self, broker_client_t *client, const Nsq__Comma
         if (broker_topic_publish(topic, messages, made, pub->defer_ms, now) == 0) {
             client->publish_count += made;
             if (self->config.durable)
-                broker_durable_wait_client(self, client, command->seq);
+                broker_sync_wait_client(self, client, command->seq);
             else
                 broker_client_send_response(client, command->seq, "OK", now);
         } else

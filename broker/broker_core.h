@@ -33,10 +33,10 @@ typedef struct {
     uint64_t bad_commands;       // frames that were not valid commands
     int lock_fd;                 // flock'd data path lock, -1 if none
     uint64_t state_fingerprint;  // of the topic/channel list last saved
-    zactor_t *syncer;            // durable mode: fdatasyncs batches off this thread
+    zactor_t *syncer;            // fdatasyncs batches off this thread
     zlistx_t *ack_waiting;       // durable: publishes waiting for the next sync
     zlistx_t *ack_syncing;       // durable: publishes the running sync covers
-    bool sync_running;           // durable: the syncer is busy
+    bool sync_running;           // the syncer is busy
 } broker_core_t;
 
 // Returns the topic called name; creates it when create is true. Borrowed;
@@ -88,17 +88,18 @@ int broker_state_save(broker_core_t *self);
 void broker_state_persist(broker_core_t *self);
 void broker_state_unlock(broker_core_t *self);
 
-// Durable mode (broker_durable.c); all do nothing unless --durable. start:
-// the syncer thread (0, or -1). wait_request / wait_client: keep a
-// successful publish's answer until the next group commit covers it.
-// kick: starts a group commit if one is due (after each batch of work).
+// Off-thread syncs and durable mode (broker_sync.c); nothing without a
+// data path. start: the syncer thread (0, or -1). wait_request /
+// wait_client (durable mode): keep a successful publish's answer until the
+// next group commit covers it. kick: starts a sync if one is due (after
+// each batch of work).
 // on_synced: the syncer's zloop reader. stop: syncs and answers everything
 // still waiting (before the HTTP server goes).
-int broker_durable_start(broker_core_t *self);
-void broker_durable_wait_request(broker_core_t *self, broker_request_t *request);
-void broker_durable_wait_client(broker_core_t *self, broker_client_t *client, uint64_t seq);
-void broker_durable_kick(broker_core_t *self);
-int broker_durable_on_synced(zloop_t *loop, zsock_t *reader, void *arg);
-void broker_durable_stop(broker_core_t *self);
+int broker_sync_start(broker_core_t *self);
+void broker_sync_wait_request(broker_core_t *self, broker_request_t *request);
+void broker_sync_wait_client(broker_core_t *self, broker_client_t *client, uint64_t seq);
+void broker_sync_kick(broker_core_t *self);
+int broker_sync_on_synced(zloop_t *loop, zsock_t *reader, void *arg);
+void broker_sync_stop(broker_core_t *self);
 
 #endif

@@ -420,6 +420,11 @@ int nsq_diskqueue_take_sync_fd(nsq_diskqueue_t *self, int *fd)
     return 1;
 }
 
+uint64_t nsq_diskqueue_untaken_puts(const nsq_diskqueue_t *self)
+{
+    return self->put_count - self->taken_count;
+}
+
 bool nsq_diskqueue_dirty(const nsq_diskqueue_t *self)
 {
     return self->unsynced_writes > 0 || self->meta_dirty;

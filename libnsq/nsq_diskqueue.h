@@ -97,6 +97,9 @@ int nsq_diskqueue_maybe_sync(nsq_diskqueue_t *self, int64_t now_ms, int64_t time
 // was written since, -1 (errno) if dup fails.
 int nsq_diskqueue_take_sync_fd(nsq_diskqueue_t *self, int *fd);
 
+// Records appended since the last nsq_diskqueue_take_sync_fd.
+uint64_t nsq_diskqueue_untaken_puts(const nsq_diskqueue_t *self);
+
 // True if writes or reads happened since the last sync.
 bool nsq_diskqueue_dirty(const nsq_diskqueue_t *self);
 

@@ -1,17 +1,25 @@
-/*  broker_durable - durable mode: a publish is acknowledged only after its
-    data is on disk, and concurrent publishes share one fsync
+/*  broker_sync - fdatasync of the disk queues off the core thread, and
+    durable mode: a publish is acknowledged only after its data is on disk,
+    concurrent publishes sharing one fsync
     SPDX-License-Identifier: MIT
+
+    The syncer thread does every data fsync the sync policy asks for, so the
+    core never waits for the disk while it writes: after each batch of work
+    the core "kicks", and if the syncer is idle and some queue has
+    --sync-every unsynced records (or, in durable mode, a publish waits for
+    its acknowledgement), it hands the syncer a duplicate descriptor of
+    every queue written since the last hand-over. The queues' metadata (and
+    a data sync with it) follows --sync-timeout from the core's tick: a
+    small write every couple of seconds per queue.
 
     In durable mode every message of a disk-backed topic or channel is
     written to its disk queue (memory holds only what is read back for
     delivery), and the acknowledgement of a publish (the HTTP answer or the
     ZeroMQ OK) waits in a list. After each batch of commands or requests
-    the core "kicks": if no sync is running, it takes a duplicate of each
-    written queue's descriptor and hands the batch to the syncer thread,
-    which fdatasyncs them and reports back over its pipe; meanwhile the
-    core keeps serving, and publishes arriving during the sync wait for the
-    next one (group commit). When the report comes, every acknowledgement
-    the sync covered is sent (or a 503 / E_PUB_FAILED if it failed).
+    the kick hands the batch to the syncer thread, which fdatasyncs and
+    reports back over its pipe; meanwhile the core keeps serving, and publishes arriving during the
+   sync wait for the next one (group commit). When the report comes, every acknowledgement the sync
+   covered is sent (or a 503 / E_PUB_FAILED if it failed).
 
     Only the data is synced per commit; the queues' metadata follows the
     --sync-timeout timer, and opening a queue finds records written after
@@ -93,6 +101,21 @@ static void s_ack_all(broker_core_t *self, zlistx_t *list, int error)
         s_ack(self, ack, error, now);
 }
 
+// True if some queue holds sync_every records not yet handed over.
+static bool s_sync_due(broker_core_t *self)
+{
+    uint64_t every = (uint64_t) self->config.sync_every;
+    for (broker_topic_t *topic = zhashx_first(self->topics); topic;
+         topic = zhashx_next(self->topics)) {
+        for (size_t i = 0; i <= topic->channel_count; i++) {
+            nsq_diskqueue_t *disk = i == 0 ? topic->disk : topic->channels[i - 1]->disk;
+            if (disk && nsq_diskqueue_untaken_puts(disk) >= every)
+                return true;
+        }
+    }
+    return false;
+}
+
 // Collects a descriptor of every queue written since the last collection.
 // Returns how many (0 if none); *error gets a dup failure.
 static size_t s_collect(broker_core_t *self, int **fds, int *error)
@@ -125,9 +148,9 @@ static size_t s_collect(broker_core_t *self, int **fds, int *error)
     return count;
 }
 
-int broker_durable_start(broker_core_t *self)
+int broker_sync_start(broker_core_t *self)
 {
-    if (!self->config.durable)
+    if (!self->config.data_path[0])
         return 0;
     self->ack_waiting = zlistx_new();
     self->ack_syncing = zlistx_new();
@@ -137,9 +160,12 @@ int broker_durable_start(broker_core_t *self)
     return 0;
 }
 
-void broker_durable_kick(broker_core_t *self)
+void broker_sync_kick(broker_core_t *self)
 {
-    if (!self->syncer || self->sync_running || zlistx_size(self->ack_waiting) == 0)
+    if (!self->syncer || self->sync_running)
+        return;
+    bool due = self->config.durable ? zlistx_size(self->ack_waiting) > 0 : s_sync_due(self);
+    if (!due)
         return;
     int *fds, error;
     size_t count = s_collect(self, &fds, &error);
@@ -158,7 +184,7 @@ void broker_durable_kick(broker_core_t *self)
     self->sync_running = true;
 }
 
-int broker_durable_on_synced(zloop_t *loop, zsock_t *reader, void *arg)
+int broker_sync_on_synced(zloop_t *loop, zsock_t *reader, void *arg)
 {
     (void) loop;
     broker_core_t *self = arg;
@@ -167,7 +193,7 @@ int broker_durable_on_synced(zloop_t *loop, zsock_t *reader, void *arg)
         return 0;
     self->sync_running = false;
     s_ack_all(self, self->ack_syncing, error);
-    broker_durable_kick(self);
+    broker_sync_kick(self);
     return 0;
 }
 
@@ -180,7 +206,7 @@ static void s_wait(broker_core_t *self, durable_ack_t *ack)
     }
 }
 
-void broker_durable_wait_request(broker_core_t *self, broker_request_t *request)
+void broker_sync_wait_request(broker_core_t *self, broker_request_t *request)
 {
     durable_ack_t *ack = calloc(1, sizeof *ack);
     if (ack)
@@ -190,7 +216,7 @@ void broker_durable_wait_request(broker_core_t *self, broker_request_t *request)
     s_wait(self, ack);
 }
 
-void broker_durable_wait_client(broker_core_t *self, broker_client_t *client, uint64_t seq)
+void broker_sync_wait_client(broker_core_t *self, broker_client_t *client, uint64_t seq)
 {
     durable_ack_t *ack = calloc(1, sizeof *ack);
     if (ack) {
@@ -202,7 +228,7 @@ void broker_durable_wait_client(broker_core_t *self, broker_client_t *client, ui
     s_wait(self, ack);
 }
 
-void broker_durable_stop(broker_core_t *self)
+void broker_sync_stop(broker_core_t *self)
 {
     if (!self->syncer)
         return;
