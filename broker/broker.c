@@ -181,6 +181,7 @@ static int s_on_router(zloop_t *loop, zsock_t *router, void *arg)
     for (int i = 0; i < BROKER_DRAIN_MAX; i++)
         if (s_read_command(self, socket))
             break;
+    broker_state_pump(self, zclock_mono());
     broker_state_check(self);
     broker_sync_kick(self);
     return 0;
@@ -217,6 +218,7 @@ static int s_on_request(zloop_t *loop, zsock_t *requests, void *arg)
     for (int i = 0; i < BROKER_DRAIN_MAX; i++)
         if (s_read_request(self))
             break;
+    broker_state_pump(self, zclock_mono());
     broker_state_check(self);
     broker_sync_kick(self);
     return 0;

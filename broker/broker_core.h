@@ -76,13 +76,16 @@ char *broker_stats_metrics(broker_core_t *self);
 // The data directory (broker_state.c). lock: takes the data path's lock
 // (0, or -1 with a reason: another broker holds it). load: restores the
 // topics and channels listed (their disk queues restore their messages).
-// tick: pumps held topic messages, syncs disk queues per --sync-timeout,
+// pump: hands a batch of each topic's held messages on to its channels
+// (after each batch of work, so a backlog drains as fast as it fills).
+// tick: pumps, syncs disk queues per --sync-timeout,
 // saves the list when it changed. check: saves the list if it changed
 // (after each batch of commands or requests). persist: at shutdown, writes every
 // message in memory to disk and saves the list. unlock: releases the lock.
 int broker_state_lock(broker_core_t *self, char *error, size_t size);
 int broker_state_load(broker_core_t *self, char *error, size_t size);
 void broker_state_tick(broker_core_t *self, int64_t now);
+void broker_state_pump(broker_core_t *self, int64_t now);
 void broker_state_check(broker_core_t *self);
 int broker_state_save(broker_core_t *self);
 void broker_state_persist(broker_core_t *self);

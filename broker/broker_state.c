@@ -205,11 +205,16 @@ static void s_sync_queues(broker_core_t *self, int64_t now)
     }
 }
 
-void broker_state_tick(broker_core_t *self, int64_t now)
+void broker_state_pump(broker_core_t *self, int64_t now)
 {
     for (broker_topic_t *topic = zhashx_first(self->topics); topic;
          topic = zhashx_next(self->topics))
         broker_topic_pump(topic, now);
+}
+
+void broker_state_tick(broker_core_t *self, int64_t now)
+{
+    broker_state_pump(self, now);
     if (!self->config.data_path[0])
         return;
     s_sync_queues(self, now);
