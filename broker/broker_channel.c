@@ -14,6 +14,80 @@
 #include "nsq_names.h"
 #include "nsq_wire.h"
 
+// A message read from the disk queue and not finished yet.
+struct broker_channel_kept {
+    uint64_t position;  // its position in the disk queue
+    bool done;          // finished; dropped once every older one is too
+};
+
+// Tells the disk queue which records are still needed.
+static void s_kept_publish(broker_channel_t *self)
+{
+    if (self->kept_count == 0)
+        nsq_diskqueue_keep_from(self->disk, NSQ_DISKQUEUE_KEEP_NONE, 0);
+    else
+        nsq_diskqueue_keep_from(self->disk, self->kept[self->kept_head].position,
+                                (int64_t) self->kept_count);
+}
+
+// Remembers that message was read from disk at the disk queue's last
+// position. Returns 0, or -1 if out of memory (it is then not kept).
+static int s_kept_add(broker_channel_t *self, nsq_message_t *message)
+{
+    if (self->kept_count == self->kept_capacity) {
+        size_t capacity = self->kept_capacity ? 2 * self->kept_capacity : 64;
+        struct broker_channel_kept *kept = malloc(capacity * sizeof *kept);
+        if (!kept)
+            return -1;
+        for (size_t i = 0; i < self->kept_count; i++)
+            kept[i] = self->kept[(self->kept_head + i) % self->kept_capacity];
+        free(self->kept);
+        self->kept = kept;
+        self->kept_head = 0;
+        self->kept_capacity = capacity;
+    }
+    uint64_t position = nsq_diskqueue_position(self->disk);
+    size_t slot = (self->kept_head + self->kept_count++) % self->kept_capacity;
+    self->kept[slot] = (struct broker_channel_kept){position, false};
+    message->disk_position = position + 1;
+    return 0;
+}
+
+// Marks message finished; releases the records older than every unfinished one.
+static void s_kept_done(broker_channel_t *self, const nsq_message_t *message)
+{
+    if (!self->disk || message->disk_position == 0 || self->kept_count == 0)
+        return;
+    uint64_t position = message->disk_position - 1;
+    size_t low = 0, high = self->kept_count;  // positions ascend from the head
+    while (low < high) {
+        size_t middle = (low + high) / 2;
+        if (self->kept[(self->kept_head + middle) % self->kept_capacity].position < position)
+            low = middle + 1;
+        else
+            high = middle;
+    }
+    struct broker_channel_kept *entry = &self->kept[(self->kept_head + low) % self->kept_capacity];
+    if (low == self->kept_count || entry->position != position)
+        return;  // not kept (the queue was emptied since)
+    entry->done = true;
+    while (self->kept_count > 0 && self->kept[self->kept_head].done) {
+        self->kept_head = (self->kept_head + 1) % self->kept_capacity;
+        self->kept_count--;
+    }
+    s_kept_publish(self);
+}
+
+// Forgets every kept position (the queue was emptied or everything in
+// memory was written back to disk).
+static void s_kept_clear(broker_channel_t *self)
+{
+    self->kept_count = 0;
+    self->kept_head = 0;
+    if (self->disk)
+        s_kept_publish(self);
+}
+
 // Most messages handed to one consumer per turn, so that consumers sharing
 // a channel take turns even when each has a large credit.
 #define CHANNEL_TURN_MAX 256
@@ -35,6 +109,8 @@ broker_channel_t *broker_channel_new(const char *topic, const char *name,
         self->disk = broker_disk_open(config, topic, name);
     if (!self->queue || !self->in_flight || !self->deferred || (on_disk && !self->disk))
         broker_channel_destroy(&self);
+    else if (self->disk)
+        s_kept_publish(self);  // the channel decides when read records are done
     return self;
 }
 
@@ -51,6 +127,7 @@ void broker_channel_destroy(broker_channel_t **self_p)
         return;
     broker_channel_t *self = *self_p;
     nsq_diskqueue_destroy(&self->disk);
+    free(self->kept);
     broker_queue_destroy(&self->queue);
     broker_inflight_destroy(&self->in_flight);
     broker_inflight_destroy(&self->deferred);
@@ -122,11 +199,15 @@ static void s_refill(broker_channel_t *self, size_t want, int64_t now)
             nsq_error("channel %s: cannot read its disk queue: %s", self->name, strerror(errno));
         self->disk_failing = rc < 0;
         if (rc != 1)
-            return;
+            break;
+        if (s_kept_add(self, message) != 0)
+            nsq_warn("channel %s: out of memory, a crash may lose a message", self->name);
         s_requeue(self, message, attempts, ready_at, now);
         if (ready_at <= now)
             want--;
     }
+    if (self->disk)
+        s_kept_publish(self);
 }
 
 // Messages ready in memory, refilled from disk with up to want when empty.
@@ -240,6 +321,7 @@ int broker_channel_fin(broker_channel_t *self, broker_client_t *client, uint64_t
     if (!entry)
         return -1;
     nsq_message_t *message = broker_inflight_remove(self->in_flight, entry, NULL);
+    s_kept_done(self, message);
     nsq_message_unref(&message);
     client->in_flight--;
     client->finish_count++;
@@ -297,6 +379,7 @@ size_t broker_channel_scan(broker_channel_t *self, int64_t now)
 void broker_channel_empty(broker_channel_t *self)
 {
     broker_queue_clear(self->queue);
+    s_kept_clear(self);
     if (self->disk && nsq_diskqueue_empty(self->disk) != 0)
         nsq_error("channel %s: cannot empty its disk queue: %s", self->name, strerror(errno));
     broker_inflight_entry_t *entry;
@@ -349,6 +432,7 @@ int broker_channel_persist(broker_channel_t *self, int64_t now)
     }
     if (failed)
         nsq_error("channel %s: %zu messages could not be written to disk", self->name, failed);
+    s_kept_clear(self);  // all of them are unread records again
     int rc = nsq_diskqueue_sync(self->disk);
     return failed || rc ? -1 : 0;
 }
@@ -379,7 +463,8 @@ static int s_test_receive(zsock_t *dealer, uint64_t *first_id)
 
 // Spill-over: past mem_queue_size messages go to disk and are delivered
 // after the memory ones; persist writes queued and in-flight messages to
-// disk, a new channel object finds them; delete removes the files.
+// disk, a new channel object finds them; a message read from disk survives
+// a crash until it is finished; delete removes the files.
 static int s_test_spill(const char *dir)
 {
     broker_config_t config;
@@ -410,8 +495,19 @@ static int s_test_spill(const char *dir)
         goto done;
     broker_channel_remove_client(channel, client, 0);
     broker_channel_destroy(&channel);
+    channel = broker_channel_new("orders", "billing", &config);  // holds 4, 5, 1, 2, 3
+    if (!channel || broker_channel_depth(channel) != 5
+        || broker_channel_add_client(channel, client))
+        goto done;
+    client->rdy = 2;
+    broker_channel_dispatch(channel, 0);
+    if (client->in_flight != 2 || broker_channel_fin(channel, client, 4))
+        goto done;
+    // A crash now (no persist) must not lose 5, read from disk but unfinished.
+    broker_channel_remove_client(channel, client, 0);
+    broker_channel_destroy(&channel);
     channel = broker_channel_new("orders", "billing", &config);
-    if (!channel || broker_channel_depth(channel) != 5)
+    if (!channel || broker_channel_depth(channel) != 4)
         goto done;
     broker_channel_empty(channel);
     if (broker_channel_depth(channel) != 0)

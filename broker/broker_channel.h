@@ -9,8 +9,12 @@
     Requeues (timeout, REQ, a vanished consumer) always fit. New messages
     beyond --mem-queue-size (queued plus deferred) go to the channel's disk
     queue, and so do all new messages while the disk queue is not empty
-    (first in, first out); dispatch refills the memory queue from disk, a
-    consumer's credit at a time, so memory stays bounded by the credit.
+    (first in, first out), and in durable mode every new message does;
+    dispatch refills the memory queue from disk, a consumer's credit at a
+    time, so memory stays bounded by the credit. A message read from disk
+    stays "kept" by the disk queue until it is finished (FIN), so a crash
+    or kill loses no message that was in flight, requeued or deferred:
+    after a restart it is delivered again.
     Channels of ephemeral topics, ephemeral channels and brokers without a
     data path have no disk queue: ephemeral channels drop what does not
     fit (as NSQ does), the others refuse it.
@@ -38,23 +42,27 @@
 #include "nsq_diskqueue.h"
 
 typedef struct _broker_channel_t {
-    char name[65];                  // channel name, possibly with #ephemeral
-    bool ephemeral;                 // memory only, deleted with its last consumer
-    bool paused;                    // keeps messages, delivers none
-    const broker_config_t *config;  // borrowed broker settings
-    broker_queue_t *queue;          // ready to deliver
-    nsq_diskqueue_t *disk;          // spill-over, NULL when memory only
-    bool disk_failing;              // the last disk read failed (logged once)
-    broker_inflight_t *in_flight;   // delivered, waiting for FIN/REQ/timeout
-    broker_inflight_t *deferred;    // waiting until their deadline
-    broker_client_t **clients;      // subscribed consumers (borrowed)
-    size_t client_count;            // entries used in clients
-    size_t client_capacity;         // entries allocated in clients
-    size_t next_client;             // round-robin start for the next dispatch
-    uint64_t message_count;         // messages put into the channel
-    uint64_t requeue_count;         // REQs
-    uint64_t timeout_count;         // in-flight timeouts
-    uint64_t dropped_count;         // ephemeral overflow drops
+    char name[65];                     // channel name, possibly with #ephemeral
+    bool ephemeral;                    // memory only, deleted with its last consumer
+    bool paused;                       // keeps messages, delivers none
+    const broker_config_t *config;     // borrowed broker settings
+    broker_queue_t *queue;             // ready to deliver
+    nsq_diskqueue_t *disk;             // spill-over, NULL when memory only
+    struct broker_channel_kept *kept;  // ring of disk positions read and not yet finished
+    size_t kept_head;                  // index of the oldest entry in kept
+    size_t kept_count;                 // entries used in kept
+    size_t kept_capacity;              // entries allocated in kept
+    bool disk_failing;                 // the last disk read failed (logged once)
+    broker_inflight_t *in_flight;      // delivered, waiting for FIN/REQ/timeout
+    broker_inflight_t *deferred;       // waiting until their deadline
+    broker_client_t **clients;         // subscribed consumers (borrowed)
+    size_t client_count;               // entries used in clients
+    size_t client_capacity;            // entries allocated in clients
+    size_t next_client;                // round-robin start for the next dispatch
+    uint64_t message_count;            // messages put into the channel
+    uint64_t requeue_count;            // REQs
+    uint64_t timeout_count;            // in-flight timeouts
+    uint64_t dropped_count;            // ephemeral overflow drops
 } broker_channel_t;
 
 // Returns an empty channel of topic, opening its disk queue (restoring what

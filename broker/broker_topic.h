@@ -5,7 +5,8 @@
     A topic with no channel keeps its messages until the first channel
     appears, which then receives them all; channels created later see only
     newer messages (NSQ's semantics). What the topic holds stays in memory
-    up to --mem-queue-size, the rest goes to the topic's disk queue; while
+    up to --mem-queue-size (none in durable mode), the rest goes to the
+    topic's disk queue; while
     it holds anything, new messages queue behind (first in, first out), and
     broker_topic_pump hands them on to the channels a batch at a time.
     Ephemeral topics and brokers without a data path have no disk: there

@@ -4,9 +4,12 @@
 
     Positions: (read_file, read_pos) is the next record to read,
     (write_file, write_pos) where the next record goes; both always sit on
-    record boundaries, and read <= write. Segments before read_file are
-    deleted. The reader never looks past write_pos in the write segment, so
-    its buffer holds only complete, committed bytes.
+    record boundaries, and read <= write. The caller may hold records it
+    has read but not finished with: keep (set by nsq_diskqueue_keep_from)
+    is the oldest of them, and the metadata then records keep as the read
+    position, so a restart serves them again. Segments before both the
+    read segment and keep's segment are deleted. The reader never looks past write_pos in the write
+   segment, so its buffer holds only complete, committed bytes.
 */
 #include "nsq_diskqueue.h"
 
@@ -27,6 +30,8 @@
 #define DQ_BUFFER_SIZE (32 * 1024)
 #define DQ_PATH_MAX    1200
 #define DQ_IOV_MAX     16
+// Position tokens: segment number above this many offset bits.
+#define DQ_POSITION_BITS 40
 
 struct _nsq_diskqueue_t {
     char *dir;                   // directory holding the files
@@ -39,6 +44,10 @@ struct _nsq_diskqueue_t {
     int64_t write_file;          // segment being appended
     int64_t write_pos;           // its length (next record's offset)
     int64_t depth;               // records between read and write positions
+    uint64_t keep;               // position of the oldest record still held, or NONE
+    int64_t keep_count;          // records from keep to the read position
+    int64_t oldest_file;         // lowest segment not yet deleted
+    bool keeping;                // the caller manages keep: only keep_from deletes segments
     int write_fd;                // write segment, -1 when not open
     int read_fd;                 // read segment, -1 when not open
     int64_t read_end;            // size of the read segment if finished, else -1
@@ -47,6 +56,7 @@ struct _nsq_diskqueue_t {
     size_t buffer_length;        // valid bytes in buffer
     uint8_t *scratch;            // records larger than the buffer
     size_t scratch_size;         // bytes allocated in scratch
+    uint64_t last_position;      // position of the record get returned last
     int64_t unsynced_writes;     // puts since the last data sync
     uint64_t put_count;          // puts since open
     uint64_t taken_count;        // put_count at the last take_sync_fd
@@ -148,10 +158,16 @@ static int s_write_meta(nsq_diskqueue_t *self)
     char path[DQ_PATH_MAX], temp[DQ_PATH_MAX], text[160];
     s_meta_path(self, path, "");
     s_meta_path(self, temp, ".tmp");
+    int64_t read_file = self->read_file, read_pos = self->read_pos, depth = self->depth;
+    if (self->keep != NSQ_DISKQUEUE_KEEP_NONE) {
+        read_file = (int64_t) (self->keep >> DQ_POSITION_BITS);
+        read_pos = (int64_t) (self->keep & ((1ULL << DQ_POSITION_BITS) - 1));
+        depth += self->keep_count;
+    }
     int length =
         snprintf(text, sizeof text,
-                 "nsqdq 1\n%" PRId64 "\n%" PRId64 ",%" PRId64 "\n%" PRId64 ",%" PRId64 "\n",
-                 self->depth, self->read_file, self->read_pos, self->write_file, self->write_pos);
+                 "nsqdq 1\n%" PRId64 "\n%" PRId64 ",%" PRId64 "\n%" PRId64 ",%" PRId64 "\n", depth,
+                 read_file, read_pos, self->write_file, self->write_pos);
     int fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return -1;
@@ -251,17 +267,47 @@ static int s_open_reader(nsq_diskqueue_t *self)
     return self->read_fd < 0 ? -1 : 0;
 }
 
-// Deletes the finished read segment and moves to the next one.
+// Deletes the segments nothing needs any more: before the read segment
+// and before the oldest record still kept.
+static void s_delete_done(nsq_diskqueue_t *self)
+{
+    int64_t below = self->read_file;
+    if (self->keep != NSQ_DISKQUEUE_KEEP_NONE && (int64_t) (self->keep >> DQ_POSITION_BITS) < below)
+        below = (int64_t) (self->keep >> DQ_POSITION_BITS);
+    for (; self->oldest_file < below; self->oldest_file++) {
+        char path[DQ_PATH_MAX];
+        s_segment_path(self, self->oldest_file, path);
+        if (unlink(path) != 0 && errno != ENOENT)
+            nsq_warn("diskqueue %s: cannot delete %s: %s", self->name, path, strerror(errno));
+    }
+}
+
+// Moves to the next segment, deleting the finished one unless kept.
 static void s_next_segment(nsq_diskqueue_t *self)
 {
-    char path[DQ_PATH_MAX];
     s_close_reader(self);
-    s_segment_path(self, self->read_file, path);
-    if (unlink(path) != 0 && errno != ENOENT)
-        nsq_warn("diskqueue %s: cannot delete %s: %s", self->name, path, strerror(errno));
     self->read_file++;
     self->read_pos = 0;
     self->meta_dirty = true;
+    if (!self->keeping)
+        s_delete_done(self);
+}
+
+uint64_t nsq_diskqueue_position(const nsq_diskqueue_t *self)
+{
+    return self->last_position;
+}
+
+void nsq_diskqueue_keep_from(nsq_diskqueue_t *self, uint64_t position, int64_t count)
+{
+    if (position == NSQ_DISKQUEUE_KEEP_NONE)
+        count = 0;
+    if (self->keep != position || self->keep_count != count)
+        self->meta_dirty = true;
+    self->keeping = true;
+    self->keep = position;
+    self->keep_count = count;
+    s_delete_done(self);
 }
 
 // Points *data at size bytes of the read segment at offset (buffered).
@@ -366,6 +412,7 @@ static int s_read_record(nsq_diskqueue_t *self, const void **data, size_t *size)
     }
     *data = payload ? payload : (const void *) self->buffer;
     *size = length;
+    self->last_position = (uint64_t) self->read_file << DQ_POSITION_BITS | (uint64_t) pos;
     return 1;
 }
 
@@ -530,6 +577,8 @@ int nsq_diskqueue_put(nsq_diskqueue_t *self, const void *data, size_t size)
 
 int nsq_diskqueue_empty(nsq_diskqueue_t *self)
 {
+    self->keep = NSQ_DISKQUEUE_KEEP_NONE;
+    self->keep_count = 0;
     while (self->read_file < self->write_file)
         s_next_segment(self);
     s_close_reader(self);
@@ -648,6 +697,7 @@ static int s_open(nsq_diskqueue_t *self)
             return -1;
     }
     s_find_reader(self);
+    self->oldest_file = self->read_file;
     if (recount)
         s_recount(self);
     self->meta_dirty = true;
@@ -669,6 +719,7 @@ nsq_diskqueue_t *nsq_diskqueue_new(const char *dir, const char *name, int64_t ma
     self->write_fd = -1;
     self->read_fd = -1;
     self->read_end = -1;
+    self->keep = NSQ_DISKQUEUE_KEEP_NONE;
     if (!self->dir || !self->name || !self->buffer || s_open(self) != 0) {
         int saved = errno;
         if (self->name)
@@ -711,7 +762,7 @@ void nsq_diskqueue_delete(nsq_diskqueue_t **self_p)
         return;
     nsq_diskqueue_t *self = *self_p;
     char path[DQ_PATH_MAX];
-    for (int64_t file = self->read_file; file <= self->write_file; file++) {
+    for (int64_t file = self->oldest_file; file <= self->write_file; file++) {
         s_segment_path(self, file, path);
         unlink(path);
     }
@@ -980,6 +1031,35 @@ static int s_test_failed_write(const char *dir)
     return 0;
 }
 
+// Records read but kept (not finished by the consumer) survive a reopen,
+// and so do their segments; releasing them deletes the segments.
+static int s_test_keep(const char *dir)
+{
+    nsq_diskqueue_t *queue = nsq_diskqueue_new(dir, "keep", 64, 1024, 0);
+    DQ_TEST_CHECK(queue && s_test_fill(queue, 0, 8) == 0);       // segments 0 and 1
+    nsq_diskqueue_keep_from(queue, NSQ_DISKQUEUE_KEEP_NONE, 0);  // the caller manages it
+    DQ_TEST_CHECK(s_test_expect(queue, 0) == 0 && s_test_expect(queue, 1) == 0);
+    uint64_t kept = nsq_diskqueue_position(queue);  // rec-0001 is not finished
+    for (int i = 2; i < 6; i++)
+        DQ_TEST_CHECK(s_test_expect(queue, i) == 0);
+    nsq_diskqueue_keep_from(queue, kept, 5);
+    DQ_TEST_CHECK(s_test_count_segments(dir, "keep") == 2);  // segment 0 stays
+    nsq_diskqueue_destroy(&queue);
+    queue = nsq_diskqueue_new(dir, "keep", 64, 1024, 0);
+    DQ_TEST_CHECK(queue && nsq_diskqueue_depth(queue) == 7);
+    nsq_diskqueue_keep_from(queue, NSQ_DISKQUEUE_KEEP_NONE, 0);
+    for (int i = 1; i < 8; i++)
+        DQ_TEST_CHECK(s_test_expect(queue, i) == 0);
+    DQ_TEST_CHECK(s_test_count_segments(dir, "keep") == 2);
+    nsq_diskqueue_keep_from(queue, NSQ_DISKQUEUE_KEEP_NONE, 0);
+    DQ_TEST_CHECK(s_test_count_segments(dir, "keep") == 1);
+    nsq_diskqueue_destroy(&queue);
+    queue = nsq_diskqueue_new(dir, "keep", 64, 1024, 0);
+    DQ_TEST_CHECK(queue && nsq_diskqueue_depth(queue) == 0 && nsq_diskqueue_is_empty(queue));
+    nsq_diskqueue_delete(&queue);
+    return 0;
+}
+
 int nsq_diskqueue_test(void)
 {
     // Known answer: CRC32C("123456789") is 0xE3069283.
@@ -990,6 +1070,7 @@ int nsq_diskqueue_test(void)
         return -1;
     int rc = s_test_roll_and_reopen(dir) || s_test_sizes(dir) || s_test_truncated_tail(dir)
                      || s_test_flipped(dir) || s_test_old_metadata(dir) || s_test_failed_write(dir)
+                     || s_test_keep(dir)
                  ? -1
                  : 0;
     if (rc == 0) {

@@ -33,7 +33,8 @@
     nsq_diskqueue_sync. Not thread-safe: one thread owns a queue.
 
     API in call order: nsq_diskqueue_new, nsq_diskqueue_put / putv,
-    nsq_diskqueue_get, nsq_diskqueue_depth, nsq_diskqueue_sync,
+    nsq_diskqueue_get, nsq_diskqueue_position, nsq_diskqueue_keep_from,
+    nsq_diskqueue_depth, nsq_diskqueue_sync,
     nsq_diskqueue_maybe_sync, nsq_diskqueue_take_sync_fd, nsq_diskqueue_empty,
    nsq_diskqueue_corrupt_count, nsq_diskqueue_destroy (keeps the files) or nsq_diskqueue_delete
     (removes them).
@@ -75,6 +76,21 @@ int nsq_diskqueue_putv(nsq_diskqueue_t *self, const struct iovec *iov, int iov_c
 // next call on self) and *size, 0 if the queue is empty, -1 on a read error
 // (errno; the record stays and a later call retries).
 int nsq_diskqueue_get(nsq_diskqueue_t *self, const void **data, size_t *size);
+
+// No record kept (nsq_diskqueue_keep_from).
+#define NSQ_DISKQUEUE_KEEP_NONE UINT64_MAX
+
+// The position of the record the last successful get returned (a token
+// that orders records: a later record has a larger position).
+uint64_t nsq_diskqueue_position(const nsq_diskqueue_t *self);
+
+// Declares that the records from position on (count of them already read)
+// are still needed although read: the metadata keeps them as unread, so a
+// restart serves them again, and their segments stay. NSQ_DISKQUEUE_KEEP_NONE
+// releases them all. For consumers that finish records out of order; after
+// the first call, finished segments are deleted only by this call (so that
+// records read before the call are not lost with their segment).
+void nsq_diskqueue_keep_from(nsq_diskqueue_t *self, uint64_t position, int64_t count);
 
 // Records waiting to be read (exact unless damaged records were skipped).
 int64_t nsq_diskqueue_depth(const nsq_diskqueue_t *self);
