@@ -387,6 +387,46 @@ static void s_inflight_kill9(void)
     IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
 }
 
+// Durable mode over ZeroMQ: PUB is answered OK (after the group commit)
+// with its seq, and the messages are there after kill -9.
+static void s_durable_zmq(void)
+{
+    char dir[1024];
+    s_data_dir(dir, sizeof dir, "data");
+    it_broker_t *broker = s_start(dir, "--durable", NULL);
+    it_post_ok(broker, "/channel/create?topic=orders&channel=billing");
+    it_raw_t *raw = it_raw_new(broker);
+    it_raw_identify(raw, 1);
+    Nsq__Frame *frame = it_raw_expect(raw, NSQ__FRAME__FRAME_RESPONSE, 5000);
+    IT_ASSERT(frame, "no IDENTIFY response");
+    nsq__frame__free_unpacked(frame, NULL);
+    for (uint64_t seq = 2; seq < 12; seq++) {
+        ProtobufCBinaryData bodies[3] = {
+            {3, (uint8_t *) "one"}, {3, (uint8_t *) "two"}, {5, (uint8_t *) "three"}};
+        Nsq__Pub pub = NSQ__PUB__INIT;
+        pub.topic = "orders";
+        pub.n_bodies = 3;
+        pub.bodies = bodies;
+        Nsq__Command command = NSQ__COMMAND__INIT;
+        command.cmd_case = NSQ__COMMAND__CMD_PUB;
+        command.pub = &pub;
+        it_raw_send(raw, &command, seq);
+    }
+    for (uint64_t seq = 2; seq < 12; seq++) {
+        frame = it_raw_expect(raw, NSQ__FRAME__FRAME_RESPONSE, 5000);
+        IT_ASSERT(frame, "no answer to PUB %llu", (unsigned long long) seq);
+        IT_ASSERT_INT(frame->response->seq, ==, seq);
+        IT_ASSERT_STR(frame->response->text, "OK");
+        nsq__frame__free_unpacked(frame, NULL);
+    }
+    it_raw_destroy(&raw);
+    kill(it_broker_pid(broker), SIGKILL);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 128 + SIGKILL);
+    broker = s_start(dir, "--durable", NULL);
+    IT_ASSERT_INT(it_channel_stat(broker, "orders", "billing", "depth"), ==, 30);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+}
+
 // ---- (b2) sync before acknowledgement, proven with strace ----------------
 
 #define TRACE_PATHS 16
@@ -558,6 +598,7 @@ int main(int argc, char **argv)
         {"durable_kill9", s_durable_kill9},
         {"sync_before_ack", s_sync_before_ack},
         {"inflight_kill9", s_inflight_kill9},
+        {"durable_zmq", s_durable_zmq},
     };
     return it_run(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }
