@@ -15,11 +15,11 @@
     In durable mode every message of a disk-backed topic or channel is
     written to its disk queue (memory holds only what is read back for
     delivery), and the acknowledgement of a publish (the HTTP answer or the
-    ZeroMQ OK) waits in a list. After each batch of commands or requests
-    the kick hands the batch to the syncer thread, which fdatasyncs and
-    reports back over its pipe; meanwhile the core keeps serving, and publishes arriving during the
-   sync wait for the next one (group commit). When the report comes, every acknowledgement the sync
-   covered is sent (or a 503 / E_PUB_FAILED if it failed).
+    ZeroMQ OK) waits in a list. The kick after the batch hands the written
+    queues to the syncer; meanwhile the core keeps serving, and publishes
+    arriving during the sync wait for the next one (group commit). When the
+    syncer reports back over its pipe, every acknowledgement the sync
+    covered is sent (or a 503 / E_PUB_FAILED if it failed).
 
     Only the data is synced per commit; the queues' metadata follows the
     --sync-timeout timer, and opening a queue finds records written after
