@@ -672,13 +672,21 @@ static void s_find_reader(nsq_diskqueue_t *self)
 static int s_open(nsq_diskqueue_t *self)
 {
     bool recount = false;
+    int64_t lowest = 0, highest = 0;
+    int segments = s_scan_segments(self, &lowest, &highest);
     if (s_read_meta(self) != 0) {
-        int64_t lowest = 0, highest = 0;
-        recount = s_scan_segments(self, &lowest, &highest) > 0;
+        recount = segments > 0;
         self->read_file = lowest;
         self->write_file = highest;
         self->read_pos = 0;
         self->write_pos = INT64_MAX;  // trust the file
+    } else if (segments > 0 && highest > self->write_file) {
+        // Rolled after the metadata was last written: the newest segment
+        // is the write segment, the ones in between are read in full.
+        nsq_warn("diskqueue %s: segments beyond the metadata, trusting the files", self->name);
+        recount = true;
+        self->write_file = highest;
+        self->write_pos = INT64_MAX;
     }
     self->write_fd = s_open_segment(self, self->write_file, O_RDWR | O_CREAT);
     int64_t size = self->write_fd >= 0 ? s_file_size(self->write_fd) : -1;
@@ -1001,6 +1009,28 @@ static int s_test_old_metadata(const char *dir)
     return 0;
 }
 
+// Metadata from before a roll: the segments written after it are found.
+static int s_test_meta_before_roll(const char *dir)
+{
+    nsq_diskqueue_t *queue = nsq_diskqueue_new(dir, "rolled", 64, 1024, 0);
+    DQ_TEST_CHECK(queue && s_test_fill(queue, 0, 2) == 0 && nsq_diskqueue_sync(queue) == 0);
+    char meta[DQ_PATH_MAX], saved[DQ_PATH_MAX];
+    s_meta_path(queue, meta, "");
+    s_meta_path(queue, saved, ".saved");
+    DQ_TEST_CHECK(s_test_copy(meta, saved) == 0);
+    DQ_TEST_CHECK(s_test_fill(queue, 2, 8) == 0);  // segments 0, 1, 2
+    nsq_diskqueue_destroy(&queue);
+    DQ_TEST_CHECK(rename(saved, meta) == 0);
+    queue = nsq_diskqueue_new(dir, "rolled", 64, 1024, 0);
+    DQ_TEST_CHECK(queue && nsq_diskqueue_depth(queue) == 10);
+    DQ_TEST_CHECK(s_test_fill(queue, 10, 1) == 0);
+    for (int i = 0; i < 11; i++)
+        DQ_TEST_CHECK(s_test_expect(queue, i) == 0);
+    DQ_TEST_CHECK(nsq_diskqueue_corrupt_count(queue) == 0 && nsq_diskqueue_is_empty(queue));
+    nsq_diskqueue_delete(&queue);
+    return 0;
+}
+
 // A write that fails (file size limit: EFBIG, as ENOSPC would) leaves no
 // partial record and the queue usable; empty drops everything.
 static int s_test_failed_write(const char *dir)
@@ -1070,7 +1100,7 @@ int nsq_diskqueue_test(void)
         return -1;
     int rc = s_test_roll_and_reopen(dir) || s_test_sizes(dir) || s_test_truncated_tail(dir)
                      || s_test_flipped(dir) || s_test_old_metadata(dir) || s_test_failed_write(dir)
-                     || s_test_keep(dir)
+                     || s_test_keep(dir) || s_test_meta_before_roll(dir)
                  ? -1
                  : 0;
     if (rc == 0) {
