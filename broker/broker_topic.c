@@ -155,10 +155,13 @@ bool broker_topic_pump(broker_topic_t *self, int64_t now)
             break;
         if (!item.message)
             break;
-        if (s_fan_out(self, item.message, item.ready_at, now) != 0)
+        moved++;
+        if (s_fan_out(self, item.message, item.ready_at, now) != 0) {
+            // A full disk: stop here rather than lose the whole backlog.
             nsq_error("topic %s: a channel could not take a held message: %s", self->name,
                       strerror(errno));
-        moved++;
+            break;
+        }
     }
     if (moved)
         s_dispatch_all(self, now);
