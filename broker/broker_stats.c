@@ -69,11 +69,14 @@ static void s_json_client(FILE *out, const broker_client_t *client)
 static void s_json_channel(FILE *out, const broker_channel_t *channel)
 {
     fprintf(out,
-            "{\"channel_name\":\"%s\",\"depth\":%zu,\"backend_depth\":0,\"in_flight_count\":%zu,"
+            "{\"channel_name\":\"%s\",\"depth\":%zu,\"backend_depth\":%zu,\"corrupt_count\":%llu,"
+            "\"in_flight_count\":%zu,"
             "\"deferred_count\":%zu,\"message_count\":%llu,\"requeue_count\":%llu,"
             "\"timeout_count\":%llu,\"client_count\":%zu,\"clients\":[",
-            channel->name, broker_channel_depth(channel), broker_inflight_size(channel->in_flight),
-            broker_inflight_size(channel->deferred), (unsigned long long) channel->message_count,
+            channel->name, broker_channel_depth(channel), broker_channel_backend_depth(channel),
+            (unsigned long long) (channel->disk ? nsq_diskqueue_corrupt_count(channel->disk) : 0),
+            broker_inflight_size(channel->in_flight), broker_inflight_size(channel->deferred),
+            (unsigned long long) channel->message_count,
             (unsigned long long) channel->requeue_count,
             (unsigned long long) channel->timeout_count, channel->client_count);
     for (size_t i = 0; i < channel->client_count; i++) {
@@ -98,10 +101,13 @@ static void s_json_topic(FILE *out, const broker_topic_t *topic, const char *cha
         s_json_channel(out, topic->channels[i]);
     }
     fprintf(out,
-            "],\"depth\":%zu,\"backend_depth\":0,\"message_count\":%llu,\"message_bytes\":%llu,"
+            "],\"depth\":%zu,\"backend_depth\":%zu,\"corrupt_count\":%llu,\"message_count\":%llu,"
+            "\"message_bytes\":%llu,"
             "\"paused\":%s,\"e2e_processing_latency\":{\"count\":0,\"percentiles\":null}}",
-            broker_topic_depth(topic), (unsigned long long) topic->message_count,
-            (unsigned long long) topic->message_bytes, topic->paused ? "true" : "false");
+            broker_topic_depth(topic), broker_topic_backend_depth(topic),
+            (unsigned long long) (topic->disk ? nsq_diskqueue_corrupt_count(topic->disk) : 0),
+            (unsigned long long) topic->message_count, (unsigned long long) topic->message_bytes,
+            topic->paused ? "true" : "false");
 }
 
 // Writes one document about the given topics (sorted, filtered) to out.
@@ -156,18 +162,18 @@ static void s_write_text(FILE *out, broker_core_t *self, broker_topic_t **topics
             (long long) self->start_time);
     for (size_t i = 0; i < count; i++) {
         broker_topic_t *topic = topics[i];
-        fprintf(out, "\n[%-15s] depth: %-5zu be-depth: 0 msgs: %-8llu%s\n", topic->name,
-                broker_topic_depth(topic), (unsigned long long) topic->message_count,
-                topic->paused ? " (paused)" : "");
+        fprintf(out, "\n[%-15s] depth: %-5zu be-depth: %-5zu msgs: %-8llu%s\n", topic->name,
+                broker_topic_depth(topic), broker_topic_backend_depth(topic),
+                (unsigned long long) topic->message_count, topic->paused ? " (paused)" : "");
         for (size_t j = 0; j < topic->channel_count; j++) {
             broker_channel_t *channel = topic->channels[j];
             if (*channel_filter && !streq(channel_filter, channel->name))
                 continue;
             fprintf(out,
-                    "    [%-15s] depth: %-5zu be-depth: 0 inflt: %-4zu def: %-4zu re-q: %-5llu "
+                    "    [%-15s] depth: %-5zu be-depth: %-5zu inflt: %-4zu def: %-4zu re-q: %-5llu "
                     "timeout: %-5llu msgs: %-8llu clients: %zu%s\n",
                     channel->name, broker_channel_depth(channel),
-                    broker_inflight_size(channel->in_flight),
+                    broker_channel_backend_depth(channel), broker_inflight_size(channel->in_flight),
                     broker_inflight_size(channel->deferred),
                     (unsigned long long) channel->requeue_count,
                     (unsigned long long) channel->timeout_count,

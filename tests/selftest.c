@@ -10,11 +10,13 @@
 
 #include "broker.h"
 #include "broker_channel.h"
+#include "broker_disk.h"
 #include "broker_http.h"
 #include "broker_inflight.h"
 #include "broker_queue.h"
 #include "broker_topic.h"
 #include "nsq_client_test.h"
+#include "nsq_diskqueue.h"
 #include "nsq_duration.h"
 #include "nsq_log.h"
 #include "nsq_message.h"
@@ -33,11 +35,13 @@ typedef struct {
 static const selftest_t s_tests[] = {
     {"broker", broker_test},
     {"broker_channel", broker_channel_test},
+    {"broker_disk", broker_disk_test},
     {"broker_http", broker_http_test},
     {"broker_inflight", broker_inflight_test},
     {"broker_queue", broker_queue_test},
     {"broker_topic", broker_topic_test},
     {"nsq_consumer", nsq_consumer_test},
+    {"nsq_diskqueue", nsq_diskqueue_test},
     {"nsq_duration", nsq_duration_test},
     {"nsq_log", nsq_log_test},
     {"nsq_message", nsq_message_test},
