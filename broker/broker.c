@@ -112,7 +112,7 @@ void broker_core_delete_channel(broker_core_t *self, broker_topic_t *topic,
     if (self->lookup)
         broker_lookup_channel_deleted(self->lookup, topic->name, channel->name);
     broker_topic_remove_channel(topic, channel);
-    broker_channel_destroy(&channel);
+    broker_channel_delete(&channel);
 }
 
 void broker_core_delete_topic(broker_core_t *self, broker_topic_t *topic)
@@ -122,6 +122,7 @@ void broker_core_delete_topic(broker_core_t *self, broker_topic_t *topic)
     nsq_info("topic %s: deleted", topic->name);
     if (self->lookup)
         broker_lookup_topic_deleted(self->lookup, topic->name);
+    topic->deleted = true;
     zhashx_delete(self->topics, topic->name);  // the destructor frees it
 }
 
@@ -199,6 +200,9 @@ static int s_on_router(zloop_t *loop, zsock_t *router, void *arg)
     for (int i = 0; i < BROKER_DRAIN_MAX; i++)
         if (s_read_command(self, socket))
             break;
+    broker_state_pump(self, zclock_mono());
+    broker_state_check(self);
+    broker_sync_kick(self);
     return 0;
 }
 
@@ -217,8 +221,8 @@ static int s_read_request(broker_core_t *self)
     if (zmq_msg_size(&pointer) == sizeof(broker_request_t *)) {
         broker_request_t *request;
         memcpy(&request, zmq_msg_data(&pointer), sizeof request);
-        broker_core_handle_request(self, request);
-        broker_request_done(request);
+        if (broker_core_handle_request(self, request))
+            broker_request_done(request);
     }
     zmq_msg_close(&identity);
     zmq_msg_close(&pointer);
@@ -233,6 +237,9 @@ static int s_on_request(zloop_t *loop, zsock_t *requests, void *arg)
     for (int i = 0; i < BROKER_DRAIN_MAX; i++)
         if (s_read_request(self))
             break;
+    broker_state_pump(self, zclock_mono());
+    broker_state_check(self);
+    broker_sync_kick(self);
     return 0;
 }
 
@@ -292,6 +299,7 @@ static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
     int64_t now = zclock_mono();
     s_scan_channels(self, now);
     s_check_clients(self, now);
+    broker_state_tick(self, now);
     return 0;
 }
 
@@ -342,6 +350,11 @@ static broker_core_t *s_core_new(zsock_t *pipe, const broker_config_t *config, c
     zhashx_set_destructor(self->topics, s_topic_destructor);
     self->clients = zhashx_new();
     zhashx_set_destructor(self->clients, s_client_destructor);
+    if (broker_state_lock(self, error, error_size) != 0
+        || broker_state_load(self, error, error_size) != 0) {
+        s_core_destroy(&self);
+        return NULL;
+    }
     int port = s_bind_router(self);
     if (port < 0) {
         snprintf(error, error_size, "cannot bind ZeroMQ on %s: %s", config->zmq_address,
@@ -368,6 +381,13 @@ static broker_core_t *s_core_new(zsock_t *pipe, const broker_config_t *config, c
     zloop_reader(self->loop, self->requests, s_on_request, self);
     zloop_reader(self->loop, pipe, s_on_pipe, self);
     zloop_timer(self->loop, BROKER_TICK_MS, 0, s_on_tick, self);
+    if (broker_sync_start(self) != 0) {
+        snprintf(error, error_size, "cannot start the sync thread");
+        s_core_destroy(&self);
+        return NULL;
+    }
+    if (self->syncer)
+        zloop_reader(self->loop, zactor_sock(self->syncer), broker_sync_on_synced, self);
     if (config->lookupd_count > 0 && !(self->lookup = broker_lookup_new(self))) {
         snprintf(error, error_size, "cannot set up the lookupd links");
         s_core_destroy(&self);
@@ -381,19 +401,24 @@ static void s_core_destroy(broker_core_t **self_p)
     broker_core_t *self = *self_p;
     if (!self)
         return;
+    bool started = self->loop != NULL;  // else the state on disk stays untouched
     if (self->http) {
         // Answer what the HTTP threads already sent, then refuse the rest:
         // after the flag is set this thread never reads a request again.
         while (s_read_request(self) == 0)
             ;
+        broker_sync_stop(self);  // answers the publishes still waiting for a sync
         broker_request_set_exiting(true);
         broker_http_destroy(&self->http);
         broker_request_shutdown();
     }
     broker_lookup_destroy(&self->lookup);
     zloop_destroy(&self->loop);
+    if (started)
+        broker_state_persist(self);
     zhashx_destroy(&self->clients);
     zhashx_destroy(&self->topics);
+    broker_state_unlock(self);
     zsock_destroy(&self->requests);
     zsock_destroy(&self->router);
     free(self);

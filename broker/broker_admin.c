@@ -35,22 +35,28 @@ static void s_drop_messages(broker_request_t *request)
         nsq_message_unref(&request->messages[i]);
 }
 
-static void s_publish(broker_core_t *self, broker_request_t *request)
+// Returns true if answered, false if durable mode holds the answer.
+static bool s_publish(broker_core_t *self, broker_request_t *request)
 {
     broker_topic_t *topic = broker_core_topic(self, request->topic, true);
     if (!topic) {
         s_drop_messages(request);
         s_reply(request, 500, "INTERNAL_ERROR");
-        return;
+        return true;
     }
     broker_core_stamp(self, request->messages, request->message_count);
     if (broker_topic_publish(topic, request->messages, request->message_count, request->defer_ms,
                              zclock_mono())) {
+        // Memory full without a disk, or the disk write failed (ENOSPC...).
         s_drop_messages(request);
-        s_reply(request, 503, "QUEUE_FULL");
-        return;
+        s_reply(request, 503, topic->disk ? "DISK_WRITE_FAILED" : "QUEUE_FULL");
+        return true;
     }
     s_reply_body(request, strdup("OK"), "text/plain; charset=utf-8");
+    if (!self->config.durable || request->status != 200)
+        return true;
+    broker_sync_wait_request(self, request);
+    return false;
 }
 
 static void s_topic_admin(broker_core_t *self, broker_request_t *request, broker_topic_t *topic)
@@ -104,26 +110,25 @@ static void s_channel_admin(broker_core_t *self, broker_request_t *request, brok
     s_reply(request, 200, NULL);
 }
 
-void broker_core_handle_request(broker_core_t *self, broker_request_t *request)
+bool broker_core_handle_request(broker_core_t *self, broker_request_t *request)
 {
     request->body = NULL;
     request->content_type = NULL;
     request->error_code = NULL;
     switch (request->kind) {
     case BROKER_REQUEST_PUB:
-        s_publish(self, request);
-        return;
+        return s_publish(self, request);
     case BROKER_REQUEST_STATS_JSON:
         s_reply_body(request, broker_stats_json(self, request->topic, request->channel),
                      "application/json; charset=utf-8");
-        return;
+        return true;
     case BROKER_REQUEST_STATS_TEXT:
         s_reply_body(request, broker_stats_text(self, request->topic, request->channel),
                      "text/plain; charset=utf-8");
-        return;
+        return true;
     case BROKER_REQUEST_METRICS:
         s_reply_body(request, broker_stats_metrics(self), "text/plain; version=0.0.4");
-        return;
+        return true;
     default:
         break;
     }
@@ -132,7 +137,7 @@ void broker_core_handle_request(broker_core_t *self, broker_request_t *request)
     broker_topic_t *topic = broker_core_topic(self, request->topic, creates);
     if (!topic) {
         s_reply(request, creates ? 500 : 404, creates ? "INTERNAL_ERROR" : "TOPIC_NOT_FOUND");
-        return;
+        return true;
     }
     if (request->kind == BROKER_REQUEST_TOPIC_CREATE)
         s_reply(request, 200, NULL);
@@ -140,4 +145,5 @@ void broker_core_handle_request(broker_core_t *self, broker_request_t *request)
         s_channel_admin(self, request, topic);
     else
         s_topic_admin(self, request, topic);
+    return true;
 }

@@ -5,18 +5,95 @@
 #include "broker_channel.h"
 
 #include <czmq.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker_disk.h"
 #include "nsq_log.h"
 #include "nsq_names.h"
 #include "nsq_wire.h"
+
+// A message read from the disk queue and not finished yet.
+struct broker_channel_kept {
+    uint64_t position;  // its position in the disk queue
+    bool done;          // finished; dropped once every older one is too
+};
+
+// Tells the disk queue which records are still needed.
+static void s_kept_publish(broker_channel_t *self)
+{
+    if (self->kept_count == 0)
+        nsq_diskqueue_keep_from(self->disk, NSQ_DISKQUEUE_KEEP_NONE, 0);
+    else
+        nsq_diskqueue_keep_from(self->disk, self->kept[self->kept_head].position,
+                                (int64_t) self->kept_count);
+}
+
+// Remembers that message was read from disk at the disk queue's last
+// position. Returns 0, or -1 if out of memory (it is then not kept).
+static int s_kept_add(broker_channel_t *self, nsq_message_t *message)
+{
+    if (self->kept_count == self->kept_capacity) {
+        size_t capacity = self->kept_capacity ? 2 * self->kept_capacity : 64;
+        struct broker_channel_kept *kept = malloc(capacity * sizeof *kept);
+        if (!kept)
+            return -1;
+        for (size_t i = 0; i < self->kept_count; i++)
+            kept[i] = self->kept[(self->kept_head + i) % self->kept_capacity];
+        free(self->kept);
+        self->kept = kept;
+        self->kept_head = 0;
+        self->kept_capacity = capacity;
+    }
+    uint64_t position = nsq_diskqueue_position(self->disk);
+    size_t slot = (self->kept_head + self->kept_count++) % self->kept_capacity;
+    self->kept[slot] = (struct broker_channel_kept){position, false};
+    message->disk_position = position + 1;
+    return 0;
+}
+
+// Marks message finished; releases the records older than every unfinished one.
+static void s_kept_done(broker_channel_t *self, const nsq_message_t *message)
+{
+    if (!self->disk || message->disk_position == 0 || self->kept_count == 0)
+        return;
+    uint64_t position = message->disk_position - 1;
+    size_t low = 0, high = self->kept_count;  // positions ascend from the head
+    while (low < high) {
+        size_t middle = (low + high) / 2;
+        if (self->kept[(self->kept_head + middle) % self->kept_capacity].position < position)
+            low = middle + 1;
+        else
+            high = middle;
+    }
+    struct broker_channel_kept *entry = &self->kept[(self->kept_head + low) % self->kept_capacity];
+    if (low == self->kept_count || entry->position != position)
+        return;  // not kept (the queue was emptied since)
+    entry->done = true;
+    while (self->kept_count > 0 && self->kept[self->kept_head].done) {
+        self->kept_head = (self->kept_head + 1) % self->kept_capacity;
+        self->kept_count--;
+    }
+    s_kept_publish(self);
+}
+
+// Forgets every kept position (the queue was emptied or everything in
+// memory was written back to disk).
+static void s_kept_clear(broker_channel_t *self)
+{
+    self->kept_count = 0;
+    self->kept_head = 0;
+    if (self->disk)
+        s_kept_publish(self);
+}
 
 // Most messages handed to one consumer per turn, so that consumers sharing
 // a channel take turns even when each has a large credit.
 #define CHANNEL_TURN_MAX 256
 
-broker_channel_t *broker_channel_new(const char *name, const broker_config_t *config)
+broker_channel_t *broker_channel_new(const char *topic, const char *name,
+                                     const broker_config_t *config)
 {
     broker_channel_t *self = calloc(1, sizeof *self);
     if (!self)
@@ -27,9 +104,21 @@ broker_channel_t *broker_channel_new(const char *name, const broker_config_t *co
     self->queue = broker_queue_new();
     self->in_flight = broker_inflight_new();
     self->deferred = broker_inflight_new();
-    if (!self->queue || !self->in_flight || !self->deferred)
+    bool on_disk = config->data_path[0] && !self->ephemeral && !nsq_name_is_ephemeral(topic);
+    if (on_disk && self->queue)
+        self->disk = broker_disk_open(config, topic, name);
+    if (!self->queue || !self->in_flight || !self->deferred || (on_disk && !self->disk))
         broker_channel_destroy(&self);
+    else if (self->disk)
+        s_kept_publish(self);  // the channel decides when read records are done
     return self;
+}
+
+void broker_channel_delete(broker_channel_t **self_p)
+{
+    if (self_p && *self_p)
+        nsq_diskqueue_delete(&(*self_p)->disk);
+    broker_channel_destroy(self_p);
 }
 
 void broker_channel_destroy(broker_channel_t **self_p)
@@ -37,6 +126,8 @@ void broker_channel_destroy(broker_channel_t **self_p)
     if (!self_p || !*self_p)
         return;
     broker_channel_t *self = *self_p;
+    nsq_diskqueue_destroy(&self->disk);
+    free(self->kept);
     broker_queue_destroy(&self->queue);
     broker_inflight_destroy(&self->in_flight);
     broker_inflight_destroy(&self->deferred);
@@ -45,12 +136,16 @@ void broker_channel_destroy(broker_channel_t **self_p)
     *self_p = NULL;
 }
 
-bool broker_channel_has_room(const broker_channel_t *self, size_t count)
+// True if count more messages fit in memory (queued plus deferred).
+static bool s_memory_has_room(const broker_channel_t *self, size_t count)
 {
-    if (self->ephemeral)
-        return true;
     size_t held = broker_queue_size(self->queue) + broker_inflight_size(self->deferred);
     return held + count <= (size_t) self->config->mem_queue_size;
+}
+
+bool broker_channel_has_room(const broker_channel_t *self, size_t count)
+{
+    return self->ephemeral || self->disk || s_memory_has_room(self, count);
 }
 
 // Queues a message that was delivered before (or defers it); never refused.
@@ -73,16 +168,54 @@ int broker_channel_put(broker_channel_t *self, nsq_message_t *message, int64_t r
                        int64_t now)
 {
     self->message_count++;
-    if (self->ephemeral) {
-        size_t held = broker_queue_size(self->queue) + broker_inflight_size(self->deferred);
-        if (held >= (size_t) self->config->mem_queue_size) {
-            self->dropped_count++;
-            nsq_message_unref(&message);
-            return 0;
-        }
+    if (self->ephemeral && !s_memory_has_room(self, 1)) {
+        self->dropped_count++;
+        nsq_message_unref(&message);
+        return 0;
+    }
+    if (self->disk
+        && (self->config->durable || !nsq_diskqueue_is_empty(self->disk)
+            || !s_memory_has_room(self, 1))) {
+        int rc = broker_disk_put(self->disk, message, 0, ready_at, now);
+        nsq_message_unref(&message);
+        if (rc != 0)
+            self->message_count--;
+        return rc;
     }
     s_requeue(self, message, 0, ready_at, now);
     return 0;
+}
+
+// Moves up to want ready messages from disk into the memory queue (deferred
+// ones on the way go to the deferred table).
+static void s_refill(broker_channel_t *self, size_t want, int64_t now)
+{
+    while (self->disk && want > 0) {
+        nsq_message_t *message;
+        uint32_t attempts;
+        int64_t ready_at;
+        int rc = broker_disk_get(self->disk, &message, &attempts, &ready_at, now);
+        if (rc < 0 && !self->disk_failing)
+            nsq_error("channel %s: cannot read its disk queue: %s", self->name, strerror(errno));
+        self->disk_failing = rc < 0;
+        if (rc != 1)
+            break;
+        if (s_kept_add(self, message) != 0)
+            nsq_warn("channel %s: out of memory, a crash may lose a message", self->name);
+        s_requeue(self, message, attempts, ready_at, now);
+        if (ready_at <= now)
+            want--;
+    }
+    if (self->disk)
+        s_kept_publish(self);
+}
+
+// Messages ready in memory, refilled from disk with up to want when empty.
+static size_t s_ready(broker_channel_t *self, size_t want, int64_t now)
+{
+    if (broker_queue_size(self->queue) == 0)
+        s_refill(self, want, now);
+    return broker_queue_size(self->queue);
 }
 
 int broker_channel_add_client(broker_channel_t *self, broker_client_t *client)
@@ -156,18 +289,18 @@ void broker_channel_dispatch(broker_channel_t *self, int64_t now)
     if (self->paused || self->client_count == 0)
         return;
     bool progress = true;
-    while (progress && broker_queue_size(self->queue) > 0) {
+    while (progress) {
         progress = false;
         for (size_t i = 0; i < self->client_count; i++) {
-            size_t queued = broker_queue_size(self->queue);
-            if (queued == 0)
-                break;
             broker_client_t *client = self->clients[(self->next_client + i) % self->client_count];
             size_t credit = broker_client_credit(client);
             if (credit == 0)
                 continue;
-            size_t count = credit < queued ? credit : queued;
-            s_deliver(self, client, count < CHANNEL_TURN_MAX ? count : CHANNEL_TURN_MAX, now);
+            size_t want = credit < CHANNEL_TURN_MAX ? credit : CHANNEL_TURN_MAX;
+            size_t queued = s_ready(self, want, now);
+            if (queued == 0)
+                return;
+            s_deliver(self, client, want < queued ? want : queued, now);
             progress = true;
         }
         self->next_client = (self->next_client + 1) % self->client_count;
@@ -188,6 +321,7 @@ int broker_channel_fin(broker_channel_t *self, broker_client_t *client, uint64_t
     if (!entry)
         return -1;
     nsq_message_t *message = broker_inflight_remove(self->in_flight, entry, NULL);
+    s_kept_done(self, message);
     nsq_message_unref(&message);
     client->in_flight--;
     client->finish_count++;
@@ -245,6 +379,9 @@ size_t broker_channel_scan(broker_channel_t *self, int64_t now)
 void broker_channel_empty(broker_channel_t *self)
 {
     broker_queue_clear(self->queue);
+    s_kept_clear(self);
+    if (self->disk && nsq_diskqueue_empty(self->disk) != 0)
+        nsq_error("channel %s: cannot empty its disk queue: %s", self->name, strerror(errno));
     broker_inflight_entry_t *entry;
     while ((entry = broker_inflight_peek(self->deferred))) {
         nsq_message_t *message = broker_inflight_remove(self->deferred, entry, NULL);
@@ -254,7 +391,50 @@ void broker_channel_empty(broker_channel_t *self)
 
 size_t broker_channel_depth(const broker_channel_t *self)
 {
-    return broker_queue_size(self->queue);
+    return broker_queue_size(self->queue) + broker_channel_backend_depth(self);
+}
+
+size_t broker_channel_backend_depth(const broker_channel_t *self)
+{
+    return self->disk ? (size_t) nsq_diskqueue_depth(self->disk) : 0;
+}
+
+// Writes one message to disk and drops the reference; counts failures.
+static void s_persist_one(broker_channel_t *self, nsq_message_t *message, uint32_t attempts,
+                          int64_t ready_at, int64_t now, size_t *failed)
+{
+    if (broker_disk_put(self->disk, message, attempts, ready_at, now) != 0)
+        (*failed)++;
+    nsq_message_unref(&message);
+}
+
+int broker_channel_persist(broker_channel_t *self, int64_t now)
+{
+    if (!self->disk)
+        return 0;
+    size_t failed = 0;
+    broker_queue_item_t item;
+    while (broker_queue_pop(self->queue, &item) == 0)
+        s_persist_one(self, item.message, item.attempts, 0, now, &failed);
+    broker_inflight_entry_t *entry;
+    while ((entry = broker_inflight_peek(self->in_flight))) {
+        broker_client_t *client = entry->owner;
+        client->in_flight--;
+        uint32_t attempts;
+        nsq_message_t *message = broker_inflight_remove(self->in_flight, entry, &attempts);
+        s_persist_one(self, message, attempts, 0, now, &failed);
+    }
+    while ((entry = broker_inflight_peek(self->deferred))) {
+        int64_t ready_at = entry->deadline;
+        uint32_t attempts;
+        nsq_message_t *message = broker_inflight_remove(self->deferred, entry, &attempts);
+        s_persist_one(self, message, attempts, ready_at, now, &failed);
+    }
+    if (failed)
+        nsq_error("channel %s: %zu messages could not be written to disk", self->name, failed);
+    s_kept_clear(self);  // all of them are unread records again
+    int rc = nsq_diskqueue_sync(self->disk);
+    return failed || rc ? -1 : 0;
 }
 
 // ---- self-test -----------------------------------------------------------
@@ -281,8 +461,71 @@ static int s_test_receive(zsock_t *dealer, uint64_t *first_id)
     return count;
 }
 
+// Spill-over: past mem_queue_size messages go to disk and are delivered
+// after the memory ones; persist writes queued and in-flight messages to
+// disk, a new channel object finds them; a message read from disk survives
+// a crash until it is finished; delete removes the files.
+static int s_test_spill(const char *dir)
+{
+    broker_config_t config;
+    broker_config_defaults(&config);
+    config.mem_queue_size = 2;
+    snprintf(config.data_path, sizeof config.data_path, "%s", dir);
+    zsock_t *router = zsock_new_router("inproc://broker-channel-spill");
+    broker_channel_t *channel = broker_channel_new("orders", "billing", &config);
+    broker_client_t *client = broker_client_new(zsock_resolve(router), "C2", 2, 0);
+    int rc = -1;
+    if (!channel || !channel->disk || !client || broker_channel_add_client(channel, client))
+        goto done;
+    for (uint64_t i = 1; i <= 5; i++) {
+        nsq_message_t *message = nsq_message_new("m", 1);
+        message->id = i;
+        if (broker_channel_put(channel, message, 0, 0))
+            goto done;
+    }
+    if (broker_channel_depth(channel) != 5 || broker_channel_backend_depth(channel) != 3)
+        goto done;
+    client->state = BROKER_CLIENT_SUBSCRIBED;
+    client->rdy = 3;
+    broker_channel_dispatch(channel, 0);  // two from memory, one read back from disk
+    if (client->in_flight != 3 || broker_channel_depth(channel) != 2
+        || !broker_inflight_find(channel->in_flight, 3))
+        goto done;
+    if (broker_channel_persist(channel, 0) || broker_channel_backend_depth(channel) != 5)
+        goto done;
+    broker_channel_remove_client(channel, client, 0);
+    broker_channel_destroy(&channel);
+    channel = broker_channel_new("orders", "billing", &config);  // holds 4, 5, 1, 2, 3
+    if (!channel || broker_channel_depth(channel) != 5
+        || broker_channel_add_client(channel, client))
+        goto done;
+    client->rdy = 2;
+    broker_channel_dispatch(channel, 0);
+    if (client->in_flight != 2 || broker_channel_fin(channel, client, 4))
+        goto done;
+    // A crash now (no persist) must not lose 5, read from disk but unfinished.
+    broker_channel_remove_client(channel, client, 0);
+    broker_channel_destroy(&channel);
+    channel = broker_channel_new("orders", "billing", &config);
+    if (!channel || broker_channel_depth(channel) != 4)
+        goto done;
+    broker_channel_empty(channel);
+    if (broker_channel_depth(channel) != 0)
+        goto done;
+    broker_channel_delete(&channel);
+    rc = 0;
+done:
+    broker_channel_destroy(&channel);
+    broker_client_destroy(&client);
+    zsock_destroy(&router);
+    return rc;
+}
+
 int broker_channel_test(void)
 {
+    char dir[] = "/tmp/broker-channel-test-XXXXXX";
+    if (!mkdtemp(dir) || s_test_spill(dir) || rmdir(dir))  // rmdir: every file was deleted
+        return -1;
     broker_config_t config;
     broker_config_defaults(&config);
     config.mem_queue_size = 3;
@@ -290,7 +533,8 @@ int broker_channel_test(void)
     zsock_t *dealer = zsock_new(ZMQ_DEALER);
     zsock_set_identity(dealer, "C1");
     zsock_connect(dealer, "inproc://broker-channel-test");
-    broker_channel_t *channel = broker_channel_new("billing", &config);
+    config.data_path[0] = '\0';  // memory only
+    broker_channel_t *channel = broker_channel_new("orders", "billing", &config);
     broker_client_t *client = broker_client_new(zsock_resolve(router), "C1", 2, 0);
     int rc = -1;
     uint64_t id = 0;

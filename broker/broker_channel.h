@@ -6,9 +6,18 @@
     channel each message goes to one consumer (round robin over those with
     credit). A delivered message is in flight until FIN, REQ or its timeout;
     REQ with a delay and deferred publishes wait in the deferred table.
-    Requeues (timeout, REQ, a vanished consumer) always fit; new messages
-    are refused when the queue holds --mem-queue-size (ephemeral channels
-    drop them instead, as NSQ does).
+    Requeues (timeout, REQ, a vanished consumer) always fit. New messages
+    beyond --mem-queue-size (queued plus deferred) go to the channel's disk
+    queue, and so do all new messages while the disk queue is not empty
+    (first in, first out), and in durable mode every new message does;
+    dispatch refills the memory queue from disk, a consumer's credit at a
+    time, so memory stays bounded by the credit. A message read from disk
+    stays "kept" by the disk queue until it is finished (FIN), so a crash
+    or kill loses no message that was in flight, requeued or deferred:
+    after a restart it is delivered again.
+    Channels of ephemeral topics, ephemeral channels and brokers without a
+    data path have no disk queue: ephemeral channels drop what does not
+    fit (as NSQ does), the others refuse it.
 
     Owned by the core thread. The struct is visible for broker_stats; only
     this file writes it.
@@ -16,7 +25,8 @@
     API: broker_channel_new, broker_channel_has_room, broker_channel_put,
     broker_channel_add_client, broker_channel_dispatch, broker_channel_fin,
     broker_channel_req, broker_channel_touch, broker_channel_scan,
-    broker_channel_remove_client, broker_channel_empty, broker_channel_destroy.
+    broker_channel_remove_client, broker_channel_empty, broker_channel_persist,
+    broker_channel_destroy (keeps the disk files) or broker_channel_delete.
 */
 #ifndef BROKER_CHANNEL_H
 #define BROKER_CHANNEL_H
@@ -29,40 +39,55 @@
 #include "broker_config.h"
 #include "broker_inflight.h"
 #include "broker_queue.h"
+#include "nsq_diskqueue.h"
 
 typedef struct _broker_channel_t {
-    char name[65];                  // channel name, possibly with #ephemeral
-    bool ephemeral;                 // memory only, deleted with its last consumer
-    bool paused;                    // keeps messages, delivers none
-    const broker_config_t *config;  // borrowed broker settings
-    broker_queue_t *queue;          // ready to deliver
-    broker_inflight_t *in_flight;   // delivered, waiting for FIN/REQ/timeout
-    broker_inflight_t *deferred;    // waiting until their deadline
-    broker_client_t **clients;      // subscribed consumers (borrowed)
-    size_t client_count;            // entries used in clients
-    size_t client_capacity;         // entries allocated in clients
-    size_t next_client;             // round-robin start for the next dispatch
-    uint64_t message_count;         // messages put into the channel
-    uint64_t requeue_count;         // REQs
-    uint64_t timeout_count;         // in-flight timeouts
-    uint64_t dropped_count;         // ephemeral overflow drops
+    char name[65];                     // channel name, possibly with #ephemeral
+    bool ephemeral;                    // memory only, deleted with its last consumer
+    bool paused;                       // keeps messages, delivers none
+    const broker_config_t *config;     // borrowed broker settings
+    broker_queue_t *queue;             // ready to deliver
+    nsq_diskqueue_t *disk;             // spill-over, NULL when memory only
+    struct broker_channel_kept *kept;  // ring of disk positions read and not yet finished
+    size_t kept_head;                  // index of the oldest entry in kept
+    size_t kept_count;                 // entries used in kept
+    size_t kept_capacity;              // entries allocated in kept
+    bool disk_failing;                 // the last disk read failed (logged once)
+    broker_inflight_t *in_flight;      // delivered, waiting for FIN/REQ/timeout
+    broker_inflight_t *deferred;       // waiting until their deadline
+    broker_client_t **clients;         // subscribed consumers (borrowed)
+    size_t client_count;               // entries used in clients
+    size_t client_capacity;            // entries allocated in clients
+    size_t next_client;                // round-robin start for the next dispatch
+    uint64_t message_count;            // messages put into the channel
+    uint64_t requeue_count;            // REQs
+    uint64_t timeout_count;            // in-flight timeouts
+    uint64_t dropped_count;            // ephemeral overflow drops
 } broker_channel_t;
 
-// Returns an empty channel. Caller owns it; NULL if out of memory.
-broker_channel_t *broker_channel_new(const char *name, const broker_config_t *config);
+// Returns an empty channel of topic, opening its disk queue (restoring what
+// it holds) unless it is memory only. Caller owns it; NULL if out of memory
+// or the disk queue cannot be opened (errno).
+broker_channel_t *broker_channel_new(const char *topic, const char *name,
+                                     const broker_config_t *config);
 
-// Frees the channel and every message it holds. Subscribed clients must have
-// been detached first (their channel pointer is not touched). Nulls *self_p.
+// Frees the channel and every message in memory; the disk queue is synced
+// and kept. Subscribed clients must have been detached first (their channel
+// pointer is not touched). Nulls *self_p.
 void broker_channel_destroy(broker_channel_t **self_p);
 
-// True if count new messages fit within --mem-queue-size (always true for
-// ephemeral channels, which drop what does not fit).
+// As broker_channel_destroy, and removes the disk queue's files.
+void broker_channel_delete(broker_channel_t **self_p);
+
+// True if count new messages fit: always with a disk queue, and for
+// ephemeral channels (which drop what does not fit); otherwise within
+// --mem-queue-size.
 bool broker_channel_has_room(const broker_channel_t *self, size_t count);
 
 // Puts a new message (takes one reference: the caller passes its own ref).
-// ready_at (monotonic ms) > now defers it. Never fails for lack of room:
-// check broker_channel_has_room first. Returns 0, or -1 if out of memory
-// (the reference is dropped then).
+// ready_at (monotonic ms) > now defers it. Never fails for lack of memory
+// room: check broker_channel_has_room first. Returns 0, or -1 with errno if
+// the disk write failed or memory ran out (the reference is dropped then).
 int broker_channel_put(broker_channel_t *self, nsq_message_t *message, int64_t ready_at,
                        int64_t now);
 
@@ -94,8 +119,18 @@ size_t broker_channel_scan(broker_channel_t *self, int64_t now);
 // Drops every queued and deferred message (in-flight ones stay tracked).
 void broker_channel_empty(broker_channel_t *self);
 
-// Messages waiting to be delivered (NSQ's depth: not in flight, not deferred).
+// Writes every message in memory (queued, in flight with its attempts,
+// deferred with its remaining time) to the disk queue and syncs it, for a
+// restart. Does nothing without a disk queue. Returns 0, or -1 (errno) if
+// some could not be written (they are dropped, and logged).
+int broker_channel_persist(broker_channel_t *self, int64_t now);
+
+// Messages waiting to be delivered (NSQ's depth: not in flight, not
+// deferred; memory and disk).
 size_t broker_channel_depth(const broker_channel_t *self);
+
+// Of those, the messages on disk.
+size_t broker_channel_backend_depth(const broker_channel_t *self);
 
 // Self-test; returns 0 on success.
 int broker_channel_test(void);

@@ -193,9 +193,13 @@ static void s_pub(broker_core_t *self, broker_client_t *client, const Nsq__Comma
         broker_core_stamp(self, messages, made);
         if (broker_topic_publish(topic, messages, made, pub->defer_ms, now) == 0) {
             client->publish_count += made;
-            broker_client_send_response(client, command->seq, "OK", now);
+            if (self->config.durable)
+                broker_sync_wait_client(self, client, command->seq);
+            else
+                broker_client_send_response(client, command->seq, "OK", now);
         } else
-            s_error(client, command, "E_PUB_FAILED", "queue full", now);
+            s_error(client, command, "E_PUB_FAILED",
+                    topic->disk ? "disk write failed" : "queue full", now);
     } else
         s_error(client, command, "E_PUB_FAILED", "out of memory", now);
     for (size_t i = 0; i < made; i++)

@@ -22,6 +22,7 @@ typedef struct {
     int64_t max_bytes_per_file;                  // disk queue segment size
     int64_t sync_every;                          // fsync after this many writes
     int64_t sync_timeout_ms;                     // fsync at least this often
+    bool durable;                                // acknowledge publishes only once synced
     int64_t msg_timeout_ms;                      // default in-flight timeout
     int64_t max_msg_timeout_ms;                  // upper bound for IDENTIFY msg_timeout and TOUCH
     int64_t max_req_timeout_ms;                  // upper bound for REQ delay and defer

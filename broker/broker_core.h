@@ -34,6 +34,12 @@ typedef struct {
     uint16_t zmq_port;           // bound ZeroMQ port
     uint64_t bad_commands;       // frames that were not valid commands
     broker_lookup_t *lookup;     // links to lookupds, NULL if none configured
+    int lock_fd;                 // flock'd data path lock, -1 if none
+    uint64_t state_fingerprint;  // of the topic/channel list last saved
+    zactor_t *syncer;            // fdatasyncs batches off this thread
+    zlistx_t *ack_waiting;       // durable: publishes waiting for the next sync
+    zlistx_t *ack_syncing;       // durable: publishes the running sync covers
+    bool sync_running;           // the syncer is busy
 } broker_core_t;
 
 // Returns the topic called name; creates it when create is true. Borrowed;
@@ -63,8 +69,10 @@ void broker_core_delete_topic(broker_core_t *self, broker_topic_t *topic);
 void broker_core_handle_command(broker_core_t *self, broker_client_t *client,
                                 const Nsq__Command *command, int64_t now);
 
-// Handles one HTTP request and fills its reply (broker_admin.c).
-void broker_core_handle_request(broker_core_t *self, broker_request_t *request);
+// Handles one HTTP request and fills its reply (broker_admin.c). Returns
+// true if it is answered (the caller calls broker_request_done), false if
+// durable mode keeps it until its data is synced.
+bool broker_core_handle_request(broker_core_t *self, broker_request_t *request);
 
 // Renders /stats as JSON or text and /metrics as Prometheus text
 // (broker_stats.c). topic/channel filter ("" = all). Caller owns the result;
@@ -72,5 +80,37 @@ void broker_core_handle_request(broker_core_t *self, broker_request_t *request);
 char *broker_stats_json(broker_core_t *self, const char *topic, const char *channel);
 char *broker_stats_text(broker_core_t *self, const char *topic, const char *channel);
 char *broker_stats_metrics(broker_core_t *self);
+
+// The data directory (broker_state.c). lock: takes the data path's lock
+// (0, or -1 with a reason: another broker holds it). load: restores the
+// topics and channels listed (their disk queues restore their messages).
+// pump: hands a batch of each topic's held messages on to its channels
+// (after each batch of work, so a backlog drains as fast as it fills).
+// tick: pumps, syncs disk queues per --sync-timeout,
+// saves the list when it changed. check: saves the list if it changed
+// (after each batch of commands or requests). persist: at shutdown, writes every
+// message in memory to disk and saves the list. unlock: releases the lock.
+int broker_state_lock(broker_core_t *self, char *error, size_t size);
+int broker_state_load(broker_core_t *self, char *error, size_t size);
+void broker_state_tick(broker_core_t *self, int64_t now);
+void broker_state_pump(broker_core_t *self, int64_t now);
+void broker_state_check(broker_core_t *self);
+int broker_state_save(broker_core_t *self);
+void broker_state_persist(broker_core_t *self);
+void broker_state_unlock(broker_core_t *self);
+
+// Off-thread syncs and durable mode (broker_sync.c); nothing without a
+// data path. start: the syncer thread (0, or -1). wait_request /
+// wait_client (durable mode): keep a successful publish's answer until the
+// next group commit covers it. kick: starts a sync if one is due (after
+// each batch of work).
+// on_synced: the syncer's zloop reader. stop: syncs and answers everything
+// still waiting (before the HTTP server goes).
+int broker_sync_start(broker_core_t *self);
+void broker_sync_wait_request(broker_core_t *self, broker_request_t *request);
+void broker_sync_wait_client(broker_core_t *self, broker_client_t *client, uint64_t seq);
+void broker_sync_kick(broker_core_t *self);
+int broker_sync_on_synced(zloop_t *loop, zsock_t *reader, void *arg);
+void broker_sync_stop(broker_core_t *self);
 
 #endif

@@ -358,6 +358,11 @@ void broker_lookup_destroy(broker_lookup_t **self_p)
     }
     if (self->timer > 0)
         zloop_timer_end(self->core->loop, self->timer);
+    // Topics still waiting for channel lists are unpaused, so that the
+    // state the broker saves next does not keep our pause.
+    s_pending_t *item;
+    while (self->pending && (item = zhashx_first(self->pending)))
+        s_pending_finish(self, item);  // deletes it
     free(self->links);
     zhashx_destroy(&self->pending);
     free(self);

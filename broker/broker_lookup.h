@@ -35,7 +35,9 @@
 broker_lookup_t *broker_lookup_new(broker_core_t *core);
 
 // Says goodbye to every lookupd (waiting a little for it to leave), removes
-// the sockets from the loop and frees everything. Nulls *self_p; accepts NULL.
+// the sockets from the loop, unpauses topics still waiting for lookupd's
+// channel lists and frees everything. Call it while core->topics exists. Nulls *self_p; accepts
+// NULL.
 void broker_lookup_destroy(broker_lookup_t **self_p);
 
 // Hooks the core calls after creating or before deleting a topic or

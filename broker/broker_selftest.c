@@ -123,6 +123,7 @@ int broker_test(void)
     broker_config_defaults(&config);
     strcpy(config.http_address, "127.0.0.1:0");
     strcpy(config.zmq_address, "127.0.0.1:0");
+    config.data_path[0] = '\0';  // memory only
     zactor_t *broker = zactor_new(broker_actor, &config);
     char *status = NULL, *http_port = NULL, *zmq_port = NULL;
     zstr_recvx(broker, &status, &http_port, &zmq_port, NULL);

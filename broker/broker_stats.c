@@ -69,11 +69,14 @@ static void s_json_client(FILE *out, const broker_client_t *client)
 static void s_json_channel(FILE *out, const broker_channel_t *channel)
 {
     fprintf(out,
-            "{\"channel_name\":\"%s\",\"depth\":%zu,\"backend_depth\":0,\"in_flight_count\":%zu,"
+            "{\"channel_name\":\"%s\",\"depth\":%zu,\"backend_depth\":%zu,\"corrupt_count\":%llu,"
+            "\"in_flight_count\":%zu,"
             "\"deferred_count\":%zu,\"message_count\":%llu,\"requeue_count\":%llu,"
             "\"timeout_count\":%llu,\"client_count\":%zu,\"clients\":[",
-            channel->name, broker_channel_depth(channel), broker_inflight_size(channel->in_flight),
-            broker_inflight_size(channel->deferred), (unsigned long long) channel->message_count,
+            channel->name, broker_channel_depth(channel), broker_channel_backend_depth(channel),
+            (unsigned long long) (channel->disk ? nsq_diskqueue_corrupt_count(channel->disk) : 0),
+            broker_inflight_size(channel->in_flight), broker_inflight_size(channel->deferred),
+            (unsigned long long) channel->message_count,
             (unsigned long long) channel->requeue_count,
             (unsigned long long) channel->timeout_count, channel->client_count);
     for (size_t i = 0; i < channel->client_count; i++) {
@@ -98,26 +101,23 @@ static void s_json_topic(FILE *out, const broker_topic_t *topic, const char *cha
         s_json_channel(out, topic->channels[i]);
     }
     fprintf(out,
-            "],\"depth\":%zu,\"backend_depth\":0,\"message_count\":%llu,\"message_bytes\":%llu,"
+            "],\"depth\":%zu,\"backend_depth\":%zu,\"corrupt_count\":%llu,\"message_count\":%llu,"
+            "\"message_bytes\":%llu,"
             "\"paused\":%s,\"e2e_processing_latency\":{\"count\":0,\"percentiles\":null}}",
-            broker_topic_depth(topic), (unsigned long long) topic->message_count,
-            (unsigned long long) topic->message_bytes, topic->paused ? "true" : "false");
+            broker_topic_depth(topic), broker_topic_backend_depth(topic),
+            (unsigned long long) (topic->disk ? nsq_diskqueue_corrupt_count(topic->disk) : 0),
+            (unsigned long long) topic->message_count, (unsigned long long) topic->message_bytes,
+            topic->paused ? "true" : "false");
 }
 
-// Closes out and returns its buffer (only valid after fclose), or NULL
-// (and frees it) on failure.
-static char *s_finish(FILE *out, char **buffer, broker_topic_t **topics)
-{
-    free(topics);
-    bool failed = ferror(out);
-    if (fclose(out) != 0 || failed) {
-        free(*buffer);
-        return NULL;
-    }
-    return *buffer;
-}
+// Writes one document about the given topics (sorted, filtered) to out.
+typedef void(s_writer_fn)(FILE *out, broker_core_t *self, broker_topic_t **topics, size_t count,
+                          const char *channel_filter);
 
-char *broker_stats_json(broker_core_t *self, const char *topic_filter, const char *channel_filter)
+// Renders a document with writer into a new string. Caller owns the
+// result; NULL if out of memory.
+static char *s_render(broker_core_t *self, const char *topic_filter, const char *channel_filter,
+                      s_writer_fn *writer)
 {
     char *buffer = NULL;
     size_t size = 0;
@@ -126,6 +126,20 @@ char *broker_stats_json(broker_core_t *self, const char *topic_filter, const cha
         return NULL;
     size_t count;
     broker_topic_t **topics = s_sorted_topics(self, topic_filter, &count);
+    if (topics)
+        writer(out, self, topics, count, channel_filter);
+    free(topics);
+    bool failed = !topics || ferror(out);
+    if (fclose(out) != 0 || failed) {  // the buffer is only valid after fclose
+        free(buffer);
+        return NULL;
+    }
+    return buffer;
+}
+
+static void s_write_json(FILE *out, broker_core_t *self, broker_topic_t **topics, size_t count,
+                         const char *channel_filter)
+{
     fprintf(out, "{\"version\":\"%s\",\"health\":\"OK\",\"start_time\":%lld,\"topics\":[",
             NSQ_VERSION, (long long) self->start_time);
     for (size_t i = 0; i < count; i++) {
@@ -134,34 +148,32 @@ char *broker_stats_json(broker_core_t *self, const char *topic_filter, const cha
         s_json_topic(out, topics[i], channel_filter);
     }
     fprintf(out, "],\"producers\":[],\"client_count\":%zu}", zhashx_size(self->clients));
-    return s_finish(out, &buffer, topics);
 }
 
-char *broker_stats_text(broker_core_t *self, const char *topic_filter, const char *channel_filter)
+char *broker_stats_json(broker_core_t *self, const char *topic_filter, const char *channel_filter)
 {
-    char *buffer = NULL;
-    size_t size = 0;
-    FILE *out = open_memstream(&buffer, &size);
-    if (!out)
-        return NULL;
-    size_t count;
-    broker_topic_t **topics = s_sorted_topics(self, topic_filter, &count);
+    return s_render(self, topic_filter, channel_filter, s_write_json);
+}
+
+static void s_write_text(FILE *out, broker_core_t *self, broker_topic_t **topics, size_t count,
+                         const char *channel_filter)
+{
     fprintf(out, "nsq-broker v%s\nstart_time %lld\nhealth: OK\n", NSQ_VERSION,
             (long long) self->start_time);
     for (size_t i = 0; i < count; i++) {
         broker_topic_t *topic = topics[i];
-        fprintf(out, "\n[%-15s] depth: %-5zu be-depth: 0 msgs: %-8llu%s\n", topic->name,
-                broker_topic_depth(topic), (unsigned long long) topic->message_count,
-                topic->paused ? " (paused)" : "");
+        fprintf(out, "\n[%-15s] depth: %-5zu be-depth: %-5zu msgs: %-8llu%s\n", topic->name,
+                broker_topic_depth(topic), broker_topic_backend_depth(topic),
+                (unsigned long long) topic->message_count, topic->paused ? " (paused)" : "");
         for (size_t j = 0; j < topic->channel_count; j++) {
             broker_channel_t *channel = topic->channels[j];
             if (*channel_filter && !streq(channel_filter, channel->name))
                 continue;
             fprintf(out,
-                    "    [%-15s] depth: %-5zu be-depth: 0 inflt: %-4zu def: %-4zu re-q: %-5llu "
+                    "    [%-15s] depth: %-5zu be-depth: %-5zu inflt: %-4zu def: %-4zu re-q: %-5llu "
                     "timeout: %-5llu msgs: %-8llu clients: %zu%s\n",
                     channel->name, broker_channel_depth(channel),
-                    broker_inflight_size(channel->in_flight),
+                    broker_channel_backend_depth(channel), broker_inflight_size(channel->in_flight),
                     broker_inflight_size(channel->deferred),
                     (unsigned long long) channel->requeue_count,
                     (unsigned long long) channel->timeout_count,
@@ -169,7 +181,11 @@ char *broker_stats_text(broker_core_t *self, const char *topic_filter, const cha
                     channel->paused ? " (paused)" : "");
         }
     }
-    return s_finish(out, &buffer, topics);
+}
+
+char *broker_stats_text(broker_core_t *self, const char *topic_filter, const char *channel_filter)
+{
+    return s_render(self, topic_filter, channel_filter, s_write_text);
 }
 
 typedef struct {
@@ -219,15 +235,10 @@ static void s_family_header(FILE *out, const metric_family_t *family)
             family->type);
 }
 
-char *broker_stats_metrics(broker_core_t *self)
+static void s_write_metrics(FILE *out, broker_core_t *self, broker_topic_t **topics, size_t count,
+                            const char *channel_filter)
 {
-    char *buffer = NULL;
-    size_t size = 0;
-    FILE *out = open_memstream(&buffer, &size);
-    if (!out)
-        return NULL;
-    size_t count;
-    broker_topic_t **topics = s_sorted_topics(self, "", &count);
+    (void) channel_filter;
     for (size_t f = 0; f < sizeof s_topic_families / sizeof *s_topic_families; f++) {
         s_family_header(out, &s_topic_families[f]);
         for (size_t i = 0; i < count; i++)
@@ -251,5 +262,9 @@ char *broker_stats_metrics(broker_core_t *self)
             "# TYPE nsq_broker_start_time_seconds gauge\nnsq_broker_start_time_seconds %lld\n",
             zhashx_size(self->clients), (unsigned long long) self->bad_commands,
             (long long) self->start_time);
-    return s_finish(out, &buffer, topics);
+}
+
+char *broker_stats_metrics(broker_core_t *self)
+{
+    return s_render(self, "", "", s_write_metrics);
 }

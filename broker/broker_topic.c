@@ -4,10 +4,13 @@
 */
 #include "broker_topic.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "broker_disk.h"
 #include "nsq_log.h"
 #include "nsq_names.h"
 
@@ -20,8 +23,14 @@ broker_topic_t *broker_topic_new(const char *name, const broker_config_t *config
     self->ephemeral = nsq_name_is_ephemeral(name);
     self->config = config;
     self->held = broker_queue_new();
-    if (!self->held) {
+    bool on_disk = config->data_path[0] && !self->ephemeral;
+    if (on_disk && self->held)
+        self->disk = broker_disk_open(config, name, NULL);
+    if (!self->held || (on_disk && !self->disk)) {
+        int saved = errno;
+        broker_queue_destroy(&self->held);
         free(self);
+        errno = saved;
         return NULL;
     }
     return self;
@@ -32,8 +41,15 @@ void broker_topic_destroy(broker_topic_t **self_p)
     if (!self_p || !*self_p)
         return;
     broker_topic_t *self = *self_p;
-    for (size_t i = 0; i < self->channel_count; i++)
-        broker_channel_destroy(&self->channels[i]);
+    for (size_t i = 0; i < self->channel_count; i++) {
+        if (self->deleted)
+            broker_channel_delete(&self->channels[i]);
+        else
+            broker_channel_destroy(&self->channels[i]);
+    }
+    if (self->deleted)
+        nsq_diskqueue_delete(&self->disk);
+    nsq_diskqueue_destroy(&self->disk);
     free(self->channels);
     broker_queue_destroy(&self->held);
     free(self);
@@ -45,10 +61,18 @@ static bool s_delivers_to_channels(const broker_topic_t *self)
     return self->channel_count > 0 && !self->paused;
 }
 
+// True if the topic holds nothing, in memory or on disk.
+static bool s_holds_nothing(const broker_topic_t *self)
+{
+    return broker_queue_size(self->held) == 0
+           && (!self->disk || nsq_diskqueue_is_empty(self->disk));
+}
+
 static bool s_has_room(const broker_topic_t *self, size_t count)
 {
-    if (!s_delivers_to_channels(self))
-        return broker_queue_size(self->held) + count <= (size_t) self->config->mem_queue_size;
+    if (!s_delivers_to_channels(self) || !s_holds_nothing(self))
+        return self->disk
+               || broker_queue_size(self->held) + count <= (size_t) self->config->mem_queue_size;
     for (size_t i = 0; i < self->channel_count; i++)
         if (!broker_channel_has_room(self->channels[i], count))
             return false;
@@ -56,11 +80,35 @@ static bool s_has_room(const broker_topic_t *self, size_t count)
 }
 
 // Copies one message (the caller's reference moves) to every channel.
-static void s_fan_out(broker_topic_t *self, nsq_message_t *message, int64_t ready_at, int64_t now)
+// Returns 0, or -1 (errno) if a channel could not take it.
+static int s_fan_out(broker_topic_t *self, nsq_message_t *message, int64_t ready_at, int64_t now)
 {
+    int rc = 0;
     for (size_t i = 1; i < self->channel_count; i++)
-        broker_channel_put(self->channels[i], nsq_message_ref(message), ready_at, now);
-    broker_channel_put(self->channels[0], message, ready_at, now);
+        if (broker_channel_put(self->channels[i], nsq_message_ref(message), ready_at, now))
+            rc = -1;
+    if (broker_channel_put(self->channels[0], message, ready_at, now))
+        rc = -1;
+    return rc;
+}
+
+// Keeps one message (the caller's reference moves on success) in memory,
+// or on disk once memory is full or disk holds some. Returns 0, or -1.
+static int s_hold(broker_topic_t *self, nsq_message_t **message, int64_t ready_at, int64_t now)
+{
+    if (self->disk
+        && (self->config->durable || !nsq_diskqueue_is_empty(self->disk)
+            || broker_queue_size(self->held) >= (size_t) self->config->mem_queue_size)) {
+        if (broker_disk_put(self->disk, *message, 0, ready_at, now) != 0)
+            return -1;
+        nsq_message_unref(message);
+        return 0;
+    }
+    broker_queue_item_t item = {*message, 0, ready_at};
+    if (broker_queue_push(self->held, item) != 0)
+        return errno = ENOMEM, -1;
+    *message = NULL;
+    return 0;
 }
 
 static void s_dispatch_all(broker_topic_t *self, int64_t now)
@@ -75,30 +123,55 @@ int broker_topic_publish(broker_topic_t *self, nsq_message_t **messages, size_t 
     if (!s_has_room(self, count))
         return -1;
     int64_t ready_at = defer_ms > 0 ? now + defer_ms : 0;
-    for (size_t i = 0; i < count; i++) {
-        self->message_count++;
-        self->message_bytes += messages[i]->size;
-        if (s_delivers_to_channels(self)) {
-            s_fan_out(self, messages[i], ready_at, now);
+    int rc = 0;
+    for (size_t i = 0; i < count && rc == 0; i++) {
+        uint32_t size = messages[i]->size;
+        if (s_delivers_to_channels(self) && s_holds_nothing(self)) {
+            rc = s_fan_out(self, messages[i], ready_at, now);
+            messages[i] = NULL;  // taken, even by only some channels
         } else {
-            broker_queue_item_t item = {messages[i], 0, ready_at};
-            if (broker_queue_push(self->held, item)) {
-                nsq_error("topic %s: out of memory, dropping message", self->name);
-                nsq_message_unref(&messages[i]);
-            }
+            rc = s_hold(self, &messages[i], ready_at, now);
         }
-        messages[i] = NULL;
+        if (rc == 0 || !messages[i]) {
+            self->message_count++;
+            self->message_bytes += size;
+        }
     }
     s_dispatch_all(self, now);
-    return 0;
+    return rc;
 }
 
-// Hands every held message to the channels (deferred ones keep their time).
+// Most held messages handed on per pump, so one topic's backlog does not
+// stall the core.
+#define TOPIC_PUMP_MAX 10000
+
+bool broker_topic_pump(broker_topic_t *self, int64_t now)
+{
+    size_t moved = 0;
+    while (s_delivers_to_channels(self) && moved < TOPIC_PUMP_MAX) {
+        broker_queue_item_t item = {NULL, 0, 0};
+        if (broker_queue_pop(self->held, &item) != 0 && self->disk
+            && broker_disk_get(self->disk, &item.message, &item.attempts, &item.ready_at, now) != 1)
+            break;
+        if (!item.message)
+            break;
+        moved++;
+        if (s_fan_out(self, item.message, item.ready_at, now) != 0) {
+            // A full disk: stop here rather than lose the whole backlog.
+            nsq_error("topic %s: a channel could not take a held message: %s", self->name,
+                      strerror(errno));
+            break;
+        }
+    }
+    if (moved)
+        s_dispatch_all(self, now);
+    return !s_holds_nothing(self);
+}
+
+// Starts handing the held messages to the channels.
 static void s_release_held(broker_topic_t *self, int64_t now)
 {
-    broker_queue_item_t item;
-    while (s_delivers_to_channels(self) && broker_queue_pop(self->held, &item) == 0)
-        s_fan_out(self, item.message, item.ready_at, now);
+    broker_topic_pump(self, now);
     s_dispatch_all(self, now);
 }
 
@@ -120,7 +193,7 @@ broker_channel_t *broker_topic_add_channel(broker_topic_t *self, const char *nam
     if (!channels)
         return NULL;
     self->channels = channels;
-    channel = broker_channel_new(name, self->config);
+    channel = broker_channel_new(self->name, name, self->config);
     if (!channel)
         return NULL;
     self->channels[self->channel_count++] = channel;
@@ -156,11 +229,38 @@ void broker_topic_unpause(broker_topic_t *self, int64_t now)
 void broker_topic_empty(broker_topic_t *self)
 {
     broker_queue_clear(self->held);
+    if (self->disk && nsq_diskqueue_empty(self->disk) != 0)
+        nsq_error("topic %s: cannot empty its disk queue: %s", self->name, strerror(errno));
 }
 
 size_t broker_topic_depth(const broker_topic_t *self)
 {
-    return broker_queue_size(self->held);
+    return broker_queue_size(self->held) + broker_topic_backend_depth(self);
+}
+
+size_t broker_topic_backend_depth(const broker_topic_t *self)
+{
+    return self->disk ? (size_t) nsq_diskqueue_depth(self->disk) : 0;
+}
+
+int broker_topic_persist(broker_topic_t *self, int64_t now)
+{
+    int rc = 0;
+    for (size_t i = 0; i < self->channel_count; i++)
+        if (broker_channel_persist(self->channels[i], now) != 0)
+            rc = -1;
+    if (!self->disk)
+        return rc;
+    size_t failed = 0;
+    broker_queue_item_t item;
+    while (broker_queue_pop(self->held, &item) == 0) {
+        if (broker_disk_put(self->disk, item.message, 0, item.ready_at, now) != 0)
+            failed++;
+        nsq_message_unref(&item.message);
+    }
+    if (failed)
+        nsq_error("topic %s: %zu messages could not be written to disk", self->name, failed);
+    return nsq_diskqueue_sync(self->disk) != 0 || failed || rc ? -1 : 0;
 }
 
 // Publishes one message with the given id; returns the publish result.
@@ -173,11 +273,42 @@ static int s_test_publish(broker_topic_t *topic, uint64_t id)
     return rc;
 }
 
-int broker_topic_test(void)
+// A topic without channels spills past mem_queue_size and hands it all to
+// its first channel; deleting it removes its files.
+static int s_test_spill(const char *dir)
 {
     broker_config_t config;
     broker_config_defaults(&config);
     config.mem_queue_size = 2;
+    snprintf(config.data_path, sizeof config.data_path, "%s", dir);
+    broker_topic_t *topic = broker_topic_new("orders", &config);
+    if (!topic || !topic->disk)
+        return -1;
+    for (uint64_t id = 1; id <= 5; id++)
+        if (s_test_publish(topic, id))
+            return -1;
+    if (broker_topic_depth(topic) != 5 || broker_topic_backend_depth(topic) != 3)
+        return -1;
+    broker_channel_t *channel = broker_topic_add_channel(topic, "a", 0);
+    if (!channel || broker_topic_depth(topic) != 0 || broker_channel_depth(channel) != 5)
+        return -1;
+    if (s_test_publish(topic, 6) || broker_channel_depth(channel) != 6
+        || broker_channel_backend_depth(channel) != 4)
+        return -1;
+    topic->deleted = true;
+    broker_topic_destroy(&topic);
+    return 0;
+}
+
+int broker_topic_test(void)
+{
+    char dir[] = "/tmp/broker-topic-test-XXXXXX";
+    if (!mkdtemp(dir) || s_test_spill(dir) || rmdir(dir))  // rmdir: every file was deleted
+        return -1;
+    broker_config_t config;
+    broker_config_defaults(&config);
+    config.mem_queue_size = 2;
+    config.data_path[0] = '\0';  // memory only
     broker_topic_t *topic = broker_topic_new("orders", &config);
     if (!topic || s_test_publish(topic, 1) || s_test_publish(topic, 2))
         return -1;

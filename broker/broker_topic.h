@@ -2,18 +2,24 @@
     channel, or holds it while the topic has no channel or is paused
     SPDX-License-Identifier: MIT
 
-    A topic with no channel keeps its messages (bounded by --mem-queue-size)
-    until the first channel appears, which then receives them all; channels
-    created later see only newer messages (NSQ's semantics). Publishing is
-    atomic: either every message fits everywhere it must go, or none is
-    taken.
+    A topic with no channel keeps its messages until the first channel
+    appears, which then receives them all; channels created later see only
+    newer messages (NSQ's semantics). What the topic holds stays in memory
+    up to --mem-queue-size (none in durable mode), the rest goes to the
+    topic's disk queue; while
+    it holds anything, new messages queue behind (first in, first out), and
+    broker_topic_pump hands them on to the channels a batch at a time.
+    Ephemeral topics and brokers without a data path have no disk: there
+    a publish that does not fit in memory is refused as a whole. A disk
+    write that fails (ENOSPC) refuses the message where it failed and the
+    ones after it; channels that took it before keep it.
 
     Owned by the core thread. The struct is visible for broker_stats.
 
     API: broker_topic_new, broker_topic_publish, broker_topic_channel,
     broker_topic_add_channel, broker_topic_remove_channel, broker_topic_pause,
-    broker_topic_unpause, broker_topic_empty, broker_topic_depth,
-    broker_topic_destroy.
+    broker_topic_unpause, broker_topic_pump, broker_topic_empty,
+    broker_topic_depth, broker_topic_persist, broker_topic_destroy.
 */
 #ifndef BROKER_TOPIC_H
 #define BROKER_TOPIC_H
@@ -25,31 +31,43 @@
 #include "broker_channel.h"
 #include "broker_config.h"
 #include "broker_queue.h"
+#include "nsq_diskqueue.h"
 
 typedef struct {
     char name[65];                  // topic name, possibly with #ephemeral
     bool ephemeral;                 // memory only, deleted with its last channel
     bool paused;                    // holds messages instead of copying them on
     const broker_config_t *config;  // borrowed broker settings
+    bool deleted;                   // destroy removes the disk files too
     broker_queue_t *held;           // messages waiting for a channel or unpause
+    nsq_diskqueue_t *disk;          // spill-over of held, NULL when memory only
     broker_channel_t **channels;    // owned channels
     size_t channel_count;           // entries used in channels
     uint64_t message_count;         // messages published
     uint64_t message_bytes;         // body bytes published
 } broker_topic_t;
 
-// Returns an empty topic. Caller owns it; NULL if out of memory.
+// Returns an empty topic, opening its disk queue (restoring what it holds)
+// unless it is memory only. Caller owns it; NULL if out of memory or the
+// disk queue cannot be opened (errno).
 broker_topic_t *broker_topic_new(const char *name, const broker_config_t *config);
 
-// Frees the topic, its channels and every message. Clients subscribed to
-// its channels must have been detached first. Nulls *self_p.
+// Frees the topic, its channels and every message in memory; disk queues
+// are synced and kept unless deleted is set. Clients subscribed to its
+// channels must have been detached first. Nulls *self_p.
 void broker_topic_destroy(broker_topic_t **self_p);
 
-// Publishes count messages (ids and timestamps already set). On success
-// every reference in messages moves to the topic and the channels are
-// dispatched. Returns 0, or -1 if they do not all fit (references untouched).
+// Publishes count messages (ids and timestamps already set). Each reference
+// the topic takes is nulled in messages; the channels are dispatched.
+// Returns 0 when all were taken, or -1: nothing taken when they do not fit
+// in memory (no disk), or the message where a disk write failed (errno) and
+// those after it left with the caller.
 int broker_topic_publish(broker_topic_t *self, nsq_message_t **messages, size_t count,
                          int64_t defer_ms, int64_t now);
+
+// Hands up to a batch of held messages on to the channels (when it has
+// channels and is not paused). Returns true if it still holds some.
+bool broker_topic_pump(broker_topic_t *self, int64_t now);
 
 // Returns the channel called name, or NULL. Borrowed.
 broker_channel_t *broker_topic_channel(broker_topic_t *self, const char *name);
@@ -69,8 +87,15 @@ void broker_topic_unpause(broker_topic_t *self, int64_t now);
 // Drops the held messages (channels are emptied separately).
 void broker_topic_empty(broker_topic_t *self);
 
-// Messages held by the topic itself (not its channels).
+// Messages held by the topic itself (not its channels), memory and disk.
 size_t broker_topic_depth(const broker_topic_t *self);
+
+// Of those, the messages on disk.
+size_t broker_topic_backend_depth(const broker_topic_t *self);
+
+// Writes the messages held in memory, and each channel's, to disk and syncs
+// (for a restart). Returns 0, or -1 if something could not be written.
+int broker_topic_persist(broker_topic_t *self, int64_t now);
 
 // Self-test; returns 0 on success.
 int broker_topic_test(void);

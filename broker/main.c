@@ -37,6 +37,8 @@ static const nsq_option_spec_t s_options[] = {
     {"sync-every", NSQ_OPTION_INT, "2500", 1, 1000000000, false,
      "disk queue writes between fsyncs"},
     {"sync-timeout", NSQ_OPTION_DURATION, "2s", 1, DAY_MS, false, "longest time between fsyncs"},
+    {"durable", NSQ_OPTION_BOOL, "false", 0, 0, false,
+     "acknowledge a publish only once it is on disk (group commit); also --sync-every=1"},
     {"msg-timeout", NSQ_OPTION_DURATION, "60s", 100, DAY_MS, false,
      "default time a consumer may hold a message"},
     {"max-msg-timeout", NSQ_OPTION_DURATION, "15m", 100, 7 * DAY_MS, false,
@@ -79,6 +81,7 @@ static int s_configure(nsq_options_t *options, broker_config_t *config, char *er
     config->max_bytes_per_file = nsq_options_int(options, "max-bytes-per-file");
     config->sync_every = nsq_options_int(options, "sync-every");
     config->sync_timeout_ms = nsq_options_int(options, "sync-timeout");
+    config->durable = nsq_options_bool(options, "durable") || config->sync_every == 1;
     config->msg_timeout_ms = nsq_options_int(options, "msg-timeout");
     config->max_msg_timeout_ms = nsq_options_int(options, "max-msg-timeout");
     config->max_req_timeout_ms = nsq_options_int(options, "max-req-timeout");

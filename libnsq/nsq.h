@@ -119,6 +119,10 @@ int nsq_consumer_disconnect(nsq_consumer_t *self, const char *address);
 // Number of live broker connections.
 size_t nsq_consumer_connection_count(nsq_consumer_t *self);
 
+// Connections whose broker has answered IDENTIFY on the current socket and
+// that are not waiting to reconnect: the ones messages can come from now.
+size_t nsq_consumer_connected_count(nsq_consumer_t *self);
+
 // Settles msg as done. Frees msg. Returns 0, or -1 if the connection it came
 // from is gone or was reset since (the broker will requeue it anyway).
 // FINs are batched per connection and sent at the end of the current loop

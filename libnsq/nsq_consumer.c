@@ -1066,6 +1066,15 @@ size_t nsq_consumer_connection_count(nsq_consumer_t *self)
     return self->connection_count;
 }
 
+size_t nsq_consumer_connected_count(nsq_consumer_t *self)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < self->connection_count; i++)
+        if (self->connections[i]->sock && self->connections[i]->identified)
+            count++;
+    return count;
+}
+
 // FIN (requeue false) or REQ msg: queues its id on its connection and frees it.
 static int s_settle(nsq_consumer_t *self, nsq_msg_t *msg, bool requeue, uint32_t delay_ms)
 {
@@ -1456,7 +1465,9 @@ static int s_test_single(nsq_consumer_t *consumer, s_fake_t *fake, s_test_state_
     S_CHECK(nsq_consumer_connect(consumer, fake->endpoint) == 0);
     S_CHECK(nsq_consumer_connect(consumer, fake->endpoint) == -1);
     S_CHECK(nsq_consumer_connection_count(consumer) == 1);
+    S_CHECK(nsq_consumer_connected_count(consumer) == 0);  // IDENTIFY not answered yet
     S_CHECK(s_fake_handshake(fake, consumer, 60000) == 10);
+    S_CHECK(nsq_consumer_connected_count(consumer) == 1);
     s_fake_deliver(fake, 1, 5);
     S_CHECK(s_expect_settle(fake, consumer, NSQ__COMMAND__CMD_FIN, 5, 1) == 0);
     S_CHECK(state->seen == 5 && state->bodies_ok);

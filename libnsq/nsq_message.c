@@ -17,6 +17,7 @@ nsq_message_t *nsq_message_new_uninit(size_t size)
         return NULL;
     self->id = 0;
     self->timestamp = 0;
+    self->disk_position = 0;
     self->refs = 1;
     self->size = (uint32_t) size;
     return self;

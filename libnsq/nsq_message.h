@@ -25,6 +25,8 @@
 typedef struct {
     uint64_t id;        // unique per broker (snowflake-like), 0 until assigned
     int64_t timestamp;  // ns since the epoch, set when the broker accepts it
+    uint64_t
+        disk_position;  // 1 + where its holder read it from its disk queue, 0 = not read from disk
     uint32_t refs;      // owners; freed when it drops to 0
     uint32_t size;      // body length in bytes
     uint8_t body[];     // the body, size bytes

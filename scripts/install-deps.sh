@@ -7,6 +7,26 @@ set -euo pipefail
 packages=(meson ninja-build pkg-config gcc libzmq3-dev libczmq-dev libprotobuf-c-dev
     protobuf-c-compiler libcurl4-openssl-dev libmicrohttpd-dev curl clang-format)
 
+# node and npm run the deployment checks (tests/deploy); any node will do.
+command -v node >/dev/null 2>&1 || packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
+
+# The npm packages of tests/deploy (package-lock.json), installed once; later
+# runs need no network. Called after the Debian packages are in place.
+install_npm_packages() {
+    local dir
+    dir="$(cd "$(dirname "$0")/.." && pwd)/tests/deploy"
+    if [ -f "$dir/node_modules/.package-lock.json" ] &&
+        [ ! "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+        return 0
+    fi
+    echo "install-deps: npm ci in tests/deploy"
+    if ! (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error); then
+        echo "install-deps: npm ci failed in $dir" >&2
+        return 1
+    fi
+}
+
 if ! command -v dpkg >/dev/null 2>&1; then
     echo "install-deps: no dpkg here (not Debian or Ubuntu); install: ${packages[*]}" >&2
     exit 0
@@ -20,7 +40,8 @@ for package in "${packages[@]}"; do
 done
 if [ ${#missing[@]} -eq 0 ]; then
     echo "install-deps: all ${#packages[@]} packages are installed"
-    exit 0
+    install_npm_packages
+    exit
 fi
 
 if [ "$(id -u)" -eq 0 ]; then
@@ -36,3 +57,4 @@ echo "install-deps: installing ${missing[*]}"
 "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
 "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
     apt-get install -y -q --no-install-recommends "${missing[@]}"
+install_npm_packages

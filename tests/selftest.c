@@ -10,6 +10,7 @@
 
 #include "broker.h"
 #include "broker_channel.h"
+#include "broker_disk.h"
 #include "broker_http.h"
 #include "broker_inflight.h"
 #include "broker_queue.h"
@@ -18,12 +19,16 @@
 #include "lookupd_registry.h"
 #include "nsq_client_test.h"
 #include "nsq_discovery.h"
+#include "nsq_diskqueue.h"
 #include "nsq_duration.h"
 #include "nsq_log.h"
 #include "nsq_message.h"
 #include "nsq_names.h"
 #include "nsq_options.h"
 #include "nsq_wire.h"
+#include "worker_backoff.h"
+#include "worker_http.h"
+#include "worker_metrics.h"
 
 typedef struct {
     const char *name;   // what meson passes, the class name
@@ -33,6 +38,7 @@ typedef struct {
 static const selftest_t s_tests[] = {
     {"broker", broker_test},
     {"broker_channel", broker_channel_test},
+    {"broker_disk", broker_disk_test},
     {"broker_http", broker_http_test},
     {"broker_inflight", broker_inflight_test},
     {"broker_queue", broker_queue_test},
@@ -41,6 +47,7 @@ static const selftest_t s_tests[] = {
     {"lookupd_registry", lookupd_registry_test},
     {"nsq_consumer", nsq_consumer_test},
     {"nsq_discovery", nsq_discovery_test},
+    {"nsq_diskqueue", nsq_diskqueue_test},
     {"nsq_duration", nsq_duration_test},
     {"nsq_log", nsq_log_test},
     {"nsq_message", nsq_message_test},
@@ -48,6 +55,9 @@ static const selftest_t s_tests[] = {
     {"nsq_options", nsq_options_test},
     {"nsq_producer", nsq_producer_test},
     {"nsq_wire", nsq_wire_test},
+    {"worker_backoff", worker_backoff_test},
+    {"worker_http", worker_http_test},
+    {"worker_metrics", worker_metrics_test},
 };
 
 #define TEST_COUNT (sizeof(s_tests) / sizeof(s_tests[0]))

@@ -1,29 +1,32 @@
 /*  nsq-worker - consume a channel and hand each message to a handler
     SPDX-License-Identifier: MIT
 
-    A thin shell over the libnsq consumer: options (flags and NSQ_WORKER_*
-    variables), logging, signals, one handler, exit code. The only handler
-    so far is --stdout: each body and a newline go to stdout; a batch is
-    flushed once (fflush after the last message of a read, by a zero-delay
-    timer on the consumer's loop) and only then FINned, so a message is
-    acknowledged only after it was written.
+    A thin shell over the worker runtime (worker.c): the options table
+    (flags and NSQ_WORKER_* variables), logging, signals, exit code. One
+    handler per process: --exec, --http, --file or --stdout.
 
-    Exit codes: 0 after SIGTERM/SIGINT (graceful close, up to 5 s) or
-    --max-messages; 1 when stdout fails; 2 on bad configuration.
+    Once its HTTP server listens and its broker connections are under way,
+    it prints "READY http=HOST:PORT" on stderr (the port
+    actually bound, useful with --http-address=127.0.0.1:0; "READY http=off"
+    without an HTTP server) so scripts and tests can find /healthz, /readyz
+    and /metrics.
+
+    Exit codes: 0 after SIGTERM/SIGINT (drain up to --shutdown-timeout) or
+    --max-messages; 1 when the handler breaks (stdout closed); 2 on bad
+    configuration or startup failure.
 */
 #include "nsq.h"
 #include "nsq_log.h"
 #include "nsq_names.h"
 #include "nsq_options.h"
+#include "worker.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define S_PENDING_MAX      1024  // messages written and waiting for one fflush
-#define S_CLOSE_TIMEOUT_MS 5000
 
 static const nsq_option_spec_t s_specs[] = {
     {"topic", NSQ_OPTION_STRING, NULL, 0, 0, false, "topic to consume (required)"},
@@ -45,71 +48,40 @@ static const nsq_option_spec_t s_specs[] = {
     {"max-messages", NSQ_OPTION_INT, "0", 0, INT64_MAX, false,
      "exit after handling this many messages (0 = unlimited)"},
     {"log-level", NSQ_OPTION_STRING, "info", 0, 0, false, "debug, info, warn or error"},
+    {"exec", NSQ_OPTION_STRING, NULL, 0, 0, false,
+     "handler: run this /bin/sh command per message (body on stdin); exit 0 = FIN"},
+    {"http", NSQ_OPTION_STRING, NULL, 0, 0, false,
+     "handler: POST each body to this URL; 2xx = FIN, 4xx = FIN and log, else REQ"},
+    {"file", NSQ_OPTION_STRING, NULL, 0, 0, false,
+     "handler: append each body and a newline to this file, fsync before FIN"},
+    {"file-max-bytes", NSQ_OPTION_SIZE, "0", 0, 0, false,
+     "rotate --file when it would grow beyond this (0 = never)"},
+    {"file-rotate-interval", NSQ_OPTION_DURATION, "0", 0, 86400000, false,
+     "rotate --file this often (0 = never)"},
+    {"http-timeout", NSQ_OPTION_DURATION, "20s", 1, 3600000, false,
+     "--http: one request at most this long, then REQ"},
+    {"max-msg-timeout", NSQ_OPTION_DURATION, "15m", 0, 86400000, false,
+     "--exec: kill a command running longer (SIGTERM, SIGKILL 2s later), then REQ; 0 = never"},
+    {"requeue-delay", NSQ_OPTION_DURATION, "90s", 0, 3600000, false,
+     "REQ delay after a failure, times the attempt number"},
+    {"max-requeue-delay", NSQ_OPTION_DURATION, "15m", 0, 3600000, false, "cap of the REQ delay"},
+    {"max-attempts", NSQ_OPTION_INT, "5", 0, 65535, false,
+     "after this many failed attempts, publish to the dead-letter topic and FIN (0 = never)"},
+    {"dead-letter-topic", NSQ_OPTION_STRING, NULL, 0, 0, false,
+     "where failed messages go, on the broker they came from (default <topic>.dead)"},
+    {"backoff", NSQ_OPTION_DURATION, "1s", 0, 3600000, false,
+     "after a failure pause delivery this long, doubling per failure (0 = no backoff)"},
+    {"max-backoff", NSQ_OPTION_DURATION, "2m", 0, 3600000, false, "longest backoff pause"},
+    {"http-address", NSQ_OPTION_STRING, "0.0.0.0:4171", 0, 0, false,
+     "/healthz, /readyz and /metrics on host:port (port 0 = any; empty = off)"},
+    {"shutdown-timeout", NSQ_OPTION_DURATION, "30s", 0, 3600000, false,
+     "on SIGTERM let running handlers finish this long, then stop and requeue them"},
 };
 
-typedef struct {
-    nsq_consumer_t *consumer;           // the subscription
-    nsq_msg_t *pending[S_PENDING_MAX];  // written, not yet flushed and FINned
-    size_t pending_count;
-    int flush_timer;       // zero-delay timer armed, 0 if none
-    int64_t max_messages;  // stop after this many, 0 = never
-    int64_t handled;       // messages written so far
-    bool failed;           // stdout failed: exit 1
-} s_worker_t;
-
-// Flushes stdout, then FINs the pending messages (REQs them if the write
-// failed). Stops the consumer when done or failed.
-static void s_worker_flush(s_worker_t *self)
+static int s_handler_count(nsq_options_t *options)
 {
-    bool ok = !self->failed && fflush(stdout) == 0 && !ferror(stdout);
-    if (!ok && !self->failed) {
-        nsq_error("cannot write to stdout: %s", strerror(errno));
-        self->failed = true;
-    }
-    for (size_t i = 0; i < self->pending_count; i++) {
-        if (ok)
-            nsq_consumer_fin(self->consumer, self->pending[i]);
-        else
-            nsq_consumer_req(self->consumer, self->pending[i], 0);
-    }
-    self->pending_count = 0;
-    bool done = self->max_messages && self->handled >= self->max_messages;
-    if (self->failed || done)
-        nsq_consumer_stop(self->consumer);
-}
-
-static int s_flush_timer(zloop_t *loop, int timer_id, void *arg)
-{
-    (void) loop;
-    (void) timer_id;
-    s_worker_t *self = arg;
-    self->flush_timer = 0;
-    s_worker_flush(self);
-    return 0;
-}
-
-static void s_stdout_handler(nsq_consumer_t *consumer, nsq_msg_t *msg, void *arg)
-{
-    s_worker_t *self = arg;
-    bool done = self->max_messages && self->handled >= self->max_messages;
-    if (self->failed || done) {
-        nsq_consumer_req(consumer, msg, 0);  // not ours to handle any more
-        return;
-    }
-    fwrite(nsq_msg_body(msg), 1, nsq_msg_size(msg), stdout);
-    fputc('\n', stdout);
-    self->pending[self->pending_count++] = msg;
-    self->handled++;
-    if (self->pending_count == S_PENDING_MAX)
-        s_worker_flush(self);
-    else if (!self->flush_timer) {
-        // Runs after the consumer has handed out the rest of this read.
-        self->flush_timer = zloop_timer(nsq_consumer_loop(consumer), 0, 1, s_flush_timer, self);
-        if (self->flush_timer < 0) {
-            self->flush_timer = 0;
-            s_worker_flush(self);
-        }
-    }
+    return nsq_options_is_set(options, "exec") + nsq_options_is_set(options, "http")
+           + nsq_options_is_set(options, "file") + nsq_options_bool(options, "stdout");
 }
 
 // Checks what the option table cannot. Returns 0, or -1 with the reason.
@@ -125,8 +97,9 @@ static int s_check(nsq_options_t *options, char *error, size_t size)
     else if (nsq_options_count(options, "broker-address") == 0
              && nsq_options_count(options, "lookupd-http-address") == 0)
         snprintf(error, size, "--broker-address or --lookupd-http-address is required");
-    else if (!nsq_options_bool(options, "stdout"))
-        snprintf(error, size, "a handler is required: --stdout");
+    else if (s_handler_count(options) != 1)
+        snprintf(error, size,
+                 "exactly one handler is required: --exec, --http, --file or --stdout");
     else if (nsq_log_level_parse(nsq_options_string(options, "log-level"), &level))
         snprintf(error, size, "invalid --log-level %s", nsq_options_string(options, "log-level"));
     else {
@@ -136,70 +109,86 @@ static int s_check(nsq_options_t *options, char *error, size_t size)
     return -1;
 }
 
-// Creates the consumer and connects it to every broker. Returns 0, or -1
-// with the reason in error.
-static int s_worker_start(s_worker_t *self, nsq_options_t *options, char *error, size_t size)
+static worker_config_t s_config(nsq_options_t *options)
 {
-    self->consumer = nsq_consumer_new(nsq_options_string(options, "topic"),
-                                      nsq_options_string(options, "channel"));
-    if (!self->consumer) {
-        snprintf(error, size, "cannot create the consumer: %s", strerror(errno));
-        return -1;
-    }
-    nsq_consumer_set_handler(self->consumer, s_stdout_handler, self);
-    nsq_consumer_set_max_in_flight(self->consumer,
-                                   (uint32_t) nsq_options_int(options, "max-in-flight"));
-    nsq_consumer_set_heartbeat_interval(self->consumer,
-                                        (uint32_t) nsq_options_int(options, "heartbeat-interval"));
-    nsq_consumer_set_msg_timeout(self->consumer,
-                                 (uint32_t) nsq_options_int(options, "msg-timeout"));
-    self->max_messages = nsq_options_int(options, "max-messages");
-    for (size_t i = 0; i < nsq_options_count(options, "broker-address"); i++) {
-        const char *address = nsq_options_string_at(options, "broker-address", i);
-        if (nsq_consumer_connect(self->consumer, address)) {
-            snprintf(error, size, "invalid --broker-address %s", address);
-            return -1;
-        }
-    }
-    nsq_consumer_set_lookupd_poll_interval(
-        self->consumer, (uint32_t) nsq_options_int(options, "lookupd-poll-interval"));
-    for (size_t i = 0; i < nsq_options_count(options, "lookupd-http-address"); i++) {
-        const char *address = nsq_options_string_at(options, "lookupd-http-address", i);
-        if (nsq_consumer_connect_lookupd(self->consumer, address)) {
-            snprintf(error, size, "invalid --lookupd-http-address %s", address);
-            return -1;
-        }
-    }
-    return 0;
+    return (worker_config_t){
+        .topic = nsq_options_string(options, "topic"),
+        .channel = nsq_options_string(options, "channel"),
+        .max_in_flight = (uint32_t) nsq_options_int(options, "max-in-flight"),
+        .heartbeat_interval_ms = (uint32_t) nsq_options_int(options, "heartbeat-interval"),
+        .msg_timeout_ms = (uint32_t) nsq_options_int(options, "msg-timeout"),
+        .max_messages = nsq_options_int(options, "max-messages"),
+        .exec_command = nsq_options_string(options, "exec"),
+        .http_url = nsq_options_string(options, "http"),
+        .file_path = nsq_options_string(options, "file"),
+        .to_stdout = nsq_options_bool(options, "stdout"),
+        .file_max_bytes = nsq_options_int(options, "file-max-bytes"),
+        .file_rotate_interval_ms = nsq_options_int(options, "file-rotate-interval"),
+        .http_timeout_ms = nsq_options_int(options, "http-timeout"),
+        .max_msg_timeout_ms = nsq_options_int(options, "max-msg-timeout"),
+        .requeue_delay_ms = nsq_options_int(options, "requeue-delay"),
+        .max_requeue_delay_ms = nsq_options_int(options, "max-requeue-delay"),
+        .max_attempts = nsq_options_int(options, "max-attempts"),
+        .dead_letter_topic = nsq_options_string(options, "dead-letter-topic"),
+        .backoff_ms = nsq_options_int(options, "backoff"),
+        .max_backoff_ms = nsq_options_int(options, "max-backoff"),
+        .http_address = nsq_options_string(options, "http-address"),
+        .shutdown_timeout_ms = nsq_options_int(options, "shutdown-timeout"),
+    };
 }
 
-static int s_worker_run(s_worker_t *self, nsq_options_t *options)
+// Creates the worker and connects it to every broker. Returns the worker,
+// or NULL with the reason in error.
+static worker_t *s_start(nsq_options_t *options, char *error, size_t size)
 {
-    nsq_info("consuming topic %s channel %s from %zu broker(s), max-in-flight %lld",
-             nsq_options_string(options, "topic"), nsq_options_string(options, "channel"),
-             nsq_consumer_connection_count(self->consumer),
-             (long long) nsq_options_int(options, "max-in-flight"));
-    nsq_consumer_run(self->consumer);
-    if (zsys_interrupted)
-        nsq_info("signal received, draining");
-    if (nsq_consumer_close(self->consumer, S_CLOSE_TIMEOUT_MS))
-        nsq_warn("%zu message(s) still in flight after %d ms, the broker will requeue them",
-                 nsq_consumer_in_flight(self->consumer), S_CLOSE_TIMEOUT_MS);
-    nsq_info("exiting: received %llu, finished %llu, requeued %llu",
-             (unsigned long long) nsq_consumer_received(self->consumer),
-             (unsigned long long) nsq_consumer_finished(self->consumer),
-             (unsigned long long) nsq_consumer_requeued(self->consumer));
-    return self->failed ? 1 : 0;
+    worker_config_t config = s_config(options);
+    worker_t *worker = worker_new(&config);
+    if (!worker) {
+        snprintf(error, size, "cannot start (see above)");
+        return NULL;
+    }
+    for (size_t i = 0; i < nsq_options_count(options, "broker-address"); i++) {
+        const char *address = nsq_options_string_at(options, "broker-address", i);
+        if (worker_connect(worker, address)) {
+            snprintf(error, size, "invalid --broker-address %s", address);
+            worker_destroy(&worker);
+            return NULL;
+        }
+    }
+    nsq_consumer_t *consumer = worker_consumer(worker);
+    nsq_consumer_set_lookupd_poll_interval(
+        consumer, (uint32_t) nsq_options_int(options, "lookupd-poll-interval"));
+    for (size_t i = 0; i < nsq_options_count(options, "lookupd-http-address"); i++) {
+        const char *address = nsq_options_string_at(options, "lookupd-http-address", i);
+        if (nsq_consumer_connect_lookupd(consumer, address)) {
+            snprintf(error, size, "invalid --lookupd-http-address %s", address);
+            worker_destroy(&worker);
+            return NULL;
+        }
+    }
+    return worker;
+}
+
+// "READY http=HOST:PORT" on stderr, HOST as --http-address gave it.
+static void s_print_ready(worker_t *worker, nsq_options_t *options)
+{
+    const char *address = nsq_options_string(options, "http-address");
+    const char *colon = address ? strrchr(address, ':') : NULL;
+    if (!worker_http_port_bound(worker) || !colon)
+        fprintf(stderr, "READY http=off\n");
+    else
+        fprintf(stderr, "READY http=%.*s:%u\n", (int) (colon - address), address,
+                worker_http_port_bound(worker));
+    fflush(stderr);
 }
 
 int main(int argc, char **argv)
 {
-    signal(SIGPIPE, SIG_IGN);    // a closed stdout is an error, not a crash
+    signal(SIGPIPE, SIG_IGN);    // a closed stdout or a command that stops reading is an error
     zsys_init();                 // SIGINT/SIGTERM set zsys_interrupted
     zsys_set_logstream(stderr);  // keep czmq's own messages off stdout
+    curl_global_init(CURL_GLOBAL_DEFAULT);
     nsq_log_set_program("nsq-worker");
-    static char buffer[1 << 16];
-    setvbuf(stdout, buffer, _IOFBF, sizeof buffer);
 
     nsq_options_t *options =
         nsq_options_new("nsq-worker", "NSQ_WORKER", s_specs, sizeof s_specs / sizeof s_specs[0]);
@@ -209,15 +198,18 @@ int main(int argc, char **argv)
     int parsed = nsq_options_parse(options, argc, argv, error, sizeof error);
     if (parsed == 0 && s_check(options, error, sizeof error))
         parsed = -1;
-    s_worker_t worker = {0};
-    if (parsed == 0 && s_worker_start(&worker, options, error, sizeof error))
+    worker_t *worker = NULL;
+    if (parsed == 0 && !(worker = s_start(options, error, sizeof error)))
         parsed = -1;
     int rc = parsed == 1 ? 0 : 2;
     if (parsed < 0)
         fprintf(stderr, "nsq-worker: %s\n", error);
-    else if (parsed == 0)
-        rc = s_worker_run(&worker, options);
-    nsq_consumer_destroy(&worker.consumer);
+    else if (parsed == 0) {
+        s_print_ready(worker, options);
+        rc = worker_run(worker);
+    }
+    worker_destroy(&worker);
     nsq_options_destroy(&options);
+    curl_global_cleanup();
     return rc;
 }

@@ -42,6 +42,7 @@ struct _it_child_t {
     int out_fd;         // read end of the child's stdout pipe
     char buffer[8192];  // stdout bytes read but not yet returned as lines
     size_t length;      // bytes in buffer
+    size_t log_index;   // its stderr log in s_logs
 };
 
 struct _it_broker_t {
@@ -62,6 +63,9 @@ static it_child_t *s_children[IT_MAX_CHILDREN];  // live children, by slot
 static s_log_t s_logs[IT_MAX_LOGS];              // logs of every child started
 static size_t s_log_count;                       // entries in s_logs
 static int s_child_serial;                       // numbers log names
+
+static const char *s_tmp(void);
+static bool s_has_flag(const char *const *flags, const char *prefix);
 
 // ---- time -------------------------------------------------------------
 
@@ -173,6 +177,11 @@ static void s_alarm(int signal)
         if (s_children[slot])
             kill(s_children[slot]->pid, SIGKILL);
     _exit(1);
+}
+
+const char *it_tmp_dir(void)
+{
+    return s_tmp();
 }
 
 static const char *s_tmp(void)
@@ -325,6 +334,7 @@ it_child_t *it_child_start(const char *name, const char *const *argv)
     it_child_t *child = calloc(1, sizeof *child);
     IT_ASSERT(child, "out of memory");
     snprintf(child->name, sizeof child->name, "%s", name);
+    child->log_index = s_log_count - 1;
     pid_t parent = getpid();
     fflush(stdout);
     fflush(stderr);
@@ -437,10 +447,44 @@ it_child_t *it_worker_start(it_broker_t *broker, const char *topic, const char *
     snprintf(address, sizeof address, "--broker-address=%s", broker->zmq);
     snprintf(topic_flag, sizeof topic_flag, "--topic=%s", topic);
     snprintf(channel_flag, sizeof channel_flag, "--channel=%s", channel);
-    const char *argv[IT_MAX_ARGS] = {s_env_binary("NSQ_WORKER"), address, topic_flag, channel_flag,
-                                     "--stdout"};
-    s_append_args(argv, 5, extra_flags);
+    const char *argv[IT_MAX_ARGS] = {s_env_binary("NSQ_WORKER"), address, topic_flag, channel_flag};
+    size_t count = 4;
+    if (!s_has_flag(extra_flags, "--exec=") && !s_has_flag(extra_flags, "--http=")
+        && !s_has_flag(extra_flags, "--file=") && !s_has_flag(extra_flags, "--stdout"))
+        argv[count++] = "--stdout";
+    if (!s_has_flag(extra_flags, "--http-address="))
+        argv[count++] = "--http-address=127.0.0.1:0";
+    s_append_args(argv, count, extra_flags);
     return it_child_start("worker", argv);
+}
+
+int it_child_wait_log(it_child_t *self, const char *prefix, char *line, size_t size, int timeout_ms)
+{
+    int64_t deadline = it_now_ms() + timeout_ms;
+    char buffer[4096];
+    do {
+        FILE *log = fopen(s_logs[self->log_index].path, "r");
+        while (log && fgets(buffer, sizeof buffer, log)) {
+            if (strncmp(buffer, prefix, strlen(prefix)) == 0) {
+                buffer[strcspn(buffer, "\n")] = '\0';
+                snprintf(line, size, "%s", buffer);
+                fclose(log);
+                return 1;
+            }
+        }
+        if (log)
+            fclose(log);
+        it_sleep_ms(10);
+    } while (it_now_ms() < deadline);
+    return 0;
+}
+
+void it_worker_wait_ready(it_child_t *worker, char *http, size_t size)
+{
+    char line[256];
+    IT_ASSERT(it_child_wait_log(worker, "READY http=", line, sizeof line, IT_READY_MS),
+              "nsq-worker printed no READY line within %d ms", IT_READY_MS);
+    snprintf(http, size, "%s", line + strlen("READY http="));
 }
 
 // ---- broker -----------------------------------------------------------
@@ -597,10 +641,16 @@ static size_t s_collect(char *data, size_t size, size_t count, void *arg)
 int it_http(it_broker_t *broker, const char *method, const char *path, const void *body,
             size_t size, char **reply)
 {
+    return it_http_to(broker->http, method, path, body, size, reply);
+}
+
+int it_http_to(const char *address, const char *method, const char *path, const void *body,
+               size_t size, char **reply)
+{
     CURL *curl = curl_easy_init();
     IT_ASSERT(curl, "curl_easy_init failed");
     char url[2048];
-    snprintf(url, sizeof url, "http://%s%s", broker->http, path);
+    snprintf(url, sizeof url, "http://%s%s", address, path);
     struct curl_slist *headers = curl_slist_append(NULL, "Expect:");
     s_buffer_t buffer = {calloc(1, 1), 0};
     curl_easy_setopt(curl, CURLOPT_URL, url);

@@ -135,11 +135,22 @@ pid_t it_child_pid(it_child_t *self);
 // Frees the child and nulls *self_p; its log stays until the case ends.
 int it_child_stop(it_child_t **self_p, int signal, int timeout_ms);
 
-// Starts nsq-worker --broker-address=ZMQ --topic --channel --stdout plus
-// extra flags (NULL-terminated list, may be NULL).
+// Waits up to timeout_ms for a line of the child's stderr log that starts
+// with prefix; copies it (newline stripped) into line. Returns 1, or 0 on
+// timeout.
+int it_child_wait_log(it_child_t *self, const char *prefix, char *line, size_t size,
+                      int timeout_ms);
+
+// Starts nsq-worker --broker-address=ZMQ --topic --channel plus extra flags
+// (NULL-terminated list, may be NULL), adding --stdout unless the flags name
+// a handler and --http-address=127.0.0.1:0 unless they set one.
 typedef struct _it_broker_t it_broker_t;
 it_child_t *it_worker_start(it_broker_t *broker, const char *topic, const char *channel,
                             const char *const *extra_flags);
+
+// Waits for the worker's "READY http=HOST:PORT" line on stderr and copies
+// HOST:PORT into http. Fails the case after 10 s.
+void it_worker_wait_ready(it_child_t *worker, char *http, size_t size);
 
 // ---- broker -----------------------------------------------------------
 
@@ -175,6 +186,10 @@ int it_broker_stop(it_broker_t **self_p);
 // frees it.
 int it_http(it_broker_t *broker, const char *method, const char *path, const void *body,
             size_t size, char **reply);
+
+// it_http to any "host:port" (a worker's probes, a test's own server).
+int it_http_to(const char *address, const char *method, const char *path, const void *body,
+               size_t size, char **reply);
 
 // it_http with a string body (or NULL), reply discarded.
 int it_http_status(it_broker_t *broker, const char *method, const char *path, const char *body);
@@ -289,6 +304,10 @@ Nsq__Frame *it_raw_expect(it_raw_t *self, Nsq__Frame__FrameCase kind, int timeou
 
 // Connects a TCP socket to "host:port"; -1 on failure.
 int it_tcp_connect(const char *address);
+
+// This case's temporary directory (created on first use, removed when the
+// case passes). Borrowed.
+const char *it_tmp_dir(void);
 
 // The absolute path of this test executable (to start it as a helper).
 const char *it_self_path(void);

@@ -324,24 +324,25 @@ static void s_rdy_above_max(void)
     IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
 }
 
-// Memory is bounded: past --mem-queue-size a publish is refused with 503
-// (HTTP) or E_PUB_FAILED (ZeroMQ), nothing refused is delivered, and
-// publishing works again once consumers drained the queue.
+// Memory is bounded: where there is no disk to spill to (an ephemeral
+// topic) a publish past --mem-queue-size is refused with 503, nothing
+// refused is delivered, and publishing works again once consumers drained
+// the queue. (Durable topics spill to disk instead: it_disk.)
 static void s_queue_full(void)
 {
     const char *flags[] = {"--mem-queue-size=5", NULL};
     it_broker_t *broker = it_broker_start(flags);
-    it_post_ok(broker, "/channel/create?topic=full&channel=c");
+    it_post_ok(broker, "/channel/create?topic=full%23ephemeral&channel=c");
     for (int i = 0; i < 5; i++)
-        it_http_expect(broker, "POST", "/pub?topic=full", "kept", 4, 200, NULL);
-    it_http_expect(broker, "POST", "/pub?topic=full", "refused", 7, 503, NULL);
-    it_http_expect(broker, "POST", "/mpub?topic=full", "a\nb", 3, 503, NULL);
-    IT_ASSERT_INT(it_channel_stat(broker, "full", "c", "depth"), ==, 5);
-    it_sink_t *sink = it_sink_new(broker, "full", "c", 10, true);
+        it_http_expect(broker, "POST", "/pub?topic=full%23ephemeral", "kept", 4, 200, NULL);
+    it_http_expect(broker, "POST", "/pub?topic=full%23ephemeral", "refused", 7, 503, NULL);
+    it_http_expect(broker, "POST", "/mpub?topic=full%23ephemeral", "a\nb", 3, 503, NULL);
+    IT_ASSERT_INT(it_channel_stat(broker, "full#ephemeral", "c", "depth"), ==, 5);
+    it_sink_t *sink = it_sink_new(broker, "full#ephemeral", "c", 10, true);
     IT_ASSERT(it_sink_wait(sink, 5, 5000), "the five kept messages were not delivered");
-    IT_ASSERT_PUMPED(&sink, 1, it_channel_stat(broker, "full", "c", "depth") == 0, 5000,
+    IT_ASSERT_PUMPED(&sink, 1, it_channel_stat(broker, "full#ephemeral", "c", "depth") == 0, 5000,
                      "the queue did not drain");
-    it_http_expect(broker, "POST", "/pub?topic=full", "again", 5, 200, NULL);
+    it_http_expect(broker, "POST", "/pub?topic=full%23ephemeral", "again", 5, 200, NULL);
     IT_ASSERT(it_sink_wait(sink, 6, 5000), "publishing did not work again after draining");
     for (size_t i = 0; i < 6; i++)
         IT_ASSERT(strcmp(it_sink_get(sink, i)->body, "refused") != 0, "a refused message arrived");

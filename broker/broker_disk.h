@@ -1,0 +1,46 @@
+/*  broker_disk - a broker message as a disk queue record, and where each
+    topic's and channel's disk queue lives
+    SPDX-License-Identifier: MIT
+
+    Record: [u64 id][i64 timestamp ns][u32 attempts][i64 defer_until unix ms,
+    0 = ready][body], integers little-endian. The defer deadline is stored
+    as wall-clock time so that it survives a restart; in memory the broker
+    keeps monotonic deadlines, and these functions convert.
+
+    Files: the topic's queue is named after the topic, a channel's after
+    "topic:channel" (names cannot contain ':'), in --data-path.
+
+    API: broker_disk_open, broker_disk_put, broker_disk_get.
+*/
+#ifndef BROKER_DISK_H
+#define BROKER_DISK_H
+
+#include <stdint.h>
+
+#include "broker_config.h"
+#include "nsq_diskqueue.h"
+#include "nsq_message.h"
+
+// Bytes a record adds to the body.
+#define BROKER_DISK_HEADER_SIZE 28
+
+// Opens (or creates) the disk queue of topic, or of its channel when
+// channel is not NULL. Caller owns the result; NULL (errno) on failure.
+nsq_diskqueue_t *broker_disk_open(const broker_config_t *config, const char *topic,
+                                  const char *channel);
+
+// Appends message with its attempts and monotonic ready_at (0 = now; now is
+// monotonic ms). Returns 0, or -1 with errno (the queue is unchanged).
+int broker_disk_put(nsq_diskqueue_t *queue, const nsq_message_t *message, uint32_t attempts,
+                    int64_t ready_at, int64_t now);
+
+// Pops the oldest message: returns 1 with *message (caller owns it),
+// *attempts and *ready_at (monotonic, 0 = now), 0 if the queue is empty, -1
+// on a read error. Records too short to be messages are skipped (logged).
+int broker_disk_get(nsq_diskqueue_t *queue, nsq_message_t **message, uint32_t *attempts,
+                    int64_t *ready_at, int64_t now);
+
+// Self-test; returns 0 on success.
+int broker_disk_test(void);
+
+#endif

@@ -1,0 +1,245 @@
+/*  broker_state - the broker's data directory: its lock, the list of topics
+    and channels, periodic syncs, and what a restart saves and restores
+    SPDX-License-Identifier: MIT
+
+    Files in --data-path besides the disk queues:
+        nsq-broker.lock   flock'd while a broker runs, so a second broker on
+                          the same directory refuses to start
+        nsq-broker.dat    "nsq-broker-state 1" then one line per durable
+                          topic ("topic NAME PAUSED") and channel ("channel
+                          TOPIC NAME PAUSED"), replaced atomically (temp
+                          file, fsync, rename, fsync of the directory)
+    The list is rewritten whenever its fingerprint changes (a topic or
+    channel created, deleted, paused or unpaused), checked after each batch
+    of commands or requests the core handles, and at shutdown. Ephemeral topics and channels are
+   never listed.
+
+    An empty data path (the self-tests) means memory only: none of this runs.
+*/
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "broker_core.h"
+#include "nsq_log.h"
+#include "nsq_names.h"
+
+#define STATE_FILE   "nsq-broker.dat"
+#define LOCK_FILE    "nsq-broker.lock"
+#define STATE_HEADER "nsq-broker-state 1"
+
+int broker_state_lock(broker_core_t *self, char *error, size_t size)
+{
+    self->lock_fd = -1;
+    if (!self->config.data_path[0])
+        return 0;
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s", self->config.data_path, LOCK_FILE);
+    self->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (self->lock_fd < 0) {
+        snprintf(error, size, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (flock(self->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        snprintf(error, size, "--data-path %s is in use by another broker (%s is locked)",
+                 self->config.data_path, path);
+        close(self->lock_fd);
+        self->lock_fd = -1;
+        return -1;
+    }
+    return 0;
+}
+
+void broker_state_unlock(broker_core_t *self)
+{
+    if (self->lock_fd >= 0)
+        close(self->lock_fd);  // releases the flock
+    self->lock_fd = -1;
+}
+
+static uint64_t s_hash(uint64_t hash, const char *text)
+{
+    for (; *text; text++)
+        hash = (hash ^ (uint8_t) *text) * 1099511628211ULL;
+    return (hash ^ 0xff) * 1099511628211ULL;
+}
+
+// A fingerprint of the durable topics and channels and their paused state,
+// independent of iteration order.
+static uint64_t s_fingerprint(broker_core_t *self)
+{
+    uint64_t sum = 1;
+    for (broker_topic_t *topic = zhashx_first(self->topics); topic;
+         topic = zhashx_next(self->topics)) {
+        if (topic->ephemeral)
+            continue;
+        uint64_t base = s_hash(14695981039346656037ULL, topic->name);
+        sum += s_hash(base, topic->paused ? "p" : "r");
+        for (size_t i = 0; i < topic->channel_count; i++) {
+            broker_channel_t *channel = topic->channels[i];
+            if (!channel->ephemeral)
+                sum += s_hash(s_hash(base, channel->name), channel->paused ? "p" : "r");
+        }
+    }
+    return sum;
+}
+
+static void s_write_lines(broker_core_t *self, FILE *file)
+{
+    fprintf(file, "%s\n", STATE_HEADER);
+    for (broker_topic_t *topic = zhashx_first(self->topics); topic;
+         topic = zhashx_next(self->topics)) {
+        if (topic->ephemeral)
+            continue;
+        fprintf(file, "topic %s %d\n", topic->name, topic->paused);
+        for (size_t i = 0; i < topic->channel_count; i++) {
+            broker_channel_t *channel = topic->channels[i];
+            if (!channel->ephemeral)
+                fprintf(file, "channel %s %s %d\n", topic->name, channel->name, channel->paused);
+        }
+    }
+}
+
+int broker_state_save(broker_core_t *self)
+{
+    if (!self->config.data_path[0])
+        return 0;
+    char path[1200], temp[1210];
+    snprintf(path, sizeof path, "%s/%s", self->config.data_path, STATE_FILE);
+    snprintf(temp, sizeof temp, "%s.tmp", path);
+    FILE *file = fopen(temp, "we");
+    if (!file)
+        goto failed;
+    s_write_lines(self, file);
+    if (fflush(file) != 0 || fdatasync(fileno(file)) != 0) {
+        fclose(file);
+        goto failed;
+    }
+    fclose(file);
+    if (rename(temp, path) != 0)
+        goto failed;
+    int dir = open(self->config.data_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir >= 0) {
+        fsync(dir);
+        close(dir);
+    }
+    self->state_fingerprint = s_fingerprint(self);
+    return 0;
+failed:
+    nsq_error("cannot write %s: %s", path, strerror(errno));
+    return -1;
+}
+
+// Restores one line of the state file. Returns 0, or -1 if it is bad.
+static int s_load_line(broker_core_t *self, const char *line)
+{
+    char kind[16], first[80], second[80];
+    int paused = 0;
+    int64_t now = zclock_mono();
+    if (sscanf(line, "topic %79s %d", first, &paused) == 2 && nsq_name_is_valid(first)) {
+        broker_topic_t *topic = broker_core_topic(self, first, true);
+        if (!topic)
+            return -1;
+        topic->paused = paused != 0;
+        return 0;
+    }
+    if (sscanf(line, "%15s %79s %79s %d", kind, first, second, &paused) == 4
+        && strcmp(kind, "channel") == 0 && nsq_name_is_valid(second)) {
+        broker_topic_t *topic = broker_core_topic(self, first, false);
+        broker_channel_t *channel = topic ? broker_topic_add_channel(topic, second, now) : NULL;
+        if (!channel)
+            return -1;
+        channel->paused = paused != 0;
+        return 0;
+    }
+    return -1;
+}
+
+int broker_state_load(broker_core_t *self, char *error, size_t size)
+{
+    if (!self->config.data_path[0])
+        return 0;
+    char path[1200], line[256];
+    snprintf(path, sizeof path, "%s/%s", self->config.data_path, STATE_FILE);
+    FILE *file = fopen(path, "re");
+    if (!file && errno == ENOENT)
+        return 0;
+    if (!file || !fgets(line, sizeof line, file) || strncmp(line, STATE_HEADER, 18) != 0) {
+        snprintf(error, size, "cannot read %s: %s", path,
+                 file ? "not a broker state file" : strerror(errno));
+        if (file)
+            fclose(file);
+        return -1;
+    }
+    size_t topics = 0, channels = 0;
+    while (fgets(line, sizeof line, file)) {
+        if (s_load_line(self, line) != 0)
+            nsq_error("%s: cannot restore \"%.*s\"", path, (int) strcspn(line, "\n"), line);
+        else if (line[0] == 't')
+            topics++;
+        else
+            channels++;
+    }
+    fclose(file);
+    self->state_fingerprint = s_fingerprint(self);
+    nsq_info("restored %zu topics and %zu channels from %s", topics, channels, path);
+    return 0;
+}
+
+// Syncs each disk queue whose --sync-timeout has passed.
+static void s_sync_queues(broker_core_t *self, int64_t now)
+{
+    int64_t timeout = self->config.sync_timeout_ms;
+    for (broker_topic_t *topic = zhashx_first(self->topics); topic;
+         topic = zhashx_next(self->topics)) {
+        if (topic->disk && nsq_diskqueue_maybe_sync(topic->disk, now, timeout) != 0)
+            nsq_error("topic %s: sync failed: %s", topic->name, strerror(errno));
+        for (size_t i = 0; i < topic->channel_count; i++) {
+            broker_channel_t *channel = topic->channels[i];
+            if (channel->disk && nsq_diskqueue_maybe_sync(channel->disk, now, timeout) != 0)
+                nsq_error("channel %s: sync failed: %s", channel->name, strerror(errno));
+        }
+    }
+}
+
+void broker_state_pump(broker_core_t *self, int64_t now)
+{
+    for (broker_topic_t *topic = zhashx_first(self->topics); topic;
+         topic = zhashx_next(self->topics))
+        broker_topic_pump(topic, now);
+}
+
+void broker_state_tick(broker_core_t *self, int64_t now)
+{
+    broker_state_pump(self, now);
+    if (!self->config.data_path[0])
+        return;
+    s_sync_queues(self, now);
+    broker_state_check(self);
+}
+
+void broker_state_check(broker_core_t *self)
+{
+    if (self->config.data_path[0] && s_fingerprint(self) != self->state_fingerprint)
+        broker_state_save(self);
+}
+
+void broker_state_persist(broker_core_t *self)
+{
+    if (!self->config.data_path[0])
+        return;
+    int64_t now = zclock_mono();
+    size_t failed = 0;
+    for (broker_topic_t *topic = zhashx_first(self->topics); topic;
+         topic = zhashx_next(self->topics))
+        if (broker_topic_persist(topic, now) != 0)
+            failed++;
+    broker_state_save(self);
+    if (failed)
+        nsq_error("%zu topics could not be saved completely", failed);
+    else
+        nsq_info("saved %zu topics to %s", zhashx_size(self->topics), self->config.data_path);
+}

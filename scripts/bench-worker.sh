@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# bench-worker.sh - how fast nsq-worker's handlers drain a backlog (a
+# measurement, not a test). Starts one broker on ephemeral ports in a
+# temporary directory, queues COUNT messages of SIZE bytes per handler, and
+# times an nsq-worker --max-messages=COUNT run of each handler:
+#   file   --file with an fdatasync per batch
+#   http   --http POSTing to the broker's own /pub (a real HTTP endpoint)
+#   exec   --exec='cat > /dev/null' (one /bin/sh per message; COUNT/10)
+# Usage: scripts/bench-worker.sh [BUILD_DIR]   (COUNT=20000 SIZE=100 MIF=200)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build}
+count=${COUNT:-20000}
+size=${SIZE:-100}
+mif=${MIF:-200}
+dir=$(mktemp -d)
+broker_pid=
+cleanup() {
+    [ -n "$broker_pid" ] && kill "$broker_pid" 2>/dev/null && wait "$broker_pid" 2>/dev/null
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+
+"$build/broker/nsq-broker" --http-address=127.0.0.1:0 --zmq-address=127.0.0.1:0 \
+    --data-path="$dir" --mem-queue-size=1000000 >"$dir/broker.out" 2>"$dir/broker.err" &
+broker_pid=$!
+for _ in $(seq 100); do grep -q READY "$dir/broker.out" && break; sleep 0.05; done
+http=$(sed -n 's/^READY http=\([^ ]*\) .*/\1/p' "$dir/broker.out")
+zmq=$(sed -n 's/^READY .*zmq=\([^ ]*\).*/\1/p' "$dir/broker.out")
+
+run() {  # name messages handler-flag
+    local name=$1 n=$2 flag=$3
+    curl -sf -X POST "http://$http/channel/create?topic=bench-$name&channel=w" >/dev/null
+    "$build/worker/nsq-bench" --mode=zmq-pub --zmq-address="$zmq" --topic="bench-$name" \
+        --count="$n" --size="$size" >/dev/null
+    local start end
+    start=$(date +%s.%N)
+    "$build/worker/nsq-worker" --broker-address="$zmq" --topic="bench-$name" --channel=w \
+        --max-in-flight="$mif" --max-messages="$n" --http-address= --log-level=warn "$flag" \
+        >/dev/null 2>>"$dir/worker.err" || { cat "$dir/worker.err" >&2; exit 1; }
+    end=$(date +%s.%N)
+    awk -v n="$n" -v s="$start" -v e="$end" -v name="$name" \
+        'BEGIN { printf "%-5s %7d messages in %6.2f s = %8.0f msg/s\n", name, n, e - s, n / (e - s) }'
+}
+
+run file "$count" "--file=$dir/out.log"
+run http "$count" "--http=http://$http/pub?topic=sink"
+run exec $((count / 10)) "--exec=cat > /dev/null"

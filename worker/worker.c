@@ -1,0 +1,387 @@
+/*  worker - the nsq-worker runtime: consume, hand to a handler, settle
+    SPDX-License-Identifier: MIT
+
+    Each delivered message becomes a worker_job_t on a list and goes to the
+    handler; the handler's result comes back to s_on_done, which settles the
+    message:
+        OK      FIN; the backoff level drops
+        REJECT  FIN and a warning (the endpoint refuses this body for good)
+        RETRY   the backoff level rises (credit 0 on every connection, then
+                a probe with credit 1); REQ with requeue_delay * attempts
+                (capped), or, at max_attempts, publish the body to the
+                dead-letter topic on the broker it came from, then FIN
+    A message that arrives with attempts already beyond max_attempts (its
+    handler kept timing out) is dead-lettered without running the handler.
+
+    One periodic tick (S_TICK_MS) TOUCHes jobs every msg_timeout / 2, lets
+    the handler enforce its timeouts, ends backoff pauses and publishes the
+    gauges.
+
+    Drain (worker_run after SIGTERM): the metrics say draining (/readyz 503),
+    nsq_consumer_close sends RDY 0 and CLS and keeps the loop running so the
+    handlers can finish; messages still arriving are requeued at once. At
+    the shutdown timeout the handler stops what is left and those messages
+    are requeued with no delay, so another worker gets them at once.
+
+    Dead-letter publishing waits for the broker's acknowledgement (local
+    broker, a fraction of a millisecond; S_PUBLISH_TIMEOUT_MS at worst); if
+    it fails the message is requeued instead, so nothing is lost.
+*/
+#include "worker.h"
+
+#include "nsq.h"
+#include "nsq_log.h"
+#include "nsq_names.h"
+#include "worker_backoff.h"
+#include "worker_handler.h"
+#include "worker_http.h"
+#include "worker_metrics.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_TICK_MS             100
+#define S_DEFAULT_MSG_TIMEOUT 60000  // the broker's default when we do not ask
+#define S_PUBLISH_TIMEOUT_MS  2000   // dead-letter publish
+#define S_FINAL_FLUSH_MS      1000   // after the drain, to send the last REQs
+
+struct _worker_t {
+    worker_config_t config;       // copy; strings borrowed
+    char dead_letter_topic[128];  // resolved name
+    nsq_consumer_t *consumer;     // the subscription
+    worker_handler_t *handler;    // the one handler
+    worker_backoff_t *backoff;    // failure pauses
+    worker_metrics_t *metrics;    // shared with the HTTP thread
+    worker_http_t *http;          // probes and metrics, NULL if none
+    zhashx_t *producers;          // broker endpoint -> nsq_producer_t, for dead letters
+    worker_job_t *jobs;           // running jobs, newest first
+    int tick_timer;               // the periodic tick
+    int64_t touch_interval_ms;    // TOUCH running jobs this often
+    uint32_t credit;              // credit announced now
+    int64_t started;              // jobs handed to the handler
+    int64_t handled;              // results received
+    bool draining;                // shutting down: no new work
+    bool aborting;                // the drain timed out: results are requeued at once
+    bool broken;                  // the handler cannot go on: exit 1
+};
+
+static void s_job_link(worker_t *self, worker_job_t *job)
+{
+    job->prev = NULL;
+    job->next = self->jobs;
+    if (self->jobs)
+        self->jobs->prev = job;
+    self->jobs = job;
+}
+
+static void s_job_unlink(worker_t *self, worker_job_t *job)
+{
+    if (job->prev)
+        job->prev->next = job->next;
+    else
+        self->jobs = job->next;
+    if (job->next)
+        job->next->prev = job->prev;
+}
+
+static void s_requeue(worker_t *self, nsq_msg_t *msg, int64_t delay_ms)
+{
+    nsq_consumer_req(self->consumer, msg, (uint32_t) delay_ms);
+    worker_metrics_add(self->metrics, WORKER_METRIC_REQUEUED, 1);
+}
+
+static int64_t s_requeue_delay(worker_t *self, nsq_msg_t *msg)
+{
+    int64_t delay = self->config.requeue_delay_ms * (int64_t) nsq_msg_attempts(msg);
+    return delay > self->config.max_requeue_delay_ms ? self->config.max_requeue_delay_ms : delay;
+}
+
+static nsq_producer_t *s_producer(worker_t *self, const char *broker)
+{
+    nsq_producer_t *producer = zhashx_lookup(self->producers, broker);
+    if (!producer) {
+        producer = nsq_producer_new(broker);
+        if (!producer)
+            return NULL;
+        nsq_producer_set_timeout(producer, S_PUBLISH_TIMEOUT_MS);
+        zhashx_insert(self->producers, broker, producer);
+    }
+    return producer;
+}
+
+// Publishes msg's body to the dead-letter topic on its broker, then FINs
+// it; requeues it if the publish fails.
+static void s_dead_letter(worker_t *self, nsq_msg_t *msg)
+{
+    const char *broker = nsq_msg_broker(msg);
+    nsq_producer_t *producer = s_producer(self, broker);
+    if (!producer
+        || nsq_producer_publish(producer, self->dead_letter_topic, nsq_msg_body(msg),
+                                nsq_msg_size(msg))) {
+        nsq_error("cannot publish message %s to %s on %s (%s): requeued", nsq_msg_id(msg),
+                  self->dead_letter_topic, broker, producer ? nsq_producer_error(producer) : "");
+        s_requeue(self, msg, self->config.max_requeue_delay_ms);
+        return;
+    }
+    nsq_warn("message %s failed %u attempt(s): moved to topic %s on %s", nsq_msg_id(msg),
+             nsq_msg_attempts(msg), self->dead_letter_topic, broker);
+    nsq_consumer_fin(self->consumer, msg);
+    worker_metrics_add(self->metrics, WORKER_METRIC_DEAD_LETTERED, 1);
+}
+
+// Announces the credit the backoff allows, if it changed.
+static void s_apply_credit(worker_t *self)
+{
+    if (self->draining)
+        return;  // nsq_consumer_close holds credit at 0
+    uint32_t credit =
+        worker_backoff_credit(self->backoff, self->config.max_in_flight, zclock_mono());
+    if (credit != self->credit) {
+        if (credit < self->credit)
+            nsq_info("backoff level %d: credit %u", worker_backoff_level(self->backoff), credit);
+        else
+            nsq_info("backoff level %d: credit %u restored", worker_backoff_level(self->backoff),
+                     credit);
+        self->credit = credit;
+        nsq_consumer_set_max_in_flight(self->consumer, credit);
+        worker_metrics_set(self->metrics, WORKER_METRIC_CREDIT, credit);
+    }
+}
+
+static void s_on_failure(worker_t *self, nsq_msg_t *msg)
+{
+    worker_metrics_add(self->metrics, WORKER_METRIC_FAILURES, 1);
+    if (worker_backoff_failure(self->backoff, zclock_mono()))
+        worker_metrics_add(self->metrics, WORKER_METRIC_BACKOFFS, 1);
+    if (self->config.max_attempts && nsq_msg_attempts(msg) >= self->config.max_attempts)
+        s_dead_letter(self, msg);
+    else
+        s_requeue(self, msg, s_requeue_delay(self, msg));
+}
+
+static void s_on_done(void *arg, worker_job_t *job, worker_result_t result)
+{
+    worker_t *self = arg;
+    int64_t now = zclock_mono();
+    worker_metrics_observe(self->metrics, now - job->started_ms);
+    s_job_unlink(self, job);
+    nsq_msg_t *msg = job->msg;
+    free(job);
+    if (worker_handler_broken(self->handler))
+        self->broken = true;
+    if (result == WORKER_RESULT_RETRY && (self->aborting || self->broken))
+        s_requeue(self, msg, 0);  // not the message's fault: let another worker have it now
+    else if (result == WORKER_RESULT_RETRY)
+        s_on_failure(self, msg);
+    else {
+        nsq_consumer_fin(self->consumer, msg);
+        worker_metrics_add(
+            self->metrics,
+            result == WORKER_RESULT_OK ? WORKER_METRIC_FINISHED : WORKER_METRIC_REJECTED, 1);
+        worker_backoff_success(self->backoff, now);
+    }
+    self->handled++;
+    bool done = self->config.max_messages && self->handled >= self->config.max_messages;
+    if ((done || self->broken) && !self->draining)
+        nsq_consumer_stop(self->consumer);
+    s_apply_credit(self);
+}
+
+static void s_on_message(nsq_consumer_t *consumer, nsq_msg_t *msg, void *arg)
+{
+    (void) consumer;
+    worker_t *self = arg;
+    worker_metrics_add(self->metrics, WORKER_METRIC_RECEIVED, 1);
+    bool enough = self->config.max_messages && self->started >= self->config.max_messages;
+    if (self->draining || self->broken || enough) {
+        s_requeue(self, msg, 0);  // not ours to handle any more
+        return;
+    }
+    if (self->config.max_attempts && nsq_msg_attempts(msg) > self->config.max_attempts) {
+        s_dead_letter(self, msg);  // its handler kept timing out
+        return;
+    }
+    worker_job_t *job = calloc(1, sizeof *job);
+    if (!job) {
+        s_requeue(self, msg, 0);
+        return;
+    }
+    job->msg = msg;
+    job->started_ms = job->touched_ms = zclock_mono();
+    s_job_link(self, job);
+    self->started++;
+    if (worker_handler_start(self->handler, job)) {
+        s_job_unlink(self, job);
+        free(job);
+        s_on_failure(self, msg);
+    }
+}
+
+static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    worker_t *self = arg;
+    int64_t now = zclock_mono();
+    for (worker_job_t *job = self->jobs; job; job = job->next)
+        if (now - job->touched_ms >= self->touch_interval_ms) {
+            nsq_consumer_touch(self->consumer, job->msg);
+            job->touched_ms = now;
+        }
+    worker_handler_tick(self->handler, now);
+    s_apply_credit(self);
+    worker_metrics_set(self->metrics, WORKER_METRIC_CONNECTIONS,
+                       nsq_consumer_connected_count(self->consumer));
+    worker_metrics_set(self->metrics, WORKER_METRIC_IN_FLIGHT,
+                       nsq_consumer_in_flight(self->consumer));
+    return 0;
+}
+
+static worker_handler_t *s_handler_new(worker_t *self)
+{
+    worker_handler_context_t context = {
+        .loop = nsq_consumer_loop(self->consumer),
+        .topic = self->config.topic,
+        .channel = self->config.channel,
+        .timeout_ms = self->config.max_msg_timeout_ms,
+        .done = s_on_done,
+        .done_arg = self,
+        .metrics = self->metrics,
+    };
+    const worker_config_t *config = &self->config;
+    if (config->exec_command)
+        return worker_handler_exec_new(&context, config->exec_command);
+    if (config->http_url)
+        return worker_handler_http_new(&context, config->http_url, config->http_timeout_ms);
+    if (config->file_path)
+        return worker_handler_file_new(&context, config->file_path, config->file_max_bytes,
+                                       config->file_rotate_interval_ms);
+    return worker_handler_file_new(&context, NULL, 0, 0);
+}
+
+static int s_resolve_dead_letter_topic(worker_t *self)
+{
+    if (self->config.dead_letter_topic)
+        snprintf(self->dead_letter_topic, sizeof self->dead_letter_topic, "%s",
+                 self->config.dead_letter_topic);
+    else
+        snprintf(self->dead_letter_topic, sizeof self->dead_letter_topic, "%s.dead",
+                 self->config.topic);
+    if (nsq_name_is_valid(self->dead_letter_topic))
+        return 0;
+    nsq_error("invalid dead-letter topic %s (set --dead-letter-topic)", self->dead_letter_topic);
+    return -1;
+}
+
+worker_t *worker_new(const worker_config_t *config)
+{
+    worker_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->config = *config;
+    int64_t msg_timeout = config->msg_timeout_ms ? config->msg_timeout_ms : S_DEFAULT_MSG_TIMEOUT;
+    self->touch_interval_ms = msg_timeout / 2 > 0 ? msg_timeout / 2 : 1;
+    self->credit = config->max_in_flight;
+    self->metrics = worker_metrics_new();
+    self->backoff = worker_backoff_new(config->backoff_ms, config->max_backoff_ms);
+    self->producers = zhashx_new();
+    self->consumer = nsq_consumer_new(config->topic, config->channel);
+    if (!self->metrics || !self->backoff || !self->producers || !self->consumer
+        || s_resolve_dead_letter_topic(self) || !(self->handler = s_handler_new(self))) {
+        if (!self->consumer)
+            nsq_error("cannot create the consumer: %s", strerror(errno));
+        worker_destroy(&self);
+        return NULL;
+    }
+    zhashx_set_destructor(self->producers, (zhashx_destructor_fn *) nsq_producer_destroy);
+    nsq_consumer_set_handler(self->consumer, s_on_message, self);
+    nsq_consumer_set_max_in_flight(self->consumer, config->max_in_flight);
+    nsq_consumer_set_heartbeat_interval(self->consumer, config->heartbeat_interval_ms);
+    nsq_consumer_set_msg_timeout(self->consumer, config->msg_timeout_ms);
+    worker_metrics_set(self->metrics, WORKER_METRIC_CREDIT, config->max_in_flight);
+    self->tick_timer =
+        zloop_timer(nsq_consumer_loop(self->consumer), S_TICK_MS, 0, s_on_tick, self);
+    if (config->http_address && *config->http_address
+        && !(self->http = worker_http_new(config->http_address, self->metrics))) {
+        worker_destroy(&self);
+        return NULL;
+    }
+    return self;
+}
+
+void worker_destroy(worker_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    worker_t *self = *self_p;
+    worker_http_destroy(&self->http);
+    worker_handler_destroy(&self->handler);
+    while (self->jobs) {
+        worker_job_t *job = self->jobs;
+        s_job_unlink(self, job);
+        free(job);
+    }
+    if (self->consumer && self->tick_timer > 0)
+        zloop_timer_end(nsq_consumer_loop(self->consumer), self->tick_timer);
+    nsq_consumer_destroy(&self->consumer);
+    zhashx_destroy(&self->producers);
+    worker_backoff_destroy(&self->backoff);
+    worker_metrics_destroy(&self->metrics);
+    free(self);
+    *self_p = NULL;
+}
+
+int worker_connect(worker_t *self, const char *address)
+{
+    return nsq_consumer_connect(self->consumer, address);
+}
+
+nsq_consumer_t *worker_consumer(worker_t *self)
+{
+    return self->consumer;
+}
+
+uint16_t worker_http_port_bound(worker_t *self)
+{
+    return self->http ? worker_http_port(self->http) : 0;
+}
+
+// Lets in-flight handlers finish within the shutdown timeout; stops and
+// requeues the rest.
+static void s_drain(worker_t *self)
+{
+    self->draining = true;
+    worker_metrics_set(self->metrics, WORKER_METRIC_DRAINING, 1);
+    worker_metrics_set(self->metrics, WORKER_METRIC_CREDIT, 0);
+    size_t running = nsq_consumer_in_flight(self->consumer);
+    nsq_info("draining: %zu message(s) in flight, waiting up to %lld ms", running,
+             (long long) self->config.shutdown_timeout_ms);
+    if (nsq_consumer_close(self->consumer, (int) self->config.shutdown_timeout_ms) == 0)
+        return;
+    nsq_warn("shutdown timeout: stopping %zu handler(s) and requeueing their messages",
+             nsq_consumer_in_flight(self->consumer));
+    self->aborting = true;
+    worker_handler_abort_all(self->handler);
+    if (nsq_consumer_close(self->consumer, S_FINAL_FLUSH_MS))
+        nsq_warn("%zu message(s) still unsettled, the broker will requeue them",
+                 nsq_consumer_in_flight(self->consumer));
+}
+
+int worker_run(worker_t *self)
+{
+    nsq_info("consuming topic %s channel %s with the %s handler, max-in-flight %u",
+             self->config.topic, self->config.channel, self->handler->name,
+             self->config.max_in_flight);
+    nsq_consumer_run(self->consumer);
+    if (zsys_interrupted)
+        nsq_info("signal received, draining");
+    s_drain(self);
+    nsq_info("exiting: received %llu, finished %llu, requeued %llu, dead-lettered %llu",
+             (unsigned long long) worker_metrics_get(self->metrics, WORKER_METRIC_RECEIVED),
+             (unsigned long long) worker_metrics_get(self->metrics, WORKER_METRIC_FINISHED),
+             (unsigned long long) worker_metrics_get(self->metrics, WORKER_METRIC_REQUEUED),
+             (unsigned long long) worker_metrics_get(self->metrics, WORKER_METRIC_DEAD_LETTERED));
+    return self->broken ? 1 : 0;
+}

@@ -1,0 +1,188 @@
+/*  worker_http - the worker's probes and metrics over HTTP (libmicrohttpd)
+    SPDX-License-Identifier: MIT
+
+    Every answer is computed from worker_metrics on the server's thread; the
+    worker's loop is never asked. See worker_http.h for the routes.
+*/
+#include "worker_http.h"
+
+#include "nsq_log.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct _worker_http_t {
+    struct MHD_Daemon *daemon;  // the running server
+    worker_metrics_t *metrics;  // what it reports (borrowed)
+    uint16_t port;              // bound port
+};
+
+static enum MHD_Result s_answer(struct MHD_Connection *connection, unsigned status,
+                                const char *text, bool copy, const char *type)
+{
+    struct MHD_Response *response = MHD_create_response_from_buffer(
+        strlen(text), (void *) text, copy ? MHD_RESPMEM_MUST_COPY : MHD_RESPMEM_MUST_FREE);
+    if (!response)
+        return MHD_NO;
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    enum MHD_Result result = MHD_queue_response(connection, status, response);
+    MHD_destroy_response(response);
+    return result;
+}
+
+static enum MHD_Result s_access(void *arg, struct MHD_Connection *connection, const char *url,
+                                const char *method, const char *version, const char *upload,
+                                size_t *upload_size, void **state)
+{
+    (void) version;
+    (void) upload;
+    worker_http_t *self = arg;
+    if (!*state) {  // headers only so far: answer on the next call
+        *state = self;
+        return MHD_YES;
+    }
+    *upload_size = 0;  // bodies are ignored
+    const char *plain = "text/plain; charset=utf-8";
+    if (strcmp(method, "GET") && strcmp(method, "HEAD"))
+        return s_answer(connection, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n", true,
+                        plain);
+    if (strcmp(url, "/healthz") == 0 || strcmp(url, "/ping") == 0)
+        return s_answer(connection, MHD_HTTP_OK, "OK\n", true, plain);
+    if (strcmp(url, "/readyz") == 0) {
+        bool draining = worker_metrics_get(self->metrics, WORKER_METRIC_DRAINING) != 0;
+        bool connected = worker_metrics_get(self->metrics, WORKER_METRIC_CONNECTIONS) != 0;
+        if (draining)
+            return s_answer(connection, MHD_HTTP_SERVICE_UNAVAILABLE, "draining\n", true, plain);
+        if (!connected)
+            return s_answer(connection, MHD_HTTP_SERVICE_UNAVAILABLE, "no broker connected\n", true,
+                            plain);
+        return s_answer(connection, MHD_HTTP_OK, "OK\n", true, plain);
+    }
+    if (strcmp(url, "/metrics") == 0) {
+        char *text = worker_metrics_render(self->metrics);
+        if (!text)
+            return s_answer(connection, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n", true,
+                            plain);
+        return s_answer(connection, MHD_HTTP_OK, text, false, "text/plain; version=0.0.4");
+    }
+    return s_answer(connection, MHD_HTTP_NOT_FOUND, "not found\n", true, plain);
+}
+
+// Parses "host:port" into an IPv4 address. Returns 0 or -1.
+static int s_parse_address(const char *text, struct sockaddr_in *address)
+{
+    const char *colon = strrchr(text, ':');
+    char *end = NULL;
+    long port = colon ? strtol(colon + 1, &end, 10) : -1;
+    if (!colon || end == colon + 1 || *end || port < 0 || port > 65535)
+        return -1;
+    char host[256];
+    snprintf(host, sizeof host, "%.*s", (int) (colon - text), text);
+    memset(address, 0, sizeof *address);
+    address->sin_family = AF_INET;
+    address->sin_port = htons((uint16_t) port);
+    if (host[0] == '\0')
+        address->sin_addr.s_addr = htonl(INADDR_ANY);
+    else if (inet_pton(AF_INET, host, &address->sin_addr) != 1) {
+        struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *found = NULL;
+        if (getaddrinfo(host, NULL, &hints, &found) || !found)
+            return -1;
+        address->sin_addr = ((struct sockaddr_in *) found->ai_addr)->sin_addr;
+        freeaddrinfo(found);
+    }
+    return 0;
+}
+
+worker_http_t *worker_http_new(const char *address, worker_metrics_t *metrics)
+{
+    struct sockaddr_in sockaddr;
+    if (!address || s_parse_address(address, &sockaddr)) {
+        nsq_error("invalid --http-address %s", address ? address : "(none)");
+        return NULL;
+    }
+    worker_http_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->metrics = metrics;
+    self->daemon = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG,
+        ntohs(sockaddr.sin_port), NULL, NULL, s_access, self, MHD_OPTION_SOCK_ADDR, &sockaddr,  //
+        MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
+    if (!self->daemon) {
+        nsq_error("cannot listen on --http-address %s", address);
+        free(self);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(self->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    self->port = info ? info->port : ntohs(sockaddr.sin_port);
+    return self;
+}
+
+void worker_http_destroy(worker_http_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    MHD_stop_daemon((*self_p)->daemon);
+    free(*self_p);
+    *self_p = NULL;
+}
+
+uint16_t worker_http_port(worker_http_t *self)
+{
+    return self->port;
+}
+
+// ---- self-test ---------------------------------------------------------------
+
+static size_t s_test_discard(char *data, size_t size, size_t count, void *arg)
+{
+    (void) data;
+    (void) arg;
+    return size * count;
+}
+
+static long s_test_get(uint16_t port, const char *path)
+{
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u%s", port, path);
+    CURL *curl = curl_easy_init();
+    long status = -1;
+    if (!curl)
+        return -1;
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 5000L);
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, s_test_discard);
+    if (curl_easy_perform(curl) == CURLE_OK)
+        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(curl);
+    return status;
+}
+
+int worker_http_test(void)
+{
+    worker_metrics_t *metrics = worker_metrics_new();
+    worker_http_t *refused = worker_http_new("127.0.0.1:99999", metrics);
+    worker_http_t *self = worker_http_new("127.0.0.1:0", metrics);
+    int failed = !metrics || refused || !self || worker_http_port(self) == 0;
+    if (!failed) {
+        uint16_t port = worker_http_port(self);
+        failed |= s_test_get(port, "/healthz") != 200;
+        failed |= s_test_get(port, "/readyz") != 503;  // no broker yet
+        worker_metrics_set(metrics, WORKER_METRIC_CONNECTIONS, 1);
+        failed |= s_test_get(port, "/readyz") != 200;
+        worker_metrics_set(metrics, WORKER_METRIC_DRAINING, 1);
+        failed |= s_test_get(port, "/readyz") != 503;
+        failed |= s_test_get(port, "/metrics") != 200;
+        failed |= s_test_get(port, "/other") != 404;
+    }
+    worker_http_destroy(&self);
+    worker_http_destroy(&self);
+    worker_metrics_destroy(&metrics);
+    return failed ? -1 : 0;
+}

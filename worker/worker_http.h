@@ -1,0 +1,37 @@
+/*  worker_http - the worker's probes and metrics over HTTP (libmicrohttpd)
+    SPDX-License-Identifier: MIT
+
+    GET /healthz: 200 while the process runs. GET /readyz: 200 when at least
+    one broker is connected and the worker is not draining, else 503. GET
+    /metrics: Prometheus text. /ping answers like /healthz.
+
+    The server runs on libmicrohttpd's own thread and only reads
+    worker_metrics (atomics the loop thread publishes), so a slow scraper
+    never stalls message handling.
+
+    API in call order: worker_http_new, worker_http_port, worker_http_destroy.
+*/
+#ifndef WORKER_HTTP_H
+#define WORKER_HTTP_H
+
+#include "worker_metrics.h"
+
+#include <stdint.h>
+
+typedef struct _worker_http_t worker_http_t;
+
+// Listens on address ("host:port", port 0 = any free port; "" host = all)
+// and serves metrics (borrowed: must outlive the server). NULL with the
+// reason logged if the address is malformed or cannot be bound.
+worker_http_t *worker_http_new(const char *address, worker_metrics_t *metrics);
+
+// Stops the server and nulls *self_p; accepts NULL.
+void worker_http_destroy(worker_http_t **self_p);
+
+// The port it listens on (the real one when 0 was asked for).
+uint16_t worker_http_port(worker_http_t *self);
+
+// Self-test; returns 0 on success.
+int worker_http_test(void);
+
+#endif
