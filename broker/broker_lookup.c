@@ -36,8 +36,7 @@ typedef struct {
 typedef struct {
     char topic[NSQ_NAME_MAX + 1];  // the new topic
     size_t waiting;                // links that have not answered yet
-    int64_t deadline;              // unpause at the latest then
-    bool paused_by_us;             // we paused it (the user had not)
+    int64_t deadline;              // release it at the latest then
 } s_pending_t;
 
 struct _broker_lookup_t {
@@ -132,8 +131,8 @@ static bool s_answering(const s_link_t *link, int64_t now)
 static void s_pending_finish(broker_lookup_t *self, s_pending_t *pending)
 {
     broker_topic_t *topic = broker_core_topic(self->core, pending->topic, false);
-    if (topic && pending->paused_by_us && topic->paused)
-        broker_topic_unpause(topic, zclock_mono());
+    if (topic)
+        broker_topic_hold(topic, false, zclock_mono());
     zhashx_delete(self->pending, pending->topic);
 }
 
@@ -255,8 +254,7 @@ void broker_lookup_topic_created(broker_lookup_t *self, broker_topic_t *topic)
     snprintf(pending->topic, sizeof pending->topic, "%s", topic->name);
     pending->waiting = answering;
     pending->deadline = now + S_PENDING_MAX_MS;
-    pending->paused_by_us = !topic->paused;
-    broker_topic_pause(topic);
+    broker_topic_hold(topic, true, now);
     zhashx_insert(self->pending, topic->name, pending);
 }
 
@@ -358,8 +356,7 @@ void broker_lookup_destroy(broker_lookup_t **self_p)
     }
     if (self->timer > 0)
         zloop_timer_end(self->core->loop, self->timer);
-    // Topics still waiting for channel lists are unpaused, so that the
-    // state the broker saves next does not keep our pause.
+    // Topics still waiting for channel lists are released.
     s_pending_t *item;
     while (self->pending && (item = zhashx_first(self->pending)))
         s_pending_finish(self, item);  // deletes it

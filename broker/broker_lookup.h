@@ -11,12 +11,12 @@
     --lookupd-heartbeat-interval; on shutdown each lookupd gets a goodbye so
     consumers stop seeing this broker at once.
 
-    A topic created while some lookupd is answering is paused until every
+    A topic created while some lookupd is answering holds its messages until every
     answering lookupd said which channels it knows for the topic (or a
     second passed); those channels are created first, so that a channel
     that exists elsewhere misses none of this broker's messages (NSQ's
-    pre-creation, without its race). The pause shows in /stats meanwhile,
-    and a pause an operator asks for within that second is lifted with it.
+    pre-creation, without its race). The hold is not a pause: it neither
+    shows in /stats nor is saved.
 
     Runs on the core thread only. API in call order: broker_lookup_new,
     broker_lookup_topic_created, broker_lookup_channel_created,
@@ -35,7 +35,7 @@
 broker_lookup_t *broker_lookup_new(broker_core_t *core);
 
 // Says goodbye to every lookupd (waiting a little for it to leave), removes
-// the sockets from the loop, unpauses topics still waiting for lookupd's
+// the sockets from the loop, releases topics still waiting for lookupd's
 // channel lists and frees everything. Call it while core->topics exists. Nulls *self_p; accepts
 // NULL.
 void broker_lookup_destroy(broker_lookup_t **self_p);

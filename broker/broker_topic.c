@@ -58,7 +58,7 @@ void broker_topic_destroy(broker_topic_t **self_p)
 
 static bool s_delivers_to_channels(const broker_topic_t *self)
 {
-    return self->channel_count > 0 && !self->paused;
+    return self->channel_count > 0 && !self->paused && !self->lookup_hold;
 }
 
 // True if the topic holds nothing, in memory or on disk.
@@ -213,6 +213,13 @@ broker_channel_t *broker_topic_remove_channel(broker_topic_t *self, broker_chann
         }
     }
     return NULL;
+}
+
+void broker_topic_hold(broker_topic_t *self, bool hold, int64_t now)
+{
+    self->lookup_hold = hold;
+    if (!hold)
+        s_release_held(self, now);
 }
 
 void broker_topic_pause(broker_topic_t *self)

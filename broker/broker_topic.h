@@ -37,6 +37,7 @@ typedef struct {
     char name[65];                  // topic name, possibly with #ephemeral
     bool ephemeral;                 // memory only, deleted with its last channel
     bool paused;                    // holds messages instead of copying them on
+    bool lookup_hold;               // held until lookupd named its channels (not saved)
     const broker_config_t *config;  // borrowed broker settings
     bool deleted;                   // destroy removes the disk files too
     broker_queue_t *held;           // messages waiting for a channel or unpause
@@ -79,6 +80,11 @@ broker_channel_t *broker_topic_add_channel(broker_topic_t *self, const char *nam
 // Detaches channel from the topic and returns it; the caller owns it then
 // (and must detach its clients before destroying it).
 broker_channel_t *broker_topic_remove_channel(broker_topic_t *self, broker_channel_t *channel);
+
+// While held (a new topic waiting for lookupd's channel list), the topic
+// keeps its messages as if paused, without showing or saving a pause;
+// releasing hands them to the channels.
+void broker_topic_hold(broker_topic_t *self, bool hold, int64_t now);
 
 // Pause keeps new messages in the topic; unpause hands them to the channels.
 void broker_topic_pause(broker_topic_t *self);
