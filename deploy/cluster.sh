@@ -91,6 +91,7 @@ if [ "$base_port" -lt 1024 ] || [ $((base_port + 100 * highest + 21)) -gt 65535 
     die "--base-port $base_port leaves no room for the ports (1024..$((65535 - 100 * highest - 21)))"
 fi
 dir=$(realpath -m "$dir")
+build=$(realpath -m "$build")
 
 broker_bin=$build/broker/nsq-broker
 worker_bin=$build/worker/nsq-worker

@@ -34,13 +34,6 @@ try {
 const ROOT = path.resolve(__dirname, '..', '..');
 const NODE_MODULES = path.dirname(MODELS);
 
-// Flags the manifests use that other branches of issue 5 add to the
-// binaries. A missing one is reported as PENDING, not as an error; once
-// the binaries accept them this list can go.
-const PENDING = {
-    'nsq-worker': ['lookupd-http-address'],
-};
-
 const errors = [];
 const notes = new Set();
 let checks = 0;
@@ -322,10 +315,7 @@ function checkFlag(binary, flag, where) {
     checks++;
     if (accepted.has(flag))
         return;
-    if ((PENDING[binary] || []).includes(flag))
-        note(`PENDING: ${binary} does not accept --${flag} yet (${where})`);
-    else
-        fail(where, `${binary} does not accept --${flag}`);
+    fail(where, `${binary} does not accept --${flag}`);
 }
 
 function checkCommandLines(lines) {
