@@ -13,6 +13,7 @@
 
 #include "broker.h"
 #include "broker_config.h"
+#include "nsq_daemon.h"
 #include "nsq_log.h"
 #include "nsq_options.h"
 
@@ -121,31 +122,6 @@ static int s_configure(nsq_options_t *options, broker_config_t *config, char *er
     return 0;
 }
 
-// Starts the actor and prints READY. Returns the actor, or NULL.
-static zactor_t *s_start(broker_config_t *config)
-{
-    zactor_t *broker = zactor_new(broker_actor, config);
-    if (!broker)
-        return NULL;
-    char *status = NULL, *first = NULL, *second = NULL;
-    zstr_recvx(broker, &status, &first, &second, NULL);
-    if (!status || !streq(status, "READY")) {
-        nsq_error("cannot start: %s", first ? first : "unknown error");
-        zactor_destroy(&broker);
-    } else {
-        const char *host = config->http_address;
-        const char *colon = strrchr(host, ':');
-        printf("READY http=%.*s:%s zmq=%.*s:%s\n", (int) (colon - host), host, first,
-               (int) (strrchr(config->zmq_address, ':') - config->zmq_address), config->zmq_address,
-               second);
-        fflush(stdout);
-    }
-    zstr_free(&status);
-    zstr_free(&first);
-    zstr_free(&second);
-    return broker;
-}
-
 int main(int argc, char **argv)
 {
     nsq_log_set_program("nsq-broker");
@@ -162,17 +138,5 @@ int main(int argc, char **argv)
             fprintf(stderr, "nsq-broker: %s\n", error);
         return parsed < 0 ? 1 : 0;
     }
-    zsys_init();
-    zsys_set_logstream(NULL);
-    zactor_t *broker = s_start(&config);
-    if (!broker)
-        return 1;
-    // czmq turns SIGINT/SIGTERM into zsys_interrupted; the actor ignores
-    // it (nonstop loop) so that this thread decides when to stop.
-    while (!zsys_interrupted)
-        zclock_sleep(100);
-    nsq_info("signal received, shutting down");
-    zactor_destroy(&broker);
-    nsq_info("stopped");
-    return 0;
+    return nsq_daemon_run(broker_actor, &config, config.http_address, config.zmq_address);
 }

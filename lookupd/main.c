@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "lookupd.h"
+#include "nsq_daemon.h"
 #include "nsq_log.h"
 #include "nsq_options.h"
 
@@ -60,29 +61,6 @@ static int s_configure(nsq_options_t *options, lookupd_config_t *config, char *e
     return 0;
 }
 
-// Starts the actor and prints READY. Returns the actor, or NULL.
-static zactor_t *s_start(lookupd_config_t *config)
-{
-    zactor_t *lookupd = zactor_new(lookupd_actor, config);
-    if (!lookupd)
-        return NULL;
-    char *status = NULL, *first = NULL, *second = NULL;
-    zstr_recvx(lookupd, &status, &first, &second, NULL);
-    if (!status || !streq(status, "READY")) {
-        nsq_error("cannot start: %s", first ? first : "unknown error");
-        zactor_destroy(&lookupd);
-    } else {
-        const char *http = config->http_address, *zmq = config->zmq_address;
-        printf("READY http=%.*s:%s zmq=%.*s:%s\n", (int) (strrchr(http, ':') - http), http, first,
-               (int) (strrchr(zmq, ':') - zmq), zmq, second);
-        fflush(stdout);
-    }
-    zstr_free(&status);
-    zstr_free(&first);
-    zstr_free(&second);
-    return lookupd;
-}
-
 int main(int argc, char **argv)
 {
     nsq_log_set_program("nsq-lookupd");
@@ -99,15 +77,5 @@ int main(int argc, char **argv)
             fprintf(stderr, "nsq-lookupd: %s\n", error);
         return parsed < 0 ? 1 : 0;
     }
-    zsys_init();
-    zsys_set_logstream(NULL);
-    zactor_t *lookupd = s_start(&config);
-    if (!lookupd)
-        return 1;
-    while (!zsys_interrupted)  // czmq turns SIGINT/SIGTERM into this flag
-        zclock_sleep(100);
-    nsq_info("signal received, shutting down");
-    zactor_destroy(&lookupd);
-    nsq_info("stopped");
-    return 0;
+    return nsq_daemon_run(lookupd_actor, &config, config.http_address, config.zmq_address);
 }
