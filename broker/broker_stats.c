@@ -12,21 +12,7 @@
 #include <time.h>
 
 #include "broker_core.h"
-
-// Writes text as a JSON string (with quotes).
-static void s_json_string(FILE *out, const char *text)
-{
-    fputc('"', out);
-    for (const unsigned char *c = (const unsigned char *) text; *c; c++) {
-        if (*c == '"' || *c == '\\')
-            fprintf(out, "\\%c", *c);
-        else if (*c < 0x20)
-            fprintf(out, "\\u%04x", *c);
-        else
-            fputc(*c, out);
-    }
-    fputc('"', out);
-}
+#include "nsq_json.h"
 
 static int s_compare_topics(const void *a, const void *b)
 {
@@ -52,11 +38,11 @@ static broker_topic_t **s_sorted_topics(broker_core_t *self, const char *filter,
 static void s_json_client(FILE *out, const broker_client_t *client)
 {
     fputs("{\"client_id\":", out);
-    s_json_string(out, client->client_id);
+    nsq_json_write_string(out, client->client_id);
     fputs(",\"hostname\":", out);
-    s_json_string(out, client->hostname);
+    nsq_json_write_string(out, client->hostname);
     fputs(",\"user_agent\":", out);
-    s_json_string(out, client->user_agent);
+    nsq_json_write_string(out, client->user_agent);
     fprintf(out,
             ",\"remote_address\":\"%s\",\"state\":%d,\"ready_count\":%u,\"in_flight_count\":%u,"
             "\"message_count\":%llu,\"finish_count\":%llu,\"requeue_count\":%llu,"

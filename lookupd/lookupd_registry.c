@@ -9,6 +9,7 @@
     open_memstream; strings that came from peers are escaped.
 */
 #include "lookupd_registry.h"
+#include "nsq_json.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -421,21 +422,6 @@ zlistx_t *lookupd_registry_channels(lookupd_registry_t *self, const char *topic)
 
 // ---- JSON -------------------------------------------------------------------
 
-// Writes text as a JSON string, quotes included.
-static void s_json_string(FILE *out, const char *text)
-{
-    fputc('"', out);
-    for (const unsigned char *c = (const unsigned char *) text; *c; c++) {
-        if (*c == '"' || *c == '\\')
-            fprintf(out, "\\%c", *c);
-        else if (*c < 0x20)
-            fprintf(out, "\\u%04x", *c);
-        else
-            fputc(*c, out);
-    }
-    fputc('"', out);
-}
-
 // Writes a JSON array of the strings in list.
 static void s_json_list(FILE *out, zlistx_t *list)
 {
@@ -443,7 +429,7 @@ static void s_json_list(FILE *out, zlistx_t *list)
     const char *separator = "";
     for (const char *item = list ? zlistx_first(list) : NULL; item; item = zlistx_next(list)) {
         fputs(separator, out);
-        s_json_string(out, item);
+        nsq_json_write_string(out, item);
         separator = ",";
     }
     fputc(']', out);
@@ -453,15 +439,15 @@ static void s_json_list(FILE *out, zlistx_t *list)
 static void s_json_producer(FILE *out, const s_producer_t *producer)
 {
     fputs("{\"remote_address\":", out);
-    s_json_string(out, producer->remote_address);
+    nsq_json_write_string(out, producer->remote_address);
     fputs(",\"hostname\":", out);
-    s_json_string(out, producer->hostname);
+    nsq_json_write_string(out, producer->hostname);
     fputs(",\"broadcast_address\":", out);
-    s_json_string(out, producer->broadcast_address);
+    nsq_json_write_string(out, producer->broadcast_address);
     fprintf(out,
             ",\"tcp_port\":%u,\"http_port\":%u,\"zmq_port\":%u,\"version\":", producer->tcp_port,
             producer->http_port, producer->zmq_port);
-    s_json_string(out, producer->version);
+    nsq_json_write_string(out, producer->version);
 }
 
 static bool s_active(lookupd_registry_t *self, const s_producer_t *producer, int64_t now)

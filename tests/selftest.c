@@ -21,6 +21,7 @@
 #include "nsq_discovery.h"
 #include "nsq_diskqueue.h"
 #include "nsq_duration.h"
+#include "nsq_json.h"
 #include "nsq_log.h"
 #include "nsq_message.h"
 #include "nsq_names.h"
@@ -49,6 +50,7 @@ static const selftest_t s_tests[] = {
     {"nsq_discovery", nsq_discovery_test},
     {"nsq_diskqueue", nsq_diskqueue_test},
     {"nsq_duration", nsq_duration_test},
+    {"nsq_json", nsq_json_test},
     {"nsq_log", nsq_log_test},
     {"nsq_message", nsq_message_test},
     {"nsq_names", nsq_names_test},
