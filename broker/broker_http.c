@@ -31,6 +31,7 @@
     shared by all threads.
 */
 #include "broker_http.h"
+#include "nsq_address.h"
 
 #include <arpa/inet.h>
 #include <czmq.h>
@@ -837,32 +838,6 @@ static void s_log(void *cls, const char *format, va_list args)
 //  --------------------------------------------------------------------------
 //  Server
 
-//  Parses "host:port" (IPv4) into address. Returns 0, or -1.
-static int s_parse_address(const char *text, struct sockaddr_in *address)
-{
-    const char *colon = strrchr(text, ':');
-    long long port;
-    if (!colon || !s_parse_int(colon + 1, &port) || port < 0 || port > 65535)
-        return -1;
-    char host[BROKER_ADDRESS_MAX];
-    snprintf(host, sizeof(host), "%.*s", (int) (colon - text), text);
-    memset(address, 0, sizeof(*address));
-    address->sin_family = AF_INET;
-    address->sin_port = htons((uint16_t) port);
-    if (!host[0] || strcmp(host, "*") == 0)
-        address->sin_addr.s_addr = htonl(INADDR_ANY);
-    else if (strcmp(host, "localhost") == 0)
-        address->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    else if (inet_pton(AF_INET, host, &address->sin_addr) != 1) {
-        struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *found;
-        if (getaddrinfo(host, NULL, &hints, &found) != 0)
-            return -1;
-        address->sin_addr = ((struct sockaddr_in *) found->ai_addr)->sin_addr;
-        freeaddrinfo(found);
-    }
-    return 0;
-}
-
 //  The port of "host:port", or 0.
 static uint16_t s_address_port(const char *text)
 {
@@ -920,7 +895,7 @@ static void s_sync_init(broker_http_t *self)
 broker_http_t *broker_http_new(const broker_config_t *config, const char *core_endpoint)
 {
     struct sockaddr_in address;
-    if (s_parse_address(config->http_address, &address) != 0) {
+    if (nsq_address_parse(config->http_address, &address) != 0) {
         nsq_error("http: cannot listen on '%s': not an IPv4 host:port", config->http_address);
         return NULL;
     }

@@ -6,6 +6,7 @@
     The body of a POST is ignored (NSQ's lookupd reads only the query).
 */
 #include "lookupd_http.h"
+#include "nsq_address.h"
 
 #include <arpa/inet.h>
 #include <czmq.h>
@@ -25,31 +26,6 @@ struct _lookupd_http_t {
     zsock_t *request;           // REQ to the actor, used by the server thread only
     uint16_t port;              // bound port
 };
-
-// Parses "host:port" (IPv4) into address. Returns 0, or -1.
-static int s_parse_address(const char *text, struct sockaddr_in *address)
-{
-    const char *colon = strrchr(text, ':');
-    char *end = NULL;
-    long port = colon ? strtol(colon + 1, &end, 10) : -1;
-    if (!colon || end == colon + 1 || *end || port < 0 || port > 65535)
-        return -1;
-    char host[256];
-    snprintf(host, sizeof host, "%.*s", (int) (colon - text), text);
-    memset(address, 0, sizeof *address);
-    address->sin_family = AF_INET;
-    address->sin_port = htons((uint16_t) port);
-    if (!host[0] || strcmp(host, "*") == 0)
-        address->sin_addr.s_addr = htonl(INADDR_ANY);
-    else if (inet_pton(AF_INET, host, &address->sin_addr) != 1) {
-        struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *found;
-        if (getaddrinfo(host, NULL, &hints, &found) != 0)
-            return -1;
-        address->sin_addr = ((struct sockaddr_in *) found->ai_addr)->sin_addr;
-        freeaddrinfo(found);
-    }
-    return 0;
-}
 
 static enum MHD_Result s_answer(struct MHD_Connection *connection, unsigned status,
                                 const char *content_type, const char *body)
@@ -118,7 +94,7 @@ static enum MHD_Result s_access(void *cls, struct MHD_Connection *connection, co
 lookupd_http_t *lookupd_http_new(const char *address, const char *endpoint)
 {
     struct sockaddr_in bind_address;
-    if (s_parse_address(address, &bind_address))
+    if (nsq_address_parse(address, &bind_address))
         return NULL;
     lookupd_http_t *self = calloc(1, sizeof *self);
     if (!self)

@@ -20,6 +20,7 @@
 #include "nsq_client_test.h"
 #include "nsq_discovery.h"
 #include "nsq_diskqueue.h"
+#include "nsq_address.h"
 #include "nsq_duration.h"
 #include "nsq_json.h"
 #include "nsq_log.h"
@@ -49,6 +50,7 @@ static const selftest_t s_tests[] = {
     {"nsq_consumer", nsq_consumer_test},
     {"nsq_discovery", nsq_discovery_test},
     {"nsq_diskqueue", nsq_diskqueue_test},
+    {"nsq_address", nsq_address_test},
     {"nsq_duration", nsq_duration_test},
     {"nsq_json", nsq_json_test},
     {"nsq_log", nsq_log_test},

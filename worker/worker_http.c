@@ -5,6 +5,7 @@
     worker's loop is never asked. See worker_http.h for the routes.
 */
 #include "worker_http.h"
+#include "nsq_address.h"
 
 #include "nsq_log.h"
 
@@ -73,35 +74,10 @@ static enum MHD_Result s_access(void *arg, struct MHD_Connection *connection, co
     return s_answer(connection, MHD_HTTP_NOT_FOUND, "not found\n", true, plain);
 }
 
-// Parses "host:port" into an IPv4 address. Returns 0 or -1.
-static int s_parse_address(const char *text, struct sockaddr_in *address)
-{
-    const char *colon = strrchr(text, ':');
-    char *end = NULL;
-    long port = colon ? strtol(colon + 1, &end, 10) : -1;
-    if (!colon || end == colon + 1 || *end || port < 0 || port > 65535)
-        return -1;
-    char host[256];
-    snprintf(host, sizeof host, "%.*s", (int) (colon - text), text);
-    memset(address, 0, sizeof *address);
-    address->sin_family = AF_INET;
-    address->sin_port = htons((uint16_t) port);
-    if (host[0] == '\0')
-        address->sin_addr.s_addr = htonl(INADDR_ANY);
-    else if (inet_pton(AF_INET, host, &address->sin_addr) != 1) {
-        struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *found = NULL;
-        if (getaddrinfo(host, NULL, &hints, &found) || !found)
-            return -1;
-        address->sin_addr = ((struct sockaddr_in *) found->ai_addr)->sin_addr;
-        freeaddrinfo(found);
-    }
-    return 0;
-}
-
 worker_http_t *worker_http_new(const char *address, worker_metrics_t *metrics)
 {
     struct sockaddr_in sockaddr;
-    if (!address || s_parse_address(address, &sockaddr)) {
+    if (!address || nsq_address_parse(address, &sockaddr)) {
         nsq_error("invalid --http-address %s", address ? address : "(none)");
         return NULL;
     }
