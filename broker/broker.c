@@ -17,6 +17,7 @@
 
 #include "broker_core.h"
 #include "broker_lookup.h"
+#include "nsq_daemon.h"
 #include "nsq_log.h"
 
 // How often in-flight timeouts, deferred messages and liveness are checked.
@@ -434,11 +435,7 @@ void broker_actor(zsock_t *pipe, void *args)
         zstr_sendx(pipe, "ERROR", error, NULL);
         return;
     }
-    char http_port[8], zmq_port[8];
-    snprintf(http_port, sizeof http_port, "%u", self->http_port);
-    snprintf(zmq_port, sizeof zmq_port, "%u", self->zmq_port);
-    zstr_sendx(pipe, "READY", http_port, zmq_port, NULL);
-    nsq_info("broker listening: http port %s, zmq port %s", http_port, zmq_port);
+    nsq_daemon_send_ready(pipe, self->http_port, self->zmq_port);
     zloop_start(self->loop);
     nsq_info("broker stopping: %zu topics, %zu clients", zhashx_size(self->topics),
              zhashx_size(self->clients));

@@ -8,6 +8,56 @@
 
 #include "nsq_log.h"
 
+static bool s_has_option(const nsq_option_spec_t *specs, size_t count, const char *name)
+{
+    for (size_t i = 0; i < count; i++)
+        if (streq(specs[i].name, name))
+            return true;
+    return false;
+}
+
+// Applies --log-level and --log-json. Returns 0, or -1 with a reason.
+static int s_configure_log(nsq_options_t *options, const nsq_option_spec_t *specs, size_t count,
+                           char *error, size_t size)
+{
+    if (s_has_option(specs, count, "log-level")) {
+        nsq_log_level_t level;
+        if (nsq_log_level_parse(nsq_options_string(options, "log-level"), &level))
+            return snprintf(error, size, "--log-level must be debug, info, warn or error"), -1;
+        nsq_log_set_level(level);
+    }
+    if (s_has_option(specs, count, "log-json"))
+        nsq_log_set_json(nsq_options_bool(options, "log-json"));
+    return 0;
+}
+
+int nsq_daemon_configure(const char *program, const char *env_prefix,
+                         const nsq_option_spec_t *specs, size_t spec_count, int argc, char **argv,
+                         nsq_daemon_configure_fn *configure, void *config)
+{
+    nsq_log_set_program(program);
+    nsq_options_t *options = nsq_options_new(program, env_prefix, specs, spec_count);
+    char error[512] = "out of memory";
+    int parsed = options ? nsq_options_parse(options, argc, argv, error, sizeof error) : -1;
+    if (parsed == 0
+        && (s_configure_log(options, specs, spec_count, error, sizeof error)
+            || configure(options, config, error, sizeof error)))
+        parsed = -1;
+    nsq_options_destroy(&options);
+    if (parsed < 0)
+        fprintf(stderr, "%s: %s\n", program, error);
+    return parsed == 0 ? -1 : parsed < 0 ? 1 : 0;
+}
+
+void nsq_daemon_send_ready(zsock_t *pipe, uint16_t http_port, uint16_t zmq_port)
+{
+    char http[8], zmq[8];
+    snprintf(http, sizeof http, "%u", http_port);
+    snprintf(zmq, sizeof zmq, "%u", zmq_port);
+    zstr_sendx(pipe, "READY", http, zmq, NULL);
+    nsq_info("listening: http port %s, zmq port %s", http, zmq);
+}
+
 // Length of the host part of "host:port" (all of it without a colon).
 static int s_host_length(const char *address)
 {

@@ -6,11 +6,35 @@
     message: ["READY", http_port, zmq_port] once it listens, or ["ERROR",
     reason] after which it has ended. Tests and scripts wait for the line
     `READY http=HOST:PORT zmq=HOST:PORT` that nsq_daemon_run prints.
+
+    API in call order: nsq_daemon_configure (main), nsq_daemon_run (main),
+    nsq_daemon_send_ready (the actor).
 */
 #ifndef NSQ_DAEMON_H
 #define NSQ_DAEMON_H
 
 #include <czmq.h>
+#include <stdint.h>
+
+#include "nsq_options.h"
+
+// Fills config from parsed options. Returns 0, or -1 with a one-line reason
+// in error.
+typedef int(nsq_daemon_configure_fn)(nsq_options_t *options, void *config, char *error,
+                                     size_t error_size);
+
+// Parses argv against the option table (environment variables under
+// env_prefix), applies --log-level and --log-json when the table has them,
+// then calls configure. Returns -1 when the daemon should run, else the exit
+// code to return at once: 0 after --help or --version, 1 after bad
+// configuration (one line "program: reason" on stderr).
+int nsq_daemon_configure(const char *program, const char *env_prefix,
+                         const nsq_option_spec_t *specs, size_t spec_count, int argc, char **argv,
+                         nsq_daemon_configure_fn *configure, void *config);
+
+// Actor side: announces on pipe that it listens (["READY", http, zmq]) and
+// logs it.
+void nsq_daemon_send_ready(zsock_t *pipe, uint16_t http_port, uint16_t zmq_port);
 
 // Runs actor(args) until SIGINT or SIGTERM. http_address and zmq_address are
 // the configured "host:port" strings; READY names their hosts with the

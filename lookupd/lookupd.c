@@ -16,6 +16,7 @@
 
 #include "lookupd_http.h"
 #include "lookupd_registry.h"
+#include "nsq_daemon.h"
 #include "nsq_log.h"
 #include "nsq_names.h"
 #include "nsq_wire.h"
@@ -525,11 +526,7 @@ void lookupd_actor(zsock_t *pipe, void *args)
         zstr_sendx(pipe, "ERROR", error, NULL);
         return;
     }
-    char http_port[8], zmq_port[8];
-    snprintf(http_port, sizeof http_port, "%u", self->http_port);
-    snprintf(zmq_port, sizeof zmq_port, "%u", self->zmq_port);
-    zstr_sendx(pipe, "READY", http_port, zmq_port, NULL);
-    nsq_info("lookupd listening: http port %s, zmq port %s", http_port, zmq_port);
+    nsq_daemon_send_ready(pipe, self->http_port, self->zmq_port);
     zloop_start(self->loop);
     nsq_info("lookupd stopping: %zu brokers known",
              lookupd_registry_producer_count(self->registry));

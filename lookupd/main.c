@@ -39,8 +39,9 @@ static void s_copy(char *target, size_t size, const char *value)
 }
 
 // Fills config from parsed options. Returns 0, or -1 with a reason.
-static int s_configure(nsq_options_t *options, lookupd_config_t *config, char *error, size_t size)
+static int s_configure(nsq_options_t *options, void *config_p, char *error, size_t size)
 {
+    lookupd_config_t *config = config_p;
     lookupd_config_defaults(config);
     s_copy(config->http_address, sizeof config->http_address,
            nsq_options_string(options, "http-address"));
@@ -53,29 +54,16 @@ static int s_configure(nsq_options_t *options, lookupd_config_t *config, char *e
     config->tombstone_lifetime_ms = nsq_options_int(options, "tombstone-lifetime");
     if (!strrchr(config->http_address, ':') || !strrchr(config->zmq_address, ':'))
         return snprintf(error, size, "--http-address and --zmq-address must be HOST:PORT"), -1;
-    nsq_log_level_t level;
-    if (nsq_log_level_parse(nsq_options_string(options, "log-level"), &level))
-        return snprintf(error, size, "--log-level must be debug, info, warn or error"), -1;
-    nsq_log_set_level(level);
-    nsq_log_set_json(nsq_options_bool(options, "log-json"));
     return 0;
 }
 
 int main(int argc, char **argv)
 {
-    nsq_log_set_program("nsq-lookupd");
-    nsq_options_t *options = nsq_options_new("nsq-lookupd", "NSQ_LOOKUPD", s_options,
-                                             sizeof s_options / sizeof *s_options);
-    char error[512] = "";
-    int parsed = options ? nsq_options_parse(options, argc, argv, error, sizeof error) : -1;
     lookupd_config_t config;
-    if (parsed == 0 && s_configure(options, &config, error, sizeof error))
-        parsed = -1;
-    nsq_options_destroy(&options);
-    if (parsed != 0) {
-        if (parsed < 0)
-            fprintf(stderr, "nsq-lookupd: %s\n", error);
-        return parsed < 0 ? 1 : 0;
-    }
+    int exit_code = nsq_daemon_configure("nsq-lookupd", "NSQ_LOOKUPD", s_options,
+                                         sizeof s_options / sizeof *s_options, argc, argv,
+                                         s_configure, &config);
+    if (exit_code >= 0)
+        return exit_code;
     return nsq_daemon_run(lookupd_actor, &config, config.http_address, config.zmq_address);
 }
