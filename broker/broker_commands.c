@@ -208,8 +208,14 @@ static void s_pub(broker_core_t *self, broker_client_t *client, const Nsq__Comma
         free(messages);
 }
 
-static void s_cls(broker_client_t *client, const Nsq__Command *command, int64_t now)
+static void s_cls(broker_core_t *self, broker_client_t *client, const Nsq__Command *command,
+                  int64_t now)
 {
+    if (command->cls->disconnect) {  // the socket is going away: requeue now
+        nsq_info("client %s (%s): disconnected", client->key, client->client_id);
+        broker_core_drop_client(self, client);
+        return;
+    }
     if (client->state == BROKER_CLIENT_SUBSCRIBED)
         client->state = BROKER_CLIENT_CLOSING;
     broker_client_send_response(client, command->seq, "CLOSE_WAIT", now);
@@ -260,7 +266,7 @@ void broker_core_handle_command(broker_core_t *self, broker_client_t *client,
         s_pub(self, client, command, now);
         break;
     case NSQ__COMMAND__CMD_CLS:
-        s_cls(client, command, now);
+        s_cls(self, client, command, now);
         break;
     case NSQ__COMMAND__CMD_HEARTBEAT:
         break;  // last_received was already updated

@@ -67,9 +67,10 @@ typedef void(nsq_handler_fn)(nsq_consumer_t *consumer, nsq_msg_t *msg, void *arg
 // (errno EINVAL) or on allocation failure. Caller owns the result.
 nsq_consumer_t *nsq_consumer_new(const char *topic, const char *channel);
 
-// Destroys the consumer without the graceful close: sockets are closed and
-// unsettled messages are freed (the broker requeues them). Nulls *self_p;
-// accepts NULL. Not from the handler.
+// Destroys the consumer without the graceful close: pending settlements are
+// sent, each broker is told the connection goes away (it requeues the
+// unsettled messages at once), sockets are closed and unsettled messages
+// are freed. Nulls *self_p; accepts NULL. Not from the handler.
 void nsq_consumer_destroy(nsq_consumer_t **self_p);
 
 // Sets the handler; required before nsq_consumer_run.

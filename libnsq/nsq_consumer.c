@@ -525,6 +525,22 @@ static s_connection_t *s_connection_new(nsq_consumer_t *self, const char *addres
     return conn;
 }
 
+// Tells the broker this socket goes away, so it requeues what we still
+// hold at once instead of after two missed heartbeats (ZeroMQ hides the
+// disconnect). Settlements still queued go out first.
+static void s_send_goodbye(s_connection_t *conn)
+{
+    if (!conn->sock || !conn->identified)
+        return;
+    s_connection_flush(conn);
+    Nsq__Cls cls = NSQ__CLS__INIT;
+    cls.disconnect = true;
+    Nsq__Command command = NSQ__COMMAND__INIT;
+    command.cmd_case = NSQ__COMMAND__CMD_CLS;
+    command.cls = &cls;
+    s_send(conn, &command);
+}
+
 static void s_connection_destroy(s_connection_t **conn_p)
 {
     s_connection_t *conn = *conn_p;
@@ -532,6 +548,7 @@ static void s_connection_destroy(s_connection_t **conn_p)
         return;
     if (conn->consumer->reading == conn)
         conn->consumer->reading = NULL;
+    s_send_goodbye(conn);
     s_connection_close_socket(conn);
     free(conn);
     *conn_p = NULL;

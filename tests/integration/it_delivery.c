@@ -226,6 +226,31 @@ static void s_killed_consumer(void)
     IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
 }
 
+// A consumer that closes cleanly tells the broker, which requeues what it
+// held at once: with the default 60 s timeout and 30 s heartbeats, the other
+// consumer still gets the messages within seconds, and /stats forgets it.
+static void s_closed_consumer(void)
+{
+    it_broker_t *broker = it_broker_start(NULL);
+    it_sink_t *holder = it_sink_new(broker, "bye", "c", 3, false);
+    s_wait_clients(broker, holder, "bye", "c", 1);
+    for (int index = 0; index < 3; index++)
+        it_pub(broker, "bye", "held");
+    IT_ASSERT(it_sink_wait(holder, 3, 5000), "the first consumer did not get its 3 messages");
+    it_sink_t *other = it_sink_new(broker, "bye", "c", 10, true);
+    s_wait_clients(broker, other, "bye", "c", 2);
+    it_sink_destroy(&holder);
+    IT_ASSERT(it_sink_wait(other, 3, 5000),
+              "only %zu of the closed consumer's 3 messages reached the other one within 5 s",
+              it_sink_count(other));
+    for (size_t index = 0; index < 3; index++)
+        IT_ASSERT_INT(it_sink_get(other, index)->attempts, ==, 2);
+    s_wait_clients(broker, other, "bye", "c", 1);
+    IT_ASSERT_INT(it_channel_stat(broker, "bye", "c", "timeout_count"), ==, 0);
+    it_sink_destroy(&other);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+}
+
 static void s_defer(void)
 {
     it_broker_t *broker = it_broker_start(NULL);
@@ -336,6 +361,7 @@ int main(int argc, char **argv)
         {"req_delay", s_req_delay},
         {"touch", s_touch},
         {"killed_consumer", s_killed_consumer},
+        {"closed_consumer", s_closed_consumer},
         {"defer", s_defer},
         {"pause_channel", s_pause_channel},
         {"pause_topic", s_pause_topic},
