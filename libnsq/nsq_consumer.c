@@ -80,6 +80,7 @@ struct _s_connection_t {
     nsq_consumer_t *consumer;  // owner
     const char *address;       // "tcp://host:port", interned by the consumer
     zsock_t *sock;             // DEALER; NULL while waiting to reconnect
+    zsock_t *monitor;          // PAIR getting sock's DISCONNECTED events, or NULL
     uint64_t generation;       // bumped each time the socket goes away
     uint64_t seq;              // last command seq sent on this socket
     uint64_t identify_seq;     // seq of this socket's IDENTIFY
@@ -459,6 +460,47 @@ static int s_reader(zloop_t *loop, zsock_t *sock, void *arg);
 
 // Opens a fresh socket to conn's broker and starts the handshake. On
 // failure the tick retries after the backoff. Returns 0 or -1.
+static void s_connection_reset(s_connection_t *conn, uint32_t delay_ms);
+
+// The TCP connection under the DEALER dropped (say the broker restarted):
+// like NSQ clients on a closed connection, start a new session at once
+// instead of waiting for the heartbeats to notice. ZeroMQ would reconnect
+// by itself, but a restarted broker would not know this socket.
+static int s_on_monitor(zloop_t *loop, zsock_t *monitor, void *arg)
+{
+    (void) loop;
+    s_connection_t *conn = arg;
+    zmsg_t *event = zmsg_recv(monitor);
+    zframe_t *head = event ? zmsg_first(event) : NULL;
+    uint16_t kind = 0;
+    if (head && zframe_size(head) >= sizeof kind)
+        memcpy(&kind, zframe_data(head), sizeof kind);
+    zmsg_destroy(&event);
+    if (kind == ZMQ_EVENT_DISCONNECTED) {
+        nsq_info("consumer %s: connection lost, starting a new session", conn->address);
+        s_connection_reset(conn, 0);
+    }
+    return 0;
+}
+
+// Watches sock's disconnects through an inproc PAIR on the loop. Failing to
+// is not fatal: heartbeats still notice a lost broker, only later.
+static void s_monitor_open(s_connection_t *conn)
+{
+    nsq_consumer_t *self = conn->consumer;
+    char endpoint[96];
+    snprintf(endpoint, sizeof endpoint, "inproc://nsq-consumer-%p-%llu", (void *) conn,
+             (unsigned long long) conn->generation);
+    if (zmq_socket_monitor(zsock_resolve(conn->sock), endpoint, ZMQ_EVENT_DISCONNECTED))
+        return;
+    conn->monitor = zsock_new(ZMQ_PAIR);
+    if (conn->monitor && zsock_connect(conn->monitor, "%s", endpoint) == 0
+        && zloop_reader(self->loop, conn->monitor, s_on_monitor, conn) == 0)
+        return;
+    zmq_socket_monitor(zsock_resolve(conn->sock), NULL, 0);
+    zsock_destroy(&conn->monitor);
+}
+
 static int s_connection_open(s_connection_t *conn)
 {
     nsq_consumer_t *self = conn->consumer;
@@ -479,6 +521,7 @@ static int s_connection_open(s_connection_t *conn)
     }
     zloop_reader_set_tolerant(self->loop, sock);
     conn->sock = sock;
+    s_monitor_open(conn);
     conn->seq = 0;
     conn->last_recv = conn->last_send = now;
     conn->heartbeat_ms = self->heartbeat_ms ? self->heartbeat_ms : S_HEARTBEAT_DEFAULT_MS;
@@ -494,6 +537,11 @@ static void s_connection_close_socket(s_connection_t *conn)
 {
     nsq_consumer_t *self = conn->consumer;
     s_msg_orphan_all(self, conn);
+    if (conn->monitor) {
+        zloop_reader_end(self->loop, conn->monitor);
+        zmq_socket_monitor(zsock_resolve(conn->sock), NULL, 0);
+        zsock_destroy(&conn->monitor);
+    }
     if (conn->sock) {
         zloop_reader_end(self->loop, conn->sock);
         zsock_destroy(&conn->sock);

@@ -251,6 +251,30 @@ static void s_closed_consumer(void)
     IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
 }
 
+// A broker restarted on the same address: the consumer notices the lost
+// connection and subscribes again within seconds, not after its heartbeat
+// interval (30 s by default).
+static void s_broker_restart(void)
+{
+    it_broker_t *broker = it_broker_start(NULL);
+    char zmq_flag[96];
+    snprintf(zmq_flag, sizeof zmq_flag, "--zmq-address=%s", it_broker_zmq(broker));
+    it_sink_t *sink = it_sink_new(broker, "again", "c", 10, true);
+    s_wait_clients(broker, sink, "again", "c", 1);
+    it_pub(broker, "again", "before");
+    IT_ASSERT(it_sink_wait(sink, 1, 5000), "nothing arrived before the restart");
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+    const char *flags[] = {zmq_flag, NULL};
+    broker = it_broker_start(flags);
+    IT_ASSERT_PUMPED(&sink, 1, it_channel_stat(broker, "again", "c", "client_count") == 1, 5000,
+                     "the consumer did not subscribe to the restarted broker within 5 s");
+    it_pub(broker, "again", "after");
+    IT_ASSERT(it_sink_wait(sink, 2, 5000), "nothing arrived after the restart");
+    IT_ASSERT_STR(it_sink_get(sink, 1)->body, "after");
+    it_sink_destroy(&sink);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+}
+
 static void s_defer(void)
 {
     it_broker_t *broker = it_broker_start(NULL);
@@ -362,6 +386,7 @@ int main(int argc, char **argv)
         {"touch", s_touch},
         {"killed_consumer", s_killed_consumer},
         {"closed_consumer", s_closed_consumer},
+        {"broker_restart", s_broker_restart},
         {"defer", s_defer},
         {"pause_channel", s_pause_channel},
         {"pause_topic", s_pause_topic},
