@@ -244,16 +244,6 @@ static int s_on_request(zloop_t *loop, zsock_t *requests, void *arg)
     return 0;
 }
 
-static int s_on_pipe(zloop_t *loop, zsock_t *pipe, void *arg)
-{
-    (void) loop;
-    (void) arg;
-    char *command = zstr_recv(pipe);
-    int rc = command && streq(command, "$TERM") ? -1 : 0;
-    zstr_free(&command);
-    return rc;
-}
-
 // ---- periodic work ------------------------------------------------------------
 
 static void s_scan_channels(broker_core_t *self, int64_t now)
@@ -316,26 +306,6 @@ static void s_client_destructor(void **item)
     broker_client_destroy((broker_client_t **) item);
 }
 
-// Binds the ROUTER on "host:port" (port 0 = any). Returns the port or -1.
-static int s_bind_router(broker_core_t *self)
-{
-    char endpoint[BROKER_ADDRESS_MAX + 16];
-    const char *colon = strrchr(self->config.zmq_address, ':');
-    if (!colon || colon == self->config.zmq_address)
-        return -1;
-    const char *port = streq(colon + 1, "0") ? "*" : colon + 1;
-    snprintf(endpoint, sizeof endpoint, "tcp://%.*s:%s", (int) (colon - self->config.zmq_address),
-             self->config.zmq_address, port);
-    self->router = zsock_new(ZMQ_ROUTER);
-    if (!self->router)
-        return -1;
-    zsock_set_router_mandatory(self->router, 1);
-    zsock_set_sndhwm(self->router, 200000);
-    zsock_set_rcvhwm(self->router, 200000);
-    zsock_set_linger(self->router, 0);
-    return zsock_bind(self->router, "%s", endpoint);
-}
-
 static void s_core_destroy(broker_core_t **self_p);
 
 static broker_core_t *s_core_new(zsock_t *pipe, const broker_config_t *config, char *error,
@@ -356,13 +326,16 @@ static broker_core_t *s_core_new(zsock_t *pipe, const broker_config_t *config, c
         s_core_destroy(&self);
         return NULL;
     }
-    int port = s_bind_router(self);
-    if (port < 0) {
+    int port = -1;
+    self->router = nsq_daemon_router(config->zmq_address, &port);
+    if (!self->router) {
         snprintf(error, error_size, "cannot bind ZeroMQ on %s: %s", config->zmq_address,
                  zmq_strerror(errno));
         s_core_destroy(&self);
         return NULL;
     }
+    zsock_set_sndhwm(self->router, 200000);  // credit bounds what we queue
+    zsock_set_rcvhwm(self->router, 200000);
     self->zmq_port = (uint16_t) port;
     snprintf(self->requests_endpoint, sizeof self->requests_endpoint, "inproc://broker-requests-%p",
              (void *) self);
@@ -380,7 +353,7 @@ static broker_core_t *s_core_new(zsock_t *pipe, const broker_config_t *config, c
     zloop_set_nonstop(self->loop, true);
     zloop_reader(self->loop, self->router, s_on_router, self);
     zloop_reader(self->loop, self->requests, s_on_request, self);
-    zloop_reader(self->loop, pipe, s_on_pipe, self);
+    zloop_reader(self->loop, pipe, nsq_daemon_on_pipe, NULL);
     zloop_timer(self->loop, BROKER_TICK_MS, 0, s_on_tick, self);
     if (broker_sync_start(self) != 0) {
         snprintf(error, error_size, "cannot start the sync thread");

@@ -3,6 +3,7 @@
 */
 #include "nsq_daemon.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -47,6 +48,38 @@ int nsq_daemon_configure(const char *program, const char *env_prefix,
     if (parsed < 0)
         fprintf(stderr, "%s: %s\n", program, error);
     return parsed == 0 ? -1 : parsed < 0 ? 1 : 0;
+}
+
+zsock_t *nsq_daemon_router(const char *address, int *port)
+{
+    const char *colon = strrchr(address, ':');
+    if (!colon || colon == address) {
+        errno = EINVAL;
+        return NULL;
+    }
+    zsock_t *router = zsock_new(ZMQ_ROUTER);
+    if (!router)
+        return NULL;
+    zsock_set_router_mandatory(router, 1);
+    zsock_set_linger(router, 0);
+    *port = zsock_bind(router, "tcp://%.*s:%s", (int) (colon - address), address,
+                       streq(colon + 1, "0") ? "*" : colon + 1);
+    if (*port < 0) {
+        int saved = errno;
+        zsock_destroy(&router);
+        errno = saved;
+    }
+    return router;
+}
+
+int nsq_daemon_on_pipe(zloop_t *loop, zsock_t *pipe, void *arg)
+{
+    (void) loop;
+    (void) arg;
+    char *command = zstr_recv(pipe);
+    int rc = command && streq(command, "$TERM") ? -1 : 0;
+    zstr_free(&command);
+    return rc;
 }
 
 void nsq_daemon_send_ready(zsock_t *pipe, uint16_t http_port, uint16_t zmq_port)

@@ -7,8 +7,9 @@
     reason] after which it has ended. Tests and scripts wait for the line
     `READY http=HOST:PORT zmq=HOST:PORT` that nsq_daemon_run prints.
 
-    API in call order: nsq_daemon_configure (main), nsq_daemon_run (main),
-    nsq_daemon_send_ready (the actor).
+    API in call order: nsq_daemon_configure (main), nsq_daemon_run (main);
+    in the actor nsq_daemon_router, nsq_daemon_on_pipe (its loop's pipe
+    reader), nsq_daemon_send_ready.
 */
 #ifndef NSQ_DAEMON_H
 #define NSQ_DAEMON_H
@@ -31,6 +32,17 @@ typedef int(nsq_daemon_configure_fn)(nsq_options_t *options, void *config, char 
 int nsq_daemon_configure(const char *program, const char *env_prefix,
                          const nsq_option_spec_t *specs, size_t spec_count, int argc, char **argv,
                          nsq_daemon_configure_fn *configure, void *config);
+
+// Actor side: creates the ROUTER a daemon serves on, bound to "host:port"
+// (port 0 picks a free port), with ROUTER_MANDATORY (a send to a vanished
+// peer fails with EHOSTUNREACH) and linger 0. Stores the bound port in
+// *port. Caller owns the result; NULL (errno) if the address is malformed or
+// cannot be bound.
+zsock_t *nsq_daemon_router(const char *address, int *port);
+
+// Actor side: a zloop reader for the actor pipe that ends the loop on
+// $TERM and ignores anything else.
+int nsq_daemon_on_pipe(zloop_t *loop, zsock_t *pipe, void *arg);
 
 // Actor side: announces on pipe that it listens (["READY", http, zmq]) and
 // logs it.

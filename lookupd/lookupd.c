@@ -436,32 +436,6 @@ static int s_on_expire(zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
-static int s_on_pipe(zloop_t *loop, zsock_t *pipe, void *arg)
-{
-    (void) loop;
-    (void) arg;
-    char *command = zstr_recv(pipe);
-    int rc = command && streq(command, "$TERM") ? -1 : 0;
-    zstr_free(&command);
-    return rc;
-}
-
-// Binds the ROUTER on "host:port" (port 0 = any). Returns the port or -1.
-static int s_bind_router(s_lookupd_t *self)
-{
-    const char *address = self->config.zmq_address;
-    const char *colon = strrchr(address, ':');
-    if (!colon || colon == address)
-        return -1;
-    self->router = zsock_new(ZMQ_ROUTER);
-    if (!self->router)
-        return -1;
-    zsock_set_router_mandatory(self->router, 1);
-    zsock_set_linger(self->router, 0);
-    return zsock_bind(self->router, "tcp://%.*s:%s", (int) (colon - address), address,
-                      streq(colon + 1, "0") ? "*" : colon + 1);
-}
-
 static void s_destroy(s_lookupd_t **self_p)
 {
     s_lookupd_t *self = *self_p;
@@ -487,8 +461,9 @@ static s_lookupd_t *s_new(zsock_t *pipe, const lookupd_config_t *config, char *e
         snprintf(self->hostname, sizeof self->hostname, "localhost");
     self->registry =
         lookupd_registry_new(config->inactive_producer_timeout_ms, config->tombstone_lifetime_ms);
-    int port = self->registry ? s_bind_router(self) : -1;
-    if (port < 0) {
+    int port = -1;
+    self->router = self->registry ? nsq_daemon_router(config->zmq_address, &port) : NULL;
+    if (!self->router) {
         snprintf(error, size, "cannot bind ZeroMQ on %s: %s", config->zmq_address,
                  zmq_strerror(errno));
         s_destroy(&self);
@@ -512,7 +487,7 @@ static s_lookupd_t *s_new(zsock_t *pipe, const lookupd_config_t *config, char *e
     zloop_set_nonstop(self->loop, true);
     zloop_reader(self->loop, self->router, s_on_router, self);
     zloop_reader(self->loop, self->requests, s_on_request, self);
-    zloop_reader(self->loop, pipe, s_on_pipe, self);
+    zloop_reader(self->loop, pipe, nsq_daemon_on_pipe, NULL);
     zloop_timer(self->loop, (size_t) scan, 0, s_on_expire, self);
     return self;
 }
