@@ -39,6 +39,7 @@ broker_topic_t *broker_core_topic(broker_core_t *self, const char *name, bool cr
     if (!topic)
         return NULL;
     zhashx_insert(self->topics, name, topic);
+    self->state_changed = true;
     nsq_info("topic %s: created", name);
     if (self->lookup)
         broker_lookup_topic_created(self->lookup, topic);
@@ -52,6 +53,7 @@ broker_channel_t *broker_core_channel(broker_core_t *self, broker_topic_t *topic
     if (channel)
         return channel;
     channel = broker_topic_add_channel(topic, name, now);
+    self->state_changed = true;
     if (channel && self->lookup)
         broker_lookup_channel_created(self->lookup, topic->name, name);
     return channel;
@@ -102,6 +104,7 @@ void broker_core_drop_client(broker_core_t *self, broker_client_t *client)
 void broker_core_delete_channel(broker_core_t *self, broker_topic_t *topic,
                                 broker_channel_t *channel)
 {
+    self->state_changed = true;
     int64_t now = zclock_mono();
     while (channel->client_count > 0) {
         broker_client_t *client = channel->clients[0];
@@ -118,6 +121,7 @@ void broker_core_delete_channel(broker_core_t *self, broker_topic_t *topic,
 
 void broker_core_delete_topic(broker_core_t *self, broker_topic_t *topic)
 {
+    self->state_changed = true;
     while (topic->channel_count > 0)
         broker_core_delete_channel(self, topic, topic->channels[0]);
     nsq_info("topic %s: deleted", topic->name);

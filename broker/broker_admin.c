@@ -61,6 +61,7 @@ static bool s_publish(broker_core_t *self, broker_request_t *request)
 
 static void s_topic_admin(broker_core_t *self, broker_request_t *request, broker_topic_t *topic)
 {
+    self->state_changed = true;  // a pause is saved; the fingerprint skips the rest
     switch (request->kind) {
     case BROKER_REQUEST_TOPIC_DELETE:
         broker_core_delete_topic(self, topic);
@@ -84,6 +85,7 @@ static void s_topic_admin(broker_core_t *self, broker_request_t *request, broker
 
 static void s_channel_admin(broker_core_t *self, broker_request_t *request, broker_topic_t *topic)
 {
+    self->state_changed = true;  // a pause is saved; the fingerprint skips the rest
     int64_t now = zclock_mono();
     if (request->kind == BROKER_REQUEST_CHANNEL_CREATE) {
         if (!broker_core_channel(self, topic, request->channel, now))

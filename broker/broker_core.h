@@ -36,6 +36,7 @@ typedef struct {
     broker_lookup_t *lookup;     // links to lookupds, NULL if none configured
     int lock_fd;                 // flock'd data path lock, -1 if none
     uint64_t state_fingerprint;  // of the topic/channel list last saved
+    bool state_changed;          // a topic/channel was created, deleted or (un)paused
     zactor_t *syncer;            // fdatasyncs batches off this thread
     zlistx_t *ack_waiting;       // durable: publishes waiting for the next sync
     zlistx_t *ack_syncing;       // durable: publishes the running sync covers

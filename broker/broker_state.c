@@ -9,9 +9,11 @@
                           topic ("topic NAME PAUSED") and channel ("channel
                           TOPIC NAME PAUSED"), replaced atomically (temp
                           file, fsync, rename, fsync of the directory)
-    The list is rewritten whenever its fingerprint changes (a topic or
-    channel created, deleted, paused or unpaused), checked after each batch
-    of commands or requests the core handles, and at shutdown. Ephemeral topics and channels are
+    The list is rewritten when its fingerprint changes (a topic or channel
+    created, deleted, paused or unpaused), and at shutdown. The core sets
+    state_changed where those happen, so the check after each batch of
+    commands or requests costs nothing unless one did; the fingerprint
+    then skips rewrites for ephemeral names. Ephemeral topics and channels are
    never listed.
 
     An empty data path (the self-tests) means memory only: none of this runs.
@@ -223,6 +225,9 @@ void broker_state_tick(broker_core_t *self, int64_t now)
 
 void broker_state_check(broker_core_t *self)
 {
+    if (!self->state_changed)
+        return;
+    self->state_changed = false;
     if (self->config.data_path[0] && s_fingerprint(self) != self->state_fingerprint)
         broker_state_save(self);
 }
