@@ -233,6 +233,19 @@ int broker_channel_add_client(broker_channel_t *self, broker_client_t *client)
     return 0;
 }
 
+// Where a vanished consumer's messages go back to, and when.
+typedef struct {
+    broker_channel_t *channel;
+    int64_t now;
+} s_take_back_t;
+
+// Puts one of a vanished consumer's messages back in the queue (attempts kept).
+static void s_take_back(void *arg, nsq_message_t *message, uint32_t attempts)
+{
+    s_take_back_t *back = arg;
+    s_requeue(back->channel, message, attempts, 0, back->now);
+}
+
 void broker_channel_remove_client(broker_channel_t *self, broker_client_t *client, int64_t now)
 {
     for (size_t i = 0; i < self->client_count; i++) {
@@ -242,22 +255,10 @@ void broker_channel_remove_client(broker_channel_t *self, broker_client_t *clien
         }
     }
     client->channel = NULL;
-    // Collect first: removing entries reorders the heap we would iterate.
-    size_t count = 0;
-    size_t size = broker_inflight_size(self->in_flight);
-    uint64_t *ids = size ? malloc(size * sizeof *ids) : NULL;
-    for (size_t i = 0; ids && i < size; i++) {
-        broker_inflight_entry_t *entry = broker_inflight_at(self->in_flight, i);
-        if (entry->owner == client)
-            ids[count++] = entry->message->id;
-    }
-    for (size_t i = 0; i < count; i++) {
-        broker_inflight_entry_t *entry = broker_inflight_find(self->in_flight, ids[i]);
-        uint32_t attempts;
-        nsq_message_t *message = broker_inflight_remove(self->in_flight, entry, &attempts);
-        s_requeue(self, message, attempts, 0, now);
-    }
-    free(ids);
+    // Nothing here may fail for lack of memory: an entry left behind would
+    // point at the client after it is freed.
+    s_take_back_t back = {self, now};
+    broker_inflight_remove_owner(self->in_flight, client, s_take_back, &back);
     client->in_flight = 0;
 }
 
@@ -581,6 +582,57 @@ done:
     broker_channel_destroy(&channel);
     broker_client_destroy(&client);
     zsock_destroy(&dealer);
+    zsock_destroy(&router);
+    return rc;
+}
+
+// A consumer vanishes while memory is exhausted: its messages still go back
+// to the queue, and nothing in flight keeps pointing at it once it is freed
+// (the scan would touch it: ASan reports that).
+int broker_channel_test_out_of_memory(void (*fail_allocations)(bool fail))
+{
+    broker_config_t config;
+    broker_config_defaults(&config);
+    config.data_path[0] = '\0';  // memory only
+    zsock_t *router = zsock_new_router("inproc://broker-channel-oom");
+    broker_channel_t *channel = broker_channel_new("orders", "billing", &config);
+    broker_client_t *gone = broker_client_new(zsock_resolve(router), "F1", 2, 0);
+    broker_client_t *stays = broker_client_new(zsock_resolve(router), "F2", 2, 0);
+    int rc = -1;
+    if (!channel || !gone || !stays || broker_channel_add_client(channel, gone)
+        || broker_channel_add_client(channel, stays))
+        goto done;
+    for (uint64_t id = 1; id <= 6; id++) {
+        nsq_message_t *message = nsq_message_new("m", 1);
+        message->id = id;
+        broker_channel_put(channel, message, 0, 0);
+    }
+    broker_client_t *clients[] = {gone, stays};
+    for (size_t i = 0; i < 2; i++) {
+        clients[i]->state = BROKER_CLIENT_SUBSCRIBED;
+        clients[i]->msg_timeout_ms = 100;
+        clients[i]->rdy = 3;
+    }
+    broker_channel_dispatch(channel, 0);
+    if (gone->in_flight != 3 || stays->in_flight != 3)
+        goto done;
+    fail_allocations(true);
+    broker_channel_remove_client(channel, gone, 10);
+    fail_allocations(false);
+    if (broker_inflight_size(channel->in_flight) != 3 || broker_channel_depth(channel) != 3
+        || gone->in_flight != 0)
+        goto done;
+    broker_client_destroy(&gone);
+    // Every deadline has passed: the scan touches the owner of each entry.
+    if (broker_channel_scan(channel, 1000) != 3 || stays->in_flight != 0
+        || broker_channel_depth(channel) != 6)
+        goto done;
+    rc = 0;
+done:
+    fail_allocations(false);
+    broker_channel_destroy(&channel);
+    broker_client_destroy(&gone);
+    broker_client_destroy(&stays);
     zsock_destroy(&router);
     return rc;
 }

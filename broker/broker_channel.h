@@ -95,6 +95,8 @@ int broker_channel_put(broker_channel_t *self, nsq_message_t *message, int64_t r
 int broker_channel_add_client(broker_channel_t *self, broker_client_t *client);
 
 // Unsubscribes client and requeues every message it held (attempts kept).
+// Allocates nothing, so no in-flight entry is left pointing at the client
+// when memory runs out (a requeue that needs room is logged and dropped).
 void broker_channel_remove_client(broker_channel_t *self, broker_client_t *client, int64_t now);
 
 // Sends queued messages to consumers with credit, in batches.
@@ -134,5 +136,11 @@ size_t broker_channel_backend_depth(const broker_channel_t *self);
 
 // Self-test; returns 0 on success.
 int broker_channel_test(void);
+
+// Self-test of a consumer's removal while every allocation fails:
+// fail_allocations(true) makes malloc, calloc and realloc fail in the
+// calling binary (tests/selftest.c wraps them), false restores them.
+// Returns 0 on success.
+int broker_channel_test_out_of_memory(void (*fail_allocations)(bool fail));
 
 #endif
