@@ -3,9 +3,10 @@
 # temporary directory on free, unusual ports (2 brokers, 2 workers, 2
 # lookupds when nsq-lookupd is built), every /ping answers, `status` is
 # healthy, a second `up` is refused, messages published to both brokers
-# reach the workers, `stop`/`start` of one broker, `down` stops every PID it started (and leaves alone a
-# process whose PID sits in a pid file but runs something else), and
-# `status` then reports nothing running.
+# reach the workers, `stop`/`start` of one broker (`status` lists the
+# stopped one and fails meanwhile), `down` stops every PID it started (and
+# leaves alone a process whose PID sits in a pid file but runs something
+# else), and `status` then lists every process as stopped and fails.
 set -euo pipefail
 build=${1:?usage: cluster_test.sh BUILD_ROOT}
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -108,6 +109,16 @@ old=$(cat "$dir/broker-1/pid")
 for pid in "${pids[@]}"; do
     [ "$pid" = "$old" ] || running "$pid" || fail "stop broker-1 stopped PID $pid too"
 done
+# status lists the stopped broker (not only the running processes) and fails.
+if "${cluster[@]}" status "${options[@]}" >"$tmp/status.log" 2>&1; then
+    cat "$tmp/status.log"
+    fail "status exits 0 while broker-1 is stopped"
+fi
+grep -qE '^broker-1 +- .*stopped' "$tmp/status.log" ||
+    { cat "$tmp/status.log"; fail "status does not list the stopped broker-1"; }
+[ "$(grep -c -E '^(broker|worker|lookupd)-[0-9]' "$tmp/status.log")" -eq ${#pids[@]} ] ||
+    { cat "$tmp/status.log"; fail "status does not list every process while broker-1 is stopped"; }
+echo "ok: status lists broker-1 as stopped and exits non-zero"
 curl -fsS -o /dev/null -d "after-stop" "http://127.0.0.1:$((base + 1))/pub?topic=deploy_test"
 deadline=$((SECONDS + 30))
 until cat "$dir"/worker-*/messages.log | grep -qx after-stop; do
@@ -140,4 +151,6 @@ if "${cluster[@]}" status "${options[@]}" >"$tmp/status.log" 2>&1; then
     cat "$tmp/status.log"
     fail "status is healthy after down"
 fi
-echo "ok: status reports nothing running after down"
+[ "$(grep -c -E '^(broker|worker|lookupd)-[0-9]+ +- .*stopped' "$tmp/status.log")" -eq ${#pids[@]} ] ||
+    { cat "$tmp/status.log"; fail "status does not list all ${#pids[@]} processes as stopped after down"; }
+echo "ok: status lists all ${#pids[@]} processes as stopped after down and exits non-zero"
