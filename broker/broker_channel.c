@@ -136,16 +136,24 @@ void broker_channel_destroy(broker_channel_t **self_p)
     *self_p = NULL;
 }
 
-// True if count more messages fit in memory (queued plus deferred).
-static bool s_memory_has_room(const broker_channel_t *self, size_t count)
+// True if count more messages of bytes body bytes fit in memory (queued
+// plus deferred), by count and by bytes.
+static bool s_memory_has_room(const broker_channel_t *self, size_t count, uint64_t bytes)
 {
     size_t held = broker_queue_size(self->queue) + broker_inflight_size(self->deferred);
-    return held + count <= (size_t) self->config->mem_queue_size;
+    uint64_t held_bytes = broker_channel_memory_bytes(self);
+    return held + count <= (size_t) self->config->mem_queue_size
+           && held_bytes + bytes <= (uint64_t) self->config->mem_queue_bytes;
 }
 
-bool broker_channel_has_room(const broker_channel_t *self, size_t count)
+bool broker_channel_has_room(const broker_channel_t *self, size_t count, uint64_t bytes)
 {
-    return self->ephemeral || self->disk || s_memory_has_room(self, count);
+    return self->ephemeral || self->disk || s_memory_has_room(self, count, bytes);
+}
+
+uint64_t broker_channel_memory_bytes(const broker_channel_t *self)
+{
+    return broker_queue_bytes(self->queue) + broker_inflight_bytes(self->deferred);
 }
 
 // Queues a message that was delivered before (or defers it); never refused.
@@ -168,14 +176,14 @@ int broker_channel_put(broker_channel_t *self, nsq_message_t *message, int64_t r
                        int64_t now)
 {
     self->message_count++;
-    if (self->ephemeral && !s_memory_has_room(self, 1)) {
+    if (self->ephemeral && !s_memory_has_room(self, 1, message->size)) {
         self->dropped_count++;
         nsq_message_unref(&message);
         return 0;
     }
     if (self->disk
         && (self->config->durable || !nsq_diskqueue_is_empty(self->disk)
-            || !s_memory_has_room(self, 1))) {
+            || !s_memory_has_room(self, 1, message->size))) {
         int rc = broker_disk_put(self->disk, message, 0, ready_at, now);
         nsq_message_unref(&message);
         if (rc != 0)
@@ -187,10 +195,13 @@ int broker_channel_put(broker_channel_t *self, nsq_message_t *message, int64_t r
 }
 
 // Moves up to want ready messages from disk into the memory queue (deferred
-// ones on the way go to the deferred table).
+// ones on the way go to the deferred table), and stops once the queue holds
+// --mem-queue-bytes (big bodies: fewer at a time; always at least one).
 static void s_refill(broker_channel_t *self, size_t want, int64_t now)
 {
-    while (self->disk && want > 0) {
+    uint64_t bound = (uint64_t) self->config->mem_queue_bytes;
+    while (self->disk && want > 0
+           && (broker_queue_size(self->queue) == 0 || broker_queue_bytes(self->queue) < bound)) {
         nsq_message_t *message;
         uint32_t attempts;
         int64_t ready_at;
@@ -522,10 +533,75 @@ done:
     return rc;
 }
 
+// Puts a message of size bytes with the given id.
+static int s_test_put_sized(broker_channel_t *channel, uint64_t id, size_t size, int64_t ready_at)
+{
+    char body[1000] = {0};
+    nsq_message_t *message = nsq_message_new(body, size);
+    message->id = id;
+    return broker_channel_put(channel, message, ready_at, 0);
+}
+
+// --mem-queue-bytes: big bodies spill to disk once the memory holds the
+// bound (queued plus deferred), though the count would allow more; a
+// memory-only channel refuses and an ephemeral one drops past it; delivery
+// stays first in, first out and never refills past the bound.
+static int s_test_bytes(const char *dir)
+{
+    broker_config_t config;
+    broker_config_defaults(&config);
+    config.mem_queue_size = 1000;
+    config.mem_queue_bytes = 3000;
+    snprintf(config.data_path, sizeof config.data_path, "%s", dir);
+    zsock_t *router = zsock_new_router("inproc://broker-channel-bytes");
+    broker_channel_t *channel = broker_channel_new("big", "c", &config);
+    broker_client_t *client = broker_client_new(zsock_resolve(router), "C3", 2, 0);
+    int rc = -1;
+    if (!channel || !channel->disk || !client || broker_channel_add_client(channel, client))
+        goto done;
+    if (s_test_put_sized(channel, 1, 1000, 0) || s_test_put_sized(channel, 2, 1000, 50))
+        goto done;  // 2 is deferred: it counts against the bound too
+    for (uint64_t id = 3; id <= 6; id++)
+        if (s_test_put_sized(channel, id, 1000, 0))
+            goto done;
+    if (broker_channel_memory_bytes(channel) != 3000 || broker_channel_backend_depth(channel) != 3
+        || broker_queue_size(channel->queue) != 2)
+        goto done;
+    client->state = BROKER_CLIENT_SUBSCRIBED;
+    client->rdy = 100;
+    broker_channel_dispatch(channel, 0);  // 1 and 3 from memory, then 4, 5, 6 from disk
+    if (client->in_flight != 5 || broker_channel_depth(channel) != 0
+        || broker_channel_memory_bytes(channel) != 1000)
+        goto done;
+    broker_channel_remove_client(channel, client, 0);
+    broker_channel_delete(&channel);
+
+    config.data_path[0] = '\0';  // memory only: refused past the bound
+    channel = broker_channel_new("big", "c", &config);
+    if (!channel || !broker_channel_has_room(channel, 3, 3000)
+        || broker_channel_has_room(channel, 3, 3001))
+        goto done;
+    broker_channel_destroy(&channel);
+    channel = broker_channel_new("big", "tail#ephemeral", &config);  // drops past it
+    for (uint64_t id = 1; id <= 5 && channel; id++)
+        if (s_test_put_sized(channel, id, 1000, 0))
+            goto done;
+    if (!channel || broker_channel_depth(channel) != 3 || channel->dropped_count != 2
+        || broker_channel_memory_bytes(channel) != 3000)
+        goto done;
+    rc = 0;
+done:
+    broker_channel_delete(&channel);
+    broker_client_destroy(&client);
+    zsock_destroy(&router);
+    return rc;
+}
+
 int broker_channel_test(void)
 {
     char dir[] = "/tmp/broker-channel-test-XXXXXX";
-    if (!mkdtemp(dir) || s_test_spill(dir) || rmdir(dir))  // rmdir: every file was deleted
+    if (!mkdtemp(dir) || s_test_spill(dir) || s_test_bytes(dir)
+        || rmdir(dir))  // rmdir: every file was deleted
         return -1;
     broker_config_t config;
     broker_config_defaults(&config);
@@ -548,7 +624,7 @@ int broker_channel_test(void)
         message->id = i;
         broker_channel_put(channel, message, 0, 0);
     }
-    if (broker_channel_has_room(channel, 1))  // the bound holds
+    if (broker_channel_has_room(channel, 1, 1))  // the bound holds
         goto done;
     broker_channel_dispatch(channel, 0);  // no credit yet: nothing sent
     client->rdy = 1;

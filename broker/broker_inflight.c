@@ -17,6 +17,7 @@ struct _broker_inflight_t {
     broker_inflight_entry_t **heap;   // min-heap by deadline
     size_t heap_capacity;             // allocated heap entries
     size_t size;                      // entries stored
+    uint64_t bytes;                   // body bytes of the entries' messages
 };
 
 static size_t s_hash(uint64_t id)
@@ -171,6 +172,7 @@ broker_inflight_entry_t *broker_inflight_add(broker_inflight_t *self, nsq_messag
         return NULL;
     *entry = (broker_inflight_entry_t){message, attempts, deadline, 0, owner, 0};
     self->slots[slot] = entry;
+    self->bytes += message->size;
     s_heap_set(self, self->size++, entry);
     s_sift_up(self, entry->heap_index);
     return entry;
@@ -209,6 +211,7 @@ nsq_message_t *broker_inflight_remove(broker_inflight_t *self, broker_inflight_e
         s_sift_down(self, last->heap_index);
     }
     nsq_message_t *message = entry->message;
+    self->bytes -= message->size;
     if (attempts)
         *attempts = entry->attempts;
     free(entry);
@@ -230,6 +233,7 @@ size_t broker_inflight_remove_owner(broker_inflight_t *self, const void *owner,
             continue;
         }
         s_slot_delete(self, s_slot_of(self, entry->message->id));
+        self->bytes -= entry->message->size;
         take(arg, entry->message, entry->attempts);
         free(entry);
     }
@@ -243,6 +247,11 @@ size_t broker_inflight_remove_owner(broker_inflight_t *self, const void *owner,
 size_t broker_inflight_size(const broker_inflight_t *self)
 {
     return self->size;
+}
+
+uint64_t broker_inflight_bytes(const broker_inflight_t *self)
+{
+    return self->bytes;
 }
 
 broker_inflight_entry_t *broker_inflight_at(broker_inflight_t *self, size_t index)
@@ -274,7 +283,8 @@ static int s_test_remove_owner(void)
     }
     size_t taken = 0;
     size_t removed = broker_inflight_remove_owner(table, &a, s_test_take, &taken);
-    if (removed != COUNT / 3 || taken != removed || broker_inflight_size(table) != COUNT - removed)
+    if (removed != COUNT / 3 || taken != removed || broker_inflight_size(table) != COUNT - removed
+        || broker_inflight_bytes(table) != COUNT - removed)
         return -1;
     for (uint64_t id = 0; id < COUNT; id++)
         if ((broker_inflight_find(table, id) != NULL) != (id % 3 != 0))
@@ -339,7 +349,7 @@ int broker_inflight_test(void)
         nsq_message_t *message = broker_inflight_remove(table, top, NULL);
         nsq_message_unref(&message);
     }
-    if (last != 1000000)
+    if (last != 1000000 || broker_inflight_bytes(table) != 0)
         return -1;
     broker_inflight_destroy(&table);
     return 0;

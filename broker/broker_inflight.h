@@ -9,8 +9,8 @@
 
     API: broker_inflight_new, broker_inflight_add, broker_inflight_find,
     broker_inflight_set_deadline, broker_inflight_peek, broker_inflight_remove,
-    broker_inflight_remove_owner, broker_inflight_size, broker_inflight_at
-    (iteration), broker_inflight_destroy.
+    broker_inflight_remove_owner, broker_inflight_size, broker_inflight_bytes,
+    broker_inflight_at (iteration), broker_inflight_destroy.
 */
 #ifndef BROKER_INFLIGHT_H
 #define BROKER_INFLIGHT_H
@@ -70,6 +70,9 @@ size_t broker_inflight_remove_owner(broker_inflight_t *self, const void *owner,
 
 // Number of entries.
 size_t broker_inflight_size(const broker_inflight_t *self);
+
+// Body bytes of the entries' messages.
+uint64_t broker_inflight_bytes(const broker_inflight_t *self);
 
 // The entry at heap position index (0 <= index < size), for iteration that
 // does not modify the table. Borrowed.
