@@ -40,17 +40,9 @@ running() {
     [ -n "$state" ] && [ "$state" != Z ]
 }
 
-# A base port whose every port is unused (offsets as cluster.sh assigns them).
-port_free() { ! ss -Htan exclude time-wait "sport = :$1" 2>/dev/null | grep -q .; }
-for _ in $(seq 50); do
-    base=$((10000 + (RANDOM % 220) * 100)) # below the ephemeral range (32768-)
-    ok=1
-    for offset in 1 2 10 11 21 101 102 110 111 121; do
-        port_free $((base + offset)) || ok=0
-    done
-    [ "$ok" = 0 ] || break
-done
-[ "$ok" = 1 ] || fail "no free base port found"
+# shellcheck source-path=SCRIPTDIR source=free_base_port.sh
+. "$(dirname "$0")/free_base_port.sh"
+base=$(free_base_port) || fail "no free base port found"
 
 options=(--dir "$dir" --build-dir "$build" --base-port "$base" --timeout 20)
 "${cluster[@]}" up "${options[@]}" --brokers 2 --workers 2 --lookupds "$lookupds" \
