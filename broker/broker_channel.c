@@ -136,16 +136,24 @@ void broker_channel_destroy(broker_channel_t **self_p)
     *self_p = NULL;
 }
 
-// True if count more messages fit in memory (queued plus deferred).
-static bool s_memory_has_room(const broker_channel_t *self, size_t count)
+// True if count more messages of bytes body bytes fit in memory (queued
+// plus deferred), by count and by bytes.
+static bool s_memory_has_room(const broker_channel_t *self, size_t count, uint64_t bytes)
 {
     size_t held = broker_queue_size(self->queue) + broker_inflight_size(self->deferred);
-    return held + count <= (size_t) self->config->mem_queue_size;
+    uint64_t held_bytes = broker_channel_memory_bytes(self);
+    return held + count <= (size_t) self->config->mem_queue_size
+           && held_bytes + bytes <= (uint64_t) self->config->mem_queue_bytes;
 }
 
-bool broker_channel_has_room(const broker_channel_t *self, size_t count)
+bool broker_channel_has_room(const broker_channel_t *self, size_t count, uint64_t bytes)
 {
-    return self->ephemeral || self->disk || s_memory_has_room(self, count);
+    return self->ephemeral || self->disk || s_memory_has_room(self, count, bytes);
+}
+
+uint64_t broker_channel_memory_bytes(const broker_channel_t *self)
+{
+    return broker_queue_bytes(self->queue) + broker_inflight_bytes(self->deferred);
 }
 
 // Queues a message that was delivered before (or defers it); never refused.
@@ -168,14 +176,14 @@ int broker_channel_put(broker_channel_t *self, nsq_message_t *message, int64_t r
                        int64_t now)
 {
     self->message_count++;
-    if (self->ephemeral && !s_memory_has_room(self, 1)) {
+    if (self->ephemeral && !s_memory_has_room(self, 1, message->size)) {
         self->dropped_count++;
         nsq_message_unref(&message);
         return 0;
     }
     if (self->disk
         && (self->config->durable || !nsq_diskqueue_is_empty(self->disk)
-            || !s_memory_has_room(self, 1))) {
+            || !s_memory_has_room(self, 1, message->size))) {
         int rc = broker_disk_put(self->disk, message, 0, ready_at, now);
         nsq_message_unref(&message);
         if (rc != 0)
@@ -187,10 +195,13 @@ int broker_channel_put(broker_channel_t *self, nsq_message_t *message, int64_t r
 }
 
 // Moves up to want ready messages from disk into the memory queue (deferred
-// ones on the way go to the deferred table).
+// ones on the way go to the deferred table), and stops once the queue holds
+// --mem-queue-bytes (big bodies: fewer at a time; always at least one).
 static void s_refill(broker_channel_t *self, size_t want, int64_t now)
 {
-    while (self->disk && want > 0) {
+    uint64_t bound = (uint64_t) self->config->mem_queue_bytes;
+    while (self->disk && want > 0
+           && (broker_queue_size(self->queue) == 0 || broker_queue_bytes(self->queue) < bound)) {
         nsq_message_t *message;
         uint32_t attempts;
         int64_t ready_at;
@@ -233,6 +244,19 @@ int broker_channel_add_client(broker_channel_t *self, broker_client_t *client)
     return 0;
 }
 
+// Where a vanished consumer's messages go back to, and when.
+typedef struct {
+    broker_channel_t *channel;
+    int64_t now;
+} s_take_back_t;
+
+// Puts one of a vanished consumer's messages back in the queue (attempts kept).
+static void s_take_back(void *arg, nsq_message_t *message, uint32_t attempts)
+{
+    s_take_back_t *back = arg;
+    s_requeue(back->channel, message, attempts, 0, back->now);
+}
+
 void broker_channel_remove_client(broker_channel_t *self, broker_client_t *client, int64_t now)
 {
     for (size_t i = 0; i < self->client_count; i++) {
@@ -242,22 +266,10 @@ void broker_channel_remove_client(broker_channel_t *self, broker_client_t *clien
         }
     }
     client->channel = NULL;
-    // Collect first: removing entries reorders the heap we would iterate.
-    size_t count = 0;
-    size_t size = broker_inflight_size(self->in_flight);
-    uint64_t *ids = size ? malloc(size * sizeof *ids) : NULL;
-    for (size_t i = 0; ids && i < size; i++) {
-        broker_inflight_entry_t *entry = broker_inflight_at(self->in_flight, i);
-        if (entry->owner == client)
-            ids[count++] = entry->message->id;
-    }
-    for (size_t i = 0; i < count; i++) {
-        broker_inflight_entry_t *entry = broker_inflight_find(self->in_flight, ids[i]);
-        uint32_t attempts;
-        nsq_message_t *message = broker_inflight_remove(self->in_flight, entry, &attempts);
-        s_requeue(self, message, attempts, 0, now);
-    }
-    free(ids);
+    // Nothing here may fail for lack of memory: an entry left behind would
+    // point at the client after it is freed.
+    s_take_back_t back = {self, now};
+    broker_inflight_remove_owner(self->in_flight, client, s_take_back, &back);
     client->in_flight = 0;
 }
 
@@ -521,10 +533,75 @@ done:
     return rc;
 }
 
+// Puts a message of size bytes with the given id.
+static int s_test_put_sized(broker_channel_t *channel, uint64_t id, size_t size, int64_t ready_at)
+{
+    char body[1000] = {0};
+    nsq_message_t *message = nsq_message_new(body, size);
+    message->id = id;
+    return broker_channel_put(channel, message, ready_at, 0);
+}
+
+// --mem-queue-bytes: big bodies spill to disk once the memory holds the
+// bound (queued plus deferred), though the count would allow more; a
+// memory-only channel refuses and an ephemeral one drops past it; delivery
+// stays first in, first out and never refills past the bound.
+static int s_test_bytes(const char *dir)
+{
+    broker_config_t config;
+    broker_config_defaults(&config);
+    config.mem_queue_size = 1000;
+    config.mem_queue_bytes = 3000;
+    snprintf(config.data_path, sizeof config.data_path, "%s", dir);
+    zsock_t *router = zsock_new_router("inproc://broker-channel-bytes");
+    broker_channel_t *channel = broker_channel_new("big", "c", &config);
+    broker_client_t *client = broker_client_new(zsock_resolve(router), "C3", 2, 0);
+    int rc = -1;
+    if (!channel || !channel->disk || !client || broker_channel_add_client(channel, client))
+        goto done;
+    if (s_test_put_sized(channel, 1, 1000, 0) || s_test_put_sized(channel, 2, 1000, 50))
+        goto done;  // 2 is deferred: it counts against the bound too
+    for (uint64_t id = 3; id <= 6; id++)
+        if (s_test_put_sized(channel, id, 1000, 0))
+            goto done;
+    if (broker_channel_memory_bytes(channel) != 3000 || broker_channel_backend_depth(channel) != 3
+        || broker_queue_size(channel->queue) != 2)
+        goto done;
+    client->state = BROKER_CLIENT_SUBSCRIBED;
+    client->rdy = 100;
+    broker_channel_dispatch(channel, 0);  // 1 and 3 from memory, then 4, 5, 6 from disk
+    if (client->in_flight != 5 || broker_channel_depth(channel) != 0
+        || broker_channel_memory_bytes(channel) != 1000)
+        goto done;
+    broker_channel_remove_client(channel, client, 0);
+    broker_channel_delete(&channel);
+
+    config.data_path[0] = '\0';  // memory only: refused past the bound
+    channel = broker_channel_new("big", "c", &config);
+    if (!channel || !broker_channel_has_room(channel, 3, 3000)
+        || broker_channel_has_room(channel, 3, 3001))
+        goto done;
+    broker_channel_destroy(&channel);
+    channel = broker_channel_new("big", "tail#ephemeral", &config);  // drops past it
+    for (uint64_t id = 1; id <= 5 && channel; id++)
+        if (s_test_put_sized(channel, id, 1000, 0))
+            goto done;
+    if (!channel || broker_channel_depth(channel) != 3 || channel->dropped_count != 2
+        || broker_channel_memory_bytes(channel) != 3000)
+        goto done;
+    rc = 0;
+done:
+    broker_channel_delete(&channel);
+    broker_client_destroy(&client);
+    zsock_destroy(&router);
+    return rc;
+}
+
 int broker_channel_test(void)
 {
     char dir[] = "/tmp/broker-channel-test-XXXXXX";
-    if (!mkdtemp(dir) || s_test_spill(dir) || rmdir(dir))  // rmdir: every file was deleted
+    if (!mkdtemp(dir) || s_test_spill(dir) || s_test_bytes(dir)
+        || rmdir(dir))  // rmdir: every file was deleted
         return -1;
     broker_config_t config;
     broker_config_defaults(&config);
@@ -547,7 +624,7 @@ int broker_channel_test(void)
         message->id = i;
         broker_channel_put(channel, message, 0, 0);
     }
-    if (broker_channel_has_room(channel, 1))  // the bound holds
+    if (broker_channel_has_room(channel, 1, 1))  // the bound holds
         goto done;
     broker_channel_dispatch(channel, 0);  // no credit yet: nothing sent
     client->rdy = 1;
@@ -581,6 +658,57 @@ done:
     broker_channel_destroy(&channel);
     broker_client_destroy(&client);
     zsock_destroy(&dealer);
+    zsock_destroy(&router);
+    return rc;
+}
+
+// A consumer vanishes while memory is exhausted: its messages still go back
+// to the queue, and nothing in flight keeps pointing at it once it is freed
+// (the scan would touch it: ASan reports that).
+int broker_channel_test_out_of_memory(void (*fail_allocations)(bool fail))
+{
+    broker_config_t config;
+    broker_config_defaults(&config);
+    config.data_path[0] = '\0';  // memory only
+    zsock_t *router = zsock_new_router("inproc://broker-channel-oom");
+    broker_channel_t *channel = broker_channel_new("orders", "billing", &config);
+    broker_client_t *gone = broker_client_new(zsock_resolve(router), "F1", 2, 0);
+    broker_client_t *stays = broker_client_new(zsock_resolve(router), "F2", 2, 0);
+    int rc = -1;
+    if (!channel || !gone || !stays || broker_channel_add_client(channel, gone)
+        || broker_channel_add_client(channel, stays))
+        goto done;
+    for (uint64_t id = 1; id <= 6; id++) {
+        nsq_message_t *message = nsq_message_new("m", 1);
+        message->id = id;
+        broker_channel_put(channel, message, 0, 0);
+    }
+    broker_client_t *clients[] = {gone, stays};
+    for (size_t i = 0; i < 2; i++) {
+        clients[i]->state = BROKER_CLIENT_SUBSCRIBED;
+        clients[i]->msg_timeout_ms = 100;
+        clients[i]->rdy = 3;
+    }
+    broker_channel_dispatch(channel, 0);
+    if (gone->in_flight != 3 || stays->in_flight != 3)
+        goto done;
+    fail_allocations(true);
+    broker_channel_remove_client(channel, gone, 10);
+    fail_allocations(false);
+    if (broker_inflight_size(channel->in_flight) != 3 || broker_channel_depth(channel) != 3
+        || gone->in_flight != 0)
+        goto done;
+    broker_client_destroy(&gone);
+    // Every deadline has passed: the scan touches the owner of each entry.
+    if (broker_channel_scan(channel, 1000) != 3 || stays->in_flight != 0
+        || broker_channel_depth(channel) != 6)
+        goto done;
+    rc = 0;
+done:
+    fail_allocations(false);
+    broker_channel_destroy(&channel);
+    broker_client_destroy(&gone);
+    broker_client_destroy(&stays);
     zsock_destroy(&router);
     return rc;
 }

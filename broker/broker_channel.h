@@ -7,11 +7,12 @@
     credit). A delivered message is in flight until FIN, REQ or its timeout;
     REQ with a delay and deferred publishes wait in the deferred table.
     Requeues (timeout, REQ, a vanished consumer) always fit. New messages
-    beyond --mem-queue-size (queued plus deferred) go to the channel's disk
-    queue, and so do all new messages while the disk queue is not empty
+    beyond --mem-queue-size or --mem-queue-bytes (queued plus deferred)
+    go to the channel's disk queue, and so do all new messages while the disk queue is not empty
     (first in, first out), and in durable mode every new message does;
     dispatch refills the memory queue from disk, a consumer's credit at a
-    time, so memory stays bounded by the credit. A message read from disk
+    time and no more than about --mem-queue-bytes, so memory stays bounded
+    by the credit. A message read from disk
     stays "kept" by the disk queue until it is finished (FIN), so a crash
     or kill loses no message that was in flight, requeued or deferred:
     after a restart it is delivered again.
@@ -26,7 +27,8 @@
     broker_channel_add_client, broker_channel_dispatch, broker_channel_fin,
     broker_channel_req, broker_channel_touch, broker_channel_scan,
     broker_channel_remove_client, broker_channel_empty, broker_channel_persist,
-    broker_channel_destroy (keeps the disk files) or broker_channel_delete.
+    broker_channel_depth, broker_channel_memory_bytes, broker_channel_destroy
+    (keeps the disk files) or broker_channel_delete.
 */
 #ifndef BROKER_CHANNEL_H
 #define BROKER_CHANNEL_H
@@ -79,10 +81,10 @@ void broker_channel_destroy(broker_channel_t **self_p);
 // As broker_channel_destroy, and removes the disk queue's files.
 void broker_channel_delete(broker_channel_t **self_p);
 
-// True if count new messages fit: always with a disk queue, and for
-// ephemeral channels (which drop what does not fit); otherwise within
-// --mem-queue-size.
-bool broker_channel_has_room(const broker_channel_t *self, size_t count);
+// True if count new messages of bytes body bytes in all fit: always with a
+// disk queue, and for ephemeral channels (which drop what does not fit);
+// otherwise within --mem-queue-size and --mem-queue-bytes.
+bool broker_channel_has_room(const broker_channel_t *self, size_t count, uint64_t bytes);
 
 // Puts a new message (takes one reference: the caller passes its own ref).
 // ready_at (monotonic ms) > now defers it. Never fails for lack of memory
@@ -95,6 +97,8 @@ int broker_channel_put(broker_channel_t *self, nsq_message_t *message, int64_t r
 int broker_channel_add_client(broker_channel_t *self, broker_client_t *client);
 
 // Unsubscribes client and requeues every message it held (attempts kept).
+// Allocates nothing, so no in-flight entry is left pointing at the client
+// when memory runs out (a requeue that needs room is logged and dropped).
 void broker_channel_remove_client(broker_channel_t *self, broker_client_t *client, int64_t now);
 
 // Sends queued messages to consumers with credit, in batches.
@@ -132,7 +136,17 @@ size_t broker_channel_depth(const broker_channel_t *self);
 // Of those, the messages on disk.
 size_t broker_channel_backend_depth(const broker_channel_t *self);
 
+// Body bytes held in memory against --mem-queue-bytes (queued plus
+// deferred; in-flight messages are bounded by the consumers' credit).
+uint64_t broker_channel_memory_bytes(const broker_channel_t *self);
+
 // Self-test; returns 0 on success.
 int broker_channel_test(void);
+
+// Self-test of a consumer's removal while every allocation fails:
+// fail_allocations(true) makes malloc, calloc and realloc fail in the
+// calling binary (tests/selftest.c wraps them), false restores them.
+// Returns 0 on success.
+int broker_channel_test_out_of_memory(void (*fail_allocations)(bool fail));
 
 #endif

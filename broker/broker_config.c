@@ -21,6 +21,11 @@ void broker_config_defaults(broker_config_t *self)
         snprintf(self->broadcast_address, sizeof(self->broadcast_address), "localhost");
     snprintf(self->data_path, sizeof(self->data_path), ".");
     self->mem_queue_size = 10000;
+    // 16 MiB: the count binds first for bodies up to ~1.6 KB (NSQ's
+    // behaviour is kept for small messages), a queue of 1 MiB bodies holds
+    // 16 of them instead of 10000, and a whole --max-body-size /mpub fits
+    // in an empty memory-only queue.
+    self->mem_queue_bytes = 16 * 1024 * 1024;
     self->max_bytes_per_file = 104857600;
     self->sync_every = 2500;
     self->sync_timeout_ms = 2000;

@@ -19,6 +19,7 @@ typedef struct {
     char broadcast_address[BROKER_ADDRESS_MAX];  // what we tell others to dial
     char data_path[1024];                        // directory for disk queues and metadata
     int64_t mem_queue_size;                      // messages kept in memory per queue
+    int64_t mem_queue_bytes;                     // body bytes kept in memory per queue
     int64_t max_bytes_per_file;                  // disk queue segment size
     int64_t sync_every;                          // fsync after this many writes
     int64_t sync_timeout_ms;                     // fsync at least this often

@@ -17,6 +17,7 @@ struct _broker_inflight_t {
     broker_inflight_entry_t **heap;   // min-heap by deadline
     size_t heap_capacity;             // allocated heap entries
     size_t size;                      // entries stored
+    uint64_t bytes;                   // body bytes of the entries' messages
 };
 
 static size_t s_hash(uint64_t id)
@@ -171,6 +172,7 @@ broker_inflight_entry_t *broker_inflight_add(broker_inflight_t *self, nsq_messag
         return NULL;
     *entry = (broker_inflight_entry_t){message, attempts, deadline, 0, owner, 0};
     self->slots[slot] = entry;
+    self->bytes += message->size;
     s_heap_set(self, self->size++, entry);
     s_sift_up(self, entry->heap_index);
     return entry;
@@ -209,6 +211,7 @@ nsq_message_t *broker_inflight_remove(broker_inflight_t *self, broker_inflight_e
         s_sift_down(self, last->heap_index);
     }
     nsq_message_t *message = entry->message;
+    self->bytes -= message->size;
     if (attempts)
         *attempts = entry->attempts;
     free(entry);
@@ -217,9 +220,38 @@ nsq_message_t *broker_inflight_remove(broker_inflight_t *self, broker_inflight_e
     return message;
 }
 
+size_t broker_inflight_remove_owner(broker_inflight_t *self, const void *owner,
+                                    broker_inflight_take_fn *take, void *arg)
+{
+    // Compact the heap array in place, then restore the heap order
+    // bottom-up (Floyd): O(n), and no memory needed.
+    size_t kept = 0;
+    for (size_t i = 0; i < self->size; i++) {
+        broker_inflight_entry_t *entry = self->heap[i];
+        if (entry->owner != owner) {
+            s_heap_set(self, kept++, entry);
+            continue;
+        }
+        s_slot_delete(self, s_slot_of(self, entry->message->id));
+        self->bytes -= entry->message->size;
+        take(arg, entry->message, entry->attempts);
+        free(entry);
+    }
+    size_t removed = self->size - kept;
+    self->size = kept;
+    for (size_t i = kept / 2; i-- > 0;)
+        s_sift_down(self, i);
+    return removed;
+}
+
 size_t broker_inflight_size(const broker_inflight_t *self)
 {
     return self->size;
+}
+
+uint64_t broker_inflight_bytes(const broker_inflight_t *self)
+{
+    return self->bytes;
 }
 
 broker_inflight_entry_t *broker_inflight_at(broker_inflight_t *self, size_t index)
@@ -227,8 +259,53 @@ broker_inflight_entry_t *broker_inflight_at(broker_inflight_t *self, size_t inde
     return index < self->size ? self->heap[index] : NULL;
 }
 
+static void s_test_take(void *arg, nsq_message_t *message, uint32_t attempts)
+{
+    size_t *taken = arg;
+    *taken += attempts == 2 && message->id % 3 == 0;  // owner "a" holds the multiples of 3
+    nsq_message_unref(&message);
+}
+
+// Removing one owner's entries keeps the others findable and in deadline order.
+static int s_test_remove_owner(void)
+{
+    broker_inflight_t *table = broker_inflight_new();
+    if (!table)
+        return -1;
+    char a, b;
+    enum { COUNT = 300 };
+    for (uint64_t id = 0; id < COUNT; id++) {
+        nsq_message_t *message = nsq_message_new("x", 1);
+        message->id = id;
+        int64_t deadline = (int64_t) ((id * 7919) % COUNT);
+        if (!broker_inflight_add(table, message, 2, deadline, id % 3 == 0 ? &a : &b))
+            return -1;
+    }
+    size_t taken = 0;
+    size_t removed = broker_inflight_remove_owner(table, &a, s_test_take, &taken);
+    if (removed != COUNT / 3 || taken != removed || broker_inflight_size(table) != COUNT - removed
+        || broker_inflight_bytes(table) != COUNT - removed)
+        return -1;
+    for (uint64_t id = 0; id < COUNT; id++)
+        if ((broker_inflight_find(table, id) != NULL) != (id % 3 != 0))
+            return -1;
+    int64_t last = -1;
+    broker_inflight_entry_t *top;
+    while ((top = broker_inflight_peek(table))) {
+        if (top->deadline < last || top->owner != &b || top->heap_index != 0)
+            return -1;
+        last = top->deadline;
+        nsq_message_t *message = broker_inflight_remove(table, top, NULL);
+        nsq_message_unref(&message);
+    }
+    broker_inflight_destroy(&table);
+    return 0;
+}
+
 int broker_inflight_test(void)
 {
+    if (s_test_remove_owner())
+        return -1;
     broker_inflight_t *table = broker_inflight_new();
     if (!table)
         return -1;
@@ -272,7 +349,7 @@ int broker_inflight_test(void)
         nsq_message_t *message = broker_inflight_remove(table, top, NULL);
         nsq_message_unref(&message);
     }
-    if (last != 1000000)
+    if (last != 1000000 || broker_inflight_bytes(table) != 0)
         return -1;
     broker_inflight_destroy(&table);
     return 0;

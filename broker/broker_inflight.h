@@ -9,7 +9,8 @@
 
     API: broker_inflight_new, broker_inflight_add, broker_inflight_find,
     broker_inflight_set_deadline, broker_inflight_peek, broker_inflight_remove,
-    broker_inflight_size, broker_inflight_at (iteration), broker_inflight_destroy.
+    broker_inflight_remove_owner, broker_inflight_size, broker_inflight_bytes,
+    broker_inflight_at (iteration), broker_inflight_destroy.
 */
 #ifndef BROKER_INFLIGHT_H
 #define BROKER_INFLIGHT_H
@@ -57,8 +58,21 @@ broker_inflight_entry_t *broker_inflight_peek(broker_inflight_t *self);
 nsq_message_t *broker_inflight_remove(broker_inflight_t *self, broker_inflight_entry_t *entry,
                                       uint32_t *attempts);
 
+// Receives one removed entry's message (its reference) and attempts.
+typedef void(broker_inflight_take_fn)(void *arg, nsq_message_t *message, uint32_t attempts);
+
+// Removes every entry of owner and hands each message to take, without
+// allocating (a consumer's removal must not fail for lack of memory: its
+// entries would keep pointing at it). take must not use this table.
+// Returns how many entries were removed.
+size_t broker_inflight_remove_owner(broker_inflight_t *self, const void *owner,
+                                    broker_inflight_take_fn *take, void *arg);
+
 // Number of entries.
 size_t broker_inflight_size(const broker_inflight_t *self);
+
+// Body bytes of the entries' messages.
+uint64_t broker_inflight_bytes(const broker_inflight_t *self);
 
 // The entry at heap position index (0 <= index < size), for iteration that
 // does not modify the table. Borrowed.

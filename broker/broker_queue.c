@@ -16,6 +16,7 @@ struct _broker_queue_t {
     size_t capacity;             // a power of two
     size_t head;                 // index of the oldest item
     size_t size;                 // items stored
+    uint64_t bytes;              // body bytes of the items stored
 };
 
 broker_queue_t *broker_queue_new(void)
@@ -64,6 +65,7 @@ int broker_queue_push(broker_queue_t *self, broker_queue_item_t item)
         return -1;
     self->items[(self->head + self->size) & (self->capacity - 1)] = item;
     self->size++;
+    self->bytes += item.message->size;
     return 0;
 }
 
@@ -74,6 +76,7 @@ int broker_queue_pop(broker_queue_t *self, broker_queue_item_t *item)
     *item = self->items[self->head];
     self->head = (self->head + 1) & (self->capacity - 1);
     self->size--;
+    self->bytes -= item->message->size;
     if (self->capacity > QUEUE_MIN_CAPACITY && self->size < self->capacity / 4)
         s_resize(self, self->capacity / 2);  // failing to shrink is harmless
     return 0;
@@ -82,6 +85,11 @@ int broker_queue_pop(broker_queue_t *self, broker_queue_item_t *item)
 size_t broker_queue_size(const broker_queue_t *self)
 {
     return self->size;
+}
+
+uint64_t broker_queue_bytes(const broker_queue_t *self)
+{
+    return self->bytes;
 }
 
 void broker_queue_clear(broker_queue_t *self)
@@ -111,13 +119,21 @@ int broker_queue_test(void)
             return -1;
         nsq_message_unref(&item.message);
     }
-    if (broker_queue_size(queue) != 500)
+    if (broker_queue_size(queue) != 500 || broker_queue_bytes(queue) != 500 * sizeof(uint32_t))
         return -1;
     for (uint32_t i = 0; i < 480; i++) {  // shrinks the ring while in use
         if (broker_queue_pop(queue, &item) || item.attempts != 500 + i)
             return -1;
         nsq_message_unref(&item.message);
     }
-    broker_queue_destroy(&queue);  // frees the 20 left
+    if (broker_queue_bytes(queue) != 20 * sizeof(uint32_t))
+        return -1;
+    broker_queue_clear(queue);
+    if (broker_queue_size(queue) != 0 || broker_queue_bytes(queue) != 0)
+        return -1;
+    broker_queue_item_t last = {nsq_message_new("x", 1), 0, 0};
+    if (broker_queue_push(queue, last))
+        return -1;
+    broker_queue_destroy(&queue);  // frees the one left
     return queue == NULL ? 0 : -1;
 }

@@ -4,10 +4,12 @@
     Holds what waits to be delivered: a message reference plus how often it
     was delivered before and when it may be delivered. The queue does not
     enforce the memory bound itself (requeues must always fit); owners check
-    broker_queue_size against --mem-queue-size before they put new messages.
+    broker_queue_size against --mem-queue-size and broker_queue_bytes
+    against --mem-queue-bytes before they put new messages.
 
     API: broker_queue_new, broker_queue_push, broker_queue_pop,
-    broker_queue_size, broker_queue_clear, broker_queue_destroy.
+    broker_queue_size, broker_queue_bytes, broker_queue_clear,
+    broker_queue_destroy.
 */
 #ifndef BROKER_QUEUE_H
 #define BROKER_QUEUE_H
@@ -41,6 +43,9 @@ int broker_queue_pop(broker_queue_t *self, broker_queue_item_t *item);
 
 // Number of queued items.
 size_t broker_queue_size(const broker_queue_t *self);
+
+// Body bytes of the queued items' messages.
+uint64_t broker_queue_bytes(const broker_queue_t *self);
 
 // Unrefs and removes every item.
 void broker_queue_clear(broker_queue_t *self);

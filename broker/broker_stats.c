@@ -57,11 +57,12 @@ static void s_json_channel(FILE *out, const broker_channel_t *channel)
     fprintf(out,
             "{\"channel_name\":\"%s\",\"depth\":%zu,\"backend_depth\":%zu,\"corrupt_count\":%llu,"
             "\"in_flight_count\":%zu,"
-            "\"deferred_count\":%zu,\"message_count\":%llu,\"requeue_count\":%llu,"
-            "\"timeout_count\":%llu,\"client_count\":%zu,\"clients\":[",
+            "\"deferred_count\":%zu,\"memory_bytes\":%llu,\"message_count\":%llu,"
+            "\"requeue_count\":%llu,\"timeout_count\":%llu,\"client_count\":%zu,\"clients\":[",
             channel->name, broker_channel_depth(channel), broker_channel_backend_depth(channel),
             (unsigned long long) (channel->disk ? nsq_diskqueue_corrupt_count(channel->disk) : 0),
             broker_inflight_size(channel->in_flight), broker_inflight_size(channel->deferred),
+            (unsigned long long) broker_channel_memory_bytes(channel),
             (unsigned long long) channel->message_count,
             (unsigned long long) channel->requeue_count,
             (unsigned long long) channel->timeout_count, channel->client_count);
@@ -87,11 +88,12 @@ static void s_json_topic(FILE *out, const broker_topic_t *topic, const char *cha
         s_json_channel(out, topic->channels[i]);
     }
     fprintf(out,
-            "],\"depth\":%zu,\"backend_depth\":%zu,\"corrupt_count\":%llu,\"message_count\":%llu,"
-            "\"message_bytes\":%llu,"
+            "],\"depth\":%zu,\"backend_depth\":%zu,\"corrupt_count\":%llu,\"memory_bytes\":%llu,"
+            "\"message_count\":%llu,\"message_bytes\":%llu,"
             "\"paused\":%s,\"e2e_processing_latency\":{\"count\":0,\"percentiles\":null}}",
             broker_topic_depth(topic), broker_topic_backend_depth(topic),
             (unsigned long long) (topic->disk ? nsq_diskqueue_corrupt_count(topic->disk) : 0),
+            (unsigned long long) broker_topic_memory_bytes(topic),
             (unsigned long long) topic->message_count, (unsigned long long) topic->message_bytes,
             topic->paused ? "true" : "false");
 }
@@ -184,6 +186,7 @@ static const metric_family_t s_topic_families[] = {
     {"nsq_topic_depth", "gauge", "Messages held by the topic itself (no channel yet, or paused)."},
     {"nsq_topic_messages_total", "counter", "Messages published to the topic."},
     {"nsq_topic_message_bytes_total", "counter", "Body bytes published to the topic."},
+    {"nsq_topic_memory_bytes", "gauge", "Body bytes the topic holds in memory."},
 };
 
 static const metric_family_t s_channel_families[] = {
@@ -194,12 +197,13 @@ static const metric_family_t s_channel_families[] = {
     {"nsq_channel_messages_total", "counter", "Messages put into the channel."},
     {"nsq_channel_requeued_total", "counter", "Messages requeued by consumers."},
     {"nsq_channel_timed_out_total", "counter", "Messages whose in-flight timeout passed."},
+    {"nsq_channel_memory_bytes", "gauge", "Body bytes queued or deferred in memory."},
 };
 
 static unsigned long long s_topic_value(const broker_topic_t *topic, size_t family)
 {
     const unsigned long long values[] = {broker_topic_depth(topic), topic->message_count,
-                                         topic->message_bytes};
+                                         topic->message_bytes, broker_topic_memory_bytes(topic)};
     return values[family];
 }
 
@@ -211,7 +215,8 @@ static unsigned long long s_channel_value(const broker_channel_t *channel, size_
                                          channel->client_count,
                                          channel->message_count,
                                          channel->requeue_count,
-                                         channel->timeout_count};
+                                         channel->timeout_count,
+                                         broker_channel_memory_bytes(channel)};
     return values[family];
 }
 

@@ -68,13 +68,20 @@ static bool s_holds_nothing(const broker_topic_t *self)
            && (!self->disk || nsq_diskqueue_is_empty(self->disk));
 }
 
-static bool s_has_room(const broker_topic_t *self, size_t count)
+// True if count more messages of bytes body bytes fit in the topic's
+// memory, by --mem-queue-size and by --mem-queue-bytes.
+static bool s_memory_has_room(const broker_topic_t *self, size_t count, uint64_t bytes)
+{
+    return broker_queue_size(self->held) + count <= (size_t) self->config->mem_queue_size
+           && broker_queue_bytes(self->held) + bytes <= (uint64_t) self->config->mem_queue_bytes;
+}
+
+static bool s_has_room(const broker_topic_t *self, size_t count, uint64_t bytes)
 {
     if (!s_delivers_to_channels(self) || !s_holds_nothing(self))
-        return self->disk
-               || broker_queue_size(self->held) + count <= (size_t) self->config->mem_queue_size;
+        return self->disk || s_memory_has_room(self, count, bytes);
     for (size_t i = 0; i < self->channel_count; i++)
-        if (!broker_channel_has_room(self->channels[i], count))
+        if (!broker_channel_has_room(self->channels[i], count, bytes))
             return false;
     return true;
 }
@@ -98,7 +105,7 @@ static int s_hold(broker_topic_t *self, nsq_message_t **message, int64_t ready_a
 {
     if (self->disk
         && (self->config->durable || !nsq_diskqueue_is_empty(self->disk)
-            || broker_queue_size(self->held) >= (size_t) self->config->mem_queue_size)) {
+            || !s_memory_has_room(self, 1, (*message)->size))) {
         if (broker_disk_put(self->disk, *message, 0, ready_at, now) != 0)
             return -1;
         nsq_message_unref(message);
@@ -120,7 +127,10 @@ static void s_dispatch_all(broker_topic_t *self, int64_t now)
 int broker_topic_publish(broker_topic_t *self, nsq_message_t **messages, size_t count,
                          int64_t defer_ms, int64_t now)
 {
-    if (!s_has_room(self, count))
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < count; i++)
+        bytes += messages[i]->size;
+    if (!s_has_room(self, count, bytes))
         return -1;
     int64_t ready_at = defer_ms > 0 ? now + defer_ms : 0;
     int rc = 0;
@@ -250,6 +260,11 @@ size_t broker_topic_backend_depth(const broker_topic_t *self)
     return self->disk ? (size_t) nsq_diskqueue_depth(self->disk) : 0;
 }
 
+uint64_t broker_topic_memory_bytes(const broker_topic_t *self)
+{
+    return broker_queue_bytes(self->held);
+}
+
 int broker_topic_persist(broker_topic_t *self, int64_t now)
 {
     int rc = 0;
@@ -307,10 +322,54 @@ static int s_test_spill(const char *dir)
     return 0;
 }
 
+// Publishes count bodies of size bytes (ids from first); returns the result.
+static int s_test_publish_sized(broker_topic_t *topic, uint64_t first, size_t count, size_t size)
+{
+    char body[1000] = {0};
+    nsq_message_t *messages[4];
+    for (size_t i = 0; i < count; i++) {
+        messages[i] = nsq_message_new(body, size);
+        messages[i]->id = first + i;
+    }
+    int rc = broker_topic_publish(topic, messages, count, 0, 0);
+    for (size_t i = 0; i < count; i++)
+        nsq_message_unref(&messages[i]);  // still ours only if refused
+    return rc;
+}
+
+// --mem-queue-bytes: a topic without channels keeps bodies in memory up to
+// the bound and spills the rest, though the count allows more; an
+// ephemeral topic refuses a whole publish whose bodies do not fit.
+static int s_test_bytes(const char *dir)
+{
+    broker_config_t config;
+    broker_config_defaults(&config);
+    config.mem_queue_size = 1000;
+    config.mem_queue_bytes = 3000;
+    snprintf(config.data_path, sizeof config.data_path, "%s", dir);
+    broker_topic_t *topic = broker_topic_new("big", &config);
+    if (!topic || s_test_publish_sized(topic, 1, 4, 1000) || s_test_publish_sized(topic, 5, 1, 10))
+        return -1;
+    if (broker_topic_memory_bytes(topic) != 3000 || broker_topic_backend_depth(topic) != 2
+        || broker_topic_depth(topic) != 5)
+        return -1;
+    topic->deleted = true;
+    broker_topic_destroy(&topic);
+    topic = broker_topic_new("big#ephemeral", &config);
+    if (!topic || s_test_publish_sized(topic, 1, 2, 1000)
+        || s_test_publish_sized(topic, 3, 2, 1000) == 0  // 4000 bytes: refused as a whole
+        || s_test_publish_sized(topic, 5, 1, 1000) || broker_topic_depth(topic) != 3
+        || broker_topic_memory_bytes(topic) != 3000)
+        return -1;
+    broker_topic_destroy(&topic);
+    return 0;
+}
+
 int broker_topic_test(void)
 {
     char dir[] = "/tmp/broker-topic-test-XXXXXX";
-    if (!mkdtemp(dir) || s_test_spill(dir) || rmdir(dir))  // rmdir: every file was deleted
+    if (!mkdtemp(dir) || s_test_spill(dir) || s_test_bytes(dir)
+        || rmdir(dir))  // rmdir: every file was deleted
         return -1;
     broker_config_t config;
     broker_config_defaults(&config);

@@ -5,8 +5,8 @@
     A topic with no channel keeps its messages until the first channel
     appears, which then receives them all; channels created later see only
     newer messages (NSQ's semantics). What the topic holds stays in memory
-    up to --mem-queue-size (none in durable mode), the rest goes to the
-    topic's disk queue; while
+    up to --mem-queue-size messages and --mem-queue-bytes of bodies (none
+    in durable mode), the rest goes to the topic's disk queue; while
     it holds anything, new messages queue behind (first in, first out), and
     broker_topic_pump hands them on to the channels a batch at a time.
     Ephemeral topics and brokers without a data path have no disk: there
@@ -19,7 +19,8 @@
     API: broker_topic_new, broker_topic_publish, broker_topic_channel,
     broker_topic_add_channel, broker_topic_remove_channel, broker_topic_pause,
     broker_topic_unpause, broker_topic_pump, broker_topic_empty,
-    broker_topic_depth, broker_topic_persist, broker_topic_destroy.
+    broker_topic_depth, broker_topic_memory_bytes, broker_topic_persist,
+    broker_topic_destroy.
 */
 #ifndef BROKER_TOPIC_H
 #define BROKER_TOPIC_H
@@ -98,6 +99,9 @@ size_t broker_topic_depth(const broker_topic_t *self);
 
 // Of those, the messages on disk.
 size_t broker_topic_backend_depth(const broker_topic_t *self);
+
+// Body bytes the topic itself holds in memory (against --mem-queue-bytes).
+uint64_t broker_topic_memory_bytes(const broker_topic_t *self);
 
 // Writes the messages held in memory, and each channel's, to disk and syncs
 // (for a restart). Returns 0, or -1 if something could not be written.

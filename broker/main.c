@@ -33,6 +33,9 @@ static const nsq_option_spec_t s_options[] = {
      "how often each lookupd hears from this broker (keep below its inactive timeout)"},
     {"mem-queue-size", NSQ_OPTION_INT, "10000", 0, 1000000000, false,
      "messages kept in memory per topic and per channel"},
+    {"mem-queue-bytes", NSQ_OPTION_SIZE, "16777216", 0, 1LL << 40, false,
+     "message body bytes kept in memory per topic and per channel (with --mem-queue-size, "
+     "whichever binds first); the rest goes to disk"},
     {"max-bytes-per-file", NSQ_OPTION_SIZE, "104857600", 1024, 1LL << 40, false,
      "disk queue segment size"},
     {"sync-every", NSQ_OPTION_INT, "2500", 1, 1000000000, false,
@@ -80,6 +83,7 @@ static int s_configure(nsq_options_t *options, void *config_p, char *error, size
                nsq_options_string(options, "broadcast-address"));
     s_copy(config->data_path, sizeof config->data_path, nsq_options_string(options, "data-path"));
     config->mem_queue_size = nsq_options_int(options, "mem-queue-size");
+    config->mem_queue_bytes = nsq_options_int(options, "mem-queue-bytes");
     config->max_bytes_per_file = nsq_options_int(options, "max-bytes-per-file");
     config->sync_every = nsq_options_int(options, "sync-every");
     config->sync_timeout_ms = nsq_options_int(options, "sync-timeout");
@@ -111,6 +115,10 @@ static int s_configure(nsq_options_t *options, void *config_p, char *error, size
         return snprintf(error, size, "--msg-timeout is above --max-msg-timeout"), -1;
     if (config->max_msg_size > config->max_body_size)
         return snprintf(error, size, "--max-msg-size is above --max-body-size"), -1;
+    if (config->mem_queue_bytes > 0 && config->mem_queue_bytes < config->max_msg_size)
+        return snprintf(error, size,
+                        "--mem-queue-bytes is below --max-msg-size (0 keeps nothing in memory)"),
+               -1;
     if (access(config->data_path, W_OK) != 0)
         return snprintf(error, size, "--data-path %.400s is not a writable directory",
                         config->data_path),

@@ -4,7 +4,8 @@
 # own directory (pid file, log, data) under one cluster directory.
 #
 #   deploy/cluster.sh up     [options]   start the cluster, wait until every process answers
-#   deploy/cluster.sh status [options]   show each process, its PID and its /ping
+#   deploy/cluster.sh status [options]   show each process (running or not), its PID and its /ping;
+#                                        exits 1 when any is stopped, exited or not answering
 #   deploy/cluster.sh down   [options]   stop every process `up` started (SIGTERM, then SIGKILL)
 #   deploy/cluster.sh stop NAME [options]   stop one process (e.g. broker-1), keeping its data
 #   deploy/cluster.sh start NAME [options]  start it again with the same command line
@@ -293,11 +294,15 @@ do_status() {
     printf '%-10s %-8s %-22s %s\n' PROCESS PID HTTP HEALTH
     for member in $(members); do
         name=${member##*/}
-        [ -f "$member/pid" ] || continue
+        # Every process started here is listed, also one stopped (its pid
+        # file is gone) or dead: the cluster is not healthy without it.
+        [ -f "$member/command" ] || continue
         count=$((count + 1))
         http=$(cat "$member/http" 2>/dev/null || true)
         if ! pid=$(live_pid "$member"); then
-            printf '%-10s %-8s %-22s %s\n' "$name" "-" "${http:--}" "not running (log: $member/log)"
+            health="stopped"
+            [ ! -f "$member/pid" ] || health="exited"
+            printf '%-10s %-8s %-22s %s\n' "$name" "-" "${http:--}" "$health (log: $member/log)"
             bad=$((bad + 1))
             continue
         fi
@@ -314,7 +319,7 @@ do_status() {
         printf '%-10s %-8s %-22s %s\n' "$name" "$pid" "${http:--}" "$health"
     done
     [ "$count" -gt 0 ] || { echo "cluster: nothing started in $dir"; return 1; }
-    echo "cluster: $count processes in $dir, $bad not healthy"
+    echo "cluster: $count processes in $dir, $bad not running or not healthy"
     [ "$bad" -eq 0 ]
 }
 

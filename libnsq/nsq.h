@@ -124,6 +124,12 @@ size_t nsq_consumer_connection_count(nsq_consumer_t *self);
 // that are not waiting to reconnect: the ones messages can come from now.
 size_t nsq_consumer_connected_count(nsq_consumer_t *self);
 
+// True once some lookupd has answered this consumer's /lookup query, also
+// with "topic not found" (nobody has published to the topic yet): discovery
+// works, and brokers are connected as soon as the topic appears. False
+// without lookupds.
+bool nsq_consumer_lookupd_answered(nsq_consumer_t *self);
+
 // Settles msg as done. Frees msg. Returns 0, or -1 if the connection it came
 // from is gone or was reset since (the broker will requeue it anyway).
 // FINs are batched per connection and sent at the end of the current loop

@@ -147,6 +147,7 @@ struct _nsq_consumer_t {
     bool closing;                // CLS sent: RDY 0, no reconnects
     nsq_discovery_t *discovery;  // lookupd poller, NULL until connect_lookupd
     zlistx_t *discovered;        // "host:port" of brokers connected through lookupds
+    bool lookupd_answered;       // some lookupd answered a query (even "topic not found")
     uint32_t lookupd_poll_ms;    // poll interval, 0 = the default
 };
 
@@ -1094,6 +1095,7 @@ static int s_on_discovery(zloop_t *loop, zsock_t *sock, void *arg)
     (void) sock;
     nsq_consumer_t *self = arg;
     zlistx_t *brokers = nsq_discovery_recv(self->discovery);
+    self->lookupd_answered |= brokers != NULL;  // only answered rounds are reported
     if (brokers && !self->closing)
         s_apply_discovery(self, brokers);
     zlistx_destroy(&brokers);
@@ -1124,6 +1126,11 @@ void nsq_consumer_set_lookupd_poll_interval(nsq_consumer_t *self, uint32_t milli
     self->lookupd_poll_ms = milliseconds;
     if (self->discovery)
         nsq_discovery_set_interval(self->discovery, milliseconds);
+}
+
+bool nsq_consumer_lookupd_answered(nsq_consumer_t *self)
+{
+    return self->lookupd_answered;
 }
 
 size_t nsq_consumer_connection_count(nsq_consumer_t *self)

@@ -4,8 +4,15 @@
     meson registers one test per name (suite 'unit'), so a failure names its
     class. Exit codes: 0 passed, 1 failed, 2 unknown name or bad usage.
     To add a class: include its header and add one line to s_tests.
+
+    The binary is linked with --wrap=malloc,calloc,realloc (tests/meson.build)
+    so that fault-injection tests can make every allocation of the code
+    linked into it fail (libnsq.so and the system libraries are not wrapped).
 */
+#include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "broker.h"
@@ -32,6 +39,43 @@
 #include "worker_http.h"
 #include "worker_metrics.h"
 
+// ---- allocation failure on demand ----
+
+static bool s_allocations_fail;  // set by a test around the code under test
+
+void *__real_malloc(size_t size);
+void *__real_calloc(size_t count, size_t size);
+void *__real_realloc(void *pointer, size_t size);
+void *__wrap_malloc(size_t size);
+void *__wrap_calloc(size_t count, size_t size);
+void *__wrap_realloc(void *pointer, size_t size);
+
+void *__wrap_malloc(size_t size)
+{
+    return s_allocations_fail ? (errno = ENOMEM, NULL) : __real_malloc(size);
+}
+
+void *__wrap_calloc(size_t count, size_t size)
+{
+    return s_allocations_fail ? (errno = ENOMEM, NULL) : __real_calloc(count, size);
+}
+
+void *__wrap_realloc(void *pointer, size_t size)
+{
+    return s_allocations_fail ? (errno = ENOMEM, NULL) : __real_realloc(pointer, size);
+}
+
+static void s_fail_allocations(bool fail)
+{
+    s_allocations_fail = fail;
+}
+
+// The channel's self-test, then its removal under allocation failure.
+static int s_broker_channel_test(void)
+{
+    return broker_channel_test() || broker_channel_test_out_of_memory(s_fail_allocations);
+}
+
 typedef struct {
     const char *name;   // what meson passes, the class name
     int (*test)(void);  // returns 0 on success
@@ -39,7 +83,7 @@ typedef struct {
 
 static const selftest_t s_tests[] = {
     {"broker", broker_test},
-    {"broker_channel", broker_channel_test},
+    {"broker_channel", s_broker_channel_test},
     {"broker_disk", broker_disk_test},
     {"broker_http", broker_http_test},
     {"broker_inflight", broker_inflight_test},

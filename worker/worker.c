@@ -234,6 +234,8 @@ static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
     s_apply_credit(self);
     worker_metrics_set(self->metrics, WORKER_METRIC_CONNECTIONS,
                        nsq_consumer_connected_count(self->consumer));
+    worker_metrics_set(self->metrics, WORKER_METRIC_LOOKUPD_OK,
+                       nsq_consumer_lookupd_answered(self->consumer));
     worker_metrics_set(self->metrics, WORKER_METRIC_IN_FLIGHT,
                        nsq_consumer_in_flight(self->consumer));
     return 0;

@@ -56,12 +56,13 @@ static enum MHD_Result s_access(void *arg, struct MHD_Connection *connection, co
         return s_answer(connection, MHD_HTTP_OK, "OK\n", true, plain);
     if (strcmp(url, "/readyz") == 0) {
         bool draining = worker_metrics_get(self->metrics, WORKER_METRIC_DRAINING) != 0;
-        bool connected = worker_metrics_get(self->metrics, WORKER_METRIC_CONNECTIONS) != 0;
+        bool reached = worker_metrics_get(self->metrics, WORKER_METRIC_CONNECTIONS) != 0
+                       || worker_metrics_get(self->metrics, WORKER_METRIC_LOOKUPD_OK) != 0;
         if (draining)
             return s_answer(connection, MHD_HTTP_SERVICE_UNAVAILABLE, "draining\n", true, plain);
-        if (!connected)
-            return s_answer(connection, MHD_HTTP_SERVICE_UNAVAILABLE, "no broker connected\n", true,
-                            plain);
+        if (!reached)
+            return s_answer(connection, MHD_HTTP_SERVICE_UNAVAILABLE,
+                            "no broker connected and no lookupd answered\n", true, plain);
         return s_answer(connection, MHD_HTTP_OK, "OK\n", true, plain);
     }
     if (strcmp(url, "/metrics") == 0) {
@@ -149,7 +150,10 @@ int worker_http_test(void)
     if (!failed) {
         uint16_t port = worker_http_port(self);
         failed |= s_test_get(port, "/healthz") != 200;
-        failed |= s_test_get(port, "/readyz") != 503;  // no broker yet
+        failed |= s_test_get(port, "/readyz") != 503;              // no broker yet
+        worker_metrics_set(metrics, WORKER_METRIC_LOOKUPD_OK, 1);  // topic not found counts
+        failed |= s_test_get(port, "/readyz") != 200;
+        worker_metrics_set(metrics, WORKER_METRIC_LOOKUPD_OK, 0);
         worker_metrics_set(metrics, WORKER_METRIC_CONNECTIONS, 1);
         failed |= s_test_get(port, "/readyz") != 200;
         worker_metrics_set(metrics, WORKER_METRIC_DRAINING, 1);

@@ -1,9 +1,14 @@
 /*  worker_http - the worker's probes and metrics over HTTP (libmicrohttpd)
     SPDX-License-Identifier: MIT
 
-    GET /healthz: 200 while the process runs. GET /readyz: 200 when at least
-    one broker is connected and the worker is not draining, else 503. GET
-    /metrics: Prometheus text. /ping answers like /healthz.
+    GET /healthz: 200 while the process runs. GET /readyz: 200 when the
+    worker is not draining and has reached its brokers or lookupds (a
+    broker connected, or a lookupd answered, also with "topic not found":
+    a fresh install whose topic nobody has published to yet is ready),
+    else 503. No Service routes to workers (they pull), so readiness only
+    gates rollouts: a new pod replaces an old one once it is configured
+    well enough to reach the cluster. GET /metrics: Prometheus text.
+    /ping answers like /healthz.
 
     The server runs on libmicrohttpd's own thread and only reads
     worker_metrics (atomics the loop thread publishes), so a slow scraper

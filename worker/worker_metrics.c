@@ -40,6 +40,8 @@ static const s_describe_t s_describe[WORKER_METRIC_COUNT] = {
     {"nsq_worker_credit", "gauge", "Max in flight announced now."},
     {"nsq_worker_in_flight", "gauge", "Messages being handled."},
     {"nsq_worker_draining", "gauge", "1 while shutting down."},
+    {"nsq_worker_lookupd_answered", "gauge",
+     "1 once a lookupd answered a query (also for a topic that does not exist yet)."},
 };
 
 struct _worker_metrics_t {

@@ -30,6 +30,7 @@ typedef enum {
     WORKER_METRIC_CREDIT,         // gauge: max in flight announced now
     WORKER_METRIC_IN_FLIGHT,      // gauge: messages being handled
     WORKER_METRIC_DRAINING,       // gauge: 1 while shutting down
+    WORKER_METRIC_LOOKUPD_OK,     // gauge: 1 once a lookupd answered (even "topic not found")
     WORKER_METRIC_COUNT
 } worker_metric_t;
 

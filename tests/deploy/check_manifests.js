@@ -7,6 +7,14 @@
 //     cross-references (selectors, ports, targets, lookupd addresses);
 //   - the KEDA ScaledObject (no schema package): its shape and the NSQ
 //     scaler's metadata keys, and that it scales the worker on its channel;
+//   - what a real cluster needs (raw files and each rendering): no
+//     spec.replicas where an autoscaler owns the count; every
+//     PodDisruptionBudget allows an eviction at the lowest replica count
+//     (autoscaler minimum), so node drains go through; the broker's memory
+//     limit holds its flags' budget (queues x (--mem-queue-bytes +
+//     --max-msg-size) + workers x --max-in-flight x --max-msg-size + base);
+//     every container image comes from the one kustomize `images:` entry of
+//     k8s/base, and changing that entry changes every rendered image;
 //   - every --flag (and NSQ_* variable) that the manifests, the Dockerfile,
 //     the systemd units, the example env files, the README's shell blocks
 //     and `deploy/cluster.sh up --dry-run` give our binaries is one that
@@ -429,6 +437,200 @@ function checkScalerMatchesWorker(scaled, deployment, docs, where) {
     }
 }
 
+// ---- what a real cluster needs ----
+
+// The HPAs and ScaledObjects that scale workload w.
+function autoscalersOf(docs, w) {
+    return docs.filter(d => {
+        const ref = d.spec && d.spec.scaleTargetRef;
+        if (!ref || ref.name !== w.metadata.name)
+            return false;
+        return (d.kind === 'HorizontalPodAutoscaler' && ref.kind === w.kind) ||
+               (d.kind === 'ScaledObject' && (ref.kind || 'Deployment') === w.kind);
+    });
+}
+
+// The fewest and the most replicas w may run: its autoscalers' bounds
+// (HPA minReplicas defaults to 1, KEDA's minReplicaCount to 0 and
+// maxReplicaCount to 100), or its spec.replicas (default 1).
+function replicaRange(docs, w) {
+    const scalers = autoscalersOf(docs, w);
+    if (scalers.length === 0) {
+        const n = w.spec.replicas === undefined ? 1 : w.spec.replicas;
+        return { min: n, max: n, scalers };
+    }
+    const min = scalers.map(d => d.kind === 'ScaledObject' ? (d.spec.minReplicaCount || 0)
+                                                           : (d.spec.minReplicas || 1));
+    const max = scalers.map(d => d.kind === 'ScaledObject' ? (d.spec.maxReplicaCount || 100)
+                                                           : d.spec.maxReplicas);
+    return { min: Math.min(...min), max: Math.max(...max), scalers };
+}
+
+// An autoscaler owns the replica count: a spec.replicas beside it is reset
+// on every `kubectl apply` and fights the autoscaler.
+function checkScaleOwnership(docs, where) {
+    checks++;
+    for (const w of podTemplates(docs)) {
+        const scalers = autoscalersOf(docs, w);
+        if (scalers.length && w.spec.replicas !== undefined)
+            fail(`${where} ${w.kind}/${w.metadata.name}`,
+                 `sets spec.replicas although ${scalers[0].kind}/${scalers[0].metadata.name} ` +
+                 'owns its count (every apply resets it): leave replicas out');
+    }
+}
+
+// Pods a PodDisruptionBudget lets the eviction API remove out of n
+// (Kubernetes rounds percentages up).
+function disruptionsAllowed(spec, n) {
+    const count = v => typeof v === 'string' && v.endsWith('%')
+                           ? Math.ceil(parseFloat(v) * n / 100) : Number(v);
+    if (spec.maxUnavailable !== undefined)
+        return Math.min(count(spec.maxUnavailable), n);
+    if (spec.minAvailable !== undefined)
+        return Math.max(0, n - count(spec.minAvailable));
+    return n;
+}
+
+// A budget that allows no eviction at the lowest replica count blocks
+// every node drain (kubectl drain, cluster upgrades) while it lasts.
+function checkDisruptionBudgets(docs, where) {
+    checks++;
+    const workloads = podTemplates(docs);
+    for (const pdb of docs.filter(d => d.kind === 'PodDisruptionBudget')) {
+        for (const w of workloads.filter(w => labelsMatch(pdb.spec.selector.matchLabels,
+                                                          w.spec.template.metadata.labels))) {
+            const { min } = replicaRange(docs, w);
+            if (min >= 1 && disruptionsAllowed(pdb.spec, min) < 1)
+                fail(`${where} PodDisruptionBudget/${pdb.metadata.name}`,
+                     `allows no eviction when ${w.kind}/${w.metadata.name} runs ${min} ` +
+                     'replica(s) (its lowest count): every node drain blocks; use maxUnavailable');
+        }
+    }
+}
+
+const MiB = 1024 * 1024;
+// What a broker needs besides its queues and the messages in flight: an
+// idle broker's RSS (about 13 MiB measured) plus requests being read.
+const BROKER_BASE_MEMORY = 64 * MiB;
+const QUEUES_ANNOTATION = 'nsq-zmq/memory-budget-queues';
+
+// Bytes of a Kubernetes quantity ("768Mi", "1Gi", "500M"); NaN if unknown.
+function quantityBytes(text) {
+    const m = /^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$/.exec(String(text));
+    const units = { Ki: 1024, Mi: MiB, Gi: 1024 * MiB, Ti: 1024 * 1024 * MiB, k: 1e3, M: 1e6,
+                    G: 1e9, T: 1e12 };
+    return m ? Number(m[1]) * (m[2] ? units[m[2]] : 1) : NaN;
+}
+
+// Bytes of one of our SIZE flag values ("16m", "1048576"); NaN if invalid.
+function sizeBytes(text) {
+    const m = /^([0-9]+)([kKmMgG])?$/.exec(String(text));
+    const units = { k: 1024, m: MiB, g: 1024 * MiB };
+    return m ? Number(m[1]) * (m[2] ? units[m[2].toLowerCase()] : 1) : NaN;
+}
+
+// The value a container gives a daemon's flag (the flag wins over its
+// NSQ_* variable, as in the binaries), or undefined.
+function setting(container, binary, flag) {
+    const words = containerWords(container);
+    const given = words.filter(w => w.startsWith(`--${flag}=`)).pop();
+    if (given)
+        return given.slice(flag.length + 3);
+    const variable = `NSQ_${binary.slice(4).toUpperCase()}_${flag.toUpperCase().replace(/-/g, '_')}`;
+    const env = (container.env || []).find(e => e.name === variable && e.value !== undefined);
+    return env ? env.value : undefined;
+}
+
+function runs(container, binary) {
+    return containerWords(container).some(w => new RegExp(`(^|/)${binary}$`).test(w));
+}
+
+// The broker's memory limit must hold what its flags let it keep: each
+// queue (topic or channel, as many as the workload's annotation budgets)
+// up to --mem-queue-bytes plus a disk read buffer of up to --max-msg-size,
+// every worker pod's --max-in-flight messages of --max-msg-size in
+// flight, and a base.
+function checkBrokerMemory(docs, where) {
+    checks++;
+    const workloads = podTemplates(docs);
+    for (const w of workloads) {
+        for (const c of w.spec.template.spec.containers.filter(c => runs(c, 'nsq-broker'))) {
+            const at = `${where} ${w.kind}/${w.metadata.name} ${c.name}`;
+            const queueBytes = sizeBytes(setting(c, 'nsq-broker', 'mem-queue-bytes'));
+            const msgSize = sizeBytes(setting(c, 'nsq-broker', 'max-msg-size') || '1m');
+            const queues = Number((w.metadata.annotations || {})[QUEUES_ANNOTATION]);
+            const limit = quantityBytes(((c.resources || {}).limits || {}).memory);
+            if (Number.isNaN(queueBytes))
+                fail(at, 'no valid --mem-queue-bytes: nothing bounds the memory its queues take');
+            if (Number.isNaN(msgSize))
+                fail(at, 'no valid --max-msg-size');
+            if (!Number.isInteger(queues) || queues < 1)
+                fail(at, `no annotation ${QUEUES_ANNOTATION}: how many topics and channels ` +
+                         'its memory is sized for');
+            if (Number.isNaN(limit))
+                fail(at, 'no resources.limits.memory');
+            let inFlight = 0;
+            const parts = [];
+            for (const consumer of workloads) {
+                for (const wc of consumer.spec.template.spec.containers) {
+                    if (!runs(wc, 'nsq-worker'))
+                        continue;
+                    const credit = Number(setting(wc, 'nsq-worker', 'max-in-flight'));
+                    const { max } = replicaRange(docs, consumer);
+                    if (!Number.isInteger(credit) || credit < 1)
+                        fail(`${where} ${consumer.kind}/${consumer.metadata.name}`,
+                             'set --max-in-flight: the brokers\' memory budget counts it');
+                    inFlight += max * credit * msgSize;
+                    parts.push(`${max} x ${credit} x ${msgSize / MiB} MiB in flight`);
+                }
+            }
+            const need = queues * (queueBytes + msgSize) + inFlight + BROKER_BASE_MEMORY;
+            if (need > limit)
+                fail(at, `memory limit ${(limit / MiB).toFixed(0)} MiB is below its budget ` +
+                         `${(need / MiB).toFixed(0)} MiB = ${queues} queues x ` +
+                         `(${queueBytes / MiB} + ${msgSize / MiB}) MiB + ${parts.join(' + ') || '0'}` +
+                         ` + ${BROKER_BASE_MEMORY / MiB} MiB base`);
+        }
+    }
+}
+
+// The images: entry of k8s/base/kustomization.yaml, the one place that
+// names the registry and tag.
+function baseImage() {
+    const file = path.join(ROOT, 'k8s', 'base', 'kustomization.yaml');
+    const doc = YAML.parse(fs.readFileSync(file, 'utf8'));
+    const images = doc.images || [];
+    if (images.length !== 1 || !images[0].name || !images[0].newTag) {
+        fail('k8s/base/kustomization.yaml', 'needs one images: entry with name and newTag ' +
+                                            '(where users set their registry and tag)');
+        return null;
+    }
+    return images[0];
+}
+
+function containersOf(w) {
+    return [...(w.spec.template.spec.initContainers || []), ...w.spec.template.spec.containers];
+}
+
+// Every container runs expected (the raw files: the bare name the images:
+// entry rewrites; a rendering: the name and tag it writes).
+function checkImages(docs, expected, where) {
+    checks++;
+    for (const w of podTemplates(docs))
+        for (const c of containersOf(w))
+            if (c.image !== expected)
+                fail(`${where} ${w.kind}/${w.metadata.name} ${c.name}`,
+                     `image ${c.image}, expected ${expected} (set through the images: entry ` +
+                     'of k8s/base/kustomization.yaml)');
+}
+
+// Every check above on one set of objects.
+function checkCluster(docs, where) {
+    checkScaleOwnership(docs, where);
+    checkDisruptionBudgets(docs, where);
+    checkBrokerMemory(docs, where);
+}
+
 // ---- what is checked ----
 
 function checkK8s() {
@@ -455,25 +657,67 @@ function checkK8s() {
         }
     }
     checkReferences(all, 'k8s/');
-    renderKustomizations();
+    checkCluster(all, 'k8s/');
+    const image = baseImage();
+    if (image)
+        checkImages(all, image.name, 'k8s/');
+    renderKustomizations(image);
 }
 
-function renderKustomizations() {
+// `kubectl kustomize DIR` (DIR under root) as objects; null if it failed.
+function render(root, dir) {
+    const run = spawnSync('kubectl', ['kustomize', path.join(root, dir)], { encoding: 'utf8' });
+    checks++;
+    if (run.status !== 0) {
+        fail(`kubectl kustomize ${dir}`, run.stderr.trim());
+        return null;
+    }
+    return parseDocuments(run.stdout, `kustomize ${dir}`);
+}
+
+// Users set registry and tag in one place: a copy of k8s/ whose base
+// images: entry names another registry renders that image everywhere.
+function checkImageOverride(image) {
+    const tmp = fs.mkdtempSync(path.join(require('os').tmpdir(), 'check-manifests-'));
+    try {
+        fs.cpSync(path.join(ROOT, 'k8s'), path.join(tmp, 'k8s'), { recursive: true });
+        const file = path.join(tmp, 'k8s', 'base', 'kustomization.yaml');
+        const doc = YAML.parse(fs.readFileSync(file, 'utf8'));
+        const wanted = 'registry.example.com/team/nsq-zmq:9.9.9';
+        doc.images = [{ name: image.name, newName: 'registry.example.com/team/nsq-zmq',
+                        newTag: '9.9.9' }];
+        fs.writeFileSync(file, YAML.stringify(doc));
+        for (const dir of ['k8s', 'k8s/keda']) {
+            const docs = render(tmp, dir);
+            if (docs)
+                checkImages(docs, wanted, `kustomize ${dir} (registry set in k8s/base)`);
+        }
+    } finally {
+        fs.rmSync(tmp, { recursive: true, force: true });
+    }
+}
+
+function renderKustomizations(image) {
     if (spawnSync('kubectl', ['version', '--client'], { encoding: 'utf8' }).status !== 0) {
         note('SKIP: kubectl not found, `kubectl kustomize` renderings not checked');
         return;
     }
     for (const dir of ['k8s', 'k8s/keda']) {
-        const run = spawnSync('kubectl', ['kustomize', path.join(ROOT, dir)], { encoding: 'utf8' });
-        checks++;
-        if (run.status !== 0) {
-            fail(`kubectl kustomize ${dir}`, run.stderr.trim());
+        const docs = render(ROOT, dir);
+        if (!docs)
             continue;
-        }
-        const docs = parseDocuments(run.stdout, `kustomize ${dir}`);
         for (const doc of docs)
             validateObject(doc, `kustomize ${dir}`);
         checkReferences(docs, `kustomize ${dir}`);
+        checkCluster(docs, `kustomize ${dir}`);
+        if (image)
+            checkImages(docs, `${image.newName || image.name}:${image.newTag}`, `kustomize ${dir}`);
+        for (const w of image ? podTemplates(docs) : [])
+            for (const c of containersOf(w))
+                if (!/^(localhost|[^/]*[.:][^/]*)\//.test(c.image))
+                    fail(`kustomize ${dir} ${w.kind}/${w.metadata.name} ${c.name}`,
+                         `image ${c.image} names no registry: a real cluster cannot pull it ` +
+                         '(set newName in the images: entry of k8s/base/kustomization.yaml)');
         const hpas = docs.filter(d => d.kind === 'HorizontalPodAutoscaler').length;
         const scaled = docs.filter(d => d.kind === 'ScaledObject').length;
         if (hpas + scaled !== 1)
@@ -483,6 +727,8 @@ function renderKustomizations() {
             if (d.metadata.namespace !== 'nsq')
                 fail(`kustomize ${dir}`, `${d.kind}/${d.metadata.name} is not in namespace nsq`);
     }
+    if (image)
+        checkImageOverride(image);
 }
 
 function checkDockerfile() {
@@ -615,8 +861,91 @@ spec:
     const flagCaught = errors.length === 1 && /--no-such-flag/.test(errors[0]);
     console.log(`${flagCaught ? 'ok' : 'NOT CAUGHT'}: unknown flag`);
     bad += flagCaught ? 0 : 1;
-    console.log(`self-test: ${broken.length + 1 - bad} passed, ${bad} failed`);
+    const clusters = clusterSelfTests();
+    for (const [name, text, expected] of clusters) {
+        errors.length = 0;
+        const docs = parseDocuments(text, name);
+        checkCluster(docs, name);
+        checkImages(docs, 'nsq-zmq', name);
+        const ok = expected.test(errors.join('\n'));
+        console.log(`${ok ? 'ok' : 'NOT CAUGHT'}: ${name}${ok ? '' : ' ' + JSON.stringify(errors)}`);
+        bad += ok ? 0 : 1;
+    }
+    const total = broken.length + 1 + clusters.length;
+    console.log(`self-test: ${total - bad} passed, ${bad} failed`);
     process.exit(bad ? 1 : 0);
+}
+
+// Object sets that a real cluster would trip over, and what must be said.
+function clusterSelfTests() {
+    const worker = (extra, args) => `
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: w}
+spec:
+  ${extra}
+  selector: {matchLabels: {app: w}}
+  template:
+    metadata: {labels: {app: w}}
+    spec:
+      containers: [{name: c, image: nsq-zmq, command: [nsq-worker], args: [${args}]}]
+`;
+    const keda = min => `
+---
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {name: w}
+spec: {scaleTargetRef: {name: w}, minReplicaCount: ${min}, maxReplicaCount: 4, triggers: []}
+`;
+    const broker = (limit, queues) => `
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: b, annotations: {nsq-zmq/memory-budget-queues: "${queues}"}}
+spec:
+  serviceName: b
+  replicas: 2
+  selector: {matchLabels: {app: b}}
+  template:
+    metadata: {labels: {app: b}}
+    spec:
+      containers:
+        - name: c
+          image: nsq-zmq
+          command: [nsq-broker]
+          args: [--mem-queue-bytes=16m, --max-msg-size=1m]
+          resources: {limits: {memory: ${limit}}}
+`;
+    const pdb = spec => `
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: p}
+spec: {${spec}, selector: {matchLabels: {app: w}}}
+`;
+    return [
+        ['replicas beside an autoscaler', worker('replicas: 2', '--max-in-flight=1') + keda(1),
+         /sets spec.replicas although ScaledObject\/w owns its count/],
+        ['PDB minAvailable 1 at KEDA minimum 1',
+         worker('', '--max-in-flight=1') + keda(1) + pdb('minAvailable: 1'),
+         /allows no eviction when Deployment\/w runs 1 replica/],
+        ['PDB minAvailable 100% of a fixed count',
+         worker('replicas: 3', '--max-in-flight=1') + pdb('minAvailable: "100%"'),
+         /allows no eviction when Deployment\/w runs 3 replica/],
+        // 8 x 17 MiB + 4 x 50 x 1 MiB + 64 MiB = 400 MiB
+        ['broker limit below its flags',
+         worker('', '--max-in-flight=50') + keda(0) + broker('384Mi', 8),
+         /memory limit 384 MiB is below its budget 400 MiB/],
+        ['broker without a budget annotation', broker('1Gi', ''),
+         /no annotation nsq-zmq\/memory-budget-queues/],
+        ['image not set through images:',
+         worker('', '--max-in-flight=1').replace('image: nsq-zmq', 'image: nsq-zmq:latest'),
+         /image nsq-zmq:latest, expected nsq-zmq/],
+        ['a budget that fits is accepted',
+         worker('', '--max-in-flight=50') + keda(0) + pdb('maxUnavailable: 1') +
+             broker('400Mi', 8),
+         /^$/],
+    ];
 }
 
 function main() {

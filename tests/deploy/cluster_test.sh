@@ -3,9 +3,10 @@
 # temporary directory on free, unusual ports (2 brokers, 2 workers, 2
 # lookupds when nsq-lookupd is built), every /ping answers, `status` is
 # healthy, a second `up` is refused, messages published to both brokers
-# reach the workers, `stop`/`start` of one broker, `down` stops every PID it started (and leaves alone a
-# process whose PID sits in a pid file but runs something else), and
-# `status` then reports nothing running.
+# reach the workers, `stop`/`start` of one broker (`status` lists the
+# stopped one and fails meanwhile), `down` stops every PID it started (and
+# leaves alone a process whose PID sits in a pid file but runs something
+# else), and `status` then lists every process as stopped and fails.
 set -euo pipefail
 build=${1:?usage: cluster_test.sh BUILD_ROOT}
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -39,17 +40,9 @@ running() {
     [ -n "$state" ] && [ "$state" != Z ]
 }
 
-# A base port whose every port is unused (offsets as cluster.sh assigns them).
-port_free() { ! ss -Htan exclude time-wait "sport = :$1" 2>/dev/null | grep -q .; }
-for _ in $(seq 50); do
-    base=$((10000 + (RANDOM % 220) * 100)) # below the ephemeral range (32768-)
-    ok=1
-    for offset in 1 2 10 11 21 101 102 110 111 121; do
-        port_free $((base + offset)) || ok=0
-    done
-    [ "$ok" = 0 ] || break
-done
-[ "$ok" = 1 ] || fail "no free base port found"
+# shellcheck source-path=SCRIPTDIR source=free_base_port.sh
+. "$(dirname "$0")/free_base_port.sh"
+base=$(free_base_port) || fail "no free base port found"
 
 options=(--dir "$dir" --build-dir "$build" --base-port "$base" --timeout 20)
 "${cluster[@]}" up "${options[@]}" --brokers 2 --workers 2 --lookupds "$lookupds" \
@@ -108,6 +101,16 @@ old=$(cat "$dir/broker-1/pid")
 for pid in "${pids[@]}"; do
     [ "$pid" = "$old" ] || running "$pid" || fail "stop broker-1 stopped PID $pid too"
 done
+# status lists the stopped broker (not only the running processes) and fails.
+if "${cluster[@]}" status "${options[@]}" >"$tmp/status.log" 2>&1; then
+    cat "$tmp/status.log"
+    fail "status exits 0 while broker-1 is stopped"
+fi
+grep -qE '^broker-1 +- .*stopped' "$tmp/status.log" ||
+    { cat "$tmp/status.log"; fail "status does not list the stopped broker-1"; }
+[ "$(grep -c -E '^(broker|worker|lookupd)-[0-9]' "$tmp/status.log")" -eq ${#pids[@]} ] ||
+    { cat "$tmp/status.log"; fail "status does not list every process while broker-1 is stopped"; }
+echo "ok: status lists broker-1 as stopped and exits non-zero"
 curl -fsS -o /dev/null -d "after-stop" "http://127.0.0.1:$((base + 1))/pub?topic=deploy_test"
 deadline=$((SECONDS + 30))
 until cat "$dir"/worker-*/messages.log | grep -qx after-stop; do
@@ -140,4 +143,6 @@ if "${cluster[@]}" status "${options[@]}" >"$tmp/status.log" 2>&1; then
     cat "$tmp/status.log"
     fail "status is healthy after down"
 fi
-echo "ok: status reports nothing running after down"
+[ "$(grep -c -E '^(broker|worker|lookupd)-[0-9]+ +- .*stopped' "$tmp/status.log")" -eq ${#pids[@]} ] ||
+    { cat "$tmp/status.log"; fail "status does not list all ${#pids[@]} processes as stopped after down"; }
+echo "ok: status lists all ${#pids[@]} processes as stopped after down and exits non-zero"

@@ -6,8 +6,9 @@
     message from all of them; brokers added later are found, stopped ones are
     dropped; a lookupd restart loses nothing (brokers register again) and
     consumers keep consuming while no lookupd answers; a tombstone hides a
-    producer; bad input gets clear errors. Everything runs on 127.0.0.1 with
-    short heartbeats and poll intervals so that each case takes seconds.
+    producer; bad input gets clear errors; a worker whose topic does not
+    exist yet is ready once a lookupd answers. Everything runs on 127.0.0.1
+    with short heartbeats and poll intervals so that each case takes seconds.
 */
 #include "harness.h"
 
@@ -494,6 +495,54 @@ static void s_worker(void)
     it_broker_stop(&lookupds[0]);
 }
 
+// Starts nsq-worker on topic with one lookupd address and a probe port;
+// copies the probe's HOST:PORT into http.
+static it_child_t *s_worker_on(const char *name, const char *topic, const char *lookupd, char *http,
+                               size_t size)
+{
+    char topic_flag[96], lookupd_flag[96];
+    snprintf(topic_flag, sizeof topic_flag, "--topic=%s", topic);
+    snprintf(lookupd_flag, sizeof lookupd_flag, "--lookupd-http-address=%s", lookupd);
+    const char *argv[] = {getenv("NSQ_WORKER"),
+                          topic_flag,
+                          "--channel=" S_CHANNEL,
+                          "--stdout",
+                          lookupd_flag,
+                          "--lookupd-poll-interval=200ms",
+                          "--http-address=127.0.0.1:0",
+                          NULL};
+    IT_ASSERT(argv[0], "NSQ_WORKER is not set");
+    it_child_t *worker = it_child_start(name, argv);
+    it_worker_wait_ready(worker, http, size);
+    return worker;
+}
+
+// A fresh install: the worker's topic does not exist yet (lookupd answers
+// 404), yet the worker is ready, since it reached a lookupd and will find
+// the brokers as soon as the topic appears; it then consumes what is
+// published. A worker that reaches no lookupd stays not ready.
+static void s_ready_new_topic(void)
+{
+    it_broker_t *lookupds[] = {it_lookupd_start(NULL), NULL};
+    it_broker_t *broker = s_broker(lookupds);
+    IT_ASSERT_INT(s_producers(lookupds[0], "fresh"), ==, -1);
+    char http[64], lost_http[64];
+    it_child_t *worker =
+        s_worker_on("worker", "fresh", it_broker_http(lookupds[0]), http, sizeof http);
+    it_child_t *lost = s_worker_on("lost", "fresh", "127.0.0.1:1", lost_http, sizeof lost_http);
+    IT_ASSERT_EVENTUALLY(it_http_to(http, "GET", "/readyz", NULL, 0, NULL) == 200, 5000,
+                         "a worker whose topic does not exist yet never became ready");
+    it_pub(broker, "fresh", "first");
+    char line[256];
+    IT_ASSERT_INT(it_child_read_line(worker, line, sizeof line, 5000), ==, 1);
+    IT_ASSERT_STR(line, "first");
+    IT_ASSERT_INT(it_http_to(lost_http, "GET", "/readyz", NULL, 0, NULL), ==, 503);
+    IT_ASSERT_INT(it_child_stop(&worker, SIGTERM, 5000), ==, 0);
+    IT_ASSERT_INT(it_child_stop(&lost, SIGTERM, 5000), ==, 0);
+    it_broker_stop(&broker);
+    it_broker_stop(&lookupds[0]);
+}
+
 // Runs nsq-pub with flag, stdin from printf format; returns its exit status.
 static int s_run_pub(const char *input, const char *flag)
 {
@@ -535,7 +584,7 @@ int main(int argc, char **argv)
         {"membership", s_membership}, {"lookupd_restart", s_lookupd_restart},
         {"precreate", s_precreate},   {"tombstone", s_tombstone},
         {"bad_input", s_bad_input},   {"worker", s_worker},
-        {"pub_tool", s_pub_tool},
+        {"pub_tool", s_pub_tool},     {"ready_new_topic", s_ready_new_topic},
     };
     return it_run(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }
