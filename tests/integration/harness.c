@@ -1158,8 +1158,8 @@ void it_raw_identify(it_raw_t *self, uint64_t seq)
 void it_raw_sub(it_raw_t *self, uint64_t seq, const char *topic, const char *channel)
 {
     Nsq__Sub sub = NSQ__SUB__INIT;
-    sub.topic = (char *) topic;
-    sub.channel = (char *) channel;
+    sub.topic = nsq_wire_bytes(topic);
+    sub.channel = nsq_wire_bytes(channel);
     Nsq__Command command = NSQ__COMMAND__INIT;
     command.cmd_case = NSQ__COMMAND__CMD_SUB;
     command.sub = &sub;

@@ -437,7 +437,7 @@ static void s_bad_input(void)
     s_expect_error(s_raw_call(dealer, buffer, nsq__lookup_command__pack(&command, buffer)),
                    "E_BAD_BODY");
     Nsq__Register reg = NSQ__REGISTER__INIT;
-    reg.topic = "t";
+    reg.topic = nsq_wire_bytes("t");
     command.cmd_case = NSQ__LOOKUP_COMMAND__CMD_REG;
     command.reg = &reg;
     s_expect_error(s_raw_call(dealer, buffer, nsq__lookup_command__pack(&command, buffer)),
