@@ -1221,6 +1221,8 @@ static bool s_test_pub(test_client_t *client, test_core_t *core, char *big)
         {"/pub?topic=t&defer=60001", "400", "INVALID_DEFER"},
         {"/pub", "400", "MISSING_ARG_TOPIC"},
         {"/pub?topic=bad%20topic", "400", "INVALID_TOPIC"},
+        {"/pub?topic=a%00b", "400", "INVALID_TOPIC"},
+        {"/pub?topic=t&defer=1%00", "400", "INVALID_DEFER"},
         {long_name, "400", "INVALID_TOPIC"},
     };
     for (size_t index = 0; good && index < sizeof(refused) / sizeof(refused[0]); index++)
@@ -1269,6 +1271,13 @@ static bool s_test_mpub(test_client_t *client, test_core_t *core, char *big)
     bool good = s_test_http(client, "PUT", "/mpub?topic=t", text, strlen(text), false)
                 && s_test_answer(client, 200, "OK")
                 && s_test_core_saw(core, ++seen, BROKER_REQUEST_PUB, "t", 3, "a|bb|ccc")
+                && s_test_record(core).defer_ms == 0
+                && s_test_http(client, "POST", "/mpub?topic=t&defer=250", "d\ne", 3, false)
+                && s_test_answer(client, 200, "OK")
+                && s_test_core_saw(core, ++seen, BROKER_REQUEST_PUB, "t", 2, "d|e")
+                && s_test_record(core).defer_ms == 250
+                && s_test_http(client, "POST", "/mpub?topic=t&defer=60001", "d", 1, false)
+                && s_test_error(client, 400, "INVALID_DEFER")
                 && s_test_http(client, "POST", "/mpub?topic=t", "\n\n", 2, false)
                 && s_test_error(client, 400, "MSG_EMPTY");
     uint8_t body[256];
