@@ -466,9 +466,10 @@ static int s_on_request(zloop_t *loop, zsock_t *requests, void *arg)
     zframe_t *empty = request ? zmsg_pop(request) : NULL;
     char *method = request ? zmsg_popstr(request) : NULL;
     char *path = request ? zmsg_popstr(request) : NULL;
-    s_args_t args;
-    bool complete = s_pop_arg(request, &args.topic) & s_pop_arg(request, &args.channel)
-                    & s_pop_arg(request, &args.node);
+    s_args_t args;  // every argument popped, so that each can be freed below
+    bool topic = s_pop_arg(request, &args.topic);
+    bool channel = s_pop_arg(request, &args.channel);
+    bool complete = s_pop_arg(request, &args.node) && topic && channel;
     s_answer_t answer = {0, NULL, NULL};
     if (method && path && complete)
         s_route(self, method, path, &args, &answer);
