@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define S_HOST_MAX 253  // longest DNS name, without the final dot
 
@@ -131,6 +132,16 @@ bool nsq_address_host_is_valid(const void *data, size_t size)
     text[inner] = '\0';
     struct in6_addr ipv6;
     return inet_pton(AF_INET6, text, &ipv6) == 1;
+}
+
+bool nsq_address_ipv6_loopback_usable(void)
+{
+    int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in6 loopback = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    bool usable = fd >= 0 && bind(fd, (struct sockaddr *) &loopback, sizeof loopback) == 0;
+    if (fd >= 0)
+        close(fd);
+    return usable;
 }
 
 //  --------------------------------------------------------------------------

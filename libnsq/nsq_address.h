@@ -9,7 +9,7 @@
     port separator.
 
     API: nsq_address_parse, nsq_address_port, nsq_address_is_ipv6_any,
-    nsq_address_host_is_valid.
+    nsq_address_host_is_valid, nsq_address_ipv6_loopback_usable.
 */
 #ifndef NSQ_ADDRESS_H
 #define NSQ_ADDRESS_H
@@ -37,6 +37,10 @@ bool nsq_address_is_ipv6_any(const struct sockaddr_storage *address);
 // IPv4 address, or an IPv6 address, bare or in brackets. Every byte counts
 // (a NUL makes it invalid).
 bool nsq_address_host_is_valid(const void *data, size_t size);
+
+// True if this host can bind the IPv6 loopback address ::1. Containers may
+// have no IPv6 at all; tests use this to skip their IPv6 cases, and say so.
+bool nsq_address_ipv6_loopback_usable(void);
 
 // Self-test; returns 0 on success.
 int nsq_address_test(void);

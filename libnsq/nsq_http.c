@@ -55,18 +55,31 @@ bool nsq_http_framing_is_ambiguous(struct MHD_Connection *connection)
     return framing.content_lengths > 1;
 }
 
-enum MHD_Result nsq_http_refuse(struct MHD_Connection *connection, unsigned status,
-                                const char *content_type, const char *body)
+static enum MHD_Result s_answer(struct MHD_Connection *connection, unsigned status,
+                                const char *content_type, const char *body, bool close)
 {
     struct MHD_Response *response =
         MHD_create_response_from_buffer(strlen(body), (void *) body, MHD_RESPMEM_MUST_COPY);
     if (!response)
         return MHD_NO;
     MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
-    MHD_add_response_header(response, MHD_HTTP_HEADER_CONNECTION, "close");
+    if (close)
+        MHD_add_response_header(response, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result result = MHD_queue_response(connection, status, response);
     MHD_destroy_response(response);
     return result;
+}
+
+enum MHD_Result nsq_http_answer(struct MHD_Connection *connection, unsigned status,
+                                const char *content_type, const char *body)
+{
+    return s_answer(connection, status, content_type, body, false);
+}
+
+enum MHD_Result nsq_http_refuse(struct MHD_Connection *connection, unsigned status,
+                                const char *content_type, const char *body)
+{
+    return s_answer(connection, status, content_type, body, true);
 }
 
 //  --------------------------------------------------------------------------
@@ -87,11 +100,7 @@ static enum MHD_Result s_test_access(void *cls, struct MHD_Connection *connectio
         *upload_size = 0;
         return MHD_YES;
     }
-    struct MHD_Response *response =
-        MHD_create_response_from_buffer(2, (void *) "OK", MHD_RESPMEM_PERSISTENT);
-    enum MHD_Result result = MHD_queue_response(connection, MHD_HTTP_OK, response);
-    MHD_destroy_response(response);
-    return result;
+    return nsq_http_answer(connection, MHD_HTTP_OK, "text/plain", "OK");
 }
 
 // Sends request to address and reads until the server closes (or 3 s
@@ -149,17 +158,6 @@ static struct MHD_Daemon *s_test_start(const char *text, struct sockaddr_storage
     return daemon;
 }
 
-// True if the machine can bind IPv6 loopback (containers may have none).
-static bool s_test_has_ipv6(void)
-{
-    int fd = socket(AF_INET6, SOCK_STREAM, 0);
-    struct sockaddr_in6 loopback = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
-    bool usable = fd >= 0 && bind(fd, (struct sockaddr *) &loopback, sizeof loopback) == 0;
-    if (fd >= 0)
-        close(fd);
-    return usable;
-}
-
 #define S_HEAD "POST /x HTTP/1.1\r\nHost: test\r\n"
 
 int nsq_http_test(void)
@@ -199,7 +197,7 @@ int nsq_http_test(void)
         }
     }
     MHD_stop_daemon(daemon);
-    if (!s_test_has_ipv6()) {
+    if (!nsq_address_ipv6_loopback_usable()) {
         fprintf(stderr, "nsq_http_test: no IPv6 loopback here, [::1] not tried\n");
         return failed ? -1 : 0;
     }

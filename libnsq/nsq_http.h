@@ -16,7 +16,7 @@
     closes the connection: nothing after such a request can be trusted.
 
     API: nsq_http_address_flags, nsq_http_framing_is_ambiguous,
-    nsq_http_refuse.
+    nsq_http_answer, nsq_http_refuse.
 */
 #ifndef NSQ_HTTP_H
 #define NSQ_HTTP_H
@@ -32,9 +32,13 @@ unsigned nsq_http_address_flags(const struct sockaddr_storage *address);
 // True if the request's headers make its body length ambiguous (see above).
 bool nsq_http_framing_is_ambiguous(struct MHD_Connection *connection);
 
-// Queues status with body (copied) of content_type and closes the
-// connection once it is sent. Returns what MHD_queue_response returned
-// (MHD_NO if out of memory: libmicrohttpd then drops the connection).
+// Queues status with body (copied) of content_type. Returns what
+// MHD_queue_response returned (MHD_NO if out of memory: libmicrohttpd then
+// drops the connection).
+enum MHD_Result nsq_http_answer(struct MHD_Connection *connection, unsigned status,
+                                const char *content_type, const char *body);
+
+// nsq_http_answer, and the connection is closed once the answer is sent.
 enum MHD_Result nsq_http_refuse(struct MHD_Connection *connection, unsigned status,
                                 const char *content_type, const char *body);
 

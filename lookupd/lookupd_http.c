@@ -27,19 +27,6 @@ struct _lookupd_http_t {
     uint16_t port;              // bound port
 };
 
-static enum MHD_Result s_answer(struct MHD_Connection *connection, unsigned status,
-                                const char *content_type, const char *body)
-{
-    struct MHD_Response *response =
-        MHD_create_response_from_buffer(strlen(body), (void *) body, MHD_RESPMEM_MUST_COPY);
-    if (!response)
-        return MHD_NO;
-    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
-    enum MHD_Result result = MHD_queue_response(connection, status, response);
-    MHD_destroy_response(response);
-    return result;
-}
-
 // Appends the query argument key to request as one frame of its decoded
 // bytes (empty if absent): the actor checks names with their length, so an
 // escaped NUL ("%00") can never cut a name short.
@@ -100,8 +87,9 @@ static enum MHD_Result s_access(void *cls, struct MHD_Connection *connection, co
     }
     char *status = NULL, *type = NULL, *body = NULL;
     if (s_forward(self, connection, method, url, &status, &type, &body))
-        return s_answer(connection, 500, "application/json", "{\"message\":\"INTERNAL_ERROR\"}");
-    enum MHD_Result result = s_answer(connection, (unsigned) atoi(status), type, body);
+        return nsq_http_answer(connection, 500, "application/json",
+                               "{\"message\":\"INTERNAL_ERROR\"}");
+    enum MHD_Result result = nsq_http_answer(connection, (unsigned) atoi(status), type, body);
     zstr_free(&status);
     zstr_free(&type);
     zstr_free(&body);

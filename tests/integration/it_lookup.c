@@ -10,9 +10,9 @@
     short heartbeats and poll intervals so that each case takes seconds.
 */
 #include "harness.h"
+#include "nsq_address.h"
 
 #include <czmq.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -629,17 +629,6 @@ static void s_smuggling(void)
     IT_ASSERT_INT(it_broker_stop(&lookupd), ==, 0);
 }
 
-// True if this machine can bind the IPv6 loopback (some containers cannot).
-static bool s_has_ipv6_loopback(void)
-{
-    int fd = socket(AF_INET6, SOCK_STREAM, 0);
-    struct sockaddr_in6 loopback = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
-    bool usable = fd >= 0 && bind(fd, (struct sockaddr *) &loopback, sizeof loopback) == 0;
-    if (fd >= 0)
-        close(fd);
-    return usable;
-}
-
 // Listens on [::1]:0 and answers there (HTTP and ZeroMQ).
 static void s_assert_serves_ipv6(it_broker_t *daemon, const char *program)
 {
@@ -655,7 +644,7 @@ static void s_assert_serves_ipv6(it_broker_t *daemon, const char *program)
 // stack: reachable over IPv4 and IPv6). READY names them in the same form.
 static void s_ipv6_listen(void)
 {
-    if (!s_has_ipv6_loopback()) {
+    if (!nsq_address_ipv6_loopback_usable()) {
         it_note("SKIPPED: this machine has no IPv6 loopback (cannot bind ::1)");
         return;
     }
