@@ -293,7 +293,9 @@ static int s_link_open(s_link_t *link, const char *address)
     }
     snprintf(link->address, sizeof link->address, "%s", hostport);
     char host[BROKER_ADDRESS_MAX];
-    snprintf(host, sizeof host, "%.*s", (int) (colon - hostport), hostport);
+    bool bracketed = hostport[0] == '[' && colon[-1] == ']';  // "[::1]:4160"
+    snprintf(host, sizeof host, "%.*s", (int) (colon - hostport) - 2 * bracketed,
+             hostport + bracketed);
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *found = NULL;
     int rc = getaddrinfo(host, NULL, &hints, &found);
     if (rc != 0)
@@ -306,6 +308,7 @@ static int s_link_open(s_link_t *link, const char *address)
         return -1;
     zsock_set_sndhwm(link->sock, S_HWM);
     zsock_set_linger(link->sock, 0);
+    zsock_set_ipv6(link->sock, link->address[0] == '[');  // "[::1]:4160"
     return zsock_connect(link->sock, "tcp://%s", link->address);
 }
 

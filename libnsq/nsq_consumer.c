@@ -510,6 +510,7 @@ static int s_connection_open(s_connection_t *conn)
         zsock_set_linger(sock, S_LINGER_MS);
         zsock_set_sndhwm(sock, S_HWM);
         zsock_set_rcvhwm(sock, S_HWM);
+        zsock_set_ipv6(sock, strchr(conn->address, '[') != NULL);  // "tcp://[::1]:4152"
         if (zsock_connect(sock, "%s", conn->address)
             || zloop_reader(self->loop, sock, s_reader, self))
             zsock_destroy(&sock);

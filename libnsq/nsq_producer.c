@@ -50,6 +50,7 @@ static int s_socket_open(nsq_producer_t *self)
     zsock_set_linger(self->sock, self->timeout_ms);
     zsock_set_sndhwm(self->sock, S_WINDOW_MAX + 16);
     zsock_set_rcvhwm(self->sock, S_WINDOW_MAX + 16);
+    zsock_set_ipv6(self->sock, strchr(self->endpoint, '[') != NULL);  // "tcp://[::1]:4152"
     if (zsock_connect(self->sock, "%s", self->endpoint)) {
         zsock_destroy(&self->sock);
         return -1;
