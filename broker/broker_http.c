@@ -12,8 +12,8 @@
     the headers are in (refuse ambiguous framing, see nsq_http.h; route;
     validate every argument with its decoded length, so "%00" cannot cut a
     name short; refuse an oversized Content-Length before a byte of body is
-    read), once per piece of body (copied straight
-    into an nsq_message_t, never beyond the limit), and once at the end.
+    read), once per piece of body (copied straight into an nsq_message_t,
+    never beyond the limit), and once at the end.
     A refusal found with a body still on the wire is answered at once
     (libmicrohttpd then closes the connection); otherwise at the end, so
     keep-alive survives.

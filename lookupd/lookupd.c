@@ -25,7 +25,7 @@
 #include "nsq_wire.h"
 
 #define S_IDENTITY_MAX 255   // ZeroMQ identities are at most 255 bytes
-#define S_HOST_MAX     253   // longest host a broker may announce
+#define S_HOST_MAX     254   // longest host a broker may announce (253 + a final dot)
 #define S_DRAIN_MAX    256   // frames read per wake-up
 #define S_EXPIRE_MAX   1000  // longest time between expiry scans
 
