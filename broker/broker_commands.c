@@ -14,6 +14,7 @@
 #include "broker_core.h"
 #include "nsq_log.h"
 #include "nsq_names.h"
+#include "nsq_utf8.h"
 
 // Shortest heartbeat and message timeout a client may ask for.
 #define MIN_HEARTBEAT_MS   100
@@ -46,9 +47,13 @@ static void s_identify(broker_core_t *self, broker_client_t *client, const Nsq__
     }
     client->heartbeat_interval_ms = heartbeat ? heartbeat : self->config.heartbeat_interval_ms;
     client->msg_timeout_ms = timeout ? timeout : self->config.msg_timeout_ms;
-    snprintf(client->client_id, sizeof client->client_id, "%s", identify->client_id);
-    snprintf(client->hostname, sizeof client->hostname, "%s", identify->hostname);
-    snprintf(client->user_agent, sizeof client->user_agent, "%s", identify->user_agent);
+    // Shown in /stats and logs: valid UTF-8 without controls, whatever came
+    nsq_utf8_sanitize(client->client_id, sizeof client->client_id, identify->client_id,
+                      strlen(identify->client_id));
+    nsq_utf8_sanitize(client->hostname, sizeof client->hostname, identify->hostname,
+                      strlen(identify->hostname));
+    nsq_utf8_sanitize(client->user_agent, sizeof client->user_agent, identify->user_agent,
+                      strlen(identify->user_agent));
     client->state = BROKER_CLIENT_IDENTIFIED;
     char reply[256];
     snprintf(reply, sizeof reply,
@@ -68,23 +73,25 @@ static void s_sub(broker_core_t *self, broker_client_t *client, const Nsq__Comma
         s_error(client, command, "E_INVALID", "already subscribed", now);
         return;
     }
-    if (!nsq_name_is_valid(sub->topic)) {
+    // Names are bytes: every byte is checked, a NUL included (nsq.proto)
+    char topic_name[NSQ_NAME_MAX + 1], channel_name[NSQ_NAME_MAX + 1];
+    if (nsq_name_copy(topic_name, sub->topic.data, sub->topic.len)) {
         s_error(client, command, "E_BAD_TOPIC", "invalid topic name", now);
         return;
     }
-    if (!nsq_name_is_valid(sub->channel)) {
+    if (nsq_name_copy(channel_name, sub->channel.data, sub->channel.len)) {
         s_error(client, command, "E_BAD_CHANNEL", "invalid channel name", now);
         return;
     }
-    broker_topic_t *topic = broker_core_topic(self, sub->topic, true);
-    broker_channel_t *channel = topic ? broker_core_channel(self, topic, sub->channel, now) : NULL;
+    broker_topic_t *topic = broker_core_topic(self, topic_name, true);
+    broker_channel_t *channel = topic ? broker_core_channel(self, topic, channel_name, now) : NULL;
     if (!channel || broker_channel_add_client(channel, client)) {
         s_error(client, command, "E_SUB_FAILED", "out of memory", now);
         return;
     }
     client->state = BROKER_CLIENT_SUBSCRIBED;
-    nsq_info("client %s (%s): subscribed to %s/%s", client->key, client->client_id, sub->topic,
-             sub->channel);
+    nsq_info("client %s (%s): subscribed to %s/%s", client->key, client->client_id, topic_name,
+             channel_name);
     broker_client_send_response(client, command->seq, "OK", now);
 }
 
@@ -147,10 +154,12 @@ static void s_settle(broker_client_t *client, const Nsq__Command *command, int64
         broker_channel_dispatch(client->channel, now);
 }
 
-// Checks a PUB command's sizes; returns the error code or NULL if valid.
-static const char *s_pub_invalid(broker_core_t *self, const Nsq__Pub *pub, const char **text)
+// Checks a PUB command's topic and sizes and copies the topic into name
+// (NSQ_NAME_MAX + 1 bytes); returns the error code or NULL if valid.
+static const char *s_pub_invalid(broker_core_t *self, const Nsq__Pub *pub, char *name,
+                                 const char **text)
 {
-    if (!nsq_name_is_valid(pub->topic))
+    if (nsq_name_copy(name, pub->topic.data, pub->topic.len))
         return *text = "invalid topic name", "E_BAD_TOPIC";
     if (pub->n_bodies == 0)
         return *text = "no message", "E_BAD_MESSAGE";
@@ -172,7 +181,8 @@ static void s_pub(broker_core_t *self, broker_client_t *client, const Nsq__Comma
 {
     const Nsq__Pub *pub = command->pub;
     const char *text = "";
-    const char *code = s_pub_invalid(self, pub, &text);
+    char name[NSQ_NAME_MAX + 1];
+    const char *code = s_pub_invalid(self, pub, name, &text);
     if (code) {
         s_error(client, command, code, text, now);
         return;
@@ -187,8 +197,7 @@ static void s_pub(broker_core_t *self, broker_client_t *client, const Nsq__Comma
             break;
         made++;
     }
-    broker_topic_t *topic =
-        made == pub->n_bodies ? broker_core_topic(self, pub->topic, true) : NULL;
+    broker_topic_t *topic = made == pub->n_bodies ? broker_core_topic(self, name, true) : NULL;
     if (topic) {
         broker_core_stamp(self, messages, made);
         if (broker_topic_publish(topic, messages, made, pub->defer_ms, now) == 0) {

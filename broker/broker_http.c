@@ -1,7 +1,7 @@
 /*  broker_http - the broker's HTTP API (libmicrohttpd), NSQ-compatible paths
     SPDX-License-Identifier: MIT
 
-    Routes: POST|PUT /pub?topic=T[&defer=ms], POST|PUT /mpub?topic=T[&binary=true],
+    Routes: POST|PUT /pub?topic=T[&defer=ms], POST|PUT /mpub?topic=T[&binary=true][&defer=ms],
     GET /stats?format=text|json[&topic=T&channel=C], GET /metrics,
     POST /topic/{create,delete,empty,pause,unpause}?topic=T,
     POST /channel/{create,delete,empty,pause,unpause}?topic=T&channel=C,
@@ -9,9 +9,11 @@
     Errors are NSQ's: {"message":"CODE"} with X-NSQ-Content-Type.
 
     libmicrohttpd calls the access handler several times per request: when
-    the headers are in (route, validate, refuse an oversized Content-Length
-    before a byte of body is read), once per piece of body (copied straight
-    into an nsq_message_t, never beyond the limit), and once at the end.
+    the headers are in (refuse ambiguous framing, see nsq_http.h; route;
+    validate every argument with its decoded length, so "%00" cannot cut a
+    name short; refuse an oversized Content-Length before a byte of body is
+    read), once per piece of body (copied straight into an nsq_message_t,
+    never beyond the limit), and once at the end.
     A refusal found with a body still on the wire is answered at once
     (libmicrohttpd then closes the connection); otherwise at the end, so
     keep-alive survives.
@@ -51,6 +53,8 @@
 #include <unistd.h>
 
 #include "broker_request.h"
+#include "nsq_http.h"
+#include "nsq_json.h"
 #include "nsq_log.h"
 #include "nsq_names.h"
 
@@ -152,23 +156,6 @@ struct _connection_t {
 //  --------------------------------------------------------------------------
 //  Responses
 
-//  Writes text as the inside of a JSON string (quotes not included).
-static void s_json_escape(const char *text, char *out, size_t out_size)
-{
-    size_t used = 0;
-    for (; *text && used + 7 < out_size; text++) {
-        unsigned char c = (unsigned char) *text;
-        if (c == '"' || c == '\\') {
-            out[used++] = '\\';
-            out[used++] = (char) c;
-        } else if (c < 0x20)
-            used += (size_t) snprintf(out + used, out_size - used, "\\u%04x", c);
-        else
-            out[used++] = (char) c;
-    }
-    out[used] = '\0';
-}
-
 static enum MHD_Result s_queue(struct MHD_Connection *mhd, unsigned status,
                                struct MHD_Response *response, const char *content_type)
 {
@@ -194,7 +181,7 @@ static enum MHD_Result s_answer_error(connection_t *conn, struct MHD_Connection 
                                       const char *code)
 {
     char escaped[128], text[160];
-    s_json_escape(code, escaped, sizeof(escaped));
+    nsq_json_escape(escaped, sizeof(escaped), code);
     snprintf(text, sizeof(text), "{\"message\":\"%s\"}", escaped);
     conn->answered = true;
     return s_answer_copy(mhd, (unsigned) status, text, S_APPLICATION_JSON);
@@ -212,8 +199,8 @@ static enum MHD_Result s_answer_info(connection_t *conn, struct MHD_Connection *
     broker_http_t *self = conn->server;
     const broker_config_t *config = &self->config;
     char hostname[sizeof(self->hostname) * 6], broadcast[BROKER_ADDRESS_MAX * 6], text[4096];
-    s_json_escape(self->hostname, hostname, sizeof(hostname));
-    s_json_escape(config->broadcast_address, broadcast, sizeof(broadcast));
+    nsq_json_escape(hostname, sizeof(hostname), self->hostname);
+    nsq_json_escape(broadcast, sizeof(broadcast), config->broadcast_address);
     snprintf(text, sizeof(text),
              "{\"version\":\"%s\",\"broadcast_address\":\"%s\",\"hostname\":\"%s\","
              "\"http_port\":%u,\"tcp_port\":0,\"zmq_port\":%u,\"start_time\":%lld,"
@@ -336,21 +323,40 @@ static unsigned s_method(const char *method)
     return 0;
 }
 
-static const char *s_arg(struct MHD_Connection *mhd, const char *key)
+//  A query argument, decoded: "%00" is a NUL inside it, so it is read with
+//  its size, never as a C string that would stop there.
+typedef struct {
+    const char *text;  // NULL when absent
+    size_t size;       // decoded bytes
+} arg_t;
+
+static arg_t s_arg(struct MHD_Connection *mhd, const char *key)
 {
-    return MHD_lookup_connection_value(mhd, MHD_GET_ARGUMENT_KIND, key);
+    arg_t arg = {NULL, 0};
+    if (MHD_lookup_connection_value_n(mhd, MHD_GET_ARGUMENT_KIND, key, strlen(key), &arg.text,
+                                      &arg.size)
+        != MHD_YES)
+        arg.text = NULL;
+    if (!arg.text)
+        arg.size = 0;
+    return arg;
+}
+
+//  True if arg is exactly expected.
+static bool s_arg_is(arg_t arg, const char *expected)
+{
+    return arg.text && arg.size == strlen(expected) && memcmp(arg.text, expected, arg.size) == 0;
 }
 
 //  Copies a required name argument into out (BROKER_NAME_MAX + 1 bytes).
 static bool s_name_arg(connection_t *conn, struct MHD_Connection *mhd, const char *key, char *out,
                        const char *missing, const char *invalid)
 {
-    const char *value = s_arg(mhd, key);
-    if (!value)
+    arg_t value = s_arg(mhd, key);
+    if (!value.text)
         return s_fail(conn, MHD_HTTP_BAD_REQUEST, missing);
-    if (!nsq_name_is_valid(value))
+    if (nsq_name_copy(out, value.text, value.size))
         return s_fail(conn, MHD_HTTP_BAD_REQUEST, invalid);
-    strcpy(out, value);  // nsq_name_is_valid bounds it to BROKER_NAME_MAX
     return true;
 }
 
@@ -366,24 +372,26 @@ static bool s_channel_arg(connection_t *conn, struct MHD_Connection *mhd)
                       "INVALID_ARG_CHANNEL");
 }
 
-//  Parses a decimal integer that fills the whole text.
-static bool s_parse_int(const char *text, long long *value)
+//  Parses a decimal integer that fills all size bytes of text.
+static bool s_parse_int(const char *text, size_t size, long long *value)
 {
-    if (!text || !*text || *text == ' ' || *text == '\t')
+    if (!text || size == 0 || *text == ' ' || *text == '\t')
         return false;
     char *end;
     errno = 0;
     *value = strtoll(text, &end, 10);
-    return errno == 0 && *end == '\0';
+    return errno == 0 && end == text + size;
 }
 
+//  defer=ms, for /pub and /mpub alike: 0..--max-req-timeout.
 static bool s_defer_arg(connection_t *conn, struct MHD_Connection *mhd)
 {
-    const char *text = s_arg(mhd, "defer");
-    if (!text)
+    arg_t text = s_arg(mhd, "defer");
+    if (!text.text)
         return true;
     long long defer;
-    if (!s_parse_int(text, &defer) || defer < 0 || defer > conn->server->config.max_req_timeout_ms)
+    if (!s_parse_int(text.text, text.size, &defer) || defer < 0
+        || defer > conn->server->config.max_req_timeout_ms)
         return s_fail(conn, MHD_HTTP_BAD_REQUEST, "INVALID_DEFER");
     conn->request.defer_ms = defer;
     return true;
@@ -391,17 +399,17 @@ static bool s_defer_arg(connection_t *conn, struct MHD_Connection *mhd)
 
 static bool s_stats_args(connection_t *conn, struct MHD_Connection *mhd)
 {
-    const char *format = s_arg(mhd, "format");
-    if (!format || strcmp(format, "text") == 0)
+    arg_t format = s_arg(mhd, "format");
+    if (!format.text || s_arg_is(format, "text"))
         conn->request.kind = BROKER_REQUEST_STATS_TEXT;
-    else if (strcmp(format, "json") == 0)
+    else if (s_arg_is(format, "json"))
         conn->request.kind = BROKER_REQUEST_STATS_JSON;
     else
         return s_fail(conn, MHD_HTTP_BAD_REQUEST, "INVALID_FORMAT");
     // Filters are optional; a name that cannot exist is still a mistake
-    if (s_arg(mhd, "topic") && !s_topic_arg(conn, mhd))
+    if (s_arg(mhd, "topic").text && !s_topic_arg(conn, mhd))
         return false;
-    if (s_arg(mhd, "channel") && !s_channel_arg(conn, mhd))
+    if (s_arg(mhd, "channel").text && !s_channel_arg(conn, mhd))
         return false;
     return true;
 }
@@ -424,16 +432,14 @@ static bool s_publish_args(connection_t *conn, struct MHD_Connection *mhd)
     bool pub = conn->route->action == ACTION_PUB;
     conn->body_limit = (size_t) (pub ? config->max_msg_size : config->max_body_size);
     conn->too_big = pub ? "MSG_TOO_BIG" : "BODY_TOO_BIG";
-    if (!s_topic_arg(conn, mhd))
+    if (!s_topic_arg(conn, mhd) || !s_defer_arg(conn, mhd))
         return false;
-    if (pub && !s_defer_arg(conn, mhd))
-        return false;
-    const char *binary = s_arg(mhd, "binary");
-    conn->binary = !pub && binary && strcmp(binary, "false") != 0 && strcmp(binary, "0") != 0;
+    arg_t binary = s_arg(mhd, "binary");
+    conn->binary = !pub && binary.text && !s_arg_is(binary, "false") && !s_arg_is(binary, "0");
     long long length;
     const char *length_text =
         MHD_lookup_connection_value(mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (s_parse_int(length_text, &length) && length > 0) {
+    if (length_text && s_parse_int(length_text, strlen(length_text), &length) && length > 0) {
         if ((unsigned long long) length > conn->body_limit)
             return s_fail(conn, MHD_HTTP_CONTENT_TOO_LARGE, conn->too_big);
         conn->body_expected = (size_t) length;
@@ -445,6 +451,11 @@ static bool s_publish_args(connection_t *conn, struct MHD_Connection *mhd)
 static enum MHD_Result s_begin(connection_t *conn, struct MHD_Connection *mhd, const char *url,
                                const char *method)
 {
+    if (nsq_http_framing_is_ambiguous(mhd)) {
+        conn->answered = true;  // and the connection closes: its next bytes mean nothing
+        return nsq_http_refuse(mhd, MHD_HTTP_BAD_REQUEST, S_APPLICATION_JSON,
+                               "{\"message\":\"BAD_REQUEST\"}");
+    }
     conn->route = s_route_find(url);
     if (!conn->route)
         s_fail(conn, MHD_HTTP_NOT_FOUND, "NOT_FOUND");
@@ -843,7 +854,7 @@ static uint16_t s_address_port(const char *text)
 {
     const char *colon = strrchr(text, ':');
     long long port;
-    if (!colon || !s_parse_int(colon + 1, &port) || port < 0 || port > 65535)
+    if (!colon || !s_parse_int(colon + 1, strlen(colon + 1), &port) || port < 0 || port > 65535)
         return 0;
     return (uint16_t) port;
 }
@@ -858,16 +869,16 @@ static unsigned s_connection_limit(void)
     return usable < S_CONNECTION_LIMIT_MAX ? (unsigned) usable : S_CONNECTION_LIMIT_MAX;
 }
 
-static struct MHD_Daemon *s_start(broker_http_t *self, struct sockaddr_in *address)
+static struct MHD_Daemon *s_start(broker_http_t *self, struct sockaddr_storage *address)
 {
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_TURBO
-                     | MHD_ALLOW_SUSPEND_RESUME;
+                     | MHD_ALLOW_SUSPEND_RESUME | nsq_http_address_flags(address);
     flags |= MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES ? MHD_USE_EPOLL : MHD_USE_AUTO;
     unsigned threads = self->config.http_threads > 0 ? (unsigned) self->config.http_threads : 1;
-    return MHD_start_daemon(flags, ntohs(address->sin_port), NULL, NULL, s_access, self,  //
-                            MHD_OPTION_SOCK_ADDR, address,                                //
-                            MHD_OPTION_THREAD_POOL_SIZE, threads,                         //
-                            MHD_OPTION_CONNECTION_LIMIT, s_connection_limit(),            //
+    return MHD_start_daemon(flags, nsq_address_port(address), NULL, NULL, s_access, self,  //
+                            MHD_OPTION_SOCK_ADDR, address,                                 //
+                            MHD_OPTION_THREAD_POOL_SIZE, threads,                          //
+                            MHD_OPTION_CONNECTION_LIMIT, s_connection_limit(),             //
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) S_CONNECTION_TIMEOUT_S,
                             MHD_OPTION_NOTIFY_CONNECTION, s_connection_notify, self,  //
                             MHD_OPTION_NOTIFY_COMPLETED, s_request_completed, self,   //
@@ -894,9 +905,10 @@ static void s_sync_init(broker_http_t *self)
 
 broker_http_t *broker_http_new(const broker_config_t *config, const char *core_endpoint)
 {
-    struct sockaddr_in address;
+    struct sockaddr_storage address;
     if (nsq_address_parse(config->http_address, &address) != 0) {
-        nsq_error("http: cannot listen on '%s': not an IPv4 host:port", config->http_address);
+        nsq_error("http: cannot listen on '%s': not a host:port or [ipv6]:port",
+                  config->http_address);
         return NULL;
     }
     broker_http_t *self = calloc(1, sizeof(broker_http_t));
@@ -923,7 +935,7 @@ broker_http_t *broker_http_new(const broker_config_t *config, const char *core_e
         return NULL;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(self->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    self->port = info ? info->port : ntohs(address.sin_port);
+    self->port = info ? info->port : nsq_address_port(&address);
     return self;
 }
 
@@ -1209,6 +1221,8 @@ static bool s_test_pub(test_client_t *client, test_core_t *core, char *big)
         {"/pub?topic=t&defer=60001", "400", "INVALID_DEFER"},
         {"/pub", "400", "MISSING_ARG_TOPIC"},
         {"/pub?topic=bad%20topic", "400", "INVALID_TOPIC"},
+        {"/pub?topic=a%00b", "400", "INVALID_TOPIC"},
+        {"/pub?topic=t&defer=1%00", "400", "INVALID_DEFER"},
         {long_name, "400", "INVALID_TOPIC"},
     };
     for (size_t index = 0; good && index < sizeof(refused) / sizeof(refused[0]); index++)
@@ -1257,6 +1271,13 @@ static bool s_test_mpub(test_client_t *client, test_core_t *core, char *big)
     bool good = s_test_http(client, "PUT", "/mpub?topic=t", text, strlen(text), false)
                 && s_test_answer(client, 200, "OK")
                 && s_test_core_saw(core, ++seen, BROKER_REQUEST_PUB, "t", 3, "a|bb|ccc")
+                && s_test_record(core).defer_ms == 0
+                && s_test_http(client, "POST", "/mpub?topic=t&defer=250", "d\ne", 3, false)
+                && s_test_answer(client, 200, "OK")
+                && s_test_core_saw(core, ++seen, BROKER_REQUEST_PUB, "t", 2, "d|e")
+                && s_test_record(core).defer_ms == 250
+                && s_test_http(client, "POST", "/mpub?topic=t&defer=60001", "d", 1, false)
+                && s_test_error(client, 400, "INVALID_DEFER")
                 && s_test_http(client, "POST", "/mpub?topic=t", "\n\n", 2, false)
                 && s_test_error(client, 400, "MSG_EMPTY");
     uint8_t body[256];

@@ -21,7 +21,8 @@ typedef struct _broker_http_t broker_http_t;
 
 // Starts the HTTP server on config->http_address ("host:port"; port 0 picks
 // a free port; host "0.0.0.0", "" or "*" for all interfaces, an IPv4 literal,
-// "localhost" or a name that resolves to IPv4) with config->http_threads
+// "localhost" or a name that resolves to IPv4; "[ipv6]:port", "[::]" dual
+// stack, see nsq_address.h) with config->http_threads
 // threads, forwarding requests to the core's inproc ROUTER at core_endpoint.
 // config and core_endpoint are copied. Caller owns the result; NULL (after
 // one log line naming the reason) if the address is bad or it cannot listen.

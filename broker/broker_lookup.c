@@ -64,13 +64,13 @@ static void s_send_registration(s_link_t *link, bool registering, const char *to
     Nsq__Register reg = NSQ__REGISTER__INIT;
     Nsq__Unregister unreg = NSQ__UNREGISTER__INIT;
     if (registering) {
-        reg.topic = (char *) topic;
-        reg.channel = (char *) (channel ? channel : "");
+        reg.topic = nsq_wire_bytes(topic);
+        reg.channel = nsq_wire_bytes(channel ? channel : "");
         command.cmd_case = NSQ__LOOKUP_COMMAND__CMD_REG;
         command.reg = &reg;
     } else {
-        unreg.topic = (char *) topic;
-        unreg.channel = (char *) (channel ? channel : "");
+        unreg.topic = nsq_wire_bytes(topic);
+        unreg.channel = nsq_wire_bytes(channel ? channel : "");
         command.cmd_case = NSQ__LOOKUP_COMMAND__CMD_UNREG;
         command.unreg = &unreg;
     }
@@ -84,8 +84,8 @@ static void s_sync(s_link_t *link)
     char hostname[256] = "";
     gethostname(hostname, sizeof hostname - 1);
     Nsq__LookupIdentify identify = NSQ__LOOKUP_IDENTIFY__INIT;
-    identify.broadcast_address = core->config.broadcast_address;
-    identify.hostname = hostname;
+    identify.broadcast_address = nsq_wire_bytes(core->config.broadcast_address);
+    identify.hostname = nsq_wire_bytes(hostname);
     identify.http_port = core->http_port;
     identify.zmq_port = core->zmq_port;
     identify.version = NSQ_VERSION;
@@ -239,7 +239,7 @@ void broker_lookup_topic_created(broker_lookup_t *self, broker_topic_t *topic)
         if (!s_answering(link, now))
             continue;
         Nsq__LookupChannelsQuery query = NSQ__LOOKUP_CHANNELS_QUERY__INIT;
-        query.topic = topic->name;
+        query.topic = nsq_wire_bytes(topic->name);
         Nsq__LookupCommand command = NSQ__LOOKUP_COMMAND__INIT;
         command.cmd_case = NSQ__LOOKUP_COMMAND__CMD_CHANNELS;
         command.channels = &query;
@@ -293,7 +293,9 @@ static int s_link_open(s_link_t *link, const char *address)
     }
     snprintf(link->address, sizeof link->address, "%s", hostport);
     char host[BROKER_ADDRESS_MAX];
-    snprintf(host, sizeof host, "%.*s", (int) (colon - hostport), hostport);
+    bool bracketed = hostport[0] == '[' && colon[-1] == ']';  // "[::1]:4160"
+    snprintf(host, sizeof host, "%.*s", (int) (colon - hostport) - 2 * bracketed,
+             hostport + bracketed);
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *found = NULL;
     int rc = getaddrinfo(host, NULL, &hints, &found);
     if (rc != 0)
@@ -306,6 +308,7 @@ static int s_link_open(s_link_t *link, const char *address)
         return -1;
     zsock_set_sndhwm(link->sock, S_HWM);
     zsock_set_linger(link->sock, 0);
+    zsock_set_ipv6(link->sock, link->address[0] == '[');  // "[::1]:4160"
     return zsock_connect(link->sock, "tcp://%s", link->address);
 }
 

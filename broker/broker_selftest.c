@@ -53,8 +53,8 @@ static int s_subscribe(zsock_t *consumer)
 {
     Nsq__Command command = NSQ__COMMAND__INIT;
     Nsq__Sub sub = NSQ__SUB__INIT;
-    sub.topic = "orders";
-    sub.channel = "billing";
+    sub.topic = nsq_wire_bytes("orders");
+    sub.channel = nsq_wire_bytes("billing");
     command.cmd_case = NSQ__COMMAND__CMD_SUB;
     command.sub = &sub;
     if (s_send(consumer, &command, 1) || !s_expect_error(consumer, "E_INVALID"))
@@ -83,7 +83,7 @@ static int s_publish(zsock_t *producer)
 {
     ProtobufCBinaryData bodies[2] = {{5, (uint8_t *) "hello"}, {5, (uint8_t *) "world"}};
     Nsq__Pub pub = NSQ__PUB__INIT;
-    pub.topic = "orders";
+    pub.topic = nsq_wire_bytes("orders");
     pub.n_bodies = 2;
     pub.bodies = bodies;
     Nsq__Command command = NSQ__COMMAND__INIT;
@@ -91,7 +91,7 @@ static int s_publish(zsock_t *producer)
     command.pub = &pub;
     if (s_send(producer, &command, 9) || !s_expect_response(producer, 9, "OK"))
         return -1;
-    pub.topic = "bad/name";
+    pub.topic = nsq_wire_bytes("bad/name");
     return s_send(producer, &command, 10) || !s_expect_error(producer, "E_BAD_TOPIC") ? -1 : 0;
 }
 

@@ -373,8 +373,8 @@ static void s_send_identify(s_connection_t *conn)
 static void s_send_sub(s_connection_t *conn)
 {
     Nsq__Sub sub = NSQ__SUB__INIT;
-    sub.topic = conn->consumer->topic;
-    sub.channel = conn->consumer->channel;
+    sub.topic = nsq_wire_bytes(conn->consumer->topic);
+    sub.channel = nsq_wire_bytes(conn->consumer->channel);
     Nsq__Command command = NSQ__COMMAND__INIT;
     command.cmd_case = NSQ__COMMAND__CMD_SUB;
     command.sub = &sub;
@@ -511,6 +511,7 @@ static int s_connection_open(s_connection_t *conn)
         zsock_set_linger(sock, S_LINGER_MS);
         zsock_set_sndhwm(sock, S_HWM);
         zsock_set_rcvhwm(sock, S_HWM);
+        zsock_set_ipv6(sock, strchr(conn->address, '[') != NULL);  // "tcp://[::1]:4152"
         if (zsock_connect(sock, "%s", conn->address)
             || zloop_reader(self->loop, sock, s_reader, self))
             zsock_destroy(&sock);
@@ -1419,7 +1420,8 @@ static int64_t s_fake_handshake(s_fake_t *fake, nsq_consumer_t *consumer, int he
     s_fake_respond(fake, identify->seq, json);
     nsq__command__free_unpacked(identify, NULL);
     Nsq__Command *sub = s_fake_expect(fake, consumer, NSQ__COMMAND__CMD_SUB);
-    if (!sub || strcmp(sub->sub->topic, "orders") || strcmp(sub->sub->channel, "billing")) {
+    if (!sub || !nsq_wire_bytes_equal(sub->sub->topic, "orders")
+        || !nsq_wire_bytes_equal(sub->sub->channel, "billing")) {
         nsq__command__free_unpacked(sub, NULL);
         return -1;
     }

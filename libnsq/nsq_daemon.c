@@ -62,6 +62,10 @@ zsock_t *nsq_daemon_router(const char *address, int *port)
         return NULL;
     zsock_set_router_mandatory(router, 1);
     zsock_set_linger(router, 0);
+    // "[::1]:port", "[::]:port": libzmq binds IPv6 only with this, set
+    // before the bind. Not for names: "localhost" must stay 127.0.0.1.
+    if (address[0] == '[')
+        zsock_set_ipv6(router, 1);
     *port = zsock_bind(router, "tcp://%.*s:%s", (int) (colon - address), address,
                        streq(colon + 1, "0") ? "*" : colon + 1);
     if (*port < 0) {

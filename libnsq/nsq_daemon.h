@@ -34,7 +34,7 @@ int nsq_daemon_configure(const char *program, const char *env_prefix,
                          nsq_daemon_configure_fn *configure, void *config);
 
 // Actor side: creates the ROUTER a daemon serves on, bound to "host:port"
-// (port 0 picks a free port), with ROUTER_MANDATORY (a send to a vanished
+// or "[ipv6]:port" (port 0 picks a free port), with ROUTER_MANDATORY (a send to a vanished
 // peer fails with EHOSTUNREACH) and linger 0. Stores the bound port in
 // *port. Caller owns the result; NULL (errno) if the address is malformed or
 // cannot be bound.

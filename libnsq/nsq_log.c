@@ -9,6 +9,7 @@
     files and terminals in practice too.
 */
 #include "nsq_log.h"
+#include "nsq_utf8.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -119,14 +120,26 @@ static void s_trim_partial_utf8(line_t *line, size_t start)
 }
 
 // Appends text with control characters (and, for JSON, quotes and
-// backslashes) escaped.
+// backslashes) escaped. Bytes that are not valid UTF-8 (a peer's client id
+// may hold anything) become U+FFFD in JSON and \xNN in plain text, so
+// every line is valid UTF-8 and every JSON line parses.
 static void s_put_escaped(line_t *line, const char *text, bool json)
 {
     size_t start = line->size;
     for (const char *cursor = text; *cursor && !line->truncated; cursor++) {
         unsigned char byte = (unsigned char) *cursor;
         char unit[8];
-        if (byte == '\n')
+        uint32_t code_point;
+        size_t length = byte < 0x80 ? 1 : nsq_utf8_decode(cursor, strnlen(cursor, 4), &code_point);
+        if (length == 0 && json)
+            s_put(line, NSQ_UTF8_REPLACEMENT, NSQ_UTF8_REPLACEMENT_SIZE);
+        else if (length == 0) {
+            snprintf(unit, sizeof(unit), "\\x%02x", byte);
+            s_put(line, unit, strlen(unit));
+        } else if (length > 1) {
+            s_put(line, cursor, length);
+            cursor += length - 1;
+        } else if (byte == '\n')
             s_put(line, "\\n", 2);
         else if (byte == '\r')
             s_put(line, "\\r", 2);
@@ -411,7 +424,18 @@ static int s_test_json(int read_fd)
     s_drain(read_fd, output, sizeof(output));
     if (!strstr(output, "\"program\":\"quote\\\"me\",\"msg\":\"x\"}\n"))
         return -1;
+    // A peer's bytes that are not UTF-8 must not break the JSON line
+    nsq_info("client \xff\xc3\xa9\xed\xa0\x80!");
+    s_drain(read_fd, output, sizeof(output));
+    if (!strstr(output,
+                "\"msg\":\"client " NSQ_UTF8_REPLACEMENT
+                "\xc3\xa9" NSQ_UTF8_REPLACEMENT NSQ_UTF8_REPLACEMENT NSQ_UTF8_REPLACEMENT "!\"}\n"))
+        return -1;
     nsq_log_set_json(false);
+    nsq_info("client \xff\xc3\xa9!");
+    s_drain(read_fd, output, sizeof(output));
+    if (!strstr(output, "client \\xff\xc3\xa9!\n"))
+        return -1;
     nsq_log_set_program(NULL);
     nsq_info("default name");
     s_drain(read_fd, output, sizeof(output));

@@ -50,6 +50,7 @@ static int s_socket_open(nsq_producer_t *self)
     zsock_set_linger(self->sock, self->timeout_ms);
     zsock_set_sndhwm(self->sock, S_WINDOW_MAX + 16);
     zsock_set_rcvhwm(self->sock, S_WINDOW_MAX + 16);
+    zsock_set_ipv6(self->sock, strchr(self->endpoint, '[') != NULL);  // "tcp://[::1]:4152"
     if (zsock_connect(self->sock, "%s", self->endpoint)) {
         zsock_destroy(&self->sock);
         return -1;
@@ -219,7 +220,7 @@ static int s_send(nsq_producer_t *self, const char *topic, const void *const *bo
         data[i].data = (uint8_t *) bodies[i];
     }
     Nsq__Pub pub = NSQ__PUB__INIT;
-    pub.topic = (char *) topic;
+    pub.topic = nsq_wire_bytes(topic);
     pub.n_bodies = count;
     pub.bodies = data;
     pub.defer_ms = defer_ms;
@@ -302,12 +303,13 @@ int nsq_producer_flush(nsq_producer_t *self)
 static void s_fake_answer(zsock_t *router, zframe_t *peer, const Nsq__Command *command,
                           size_t *accepted)
 {
-    if (command->cmd_case != NSQ__COMMAND__CMD_PUB || streq(command->pub->topic, "silent"))
+    if (command->cmd_case != NSQ__COMMAND__CMD_PUB
+        || nsq_wire_bytes_equal(command->pub->topic, "silent"))
         return;
     Nsq__Frame frame = NSQ__FRAME__INIT;
     Nsq__Response response = NSQ__RESPONSE__INIT;
     Nsq__Error error = NSQ__ERROR__INIT;
-    if (streq(command->pub->topic, "bad")) {
+    if (nsq_wire_bytes_equal(command->pub->topic, "bad")) {
         error.seq = command->seq;
         error.code = "E_BAD_TOPIC";
         frame.frame_case = NSQ__FRAME__FRAME_ERROR;

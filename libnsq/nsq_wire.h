@@ -7,11 +7,14 @@
 
     API: nsq_wire_send_command, nsq_wire_send_frame, nsq_wire_command_unpack,
     nsq_wire_frame_unpack, nsq_wire_send_lookup_command,
-    nsq_wire_send_lookup_frame (free results with nsq__*__free_unpacked(x, NULL)).
+    nsq_wire_send_lookup_frame (free results with nsq__*__free_unpacked(x, NULL)),
+    nsq_wire_bytes and nsq_wire_bytes_equal (names and hosts are `bytes`
+    fields, see nsq.proto).
 */
 #ifndef NSQ_WIRE_H
 #define NSQ_WIRE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "nsq.pb-c.h"
@@ -43,6 +46,13 @@ Nsq__Command *nsq_wire_command_unpack(const void *data, size_t size);
 // Unpacks one Frame; NULL if the bytes are not a valid Frame.
 // Caller owns the result (nsq__frame__free_unpacked(result, NULL)).
 Nsq__Frame *nsq_wire_frame_unpack(const void *data, size_t size);
+
+// A bytes field that borrows text's characters (the NUL excluded), to fill
+// the name and host fields of a command. text must outlive the command.
+ProtobufCBinaryData nsq_wire_bytes(const char *text);
+
+// True if field holds exactly the characters of text.
+bool nsq_wire_bytes_equal(ProtobufCBinaryData field, const char *text);
 
 // Self-test; returns 0 on success.
 int nsq_wire_test(void);

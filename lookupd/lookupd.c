@@ -16,12 +16,16 @@
 
 #include "lookupd_http.h"
 #include "lookupd_registry.h"
+#include "nsq_address.h"
 #include "nsq_daemon.h"
+#include "nsq_json.h"
 #include "nsq_log.h"
 #include "nsq_names.h"
+#include "nsq_utf8.h"
 #include "nsq_wire.h"
 
 #define S_IDENTITY_MAX 255   // ZeroMQ identities are at most 255 bytes
+#define S_HOST_MAX     254   // longest host a broker may announce (253 + a final dot)
 #define S_DRAIN_MAX    256   // frames read per wake-up
 #define S_EXPIRE_MAX   1000  // longest time between expiry scans
 
@@ -93,23 +97,49 @@ static void s_error(s_peer_t *peer, const char *code, const char *text, bool fat
     s_send(peer, &frame);
 }
 
+// Copies a host a broker announced into out (S_HOST_MAX + 1 bytes) if it is
+// a valid host name or address (nsq_address_host_is_valid), or empty when
+// optional; returns false otherwise. What consumers dial and what /nodes
+// shows must never be bytes a JSON parser or a resolver chokes on.
+static bool s_host_copy(char *out, ProtobufCBinaryData host, bool optional)
+{
+    out[0] = '\0';
+    if (host.len == 0)
+        return optional;
+    if (host.len > S_HOST_MAX || !nsq_address_host_is_valid(host.data, host.len))
+        return false;
+    memcpy(out, host.data, host.len);
+    out[host.len] = '\0';
+    return true;
+}
+
 static void s_identify(s_peer_t *peer, const Nsq__LookupIdentify *identify)
 {
     s_lookupd_t *self = peer->lookupd;
+    char broadcast[S_HOST_MAX + 1], hostname[S_HOST_MAX + 1], version[64];
+    if (!s_host_copy(broadcast, identify->broadcast_address, false)
+        || !s_host_copy(hostname, identify->hostname, true)) {
+        self->bad_commands++;
+        s_error(peer, "E_BAD_BODY",
+                "broadcast_address and hostname must be host names or addresses", false);
+        return;
+    }
+    nsq_utf8_sanitize(version, sizeof version, identify->version, strlen(identify->version));
     lookupd_producer_info_t info = {
-        peer->peer,          identify->hostname, identify->broadcast_address, identify->version,
+        peer->peer,          hostname,           broadcast,         version,
         identify->http_port, identify->zmq_port, identify->tcp_port};
     if (lookupd_registry_identify(self->registry, peer->key, &info, zclock_mono())) {
         s_error(peer, "E_BAD_BODY", "broadcast_address, http_port and zmq_port are required",
                 false);
         return;
     }
-    nsq_info("broker %s:%u identified (%s, zmq port %u, from %s)", identify->broadcast_address,
-             identify->http_port, identify->hostname, identify->zmq_port, peer->peer);
-    char reply[512];
+    nsq_info("broker %s:%u identified (%s, zmq port %u, from %s)", broadcast, identify->http_port,
+             hostname, identify->zmq_port, peer->peer);
+    char reply[512], escaped[256];
+    nsq_json_escape(escaped, sizeof escaped, self->hostname);
     snprintf(reply, sizeof reply,
-             "{\"tcp_port\":%u,\"http_port\":%u,\"version\":\"%s\",\"hostname\":\"%.200s\"}",
-             self->zmq_port, self->http_port, NSQ_VERSION, self->hostname);
+             "{\"tcp_port\":%u,\"http_port\":%u,\"version\":\"%s\",\"hostname\":\"%s\"}",
+             self->zmq_port, self->http_port, NSQ_VERSION, escaped);
     s_reply(peer, reply);
 }
 
@@ -117,13 +147,16 @@ static void s_registration(s_peer_t *peer, const Nsq__LookupCommand *command)
 {
     s_lookupd_t *self = peer->lookupd;
     bool registering = command->cmd_case == NSQ__LOOKUP_COMMAND__CMD_REG;
-    const char *topic = registering ? command->reg->topic : command->unreg->topic;
-    const char *channel = registering ? command->reg->channel : command->unreg->channel;
-    if (!nsq_name_is_valid(topic)) {
+    ProtobufCBinaryData topic_bytes = registering ? command->reg->topic : command->unreg->topic;
+    ProtobufCBinaryData channel_bytes =
+        registering ? command->reg->channel : command->unreg->channel;
+    // Names are bytes: every byte is checked, a NUL included (nsq.proto)
+    char topic[NSQ_NAME_MAX + 1], channel[NSQ_NAME_MAX + 1] = "";
+    if (nsq_name_copy(topic, topic_bytes.data, topic_bytes.len)) {
         s_error(peer, "E_BAD_TOPIC", "invalid topic name", false);
         return;
     }
-    if (channel[0] && !nsq_name_is_valid(channel)) {
+    if (channel_bytes.len && nsq_name_copy(channel, channel_bytes.data, channel_bytes.len)) {
         s_error(peer, "E_BAD_CHANNEL", "invalid channel name", false);
         return;
     }
@@ -140,8 +173,9 @@ static void s_registration(s_peer_t *peer, const Nsq__LookupCommand *command)
 
 static void s_channels(s_peer_t *peer, const Nsq__LookupChannelsQuery *query)
 {
-    zlistx_t *names = nsq_name_is_valid(query->topic)
-                          ? lookupd_registry_channels(peer->lookupd->registry, query->topic)
+    char topic[NSQ_NAME_MAX + 1];
+    zlistx_t *names = nsq_name_copy(topic, query->topic.data, query->topic.len) == 0
+                          ? lookupd_registry_channels(peer->lookupd->registry, topic)
                           : NULL;
     if (!names) {
         s_error(peer, "E_BAD_TOPIC", "invalid topic name", false);
@@ -154,7 +188,7 @@ static void s_channels(s_peer_t *peer, const Nsq__LookupChannelsQuery *query)
         channels[index++] = name;
     Nsq__LookupChannels reply = NSQ__LOOKUP_CHANNELS__INIT;
     reply.seq = peer->seq;
-    reply.topic = query->topic;
+    reply.topic = topic;
     reply.n_channels = channels ? count : 0;
     reply.channels = channels;
     Nsq__LookupFrame frame = NSQ__LOOKUP_FRAME__INIT;
@@ -281,40 +315,59 @@ static void s_answer_json(s_answer_t *answer, char *body)
     answer->body = body;
 }
 
+// GET /info; the broadcast address is the operator's, escaped all the same.
+static void s_answer_info(s_lookupd_t *self, s_answer_t *answer)
+{
+    char broadcast[sizeof self->config.broadcast_address * 6];
+    nsq_json_escape(broadcast, sizeof broadcast, self->config.broadcast_address);
+    s_answer_json(answer, zsys_sprintf("{\"version\":\"%s\",\"broadcast_address\":\"%s\","
+                                       "\"http_port\":%u,\"zmq_port\":%u}",
+                                       NSQ_VERSION, broadcast, self->http_port, self->zmq_port));
+}
+
+// A query argument as the HTTP thread sent it: its decoded bytes, which may
+// hold a NUL, so names are checked with their size.
+typedef struct {
+    char *text;   // NUL-terminated copy (owned)
+    size_t size;  // bytes received, the NUL excluded
+} s_arg_t;
+
+typedef struct {
+    s_arg_t topic, channel, node;
+} s_args_t;
+
 // Checks the topic (and channel when wanted) arguments; fills an error
 // answer and returns false when one is missing or invalid.
-static bool s_names_ok(s_answer_t *answer, const char *topic, const char *channel,
-                       bool want_channel)
+static bool s_names_ok(s_answer_t *answer, const s_args_t *args, bool want_channel)
 {
-    if (!topic[0])
+    if (args->topic.size == 0)
         return s_answer_error(answer, 400, "MISSING_ARG_TOPIC"), false;
-    if (!nsq_name_is_valid(topic))
+    if (!nsq_name_is_valid_n(args->topic.text, args->topic.size))
         return s_answer_error(answer, 400, "INVALID_ARG_TOPIC"), false;
-    if (want_channel && !channel[0])
+    if (want_channel && args->channel.size == 0)
         return s_answer_error(answer, 400, "MISSING_ARG_CHANNEL"), false;
-    if (want_channel && !nsq_name_is_valid(channel))
+    if (want_channel && !nsq_name_is_valid_n(args->channel.text, args->channel.size))
         return s_answer_error(answer, 400, "INVALID_ARG_CHANNEL"), false;
     return true;
 }
 
 // Read-only endpoints (GET).
-static void s_route_get(s_lookupd_t *self, const char *path, const char *topic, s_answer_t *answer)
+static void s_route_get(s_lookupd_t *self, const char *path, const s_args_t *args,
+                        s_answer_t *answer)
 {
     int64_t now = zclock_mono();
+    const char *topic = args->topic.text;
     if (streq(path, "/ping")) {
         answer->status = 200;
         answer->type = "text/plain; charset=utf-8";
         answer->body = strdup("OK");
     } else if (streq(path, "/info"))
-        s_answer_json(answer, zsys_sprintf("{\"version\":\"%s\",\"broadcast_address\":\"%s\","
-                                           "\"http_port\":%u,\"zmq_port\":%u}",
-                                           NSQ_VERSION, self->config.broadcast_address,
-                                           self->http_port, self->zmq_port));
+        s_answer_info(self, answer);
     else if (streq(path, "/topics"))
         s_answer_json(answer, lookupd_registry_topics_json(self->registry));
     else if (streq(path, "/nodes"))
         s_answer_json(answer, lookupd_registry_nodes_json(self->registry, now));
-    else if (!s_names_ok(answer, topic, "", false))
+    else if (!s_names_ok(answer, args, false))
         return;
     else if (streq(path, "/channels"))
         s_answer_json(answer, lookupd_registry_channels_json(self->registry, topic));
@@ -324,13 +377,29 @@ static void s_route_get(s_lookupd_t *self, const char *path, const char *topic, 
         s_answer_json(answer, lookupd_registry_lookup_json(self->registry, topic, now));
 }
 
+// POST /topic/tombstone; returns false with the error answer filled.
+static bool s_tombstone(s_lookupd_t *self, const s_args_t *args, s_answer_t *answer)
+{
+    if (args->node.size == 0)
+        return s_answer_error(answer, 400, "MISSING_ARG_NODE"), false;
+    // A node with a NUL in it names no producer (and must not match the
+    // shorter one before the NUL).
+    if (strlen(args->node.text) != args->node.size
+        || lookupd_registry_tombstone(self->registry, args->topic.text, args->node.text,
+                                      zclock_mono()))
+        return s_answer_error(answer, 404, "PRODUCER_NOT_FOUND"), false;
+    nsq_info("topic %s: producer %s tombstoned", args->topic.text, args->node.text);
+    return true;
+}
+
 // Administrative endpoints (POST).
-static void s_route_post(s_lookupd_t *self, const char *path, const char *topic,
-                         const char *channel, const char *node, s_answer_t *answer)
+static void s_route_post(s_lookupd_t *self, const char *path, const s_args_t *args,
+                         s_answer_t *answer)
 {
     bool channel_op = strncmp(path, "/channel/", 9) == 0;
-    if (!s_names_ok(answer, topic, channel, channel_op))
+    if (!s_names_ok(answer, args, channel_op))
         return;
+    const char *topic = args->topic.text, *channel = args->channel.text;
     int rc = 0;
     if (streq(path, "/topic/create") || streq(path, "/channel/create"))
         rc = lookupd_registry_create(self->registry, topic, channel_op ? channel : NULL);
@@ -340,17 +409,8 @@ static void s_route_post(s_lookupd_t *self, const char *path, const char *topic,
              && lookupd_registry_delete(self->registry, topic, channel)) {
         s_answer_error(answer, 404, "CHANNEL_NOT_FOUND");
         return;
-    } else if (streq(path, "/topic/tombstone")) {
-        if (!node[0]) {
-            s_answer_error(answer, 400, "MISSING_ARG_NODE");
-            return;
-        }
-        if (lookupd_registry_tombstone(self->registry, topic, node, zclock_mono())) {
-            s_answer_error(answer, 404, "PRODUCER_NOT_FOUND");
-            return;
-        }
-        nsq_info("topic %s: producer %s tombstoned", topic, node);
-    }
+    } else if (streq(path, "/topic/tombstone") && !s_tombstone(self, args, answer))
+        return;
     if (rc) {
         s_answer_error(answer, 500, "INTERNAL_ERROR");
         return;
@@ -369,8 +429,8 @@ static bool s_path_in(const char *path, const char *const *paths)
 }
 
 // Routes one request; 405 for a known path with the wrong method.
-static void s_route(s_lookupd_t *self, const char *method, const char *path, const char *topic,
-                    const char *channel, const char *node, s_answer_t *answer)
+static void s_route(s_lookupd_t *self, const char *method, const char *path, const s_args_t *args,
+                    s_answer_t *answer)
 {
     static const char *const reads[] = {"/ping",   "/info",     "/topics", "/nodes",
                                         "/lookup", "/channels", NULL};
@@ -378,13 +438,23 @@ static void s_route(s_lookupd_t *self, const char *method, const char *path, con
                                          "/channel/delete", "/topic/tombstone", NULL};
     bool get = streq(method, "GET") || streq(method, "HEAD");
     if (s_path_in(path, reads))
-        get ? s_route_get(self, path, topic, answer)
+        get ? s_route_get(self, path, args, answer)
             : s_answer_error(answer, 405, "METHOD_NOT_ALLOWED");
     else if (s_path_in(path, writes))
-        streq(method, "POST") ? s_route_post(self, path, topic, channel, node, answer)
+        streq(method, "POST") ? s_route_post(self, path, args, answer)
                               : s_answer_error(answer, 405, "METHOD_NOT_ALLOWED");
     else
         s_answer_error(answer, 404, "NOT_FOUND");
+}
+
+// Pops the next frame of request as an argument; false if there is none.
+static bool s_pop_arg(zmsg_t *request, s_arg_t *arg)
+{
+    zframe_t *frame = request ? zmsg_pop(request) : NULL;
+    arg->size = frame ? zframe_size(frame) : 0;
+    arg->text = frame ? zframe_strdup(frame) : NULL;
+    zframe_destroy(&frame);
+    return arg->text != NULL;
 }
 
 static int s_on_request(zloop_t *loop, zsock_t *requests, void *arg)
@@ -394,12 +464,15 @@ static int s_on_request(zloop_t *loop, zsock_t *requests, void *arg)
     zmsg_t *request = zmsg_recv(requests);
     zframe_t *identity = request ? zmsg_pop(request) : NULL;
     zframe_t *empty = request ? zmsg_pop(request) : NULL;
-    char *parts[5] = {NULL};
-    for (size_t i = 0; request && i < 5; i++)
-        parts[i] = zmsg_popstr(request);
+    char *method = request ? zmsg_popstr(request) : NULL;
+    char *path = request ? zmsg_popstr(request) : NULL;
+    s_args_t args;  // every argument popped, so that each can be freed below
+    bool topic = s_pop_arg(request, &args.topic);
+    bool channel = s_pop_arg(request, &args.channel);
+    bool complete = s_pop_arg(request, &args.node) && topic && channel;
     s_answer_t answer = {0, NULL, NULL};
-    if (parts[4])
-        s_route(self, parts[0], parts[1], parts[2], parts[3], parts[4], &answer);
+    if (method && path && complete)
+        s_route(self, method, path, &args, &answer);
     else
         s_answer_error(&answer, 400, "BAD_REQUEST");
     char status[8];
@@ -416,8 +489,11 @@ static int s_on_request(zloop_t *loop, zsock_t *requests, void *arg)
     zmsg_destroy(&reply);
     zframe_destroy(&identity);
     zframe_destroy(&empty);
-    for (size_t i = 0; i < 5; i++)
-        zstr_free(&parts[i]);
+    zstr_free(&method);
+    zstr_free(&path);
+    zstr_free(&args.topic.text);
+    zstr_free(&args.channel.text);
+    zstr_free(&args.node.text);
     free(answer.body);
     zmsg_destroy(&request);
     return 0;
@@ -573,20 +649,32 @@ int lookupd_test(void)
     command.cmd_case = NSQ__LOOKUP_COMMAND__CMD_IDENTIFY;
     command.identify = &identify;
     S_CHECK(s_test_answer(s_test_call(dealer, &command), "E_BAD_BODY"));
-    identify.broadcast_address = "10.1.2.3";
+    // Hosts that are no host (a NUL inside, bytes a JSON parser rejects)
+    identify.broadcast_address = (ProtobufCBinaryData){10, (uint8_t *) "10.1.2.3\0x"};
+    S_CHECK(s_test_answer(s_test_call(dealer, &command), "E_BAD_BODY"));
+    identify.broadcast_address = nsq_wire_bytes("10.1.2.3");
+    identify.hostname = nsq_wire_bytes("host\xff");
+    S_CHECK(s_test_answer(s_test_call(dealer, &command), "E_BAD_BODY"));
+    identify.hostname = nsq_wire_bytes("broker-1");
     S_CHECK(s_test_answer(s_test_call(dealer, &command), NULL));
     Nsq__Register reg = NSQ__REGISTER__INIT;
-    reg.topic = "bad topic";
+    reg.topic = nsq_wire_bytes("bad topic");
     command.cmd_case = NSQ__LOOKUP_COMMAND__CMD_REG;
     command.reg = &reg;
     S_CHECK(s_test_answer(s_test_call(dealer, &command), "E_BAD_TOPIC"));
-    reg.topic = "orders";
-    reg.channel = "billing";
+    reg.topic = (ProtobufCBinaryData){6, (uint8_t *) "lk\0zzz"};
+    S_CHECK(s_test_answer(s_test_call(dealer, &command), "E_BAD_TOPIC"));
+    reg.topic = nsq_wire_bytes("orders");
+    reg.channel = (ProtobufCBinaryData){3, (uint8_t *) "c\0!"};
+    S_CHECK(s_test_answer(s_test_call(dealer, &command), "E_BAD_CHANNEL"));
+    reg.channel = nsq_wire_bytes("billing");
     S_CHECK(s_test_answer(s_test_call(dealer, &command), NULL));
     Nsq__LookupChannelsQuery query = NSQ__LOOKUP_CHANNELS_QUERY__INIT;
-    query.topic = "orders";
+    query.topic = (ProtobufCBinaryData){8, (uint8_t *) "orders\0x"};
     command.cmd_case = NSQ__LOOKUP_COMMAND__CMD_CHANNELS;
     command.channels = &query;
+    S_CHECK(s_test_answer(s_test_call(dealer, &command), "E_BAD_TOPIC"));
+    query.topic = nsq_wire_bytes("orders");
     Nsq__LookupFrame *answer = s_test_call(dealer, &command);
     bool listed = answer && answer->frame_case == NSQ__LOOKUP_FRAME__FRAME_CHANNELS
                   && answer->channels->n_channels == 1

@@ -3,19 +3,19 @@
 
     MHD runs its own polling thread; the access handler is called on it only,
     so that thread alone uses the REQ socket (created there on first use).
-    The body of a POST is ignored (NSQ's lookupd reads only the query).
+    The body of a POST is ignored (NSQ's lookupd reads only the query), but
+    a request whose body length is ambiguous is refused (nsq_http.h).
 */
 #include "lookupd_http.h"
 #include "nsq_address.h"
 
-#include <arpa/inet.h>
 #include <czmq.h>
 #include <microhttpd.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "nsq_http.h"
 #include "nsq_log.h"
 
 #define S_REPLY_TIMEOUT_MS 2000  // the actor answers in microseconds; this is a safety net
@@ -27,23 +27,19 @@ struct _lookupd_http_t {
     uint16_t port;              // bound port
 };
 
-static enum MHD_Result s_answer(struct MHD_Connection *connection, unsigned status,
-                                const char *content_type, const char *body)
+// Appends the query argument key to request as one frame of its decoded
+// bytes (empty if absent): the actor checks names with their length, so an
+// escaped NUL ("%00") can never cut a name short.
+static void s_add_arg(zmsg_t *request, struct MHD_Connection *connection, const char *key)
 {
-    struct MHD_Response *response =
-        MHD_create_response_from_buffer(strlen(body), (void *) body, MHD_RESPMEM_MUST_COPY);
-    if (!response)
-        return MHD_NO;
-    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
-    enum MHD_Result result = MHD_queue_response(connection, status, response);
-    MHD_destroy_response(response);
-    return result;
-}
-
-static const char *s_arg(struct MHD_Connection *connection, const char *key)
-{
-    const char *value = MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, key);
-    return value ? value : "";
+    const char *value = NULL;
+    size_t size = 0;
+    if (MHD_lookup_connection_value_n(connection, MHD_GET_ARGUMENT_KIND, key, strlen(key), &value,
+                                      &size)
+            != MHD_YES
+        || !value)
+        size = 0;
+    zmsg_addmem(request, value ? value : "", size);
 }
 
 // One round trip to the actor. Returns 0 and fills the answer, or -1 (the
@@ -57,11 +53,16 @@ static int s_forward(lookupd_http_t *self, struct MHD_Connection *connection, co
             return -1;
         zsock_set_rcvtimeo(self->request, S_REPLY_TIMEOUT_MS);
     }
-    if (zstr_sendx(self->request, method, url, s_arg(connection, "topic"),
-                   s_arg(connection, "channel"), s_arg(connection, "node"), NULL)
-            == 0
+    zmsg_t *request = zmsg_new();
+    zmsg_addstr(request, method);
+    zmsg_addstr(request, url);
+    s_add_arg(request, connection, "topic");
+    s_add_arg(request, connection, "channel");
+    s_add_arg(request, connection, "node");
+    if (zmsg_send(&request, self->request) == 0
         && zstr_recvx(self->request, status, type, body, NULL) == 3)
         return 0;
+    zmsg_destroy(&request);
     zsock_destroy(&self->request);
     return -1;
 }
@@ -75,6 +76,9 @@ static enum MHD_Result s_access(void *cls, struct MHD_Connection *connection, co
     lookupd_http_t *self = cls;
     if (!*state) {  // headers only so far
         *state = self;
+        if (nsq_http_framing_is_ambiguous(connection))
+            return nsq_http_refuse(connection, MHD_HTTP_BAD_REQUEST, "application/json",
+                                   "{\"message\":\"BAD_REQUEST\"}");
         return MHD_YES;
     }
     if (*upload_data_size) {  // body bytes: not used
@@ -83,8 +87,9 @@ static enum MHD_Result s_access(void *cls, struct MHD_Connection *connection, co
     }
     char *status = NULL, *type = NULL, *body = NULL;
     if (s_forward(self, connection, method, url, &status, &type, &body))
-        return s_answer(connection, 500, "application/json", "{\"message\":\"INTERNAL_ERROR\"}");
-    enum MHD_Result result = s_answer(connection, (unsigned) atoi(status), type, body);
+        return nsq_http_answer(connection, 500, "application/json",
+                               "{\"message\":\"INTERNAL_ERROR\"}");
+    enum MHD_Result result = nsq_http_answer(connection, (unsigned) atoi(status), type, body);
     zstr_free(&status);
     zstr_free(&type);
     zstr_free(&body);
@@ -93,15 +98,16 @@ static enum MHD_Result s_access(void *cls, struct MHD_Connection *connection, co
 
 lookupd_http_t *lookupd_http_new(const char *address, const char *endpoint)
 {
-    struct sockaddr_in bind_address;
+    struct sockaddr_storage bind_address;
     if (nsq_address_parse(address, &bind_address))
         return NULL;
     lookupd_http_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
     snprintf(self->endpoint, sizeof self->endpoint, "%s", endpoint);
-    self->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL,
-                                    ntohs(bind_address.sin_port), NULL, NULL, s_access, self,
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL;
+    self->daemon = MHD_start_daemon(flags | nsq_http_address_flags(&bind_address),
+                                    nsq_address_port(&bind_address), NULL, NULL, s_access, self,
                                     MHD_OPTION_SOCK_ADDR, &bind_address,
                                     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) 30, MHD_OPTION_END);
     if (!self->daemon) {
@@ -109,7 +115,7 @@ lookupd_http_t *lookupd_http_new(const char *address, const char *endpoint)
         return NULL;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(self->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    self->port = info ? info->port : ntohs(bind_address.sin_port);
+    self->port = info ? info->port : nsq_address_port(&bind_address);
     return self;
 }
 

@@ -3,10 +3,10 @@
 
     The server thread parses each request and hands it to the lookupd actor,
     which owns the registry, over an inproc REQ socket: the request goes out
-    as [method][path][topic][channel][node] (absent arguments are empty
-    strings) and the answer comes back as [status][content type][body].
-    Lookupd is not on the hot path, so one server thread and one round trip
-    per request are plenty; the registry keeps a single owner.
+    as [method][path][topic][channel][node] (each argument's decoded bytes,
+    an escaped NUL included; absent arguments are empty) and the answer comes back as
+   [status][content type][body]. Lookupd is not on the hot path, so one server thread and one round
+   trip per request are plenty; the registry keeps a single owner.
 
     API: lookupd_http_new, lookupd_http_port, lookupd_http_destroy.
 */
@@ -17,7 +17,7 @@
 
 typedef struct _lookupd_http_t lookupd_http_t;
 
-// Listens on address ("host:port", IPv4; port 0 = any free port) and
+// Listens on address ("host:port" or "[ipv6]:port"; port 0 = any free port) and
 // forwards requests to the inproc ROUTER at endpoint. Returns NULL if the
 // address does not parse or cannot be bound. Caller owns the result.
 lookupd_http_t *lookupd_http_new(const char *address, const char *endpoint);

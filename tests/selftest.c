@@ -29,11 +29,13 @@
 #include "nsq_diskqueue.h"
 #include "nsq_address.h"
 #include "nsq_duration.h"
+#include "nsq_http.h"
 #include "nsq_json.h"
 #include "nsq_log.h"
 #include "nsq_message.h"
 #include "nsq_names.h"
 #include "nsq_options.h"
+#include "nsq_utf8.h"
 #include "nsq_wire.h"
 #include "worker_backoff.h"
 #include "worker_http.h"
@@ -96,12 +98,14 @@ static const selftest_t s_tests[] = {
     {"nsq_diskqueue", nsq_diskqueue_test},
     {"nsq_address", nsq_address_test},
     {"nsq_duration", nsq_duration_test},
+    {"nsq_http", nsq_http_test},
     {"nsq_json", nsq_json_test},
     {"nsq_log", nsq_log_test},
     {"nsq_message", nsq_message_test},
     {"nsq_names", nsq_names_test},
     {"nsq_options", nsq_options_test},
     {"nsq_producer", nsq_producer_test},
+    {"nsq_utf8", nsq_utf8_test},
     {"nsq_wire", nsq_wire_test},
     {"worker_backoff", worker_backoff_test},
     {"worker_http", worker_http_test},

@@ -2,17 +2,18 @@
     SPDX-License-Identifier: MIT
 
     Every answer is computed from worker_metrics on the server's thread; the
-    worker's loop is never asked. See worker_http.h for the routes.
+    worker's loop is never asked. See worker_http.h for the routes. Bodies
+    are ignored, but a request whose body length is ambiguous is refused
+    (nsq_http.h).
 */
 #include "worker_http.h"
 #include "nsq_address.h"
 
+#include "nsq_http.h"
 #include "nsq_log.h"
 
-#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <microhttpd.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,9 @@ static enum MHD_Result s_access(void *arg, struct MHD_Connection *connection, co
     worker_http_t *self = arg;
     if (!*state) {  // headers only so far: answer on the next call
         *state = self;
+        if (nsq_http_framing_is_ambiguous(connection))
+            return nsq_http_refuse(connection, MHD_HTTP_BAD_REQUEST, "text/plain; charset=utf-8",
+                                   "ambiguous request framing\n");
         return MHD_YES;
     }
     *upload_size = 0;  // bodies are ignored
@@ -77,7 +81,7 @@ static enum MHD_Result s_access(void *arg, struct MHD_Connection *connection, co
 
 worker_http_t *worker_http_new(const char *address, worker_metrics_t *metrics)
 {
-    struct sockaddr_in sockaddr;
+    struct sockaddr_storage sockaddr;
     if (!address || nsq_address_parse(address, &sockaddr)) {
         nsq_error("invalid --http-address %s", address ? address : "(none)");
         return NULL;
@@ -86,17 +90,18 @@ worker_http_t *worker_http_new(const char *address, worker_metrics_t *metrics)
     if (!self)
         return NULL;
     self->metrics = metrics;
-    self->daemon = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG,
-        ntohs(sockaddr.sin_port), NULL, NULL, s_access, self, MHD_OPTION_SOCK_ADDR, &sockaddr,  //
-        MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+    self->daemon =
+        MHD_start_daemon(flags | nsq_http_address_flags(&sockaddr), nsq_address_port(&sockaddr),
+                         NULL, NULL, s_access, self, MHD_OPTION_SOCK_ADDR, &sockaddr,  //
+                         MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
     if (!self->daemon) {
         nsq_error("cannot listen on --http-address %s", address);
         free(self);
         return NULL;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(self->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    self->port = info ? info->port : ntohs(sockaddr.sin_port);
+    self->port = info ? info->port : nsq_address_port(&sockaddr);
     return self;
 }
 

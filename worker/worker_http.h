@@ -25,9 +25,10 @@
 
 typedef struct _worker_http_t worker_http_t;
 
-// Listens on address ("host:port", port 0 = any free port; "" host = all)
-// and serves metrics (borrowed: must outlive the server). NULL with the
-// reason logged if the address is malformed or cannot be bound.
+// Listens on address ("host:port" or "[ipv6]:port", port 0 = any free port;
+// "" host = all) and serves metrics (borrowed: must outlive the server).
+// NULL with the reason logged if the address is malformed or cannot be
+// bound.
 worker_http_t *worker_http_new(const char *address, worker_metrics_t *metrics);
 
 // Stops the server and nulls *self_p; accepts NULL.

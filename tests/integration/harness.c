@@ -7,6 +7,7 @@
     case that is already failing; children are killed by PID first.
 */
 #include "harness.h"
+#include "nsq_utf8.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -1114,6 +1115,8 @@ it_raw_t *it_raw_new(it_broker_t *broker)
     IT_ASSERT(self, "out of memory");
     self->dealer = zsock_new(ZMQ_DEALER);
     IT_ASSERT(self->dealer, "zsock_new(DEALER) failed");
+    if (broker->zmq[0] == '[')
+        zsock_set_ipv6(self->dealer, 1);  // "[::1]:PORT"
     IT_ASSERT(zsock_connect(self->dealer, "tcp://%s", broker->zmq) == 0, "connect %s failed",
               broker->zmq);
     self->handle = zsock_resolve(self->dealer);
@@ -1158,8 +1161,8 @@ void it_raw_identify(it_raw_t *self, uint64_t seq)
 void it_raw_sub(it_raw_t *self, uint64_t seq, const char *topic, const char *channel)
 {
     Nsq__Sub sub = NSQ__SUB__INIT;
-    sub.topic = (char *) topic;
-    sub.channel = (char *) channel;
+    sub.topic = nsq_wire_bytes(topic);
+    sub.channel = nsq_wire_bytes(channel);
     Nsq__Command command = NSQ__COMMAND__INIT;
     command.cmd_case = NSQ__COMMAND__CMD_SUB;
     command.sub = &sub;
@@ -1241,14 +1244,18 @@ Nsq__Frame *it_raw_expect(it_raw_t *self, Nsq__Frame__FrameCase kind, int timeou
 
 int it_tcp_connect(const char *address)
 {
-    char host[128];
-    snprintf(host, sizeof host, "%s", address);
-    char *colon = strrchr(host, ':');
+    char text[128];
+    snprintf(text, sizeof text, "%s", address);
+    char *colon = strrchr(text, ':'), *host = text;
     if (!colon)
         return -1;
     *colon = '\0';
+    if (host[0] == '[' && colon > host + 1 && colon[-1] == ']') {  // "[::1]:PORT"
+        host++;
+        colon[-1] = '\0';
+    }
     struct addrinfo hints = {0}, *found = NULL;
-    hints.ai_family = AF_INET;
+    hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     if (getaddrinfo(host, colon + 1, &hints, &found) != 0)
         return -1;
@@ -1259,6 +1266,105 @@ int it_tcp_connect(const char *address)
     }
     freeaddrinfo(found);
     return fd;
+}
+
+// The framings two HTTP parsers can read differently (request smuggling):
+// each must get one 400 and a closed connection, and nothing of it may be
+// taken as a request. Each hides a second request that publishes to (or
+// creates) "smuggled" after a first body for "smuggle"; the larger lengths
+// cover that hidden request (74 bytes) too, as a proxy would read them.
+#define S_SMUGGLED                                                                                 \
+    "POST /topic/create?topic=smuggled HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+static const char *const s_smuggling[] = {
+    "POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 79\r\n\r\n"
+    "hello" S_SMUGGLED,
+    "POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n"
+    "hello" S_SMUGGLED,
+    "POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: 89\r\nTransfer-Encoding: chunked\r\n\r\n"
+    "5\r\nhello\r\n0\r\n\r\n" S_SMUGGLED,
+    "POST %s HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n"
+    "5\r\nhello\r\n0\r\n\r\n" S_SMUGGLED,
+    "POST %s HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+    "5\r\nhello\r\n0\r\n\r\n" S_SMUGGLED,
+    "POST %s HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: "
+    "chunked\r\n\r\n"
+    "5\r\nhello\r\n0\r\n\r\n" S_SMUGGLED,
+};
+
+void it_http_expect_smuggling_refused(const char *address, const char *path)
+{
+    for (size_t i = 0; i < sizeof s_smuggling / sizeof *s_smuggling; i++) {
+        char request[1024], reply[4096];
+        snprintf(request, sizeof request, s_smuggling[i], path);
+        int status = it_http_raw(address, request, reply, sizeof reply);
+        IT_ASSERT(status == 400, "smuggling request %zu to %s answered %d: %.300s", i, address,
+                  status, reply);
+        const char *second = strstr(reply + 1, "HTTP/1.");
+        IT_ASSERT(!second, "smuggling request %zu: a second answer came: %.300s", i, second);
+    }
+}
+
+// The fallback of it_json_parses: valid UTF-8, no raw control character.
+static bool s_json_plausible(const char *text)
+{
+    for (const char *c = text; *c; c++)
+        if ((unsigned char) *c < 0x20 && *c != '\n' && *c != '\r' && *c != '\t' && *c != ' ')
+            return false;
+    return nsq_utf8_is_valid(text, strlen(text));
+}
+
+bool it_json_parses(const char *text, const char *check)
+{
+    const char *python = "/usr/bin/python3";
+    if (access(python, X_OK) != 0) {
+        it_note("no %s: JSON checked for UTF-8 and control characters only", python);
+        return s_json_plausible(text);
+    }
+    static int count;
+    char path[PATH_MAX], script[1024];
+    snprintf(path, sizeof path, "%s/json-%d.json", s_tmp(), ++count);
+    FILE *file = fopen(path, "wb");
+    IT_ASSERT(file && fputs(text, file) >= 0 && fclose(file) == 0, "cannot write %s", path);
+    snprintf(script, sizeof script,
+             "import json, sys\n"
+             "doc = json.loads(open(sys.argv[1], 'rb').read().decode('utf-8', 'strict'))\n"
+             "sys.exit(0 if (%s) else 3)\n",
+             check ? check : "True");
+    const char *argv[] = {python, "-c", script, path, NULL};
+    it_child_t *child = it_child_start("json-check", argv);
+    char line[256];
+    while (it_child_read_line(child, line, sizeof line, 10000) == 1)
+        it_note("json check: %s", line);
+    int status = it_child_stop(&child, 0, 5000);
+    if (status != 0)
+        it_note("%s does not parse as JSON%s%s (status %d)", path, check ? " or fails " : "",
+                check ? check : "", status);
+    return status == 0;
+}
+
+int it_http_raw(const char *address, const char *request, char *reply, size_t size)
+{
+    int fd = it_tcp_connect(address);
+    IT_ASSERT(fd >= 0, "cannot connect to %s", address);
+    size_t length = strlen(request);
+    IT_ASSERT(write(fd, request, length) == (ssize_t) length, "cannot send to %s", address);
+    size_t got = 0;
+    reply[0] = '\0';
+    int64_t deadline = it_now_ms() + 5000;
+    while (got < size - 1 && it_now_ms() < deadline) {
+        struct pollfd item = {fd, POLLIN, 0};
+        if (poll(&item, 1, (int) (deadline - it_now_ms())) <= 0)
+            break;
+        ssize_t chunk = read(fd, reply + got, size - 1 - got);
+        if (chunk <= 0)
+            break;  // the server closed the connection
+        got += (size_t) chunk;
+        reply[got] = '\0';
+    }
+    close(fd);
+    int status = 0;
+    sscanf(reply, "HTTP/1.%*d %d", &status);
+    return status;
 }
 
 const char *it_self_path(void)

@@ -224,6 +224,13 @@ bool it_json_int(const char *value, int64_t *out);
 // Copies a string value (escapes kept as written). Returns true on success.
 bool it_json_string(const char *value, char *out, size_t size);
 
+// True if text parses as JSON with a real parser: /usr/bin/python3's json
+// module after a strict UTF-8 decode. When check is not NULL it is a
+// Python expression over the parsed `doc` that must be true as well (e.g.
+// "doc['topics'] == []"). Without /usr/bin/python3 it notes so and checks
+// less: valid UTF-8 and no raw control character (check is skipped).
+bool it_json_parses(const char *text, const char *check);
+
 // /stats?format=json, NUL-terminated; NULL unless 200. Caller frees.
 char *it_stats(it_broker_t *broker);
 
@@ -282,7 +289,7 @@ void it_sink_touch(it_sink_t *self, size_t index);
 
 typedef struct _it_raw_t it_raw_t;
 
-// A DEALER connected to the broker's ZeroMQ address.
+// A DEALER connected to the broker's ZeroMQ address (IPv6 in brackets too).
 it_raw_t *it_raw_new(it_broker_t *broker);
 void it_raw_destroy(it_raw_t **self_p);
 
@@ -302,8 +309,21 @@ Nsq__Frame *it_raw_expect(it_raw_t *self, Nsq__Frame__FrameCase kind, int timeou
 
 // ---- misc -------------------------------------------------------------
 
-// Connects a TCP socket to "host:port"; -1 on failure.
+// Connects a TCP socket to "host:port" or "[ipv6]:port"; -1 on failure.
 int it_tcp_connect(const char *address);
+
+// Sends request as raw bytes on a new connection to address and reads what
+// comes back into reply (NUL-terminated, truncated to size) until the
+// server closes the connection, or 5 s pass. Returns the status of the
+// first answer, 0 if none came. For requests curl will not send.
+int it_http_raw(const char *address, const char *request, char *reply, size_t size);
+
+// Sends requests whose body length two HTTP parsers could read differently
+// (two Content-Length headers, Content-Length with Transfer-Encoding, an
+// unknown or repeated Transfer-Encoding) for path to address, each hiding a
+// second request (POST /topic/create?topic=smuggled). Fails the case unless
+// each gets one 400 and nothing more.
+void it_http_expect_smuggling_refused(const char *address, const char *path);
 
 // This case's temporary directory (created on first use, removed when the
 // case passes). Borrowed.

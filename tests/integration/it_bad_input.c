@@ -9,11 +9,10 @@
 */
 #include "harness.h"
 
-#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 // The admin endpoints (/topic/*, /channel/*) may answer with NSQ's own
 // admin codes (INVALID_ARG_*) or with the codes /pub uses.
@@ -67,6 +66,38 @@ static void s_bad_names(void)
 
     IT_ASSERT(nsq_consumer_new("bad!name", "c") == NULL, "client API accepted topic bad!name");
     IT_ASSERT(nsq_consumer_new("t", long_name) == NULL, "client API accepted a 65-char channel");
+    s_assert_still_serving(broker);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+}
+
+// Names are checked whole, with their length: an escaped NUL ("%00") or a
+// NUL inside a protobuf name must not cut the name short to one that is
+// valid ("a%00b" is not "a"), at any entry point.
+static void s_nul_in_names_http(void)
+{
+    it_broker_t *broker = it_broker_start(NULL);
+    it_post_ok(broker, "/topic/create?topic=qq");
+    it_http_expect(broker, "POST", "/pub?topic=a%00b", "x", 1, 400, "INVALID_TOPIC");
+    it_http_expect(broker, "POST", "/pub?topic=a%00", "x", 1, 400, "INVALID_TOPIC");
+    it_http_expect(broker, "POST", "/mpub?topic=a%00b", "x\ny", 3, 400, "INVALID_TOPIC");
+    it_http_expect(broker, "POST", "/mpub?topic=a%00b&binary=true", "x", 1, 400, "INVALID_TOPIC");
+    it_http_expect(broker, "POST", "/pub?topic=qq&defer=10%00x", "x", 1, 400, "INVALID_DEFER");
+    it_http_expect(broker, "POST", "/topic/create?topic=qq%00x", NULL, 0, 400, S_INVALID_TOPIC);
+    it_http_expect(broker, "POST", "/topic/pause?topic=qq%00x", NULL, 0, 400, S_INVALID_TOPIC);
+    it_http_expect(broker, "POST", "/topic/delete?topic=qq%00x", NULL, 0, 400, S_INVALID_TOPIC);
+    it_http_expect(broker, "POST", "/channel/create?topic=qq%00x&channel=c", NULL, 0, 400,
+                   S_INVALID_TOPIC);
+    it_http_expect(broker, "POST", "/channel/create?topic=qq&channel=c%00!", NULL, 0, 400,
+                   S_INVALID_CHANNEL);
+    it_http_expect(broker, "POST", "/channel/create?topic=qq&channel=c%00", NULL, 0, 400,
+                   S_INVALID_CHANNEL);
+    it_http_expect(broker, "GET", "/stats?format=json&topic=qq%00x", NULL, 0, 400, S_INVALID_TOPIC);
+    it_http_expect(broker, "GET", "/stats?format=json%00x", NULL, 0, 400, "INVALID_FORMAT");
+    // Nothing was published, created, paused or deleted under the short names
+    IT_ASSERT_INT(it_topic_stat(broker, "a", "message_count"), ==, -1);
+    IT_ASSERT(!it_channel_exists(broker, "qq", "c"), "channel c%%00! created channel c");
+    IT_ASSERT_INT(it_topic_stat(broker, "qq", "paused"), ==, 0);
+    IT_ASSERT_INT(it_topic_stat(broker, "qq", "message_count"), ==, 0);
     s_assert_still_serving(broker);
     IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
 }
@@ -169,33 +200,48 @@ static void s_http_methods_and_paths(void)
 }
 
 // Sends a request head announcing content_length bytes but no body, and
-// returns the status of the answer (0 if none came within 5 s).
+// returns the status of the answer (0 if none came within 5 s). The broker
+// answers without waiting for the body, and hangs up.
 static int s_announce_huge_body(it_broker_t *broker, const char *path, const char *length)
 {
-    int fd = it_tcp_connect(it_broker_http(broker));
-    IT_ASSERT(fd >= 0, "cannot connect to %s", it_broker_http(broker));
-    char head[512];
-    int size =
-        snprintf(head, sizeof head, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %s\r\n\r\n",
-                 path, it_broker_http(broker), length);
-    IT_ASSERT(write(fd, head, (size_t) size) == size, "cannot send the request head");
-    char reply[512] = "";
-    size_t got = 0;
-    int64_t deadline = it_now_ms() + 5000;
-    while (got < sizeof reply - 1 && !strstr(reply, "\r\n") && it_now_ms() < deadline) {
-        struct pollfd item = {fd, POLLIN, 0};
-        if (poll(&item, 1, (int) (deadline - it_now_ms())) <= 0)
-            break;
-        ssize_t chunk = read(fd, reply + got, sizeof reply - 1 - got);
-        if (chunk <= 0)
-            break;
-        got += (size_t) chunk;
-        reply[got] = '\0';
-    }
-    close(fd);
-    int status = 0;
-    sscanf(reply, "HTTP/1.%*d %d", &status);
-    return status;
+    char head[512], reply[512];
+    snprintf(head, sizeof head, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %s\r\n\r\n", path,
+             it_broker_http(broker), length);
+    return it_http_raw(it_broker_http(broker), head, reply, sizeof reply);
+}
+
+static void s_smuggling_broker(void)
+{
+    it_broker_t *broker = it_broker_start(NULL);
+    it_http_expect_smuggling_refused(it_broker_http(broker), "/pub?topic=smuggle");
+    it_http_expect_smuggling_refused(it_broker_http(broker), "/mpub?topic=smuggle");
+    IT_ASSERT_INT(it_topic_stat(broker, "smuggle", "message_count"), ==, -1);
+    IT_ASSERT_INT(it_topic_stat(broker, "smuggled", "message_count"), ==, -1);
+    // Plain framings still work, keep-alive included
+    char reply[4096];
+    IT_ASSERT_INT(it_http_raw(it_broker_http(broker),
+                              "POST /pub?topic=plain HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                              "\r\nhelloPOST /pub?topic=plain HTTP/1.1\r\nHost: x\r\n"
+                              "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                              "3\r\nabc\r\n0\r\n\r\n",
+                              reply, sizeof reply),
+                  ==, 200);
+    IT_ASSERT_INT(it_topic_stat(broker, "plain", "message_count"), ==, 2);
+    s_assert_still_serving(broker);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+}
+
+// The worker's probe server refuses the same framings.
+static void s_smuggling_worker(void)
+{
+    it_broker_t *broker = it_broker_start(NULL);
+    it_child_t *worker = it_worker_start(broker, "probe", "c", NULL);
+    char http[128];
+    it_worker_wait_ready(worker, http, sizeof http);
+    it_http_expect_smuggling_refused(http, "/healthz");
+    IT_ASSERT_INT(it_http_to(http, "GET", "/healthz", NULL, 0, NULL), ==, 200);
+    IT_ASSERT_INT(it_child_stop(&worker, SIGTERM, 10000), ==, 0);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
 }
 
 static void s_huge_bodies(void)
@@ -223,6 +269,99 @@ static Nsq__Frame *s_expect_error(it_raw_t *raw, const char *after)
             (unsigned long long) frame->error->seq, frame->error->code, frame->error->text,
             (int) frame->error->fatal);
     return frame;
+}
+
+// Waits for the Error frame code answering seq.
+static void s_expect_error_code(it_raw_t *raw, const char *after, const char *code, uint64_t seq)
+{
+    Nsq__Frame *frame = s_expect_error(raw, after);
+    IT_ASSERT_STR(frame->error->code, code);
+    IT_ASSERT_INT(frame->error->seq, ==, seq);
+    nsq__frame__free_unpacked(frame, NULL);
+}
+
+// Sends SUB with topic and channel as raw bytes (a NUL may be among them).
+static void s_raw_sub_bytes(it_raw_t *raw, uint64_t seq, ProtobufCBinaryData topic,
+                            ProtobufCBinaryData channel)
+{
+    Nsq__Sub sub = NSQ__SUB__INIT;
+    sub.topic = topic;
+    sub.channel = channel;
+    Nsq__Command command = NSQ__COMMAND__INIT;
+    command.cmd_case = NSQ__COMMAND__CMD_SUB;
+    command.sub = &sub;
+    it_raw_send(raw, &command, seq);
+}
+
+static void s_nul_in_names_zmq(void)
+{
+    it_broker_t *broker = it_broker_start(NULL);
+    it_raw_t *raw = it_raw_new(broker);
+    it_raw_identify(raw, 1);
+    Nsq__Frame *frame = it_raw_expect(raw, NSQ__FRAME__FRAME_RESPONSE, 3000);
+    IT_ASSERT(frame, "no Response to IDENTIFY within 3 s");
+    nsq__frame__free_unpacked(frame, NULL);
+    s_raw_sub_bytes(raw, 2, (ProtobufCBinaryData){3, (uint8_t *) "a\0b"}, nsq_wire_bytes("c"));
+    s_expect_error_code(raw, "SUB a\\0b", "E_BAD_TOPIC", 2);
+    s_raw_sub_bytes(raw, 3, nsq_wire_bytes("t"), (ProtobufCBinaryData){3, (uint8_t *) "c\0!"});
+    s_expect_error_code(raw, "SUB t c\\0!", "E_BAD_CHANNEL", 3);
+
+    ProtobufCBinaryData body = {1, (uint8_t *) "x"};
+    Nsq__Pub pub = NSQ__PUB__INIT;
+    pub.topic = (ProtobufCBinaryData){3, (uint8_t *) "a\0b"};
+    pub.n_bodies = 1;
+    pub.bodies = &body;
+    Nsq__Command command = NSQ__COMMAND__INIT;
+    command.cmd_case = NSQ__COMMAND__CMD_PUB;
+    command.pub = &pub;
+    it_raw_send(raw, &command, 4);
+    s_expect_error_code(raw, "PUB a\\0b", "E_BAD_TOPIC", 4);
+    it_raw_destroy(&raw);
+    IT_ASSERT_INT(it_topic_stat(broker, "a", "message_count"), ==, -1);
+    IT_ASSERT_INT(it_topic_stat(broker, "t", "message_count"), ==, -1);
+    s_assert_still_serving(broker);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+}
+
+// A client whose IDENTIFY holds bytes that are not UTF-8, control
+// characters and JSON's specials: /stats must still parse, for every
+// consumer of it, with the bad bytes replaced.
+static void s_bad_utf8_identify(void)
+{
+    it_broker_t *broker = it_broker_start(NULL);
+    const char *ids[][3] = {
+        {"\xff", "\xff\xfe", "ua\xc0\xaf"},                  // not UTF-8, overlong '/'
+        {"q\"\\", "h\x01\x1f\x7f", "\xed\xa0\x80\xf4\x90"},  // specials, controls, surrogate
+    };
+    it_raw_t *raws[2];
+    for (size_t i = 0; i < 2; i++) {
+        raws[i] = it_raw_new(broker);
+        Nsq__Identify identify = NSQ__IDENTIFY__INIT;
+        identify.client_id = (char *) ids[i][0];
+        identify.hostname = (char *) ids[i][1];
+        identify.user_agent = (char *) ids[i][2];
+        Nsq__Command command = NSQ__COMMAND__INIT;
+        command.cmd_case = NSQ__COMMAND__CMD_IDENTIFY;
+        command.identify = &identify;
+        it_raw_send(raws[i], &command, 1);
+        Nsq__Frame *frame = it_raw_expect(raws[i], NSQ__FRAME__FRAME_RESPONSE, 3000);
+        IT_ASSERT(frame, "no Response to IDENTIFY within 3 s");
+        nsq__frame__free_unpacked(frame, NULL);
+        it_raw_sub(raws[i], 2, "utf8", "c");
+    }
+    IT_ASSERT_EVENTUALLY(it_channel_stat(broker, "utf8", "c", "client_count") == 2, 5000,
+                         "the two raw clients did not subscribe");
+    char *stats = NULL;
+    IT_ASSERT_INT(it_http(broker, "GET", "/stats?format=json", NULL, 0, &stats), ==, 200);
+    IT_ASSERT(it_json_parses(stats, "sorted(c['client_id'] for t in doc['topics'] "
+                                    "for ch in t['channels'] for c in ch['clients']) "
+                                    "== ['q\"\\\\', '\\ufffd']"),
+              "/stats?format=json is not valid JSON, or lost the client ids: %.300s", stats);
+    free(stats);
+    for (size_t i = 0; i < 2; i++)
+        it_raw_destroy(&raws[i]);
+    s_assert_still_serving(broker);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
 }
 
 static void s_raw_garbage(void)
@@ -382,10 +521,15 @@ int main(int argc, char **argv)
 {
     const it_case_t cases[] = {
         {"bad_names", s_bad_names},
+        {"nul_in_names_http", s_nul_in_names_http},
+        {"nul_in_names_zmq", s_nul_in_names_zmq},
+        {"bad_utf8_identify", s_bad_utf8_identify},
         {"bad_bodies", s_bad_bodies},
         {"bad_mpub_is_atomic", s_bad_mpub_is_atomic},
         {"http_methods_and_paths", s_http_methods_and_paths},
         {"huge_bodies", s_huge_bodies},
+        {"smuggling_broker", s_smuggling_broker},
+        {"smuggling_worker", s_smuggling_worker},
         {"raw_garbage", s_raw_garbage},
         {"sub_before_identify", s_sub_before_identify},
         {"fin_unknown_id", s_fin_unknown_id},

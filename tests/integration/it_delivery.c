@@ -275,6 +275,45 @@ static void s_broker_restart(void)
     IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
 }
 
+// /mpub?defer= holds every message of the batch back like /pub's defer
+// (text and binary framing), within the same bounds.
+static void s_mpub_defer(void)
+{
+    const char *flags[] = {"--max-req-timeout=5s", NULL};
+    it_broker_t *broker = it_broker_start(flags);
+    it_sink_t *sink = it_sink_new(broker, "batch", "c", 10, true);
+    s_wait_clients(broker, sink, "batch", "c", 1);
+    it_http_expect(broker, "POST", "/mpub?topic=batch&defer=-1", "x\ny", 3, 400, "INVALID_DEFER");
+    it_http_expect(broker, "POST", "/mpub?topic=batch&defer=5001", "x\ny", 3, 400, "INVALID_DEFER");
+    it_http_expect(broker, "POST", "/mpub?topic=batch&defer=1s", "x\ny", 3, 400, "INVALID_DEFER");
+    const char *bodies[] = {"binary-1", "binary-2"};
+    size_t size;
+    char *binary = it_mpub_binary(2, bodies, 2, &size);
+    int64_t published_at = it_now_ms();
+    it_http_expect(broker, "POST", "/mpub?topic=batch&defer=1000", "text-1\ntext-2", 13, 200, NULL);
+    it_http_expect(broker, "POST", "/mpub?topic=batch&binary=true&defer=1000", binary, size, 200,
+                   NULL);
+    free(binary);
+    IT_ASSERT_PUMPED(&sink, 1, it_channel_stat(broker, "batch", "c", "deferred_count") == 4, 700,
+                     "an /mpub with defer is not counted in deferred_count");
+    while (it_now_ms() < published_at + 900)
+        it_sink_pump(&sink, 1, 20);
+    IT_ASSERT(it_sink_count(sink) == 0,
+              "a message of an /mpub deferred by 1000 ms arrived after %lld ms",
+              (long long) (it_sink_get(sink, 0)->at_ms - published_at));
+    IT_ASSERT(it_sink_wait(sink, 4, 5000), "only %zu of 4 deferred /mpub messages arrived",
+              it_sink_count(sink));
+    const char *expected[] = {"text-1", "text-2", "binary-1", "binary-2"};
+    for (size_t i = 0; i < 4; i++) {
+        IT_ASSERT_INT(it_sink_count_body(sink, expected[i]), ==, 1);
+        IT_ASSERT(it_sink_get(sink, i)->at_ms - published_at >= 990,
+                  "deferred 1000 ms, came after %lld",
+                  (long long) (it_sink_get(sink, i)->at_ms - published_at));
+    }
+    it_sink_destroy(&sink);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+}
+
 static void s_defer(void)
 {
     it_broker_t *broker = it_broker_start(NULL);
@@ -388,6 +427,7 @@ int main(int argc, char **argv)
         {"closed_consumer", s_closed_consumer},
         {"broker_restart", s_broker_restart},
         {"defer", s_defer},
+        {"mpub_defer", s_mpub_defer},
         {"pause_channel", s_pause_channel},
         {"pause_topic", s_pause_topic},
         {"ephemeral_channel", s_ephemeral_channel},

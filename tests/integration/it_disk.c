@@ -405,7 +405,7 @@ static void s_durable_zmq(void)
         ProtobufCBinaryData bodies[3] = {
             {3, (uint8_t *) "one"}, {3, (uint8_t *) "two"}, {5, (uint8_t *) "three"}};
         Nsq__Pub pub = NSQ__PUB__INIT;
-        pub.topic = "orders";
+        pub.topic = nsq_wire_bytes("orders");
         pub.n_bodies = 3;
         pub.bodies = bodies;
         Nsq__Command command = NSQ__COMMAND__INIT;
