@@ -25,6 +25,9 @@
 // Frames read from the ROUTER per loop wake-up, so HTTP requests and timers
 // are not starved by a busy consumer.
 #define BROKER_DRAIN_MAX 1024
+// Messages queued per client each way on the ROUTER; credit and publish
+// windows bound the real queues, a full queue goes to the client's backlog.
+#define BROKER_ROUTER_HWM 200000
 // Message id layout: ms since this epoch (2024-01-01), node id, sequence.
 #define BROKER_ID_EPOCH_MS 1704067200000LL
 
@@ -312,6 +315,16 @@ static void s_client_destructor(void **item)
 
 static void s_core_destroy(broker_core_t **self_p);
 
+// The largest valid command frame, above which a peer is disconnected
+// before its frame is read: a PUB whose bodies total max_body_size, with at
+// most two bytes of protobuf framing per body byte (a one-byte body has a
+// tag and a length byte), plus a FIN/REQ/TOUCH batch of max_rdy_count ids
+// (ten bytes each at most) and room for names.
+static int64_t s_max_frame(const broker_config_t *config)
+{
+    return 3 * config->max_body_size + 10 * config->max_rdy_count + 65536;
+}
+
 static broker_core_t *s_core_new(zsock_t *pipe, const broker_config_t *config, char *error,
                                  size_t error_size)
 {
@@ -331,15 +344,14 @@ static broker_core_t *s_core_new(zsock_t *pipe, const broker_config_t *config, c
         return NULL;
     }
     int port = -1;
-    self->router = nsq_daemon_router(config->zmq_address, &port);
+    self->router =
+        nsq_daemon_router(config->zmq_address, BROKER_ROUTER_HWM, s_max_frame(config), &port);
     if (!self->router) {
         snprintf(error, error_size, "cannot bind ZeroMQ on %s: %s", config->zmq_address,
                  zmq_strerror(errno));
         s_core_destroy(&self);
         return NULL;
     }
-    zsock_set_sndhwm(self->router, 200000);  // credit bounds what we queue
-    zsock_set_rcvhwm(self->router, 200000);
     self->zmq_port = (uint16_t) port;
     snprintf(self->requests_endpoint, sizeof self->requests_endpoint, "inproc://broker-requests-%p",
              (void *) self);

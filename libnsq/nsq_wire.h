@@ -29,11 +29,6 @@
 // Largest frame or command we pack: protobuf messages are limited to 2 GiB.
 #define NSQ_WIRE_PACKED_MAX ((size_t) 0x7fffffff)
 
-// Client sockets (DEALER) queue this many frames each way before a send
-// fails or blocks; set before connect (libzmq applies it to later
-// connections only). Credit and publish windows bound the real queues.
-#define NSQ_WIRE_CLIENT_HWM 100000
-
 // Packs command (version is set to NSQ_WIRE_VERSION) and sends it as one
 // frame on a raw libzmq socket. flags as for zmq_msg_send (e.g. ZMQ_DONTWAIT).
 // Returns 0, or -1 with errno from libzmq.

@@ -21,9 +21,11 @@
 #include "nsq_names.h"
 #include "nsq_wire.h"
 
-#define S_IDENTITY_MAX 255   // ZeroMQ identities are at most 255 bytes
-#define S_DRAIN_MAX    256   // frames read per wake-up
-#define S_EXPIRE_MAX   1000  // longest time between expiry scans
+#define S_IDENTITY_MAX 255      // ZeroMQ identities are at most 255 bytes
+#define S_DRAIN_MAX    256      // frames read per wake-up
+#define S_EXPIRE_MAX   1000     // longest time between expiry scans
+#define S_ROUTER_HWM   100000   // frames queued per broker: a re-registration burst fits
+#define S_FRAME_MAX    1048576  // a lookup command is names and ports: far below this
 
 typedef struct {
     lookupd_config_t config;       // settings
@@ -462,7 +464,9 @@ static s_lookupd_t *s_new(zsock_t *pipe, const lookupd_config_t *config, char *e
     self->registry =
         lookupd_registry_new(config->inactive_producer_timeout_ms, config->tombstone_lifetime_ms);
     int port = -1;
-    self->router = self->registry ? nsq_daemon_router(config->zmq_address, &port) : NULL;
+    self->router = self->registry
+                       ? nsq_daemon_router(config->zmq_address, S_ROUTER_HWM, S_FRAME_MAX, &port)
+                       : NULL;
     if (!self->router) {
         snprintf(error, size, "cannot bind ZeroMQ on %s: %s", config->zmq_address,
                  zmq_strerror(errno));

@@ -18,6 +18,7 @@
 #include "lookupd.h"
 #include "lookupd_registry.h"
 #include "nsq_client_test.h"
+#include "nsq_daemon.h"
 #include "nsq_discovery.h"
 #include "nsq_diskqueue.h"
 #include "nsq_address.h"
@@ -48,6 +49,7 @@ static const selftest_t s_tests[] = {
     {"lookupd", lookupd_test},
     {"lookupd_registry", lookupd_registry_test},
     {"nsq_consumer", nsq_consumer_test},
+    {"nsq_daemon", nsq_daemon_test},
     {"nsq_discovery", nsq_discovery_test},
     {"nsq_diskqueue", nsq_diskqueue_test},
     {"nsq_address", nsq_address_test},
