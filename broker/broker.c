@@ -19,6 +19,7 @@
 #include "broker_lookup.h"
 #include "nsq_daemon.h"
 #include "nsq_log.h"
+#include "nsq_peer.h"
 
 // How often in-flight timeouts, deferred messages and liveness are checked.
 #define BROKER_TICK_MS 100
@@ -136,7 +137,11 @@ void broker_core_delete_topic(broker_core_t *self, broker_topic_t *topic)
 
 // ---- socket handlers --------------------------------------------------------
 
-static broker_client_t *s_client_for(broker_core_t *self, zmq_msg_t *identity, int64_t now)
+// The client that sent body with identity; a new one (addressed from
+// body's connection) when unknown. NULL if identity is unusable or out of
+// memory.
+static broker_client_t *s_client_for(broker_core_t *self, zmq_msg_t *identity, zmq_msg_t *body,
+                                     int64_t now)
 {
     char key[2 * BROKER_IDENTITY_MAX + 1];
     size_t size = zmq_msg_size(identity);
@@ -149,6 +154,8 @@ static broker_client_t *s_client_for(broker_core_t *self, zmq_msg_t *identity, i
         if (client) {
             client->heartbeat_interval_ms = self->config.heartbeat_interval_ms;
             client->msg_timeout_ms = self->config.msg_timeout_ms;
+            client->blocked_stats = &self->blocked;
+            nsq_peer_address(body, client->remote_address, sizeof client->remote_address);
             zhashx_insert(self->clients, key, client);
         }
     }
@@ -179,7 +186,7 @@ static int s_read_command(broker_core_t *self, void *socket)
             break;
     }
     int64_t now = zclock_mono();
-    broker_client_t *client = s_client_for(self, &identity, now);
+    broker_client_t *client = s_client_for(self, &identity, &body, now);
     if (client) {
         client->last_received = now;
         Nsq__Command *command =
@@ -274,6 +281,9 @@ static void s_check_clients(broker_core_t *self, int64_t now)
     zlistx_t *dead = zlistx_new();
     for (broker_client_t *client = zhashx_first(self->clients); client;
          client = zhashx_next(self->clients)) {
+        // A client whose queue was full gets what waits for it, then credit.
+        if (broker_client_flush(client, now) && client->channel)
+            broker_channel_dispatch(client->channel, now);
         if (s_client_dead(client, now))
             zlistx_add_end(dead, client);
         else if (client->state != BROKER_CLIENT_NEW

@@ -279,9 +279,15 @@ static void s_deliver(broker_channel_t *self, broker_client_t *client, size_t co
         entries[taken++] = entry;
     }
     client->in_flight += (uint32_t) taken;
-    // A failed send leaves the messages in flight: the timeout or the
-    // client's removal requeues them.
-    broker_client_send_messages(client, entries, taken, now);
+    size_t sent = broker_client_send_messages(client, entries, taken, now);
+    // What could not be sent (a full queue, a vanished client) goes back at
+    // once instead of waiting for its timeout; that attempt never happened.
+    for (size_t i = sent; i < taken; i++) {
+        uint32_t attempts;
+        nsq_message_t *message = broker_inflight_remove(self->in_flight, entries[i], &attempts);
+        client->in_flight--;
+        s_requeue(self, message, attempts - 1, 0, now);
+    }
 }
 
 void broker_channel_dispatch(broker_channel_t *self, int64_t now)

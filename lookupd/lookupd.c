@@ -19,6 +19,7 @@
 #include "nsq_daemon.h"
 #include "nsq_log.h"
 #include "nsq_names.h"
+#include "nsq_peer.h"
 #include "nsq_wire.h"
 
 #define S_IDENTITY_MAX 255      // ZeroMQ identities are at most 255 bytes
@@ -58,7 +59,7 @@ typedef struct {
     s_lookupd_t *lookupd;              // owner
     zmq_msg_t *identity;               // the broker's ROUTER identity
     char key[2 * S_IDENTITY_MAX + 1];  // the identity in hex
-    char peer[64];                     // its IP address
+    char peer[NSQ_PEER_ADDRESS_MAX];   // its IP:port
     uint64_t seq;                      // of the command being answered
 } s_peer_t;
 
@@ -66,8 +67,14 @@ static void s_send(s_peer_t *peer, Nsq__LookupFrame *frame)
 {
     void *socket = zsock_resolve(peer->lookupd->router);
     if (nsq_wire_send_lookup_frame(socket, zmq_msg_data(peer->identity),
-                                   zmq_msg_size(peer->identity), frame, ZMQ_DONTWAIT))
-        nsq_debug("broker %s: reply dropped: %s", peer->key, zmq_strerror(errno));
+                                   zmq_msg_size(peer->identity), frame, ZMQ_DONTWAIT)) {
+        // A broker that went away is normal; a full queue means it stopped reading.
+        if (errno == EHOSTUNREACH)
+            nsq_debug("broker %s (%s): reply dropped: it is gone", peer->key, peer->peer);
+        else
+            nsq_warn("broker %s (%s): reply dropped: %s", peer->key, peer->peer,
+                     zmq_strerror(errno));
+    }
 }
 
 static void s_reply(s_peer_t *peer, const char *text)
@@ -229,8 +236,7 @@ static int s_read_command(s_lookupd_t *self, void *socket)
     size_t size = zmq_msg_size(&identity);
     for (size_t i = 0; i < size && i < S_IDENTITY_MAX; i++)
         snprintf(peer.key + 2 * i, 3, "%02x", ((unsigned char *) zmq_msg_data(&identity))[i]);
-    const char *address = zmq_msg_gets(&body, "Peer-Address");
-    snprintf(peer.peer, sizeof peer.peer, "%s", address ? address : "");
+    nsq_peer_address(&body, peer.peer, sizeof peer.peer);
     Nsq__LookupCommand *command =
         extra ? NULL : nsq__lookup_command__unpack(NULL, zmq_msg_size(&body), zmq_msg_data(&body));
     if (command) {

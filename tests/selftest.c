@@ -28,6 +28,7 @@
 #include "nsq_message.h"
 #include "nsq_names.h"
 #include "nsq_options.h"
+#include "nsq_peer.h"
 #include "nsq_wire.h"
 #include "worker_backoff.h"
 #include "worker_http.h"
@@ -59,6 +60,7 @@ static const selftest_t s_tests[] = {
     {"nsq_message", nsq_message_test},
     {"nsq_names", nsq_names_test},
     {"nsq_options", nsq_options_test},
+    {"nsq_peer", nsq_peer_test},
     {"nsq_producer", nsq_producer_test},
     {"nsq_wire", nsq_wire_test},
     {"worker_backoff", worker_backoff_test},
