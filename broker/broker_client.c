@@ -83,7 +83,8 @@ static void s_held_back(broker_client_t *self, size_t frames, int64_t now)
     if (!stats)
         return;
     stats->count += frames;
-    if (stats->logged_at == 0 || now - stats->logged_at >= CLIENT_WARN_INTERVAL_MS) {
+    bool first = stats->logged == 0;
+    if (first || now - stats->logged_at >= CLIENT_WARN_INTERVAL_MS) {
         nsq_warn("client %s (%s): its ZeroMQ queue is full; %llu frame(s) held back since the "
                  "last warning (backlogged or requeued, none dropped)",
                  self->key, self->client_id, (unsigned long long) (stats->count - stats->logged));
@@ -271,4 +272,85 @@ int broker_client_send_heartbeat(broker_client_t *self, int64_t now)
     frame.frame_case = NSQ__FRAME__FRAME_HEARTBEAT;
     frame.heartbeat = &heartbeat;
     return s_send(self, &frame, now);
+}
+
+// ---- self-test -----------------------------------------------------------
+
+#define S_CHECK(condition)                                                                         \
+    do {                                                                                           \
+        if (!(condition)) {                                                                        \
+            fprintf(stderr, "broker_client_test: %s:%d: %s\n", __FILE__, __LINE__, #condition);    \
+            goto done;                                                                             \
+        }                                                                                          \
+    } while (0)
+
+// Reads one frame within timeout_ms; returns the seq of its Response, or -1.
+static int64_t s_test_response(zsock_t *dealer, int timeout_ms)
+{
+    zpoller_t *poller = zpoller_new(dealer, NULL);
+    void *ready = zpoller_wait(poller, timeout_ms);
+    zpoller_destroy(&poller);
+    zframe_t *frame = ready ? zframe_recv(dealer) : NULL;
+    Nsq__Frame *decoded =
+        frame ? nsq_wire_frame_unpack(zframe_data(frame), zframe_size(frame)) : NULL;
+    zframe_destroy(&frame);
+    int64_t seq = decoded && decoded->frame_case == NSQ__FRAME__FRAME_RESPONSE
+                      ? (int64_t) decoded->response->seq
+                      : -1;
+    nsq__frame__free_unpacked(decoded, NULL);
+    return seq;
+}
+
+// A ROUTER and a DEALER "C" on inproc whose queue holds about hwm frames.
+static zsock_t *s_test_pair(const char *endpoint, int hwm, zsock_t **dealer)
+{
+    zsock_t *router = zsock_new(ZMQ_ROUTER);
+    zsock_set_router_mandatory(router, 1);
+    zsock_set_sndhwm(router, hwm);  // before bind and connect, so they apply
+    zsock_bind(router, "%s", endpoint);
+    *dealer = zsock_new(ZMQ_DEALER);
+    zsock_set_identity(*dealer, "C");
+    zsock_set_rcvhwm(*dealer, hwm);
+    zsock_connect(*dealer, "%s", endpoint);
+    return router;
+}
+
+int broker_client_test(void)
+{
+    zsock_t *dealer = NULL;
+    zsock_t *router = s_test_pair("inproc://broker-client-test", 2, &dealer);
+    broker_client_blocked_t stats = {0, 0, 0, 0};
+    broker_client_t *client = broker_client_new(zsock_resolve(router), "C", 1, 0);
+    int rc = -1;
+    S_CHECK(client);
+    client->blocked_stats = &stats;
+    client->state = BROKER_CLIENT_SUBSCRIBED;
+    client->rdy = 10;
+    // The client does not read: every answer is still accepted, in order.
+    for (uint64_t seq = 0; seq < 20; seq++)
+        S_CHECK(broker_client_send_response(client, seq, "OK", 0) == 0);
+    S_CHECK(client->blocked && s_backlog_size(client) > 0 && stats.count > 0);
+    S_CHECK(broker_client_credit(client) == 0);
+    S_CHECK(broker_client_send_heartbeat(client, 0) == 0);  // nothing to add while blocked
+    int64_t next = 0, deadline = zclock_mono() + 5000;
+    while (next < 20 && zclock_mono() < deadline) {
+        zsock_events(router);  // lets the router see what the dealer read
+        broker_client_flush(client, 0);
+        int64_t seq = s_test_response(dealer, 10);
+        if (seq >= 0)
+            S_CHECK(seq == next++);
+    }
+    S_CHECK(next == 20 && s_test_response(dealer, 50) == -1);
+    S_CHECK(!client->blocked && s_backlog_size(client) == 0 && broker_client_credit(client) == 10);
+    // A client that never reads is dropped once its backlog is full.
+    int refused = 0;
+    for (uint64_t seq = 0; seq < CLIENT_BACKLOG_MAX + 10 && !refused; seq++)
+        refused = broker_client_send_response(client, seq, "OK", 0) != 0;
+    S_CHECK(refused && client->gone && stats.dropped == 1);
+    rc = 0;
+done:
+    broker_client_destroy(&client);
+    zsock_destroy(&dealer);
+    zsock_destroy(&router);
+    return rc;
 }

@@ -118,4 +118,7 @@ int broker_client_send_heartbeat(broker_client_t *self, int64_t now);
 // client was blocked and no longer is (its channel may dispatch again).
 bool broker_client_flush(broker_client_t *self, int64_t now);
 
+// Self-test; returns 0 on success.
+int broker_client_test(void);
+
 #endif

@@ -10,6 +10,7 @@
 
 #include "broker.h"
 #include "broker_channel.h"
+#include "broker_client.h"
 #include "broker_disk.h"
 #include "broker_http.h"
 #include "broker_inflight.h"
@@ -42,6 +43,7 @@ typedef struct {
 static const selftest_t s_tests[] = {
     {"broker", broker_test},
     {"broker_channel", broker_channel_test},
+    {"broker_client", broker_client_test},
     {"broker_disk", broker_disk_test},
     {"broker_http", broker_http_test},
     {"broker_inflight", broker_inflight_test},
