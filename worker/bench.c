@@ -59,9 +59,9 @@ static const nsq_option_spec_t s_specs[] = {
     {"http-address", NSQ_OPTION_STRING, "127.0.0.1:4151", 0, 0, false, "broker HTTP address"},
     {"zmq-address", NSQ_OPTION_STRING, "127.0.0.1:4152", 0, 0, false, "broker ZeroMQ address"},
     {"topic", NSQ_OPTION_STRING, "", 0, 0, false,
-     "topic to publish to and consume (default: bench-RUNID, new for each run)"},
+     "topic to publish to and consume; empty: bench-RUNID, new for each run"},
     {"channel", NSQ_OPTION_STRING, "", 0, 0, false,
-     "channel to consume (default: bench-RUNID, new for each run)"},
+     "channel to consume; empty: bench-RUNID, new for each run"},
     {"log-level", NSQ_OPTION_STRING, "warn", 0, 0, false, "debug, info, warn or error"},
 };
 
