@@ -103,10 +103,12 @@ static int s_try(broker_client_t *self, zmq_msg_t *packed, int64_t now)
         self->last_sent = now;
         return 0;
     }
-    if (errno == EHOSTUNREACH)
+    int saved = errno;
+    if (saved == EHOSTUNREACH)
         self->gone = true;
-    else if (errno == EAGAIN)
+    else if (saved == EAGAIN)
         s_held_back(self, 1, now);
+    errno = saved;  // the warning may have changed it
     return -1;
 }
 
@@ -190,40 +192,53 @@ bool broker_client_flush(broker_client_t *self, int64_t now)
     return true;
 }
 
-size_t broker_client_send_messages(broker_client_t *self, broker_inflight_entry_t **entries,
-                                   size_t count, int64_t now)
+// How many entries from the front go into one frame: at most
+// CLIENT_BATCH_MAX, and CLIENT_BATCH_BYTES of bodies beyond the first.
+static size_t s_batch_size(broker_inflight_entry_t **entries, size_t count)
+{
+    size_t batch = 1, bytes = entries[0]->message->size;
+    while (batch < count && batch < CLIENT_BATCH_MAX
+           && bytes + entries[batch]->message->size <= CLIENT_BATCH_BYTES)
+        bytes += entries[batch++]->message->size;
+    return batch;
+}
+
+// Packs count (at most CLIENT_BATCH_MAX) entries as one Messages frame.
+static int s_pack_messages(broker_inflight_entry_t **entries, size_t count, zmq_msg_t *packed)
 {
     Nsq__Message messages[CLIENT_BATCH_MAX];
     Nsq__Message *pointers[CLIENT_BATCH_MAX];
+    for (size_t i = 0; i < count; i++) {
+        nsq_message_t *message = entries[i]->message;
+        nsq__message__init(&messages[i]);
+        messages[i].id = message->id;
+        messages[i].timestamp = message->timestamp;
+        messages[i].attempts = entries[i]->attempts;
+        messages[i].body.data = message->body;
+        messages[i].body.len = message->size;
+        pointers[i] = &messages[i];
+    }
+    Nsq__Messages list = NSQ__MESSAGES__INIT;
+    list.n_messages = count;
+    list.messages = pointers;
+    Nsq__Frame frame = NSQ__FRAME__INIT;
+    frame.frame_case = NSQ__FRAME__FRAME_MESSAGES;
+    frame.messages = &list;
+    return nsq_wire_pack_frame(&frame, packed);
+}
+
+size_t broker_client_send_messages(broker_client_t *self, broker_inflight_entry_t **entries,
+                                   size_t count, int64_t now)
+{
     size_t sent = 0;
     while (sent < count && !self->gone) {
         if (s_backlog_size(self) > 0) {  // messages would overtake what waits
             s_held_back(self, 1, now);
             break;
         }
-        size_t batch = 0, bytes = 0;
-        while (
-            batch < CLIENT_BATCH_MAX && sent + batch < count
-            && (batch == 0 || bytes + entries[sent + batch]->message->size <= CLIENT_BATCH_BYTES))
-            bytes += entries[sent + batch++]->message->size;
-        for (size_t i = 0; i < batch; i++) {
-            nsq_message_t *message = entries[sent + i]->message;
-            nsq__message__init(&messages[i]);
-            messages[i].id = message->id;
-            messages[i].timestamp = message->timestamp;
-            messages[i].attempts = entries[sent + i]->attempts;
-            messages[i].body.data = message->body;
-            messages[i].body.len = message->size;
-            pointers[i] = &messages[i];
-        }
-        Nsq__Messages list = NSQ__MESSAGES__INIT;
-        list.n_messages = batch;
-        list.messages = pointers;
-        Nsq__Frame frame = NSQ__FRAME__INIT;
-        frame.frame_case = NSQ__FRAME__FRAME_MESSAGES;
-        frame.messages = &list;
+        size_t batch = s_batch_size(entries + sent, count - sent);
         zmq_msg_t packed;
-        if (nsq_wire_pack_frame(&frame, &packed)) {
+        if (s_pack_messages(entries + sent, batch, &packed)) {
             nsq_error("client %s: cannot pack %zu messages: %s", self->key, batch, strerror(errno));
             self->blocked = true;  // retried after the next flush, not in a loop
             break;
