@@ -154,7 +154,7 @@ static broker_client_t *s_client_for(broker_core_t *self, zmq_msg_t *identity, z
         if (client) {
             client->heartbeat_interval_ms = self->config.heartbeat_interval_ms;
             client->msg_timeout_ms = self->config.msg_timeout_ms;
-            client->blocked_stats = &self->blocked;
+            client->counters = &self->blocked;
             nsq_peer_address(body, client->remote_address, sizeof client->remote_address);
             zhashx_insert(self->clients, key, client);
         }

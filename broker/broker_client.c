@@ -79,7 +79,7 @@ static size_t s_backlog_size(const broker_client_t *self)
 static void s_held_back(broker_client_t *self, size_t frames, int64_t now)
 {
     self->blocked = true;
-    broker_client_blocked_t *stats = self->blocked_stats;
+    broker_client_blocked_t *stats = self->counters;
     if (!stats)
         return;
     stats->count += frames;
@@ -127,8 +127,8 @@ static int s_backlog_push(broker_client_t *self, zmq_msg_t *packed)
     if (s_backlog_size(self) >= CLIENT_BACKLOG_MAX) {
         nsq_warn("client %s (%s): %d frames wait for a client that does not read; dropping it",
                  self->key, self->client_id, CLIENT_BACKLOG_MAX);
-        if (self->blocked_stats)
-            self->blocked_stats->dropped++;
+        if (self->counters)
+            self->counters->dropped++;
         self->gone = true;
         return -1;
     }
@@ -338,7 +338,7 @@ int broker_client_test(void)
     broker_client_t *client = broker_client_new(zsock_resolve(router), "C", 1, 0);
     int rc = -1;
     S_CHECK(client);
-    client->blocked_stats = &stats;
+    client->counters = &stats;
     client->state = BROKER_CLIENT_SUBSCRIBED;
     client->rdy = 10;
     // The client does not read: every answer is still accepted, in order.

@@ -53,31 +53,31 @@ typedef struct {
 } broker_client_blocked_t;
 
 typedef struct {
-    uint8_t identity[BROKER_IDENTITY_MAX];   // ZeroMQ routing id
-    size_t identity_size;                    // its length
-    char key[2 * BROKER_IDENTITY_MAX + 1];   // identity in hex, the clients-table key
-    void *router;                            // the broker's ROUTER socket (borrowed)
-    broker_client_state_t state;             // protocol state
-    struct _broker_channel_t *channel;       // subscribed channel, or NULL
-    uint32_t rdy;                            // credit: max messages in flight
-    uint32_t in_flight;                      // messages it holds now
-    int64_t msg_timeout_ms;                  // in-flight timeout for its messages
-    int64_t heartbeat_interval_ms;           // how often we expect to hear from it
-    int64_t last_received;                   // monotonic ms of its last frame
-    int64_t last_sent;                       // monotonic ms of our last frame to it
-    int64_t connect_ts;                      // unix seconds of its first frame
-    uint64_t message_count;                  // messages delivered to it
-    uint64_t finish_count;                   // FINs it sent that matched
-    uint64_t requeue_count;                  // REQs it sent that matched
-    uint64_t publish_count;                  // messages it published
-    bool gone;                               // unreachable: reaped by the broker soon
-    bool blocked;                            // its queue was full: no credit until flushed
-    zlistx_t *backlog;                       // packed frames (zmq_msg_t) waiting, or NULL
-    broker_client_blocked_t *blocked_stats;  // the broker's counters (borrowed), or NULL
-    char remote_address[64];                 // "IP:port" of its connection, "" if unknown
-    char client_id[65];                      // from IDENTIFY
-    char hostname[256];                      // from IDENTIFY
-    char user_agent[128];                    // from IDENTIFY
+    uint8_t identity[BROKER_IDENTITY_MAX];  // ZeroMQ routing id
+    size_t identity_size;                   // its length
+    char key[2 * BROKER_IDENTITY_MAX + 1];  // identity in hex, the clients-table key
+    void *router;                           // the broker's ROUTER socket (borrowed)
+    broker_client_state_t state;            // protocol state
+    struct _broker_channel_t *channel;      // subscribed channel, or NULL
+    uint32_t rdy;                           // credit: max messages in flight
+    uint32_t in_flight;                     // messages it holds now
+    int64_t msg_timeout_ms;                 // in-flight timeout for its messages
+    int64_t heartbeat_interval_ms;          // how often we expect to hear from it
+    int64_t last_received;                  // monotonic ms of its last frame
+    int64_t last_sent;                      // monotonic ms of our last frame to it
+    int64_t connect_ts;                     // unix seconds of its first frame
+    uint64_t message_count;                 // messages delivered to it
+    uint64_t finish_count;                  // FINs it sent that matched
+    uint64_t requeue_count;                 // REQs it sent that matched
+    uint64_t publish_count;                 // messages it published
+    bool gone;                              // unreachable: reaped by the broker soon
+    bool blocked;                           // its queue was full: no credit until flushed
+    zlistx_t *backlog;                      // packed frames (zmq_msg_t) waiting, or NULL
+    broker_client_blocked_t *counters;      // the broker's full-queue counters, or NULL
+    char remote_address[64];                // "IP:port" of its connection, "" if unknown
+    char client_id[65];                     // from IDENTIFY
+    char hostname[256];                     // from IDENTIFY
+    char user_agent[128];                   // from IDENTIFY
 } broker_client_t;
 
 // Returns a client in state NEW for the given routing identity.

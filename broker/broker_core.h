@@ -19,29 +19,30 @@
 typedef struct _broker_lookup_t broker_lookup_t;
 
 typedef struct {
-    broker_config_t config;           // settings, read-only after start
-    zsock_t *pipe;                    // the actor pipe
-    zsock_t *router;                  // consumers and producers
-    zsock_t *requests;                // inproc ROUTER the HTTP threads call
-    zloop_t *loop;                    // the one reactor
-    broker_http_t *http;              // HTTP server (its own threads)
-    zhashx_t *topics;                 // name -> broker_topic_t, owned
-    zhashx_t *clients;                // identity hex -> broker_client_t, owned
-    uint64_t last_id;                 // last message id handed out
-    int64_t start_time;               // unix seconds
-    char requests_endpoint[64];       // inproc endpoint of requests
-    uint16_t http_port;               // bound HTTP port
-    uint16_t zmq_port;                // bound ZeroMQ port
-    uint64_t bad_commands;            // frames that were not valid commands
+    broker_config_t config;      // settings, read-only after start
+    zsock_t *pipe;               // the actor pipe
+    zsock_t *router;             // consumers and producers
+    zsock_t *requests;           // inproc ROUTER the HTTP threads call
+    zloop_t *loop;               // the one reactor
+    broker_http_t *http;         // HTTP server (its own threads)
+    zhashx_t *topics;            // name -> broker_topic_t, owned
+    zhashx_t *clients;           // identity hex -> broker_client_t, owned
+    uint64_t last_id;            // last message id handed out
+    int64_t start_time;          // unix seconds
+    char requests_endpoint[64];  // inproc endpoint of requests
+    uint16_t http_port;          // bound HTTP port
+    uint16_t zmq_port;           // bound ZeroMQ port
+    uint64_t bad_commands;       // frames that were not valid commands
+    broker_lookup_t *lookup;     // links to lookupds, NULL if none configured
+    int lock_fd;                 // flock'd data path lock, -1 if none
+    uint64_t state_fingerprint;  // of the topic/channel list last saved
+    bool state_changed;          // a topic/channel was created, deleted or (un)paused
+    zactor_t *syncer;            // fdatasyncs batches off this thread
+    zlistx_t *ack_waiting;       // durable: publishes waiting for the next sync
+    zlistx_t *ack_syncing;       // durable: publishes the running sync covers
+    bool sync_running;           // the syncer is busy
+
     broker_client_blocked_t blocked;  // frames that met a full client queue
-    broker_lookup_t *lookup;          // links to lookupds, NULL if none configured
-    int lock_fd;                      // flock'd data path lock, -1 if none
-    uint64_t state_fingerprint;       // of the topic/channel list last saved
-    bool state_changed;               // a topic/channel was created, deleted or (un)paused
-    zactor_t *syncer;                 // fdatasyncs batches off this thread
-    zlistx_t *ack_waiting;            // durable: publishes waiting for the next sync
-    zlistx_t *ack_syncing;            // durable: publishes the running sync covers
-    bool sync_running;                // the syncer is busy
 } broker_core_t;
 
 // Returns the topic called name; creates it when create is true. Borrowed;
