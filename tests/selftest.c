@@ -29,6 +29,7 @@
 #include "nsq_names.h"
 #include "nsq_options.h"
 #include "nsq_wire.h"
+#include "worker.h"
 #include "worker_backoff.h"
 #include "worker_handler.h"
 #include "worker_http.h"
@@ -62,6 +63,7 @@ static const selftest_t s_tests[] = {
     {"nsq_options", nsq_options_test},
     {"nsq_producer", nsq_producer_test},
     {"nsq_wire", nsq_wire_test},
+    {"worker", worker_test},
     {"worker_backoff", worker_backoff_test},
     {"worker_handler_file", worker_handler_file_test},
     {"worker_http", worker_http_test},

@@ -387,8 +387,8 @@ static int s_http_start(worker_t *self)
         nsq_error("%s", error);
         return -1;
     }
-    nsq_warn("%s (the default): running without /healthz, /readyz and /metrics; set "
-             "--http-address to require them, or to \"\" for none",
+    nsq_warn("%s; as that is the default, running without /healthz, /readyz and /metrics "
+             "(set --http-address to require them, or to \"\" for none)",
              error);
     return 0;
 }
@@ -500,4 +500,43 @@ int worker_run(worker_t *self)
              (unsigned long long) worker_metrics_get(self->metrics, WORKER_METRIC_REQUEUED),
              (unsigned long long) worker_metrics_get(self->metrics, WORKER_METRIC_DEAD_LETTERED));
     return self->broken ? 1 : 0;
+}
+
+// ---- self-test ------------------------------------------------------------------
+
+// The default --http-address may be taken (the worker runs without probes);
+// an address asked for must be free.
+int worker_test(void)
+{
+    worker_metrics_t *metrics = worker_metrics_new();
+    char error[320], taken[64];
+    worker_http_t *holder =
+        metrics ? worker_http_new("127.0.0.1:0", metrics, error, sizeof error) : NULL;
+    if (!holder) {
+        worker_metrics_destroy(&metrics);
+        return -1;
+    }
+    snprintf(taken, sizeof taken, "127.0.0.1:%u", worker_http_port(holder));
+    worker_config_t config = {
+        .topic = "t",
+        .channel = "c",
+        .max_in_flight = 1,
+        .to_stdout = true,
+        .http_address = taken,
+        .http_address_optional = true,
+    };
+    worker_t *worker = worker_new(&config);
+    int failed = !worker || worker_http_port_bound(worker) != 0;
+    worker_destroy(&worker);
+    config.http_address_optional = false;
+    worker = worker_new(&config);
+    failed |= worker != NULL;
+    worker_destroy(&worker);
+    config.http_address = "127.0.0.1:0";
+    worker = worker_new(&config);
+    failed |= !worker || worker_http_port_bound(worker) == 0;
+    worker_destroy(&worker);
+    worker_http_destroy(&holder);
+    worker_metrics_destroy(&metrics);
+    return failed ? -1 : 0;
 }

@@ -70,4 +70,7 @@ uint16_t worker_http_port_bound(worker_t *self);
 // Returns the exit code: 0, or 1 if the handler broke.
 int worker_run(worker_t *self);
 
+// Self-test; returns 0 on success.
+int worker_test(void);
+
 #endif

@@ -458,6 +458,11 @@ it_child_t *it_worker_start(it_broker_t *broker, const char *topic, const char *
     return it_child_start("worker", argv);
 }
 
+const char *it_child_log_path(it_child_t *self)
+{
+    return s_logs[self->log_index].path;
+}
+
 int it_child_wait_log(it_child_t *self, const char *prefix, char *line, size_t size, int timeout_ms)
 {
     int64_t deadline = it_now_ms() + timeout_ms;

@@ -129,6 +129,10 @@ int it_child_read_line(it_child_t *self, char *line, size_t size, int timeout_ms
 
 pid_t it_child_pid(it_child_t *self);
 
+// The file the child's stderr goes to. Borrowed; stays valid (and the file
+// stays) after it_child_stop, until the case ends.
+const char *it_child_log_path(it_child_t *self);
+
 // Sends signal (0 = none) to the child by its PID and waits up to
 // timeout_ms for it to exit, then SIGKILLs it. Returns the exit code, 128 +
 // the signal number if a signal ended it, or -1 if it had to be killed.
