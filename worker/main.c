@@ -55,9 +55,10 @@ static const nsq_option_spec_t s_specs[] = {
     {"http", NSQ_OPTION_STRING, NULL, 0, 0, false,
      "handler: POST each body to this URL; 2xx = FIN, 4xx = FIN and log, else REQ"},
     {"file", NSQ_OPTION_STRING, NULL, 0, 0, false,
-     "handler: append each body and a newline to this file, fsync before FIN"},
+     "handler: append each body and a newline to this file (its directory is created), fsync "
+     "before FIN"},
     {"file-max-bytes", NSQ_OPTION_SIZE, "0", 0, 0, false,
-     "rotate --file when it would grow beyond this (0 = never)"},
+     "rotate --file before a message that would take it beyond this (0 = never)"},
     {"file-rotate-interval", NSQ_OPTION_DURATION, "0", 0, 86400000, false,
      "rotate --file this often (0 = never)"},
     {"http-timeout", NSQ_OPTION_DURATION, "20s", 1, 3600000, false,
@@ -70,7 +71,8 @@ static const nsq_option_spec_t s_specs[] = {
     {"max-attempts", NSQ_OPTION_INT, "5", 0, 65535, false,
      "after this many failed attempts, publish to the dead-letter topic and FIN (0 = never)"},
     {"dead-letter-topic", NSQ_OPTION_STRING, NULL, 0, 0, false,
-     "where failed messages go, on the broker they came from (default <topic>.dead)"},
+     "where failed messages go as dead letters (a JSON header line, then the body), on the "
+     "broker they came from (default <topic>.dead)"},
     {"backoff", NSQ_OPTION_DURATION, "1s", 0, 3600000, false,
      "after a failure pause delivery this long, doubling per failure (0 = no backoff)"},
     {"max-backoff", NSQ_OPTION_DURATION, "2m", 0, 3600000, false, "longest backoff pause"},
