@@ -236,8 +236,8 @@ static nsq_msg_t *s_msg_new(s_connection_t *conn, const Nsq__Message *wire)
 
 nsq_msg_t *nsq_client_test_msg_new(const void *body, size_t size)
 {
-    static s_connection_t test_connection = {.address = "tcp://127.0.0.1:1",
-                                             .msg_timeout_ms = S_MSG_TIMEOUT_DEFAULT};
+    s_connection_t test_connection = {.address = "tcp://127.0.0.1:1",  // a static string
+                                      .msg_timeout_ms = S_MSG_TIMEOUT_DEFAULT};
     Nsq__Message wire = NSQ__MESSAGE__INIT;
     wire.id = 1;
     wire.attempts = 1;
