@@ -8,6 +8,7 @@
 */
 #include "harness.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -1243,6 +1244,18 @@ Nsq__Frame *it_raw_expect(it_raw_t *self, Nsq__Frame__FrameCase kind, int timeou
 }
 
 // ---- misc -------------------------------------------------------------
+
+int it_port_hold(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in address = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t length = sizeof address;
+    IT_ASSERT(fd >= 0 && bind(fd, (struct sockaddr *) &address, sizeof address) == 0
+                  && getsockname(fd, (struct sockaddr *) &address, &length) == 0,
+              "cannot hold a loopback port: %s", strerror(errno));
+    *port = ntohs(address.sin_port);
+    return fd;
+}
 
 int it_tcp_connect(const char *address)
 {

@@ -309,6 +309,13 @@ Nsq__Frame *it_raw_expect(it_raw_t *self, Nsq__Frame__FrameCase kind, int timeou
 // Connects a TCP socket to "host:port"; -1 on failure.
 int it_tcp_connect(const char *address);
 
+// A loopback port that nothing listens on, held: a socket bound to
+// 127.0.0.1:0 that never listens, so connections to it are refused and no
+// other process (nor ZeroMQ's own port search) can take it meanwhile.
+// Returns the socket (close it to free the port); *port gets the port.
+// Fails the case if it cannot.
+int it_port_hold(int *port);
+
 // This case's temporary directory (created on first use, removed when the
 // case passes). Borrowed.
 const char *it_tmp_dir(void);

@@ -17,7 +17,6 @@
 #include "harness.h"
 #include "nsq_deadletter.h"
 
-#include <arpa/inet.h>
 #include <dirent.h>
 #include <microhttpd.h>
 #include <pthread.h>
@@ -25,7 +24,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -99,19 +97,6 @@ static int64_t s_wall_clock_ns(void)
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     return (int64_t) now.tv_sec * 1000000000 + now.tv_nsec;
-}
-
-// A loopback port nothing listens on (bound then released).
-static int s_unused_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in address = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t length = sizeof address;
-    IT_ASSERT(fd >= 0 && bind(fd, (struct sockaddr *) &address, sizeof address) == 0
-                  && getsockname(fd, (struct sockaddr *) &address, &length) == 0,
-              "cannot find a free port");
-    close(fd);
-    return ntohs(address.sin_port);
 }
 
 // Reads the dead letter of the sink's delivery index into header and
@@ -818,7 +803,7 @@ static void s_probes_without_broker(void)
 // when one does.
 static void s_no_broker_warning(void)
 {
-    int port = s_unused_port();
+    int port = 0, held = it_port_hold(&port);
     char address[64], zmq_flag[96];
     snprintf(address, sizeof address, "--broker-address=127.0.0.1:%d", port);
     const char *argv[] = {getenv("NSQ_WORKER"),         address,    "--topic=t", "--channel=c",
@@ -830,6 +815,7 @@ static void s_no_broker_warning(void)
     IT_ASSERT_EVENTUALLY(s_count_lines(log, "no broker reachable for") == 2, 8000,
                          "the warning is not repeated");
     IT_ASSERT_INT(s_count_lines(log, "connected to"), ==, 0);
+    close(held);  // the broker takes the port
     snprintf(zmq_flag, sizeof zmq_flag, "--zmq-address=127.0.0.1:%d", port);
     const char *broker_flags[] = {zmq_flag, NULL};
     it_broker_t *broker = it_broker_start(broker_flags);
