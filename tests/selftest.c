@@ -27,6 +27,7 @@
 #include "lookupd_registry.h"
 #include "nsq_client_test.h"
 #include "nsq_daemon.h"
+#include "nsq_deadletter.h"
 #include "nsq_discovery.h"
 #include "nsq_diskqueue.h"
 #include "nsq_address.h"
@@ -40,7 +41,9 @@
 #include "nsq_peer.h"
 #include "nsq_utf8.h"
 #include "nsq_wire.h"
+#include "worker.h"
 #include "worker_backoff.h"
+#include "worker_handler.h"
 #include "worker_http.h"
 #include "worker_metrics.h"
 
@@ -99,6 +102,7 @@ static const selftest_t s_tests[] = {
     {"lookupd_registry", lookupd_registry_test},
     {"nsq_consumer", nsq_consumer_test},
     {"nsq_daemon", nsq_daemon_test},
+    {"nsq_deadletter", nsq_deadletter_test},
     {"nsq_discovery", nsq_discovery_test},
     {"nsq_diskqueue", nsq_diskqueue_test},
     {"nsq_address", nsq_address_test},
@@ -113,7 +117,9 @@ static const selftest_t s_tests[] = {
     {"nsq_producer", nsq_producer_test},
     {"nsq_utf8", nsq_utf8_test},
     {"nsq_wire", nsq_wire_test},
+    {"worker", worker_test},
     {"worker_backoff", worker_backoff_test},
+    {"worker_handler_file", worker_handler_file_test},
     {"worker_http", worker_http_test},
     {"worker_metrics", worker_metrics_test},
 };

@@ -9,6 +9,7 @@
 #include "harness.h"
 #include "nsq_utf8.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -464,6 +465,11 @@ it_child_t *it_worker_start(it_broker_t *broker, const char *topic, const char *
         argv[count++] = "--http-address=127.0.0.1:0";
     s_append_args(argv, count, extra_flags);
     return it_child_start("worker", argv);
+}
+
+const char *it_child_log_path(it_child_t *self)
+{
+    return s_logs[self->log_index].path;
 }
 
 int it_child_wait_log(it_child_t *self, const char *prefix, char *line, size_t size, int timeout_ms)
@@ -1249,6 +1255,18 @@ Nsq__Frame *it_raw_expect(it_raw_t *self, Nsq__Frame__FrameCase kind, int timeou
 }
 
 // ---- misc -------------------------------------------------------------
+
+int it_port_hold(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in address = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t length = sizeof address;
+    IT_ASSERT(fd >= 0 && bind(fd, (struct sockaddr *) &address, sizeof address) == 0
+                  && getsockname(fd, (struct sockaddr *) &address, &length) == 0,
+              "cannot hold a loopback port: %s", strerror(errno));
+    *port = ntohs(address.sin_port);
+    return fd;
+}
 
 int it_tcp_connect(const char *address)
 {
