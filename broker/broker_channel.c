@@ -194,7 +194,8 @@ static void s_refill(broker_channel_t *self, size_t want, int64_t now)
         nsq_message_t *message;
         uint32_t attempts;
         int64_t ready_at;
-        int rc = broker_disk_get(self->disk, &message, &attempts, &ready_at, now);
+        int rc = broker_disk_get(self->disk, &message, &attempts, &ready_at, now,
+                                 self->config->max_req_timeout_ms);
         if (rc < 0 && !self->disk_failing)
             nsq_error("channel %s: cannot read its disk queue: %s", self->name, strerror(errno));
         self->disk_failing = rc < 0;

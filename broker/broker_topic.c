@@ -151,7 +151,9 @@ bool broker_topic_pump(broker_topic_t *self, int64_t now)
     while (s_delivers_to_channels(self) && moved < TOPIC_PUMP_MAX) {
         broker_queue_item_t item = {NULL, 0, 0};
         if (broker_queue_pop(self->held, &item) != 0 && self->disk
-            && broker_disk_get(self->disk, &item.message, &item.attempts, &item.ready_at, now) != 1)
+            && broker_disk_get(self->disk, &item.message, &item.attempts, &item.ready_at, now,
+                               self->config->max_req_timeout_ms)
+                   != 1)
             break;
         if (!item.message)
             break;
