@@ -63,9 +63,15 @@ void broker_core_stamp(broker_core_t *self, nsq_message_t **messages, size_t cou
 {
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
-    int64_t ns = (int64_t) now.tv_sec * 1000000000LL + now.tv_nsec;
+    int64_t ns = (int64_t) now.tv_sec * 1000000000LL + now.tv_nsec
+                 + self->config.test_clock_offset_ms * 1000000LL;
     uint64_t base = ((uint64_t) (ns / 1000000 - BROKER_ID_EPOCH_MS) << 22)
                     | ((uint64_t) self->config.node_id << 12);
+    // Ids never go below what an earlier run may have handed out, whatever
+    // the clock says: reserve the batch's ids in the state file first.
+    uint64_t highest = (base > self->last_id ? base - 1 : self->last_id) + count;
+    if (highest >= self->ids_reserved)
+        broker_state_reserve_ids(self, highest);
     for (size_t i = 0; i < count; i++) {
         self->last_id = base > self->last_id ? base : self->last_id + 1;
         messages[i]->id = self->last_id;

@@ -36,6 +36,7 @@ typedef struct {
     char lookupd_addresses[BROKER_LOOKUPD_MAX][BROKER_ADDRESS_MAX];  // lookupd ZeroMQ host:port
     int lookupd_count;                                               // entries used
     int64_t lookupd_heartbeat_ms;                                    // heartbeat to each lookupd
+    int64_t test_clock_offset_ms;  // tests only: added to the wall clock message ids come from
 } broker_config_t;
 
 // Fills self with the documented defaults (NSQ's where NSQ has one).

@@ -28,6 +28,7 @@ typedef struct {
     zhashx_t *topics;            // name -> broker_topic_t, owned
     zhashx_t *clients;           // identity hex -> broker_client_t, owned
     uint64_t last_id;            // last message id handed out
+    uint64_t ids_reserved;       // ids below this may be in use (saved in the state file)
     int64_t start_time;          // unix seconds
     char requests_endpoint[64];  // inproc endpoint of requests
     uint16_t http_port;          // bound HTTP port
@@ -36,6 +37,9 @@ typedef struct {
     broker_lookup_t *lookup;     // links to lookupds, NULL if none configured
     int lock_fd;                 // flock'd data path lock, -1 if none
     uint64_t state_fingerprint;  // of the topic/channel list last saved
+    bool state_unsaved;          // the last save of the state file failed: the tick retries
+    uint64_t state_failures;     // saves failed since the last success
+    int64_t state_logged_ms;     // monotonic ms of the last line about a failed save
     bool state_changed;          // a topic/channel was created, deleted or (un)paused
     zactor_t *syncer;            // fdatasyncs batches off this thread
     zlistx_t *ack_waiting;       // durable: publishes waiting for the next sync
@@ -52,7 +56,8 @@ broker_topic_t *broker_core_topic(broker_core_t *self, const char *name, bool cr
 broker_channel_t *broker_core_channel(broker_core_t *self, broker_topic_t *topic, const char *name,
                                       int64_t now);
 
-// Gives each message an id and the current timestamp.
+// Gives each message an id and the current timestamp. Ids grow, also
+// across restarts and when the clock steps back (broker_state_reserve_ids).
 void broker_core_stamp(broker_core_t *self, nsq_message_t **messages, size_t count);
 
 // Unsubscribes client (its in-flight messages are requeued), deletes an
@@ -97,6 +102,10 @@ void broker_state_tick(broker_core_t *self, int64_t now);
 void broker_state_pump(broker_core_t *self, int64_t now);
 void broker_state_check(broker_core_t *self);
 int broker_state_save(broker_core_t *self);
+// Reserves message ids up to at least highest (and a block beyond, so that
+// the state file is written about once a minute of ids, not per publish)
+// and saves the state file, whose "ids" line a restart continues above.
+void broker_state_reserve_ids(broker_core_t *self, uint64_t highest);
 void broker_state_persist(broker_core_t *self);
 void broker_state_unlock(broker_core_t *self);
 

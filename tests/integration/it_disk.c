@@ -586,6 +586,92 @@ static void s_sync_before_ack(void)
     IT_ASSERT(violations > 0, "the check found nothing to object to in the default mode");
 }
 
+// How many lines of the brokers' logs (in this case's directory) contain text.
+static int s_log_lines(const char *text)
+{
+    DIR *dir = opendir(it_tmp_dir());
+    IT_ASSERT(dir, "cannot list %s", it_tmp_dir());
+    int count = 0;
+    struct dirent *entry;
+    while ((entry = readdir(dir))) {
+        if (strncmp(entry->d_name, "broker-", 7) != 0)
+            continue;
+        char path[1200], line[2048];
+        snprintf(path, sizeof path, "%s/%s", it_tmp_dir(), entry->d_name);
+        FILE *log = fopen(path, "r");
+        while (log && fgets(line, sizeof line, log))
+            count += strstr(line, text) != NULL;
+        if (log)
+            fclose(log);
+    }
+    closedir(dir);
+    return count;
+}
+
+// True if the file named by arg[0] has a line containing arg[1] (arg: const char *[2]).
+static bool s_file_has(void *arg)
+{
+    const char *const *pair = arg;
+    FILE *file = fopen(pair[0], "r");
+    char line[512];
+    bool found = false;
+    while (file && !found && fgets(line, sizeof line, file))
+        found = strstr(line, pair[1]) != NULL;
+    if (file)
+        fclose(file);
+    return found;
+}
+
+// A state file save that fails (its temporary file cannot be created) is
+// retried on the next ticks: once the obstacle is gone, the state file
+// lists the new topic without anything else happening, and a restart
+// restores it.
+static void s_state_retry(void)
+{
+    char dir[1024], blocker[1200], state[1200];
+    s_data_dir(dir, sizeof dir, "data");
+    snprintf(blocker, sizeof blocker, "%s/nsq-broker.dat.tmp", dir);
+    snprintf(state, sizeof state, "%s/nsq-broker.dat", dir);
+    it_broker_t *broker = s_start(dir, NULL, NULL);
+    IT_ASSERT(mkdir(blocker, 0755) == 0, "mkdir %s: %s", blocker, strerror(errno));
+    it_post_ok(broker, "/topic/create?topic=later");
+    const char *pair[] = {state, "topic later "};
+    IT_ASSERT_EVENTUALLY(s_log_lines("cannot write") >= 1, 5000, "the failed save was not logged");
+    IT_ASSERT(!s_file_has(pair), "the state file was written despite the obstacle");
+    IT_ASSERT(rmdir(blocker) == 0, "rmdir %s: %s", blocker, strerror(errno));
+    IT_ASSERT(it_wait_until(s_file_has, pair, 5000), "the save was never retried");
+    IT_ASSERT_INT(s_log_lines("saved after"), ==, 1);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+    broker = s_start(dir, NULL, NULL);
+    IT_ASSERT_INT(it_topic_stat(broker, "later", "depth"), ==, 0);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+}
+
+// A --data-path that does not exist is created with its parents, mode
+// 0700; a path that cannot be a directory is refused with a clear line.
+static void s_data_path_created(void)
+{
+    char dir[1024], data_flag[1100], line[512];
+    snprintf(dir, sizeof dir, "%s/new/data/path", it_tmp_dir());
+    it_broker_t *broker = s_start(dir, NULL, NULL);
+    struct stat status;
+    IT_ASSERT(stat(dir, &status) == 0 && S_ISDIR(status.st_mode), "%s was not created", dir);
+    IT_ASSERT_INT(status.st_mode & 0777, ==, 0700);
+    it_pub(broker, "kept", "one");
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+    broker = s_start(dir, NULL, NULL);
+    IT_ASSERT_INT(it_topic_stat(broker, "kept", "depth"), ==, 1);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+    snprintf(dir, sizeof dir, "%s/a-file", it_tmp_dir());
+    FILE *file = fopen(dir, "w");
+    IT_ASSERT(file, "cannot create %s", dir);
+    fclose(file);
+    snprintf(data_flag, sizeof data_flag, "--data-path=%s", dir);
+    const char *flags[] = {data_flag, NULL};
+    IT_ASSERT_INT(it_broker_refuses(flags, line, sizeof line), ==, 1);
+    IT_ASSERT(strstr(line, "not a writable directory"), "last line: %s", line);
+}
+
 int main(int argc, char **argv)
 {
     const it_case_t cases[] = {
@@ -599,6 +685,8 @@ int main(int argc, char **argv)
         {"sync_before_ack", s_sync_before_ack},
         {"inflight_kill9", s_inflight_kill9},
         {"durable_zmq", s_durable_zmq},
+        {"state_retry", s_state_retry},
+        {"data_path_created", s_data_path_created},
     };
     return it_run(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }
