@@ -13,6 +13,13 @@
 #define BROKER_ADDRESS_MAX 256
 #define BROKER_LOOKUPD_MAX 16  // --lookupd-address values
 
+// Failures the tests inject into the sync thread (test_sync_fault).
+typedef enum {
+    BROKER_SYNC_FAULT_NONE,       // the real thing
+    BROKER_SYNC_FAULT_HANDOFF,    // handing a sync to the syncer thread fails
+    BROKER_SYNC_FAULT_FDATASYNC,  // every fdatasync of the syncer fails (EIO), after 100 ms
+} broker_sync_fault_t;
+
 typedef struct {
     char http_address[BROKER_ADDRESS_MAX];       // host:port for HTTP; port 0 = any free port
     char zmq_address[BROKER_ADDRESS_MAX];        // host:port for the ROUTER; port 0 = any
@@ -37,6 +44,7 @@ typedef struct {
     int lookupd_count;                                               // entries used
     int64_t lookupd_heartbeat_ms;                                    // heartbeat to each lookupd
     int64_t test_clock_offset_ms;  // tests only: added to the wall clock message ids come from
+    broker_sync_fault_t test_sync_fault;  // tests only: a failure to inject into durable syncs
 } broker_config_t;
 
 // Fills self with the documented defaults (NSQ's where NSQ has one).

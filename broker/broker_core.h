@@ -122,5 +122,7 @@ void broker_sync_wait_client(broker_core_t *self, broker_client_t *client, uint6
 void broker_sync_kick(broker_core_t *self);
 int broker_sync_on_synced(zloop_t *loop, zsock_t *reader, void *arg);
 void broker_sync_stop(broker_core_t *self);
+// Self-test of broker_sync's failure paths (run by broker_test).
+int broker_sync_test(void);
 
 #endif
