@@ -90,7 +90,8 @@ static void s_syncer(zsock_t *pipe, void *args)
     }
 }
 
-static void s_ack(broker_core_t *self, durable_ack_t *ack, int error, int64_t now)
+// Answers one publish: OK, or the failure when error is set.
+static void s_answer(broker_core_t *self, const durable_ack_t *ack, int error, int64_t now)
 {
     if (ack->request) {
         if (error) {
@@ -108,6 +109,11 @@ static void s_ack(broker_core_t *self, durable_ack_t *ack, int error, int64_t no
         else if (client)
             broker_client_send_response(client, ack->seq, "OK", now);
     }
+}
+
+static void s_ack(broker_core_t *self, durable_ack_t *ack, int error, int64_t now)
+{
+    s_answer(self, ack, error, now);
     free(ack);
 }
 
@@ -223,35 +229,31 @@ int broker_sync_on_synced(zloop_t *loop, zsock_t *reader, void *arg)
     return 0;
 }
 
-static void s_wait(broker_core_t *self, durable_ack_t *ack)
+// Keeps ack (a copy of *pending) until the next sync covers it; without
+// memory for that it is answered with an error, never an unsynced OK.
+static void s_wait(broker_core_t *self, const durable_ack_t *pending)
 {
-    if (!ack || !zlistx_add_end(self->ack_waiting, ack)) {
-        nsq_error("durable: out of memory, acknowledging without waiting for the sync");
-        if (ack)
-            s_ack(self, ack, 0, zclock_mono());
-    }
+    durable_ack_t *ack = malloc(sizeof *ack);
+    if (ack)
+        *ack = *pending;
+    if (ack && zlistx_add_end(self->ack_waiting, ack))
+        return;
+    nsq_error("durable: out of memory, a publish is answered with an error");
+    free(ack);
+    s_answer(self, pending, ENOMEM, zclock_mono());
 }
 
 void broker_sync_wait_request(broker_core_t *self, broker_request_t *request)
 {
-    durable_ack_t *ack = calloc(1, sizeof *ack);
-    if (ack)
-        ack->request = request;
-    else
-        broker_request_done(request);
-    s_wait(self, ack);
+    durable_ack_t pending = {.request = request};
+    s_wait(self, &pending);
 }
 
 void broker_sync_wait_client(broker_core_t *self, broker_client_t *client, uint64_t seq)
 {
-    durable_ack_t *ack = calloc(1, sizeof *ack);
-    if (ack) {
-        snprintf(ack->client_key, sizeof ack->client_key, "%s", client->key);
-        ack->seq = seq;
-    } else {
-        broker_client_send_response(client, seq, "OK", zclock_mono());
-    }
-    s_wait(self, ack);
+    durable_ack_t pending = {.seq = seq};
+    snprintf(pending.client_key, sizeof pending.client_key, "%s", client->key);
+    s_wait(self, &pending);
 }
 
 void broker_sync_stop(broker_core_t *self)
