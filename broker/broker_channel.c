@@ -445,8 +445,7 @@ int broker_channel_persist(broker_channel_t *self, int64_t now)
     if (failed)
         nsq_error("channel %s: %zu messages could not be written to disk", self->name, failed);
     s_kept_clear(self);  // all of them are unread records again
-    int rc = nsq_diskqueue_sync(self->disk);
-    return failed || rc ? -1 : 0;
+    return failed ? -1 : 0;
 }
 
 // ---- self-test -----------------------------------------------------------

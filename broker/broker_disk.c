@@ -19,8 +19,9 @@ nsq_diskqueue_t *broker_disk_open(const broker_config_t *config, const char *top
     char name[2 * 65 + 2];
     snprintf(name, sizeof name, "%s%s%s", topic, channel ? ":" : "", channel ? channel : "");
     // No syncs inside put: broker_sync does them off the core thread.
-    return nsq_diskqueue_new(config->data_path, name, config->max_bytes_per_file,
-                             (uint32_t) config->max_msg_size + BROKER_DISK_HEADER_SIZE, 0);
+    return nsq_diskqueue_new_listed(config->data_path, name, config->max_bytes_per_file,
+                                    (uint32_t) config->max_msg_size + BROKER_DISK_HEADER_SIZE, 0,
+                                    config->disk_listing);
 }
 
 static int64_t s_unix_ms(void)

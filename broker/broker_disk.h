@@ -25,7 +25,8 @@
 #define BROKER_DISK_HEADER_SIZE 28
 
 // Opens (or creates) the disk queue of topic, or of its channel when
-// channel is not NULL. Caller owns the result; NULL (errno) on failure.
+// channel is not NULL, from config's disk_listing when there is one.
+// Caller owns the result; NULL (errno: EMFILE...) on failure.
 nsq_diskqueue_t *broker_disk_open(const broker_config_t *config, const char *topic,
                                   const char *channel);
 

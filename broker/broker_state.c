@@ -15,9 +15,22 @@
     (about once a minute of publishing), and at shutdown. The core sets
     state_changed where those happen, so the check after each batch of
     commands or requests costs nothing unless one did; the fingerprint
-    then skips rewrites for ephemeral names. Ephemeral topics and channels are
-   never listed. A save that fails is retried on every tick until one
-   succeeds (logged at most every STATE_RETRY_LOG_MS).
+    then skips rewrites for ephemeral names. Changes are saved at most
+    every STATE_SAVE_MIN_MS (the tick saves what is left), since each save
+    writes the whole list: 10,000 topics created one by one would
+    otherwise write it 10,000 times. A durable publish is acknowledged
+    only after its topic is listed (broker_state_flush before each sync). Ephemeral topics and
+   channels are never listed. A save that fails is retried on every tick until one succeeds (logged
+   at most every STATE_RETRY_LOG_MS).
+
+    At start the data directory is listed once (nsq_diskqueue_listing_t,
+    kept in config.disk_listing for the core's life) and every disk queue
+    opens from that listing: a scan of the directory per queue made a
+    restart with 10,000 topics take minutes. At shutdown each topic's and
+    channel's messages are written, its metadata replaced without fsyncs
+    and its files closed, and one syncfs of the data directory then makes
+    all of it durable: three fsyncs per queue took seconds for 10,000
+    topics, and files stay closed so a low RLIMIT_NOFILE is no obstacle.
 
     An empty data path (the self-tests) means memory only: none of this runs.
 */
@@ -42,6 +55,8 @@
 #define STATE_ID_BLOCK (60000ULL << 22)
 // Least time between two log lines about failed saves.
 #define STATE_RETRY_LOG_MS 10000
+// Least time between two saves for changes (the tick catches up).
+#define STATE_SAVE_MIN_MS 100
 
 int broker_state_lock(broker_core_t *self, char *error, size_t size)
 {
@@ -147,6 +162,8 @@ int broker_state_save(broker_core_t *self)
         return 0;
     char path[1200];
     snprintf(path, sizeof path, "%s/%s", self->config.data_path, STATE_FILE);
+    self->state_saved_ms = zclock_mono();
+    self->state_changed = false;
     if (s_write_file(self, path) == 0) {
         if (self->state_failures)
             nsq_info("%s saved after %" PRIu64 " failed attempts", path, self->state_failures);
@@ -208,6 +225,12 @@ int broker_state_load(broker_core_t *self, char *error, size_t size)
 {
     if (!self->config.data_path[0])
         return 0;
+    self->config.disk_listing = nsq_diskqueue_listing_new(self->config.data_path);
+    if (!self->config.disk_listing) {
+        snprintf(error, size, "cannot list --data-path %s: %s", self->config.data_path,
+                 strerror(errno));
+        return -1;
+    }
     char path[1200], line[256];
     snprintf(path, sizeof path, "%s/%s", self->config.data_path, STATE_FILE);
     FILE *file = fopen(path, "re");
@@ -271,11 +294,39 @@ void broker_state_tick(broker_core_t *self, int64_t now)
 
 void broker_state_check(broker_core_t *self)
 {
+    if (self->state_changed && zclock_mono() - self->state_saved_ms >= STATE_SAVE_MIN_MS)
+        broker_state_flush(self);
+}
+
+void broker_state_flush(broker_core_t *self)
+{
     if (!self->state_changed)
         return;
     self->state_changed = false;
     if (self->config.data_path[0] && s_fingerprint(self) != self->state_fingerprint)
         broker_state_save(self);
+}
+
+// Settles one queue after its messages were written: with syncfs to come,
+// its metadata without fsyncs (and its files closed), else a full sync.
+static int s_settle(nsq_diskqueue_t *disk, bool syncfs_follows)
+{
+    if (!disk)
+        return 0;
+    return syncfs_follows ? nsq_diskqueue_write_meta(disk) : nsq_diskqueue_sync(disk);
+}
+
+// Writes a topic's and its channels' messages to disk and settles their
+// queues. Returns 0, or -1 if something could not be written.
+static int s_persist_topic(broker_topic_t *topic, int64_t now, bool syncfs_follows)
+{
+    int rc = broker_topic_persist(topic, now);
+    if (s_settle(topic->disk, syncfs_follows) != 0)
+        rc = -1;
+    for (size_t i = 0; i < topic->channel_count; i++)
+        if (s_settle(topic->channels[i]->disk, syncfs_follows) != 0)
+            rc = -1;
+    return rc;
 }
 
 void broker_state_persist(broker_core_t *self)
@@ -284,10 +335,17 @@ void broker_state_persist(broker_core_t *self)
         return;
     int64_t now = zclock_mono();
     size_t failed = 0;
+    int dir = open(self->config.data_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     for (broker_topic_t *topic = zhashx_first(self->topics); topic;
          topic = zhashx_next(self->topics))
-        if (broker_topic_persist(topic, now) != 0)
+        if (s_persist_topic(topic, now, dir >= 0) != 0)
             failed++;
+    if (dir >= 0 && syncfs(dir) != 0) {
+        nsq_error("cannot sync %s: %s", self->config.data_path, strerror(errno));
+        failed++;
+    }
+    if (dir >= 0)
+        close(dir);
     broker_state_save(self);
     if (failed)
         nsq_error("%zu topics could not be saved completely", failed);

@@ -194,6 +194,8 @@ void broker_sync_kick(broker_core_t *self)
     bool due = self->config.durable ? zlistx_size(self->ack_waiting) > 0 : s_sync_due(self);
     if (!due)
         return;
+    if (self->config.durable)
+        broker_state_flush(self);  // an acknowledged topic must be listed
     int *fds, error;
     size_t count = s_collect(self, &fds, &error);
     zlistx_t *swap = self->ack_syncing;

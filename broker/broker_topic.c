@@ -121,7 +121,7 @@ int broker_topic_publish(broker_topic_t *self, nsq_message_t **messages, size_t 
                          int64_t defer_ms, int64_t now)
 {
     if (!s_has_room(self, count))
-        return -1;
+        return errno = ENOBUFS, -1;
     int64_t ready_at = defer_ms > 0 ? now + defer_ms : 0;
     int rc = 0;
     for (size_t i = 0; i < count && rc == 0; i++) {
@@ -137,7 +137,9 @@ int broker_topic_publish(broker_topic_t *self, nsq_message_t **messages, size_t 
             self->message_bytes += size;
         }
     }
+    int error = errno;  // the failed write's, for the caller
     s_dispatch_all(self, now);
+    errno = error;
     return rc;
 }
 
@@ -269,7 +271,7 @@ int broker_topic_persist(broker_topic_t *self, int64_t now)
     }
     if (failed)
         nsq_error("topic %s: %zu messages could not be written to disk", self->name, failed);
-    return nsq_diskqueue_sync(self->disk) != 0 || failed || rc ? -1 : 0;
+    return failed || rc ? -1 : 0;
 }
 
 // Publishes one message with the given id; returns the publish result.

@@ -766,9 +766,10 @@ int nsq_diskqueue_take_sync_fd(nsq_diskqueue_t *self, int *fd)
             return -1;
         self->dir_unsynced = false;
     }
-    *fd = fcntl(self->write_fd, F_DUPFD_CLOEXEC, 0);
-    if (*fd < 0)
-        return -1;
+    // The caller's descriptor syncs the file; the queue reopens it on its
+    // next put, so a queue between group commits holds no descriptor.
+    *fd = self->write_fd;
+    self->write_fd = -1;
     self->taken_count = self->put_count;
     return 1;
 }

@@ -150,11 +150,11 @@ int nsq_diskqueue_maybe_sync(nsq_diskqueue_t *self, int64_t now_ms, int64_t time
 
 // For group commit off the owner's thread: if records were appended since
 // the last call (and not synced since by nsq_diskqueue_sync), returns 1
-// and a duplicate of the write segment's descriptor in *fd (the caller
-// fdatasyncs and closes it, on any thread; records before a roll were
-// synced by the roll; a new segment's directory entry is synced here).
-// Returns 0 if nothing was written since, -1 (errno) if the segment cannot
-// be opened or duplicated.
+// and hands over the write segment's descriptor in *fd (the caller
+// fdatasyncs and closes it, on any thread; the queue opens the segment
+// again on its next put; records before a roll were synced by the roll; a
+// new segment's directory entry is synced here). Returns 0 if nothing was
+// written since, -1 (errno) if the segment cannot be opened.
 int nsq_diskqueue_take_sync_fd(nsq_diskqueue_t *self, int *fd);
 
 // Records appended since the last nsq_diskqueue_take_sync_fd.
