@@ -341,7 +341,8 @@ static nsq_diskqueue_listing_t *s_listing_new(const char *dir, const char *only)
         errno = error;
         return NULL;
     }
-    qsort(self->entries, self->count, sizeof *self->entries, s_listed_compare);
+    if (self->count > 1)  // entries is NULL when the directory holds none
+        qsort(self->entries, self->count, sizeof *self->entries, s_listed_compare);
     return self;
 }
 
