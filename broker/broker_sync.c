@@ -341,6 +341,9 @@ static void s_test_teardown(sync_test_t *test)
     zhashx_destroy(&test->core.clients);
     zsock_destroy(&test->dealer);
     zsock_destroy(&test->router);
+    char state[96];
+    snprintf(state, sizeof state, "%s/nsq-broker.dat", test->dir);
+    unlink(state);  // written by the ids the publishes reserved
     rmdir(test->dir);
 }
 
