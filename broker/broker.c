@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "broker_core.h"
@@ -67,14 +68,36 @@ void broker_core_stamp(broker_core_t *self, nsq_message_t **messages, size_t cou
 {
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
-    int64_t ns = (int64_t) now.tv_sec * 1000000000LL + now.tv_nsec;
+    int64_t ns = (int64_t) now.tv_sec * 1000000000LL + now.tv_nsec
+                 + self->config.test_clock_offset_ms * 1000000LL;
     uint64_t base = ((uint64_t) (ns / 1000000 - BROKER_ID_EPOCH_MS) << 22)
                     | ((uint64_t) self->config.node_id << 12);
+    // Ids never go below what an earlier run may have handed out, whatever
+    // the clock says: reserve the batch's ids in the state file first.
+    uint64_t highest = (base > self->last_id ? base - 1 : self->last_id) + count;
+    if (highest >= self->ids_reserved)
+        broker_state_reserve_ids(self, highest);
     for (size_t i = 0; i < count; i++) {
         self->last_id = base > self->last_id ? base : self->last_id + 1;
         messages[i]->id = self->last_id;
         messages[i]->timestamp = ns;
     }
+}
+
+bool broker_core_out_of_files(broker_core_t *self, int error, const char *topic)
+{
+    if (error != EMFILE && error != ENFILE)
+        return false;
+    int64_t now = zclock_mono();
+    if (now - self->files_logged_ms >= 1000 || self->files_logged_ms == 0) {
+        struct rlimit limit = {0, 0};
+        getrlimit(RLIMIT_NOFILE, &limit);
+        nsq_error("topic %s: out of file descriptors (%s; RLIMIT_NOFILE %llu): answered "
+                  "TOO_MANY_OPEN_FILES; raise the limit (ulimit -n) or close connections",
+                  topic, strerror(error), (unsigned long long) limit.rlim_cur);
+        self->files_logged_ms = now;
+    }
+    return true;
 }
 
 // Deletes an ephemeral channel without consumers, and then an ephemeral
@@ -418,6 +441,7 @@ static void s_core_destroy(broker_core_t **self_p)
         broker_state_persist(self);
     zhashx_destroy(&self->clients);
     zhashx_destroy(&self->topics);
+    nsq_diskqueue_listing_destroy(&self->config.disk_listing);
     broker_state_unlock(self);
     zsock_destroy(&self->requests);
     zsock_destroy(&self->router);

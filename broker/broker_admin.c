@@ -5,6 +5,7 @@
     The HTTP thread has validated names and sizes already; here we act on
     state and fill the reply (status, NSQ error code or body).
 */
+#include <errno.h>
 #include <string.h>
 
 #include "broker_core.h"
@@ -35,21 +36,35 @@ static void s_drop_messages(broker_request_t *request)
         nsq_message_unref(&request->messages[i]);
 }
 
+// Answers a request the core could not carry out (errno error): 503
+// TOO_MANY_OPEN_FILES when the descriptor table is full, else status and code.
+static void s_reply_failure(broker_core_t *self, broker_request_t *request, int error, int status,
+                            const char *code)
+{
+    if (broker_core_out_of_files(self, error, request->topic))
+        s_reply(request, 503, "TOO_MANY_OPEN_FILES");
+    else
+        s_reply(request, status, code);
+}
+
 // Returns true if answered, false if durable mode holds the answer.
 static bool s_publish(broker_core_t *self, broker_request_t *request)
 {
     broker_topic_t *topic = broker_core_topic(self, request->topic, true);
     if (!topic) {
+        int error = errno;
         s_drop_messages(request);
-        s_reply(request, 500, "INTERNAL_ERROR");
+        s_reply_failure(self, request, error, 500, "INTERNAL_ERROR");
         return true;
     }
     broker_core_stamp(self, request->messages, request->message_count);
     if (broker_topic_publish(topic, request->messages, request->message_count, request->defer_ms,
                              zclock_mono())) {
         // Memory full without a disk, or the disk write failed (ENOSPC...).
+        int error = errno;
         s_drop_messages(request);
-        s_reply(request, 503, topic->disk ? "DISK_WRITE_FAILED" : "QUEUE_FULL");
+        s_reply_failure(self, request, error, 503,
+                        topic->disk ? "DISK_WRITE_FAILED" : "QUEUE_FULL");
         return true;
     }
     s_reply_body(request, strdup("OK"), "text/plain; charset=utf-8");
@@ -89,7 +104,7 @@ static void s_channel_admin(broker_core_t *self, broker_request_t *request, brok
     int64_t now = zclock_mono();
     if (request->kind == BROKER_REQUEST_CHANNEL_CREATE) {
         if (!broker_core_channel(self, topic, request->channel, now))
-            s_reply(request, 500, "INTERNAL_ERROR");
+            s_reply_failure(self, request, errno, 500, "INTERNAL_ERROR");
         else
             s_reply(request, 200, NULL);
         return;
@@ -137,10 +152,12 @@ bool broker_core_handle_request(broker_core_t *self, broker_request_t *request)
     bool creates = request->kind == BROKER_REQUEST_TOPIC_CREATE
                    || request->kind == BROKER_REQUEST_CHANNEL_CREATE;
     broker_topic_t *topic = broker_core_topic(self, request->topic, creates);
-    if (!topic) {
-        s_reply(request, creates ? 500 : 404, creates ? "INTERNAL_ERROR" : "TOPIC_NOT_FOUND");
+    if (!topic && creates)
+        s_reply_failure(self, request, errno, 500, "INTERNAL_ERROR");
+    else if (!topic)
+        s_reply(request, 404, "TOPIC_NOT_FOUND");
+    if (!topic)
         return true;
-    }
     if (request->kind == BROKER_REQUEST_TOPIC_CREATE)
         s_reply(request, 200, NULL);
     else if (request->kind >= BROKER_REQUEST_CHANNEL_CREATE)

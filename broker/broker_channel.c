@@ -6,6 +6,7 @@
 
 #include <czmq.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,6 +92,9 @@ static void s_kept_clear(broker_channel_t *self)
 // Most messages handed to one consumer per turn, so that consumers sharing
 // a channel take turns even when each has a large credit.
 #define CHANNEL_TURN_MAX 256
+// How long a message that could not be put in flight waits before the
+// next try.
+#define CHANNEL_RETRY_MS 1000
 
 broker_channel_t *broker_channel_new(const char *topic, const char *name,
                                      const broker_config_t *config)
@@ -157,17 +161,16 @@ uint64_t broker_channel_memory_bytes(const broker_channel_t *self)
 }
 
 // Queues a message that was delivered before (or defers it); never refused.
+// A deferral the table cannot take (its id is deferred already, or memory
+// ran out) is queued at once instead: early beats lost.
 static void s_requeue(broker_channel_t *self, nsq_message_t *message, uint32_t attempts,
                       int64_t ready_at, int64_t now)
 {
-    if (ready_at > now) {
-        if (broker_inflight_add(self->deferred, message, attempts, ready_at, NULL))
-            return;
-    } else {
-        broker_queue_item_t item = {message, attempts, 0};
-        if (broker_queue_push(self->queue, item) == 0)
-            return;
-    }
+    if (ready_at > now && broker_inflight_add(self->deferred, message, attempts, ready_at, NULL))
+        return;
+    broker_queue_item_t item = {message, attempts, 0};
+    if (broker_queue_push(self->queue, item) == 0)
+        return;
     nsq_error("channel %s: out of memory, dropping message", self->name);
     nsq_message_unref(&message);
 }
@@ -205,7 +208,8 @@ static void s_refill(broker_channel_t *self, size_t want, int64_t now)
         nsq_message_t *message;
         uint32_t attempts;
         int64_t ready_at;
-        int rc = broker_disk_get(self->disk, &message, &attempts, &ready_at, now);
+        int rc = broker_disk_get(self->disk, &message, &attempts, &ready_at, now,
+                                 self->config->max_req_timeout_ms);
         if (rc < 0 && !self->disk_failing)
             nsq_error("channel %s: cannot read its disk queue: %s", self->name, strerror(errno));
         self->disk_failing = rc < 0;
@@ -274,17 +278,24 @@ void broker_channel_remove_client(broker_channel_t *self, broker_client_t *clien
 }
 
 // Moves up to count queued messages in flight to client and sends them.
-static void s_deliver(broker_channel_t *self, broker_client_t *client, size_t count, int64_t now)
+// Returns how many it sent. A message that cannot be tracked (its id is
+// in flight already, or memory ran out) waits CHANNEL_RETRY_MS and is
+// tried again; failures end the turn after count of them, so a message
+// that comes straight back to the queue is never spun on.
+static size_t s_deliver(broker_channel_t *self, broker_client_t *client, size_t count, int64_t now)
 {
     broker_inflight_entry_t *entries[CHANNEL_TURN_MAX];
-    size_t taken = 0;
+    size_t taken = 0, failed = 0;
     broker_queue_item_t item;
-    while (taken < count && broker_queue_pop(self->queue, &item) == 0) {
+    while (taken < count && failed < count && broker_queue_pop(self->queue, &item) == 0) {
         broker_inflight_entry_t *entry = broker_inflight_add(
             self->in_flight, item.message, item.attempts + 1, now + client->msg_timeout_ms, client);
         if (!entry) {
-            nsq_error("channel %s: cannot track message, dropping it", self->name);
-            nsq_message_unref(&item.message);
+            nsq_warn("channel %s: cannot track message %016" PRIx64 " (its id is in flight "
+                     "already, or out of memory), retrying it in %d ms",
+                     self->name, item.message->id, CHANNEL_RETRY_MS);
+            s_requeue(self, item.message, item.attempts, now + CHANNEL_RETRY_MS, now);
+            failed++;
             continue;
         }
         entry->delivered_at = now;
@@ -300,6 +311,7 @@ static void s_deliver(broker_channel_t *self, broker_client_t *client, size_t co
         client->in_flight--;
         s_requeue(self, message, attempts - 1, 0, now);
     }
+    return sent;
 }
 
 void broker_channel_dispatch(broker_channel_t *self, int64_t now)
@@ -318,8 +330,8 @@ void broker_channel_dispatch(broker_channel_t *self, int64_t now)
             size_t queued = s_ready(self, want, now);
             if (queued == 0)
                 return;
-            s_deliver(self, client, want < queued ? want : queued, now);
-            progress = true;
+            if (s_deliver(self, client, want < queued ? want : queued, now) > 0)
+                progress = true;
         }
         self->next_client = (self->next_client + 1) % self->client_count;
     }
@@ -451,8 +463,7 @@ int broker_channel_persist(broker_channel_t *self, int64_t now)
     if (failed)
         nsq_error("channel %s: %zu messages could not be written to disk", self->name, failed);
     s_kept_clear(self);  // all of them are unread records again
-    int rc = nsq_diskqueue_sync(self->disk);
-    return failed || rc ? -1 : 0;
+    return failed ? -1 : 0;
 }
 
 // ---- self-test -----------------------------------------------------------
@@ -670,6 +681,52 @@ done:
     return rc;
 }
 
+// Two messages with one id (ids from before a restart with the clock
+// stepped back could once collide): the second cannot be in flight beside
+// the first, so it waits and comes once the first is finished, never lost.
+static int s_test_collision(void)
+{
+    broker_config_t config;
+    broker_config_defaults(&config);
+    config.data_path[0] = '\0';  // memory only
+    zsock_t *router = zsock_new_router("inproc://broker-channel-collision");
+    zsock_t *dealer = zsock_new(ZMQ_DEALER);
+    zsock_set_identity(dealer, "C3");
+    zsock_connect(dealer, "inproc://broker-channel-collision");
+    broker_channel_t *channel = broker_channel_new("orders", "billing", &config);
+    broker_client_t *client = broker_client_new(zsock_resolve(router), "C3", 2, 0);
+    int rc = -1;
+    uint64_t id = 0;
+    if (!channel || !client || broker_channel_add_client(channel, client))
+        goto done;
+    client->state = BROKER_CLIENT_SUBSCRIBED;
+    client->rdy = 5;
+    for (int i = 0; i < 2; i++) {
+        nsq_message_t *message = nsq_message_new(i ? "second" : "first", i ? 6 : 5);
+        message->id = 7;
+        broker_channel_put(channel, message, 0, 0);
+    }
+    broker_channel_dispatch(channel, 0);
+    if (s_test_receive(dealer, &id) != 1 || id != 7 || client->in_flight != 1
+        || broker_inflight_size(channel->deferred) != 1)
+        goto done;
+    if (broker_channel_fin(channel, client, 7) || broker_channel_scan(channel, 0) != 0)
+        goto done;
+    if (broker_channel_scan(channel, CHANNEL_RETRY_MS) != 1)
+        goto done;
+    broker_channel_dispatch(channel, CHANNEL_RETRY_MS);
+    broker_inflight_entry_t *entry = broker_inflight_find(channel->in_flight, 7);
+    if (s_test_receive(dealer, &id) != 1 || id != 7 || !entry || entry->message->size != 6)
+        goto done;
+    rc = 0;
+done:
+    broker_channel_destroy(&channel);
+    broker_client_destroy(&client);
+    zsock_destroy(&dealer);
+    zsock_destroy(&router);
+    return rc;
+}
+
 int broker_channel_test(void)
 {
     char dir[] = "/tmp/broker-channel-test-XXXXXX";
@@ -677,6 +734,8 @@ int broker_channel_test(void)
         || rmdir(dir))  // rmdir: every file was deleted
         return -1;
     if (s_test_full_queue())
+        return -1;
+    if (s_test_collision())
         return -1;
     broker_config_t config;
     broker_config_defaults(&config);

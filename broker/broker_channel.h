@@ -124,9 +124,9 @@ size_t broker_channel_scan(broker_channel_t *self, int64_t now);
 void broker_channel_empty(broker_channel_t *self);
 
 // Writes every message in memory (queued, in flight with its attempts,
-// deferred with its remaining time) to the disk queue and syncs it, for a
-// restart. Does nothing without a disk queue. Returns 0, or -1 (errno) if
-// some could not be written (they are dropped, and logged).
+// deferred with its remaining time) to the disk queue, for a restart (the
+// caller syncs the queue). Does nothing without a disk queue. Returns 0,
+// or -1 if some could not be written (they are dropped, and logged).
 int broker_channel_persist(broker_channel_t *self, int64_t now);
 
 // Messages waiting to be delivered (NSQ's depth: not in flight, not

@@ -86,7 +86,9 @@ static void s_sub(broker_core_t *self, broker_client_t *client, const Nsq__Comma
     broker_topic_t *topic = broker_core_topic(self, topic_name, true);
     broker_channel_t *channel = topic ? broker_core_channel(self, topic, channel_name, now) : NULL;
     if (!channel || broker_channel_add_client(channel, client)) {
-        s_error(client, command, "E_SUB_FAILED", "out of memory", now);
+        bool files = broker_core_out_of_files(self, errno, topic_name);
+        s_error(client, command, "E_SUB_FAILED", files ? "TOO_MANY_OPEN_FILES" : "out of memory",
+                now);
         return;
     }
     client->state = BROKER_CLIENT_SUBSCRIBED;
@@ -176,6 +178,18 @@ static const char *s_pub_invalid(broker_core_t *self, const Nsq__Pub *pub, char 
     return NULL;
 }
 
+// The detail of an E_PUB_FAILED for errno error (topic NULL: it could not
+// be created).
+static const char *s_pub_failure(broker_core_t *self, const broker_topic_t *topic, const char *name,
+                                 int error)
+{
+    if (broker_core_out_of_files(self, error, name))
+        return "TOO_MANY_OPEN_FILES";
+    if (!topic)
+        return "out of memory";
+    return topic->disk ? "disk write failed" : "queue full";
+}
+
 static void s_pub(broker_core_t *self, broker_client_t *client, const Nsq__Command *command,
                   int64_t now)
 {
@@ -207,10 +221,9 @@ static void s_pub(broker_core_t *self, broker_client_t *client, const Nsq__Comma
             else
                 broker_client_send_response(client, command->seq, "OK", now);
         } else
-            s_error(client, command, "E_PUB_FAILED",
-                    topic->disk ? "disk write failed" : "queue full", now);
+            s_error(client, command, "E_PUB_FAILED", s_pub_failure(self, topic, name, errno), now);
     } else
-        s_error(client, command, "E_PUB_FAILED", "out of memory", now);
+        s_error(client, command, "E_PUB_FAILED", s_pub_failure(self, NULL, name, errno), now);
     for (size_t i = 0; i < made; i++)
         nsq_message_unref(&messages[i]);  // NULL where the topic took them
     if (messages != stack)

@@ -3,6 +3,9 @@
 
     Plain data, read-only after start-up; shared by the core and the HTTP
     server threads without locks because nobody writes it after broker_new.
+    One exception, used by the core thread alone: disk_listing, the one
+    listing of the data directory that the core makes at start and every
+    disk queue opens from (the queues take their entries from it).
 */
 #ifndef BROKER_CONFIG_H
 #define BROKER_CONFIG_H
@@ -10,8 +13,17 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "nsq_diskqueue.h"
+
 #define BROKER_ADDRESS_MAX 256
 #define BROKER_LOOKUPD_MAX 16  // --lookupd-address values
+
+// Failures the tests inject into the sync thread (test_sync_fault).
+typedef enum {
+    BROKER_SYNC_FAULT_NONE,       // the real thing
+    BROKER_SYNC_FAULT_HANDOFF,    // handing a sync to the syncer thread fails
+    BROKER_SYNC_FAULT_FDATASYNC,  // every fdatasync of the syncer fails (EIO), after 100 ms
+} broker_sync_fault_t;
 
 typedef struct {
     char http_address[BROKER_ADDRESS_MAX];       // host:port for HTTP; port 0 = any free port
@@ -37,6 +49,10 @@ typedef struct {
     char lookupd_addresses[BROKER_LOOKUPD_MAX][BROKER_ADDRESS_MAX];  // lookupd ZeroMQ host:port
     int lookupd_count;                                               // entries used
     int64_t lookupd_heartbeat_ms;                                    // heartbeat to each lookupd
+    nsq_diskqueue_listing_t *disk_listing;  // data_path's files at start, owned by the core
+                                            // (NULL: each disk queue lists the directory)
+    int64_t test_clock_offset_ms;  // tests only: added to the wall clock message ids come from
+    broker_sync_fault_t test_sync_fault;  // tests only: a failure to inject into durable syncs
 } broker_config_t;
 
 // Fills self with the documented defaults (NSQ's where NSQ has one).

@@ -28,6 +28,7 @@ typedef struct {
     zhashx_t *topics;            // name -> broker_topic_t, owned
     zhashx_t *clients;           // identity hex -> broker_client_t, owned
     uint64_t last_id;            // last message id handed out
+    uint64_t ids_reserved;       // ids below this may be in use (saved in the state file)
     int64_t start_time;          // unix seconds
     char requests_endpoint[64];  // inproc endpoint of requests
     uint16_t http_port;          // bound HTTP port
@@ -36,11 +37,16 @@ typedef struct {
     broker_lookup_t *lookup;     // links to lookupds, NULL if none configured
     int lock_fd;                 // flock'd data path lock, -1 if none
     uint64_t state_fingerprint;  // of the topic/channel list last saved
+    bool state_unsaved;          // the last save of the state file failed: the tick retries
+    uint64_t state_failures;     // saves failed since the last success
+    int64_t state_logged_ms;     // monotonic ms of the last line about a failed save
     bool state_changed;          // a topic/channel was created, deleted or (un)paused
+    int64_t state_saved_ms;      // monotonic ms of the last save of the state file
     zactor_t *syncer;            // fdatasyncs batches off this thread
     zlistx_t *ack_waiting;       // durable: publishes waiting for the next sync
     zlistx_t *ack_syncing;       // durable: publishes the running sync covers
     bool sync_running;           // the syncer is busy
+    int64_t files_logged_ms;     // monotonic ms of the last "out of file descriptors" line
 
     broker_client_blocked_t blocked;  // frames that met a full client queue
 } broker_core_t;
@@ -54,7 +60,13 @@ broker_topic_t *broker_core_topic(broker_core_t *self, const char *name, bool cr
 broker_channel_t *broker_core_channel(broker_core_t *self, broker_topic_t *topic, const char *name,
                                       int64_t now);
 
-// Gives each message an id and the current timestamp.
+// True if error says the descriptor table is full (EMFILE, ENFILE): then
+// logs it for topic (at most once a second) and the door answers with its
+// "too many open files" code rather than a disk or internal error.
+bool broker_core_out_of_files(broker_core_t *self, int error, const char *topic);
+
+// Gives each message an id and the current timestamp. Ids grow, also
+// across restarts and when the clock steps back (broker_state_reserve_ids).
 void broker_core_stamp(broker_core_t *self, nsq_message_t **messages, size_t count);
 
 // Unsubscribes client (its in-flight messages are requeued), deletes an
@@ -89,16 +101,23 @@ char *broker_stats_metrics(broker_core_t *self);
 // topics and channels listed (their disk queues restore their messages).
 // pump: hands a batch of each topic's held messages on to its channels
 // (after each batch of work, so a backlog drains as fast as it fills).
-// tick: pumps, syncs disk queues per --sync-timeout,
-// saves the list when it changed. check: saves the list if it changed
-// (after each batch of commands or requests). persist: at shutdown, writes every
-// message in memory to disk and saves the list. unlock: releases the lock.
+// tick: pumps, syncs disk queues per --sync-timeout, retries a failed
+// save, saves the list when it changed. check: saves the list if it
+// changed and the last save is STATE_SAVE_MIN_MS old (after each batch of
+// commands or requests; the tick catches up). flush: saves it now if it
+// changed. persist: at shutdown, writes every message in memory to disk and
+// saves the list. unlock: releases the lock.
 int broker_state_lock(broker_core_t *self, char *error, size_t size);
 int broker_state_load(broker_core_t *self, char *error, size_t size);
 void broker_state_tick(broker_core_t *self, int64_t now);
 void broker_state_pump(broker_core_t *self, int64_t now);
 void broker_state_check(broker_core_t *self);
+void broker_state_flush(broker_core_t *self);
 int broker_state_save(broker_core_t *self);
+// Reserves message ids up to at least highest (and a block beyond, so that
+// the state file is written about once a minute of ids, not per publish)
+// and saves the state file, whose "ids" line a restart continues above.
+void broker_state_reserve_ids(broker_core_t *self, uint64_t highest);
 void broker_state_persist(broker_core_t *self);
 void broker_state_unlock(broker_core_t *self);
 
@@ -115,5 +134,7 @@ void broker_sync_wait_client(broker_core_t *self, broker_client_t *client, uint6
 void broker_sync_kick(broker_core_t *self);
 int broker_sync_on_synced(zloop_t *loop, zsock_t *reader, void *arg);
 void broker_sync_stop(broker_core_t *self);
+// Self-test of broker_sync's failure paths (run by broker_test).
+int broker_sync_test(void);
 
 #endif

@@ -19,8 +19,9 @@ nsq_diskqueue_t *broker_disk_open(const broker_config_t *config, const char *top
     char name[2 * 65 + 2];
     snprintf(name, sizeof name, "%s%s%s", topic, channel ? ":" : "", channel ? channel : "");
     // No syncs inside put: broker_sync does them off the core thread.
-    return nsq_diskqueue_new(config->data_path, name, config->max_bytes_per_file,
-                             (uint32_t) config->max_msg_size + BROKER_DISK_HEADER_SIZE, 0);
+    return nsq_diskqueue_new_listed(config->data_path, name, config->max_bytes_per_file,
+                                    (uint32_t) config->max_msg_size + BROKER_DISK_HEADER_SIZE, 0,
+                                    config->disk_listing);
 }
 
 static int64_t s_unix_ms(void)
@@ -58,7 +59,7 @@ int broker_disk_put(nsq_diskqueue_t *queue, const nsq_message_t *message, uint32
 }
 
 int broker_disk_get(nsq_diskqueue_t *queue, nsq_message_t **message, uint32_t *attempts,
-                    int64_t *ready_at, int64_t now)
+                    int64_t *ready_at, int64_t now, int64_t max_wait_ms)
 {
     const void *data;
     size_t size;
@@ -77,10 +78,57 @@ int broker_disk_get(nsq_diskqueue_t *queue, nsq_message_t **message, uint32_t *a
     (*message)->id = s_get(bytes, 8);
     (*message)->timestamp = (int64_t) s_get(bytes + 8, 8);
     *attempts = (uint32_t) s_get(bytes + 16, 4);
-    int64_t defer_until = (int64_t) s_get(bytes + 20, 8);
-    int64_t wait = defer_until ? defer_until - s_unix_ms() : 0;
+    if (*attempts == UINT32_MAX)
+        (*attempts)--;  // the next delivery's count must not wrap to 0
+    int64_t defer_until = (int64_t) s_get(bytes + 20, 8), unix_now = s_unix_ms();
+    // Compared before subtracting: any value is safe, the past is "now".
+    int64_t wait = defer_until > unix_now ? defer_until - unix_now : 0;
+    if (wait > max_wait_ms)
+        wait = max_wait_ms > 0 ? max_wait_ms : 0;
     *ready_at = wait > 0 ? now + wait : 0;
     return 1;
+}
+
+// Appends a raw record: the header fields as given and a body "x".
+static int s_test_put_raw(nsq_diskqueue_t *queue, uint32_t attempts, int64_t defer_until)
+{
+    uint8_t record[BROKER_DISK_HEADER_SIZE + 1];
+    s_put(record, 7, 8);
+    s_put(record + 8, (uint64_t) INT64_MIN, 8);
+    s_put(record + 16, attempts, 4);
+    s_put(record + 20, (uint64_t) defer_until, 8);
+    record[BROKER_DISK_HEADER_SIZE] = 'x';
+    return nsq_diskqueue_put(queue, record, sizeof record);
+}
+
+// Pops one message and returns its ready_at (-1 if none came).
+static int64_t s_test_ready_at(nsq_diskqueue_t *queue, int64_t now, uint32_t *attempts)
+{
+    nsq_message_t *message = NULL;
+    int64_t ready_at = -1;
+    if (broker_disk_get(queue, &message, attempts, &ready_at, now, 3600000) != 1)
+        return -1;
+    nsq_message_unref(&message);
+    return ready_at;
+}
+
+// Records whose header holds the extremes of every field (a damaged or
+// crafted file): no overflow (UBSan), a deferral beyond the maximum waits
+// the maximum, one in the past is due, attempts never wrap.
+static int s_test_extremes(nsq_diskqueue_t *queue)
+{
+    const int64_t now = INT64_MAX / 4;
+    const int64_t values[] = {INT64_MAX, INT64_MIN, INT64_MAX - 1, -1, 1};
+    const int64_t expected[] = {now + 3600000, 0, now + 3600000, 0, 0};
+    for (size_t i = 0; i < sizeof values / sizeof *values; i++)
+        if (s_test_put_raw(queue, UINT32_MAX, values[i]) != 0)
+            return -1;
+    for (size_t i = 0; i < sizeof values / sizeof *values; i++) {
+        uint32_t attempts = 0;
+        if (s_test_ready_at(queue, now, &attempts) != expected[i] || attempts + 1 == 0)
+            return -1;
+    }
+    return 0;
 }
 
 int broker_disk_test(void)
@@ -103,14 +151,15 @@ int broker_disk_test(void)
     nsq_message_t *back = NULL;
     uint32_t attempts = 0;
     int64_t ready_at = 0;
-    if (broker_disk_get(queue, &back, &attempts, &ready_at, 5000) != 1)
+    if (broker_disk_get(queue, &back, &attempts, &ready_at, 5000, 3600000) != 1)
         goto done;
     // The defer survives as wall-clock time: about 60 s from the new "now".
     bool same = back->id == message->id && back->timestamp == message->timestamp && back->size == 5
                 && memcmp(back->body, "hello", 5) == 0 && attempts == 3 && ready_at > 5000 + 59000
                 && ready_at <= 5000 + 60000;
     nsq_message_unref(&back);
-    if (same && broker_disk_get(queue, &back, &attempts, &ready_at, 5000) == 0)
+    if (same && broker_disk_get(queue, &back, &attempts, &ready_at, 5000, 3600000) == 0
+        && s_test_extremes(queue) == 0)
         rc = 0;
 done:
     nsq_message_unref(&message);

@@ -25,7 +25,8 @@
 #define BROKER_DISK_HEADER_SIZE 28
 
 // Opens (or creates) the disk queue of topic, or of its channel when
-// channel is not NULL. Caller owns the result; NULL (errno) on failure.
+// channel is not NULL, from config's disk_listing when there is one.
+// Caller owns the result; NULL (errno: EMFILE...) on failure.
 nsq_diskqueue_t *broker_disk_open(const broker_config_t *config, const char *topic,
                                   const char *channel);
 
@@ -37,8 +38,11 @@ int broker_disk_put(nsq_diskqueue_t *queue, const nsq_message_t *message, uint32
 // Pops the oldest message: returns 1 with *message (caller owns it),
 // *attempts and *ready_at (monotonic, 0 = now), 0 if the queue is empty, -1
 // on a read error. Records too short to be messages are skipped (logged).
+// A record deferred further than max_wait_ms from now (a clock stepped
+// back, a damaged record) waits max_wait_ms; nothing read is trusted
+// before it is bounded.
 int broker_disk_get(nsq_diskqueue_t *queue, nsq_message_t **message, uint32_t *attempts,
-                    int64_t *ready_at, int64_t now);
+                    int64_t *ready_at, int64_t now, int64_t max_wait_ms);
 
 // Self-test; returns 0 on success.
 int broker_disk_test(void);

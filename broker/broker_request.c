@@ -59,8 +59,9 @@ static request_socket_t *s_socket_new(const char *endpoint)
     entry->endpoint = strdup(endpoint);
     entry->socket = zsock_new(ZMQ_DEALER);
     if (!entry->endpoint || !entry->socket) {
+        int error = !entry->socket && errno ? errno : ENOMEM;  // EMFILE stays EMFILE
         s_socket_free(entry);
-        errno = ENOMEM;
+        errno = error;
         return NULL;
     }
     zsock_set_linger(entry->socket, 0);
@@ -100,7 +101,7 @@ static request_socket_t *s_socket_for(const char *endpoint)
 static int s_fail(broker_request_t *request, int error)
 {
     request->status = 503;
-    request->error_code = "EXITING";
+    request->error_code = error == EMFILE || error == ENFILE ? "TOO_MANY_OPEN_FILES" : "EXITING";
     request->body = NULL;
     request->content_type = NULL;
     errno = error;

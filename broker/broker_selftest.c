@@ -2,9 +2,13 @@
     its real ZeroMQ socket by a raw DEALER
     SPDX-License-Identifier: MIT
 */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "broker.h"
+#include "broker_core.h"
 #include "nsq_wire.h"
 
 // Sends command with seq; returns 0 or -1.
@@ -117,6 +121,138 @@ static int s_consume(zsock_t *consumer)
     return rc;
 }
 
+// Starts a broker actor on 127.0.0.1 with config; connects two dealers to
+// its ZeroMQ port. Returns the actor, NULL if it did not get ready.
+static zactor_t *s_start(broker_config_t *config, zsock_t **dealer, zsock_t **second)
+{
+    strcpy(config->http_address, "127.0.0.1:0");
+    strcpy(config->zmq_address, "127.0.0.1:0");
+    zactor_t *broker = zactor_new(broker_actor, config);
+    char *status = NULL, *http_port = NULL, *zmq_port = NULL;
+    zstr_recvx(broker, &status, &http_port, &zmq_port, NULL);
+    bool ready = status && streq(status, "READY");
+    if (ready) {
+        *dealer = zsock_new_dealer(NULL);
+        zsock_connect(*dealer, "tcp://127.0.0.1:%s", zmq_port);
+        *second = zsock_new_dealer(NULL);
+        zsock_connect(*second, "tcp://127.0.0.1:%s", zmq_port);
+    } else {
+        zactor_destroy(&broker);
+    }
+    zstr_free(&status);
+    zstr_free(&http_port);
+    zstr_free(&zmq_port);
+    return broker;
+}
+
+// Publishes three bodies named prefix-1..3 to "clock". Returns 0 or -1.
+static int s_publish_three(zsock_t *producer, const char *prefix)
+{
+    char text[3][16];
+    ProtobufCBinaryData bodies[3];
+    for (int i = 0; i < 3; i++) {
+        bodies[i].len = (size_t) snprintf(text[i], sizeof text[i], "%s-%d", prefix, i + 1);
+        bodies[i].data = (uint8_t *) text[i];
+    }
+    Nsq__Pub pub = NSQ__PUB__INIT;
+    pub.topic = nsq_wire_bytes("clock");
+    pub.n_bodies = 3;
+    pub.bodies = bodies;
+    Nsq__Command command = NSQ__COMMAND__INIT;
+    command.cmd_case = NSQ__COMMAND__CMD_PUB;
+    command.pub = &pub;
+    return s_send(producer, &command, 20) || !s_expect_response(producer, 20, "OK") ? -1 : 0;
+}
+
+// Subscribes to clock/c and receives six messages; puts the highest id of
+// the "old-" bodies in *old_max and the lowest of the "new-" ones in
+// *new_min. Returns how many distinct ids arrived.
+static int s_receive_six(zsock_t *consumer, uint64_t *old_max, uint64_t *new_min)
+{
+    Nsq__Identify identify = NSQ__IDENTIFY__INIT;
+    Nsq__Command hello = NSQ__COMMAND__INIT;
+    hello.cmd_case = NSQ__COMMAND__CMD_IDENTIFY;
+    hello.identify = &identify;
+    Nsq__Sub sub = NSQ__SUB__INIT;
+    sub.topic = nsq_wire_bytes("clock");
+    sub.channel = nsq_wire_bytes("c");
+    Nsq__Command subscribe = NSQ__COMMAND__INIT;
+    subscribe.cmd_case = NSQ__COMMAND__CMD_SUB;
+    subscribe.sub = &sub;
+    Nsq__Rdy rdy = NSQ__RDY__INIT;
+    rdy.count = 10;
+    Nsq__Command credit = NSQ__COMMAND__INIT;
+    credit.cmd_case = NSQ__COMMAND__CMD_RDY;
+    credit.rdy = &rdy;
+    if (s_send(consumer, &hello, 1) || !s_expect_response(consumer, 1, NULL)
+        || s_send(consumer, &subscribe, 2) || !s_expect_response(consumer, 2, "OK")
+        || s_send(consumer, &credit, 3))
+        return -1;
+    uint64_t ids[6];
+    int count = 0;
+    *old_max = 0;
+    *new_min = UINT64_MAX;
+    Nsq__Frame *frame;
+    while (count < 6 && (frame = s_receive(consumer))) {
+        for (size_t i = 0; frame->frame_case == NSQ__FRAME__FRAME_MESSAGES
+                           && i < frame->messages->n_messages && count < 6;
+             i++) {
+            Nsq__Message *message = frame->messages->messages[i];
+            bool old = message->body.len > 4 && memcmp(message->body.data, "old-", 4) == 0;
+            if (old && message->id > *old_max)
+                *old_max = message->id;
+            if (!old && message->id < *new_min)
+                *new_min = message->id;
+            bool seen = false;
+            for (int j = 0; j < count; j++)
+                seen = seen || ids[j] == message->id;
+            if (!seen)
+                ids[count++] = message->id;
+        }
+        nsq__frame__free_unpacked(frame, NULL);
+    }
+    return count;
+}
+
+// A restart with the clock an hour behind the previous run: the messages
+// the first run stored keep their (later) ids, and every id the second
+// run hands out is above them, so none collides and all six arrive.
+static int s_test_clock_back(void)
+{
+    char dir[] = "/tmp/broker-test-XXXXXX";
+    if (!mkdtemp(dir))
+        return -1;
+    broker_config_t config;
+    broker_config_defaults(&config);
+    snprintf(config.data_path, sizeof config.data_path, "%s", dir);
+    config.test_clock_offset_ms = 3600000;
+    zsock_t *producer = NULL, *consumer = NULL;
+    zactor_t *broker = s_start(&config, &producer, &consumer);
+    int rc = broker && s_publish_three(producer, "old") == 0 ? 0 : -1;
+    zsock_destroy(&producer);
+    zsock_destroy(&consumer);
+    zactor_destroy(&broker);  // stores the three messages
+    config.test_clock_offset_ms = 0;
+    broker = rc == 0 ? s_start(&config, &producer, &consumer) : NULL;
+    uint64_t old_max = 0, new_min = 0;
+    if (!broker || s_publish_three(producer, "new") != 0
+        || s_receive_six(consumer, &old_max, &new_min) != 6)
+        rc = -1;
+    if (rc == 0 && new_min <= old_max) {
+        fprintf(stderr, "broker_test: new id %016" PRIx64 " is not above old id %016" PRIx64 "\n",
+                new_min, old_max);
+        rc = -1;
+    }
+    zsock_destroy(&consumer);
+    zsock_destroy(&producer);
+    zactor_destroy(&broker);
+    char command[64];
+    snprintf(command, sizeof command, "rm -rf %s", dir);
+    if (system(command) != 0)
+        rc = -1;
+    return rc;
+}
+
 int broker_test(void)
 {
     broker_config_t config;
@@ -141,7 +277,7 @@ int broker_test(void)
         goto done;
     if (s_subscribe(consumer) || s_publish(producer) || s_consume(consumer))
         goto done;
-    rc = 0;
+    rc = s_test_clock_back() || broker_sync_test() ? -1 : 0;
 done:
     zsock_destroy(&consumer);
     zsock_destroy(&producer);

@@ -131,7 +131,7 @@ int broker_topic_publish(broker_topic_t *self, nsq_message_t **messages, size_t 
     for (size_t i = 0; i < count; i++)
         bytes += messages[i]->size;
     if (!s_has_room(self, count, bytes))
-        return -1;
+        return errno = ENOBUFS, -1;
     int64_t ready_at = defer_ms > 0 ? now + defer_ms : 0;
     int rc = 0;
     for (size_t i = 0; i < count && rc == 0; i++) {
@@ -147,7 +147,9 @@ int broker_topic_publish(broker_topic_t *self, nsq_message_t **messages, size_t 
             self->message_bytes += size;
         }
     }
+    int error = errno;  // the failed write's, for the caller
     s_dispatch_all(self, now);
+    errno = error;
     return rc;
 }
 
@@ -161,7 +163,9 @@ bool broker_topic_pump(broker_topic_t *self, int64_t now)
     while (s_delivers_to_channels(self) && moved < TOPIC_PUMP_MAX) {
         broker_queue_item_t item = {NULL, 0, 0};
         if (broker_queue_pop(self->held, &item) != 0 && self->disk
-            && broker_disk_get(self->disk, &item.message, &item.attempts, &item.ready_at, now) != 1)
+            && broker_disk_get(self->disk, &item.message, &item.attempts, &item.ready_at, now,
+                               self->config->max_req_timeout_ms)
+                   != 1)
             break;
         if (!item.message)
             break;
@@ -282,7 +286,7 @@ int broker_topic_persist(broker_topic_t *self, int64_t now)
     }
     if (failed)
         nsq_error("topic %s: %zu messages could not be written to disk", self->name, failed);
-    return nsq_diskqueue_sync(self->disk) != 0 || failed || rc ? -1 : 0;
+    return failed || rc ? -1 : 0;
 }
 
 // Publishes one message with the given id; returns the publish result.

@@ -62,8 +62,8 @@ void broker_topic_destroy(broker_topic_t **self_p);
 // Publishes count messages (ids and timestamps already set). Each reference
 // the topic takes is nulled in messages; the channels are dispatched.
 // Returns 0 when all were taken, or -1: nothing taken when they do not fit
-// in memory (no disk), or the message where a disk write failed (errno) and
-// those after it left with the caller.
+// in memory (no disk; errno ENOBUFS), or the message where a disk write
+// failed (errno: ENOSPC, EMFILE...) and those after it left with the caller.
 int broker_topic_publish(broker_topic_t *self, nsq_message_t **messages, size_t count,
                          int64_t defer_ms, int64_t now);
 
@@ -103,8 +103,9 @@ size_t broker_topic_backend_depth(const broker_topic_t *self);
 // Body bytes the topic itself holds in memory (against --mem-queue-bytes).
 uint64_t broker_topic_memory_bytes(const broker_topic_t *self);
 
-// Writes the messages held in memory, and each channel's, to disk and syncs
-// (for a restart). Returns 0, or -1 if something could not be written.
+// Writes the messages held in memory, and each channel's, to disk (for a
+// restart; the caller syncs the queues). Returns 0, or -1 if something
+// could not be written.
 int broker_topic_persist(broker_topic_t *self, int64_t now);
 
 // Self-test; returns 0 on success.

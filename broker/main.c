@@ -7,8 +7,10 @@
     with one line on stderr.
 */
 #include <czmq.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "broker.h"
@@ -26,7 +28,8 @@ static const nsq_option_spec_t s_options[] = {
      "HOST:PORT for ZeroMQ consumers and producers (port 0 picks a free port)"},
     {"broadcast-address", NSQ_OPTION_STRING, NULL, 0, 0, false,
      "address other nodes dial to reach this broker (default: hostname)"},
-    {"data-path", NSQ_OPTION_STRING, ".", 0, 0, false, "directory for queue data and metadata"},
+    {"data-path", NSQ_OPTION_STRING, ".", 0, 0, false,
+     "directory for queue data and metadata (created, mode 0700, if missing)"},
     {"lookupd-address", NSQ_OPTION_STRING, NULL, 0, 0, true,
      "HOST:PORT of a lookupd ZeroMQ endpoint (repeatable)"},
     {"lookupd-heartbeat-interval", NSQ_OPTION_DURATION, "15s", 10, 3600000, false,
@@ -67,6 +70,32 @@ static const nsq_option_spec_t s_options[] = {
 static void s_copy(char *target, size_t size, const char *value)
 {
     snprintf(target, size, "%s", value ? value : "");
+}
+
+// Creates the data path and its missing parents (mode 0700, as mkdir -p
+// would) and checks that it is a writable directory. Returns 0, or -1
+// with a reason in error.
+static int s_data_path_ready(const char *path, char *error, size_t size)
+{
+    char partial[sizeof((broker_config_t *) 0)->data_path];
+    snprintf(partial, sizeof partial, "%s", path);
+    for (char *next = partial + 1; path[0]; next++) {
+        if (*next != '/' && *next != '\0')
+            continue;
+        char kept = *next;
+        *next = '\0';
+        if (mkdir(partial, 0700) != 0 && errno != EEXIST)
+            return snprintf(error, size, "cannot create --data-path %.400s: %s", partial,
+                            strerror(errno)),
+                   -1;
+        *next = kept;
+        if (kept == '\0')
+            break;
+    }
+    struct stat status;
+    if (stat(path, &status) != 0 || !S_ISDIR(status.st_mode) || access(path, W_OK) != 0)
+        return snprintf(error, size, "--data-path %.400s is not a writable directory", path), -1;
+    return 0;
 }
 
 // Fills config from parsed options. Returns 0, or -1 with a reason.
@@ -119,11 +148,7 @@ static int s_configure(nsq_options_t *options, void *config_p, char *error, size
         return snprintf(error, size,
                         "--mem-queue-bytes is below --max-msg-size (0 keeps nothing in memory)"),
                -1;
-    if (access(config->data_path, W_OK) != 0)
-        return snprintf(error, size, "--data-path %.400s is not a writable directory",
-                        config->data_path),
-               -1;
-    return 0;
+    return s_data_path_ready(config->data_path, error, size);
 }
 
 int main(int argc, char **argv)

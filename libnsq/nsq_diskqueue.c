@@ -8,8 +8,16 @@
     has read but not finished with: keep (set by nsq_diskqueue_keep_from)
     is the oldest of them, and the metadata then records keep as the read
     position, so a restart serves them again. Segments before both the
-    read segment and keep's segment are deleted. The reader never looks past write_pos in the write
-   segment, so its buffer holds only complete, committed bytes.
+    read segment and keep's segment are deleted. The reader never looks
+    past write_pos in the write segment, so its buffer holds only complete,
+    committed bytes.
+
+    Segments: the queue keeps the ascending list of its segment numbers
+    whose files exist (the write segment last, listed even before its file
+    is created), and moves from one entry to the next; nothing loops over
+    the numbers between two entries. A position token is (the segment's
+    ordinal in that list since open) << 40 | offset, so tokens order
+    records whatever the segment numbers are.
 */
 #include "nsq_diskqueue.h"
 
@@ -26,12 +34,16 @@
 
 #include "nsq_log.h"
 
-// Read buffer size: small, since every queue has one.
+// Read buffer size: small, and allocated only while a segment is read.
 #define DQ_BUFFER_SIZE (32 * 1024)
 #define DQ_PATH_MAX    1200
 #define DQ_IOV_MAX     16
-// Position tokens: segment number above this many offset bits.
+// Position tokens: segment ordinal above this many offset bits.
 #define DQ_POSITION_BITS 40
+#define DQ_OFFSET_MAX    ((int64_t) ((1ULL << DQ_POSITION_BITS) - 1))
+// Largest segment number taken from a file name or the metadata (18
+// digits), so that numbering on from it cannot overflow.
+#define DQ_SEGMENT_MAX 999999999999999999LL
 
 struct _nsq_diskqueue_t {
     char *dir;                   // directory holding the files
@@ -46,12 +58,16 @@ struct _nsq_diskqueue_t {
     int64_t depth;               // records between read and write positions
     uint64_t keep;               // position of the oldest record still held, or NONE
     int64_t keep_count;          // records from keep to the read position
-    int64_t oldest_file;         // lowest segment not yet deleted
+    int64_t *segments;           // segment numbers present, ascending; write_file last
+    size_t segment_count;        // entries used in segments
+    size_t segment_capacity;     // entries allocated in segments
+    uint64_t first_ordinal;      // position ordinal of segments[0]
     bool keeping;                // the caller manages keep: only keep_from deletes segments
     int write_fd;                // write segment, -1 when not open
+    bool dir_unsynced;           // the write segment's file was created since the last dir sync
     int read_fd;                 // read segment, -1 when not open
     int64_t read_end;            // size of the read segment if finished, else -1
-    uint8_t *buffer;             // read buffer, DQ_BUFFER_SIZE bytes
+    uint8_t *buffer;             // read buffer (DQ_BUFFER_SIZE bytes) while reading, else NULL
     int64_t buffer_offset;       // file offset of buffer[0]
     size_t buffer_length;        // valid bytes in buffer
     uint8_t *scratch;            // records larger than the buffer
@@ -59,30 +75,71 @@ struct _nsq_diskqueue_t {
     uint64_t last_position;      // position of the record get returned last
     int64_t unsynced_writes;     // puts since the last data sync
     uint64_t put_count;          // puts since open
-    uint64_t taken_count;        // put_count at the last take_sync_fd
+    uint64_t taken_count;        // put_count at the last take_sync_fd (or data sync)
     bool meta_dirty;             // positions changed since the last metadata write
     int64_t last_sync_ms;        // monotonic ms of the last sync
-    uint64_t corrupt_count;      // damaged records skipped
+    uint64_t corrupt_count;      // damaged records and missing segments skipped
+};
+
+// One segment file of a listing.
+typedef struct {
+    char *name;      // its queue's name
+    int64_t number;  // its segment number
+    bool taken;      // handed to a queue already
+} dq_listed_t;
+
+struct _nsq_diskqueue_listing_t {
+    dq_listed_t *entries;  // sorted by name, then number
+    size_t count;          // entries used
 };
 
 // ---- CRC32C --------------------------------------------------------------
 
-static uint32_t s_crc_table[256];
-
-static void s_crc_init(void)
-{
-    for (uint32_t i = 0; i < 256; i++) {
-        uint32_t crc = i;
-        for (int bit = 0; bit < 8; bit++)
-            crc = crc & 1 ? (crc >> 1) ^ 0x82F63B78u : crc >> 1;
-        s_crc_table[i] = crc;
-    }
-}
+// CRC32C (Castagnoli, reflected polynomial 0x82F63B78) of each byte value,
+// generated once: a constant table needs no initialisation, so threads can
+// share it without a race.
+static const uint32_t s_crc_table[256] = {
+    0x00000000u, 0xF26B8303u, 0xE13B70F7u, 0x1350F3F4u, 0xC79A971Fu, 0x35F1141Cu, 0x26A1E7E8u,
+    0xD4CA64EBu, 0x8AD958CFu, 0x78B2DBCCu, 0x6BE22838u, 0x9989AB3Bu, 0x4D43CFD0u, 0xBF284CD3u,
+    0xAC78BF27u, 0x5E133C24u, 0x105EC76Fu, 0xE235446Cu, 0xF165B798u, 0x030E349Bu, 0xD7C45070u,
+    0x25AFD373u, 0x36FF2087u, 0xC494A384u, 0x9A879FA0u, 0x68EC1CA3u, 0x7BBCEF57u, 0x89D76C54u,
+    0x5D1D08BFu, 0xAF768BBCu, 0xBC267848u, 0x4E4DFB4Bu, 0x20BD8EDEu, 0xD2D60DDDu, 0xC186FE29u,
+    0x33ED7D2Au, 0xE72719C1u, 0x154C9AC2u, 0x061C6936u, 0xF477EA35u, 0xAA64D611u, 0x580F5512u,
+    0x4B5FA6E6u, 0xB93425E5u, 0x6DFE410Eu, 0x9F95C20Du, 0x8CC531F9u, 0x7EAEB2FAu, 0x30E349B1u,
+    0xC288CAB2u, 0xD1D83946u, 0x23B3BA45u, 0xF779DEAEu, 0x05125DADu, 0x1642AE59u, 0xE4292D5Au,
+    0xBA3A117Eu, 0x4851927Du, 0x5B016189u, 0xA96AE28Au, 0x7DA08661u, 0x8FCB0562u, 0x9C9BF696u,
+    0x6EF07595u, 0x417B1DBCu, 0xB3109EBFu, 0xA0406D4Bu, 0x522BEE48u, 0x86E18AA3u, 0x748A09A0u,
+    0x67DAFA54u, 0x95B17957u, 0xCBA24573u, 0x39C9C670u, 0x2A993584u, 0xD8F2B687u, 0x0C38D26Cu,
+    0xFE53516Fu, 0xED03A29Bu, 0x1F682198u, 0x5125DAD3u, 0xA34E59D0u, 0xB01EAA24u, 0x42752927u,
+    0x96BF4DCCu, 0x64D4CECFu, 0x77843D3Bu, 0x85EFBE38u, 0xDBFC821Cu, 0x2997011Fu, 0x3AC7F2EBu,
+    0xC8AC71E8u, 0x1C661503u, 0xEE0D9600u, 0xFD5D65F4u, 0x0F36E6F7u, 0x61C69362u, 0x93AD1061u,
+    0x80FDE395u, 0x72966096u, 0xA65C047Du, 0x5437877Eu, 0x4767748Au, 0xB50CF789u, 0xEB1FCBADu,
+    0x197448AEu, 0x0A24BB5Au, 0xF84F3859u, 0x2C855CB2u, 0xDEEEDFB1u, 0xCDBE2C45u, 0x3FD5AF46u,
+    0x7198540Du, 0x83F3D70Eu, 0x90A324FAu, 0x62C8A7F9u, 0xB602C312u, 0x44694011u, 0x5739B3E5u,
+    0xA55230E6u, 0xFB410CC2u, 0x092A8FC1u, 0x1A7A7C35u, 0xE811FF36u, 0x3CDB9BDDu, 0xCEB018DEu,
+    0xDDE0EB2Au, 0x2F8B6829u, 0x82F63B78u, 0x709DB87Bu, 0x63CD4B8Fu, 0x91A6C88Cu, 0x456CAC67u,
+    0xB7072F64u, 0xA457DC90u, 0x563C5F93u, 0x082F63B7u, 0xFA44E0B4u, 0xE9141340u, 0x1B7F9043u,
+    0xCFB5F4A8u, 0x3DDE77ABu, 0x2E8E845Fu, 0xDCE5075Cu, 0x92A8FC17u, 0x60C37F14u, 0x73938CE0u,
+    0x81F80FE3u, 0x55326B08u, 0xA759E80Bu, 0xB4091BFFu, 0x466298FCu, 0x1871A4D8u, 0xEA1A27DBu,
+    0xF94AD42Fu, 0x0B21572Cu, 0xDFEB33C7u, 0x2D80B0C4u, 0x3ED04330u, 0xCCBBC033u, 0xA24BB5A6u,
+    0x502036A5u, 0x4370C551u, 0xB11B4652u, 0x65D122B9u, 0x97BAA1BAu, 0x84EA524Eu, 0x7681D14Du,
+    0x2892ED69u, 0xDAF96E6Au, 0xC9A99D9Eu, 0x3BC21E9Du, 0xEF087A76u, 0x1D63F975u, 0x0E330A81u,
+    0xFC588982u, 0xB21572C9u, 0x407EF1CAu, 0x532E023Eu, 0xA145813Du, 0x758FE5D6u, 0x87E466D5u,
+    0x94B49521u, 0x66DF1622u, 0x38CC2A06u, 0xCAA7A905u, 0xD9F75AF1u, 0x2B9CD9F2u, 0xFF56BD19u,
+    0x0D3D3E1Au, 0x1E6DCDEEu, 0xEC064EEDu, 0xC38D26C4u, 0x31E6A5C7u, 0x22B65633u, 0xD0DDD530u,
+    0x0417B1DBu, 0xF67C32D8u, 0xE52CC12Cu, 0x1747422Fu, 0x49547E0Bu, 0xBB3FFD08u, 0xA86F0EFCu,
+    0x5A048DFFu, 0x8ECEE914u, 0x7CA56A17u, 0x6FF599E3u, 0x9D9E1AE0u, 0xD3D3E1ABu, 0x21B862A8u,
+    0x32E8915Cu, 0xC083125Fu, 0x144976B4u, 0xE622F5B7u, 0xF5720643u, 0x07198540u, 0x590AB964u,
+    0xAB613A67u, 0xB831C993u, 0x4A5A4A90u, 0x9E902E7Bu, 0x6CFBAD78u, 0x7FAB5E8Cu, 0x8DC0DD8Fu,
+    0xE330A81Au, 0x115B2B19u, 0x020BD8EDu, 0xF0605BEEu, 0x24AA3F05u, 0xD6C1BC06u, 0xC5914FF2u,
+    0x37FACCF1u, 0x69E9F0D5u, 0x9B8273D6u, 0x88D28022u, 0x7AB90321u, 0xAE7367CAu, 0x5C18E4C9u,
+    0x4F48173Du, 0xBD23943Eu, 0xF36E6F75u, 0x0105EC76u, 0x12551F82u, 0xE03E9C81u, 0x34F4F86Au,
+    0xC69F7B69u, 0xD5CF889Du, 0x27A40B9Eu, 0x79B737BAu, 0x8BDCB4B9u, 0x988C474Du, 0x6AE7C44Eu,
+    0xBE2DA0A5u, 0x4C4623A6u, 0x5F16D052u, 0xAD7D5351u,
+};
 
 uint32_t nsq_crc32c(uint32_t crc, const void *data, size_t size)
 {
-    if (s_crc_table[1] == 0)
-        s_crc_init();  // idempotent; racing threads write the same values
     const uint8_t *bytes = data;
     crc = ~crc;
     for (size_t i = 0; i < size; i++)
@@ -151,17 +208,195 @@ static void s_report(nsq_diskqueue_t *self, int64_t file, int64_t pos, const cha
               what, file, pos);
 }
 
+// ---- the segment list --------------------------------------------------------
+
+// Index of segment number in the list, or segment_count if it is absent.
+static size_t s_segment_index(const nsq_diskqueue_t *self, int64_t number)
+{
+    size_t low = 0, high = self->segment_count;
+    while (low < high) {
+        size_t middle = low + (high - low) / 2;
+        if (self->segments[middle] < number)
+            low = middle + 1;
+        else
+            high = middle;
+    }
+    return low < self->segment_count && self->segments[low] == number ? low : self->segment_count;
+}
+
+// Appends number (above every listed one). Returns 0, or -1 (ENOMEM).
+static int s_segment_append(nsq_diskqueue_t *self, int64_t number)
+{
+    if (self->segment_count == self->segment_capacity) {
+        size_t capacity = self->segment_capacity ? 2 * self->segment_capacity : 4;
+        int64_t *segments = realloc(self->segments, capacity * sizeof *segments);
+        if (!segments)
+            return -1;
+        self->segments = segments;
+        self->segment_capacity = capacity;
+    }
+    self->segments[self->segment_count++] = number;
+    return 0;
+}
+
+// The position token of offset pos in listed segment file.
+static uint64_t s_position(const nsq_diskqueue_t *self, int64_t file, int64_t pos)
+{
+    uint64_t ordinal = self->first_ordinal + s_segment_index(self, file);
+    return ordinal << DQ_POSITION_BITS | (uint64_t) pos;
+}
+
+// Splits a position token into its segment number and offset. Returns
+// false if its segment is no longer listed.
+static bool s_position_split(const nsq_diskqueue_t *self, uint64_t position, int64_t *file,
+                             int64_t *pos)
+{
+    uint64_t ordinal = position >> DQ_POSITION_BITS;
+    if (ordinal < self->first_ordinal || ordinal - self->first_ordinal >= self->segment_count)
+        return false;
+    *file = self->segments[ordinal - self->first_ordinal];
+    *pos = (int64_t) (position & (uint64_t) DQ_OFFSET_MAX);
+    return true;
+}
+
+// ---- listings ------------------------------------------------------------------
+
+// Splits "NAME.diskqueue.NUMBER.dat" into the length of NAME and NUMBER.
+// Returns false for any other file name.
+static bool s_parse_segment_name(const char *file, size_t *name_length, int64_t *number)
+{
+    static const char infix[] = ".diskqueue.";
+    const size_t infix_length = sizeof infix - 1;
+    size_t length = strlen(file);
+    if (length < 4 || strcmp(file + length - 4, ".dat") != 0)
+        return false;
+    size_t end = length - 4, start = end;
+    while (start > 0 && file[start - 1] >= '0' && file[start - 1] <= '9')
+        start--;
+    if (start == end || end - start > 18 || start < infix_length + 1
+        || strncmp(file + start - infix_length, infix, infix_length) != 0)
+        return false;
+    int64_t value = 0;
+    for (size_t i = start; i < end; i++)
+        value = value * 10 + (file[i] - '0');
+    *name_length = start - infix_length;
+    *number = value;
+    return true;
+}
+
+static int s_listed_compare(const void *a, const void *b)
+{
+    const dq_listed_t *left = a, *right = b;
+    int order = strcmp(left->name, right->name);
+    if (order)
+        return order;
+    return left->number < right->number ? -1 : left->number > right->number;
+}
+
+// Adds one entry. Returns 0, or -1 (ENOMEM).
+static int s_listing_add(nsq_diskqueue_listing_t *self, size_t *capacity, const char *file,
+                         size_t name_length, int64_t number)
+{
+    if (self->count == *capacity) {
+        size_t grown = *capacity ? 2 * *capacity : 64;
+        dq_listed_t *entries = realloc(self->entries, grown * sizeof *entries);
+        if (!entries)
+            return -1;
+        self->entries = entries;
+        *capacity = grown;
+    }
+    char *name = strndup(file, name_length);
+    if (!name)
+        return -1;
+    self->entries[self->count++] = (dq_listed_t){name, number, false};
+    return 0;
+}
+
+// Lists the segment files in dir: every queue's, or only those of the
+// queue called only (when not NULL).
+static nsq_diskqueue_listing_t *s_listing_new(const char *dir, const char *only)
+{
+    nsq_diskqueue_listing_t *self = calloc(1, sizeof *self);
+    DIR *handle = self ? opendir(dir) : NULL;
+    if (!handle) {
+        nsq_diskqueue_listing_destroy(&self);
+        return NULL;
+    }
+    size_t capacity = 0, only_length = only ? strlen(only) : 0;
+    struct dirent *entry;
+    int error = 0;
+    while (!error && (entry = readdir(handle))) {
+        size_t name_length;
+        int64_t number;
+        if (!s_parse_segment_name(entry->d_name, &name_length, &number))
+            continue;
+        if (only && (name_length != only_length || strncmp(entry->d_name, only, only_length)))
+            continue;
+        if (s_listing_add(self, &capacity, entry->d_name, name_length, number) != 0)
+            error = ENOMEM;
+    }
+    closedir(handle);
+    if (error) {
+        nsq_diskqueue_listing_destroy(&self);
+        errno = error;
+        return NULL;
+    }
+    if (self->count > 1)  // entries is NULL when the directory holds none
+        qsort(self->entries, self->count, sizeof *self->entries, s_listed_compare);
+    return self;
+}
+
+nsq_diskqueue_listing_t *nsq_diskqueue_listing_new(const char *dir)
+{
+    return s_listing_new(dir, NULL);
+}
+
+void nsq_diskqueue_listing_destroy(nsq_diskqueue_listing_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    nsq_diskqueue_listing_t *self = *self_p;
+    for (size_t i = 0; i < self->count; i++)
+        free(self->entries[i].name);
+    free(self->entries);
+    free(self);
+    *self_p = NULL;
+}
+
+// Finds the entries of the queue called name: sets *first, returns how
+// many (0 if none).
+static size_t s_listing_find(const nsq_diskqueue_listing_t *self, const char *name, size_t *first)
+{
+    size_t low = 0, high = self->count;
+    while (low < high) {
+        size_t middle = low + (high - low) / 2;
+        if (strcmp(self->entries[middle].name, name) < 0)
+            low = middle + 1;
+        else
+            high = middle;
+    }
+    size_t end = low;
+    while (end < self->count && strcmp(self->entries[end].name, name) == 0)
+        end++;
+    *first = low;
+    return end - low;
+}
+
 // ---- metadata ----------------------------------------------------------------
 
-static int s_write_meta(nsq_diskqueue_t *self)
+// Writes the metadata to a temporary file and renames it over the old one;
+// with durable, fsyncs the file before and the directory after.
+static int s_replace_meta(nsq_diskqueue_t *self, bool durable)
 {
     char path[DQ_PATH_MAX], temp[DQ_PATH_MAX], text[160];
     s_meta_path(self, path, "");
     s_meta_path(self, temp, ".tmp");
     int64_t read_file = self->read_file, read_pos = self->read_pos, depth = self->depth;
-    if (self->keep != NSQ_DISKQUEUE_KEEP_NONE) {
-        read_file = (int64_t) (self->keep >> DQ_POSITION_BITS);
-        read_pos = (int64_t) (self->keep & ((1ULL << DQ_POSITION_BITS) - 1));
+    int64_t keep_file, keep_pos;
+    if (self->keep != NSQ_DISKQUEUE_KEEP_NONE
+        && s_position_split(self, self->keep, &keep_file, &keep_pos)) {
+        read_file = keep_file;
+        read_pos = keep_pos;
         depth += self->keep_count;
     }
     int length =
@@ -171,7 +406,7 @@ static int s_write_meta(nsq_diskqueue_t *self)
     int fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return -1;
-    if (write(fd, text, (size_t) length) != length || fdatasync(fd) != 0) {
+    if (write(fd, text, (size_t) length) != length || (durable && fdatasync(fd) != 0)) {
         int saved = errno ? errno : EIO;
         close(fd);
         unlink(temp);
@@ -179,71 +414,75 @@ static int s_write_meta(nsq_diskqueue_t *self)
         return -1;
     }
     close(fd);
-    if (rename(temp, path) != 0 || s_sync_dir(self) != 0)
+    if (rename(temp, path) != 0 || (durable && s_sync_dir(self) != 0))
         return -1;
     self->meta_dirty = false;
+    if (durable)
+        self->dir_unsynced = false;
     return 0;
 }
 
-// Reads the metadata file. Returns 0, or -1 if it is absent or unreadable.
+static int s_write_meta(nsq_diskqueue_t *self)
+{
+    return s_replace_meta(self, true);
+}
+
+// Reads the metadata file. Returns 0, 1 if it is absent or damaged (the
+// segments decide), or -1 (errno) if it cannot be read (EMFILE...).
 static int s_read_meta(nsq_diskqueue_t *self)
 {
     char path[DQ_PATH_MAX];
     s_meta_path(self, path, "");
     FILE *file = fopen(path, "re");
     if (!file)
-        return -1;
+        return errno == ENOENT ? 1 : -1;
     int version = 0;
     int fields = fscanf(file, "nsqdq %d %" SCNd64 " %" SCNd64 ",%" SCNd64 " %" SCNd64 ",%" SCNd64,
                         &version, &self->depth, &self->read_file, &self->read_pos,
                         &self->write_file, &self->write_pos);
     fclose(file);
     bool sane = fields == 6 && version == 1 && self->depth >= 0 && self->read_file >= 0
-                && self->read_pos >= 0 && self->write_pos >= 0
+                && self->read_pos >= 0 && self->write_pos >= 0 && self->write_file <= DQ_SEGMENT_MAX
                 && (self->read_file < self->write_file
                     || (self->read_file == self->write_file && self->read_pos <= self->write_pos));
-    if (!sane)
-        nsq_warn("diskqueue %s: metadata file is damaged, rebuilding from the segments",
-                 self->name);
-    return sane ? 0 : -1;
-}
-
-// Finds the lowest and highest segment numbers present. Returns the count.
-static int s_scan_segments(const nsq_diskqueue_t *self, int64_t *lowest, int64_t *highest)
-{
-    DIR *dir = opendir(self->dir);
-    if (!dir)
+    if (sane)
         return 0;
-    char prefix[DQ_PATH_MAX];
-    int prefix_length = snprintf(prefix, sizeof prefix, "%s.diskqueue.", self->name);
-    int count = 0;
-    struct dirent *entry;
-    while ((entry = readdir(dir))) {
-        const char *rest = entry->d_name;
-        if (strncmp(rest, prefix, (size_t) prefix_length) != 0)
-            continue;
-        rest += prefix_length;
-        char *end;
-        long long number = strtoll(rest, &end, 10);
-        if (end == rest || *rest < '0' || *rest > '9' || strcmp(end, ".dat") != 0)
-            continue;
-        *lowest = count == 0 || number < *lowest ? number : *lowest;
-        *highest = count == 0 || number > *highest ? number : *highest;
-        count++;
-    }
-    closedir(dir);
-    return count;
+    nsq_warn("diskqueue %s: metadata file is damaged, rebuilding from the segments", self->name);
+    return 1;
 }
 
 // ---- reading -----------------------------------------------------------------
 
+// Closes the read segment and frees the buffers.
 static void s_close_reader(nsq_diskqueue_t *self)
 {
     if (self->read_fd >= 0)
         close(self->read_fd);
     self->read_fd = -1;
     self->read_end = -1;
+    free(self->buffer);
+    self->buffer = NULL;
     self->buffer_length = 0;
+    free(self->scratch);
+    self->scratch = NULL;
+    self->scratch_size = 0;
+}
+
+// Closes every file and frees the buffers; the next put or get reopens.
+static void s_release(nsq_diskqueue_t *self)
+{
+    s_close_reader(self);
+    if (self->write_fd >= 0)
+        close(self->write_fd);
+    self->write_fd = -1;
+}
+
+// Allocates the read buffer if needed. Returns 0, or -1 (ENOMEM).
+static int s_ensure_buffer(nsq_diskqueue_t *self)
+{
+    if (!self->buffer && !(self->buffer = malloc(DQ_BUFFER_SIZE)))
+        return -1;
+    return 0;
 }
 
 // The offset reading must stop at in the read segment; -1 on error.
@@ -256,11 +495,14 @@ static int64_t s_read_limit(nsq_diskqueue_t *self)
     return self->read_end;
 }
 
-// Opens the read segment if needed. Returns 0, or -1 with errno.
+// Opens the read segment (and its buffer) if needed. Returns 0, or -1
+// with errno (ENOENT: the file is gone).
 static int s_open_reader(nsq_diskqueue_t *self)
 {
     if (self->read_fd >= 0)
         return 0;
+    if (s_ensure_buffer(self) != 0)
+        return -1;
     self->read_fd = s_open_segment(self, self->read_file, O_RDONLY);
     self->read_end = -1;
     self->buffer_length = 0;
@@ -268,25 +510,35 @@ static int s_open_reader(nsq_diskqueue_t *self)
 }
 
 // Deletes the segments nothing needs any more: before the read segment
-// and before the oldest record still kept.
+// and before the oldest record still kept. The write segment stays.
 static void s_delete_done(nsq_diskqueue_t *self)
 {
-    int64_t below = self->read_file;
-    if (self->keep != NSQ_DISKQUEUE_KEEP_NONE && (int64_t) (self->keep >> DQ_POSITION_BITS) < below)
-        below = (int64_t) (self->keep >> DQ_POSITION_BITS);
-    for (; self->oldest_file < below; self->oldest_file++) {
+    int64_t below = self->read_file, keep_file, keep_pos;
+    if (self->keep != NSQ_DISKQUEUE_KEEP_NONE
+        && s_position_split(self, self->keep, &keep_file, &keep_pos) && keep_file < below)
+        below = keep_file;
+    size_t done = 0;
+    for (; done + 1 < self->segment_count && self->segments[done] < below; done++) {
         char path[DQ_PATH_MAX];
-        s_segment_path(self, self->oldest_file, path);
+        s_segment_path(self, self->segments[done], path);
         if (unlink(path) != 0 && errno != ENOENT)
             nsq_warn("diskqueue %s: cannot delete %s: %s", self->name, path, strerror(errno));
     }
+    if (done == 0)
+        return;
+    memmove(self->segments, self->segments + done,
+            (self->segment_count - done) * sizeof *self->segments);
+    self->segment_count -= done;
+    self->first_ordinal += done;
 }
 
-// Moves to the next segment, deleting the finished one unless kept.
+// Moves to the next listed segment, deleting the finished one unless kept.
 static void s_next_segment(nsq_diskqueue_t *self)
 {
     s_close_reader(self);
-    self->read_file++;
+    size_t index = s_segment_index(self, self->read_file);
+    self->read_file =
+        index + 1 < self->segment_count ? self->segments[index + 1] : self->write_file;
     self->read_pos = 0;
     self->meta_dirty = true;
     if (!self->keeping)
@@ -362,6 +614,7 @@ static int s_fetch(nsq_diskqueue_t *self, int64_t offset, size_t size, int64_t l
 static void s_skip_segment(nsq_diskqueue_t *self)
 {
     if (self->read_file == self->write_file) {
+        s_close_reader(self);
         self->read_pos = self->write_pos;
         self->meta_dirty = true;
     } else {
@@ -373,8 +626,13 @@ static void s_skip_segment(nsq_diskqueue_t *self)
 // the position was skipped (damage, end of segment), -1 on I/O error.
 static int s_read_record(nsq_diskqueue_t *self, const void **data, size_t *size)
 {
-    if (s_open_reader(self))
-        return -1;
+    if (s_open_reader(self) != 0) {
+        if (errno != ENOENT)
+            return -1;
+        s_report(self, self->read_file, self->read_pos, "segment file missing");
+        s_skip_segment(self);
+        return 0;
+    }
     int64_t limit = s_read_limit(self);
     if (limit < 0)
         return -1;
@@ -384,6 +642,11 @@ static int s_read_record(nsq_diskqueue_t *self, const void **data, size_t *size)
         return 0;
     }
     const uint8_t *header;
+    if (pos > DQ_OFFSET_MAX) {  // no position token could name it
+        s_report(self, self->read_file, pos, "segment larger than supported");
+        s_skip_segment(self);
+        return 0;
+    }
     if (pos + NSQ_DISKQUEUE_HEADER_SIZE > limit
         || s_fetch(self, pos, NSQ_DISKQUEUE_HEADER_SIZE, limit, &header)) {
         s_report(self, self->read_file, pos, "truncated record header");
@@ -412,7 +675,7 @@ static int s_read_record(nsq_diskqueue_t *self, const void **data, size_t *size)
     }
     *data = payload ? payload : (const void *) self->buffer;
     *size = length;
-    self->last_position = (uint64_t) self->read_file << DQ_POSITION_BITS | (uint64_t) pos;
+    self->last_position = s_position(self, self->read_file, pos);
     return 1;
 }
 
@@ -444,25 +707,70 @@ uint64_t nsq_diskqueue_corrupt_count(const nsq_diskqueue_t *self)
 
 // ---- writing -----------------------------------------------------------------
 
-int nsq_diskqueue_sync(nsq_diskqueue_t *self)
+// Opens the write segment if needed, creating its file (whose directory
+// entry the next sync makes durable). Returns 0, or -1 with errno.
+static int s_open_writer(nsq_diskqueue_t *self)
+{
+    if (self->write_fd >= 0)
+        return 0;
+    self->write_fd = s_open_segment(self, self->write_file, O_RDWR);
+    if (self->write_fd < 0 && errno == ENOENT) {
+        self->write_fd = s_open_segment(self, self->write_file, O_RDWR | O_CREAT);
+        self->dir_unsynced = self->write_fd >= 0;
+    }
+    return self->write_fd < 0 ? -1 : 0;
+}
+
+// Data sync, then the metadata; releases the files when release is set.
+static int s_sync(nsq_diskqueue_t *self, bool release)
 {
     self->last_sync_ms = s_now_ms();
     if (self->unsynced_writes > 0) {
-        if (fdatasync(self->write_fd) != 0)
+        if (s_open_writer(self) != 0 || fdatasync(self->write_fd) != 0)
             return -1;
         self->unsynced_writes = 0;
+        self->taken_count = self->put_count;
         self->meta_dirty = true;
     }
-    return self->meta_dirty ? s_write_meta(self) : 0;
+    if ((self->meta_dirty || self->dir_unsynced) && s_write_meta(self) != 0)
+        return -1;
+    if (release)
+        s_release(self);
+    return 0;
+}
+
+int nsq_diskqueue_sync(nsq_diskqueue_t *self)
+{
+    return s_sync(self, true);
+}
+
+int nsq_diskqueue_write_meta(nsq_diskqueue_t *self)
+{
+    self->last_sync_ms = s_now_ms();
+    self->unsynced_writes = 0;
+    self->taken_count = self->put_count;
+    if ((self->meta_dirty || self->dir_unsynced) && s_replace_meta(self, false) != 0)
+        return -1;
+    self->dir_unsynced = false;
+    s_release(self);
+    return 0;
 }
 
 int nsq_diskqueue_take_sync_fd(nsq_diskqueue_t *self, int *fd)
 {
     if (self->put_count == self->taken_count)
         return 0;
-    *fd = fcntl(self->write_fd, F_DUPFD_CLOEXEC, 0);
-    if (*fd < 0)
+    if (s_open_writer(self) != 0)
         return -1;
+    if (self->dir_unsynced) {  // a new segment: its name must survive a crash too
+        if (s_sync_dir(self) != 0)
+            return -1;
+        self->dir_unsynced = false;
+    }
+    // The caller's descriptor syncs the file; the queue reopens it on its
+    // next put, so a queue between group commits holds no descriptor.
+    *fd = self->write_fd;
+    self->write_fd = -1;
     self->taken_count = self->put_count;
     return 1;
 }
@@ -474,7 +782,7 @@ uint64_t nsq_diskqueue_untaken_puts(const nsq_diskqueue_t *self)
 
 bool nsq_diskqueue_dirty(const nsq_diskqueue_t *self)
 {
-    return self->unsynced_writes > 0 || self->meta_dirty;
+    return self->unsynced_writes > 0 || self->meta_dirty || self->dir_unsynced;
 }
 
 int nsq_diskqueue_maybe_sync(nsq_diskqueue_t *self, int64_t now_ms, int64_t timeout_ms)
@@ -487,18 +795,25 @@ int nsq_diskqueue_maybe_sync(nsq_diskqueue_t *self, int64_t now_ms, int64_t time
 // Closes the full write segment (synced) and starts the next one.
 static int s_roll(nsq_diskqueue_t *self)
 {
+    if (self->write_file >= DQ_SEGMENT_MAX)
+        return errno = EFBIG, -1;
+    if (s_segment_append(self, self->write_file + 1) != 0)
+        return -1;
+    self->segment_count--;  // listed once the file exists
     int fd = s_open_segment(self, self->write_file + 1, O_RDWR | O_CREAT | O_TRUNC);
     if (fd < 0)
         return -1;
-    if (fdatasync(self->write_fd) != 0) {
+    if (self->write_fd >= 0 && fdatasync(self->write_fd) != 0) {
         int saved = errno;
         close(fd);
         errno = saved;
         return -1;
     }
-    close(self->write_fd);
+    if (self->write_fd >= 0)
+        close(self->write_fd);
     self->write_fd = fd;
     self->write_file++;
+    self->segment_count++;
     self->write_pos = 0;
     self->unsynced_writes = 0;
     if (s_write_meta(self) != 0)
@@ -539,9 +854,12 @@ int nsq_diskqueue_putv(nsq_diskqueue_t *self, const struct iovec *iov, int iov_c
     if (size > self->max_msg_size || iov_count >= DQ_IOV_MAX)
         return errno = EINVAL, -1;
     int64_t record = NSQ_DISKQUEUE_HEADER_SIZE + (int64_t) size;
-    if (self->write_pos > 0 && self->write_pos + record > self->max_bytes_per_file
-        && s_roll(self) != 0)
+    if (self->write_pos > 0 && self->write_pos + record > self->max_bytes_per_file) {
+        if (s_roll(self) != 0)
+            return -1;
+    } else if (s_open_writer(self) != 0) {
         return -1;
+    }
     uint8_t header[NSQ_DISKQUEUE_HEADER_SIZE];
     s_put_u32(header, (uint32_t) size);
     uint32_t crc = nsq_crc32c(0, header, 4);
@@ -564,7 +882,7 @@ int nsq_diskqueue_putv(nsq_diskqueue_t *self, const struct iovec *iov, int iov_c
     self->unsynced_writes++;
     self->put_count++;
     if (self->sync_every > 0 && self->unsynced_writes >= self->sync_every
-        && nsq_diskqueue_sync(self) != 0)
+        && s_sync(self, false) != 0)
         nsq_warn("diskqueue %s: sync failed: %s", self->name, strerror(errno));
     return 0;
 }
@@ -579,26 +897,29 @@ int nsq_diskqueue_empty(nsq_diskqueue_t *self)
 {
     self->keep = NSQ_DISKQUEUE_KEEP_NONE;
     self->keep_count = 0;
-    while (self->read_file < self->write_file)
-        s_next_segment(self);
     s_close_reader(self);
-    // Start afresh in a new segment; the old write segment goes.
+    // Start afresh in a new segment; every older one goes.
     if (s_roll(self) != 0)
         return -1;
-    s_next_segment(self);
+    self->read_file = self->write_file;
+    self->read_pos = 0;
     self->depth = 0;
-    return s_write_meta(self);
+    self->meta_dirty = true;
+    s_delete_done(self);
+    return nsq_diskqueue_sync(self);
 }
 
 // ---- opening -----------------------------------------------------------------
 
 // Offset just past the last complete record of segment fd (size bytes),
 // walking from offset start (a record boundary). Reads headers only.
-// *count receives the records passed.
+// *count receives the records passed. -1 if out of memory.
 static int64_t s_walk(nsq_diskqueue_t *self, int fd, int64_t start, int64_t size, int64_t *count)
 {
     int64_t pos = start;
     *count = 0;
+    if (s_ensure_buffer(self) != 0)
+        return -1;
     int saved_fd = self->read_fd;
     self->read_fd = fd;
     self->buffer_length = 0;
@@ -624,6 +945,8 @@ static int s_repair_tail(nsq_diskqueue_t *self, int64_t size)
         self->read_file == self->write_file && self->read_pos <= size ? self->read_pos : 0;
     int64_t count;
     int64_t end = s_walk(self, self->write_fd, start, size, &count);
+    if (end < 0)
+        return -1;
     if (end < size) {
         s_report(self, self->write_file, end, "torn record at the end of the queue");
         if (ftruncate(self->write_fd, end) != 0)
@@ -639,88 +962,176 @@ static int s_repair_tail(nsq_diskqueue_t *self, int64_t size)
 static void s_recount(nsq_diskqueue_t *self)
 {
     self->depth = 0;
-    for (int64_t file = self->read_file; file <= self->write_file; file++) {
+    for (size_t i = s_segment_index(self, self->read_file); i < self->segment_count; i++) {
+        int64_t file = self->segments[i];
         int fd = s_open_segment(self, file, O_RDONLY);
         if (fd < 0)
             continue;
         int64_t size = file == self->write_file ? self->write_pos : s_file_size(fd);
         int64_t count;
-        s_walk(self, fd, file == self->read_file ? self->read_pos : 0, size, &count);
-        self->depth += count;
+        if (s_walk(self, fd, file == self->read_file ? self->read_pos : 0, size, &count) >= 0)
+            self->depth += count;
         close(fd);
     }
 }
 
-// Moves the read position to an existing segment (segments deleted after
-// the metadata was last written are gone).
-static void s_find_reader(nsq_diskqueue_t *self)
+// Reconciles the write position with the write segment's file: a torn
+// tail is cut; records written after the metadata are kept for the reader
+// and writing goes on in a new segment. Sets *changed if it changed
+// anything. Returns 0, or -1 with errno.
+static int s_check_writer(nsq_diskqueue_t *self, bool *changed)
 {
-    while (self->read_file < self->write_file) {
-        int fd = s_open_segment(self, self->read_file, O_RDONLY);
-        if (fd >= 0) {
-            bool past_end = self->read_pos > s_file_size(fd);
-            close(fd);
-            if (!past_end)
-                return;
-        }
-        self->read_file++;
-        self->read_pos = 0;
-    }
-}
-
-// Reconciles metadata with the files and opens the write segment.
-static int s_open(nsq_diskqueue_t *self)
-{
-    bool recount = false;
-    int64_t lowest = 0, highest = 0;
-    int segments = s_scan_segments(self, &lowest, &highest);
-    if (s_read_meta(self) != 0) {
-        recount = segments > 0;
-        self->read_file = lowest;
-        self->write_file = highest;
-        self->read_pos = 0;
-        self->write_pos = INT64_MAX;  // trust the file
-    } else if (segments > 0 && highest > self->write_file) {
-        // Rolled after the metadata was last written: the newest segment
-        // is the write segment, the ones in between are read in full.
-        nsq_warn("diskqueue %s: segments beyond the metadata, trusting the files", self->name);
-        recount = true;
-        self->write_file = highest;
-        self->write_pos = INT64_MAX;
-    }
-    self->write_fd = s_open_segment(self, self->write_file, O_RDWR | O_CREAT);
-    int64_t size = self->write_fd >= 0 ? s_file_size(self->write_fd) : -1;
+    self->write_fd = s_open_segment(self, self->write_file, O_RDWR);
+    if (self->write_fd < 0 && errno != ENOENT)
+        return -1;
+    int64_t size = self->write_fd >= 0 ? s_file_size(self->write_fd) : 0;
     if (size < 0)
         return -1;
     if (self->write_pos > size) {
-        recount = true;
-        if (s_repair_tail(self, size) != 0)
-            return -1;
+        *changed = true;
+        if (self->write_fd >= 0)
+            return s_repair_tail(self, size);
+        s_report(self, self->write_file, 0, "missing write segment");
+        self->write_pos = 0;
+        if (self->read_file == self->write_file)
+            self->read_pos = 0;
     } else if (self->write_pos < size) {
-        // Records written after the metadata: keep them all for the reader
-        // in this segment and append to a fresh one.
-        recount = true;
+        *changed = true;
         self->write_pos = size;
-        if (s_roll(self) != 0)
-            return -1;
+        return s_roll(self);
     }
-    s_find_reader(self);
-    self->oldest_file = self->read_file;
-    if (recount)
-        s_recount(self);
-    self->meta_dirty = true;
-    return nsq_diskqueue_sync(self);
+    return 0;
 }
 
-nsq_diskqueue_t *nsq_diskqueue_new(const char *dir, const char *name, int64_t max_bytes_per_file,
-                                   uint32_t max_msg_size, int64_t sync_every)
+// Puts the read position on a listed segment (segments deleted after the
+// metadata was last written are gone), and reports every gap after it
+// once: the records of a missing segment are lost, the reader goes on with
+// the next one. Sets *changed if it moved or found a gap. Returns 0, or
+// -1 with errno.
+static int s_find_reader(nsq_diskqueue_t *self, bool *changed)
+{
+    size_t index = 0;
+    while (index + 1 < self->segment_count && self->segments[index] < self->read_file)
+        index++;
+    if (self->segments[index] != self->read_file) {
+        self->read_file = self->segments[index];
+        self->read_pos = 0;
+        *changed = true;
+    }
+    if (self->read_file != self->write_file && self->read_pos > 0) {
+        int fd = s_open_segment(self, self->read_file, O_RDONLY);
+        if (fd < 0 && errno != ENOENT)
+            return -1;
+        int64_t size = fd >= 0 ? s_file_size(fd) : -1;
+        if (fd >= 0)
+            close(fd);
+        if (self->read_pos > size) {
+            self->read_file = self->segments[++index];
+            self->read_pos = 0;
+            *changed = true;
+        }
+    }
+    for (; index + 1 < self->segment_count; index++) {
+        int64_t after = self->segments[index], next = self->segments[index + 1];
+        if (next == after + 1)
+            continue;
+        self->corrupt_count++;
+        nsq_error("diskqueue %s: segments %06" PRId64 " to %06" PRId64
+                  " are missing; their records are lost, reading goes on at %06" PRId64,
+                  self->name, after + 1, next - 1, next);
+        *changed = true;
+    }
+    return 0;
+}
+
+// Reconciles the metadata with the segment files listed (ascending) and
+// leaves no file open.
+static int s_open(nsq_diskqueue_t *self, const int64_t *listed, size_t count)
+{
+    int meta = s_read_meta(self);
+    if (meta < 0)
+        return -1;
+    bool changed = false;
+    if (meta == 1) {
+        changed = count > 0;
+        self->depth = 0;
+        self->read_file = count ? listed[0] : 0;
+        self->write_file = count ? listed[count - 1] : 0;
+        self->read_pos = 0;
+        self->write_pos = count ? INT64_MAX : 0;  // trust the file
+    } else if (count > 0 && listed[count - 1] > self->write_file) {
+        // Rolled after the metadata was last written: the newest segment
+        // is the write segment, the ones in between are read in full.
+        nsq_warn("diskqueue %s: segments beyond the metadata, trusting the files", self->name);
+        changed = true;
+        self->write_file = listed[count - 1];
+        self->write_pos = INT64_MAX;
+    }
+    for (size_t i = 0; i < count && listed[i] < self->write_file; i++)
+        if (s_segment_append(self, listed[i]) != 0)
+            return -1;
+    if (s_segment_append(self, self->write_file) != 0 || s_check_writer(self, &changed) != 0
+        || s_find_reader(self, &changed) != 0)
+        return -1;
+    if (changed)
+        s_recount(self);
+    s_delete_done(self);  // leftovers of reads finished before the metadata was written
+    self->meta_dirty = changed;
+    if (changed)
+        return nsq_diskqueue_sync(self);
+    s_release(self);
+    return 0;
+}
+
+// True if the queue's metadata file exists.
+static bool s_meta_exists(const nsq_diskqueue_t *self)
+{
+    char path[DQ_PATH_MAX];
+    s_meta_path(self, path, "");
+    return access(path, F_OK) == 0;
+}
+
+// Collects the segment numbers of the queue from listing (taking them),
+// or from a listing of its own when listing cannot tell. Caller frees
+// *numbers. Returns 0, or -1 with errno.
+static int s_segments_of(nsq_diskqueue_t *self, nsq_diskqueue_listing_t *listing, int64_t **numbers,
+                         size_t *count)
+{
+    size_t first = 0, found = listing ? s_listing_find(listing, self->name, &first) : 0;
+    bool trusted = listing && !(found > 0 && listing->entries[first].taken)
+                   && !(found == 0 && s_meta_exists(self));
+    nsq_diskqueue_listing_t *own = NULL;
+    if (!trusted) {
+        own = s_listing_new(self->dir, self->name);
+        if (!own)
+            return -1;
+        listing = own;
+        first = 0;
+        found = own->count;
+    }
+    *numbers = malloc((found ? found : 1) * sizeof **numbers);
+    if (!*numbers) {
+        nsq_diskqueue_listing_destroy(&own);
+        return -1;
+    }
+    for (size_t i = 0; i < found; i++) {
+        (*numbers)[i] = listing->entries[first + i].number;
+        listing->entries[first + i].taken = true;
+    }
+    *count = found;
+    nsq_diskqueue_listing_destroy(&own);
+    return 0;
+}
+
+nsq_diskqueue_t *nsq_diskqueue_new_listed(const char *dir, const char *name,
+                                          int64_t max_bytes_per_file, uint32_t max_msg_size,
+                                          int64_t sync_every, nsq_diskqueue_listing_t *listing)
 {
     nsq_diskqueue_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
     self->dir = strdup(dir);
     self->name = strdup(name);
-    self->buffer = malloc(DQ_BUFFER_SIZE);
     self->max_bytes_per_file = max_bytes_per_file;
     self->max_msg_size = max_msg_size;
     self->sync_every = sync_every;
@@ -728,28 +1139,36 @@ nsq_diskqueue_t *nsq_diskqueue_new(const char *dir, const char *name, int64_t ma
     self->read_fd = -1;
     self->read_end = -1;
     self->keep = NSQ_DISKQUEUE_KEEP_NONE;
-    if (!self->dir || !self->name || !self->buffer || s_open(self) != 0) {
+    int64_t *listed = NULL;
+    size_t count = 0;
+    if (!self->dir || !self->name || s_segments_of(self, listing, &listed, &count) != 0
+        || s_open(self, listed, count) != 0) {
         int saved = errno;
         if (self->name)
             nsq_error("diskqueue %s: cannot open in %s: %s", name, dir, strerror(saved));
         self->meta_dirty = false;
+        self->dir_unsynced = false;
         self->unsynced_writes = 0;
         nsq_diskqueue_destroy(&self);
         errno = saved;
     }
+    free(listed);
     return self;
+}
+
+nsq_diskqueue_t *nsq_diskqueue_new(const char *dir, const char *name, int64_t max_bytes_per_file,
+                                   uint32_t max_msg_size, int64_t sync_every)
+{
+    return nsq_diskqueue_new_listed(dir, name, max_bytes_per_file, max_msg_size, sync_every, NULL);
 }
 
 static void s_free(nsq_diskqueue_t **self_p)
 {
     nsq_diskqueue_t *self = *self_p;
-    s_close_reader(self);
-    if (self->write_fd >= 0)
-        close(self->write_fd);
+    s_release(self);
+    free(self->segments);
     free(self->dir);
     free(self->name);
-    free(self->buffer);
-    free(self->scratch);
     free(self);
     *self_p = NULL;
 }
@@ -759,7 +1178,7 @@ void nsq_diskqueue_destroy(nsq_diskqueue_t **self_p)
     if (!self_p || !*self_p)
         return;
     nsq_diskqueue_t *self = *self_p;
-    if (self->write_fd >= 0 && nsq_diskqueue_sync(self) != 0)
+    if (nsq_diskqueue_dirty(self) && nsq_diskqueue_sync(self) != 0)
         nsq_error("diskqueue %s: final sync failed: %s", self->name, strerror(errno));
     s_free(self_p);
 }
@@ -770,8 +1189,8 @@ void nsq_diskqueue_delete(nsq_diskqueue_t **self_p)
         return;
     nsq_diskqueue_t *self = *self_p;
     char path[DQ_PATH_MAX];
-    for (int64_t file = self->oldest_file; file <= self->write_file; file++) {
-        s_segment_path(self, file, path);
+    for (size_t i = 0; i < self->segment_count; i++) {
+        s_segment_path(self, self->segments[i], path);
         unlink(path);
     }
     s_meta_path(self, path, "");
@@ -783,6 +1202,7 @@ void nsq_diskqueue_delete(nsq_diskqueue_t **self_p)
 
 // ---- self-test -----------------------------------------------------------------
 
+#include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
 
@@ -827,9 +1247,10 @@ static int s_test_expect(nsq_diskqueue_t *queue, int expected)
 
 static int s_test_count_segments(const char *dir, const char *name)
 {
-    nsq_diskqueue_t probe = {.dir = (char *) dir, .name = (char *) name};
-    int64_t lowest, highest;
-    return s_scan_segments(&probe, &lowest, &highest);
+    nsq_diskqueue_listing_t *listing = s_listing_new(dir, name);
+    int count = listing ? (int) listing->count : -1;
+    nsq_diskqueue_listing_destroy(&listing);
+    return count;
 }
 
 static int64_t s_test_path_size(const char *dir, const char *name, int64_t number)
@@ -1090,17 +1511,184 @@ static int s_test_keep(const char *dir)
     return 0;
 }
 
+// The path of segment number of queue name in dir.
+static void s_test_segment_path(const char *dir, const char *name, int64_t number, char *path)
+{
+    nsq_diskqueue_t probe = {.dir = (char *) dir, .name = (char *) name};
+    s_segment_path(&probe, number, path);
+}
+
+// Segments 000000 and 1000000000000 of one queue: opening, reading,
+// keeping and reopening work from the two files, never from the numbers
+// in between (which once took forever), and the gap is reported once.
+static int s_test_sparse(const char *dir)
+{
+    const int64_t far = 1000000000000LL;
+    nsq_diskqueue_t *queue = nsq_diskqueue_new(dir, "donor", 1 << 20, 1024, 0);
+    DQ_TEST_CHECK(queue && s_test_fill(queue, 2, 3) == 0);
+    nsq_diskqueue_destroy(&queue);
+    queue = nsq_diskqueue_new(dir, "sparse", 1 << 20, 1024, 0);
+    DQ_TEST_CHECK(queue && s_test_fill(queue, 0, 2) == 0);
+    nsq_diskqueue_destroy(&queue);
+    char from[DQ_PATH_MAX], to[DQ_PATH_MAX];
+    s_test_segment_path(dir, "donor", 0, from);
+    s_test_segment_path(dir, "sparse", far, to);
+    DQ_TEST_CHECK(rename(from, to) == 0);
+    nsq_diskqueue_t probe = {.dir = (char *) dir, .name = (char *) "donor"};
+    s_meta_path(&probe, from, "");
+    DQ_TEST_CHECK(unlink(from) == 0);
+    // The metadata still says segment 0 is the write segment: the files win.
+    queue = nsq_diskqueue_new(dir, "sparse", 1 << 20, 1024, 0);
+    DQ_TEST_CHECK(queue && nsq_diskqueue_depth(queue) == 5);
+    DQ_TEST_CHECK(nsq_diskqueue_corrupt_count(queue) == 1);
+    nsq_diskqueue_keep_from(queue, NSQ_DISKQUEUE_KEEP_NONE, 0);
+    for (int i = 0; i < 3; i++)
+        DQ_TEST_CHECK(s_test_expect(queue, i) == 0);
+    nsq_diskqueue_keep_from(queue, nsq_diskqueue_position(queue), 1);  // rec-0002 unfinished
+    DQ_TEST_CHECK(s_test_count_segments(dir, "sparse") == 1);          // segment 0 is done
+    nsq_diskqueue_destroy(&queue);
+    queue = nsq_diskqueue_new(dir, "sparse", 1 << 20, 1024, 0);
+    DQ_TEST_CHECK(queue && nsq_diskqueue_depth(queue) == 3);
+    DQ_TEST_CHECK(nsq_diskqueue_corrupt_count(queue) == 0 && s_test_fill(queue, 5, 1) == 0);
+    for (int i = 2; i < 6; i++)
+        DQ_TEST_CHECK(s_test_expect(queue, i) == 0);
+    DQ_TEST_CHECK(s_test_path_size(dir, "sparse", far) == 4 * 16);
+    nsq_diskqueue_delete(&queue);
+    // Without metadata the queue is rebuilt from the same two files.
+    queue = nsq_diskqueue_new(dir, "rebuilt", 1 << 20, 1024, 0);
+    DQ_TEST_CHECK(queue && s_test_fill(queue, 0, 1) == 0);
+    nsq_diskqueue_destroy(&queue);
+    s_test_segment_path(dir, "rebuilt", 0, from);
+    s_test_segment_path(dir, "rebuilt", far, to);
+    DQ_TEST_CHECK(link(from, to) == 0);
+    probe.name = (char *) "rebuilt";
+    s_meta_path(&probe, from, "");
+    DQ_TEST_CHECK(unlink(from) == 0);
+    queue = nsq_diskqueue_new(dir, "rebuilt", 1 << 20, 1024, 0);
+    DQ_TEST_CHECK(queue && nsq_diskqueue_depth(queue) == 2);
+    DQ_TEST_CHECK(s_test_expect(queue, 0) == 0 && s_test_expect(queue, 0) == 0);
+    DQ_TEST_CHECK(nsq_diskqueue_corrupt_count(queue) == 1 && nsq_diskqueue_is_empty(queue));
+    nsq_diskqueue_delete(&queue);
+    return 0;
+}
+
+// A missing middle segment (gone before the open, or while the queue is
+// open) is counted once and the records after it are served.
+static int s_test_gap(const char *dir)
+{
+    nsq_diskqueue_t *queue = nsq_diskqueue_new(dir, "gap", 64, 1024, 0);
+    DQ_TEST_CHECK(queue && s_test_fill(queue, 0, 16) == 0);  // segments 0 to 3
+    nsq_diskqueue_destroy(&queue);
+    char path[DQ_PATH_MAX];
+    s_test_segment_path(dir, "gap", 1, path);
+    DQ_TEST_CHECK(unlink(path) == 0);
+    queue = nsq_diskqueue_new(dir, "gap", 64, 1024, 0);
+    DQ_TEST_CHECK(queue && nsq_diskqueue_corrupt_count(queue) == 1);
+    DQ_TEST_CHECK(nsq_diskqueue_depth(queue) == 12);
+    for (int i = 0; i < 4; i++)
+        DQ_TEST_CHECK(s_test_expect(queue, i) == 0);
+    s_test_segment_path(dir, "gap", 2, path);
+    DQ_TEST_CHECK(unlink(path) == 0);  // while the queue is open
+    for (int i = 12; i < 16; i++)
+        DQ_TEST_CHECK(s_test_expect(queue, i) == 0);
+    DQ_TEST_CHECK(nsq_diskqueue_corrupt_count(queue) == 2 && nsq_diskqueue_is_empty(queue));
+    const void *data;
+    size_t size;
+    DQ_TEST_CHECK(nsq_diskqueue_get(queue, &data, &size) == 0 && nsq_diskqueue_depth(queue) == 0);
+    nsq_diskqueue_delete(&queue);
+    return 0;
+}
+
+// Descriptors this process has open.
+static int s_test_open_fds(void)
+{
+    DIR *listing = opendir("/proc/self/fd");
+    int count = -1;  // the listing's own
+    struct dirent *entry;
+    while (listing && (entry = readdir(listing)))
+        count += entry->d_name[0] != '.';
+    if (listing)
+        closedir(listing);
+    return count;
+}
+
+// An idle queue holds no descriptor and no buffer: a new one creates no
+// file before its first put, and a sync closes what put and get opened.
+// Queues opened through one listing find their files.
+static int s_test_idle(const char *dir)
+{
+    int before = s_test_open_fds();
+    nsq_diskqueue_t *queue = nsq_diskqueue_new(dir, "idle", 64, 1024, 0);
+    DQ_TEST_CHECK(queue && s_test_count_segments(dir, "idle") == 0);
+    DQ_TEST_CHECK(s_test_open_fds() == before);
+    DQ_TEST_CHECK(s_test_fill(queue, 0, 6) == 0 && s_test_expect(queue, 0) == 0);
+    DQ_TEST_CHECK(s_test_open_fds() == before + 2 && queue->buffer);
+    DQ_TEST_CHECK(nsq_diskqueue_sync(queue) == 0);
+    DQ_TEST_CHECK(s_test_open_fds() == before && !queue->buffer && !queue->scratch);
+    DQ_TEST_CHECK(s_test_expect(queue, 1) == 0 && s_test_fill(queue, 6, 1) == 0);
+    DQ_TEST_CHECK(nsq_diskqueue_maybe_sync(queue, s_now_ms() + 1000, 1000) == 0);
+    DQ_TEST_CHECK(s_test_open_fds() == before && !queue->buffer);
+    nsq_diskqueue_destroy(&queue);
+    nsq_diskqueue_t *other = nsq_diskqueue_new(dir, "idle2", 64, 1024, 0);
+    DQ_TEST_CHECK(other && s_test_fill(other, 100, 1) == 0);
+    nsq_diskqueue_destroy(&other);
+    nsq_diskqueue_listing_t *listing = nsq_diskqueue_listing_new(dir);
+    DQ_TEST_CHECK(listing && s_test_open_fds() == before);
+    queue = nsq_diskqueue_new_listed(dir, "idle", 64, 1024, 0, listing);
+    other = nsq_diskqueue_new_listed(dir, "idle2", 64, 1024, 0, listing);
+    DQ_TEST_CHECK(queue && other && s_test_open_fds() == before);
+    DQ_TEST_CHECK(nsq_diskqueue_depth(queue) == 5 && nsq_diskqueue_depth(other) == 1);
+    DQ_TEST_CHECK(s_test_expect(other, 100) == 0);
+    nsq_diskqueue_delete(&other);
+    // Its listed files are gone now: a new queue of that name starts empty.
+    other = nsq_diskqueue_new_listed(dir, "idle2", 64, 1024, 0, listing);
+    DQ_TEST_CHECK(other && nsq_diskqueue_is_empty(other)
+                  && nsq_diskqueue_corrupt_count(other) == 0);
+    nsq_diskqueue_delete(&other);
+    nsq_diskqueue_listing_destroy(&listing);
+    for (int i = 2; i < 7; i++)
+        DQ_TEST_CHECK(s_test_expect(queue, i) == 0);
+    nsq_diskqueue_delete(&queue);
+    DQ_TEST_CHECK(s_test_open_fds() == before);
+    return 0;
+}
+
+// CRC32C of a fixed buffer, computed by a thread.
+static void *s_test_crc_thread(void *arg)
+{
+    static const char text[] = "the quick brown fox jumps over the lazy dog";
+    uint32_t *crc = arg;
+    for (int i = 0; i < 1000; i++)
+        *crc = nsq_crc32c(0, text, sizeof text - 1);
+    return NULL;
+}
+
+// Two threads checksum at once (a ThreadSanitizer build sees any race on
+// the table) and agree.
+static int s_test_crc_threads(void)
+{
+    pthread_t threads[2];
+    uint32_t crcs[2] = {0, 0};
+    for (int i = 0; i < 2; i++)
+        DQ_TEST_CHECK(pthread_create(&threads[i], NULL, s_test_crc_thread, &crcs[i]) == 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(threads[i], NULL);
+    DQ_TEST_CHECK(crcs[0] == crcs[1] && crcs[0] != 0);
+    return 0;
+}
+
 int nsq_diskqueue_test(void)
 {
     // Known answer: CRC32C("123456789") is 0xE3069283.
-    if (nsq_crc32c(0, "123456789", 9) != 0xE3069283u)
+    if (nsq_crc32c(0, "123456789", 9) != 0xE3069283u || s_test_crc_threads() != 0)
         return -1;
     char dir[] = "/tmp/nsq-diskqueue-test-XXXXXX";
     if (!mkdtemp(dir))
         return -1;
     int rc = s_test_roll_and_reopen(dir) || s_test_sizes(dir) || s_test_truncated_tail(dir)
                      || s_test_flipped(dir) || s_test_old_metadata(dir) || s_test_failed_write(dir)
-                     || s_test_keep(dir) || s_test_meta_before_roll(dir)
+                     || s_test_keep(dir) || s_test_meta_before_roll(dir) || s_test_sparse(dir)
+                     || s_test_gap(dir) || s_test_idle(dir)
                  ? -1
                  : 0;
     if (rc == 0) {

@@ -1237,6 +1237,11 @@ static Nsq__Frame *s_raw_receive(it_raw_t *self, int timeout_ms)
     return frame;
 }
 
+Nsq__Frame *it_raw_next(it_raw_t *self, int timeout_ms)
+{
+    return s_raw_receive(self, timeout_ms);
+}
+
 Nsq__Frame *it_raw_expect(it_raw_t *self, Nsq__Frame__FrameCase kind, int timeout_ms)
 {
     int64_t deadline = it_now_ms() + timeout_ms;

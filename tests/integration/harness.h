@@ -311,6 +311,9 @@ void it_raw_fin(it_raw_t *self, uint64_t seq, uint64_t id);
 // after timeout_ms. Caller frees with nsq__frame__free_unpacked(f, NULL).
 Nsq__Frame *it_raw_expect(it_raw_t *self, Nsq__Frame__FrameCase kind, int timeout_ms);
 
+// Waits for the next frame of any kind; NULL after timeout_ms. Caller frees.
+Nsq__Frame *it_raw_next(it_raw_t *self, int timeout_ms);
+
 // ---- misc -------------------------------------------------------------
 
 // Connects a TCP socket to "host:port" or "[ipv6]:port"; -1 on failure.
