@@ -334,6 +334,62 @@ static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
+// ---- stopping -----------------------------------------------------------------
+
+// Messages in flight to consumers now.
+static uint64_t s_in_flight(broker_core_t *self)
+{
+    uint64_t count = 0;
+    for (broker_client_t *client = zhashx_first(self->clients); client;
+         client = zhashx_next(self->clients))
+        count += client->in_flight;
+    return count;
+}
+
+// While draining: ends the loop once consumers settled what they held or
+// the drain timeout passed.
+static int s_on_drain_tick(zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    broker_core_t *self = arg;
+    uint64_t in_flight = s_in_flight(self);
+    if (in_flight > 0 && zclock_mono() < self->drain_deadline)
+        return 0;
+    if (in_flight > 0)
+        nsq_info("drain timeout: %llu messages still in flight go to disk",
+                 (unsigned long long) in_flight);
+    return -1;
+}
+
+// The actor pipe. $TERM ends the loop, or first drains: no consumer gets a
+// new message (credit 0, RDY ignored), FIN/REQ/TOUCH and publishes are
+// still served, and the loop ends when nothing is in flight or after
+// --drain-timeout. What is still in flight then is written to disk and
+// delivered again after the restart; draining first means a consumer that
+// finishes quickly does not see its messages twice.
+static int s_on_pipe(zloop_t *loop, zsock_t *pipe, void *arg)
+{
+    broker_core_t *self = arg;
+    char *command = zstr_recv(pipe);
+    bool term = command && streq(command, "$TERM");
+    zstr_free(&command);
+    if (!term)
+        return 0;
+    uint64_t in_flight = s_in_flight(self);
+    if (self->draining || in_flight == 0 || self->config.drain_timeout_ms <= 0)
+        return -1;
+    self->draining = true;
+    self->drain_deadline = zclock_mono() + self->config.drain_timeout_ms;
+    for (broker_client_t *client = zhashx_first(self->clients); client;
+         client = zhashx_next(self->clients))
+        client->rdy = 0;
+    nsq_info("draining: %llu messages in flight, waiting up to %lld ms for consumers",
+             (unsigned long long) in_flight, (long long) self->config.drain_timeout_ms);
+    zloop_timer(loop, 10, 0, s_on_drain_tick, self);
+    return 0;
+}
+
 // ---- life cycle ---------------------------------------------------------------
 
 static void s_topic_destructor(void **item)
@@ -402,7 +458,7 @@ static broker_core_t *s_core_new(zsock_t *pipe, const broker_config_t *config, c
     zloop_set_nonstop(self->loop, true);
     zloop_reader(self->loop, self->router, s_on_router, self);
     zloop_reader(self->loop, self->requests, s_on_request, self);
-    zloop_reader(self->loop, pipe, nsq_daemon_on_pipe, NULL);
+    zloop_reader(self->loop, pipe, s_on_pipe, self);
     zloop_timer(self->loop, BROKER_TICK_MS, 0, s_on_tick, self);
     if (broker_sync_start(self) != 0) {
         snprintf(error, error_size, "cannot start the sync thread");
@@ -444,6 +500,8 @@ static void s_core_destroy(broker_core_t **self_p)
     nsq_diskqueue_listing_destroy(&self->config.disk_listing);
     broker_state_unlock(self);
     zsock_destroy(&self->requests);
+    if (self->router)
+        zsock_set_linger(self->router, 1000);  // the last answers still leave
     zsock_destroy(&self->router);
     free(self);
     *self_p = NULL;

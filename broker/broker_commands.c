@@ -111,7 +111,7 @@ static void s_rdy(broker_core_t *self, broker_client_t *client, const Nsq__Comma
         s_error(client, command, "E_INVALID", text, now);
         return;
     }
-    client->rdy = command->rdy->count;
+    client->rdy = self->draining ? 0 : command->rdy->count;  // stopping: nothing new
     broker_channel_dispatch(client->channel, now);
 }
 

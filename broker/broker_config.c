@@ -37,6 +37,7 @@ void broker_config_defaults(broker_config_t *self)
     self->max_rdy_count = 2500;
     self->heartbeat_interval_ms = 30000;
     self->max_heartbeat_interval_ms = 60000;
+    self->drain_timeout_ms = 2000;
     self->node_id = 0;
     self->http_threads = 2;
     self->lookupd_heartbeat_ms = 15000;

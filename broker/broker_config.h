@@ -44,6 +44,7 @@ typedef struct {
     int64_t max_rdy_count;                       // upper bound for RDY
     int64_t heartbeat_interval_ms;               // default client heartbeat interval
     int64_t max_heartbeat_interval_ms;           // upper bound for IDENTIFY heartbeat
+    int64_t drain_timeout_ms;                    // on $TERM, wait this long for in-flight FINs
     int64_t node_id;                             // 0..1023, part of every message id
     int http_threads;                            // libmicrohttpd thread pool size
     char lookupd_addresses[BROKER_LOOKUPD_MAX][BROKER_ADDRESS_MAX];  // lookupd ZeroMQ host:port

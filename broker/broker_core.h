@@ -46,6 +46,8 @@ typedef struct {
     zlistx_t *ack_waiting;       // durable: publishes waiting for the next sync
     zlistx_t *ack_syncing;       // durable: publishes the running sync covers
     bool sync_running;           // the syncer is busy
+    bool draining;               // $TERM came: no new deliveries, the loop ends soon
+    int64_t drain_deadline;      // monotonic ms when draining gives up
     int64_t files_logged_ms;     // monotonic ms of the last "out of file descriptors" line
 
     broker_client_blocked_t blocked;  // frames that met a full client queue

@@ -61,6 +61,9 @@ static const nsq_option_spec_t s_options[] = {
      "default heartbeat interval; a client silent for two is dropped"},
     {"max-heartbeat-interval", NSQ_OPTION_DURATION, "60s", 100, 3600000, false,
      "longest heartbeat interval a client may ask for"},
+    {"drain-timeout", NSQ_OPTION_DURATION, "2s", 0, 3600000, false,
+     "on SIGTERM stop delivering and let consumers finish what they hold this long before the "
+     "rest is written to disk for the next start (0 = at once)"},
     {"node-id", NSQ_OPTION_INT, "0", 0, 1023, false, "node number, part of every message id"},
     {"http-threads", NSQ_OPTION_INT, "2", 1, 64, false, "HTTP server threads"},
     {"log-level", NSQ_OPTION_STRING, "info", 0, 0, false, "debug, info, warn or error"},
@@ -125,6 +128,7 @@ static int s_configure(nsq_options_t *options, void *config_p, char *error, size
     config->max_rdy_count = nsq_options_int(options, "max-rdy-count");
     config->heartbeat_interval_ms = nsq_options_int(options, "heartbeat-interval");
     config->max_heartbeat_interval_ms = nsq_options_int(options, "max-heartbeat-interval");
+    config->drain_timeout_ms = nsq_options_int(options, "drain-timeout");
     config->node_id = nsq_options_int(options, "node-id");
     config->http_threads = (int) nsq_options_int(options, "http-threads");
     config->lookupd_heartbeat_ms = nsq_options_int(options, "lookupd-heartbeat-interval");

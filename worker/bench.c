@@ -24,10 +24,15 @@
         zmq-e2e       publisher threads (optionally paced by --rate) and a
                       consumer at once; latency from the send time in the body
                       to receipt (one process, one monotonic clock)
+        soak          --rate messages per second for --duration, published in
+                      MPUBs of --batch (a failed batch is sent again) and
+                      consumed at once; reports messages lost and duplicated
+                      (bench_soak.h); bench/soak.sh restarts the broker midway
         raw-zmq       plain zmq_send/zmq_recv PUSH/PULL between two processes
                       over tcp loopback: the ceiling for zmq-consume
                       (alias zmq-raw-push)
 */
+#include "bench_soak.h"
 #include "nsq.h"
 #include "nsq_log.h"
 #include "nsq_options.h"
@@ -46,16 +51,18 @@
 
 static const nsq_option_spec_t s_specs[] = {
     {"mode", NSQ_OPTION_STRING, "zmq-pub", 0, 0, false,
-     "http-pub, http-mpub, zmq-pub, zmq-consume, zmq-e2e or raw-zmq"},
+     "http-pub, http-mpub, zmq-pub, zmq-consume, zmq-e2e, soak or raw-zmq"},
     {"count", NSQ_OPTION_INT, "100000", 1, 1000000000, false, "messages to send or receive"},
     {"size", NSQ_OPTION_SIZE, "100", 1, 1048576, false, "message body size in bytes"},
-    {"batch", NSQ_OPTION_INT, "100", 1, 100000, false, "messages per /mpub request"},
+    {"batch", NSQ_OPTION_INT, "100", 1, 100000, false,
+     "messages per /mpub request (soak: per MPUB)"},
     {"connections", NSQ_OPTION_INT, "1", 1, 1024, false,
      "concurrent HTTP connections or ZeroMQ producer threads"},
     {"window", NSQ_OPTION_INT, "1000", 1, 65536, false, "unacknowledged ZeroMQ publishes"},
     {"max-in-flight", NSQ_OPTION_INT, "2500", 1, 1000000, false, "consumer credit"},
     {"rate", NSQ_OPTION_INT, "0", 0, 100000000, false,
-     "zmq-e2e: messages per second to publish (0 = as fast as possible)"},
+     "zmq-e2e, soak: messages per second to publish (0 = as fast as possible)"},
+    {"duration", NSQ_OPTION_DURATION, "10m", 1000, 86400000, false, "soak: how long to publish"},
     {"http-address", NSQ_OPTION_STRING, "127.0.0.1:4151", 0, 0, false, "broker HTTP address"},
     {"zmq-address", NSQ_OPTION_STRING, "127.0.0.1:4152", 0, 0, false, "broker ZeroMQ address"},
     {"topic", NSQ_OPTION_STRING, "", 0, 0, false,
@@ -74,6 +81,7 @@ typedef struct {
     size_t window;
     uint32_t max_in_flight;
     int64_t rate;
+    int64_t duration_ms;
     const char *http_address;
     const char *zmq_address;
     uint64_t run_id;   // starts every body this run publishes
@@ -583,6 +591,7 @@ static void s_configure(s_config_t *config, nsq_options_t *options)
     config->window = (size_t) nsq_options_int(options, "window");
     config->max_in_flight = (uint32_t) nsq_options_int(options, "max-in-flight");
     config->rate = nsq_options_int(options, "rate");
+    config->duration_ms = nsq_options_int(options, "duration");
     config->http_address = nsq_options_string(options, "http-address");
     config->zmq_address = nsq_options_string(options, "zmq-address");
     config->run_id = s_run_id();
@@ -593,8 +602,30 @@ static void s_configure(s_config_t *config, nsq_options_t *options)
     snprintf(config->topic, sizeof config->topic, "%s", *topic ? topic : own);
     snprintf(config->channel, sizeof config->channel, "%s", *channel ? channel : own);
     bool reads_tags = streq(config->mode, "zmq-consume") || streq(config->mode, "zmq-e2e");
+    if (streq(config->mode, "soak") && config->size < 24)
+        config->size = 24;  // run id, sequence number, send time
     if (reads_tags && config->size < sizeof(s_tag_t))
         config->size = sizeof(s_tag_t);  // the tag must fit
+}
+
+static int s_soak_bench(const s_config_t *config)
+{
+    if (config->rate <= 0) {
+        fprintf(stderr, "nsq-bench: --mode=soak needs --rate\n");
+        return 2;
+    }
+    bench_soak_config_t soak = {
+        .zmq_address = config->zmq_address,
+        .topic = config->topic,
+        .channel = config->channel,
+        .run_id = config->run_id,
+        .rate = config->rate,
+        .duration_ms = config->duration_ms,
+        .size = config->size,
+        .batch = (size_t) config->batch,
+        .max_in_flight = config->max_in_flight,
+    };
+    return bench_soak_run(&soak);
 }
 
 static int s_bench(const s_config_t *config)
@@ -611,6 +642,8 @@ static int s_bench(const s_config_t *config)
         return s_zmq_consume_bench(config);
     if (streq(config->mode, "zmq-e2e"))
         return s_zmq_e2e_bench(config);
+    if (streq(config->mode, "soak"))
+        return s_soak_bench(config);
     fprintf(stderr, "nsq-bench: unknown --mode %s\n", config->mode);
     return 2;
 }

@@ -905,6 +905,42 @@ static void s_out_of_files(void)
     IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
 }
 
+// SIGTERM while a consumer holds messages: the broker stops delivering,
+// keeps serving FINs and publishes for --drain-timeout, and writes to disk
+// only what is still in flight then. A consumer that finishes at once does
+// not get its messages again after the restart, and a publish made while
+// the broker drains is answered and kept.
+static void s_drain_on_term(void)
+{
+    enum { HELD = 10 };
+    char dir[1024];
+    s_data_dir(dir, sizeof dir, "data");
+    it_broker_t *broker = s_start(dir, "--drain-timeout=10s", NULL);
+    it_post_ok(broker, "/channel/create?topic=orders&channel=billing");
+    s_publish(broker, "orders", 0, HELD);
+    it_sink_t *sink = it_sink_new(broker, "orders", "billing", HELD, false);
+    IT_ASSERT(it_sink_wait(sink, HELD, 5000), "the messages were not delivered");
+    IT_ASSERT_INT(kill(it_broker_pid(broker), SIGTERM), ==, 0);
+    it_sleep_ms(200);  // the broker is draining now (it waits up to 10 s)
+    it_http_expect(broker, "POST", "/pub?topic=orders", "late", 4, 200, NULL);
+    for (size_t i = 0; i < HELD; i++)
+        it_sink_fin(sink, i);
+    it_sink_pump(&sink, 1, 200);                   // the FINs leave; the broker then ends
+    IT_ASSERT_INT(it_sink_count(sink), ==, HELD);  // nothing new while draining
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+    it_sink_destroy(&sink);
+
+    broker = s_start(dir, NULL, NULL);
+    IT_ASSERT_INT(it_channel_stat(broker, "orders", "billing", "depth"), ==, 1);
+    sink = it_sink_new(broker, "orders", "billing", 100, true);
+    IT_ASSERT(it_sink_wait(sink, 1, 5000), "the publish made while draining was lost");
+    IT_ASSERT_STR(it_sink_get(sink, 0)->body, "late");
+    it_sink_pump(&sink, 1, 300);
+    IT_ASSERT_INT(it_sink_count(sink), ==, 1);  // the finished ones never come back
+    it_sink_destroy(&sink);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+}
+
 int main(int argc, char **argv)
 {
     const it_case_t cases[] = {
@@ -923,6 +959,7 @@ int main(int argc, char **argv)
         {"data_path_created", s_data_path_created},
         {"many_topics", s_many_topics},
         {"out_of_files", s_out_of_files},
+        {"drain_on_term", s_drain_on_term},
     };
     return it_run(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }
