@@ -16,6 +16,7 @@ RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         gcc libc6-dev meson ninja-build pkg-config protobuf-c-compiler \
         libzmq3-dev libczmq-dev libprotobuf-c-dev libcurl4-openssl-dev libmicrohttpd-dev \
+        libjansson-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . /src
@@ -27,7 +28,8 @@ RUN meson setup /build --prefix=/usr/local -Dintegration=false \
 FROM debian:bookworm-slim
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        libzmq5 libczmq4 libprotobuf-c1 libcurl4 libmicrohttpd12 curl ca-certificates \
+        libzmq5 libczmq4 libprotobuf-c1 libcurl4 libmicrohttpd12 libjansson4 curl \
+        ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /staging/usr/local/ /usr/local/
 RUN ldconfig \

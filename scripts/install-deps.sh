@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(meson ninja-build pkg-config gcc libzmq3-dev libczmq-dev libprotobuf-c-dev
-    protobuf-c-compiler libcurl4-openssl-dev libmicrohttpd-dev curl clang-format
+    protobuf-c-compiler libcurl4-openssl-dev libmicrohttpd-dev libjansson-dev curl clang-format
     strace iproute2)
 
 # node and npm run the deployment checks (tests/deploy); any node will do.
