@@ -411,7 +411,8 @@ static int s_on_replay(zloop_t *loop, zsock_t *sock, void *arg)
     if (job && !event.done)
         lookupd_job_progress(job, replay->row, event.replayed, 0);
     if (event.done) {
-        if (event.sample)
+        // A replay makes the last sample of that broker's dead topic wrong.
+        if (event.sample || replay->mode == LOOKUPD_REPLAY_RUN)
             lookupd_cluster_set_sample(self->cluster, replay->node, replay->topic, event.sample);
         if (job) {
             lookupd_job_progress(job, replay->row, event.replayed, event.replayed);
@@ -426,19 +427,54 @@ static int s_on_replay(zloop_t *loop, zsock_t *sock, void *arg)
     return 0;
 }
 
+static s_replay_t *s_replay_find(lookupd_console_t *self, const char *node, const char *topic)
+{
+    for (s_replay_t *replay = zlistx_first(self->replays); replay;
+         replay = zlistx_next(self->replays))
+        if (streq(replay->node, node) && streq(replay->topic, topic))
+            return replay;
+    return NULL;
+}
+
+// One replay or sample per dead topic and broker at a time: a replay
+// interrupts a sample (which puts back what it held first); anything else
+// finds it busy. Returns true if the new one may start.
+static bool s_replay_claim(lookupd_console_t *self, lookupd_job_t *job, size_t row,
+                           lookupd_replay_mode_t mode, const char *node, const char *topic)
+{
+    s_replay_t *running = s_replay_find(self, node, topic);
+    if (!running)
+        return true;
+    if (mode == LOOKUPD_REPLAY_SAMPLE || running->mode == LOOKUPD_REPLAY_RUN) {
+        lookupd_job_settle(job, row, mode == LOOKUPD_REPLAY_SAMPLE,
+                           running->mode == LOOKUPD_REPLAY_RUN ? "a replay is running"
+                                                               : "a sample is running");
+        return false;
+    }
+    lookupd_job_t *sampling = lookupd_jobs_find(self->jobs, running->job_id);
+    if (sampling) {
+        lookupd_job_settle(sampling, running->row, true, "interrupted by a replay");
+        s_job_check(self, sampling);
+    }
+    zlistx_delete(self->replays, zlistx_find(self->replays, running));  // waits for its thread
+    return true;
+}
+
 // Starts a replay (or sample) of topic on node as row of job; settles the
 // row at once when there is nothing to do or it cannot start.
 static void s_replay_start(lookupd_console_t *self, lookupd_job_t *job, size_t row,
                            lookupd_replay_mode_t mode, const char *node, const char *topic)
 {
     char broker[LOOKUPD_NODE_MAX];
-    uint64_t limit = mode == LOOKUPD_REPLAY_SAMPLE
-                         ? LOOKUPD_SAMPLE_MAX
-                         : lookupd_cluster_dead_count(self->cluster, node, topic);
+    uint64_t limit = lookupd_cluster_dead_count(self->cluster, node, topic);
+    if (mode == LOOKUPD_REPLAY_SAMPLE && limit > LOOKUPD_SAMPLE_MAX)
+        limit = LOOKUPD_SAMPLE_MAX;
     if (limit == 0) {
-        lookupd_job_settle(job, row, true, "nothing to replay");
+        lookupd_job_settle(job, row, true, "no dead letter");
         return;
     }
+    if (!s_replay_claim(self, job, row, mode, node, topic))
+        return;
     s_replay_t *replay = calloc(1, sizeof *replay);
     if (replay && lookupd_cluster_zmq_address(self->cluster, node, broker, sizeof broker) == 0) {
         *replay = (s_replay_t){self, NULL, mode, lookupd_job_id(job), row, "", ""};
