@@ -574,7 +574,10 @@ static void s_sum_broker(json_t *sums, s_broker_t *broker, const char *topic_fil
         if (topic_filter && !streq(topic_filter, topic_name))
             continue;
         json_t *total = s_total(sums, "topic", topic_name);
-        s_add_row(total, s_counts_row(topic, broker->node, false));
+        json_t *row = s_counts_row(topic, broker->node, false);
+        if (broker->error[0])  // its last numbers, from before it stopped answering
+            json_object_set_new(row, "unreachable", json_true());
+        s_add_row(total, row);
         json_t *channels = s_child(total, "channel_sums");
         json_array_foreach(json_object_get(topic, "channels"), j, channel)
         {

@@ -9,6 +9,7 @@
 */
 #include "lookupd_console.h"
 
+#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,14 +194,9 @@ static void s_json(lookupd_console_answer_t *answer, int status, json_t *doc)
 // Writes arg percent-encoded for a query string into out.
 static void s_escape(char *out, size_t size, const char *arg)
 {
-    size_t used = 0;
-    for (const unsigned char *at = (const unsigned char *) arg; *at && used + 4 < size; at++) {
-        bool plain = (*at >= 'a' && *at <= 'z') || (*at >= 'A' && *at <= 'Z')
-                     || (*at >= '0' && *at <= '9') || strchr("-._~", *at);
-        used += (size_t) (plain ? snprintf(out + used, size - used, "%c", *at)
-                                : snprintf(out + used, size - used, "%%%02X", *at));
-    }
-    out[used] = '\0';
+    char *escaped = curl_easy_escape(NULL, arg, 0);
+    snprintf(out, size, "%s", escaped ? escaped : "");
+    curl_free(escaped);
 }
 
 // ---- fetches: polls and action fan-outs --------------------------------------------

@@ -89,7 +89,7 @@ format_check() {
     *) return ;;
     esac
     local dirs=() dir
-    for dir in libnsq broker lookupd worker tests bench; do
+    for dir in libnsq broker lookupd worker tools tests bench; do
         [ -d "$dir" ] && dirs+=("$dir")
     done
     local files=() unformatted=() file

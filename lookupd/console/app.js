@@ -380,7 +380,7 @@ async function pageTopic(name) {
   const topic = data.topics[0];
   if (!topic) return [el('h1', {}, name), el('p', { class: 'empty' }, 'No broker holds this topic.')];
   const brokerRows = topic.brokers.map((b) => el('tr', { 'data-test': 'topic-broker', 'data-node': b.node },
-    el('td', { class: 'mono' }, b.node, ' ', pausedBadge(b.paused)),
+    el('td', { class: 'mono' }, b.node, ' ', pausedBadge(b.paused), b.unreachable ? el('span', { class: 'badge bad' }, 'unreachable') : null),
     b.stale ? el('td', { class: 'muted', colspan: 5 }, 'not polled') : [num(b.depth, { 'data-test': 'depth' }), num(b.memory_depth), num(b.backend_depth), num(b.message_count), num(rate(b.message_rate))],
     el('td', {}, actionButton('Tombstone', 'tombstone', '/topic/tombstone', { topic: name, node: b.node },
       'Lookupds stop listing ' + b.node + ' for this topic (consumers disconnect from it) for the tombstone lifetime.', true))));
