@@ -609,6 +609,26 @@ pid_t it_broker_pid(it_broker_t *self)
     return self->child ? self->child->pid : -1;
 }
 
+int it_broker_wait_log(it_broker_t *self, const char *text, char *line, size_t size, int timeout_ms)
+{
+    int64_t deadline = it_now_ms() + timeout_ms;
+    char buffer[4096];
+    do {
+        FILE *log = self->child ? fopen(s_logs[self->child->log_index].path, "r") : NULL;
+        while (log && fgets(buffer, sizeof buffer, log))
+            if (strstr(buffer, text)) {
+                buffer[strcspn(buffer, "\n")] = '\0';
+                snprintf(line, size, "%s", buffer);
+                fclose(log);
+                return 1;
+            }
+        if (log)
+            fclose(log);
+        it_sleep_ms(10);
+    } while (it_now_ms() < deadline);
+    return 0;
+}
+
 int it_broker_stop(it_broker_t **self_p)
 {
     it_broker_t *self = *self_p;
