@@ -69,10 +69,9 @@ echo "http: nginx_static_200=${NGINX_RATE} req/s broker_pub=${PUB_RATE} req/s ra
 # --- ZeroMQ consume vs raw PUSH/PULL ---
 RAW=$("$BUILD/worker/nsq-bench" --mode=raw-zmq --count="$COUNT" --size=100)
 echo "$RAW"
-"$BUILD/worker/nsq-bench" --mode=zmq-pub --zmq-address="$ZMQ" --topic=consume --count="$COUNT" --size=100 --connections=2
-curl -s -X POST "http://$HTTP/channel/create?topic=consume&channel=bench" >/dev/null || true
-CONSUME=$("$BUILD/worker/nsq-bench" --mode=zmq-consume --zmq-address="$ZMQ" --topic=consume \
-    --channel=bench --count="$COUNT" --size=100 --max-in-flight=2500)
+# zmq-consume publishes its own messages first (its own topic), then times the consumer.
+CONSUME=$("$BUILD/worker/nsq-bench" --mode=zmq-consume --zmq-address="$ZMQ" --count="$COUNT" \
+    --size=100 --connections=2 --max-in-flight=2500)
 echo "$CONSUME"
 RAW_RATE=$(echo "$RAW" | sed -n 's/.*msgs_per_sec=\([0-9.]*\).*/\1/p')
 CONSUME_RATE=$(echo "$CONSUME" | sed -n 's/.*msgs_per_sec=\([0-9.]*\).*/\1/p')

@@ -19,12 +19,16 @@
 #include "broker_lookup.h"
 #include "nsq_daemon.h"
 #include "nsq_log.h"
+#include "nsq_peer.h"
 
 // How often in-flight timeouts, deferred messages and liveness are checked.
 #define BROKER_TICK_MS 100
 // Frames read from the ROUTER per loop wake-up, so HTTP requests and timers
 // are not starved by a busy consumer.
 #define BROKER_DRAIN_MAX 1024
+// Messages queued per client each way on the ROUTER; credit and publish
+// windows bound the real queues, a full queue goes to the client's backlog.
+#define BROKER_ROUTER_HWM 200000
 // Message id layout: ms since this epoch (2024-01-01), node id, sequence.
 #define BROKER_ID_EPOCH_MS 1704067200000LL
 
@@ -133,7 +137,11 @@ void broker_core_delete_topic(broker_core_t *self, broker_topic_t *topic)
 
 // ---- socket handlers --------------------------------------------------------
 
-static broker_client_t *s_client_for(broker_core_t *self, zmq_msg_t *identity, int64_t now)
+// The client that sent body with identity; a new one (addressed from
+// body's connection) when unknown. NULL if identity is unusable or out of
+// memory.
+static broker_client_t *s_client_for(broker_core_t *self, zmq_msg_t *identity, zmq_msg_t *body,
+                                     int64_t now)
 {
     char key[2 * BROKER_IDENTITY_MAX + 1];
     size_t size = zmq_msg_size(identity);
@@ -146,6 +154,8 @@ static broker_client_t *s_client_for(broker_core_t *self, zmq_msg_t *identity, i
         if (client) {
             client->heartbeat_interval_ms = self->config.heartbeat_interval_ms;
             client->msg_timeout_ms = self->config.msg_timeout_ms;
+            client->counters = &self->blocked;
+            nsq_peer_address(body, client->remote_address, sizeof client->remote_address);
             zhashx_insert(self->clients, key, client);
         }
     }
@@ -176,7 +186,7 @@ static int s_read_command(broker_core_t *self, void *socket)
             break;
     }
     int64_t now = zclock_mono();
-    broker_client_t *client = s_client_for(self, &identity, now);
+    broker_client_t *client = s_client_for(self, &identity, &body, now);
     if (client) {
         client->last_received = now;
         Nsq__Command *command =
@@ -271,6 +281,9 @@ static void s_check_clients(broker_core_t *self, int64_t now)
     zlistx_t *dead = zlistx_new();
     for (broker_client_t *client = zhashx_first(self->clients); client;
          client = zhashx_next(self->clients)) {
+        // A client whose queue was full gets what waits for it, then credit.
+        if (broker_client_flush(client, now) && client->channel)
+            broker_channel_dispatch(client->channel, now);
         if (s_client_dead(client, now))
             zlistx_add_end(dead, client);
         else if (client->state != BROKER_CLIENT_NEW
@@ -312,6 +325,16 @@ static void s_client_destructor(void **item)
 
 static void s_core_destroy(broker_core_t **self_p);
 
+// The largest valid command frame, above which a peer is disconnected
+// before its frame is read: a PUB whose bodies total max_body_size, with at
+// most two bytes of protobuf framing per body byte (a one-byte body has a
+// tag and a length byte), plus a FIN/REQ/TOUCH batch of max_rdy_count ids
+// (ten bytes each at most) and room for names.
+static int64_t s_max_frame(const broker_config_t *config)
+{
+    return 3 * config->max_body_size + 10 * config->max_rdy_count + 65536;
+}
+
 static broker_core_t *s_core_new(zsock_t *pipe, const broker_config_t *config, char *error,
                                  size_t error_size)
 {
@@ -331,15 +354,14 @@ static broker_core_t *s_core_new(zsock_t *pipe, const broker_config_t *config, c
         return NULL;
     }
     int port = -1;
-    self->router = nsq_daemon_router(config->zmq_address, &port);
+    self->router =
+        nsq_daemon_router(config->zmq_address, BROKER_ROUTER_HWM, s_max_frame(config), &port);
     if (!self->router) {
         snprintf(error, error_size, "cannot bind ZeroMQ on %s: %s", config->zmq_address,
                  zmq_strerror(errno));
         s_core_destroy(&self);
         return NULL;
     }
-    zsock_set_sndhwm(self->router, 200000);  // credit bounds what we queue
-    zsock_set_rcvhwm(self->router, 200000);
     self->zmq_port = (uint16_t) port;
     snprintf(self->requests_endpoint, sizeof self->requests_endpoint, "inproc://broker-requests-%p",
              (void *) self);

@@ -291,9 +291,15 @@ static void s_deliver(broker_channel_t *self, broker_client_t *client, size_t co
         entries[taken++] = entry;
     }
     client->in_flight += (uint32_t) taken;
-    // A failed send leaves the messages in flight: the timeout or the
-    // client's removal requeues them.
-    broker_client_send_messages(client, entries, taken, now);
+    size_t sent = broker_client_send_messages(client, entries, taken, now);
+    // What could not be sent (a full queue, a vanished client) goes back at
+    // once instead of waiting for its timeout; that attempt never happened.
+    for (size_t i = sent; i < taken; i++) {
+        uint32_t attempts;
+        nsq_message_t *message = broker_inflight_remove(self->in_flight, entries[i], &attempts);
+        client->in_flight--;
+        s_requeue(self, message, attempts - 1, 0, now);
+    }
 }
 
 void broker_channel_dispatch(broker_channel_t *self, int64_t now)
@@ -597,11 +603,80 @@ done:
     return rc;
 }
 
+// A consumer whose ZeroMQ queue is full: what cannot be sent goes back to
+// the queue at once (not in flight until its timeout), the consumer gets no
+// credit until the broker flushes it, then every message reaches it once.
+static int s_test_full_queue(void)
+{
+    broker_config_t config;
+    broker_config_defaults(&config);
+    config.data_path[0] = '\0';
+    zsock_t *router = zsock_new(ZMQ_ROUTER);
+    zsock_set_router_mandatory(router, 1);
+    zsock_set_sndhwm(router, 2);  // before bind and connect, so they apply
+    zsock_bind(router, "inproc://broker-channel-full");
+    zsock_t *dealer = zsock_new(ZMQ_DEALER);
+    zsock_set_identity(dealer, "C3");
+    zsock_set_rcvhwm(dealer, 2);
+    zsock_connect(dealer, "inproc://broker-channel-full");
+    broker_channel_t *channel = broker_channel_new("orders", "full", &config);
+    broker_client_t *client = broker_client_new(zsock_resolve(router), "C3", 2, 0);
+    int rc = -1;
+    if (!channel || !client || broker_channel_add_client(channel, client))
+        goto done;
+    client->state = BROKER_CLIENT_SUBSCRIBED;
+    client->rdy = 100;
+    for (uint64_t i = 1; i <= 50; i++) {  // one frame each
+        nsq_message_t *message = nsq_message_new("m", 1);
+        message->id = i;
+        broker_channel_put(channel, message, 0, 0);
+        broker_channel_dispatch(channel, 0);
+    }
+    size_t sent = client->in_flight;
+    if (!client->blocked || sent == 0 || sent >= 50
+        || broker_inflight_size(channel->in_flight) != sent
+        || broker_channel_depth(channel) != 50 - sent)
+        goto done;
+    bool seen[51] = {false};
+    size_t received = 0;
+    int64_t deadline = zclock_mono() + 5000;
+    while (received < 50 && zclock_mono() < deadline) {
+        zsock_events(router);  // lets the router see what the dealer read
+        if (broker_client_flush(client, 0))
+            broker_channel_dispatch(channel, 0);
+        zframe_t *frame = zsock_events(dealer) & ZMQ_POLLIN ? zframe_recv(dealer) : NULL;
+        Nsq__Frame *decoded =
+            frame ? nsq_wire_frame_unpack(zframe_data(frame), zframe_size(frame)) : NULL;
+        zframe_destroy(&frame);
+        bool messages = decoded && decoded->frame_case == NSQ__FRAME__FRAME_MESSAGES;
+        for (size_t i = 0; messages && i < decoded->messages->n_messages; i++) {
+            uint64_t id = decoded->messages->messages[i]->id;
+            if (id < 1 || id > 50 || seen[id])
+                break;  // unknown or twice: fails below
+            seen[id] = true;
+            received++;
+            broker_channel_fin(channel, client, id);
+        }
+        nsq__frame__free_unpacked(decoded, NULL);
+    }
+    if (received != 50 || channel->timeout_count != 0 || client->in_flight != 0)
+        goto done;
+    rc = 0;
+done:
+    broker_channel_destroy(&channel);
+    broker_client_destroy(&client);
+    zsock_destroy(&dealer);
+    zsock_destroy(&router);
+    return rc;
+}
+
 int broker_channel_test(void)
 {
     char dir[] = "/tmp/broker-channel-test-XXXXXX";
     if (!mkdtemp(dir) || s_test_spill(dir) || s_test_bytes(dir)
         || rmdir(dir))  // rmdir: every file was deleted
+        return -1;
+    if (s_test_full_queue())
         return -1;
     broker_config_t config;
     broker_config_defaults(&config);

@@ -41,6 +41,8 @@ typedef struct {
     zlistx_t *ack_waiting;       // durable: publishes waiting for the next sync
     zlistx_t *ack_syncing;       // durable: publishes the running sync covers
     bool sync_running;           // the syncer is busy
+
+    broker_client_blocked_t blocked;  // frames that met a full client queue
 } broker_core_t;
 
 // Returns the topic called name; creates it when create is true. Borrowed;

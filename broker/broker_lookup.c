@@ -306,7 +306,8 @@ static int s_link_open(s_link_t *link, const char *address)
     link->sock = zsock_new(ZMQ_DEALER);
     if (!link->sock)
         return -1;
-    zsock_set_sndhwm(link->sock, S_HWM);
+    zsock_set_sndhwm(link->sock, S_HWM);  // before connect: libzmq ignores it afterwards
+    zsock_set_rcvhwm(link->sock, S_HWM);
     zsock_set_linger(link->sock, 0);
     zsock_set_ipv6(link->sock, link->address[0] == '[');  // "[::1]:4160"
     return zsock_connect(link->sock, "tcp://%s", link->address);

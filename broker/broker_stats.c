@@ -43,11 +43,13 @@ static void s_json_client(FILE *out, const broker_client_t *client)
     nsq_json_write_string(out, client->hostname);
     fputs(",\"user_agent\":", out);
     nsq_json_write_string(out, client->user_agent);
+    fputs(",\"remote_address\":", out);
+    nsq_json_write_string(out, client->remote_address);
     fprintf(out,
-            ",\"remote_address\":\"%s\",\"state\":%d,\"ready_count\":%u,\"in_flight_count\":%u,"
+            ",\"state\":%d,\"ready_count\":%u,\"in_flight_count\":%u,"
             "\"message_count\":%llu,\"finish_count\":%llu,\"requeue_count\":%llu,"
             "\"connect_ts\":%lld}",
-            client->key, (int) client->state, client->rdy, client->in_flight,
+            (int) client->state, client->rdy, client->in_flight,
             (unsigned long long) client->message_count, (unsigned long long) client->finish_count,
             (unsigned long long) client->requeue_count, (long long) client->connect_ts);
 }
@@ -135,7 +137,8 @@ static void s_write_json(FILE *out, broker_core_t *self, broker_topic_t **topics
             fputc(',', out);
         s_json_topic(out, topics[i], channel_filter);
     }
-    fprintf(out, "],\"producers\":[],\"client_count\":%zu}", zhashx_size(self->clients));
+    fprintf(out, "],\"producers\":[],\"client_count\":%zu,\"send_blocked_count\":%llu}",
+            zhashx_size(self->clients), (unsigned long long) self->blocked.count);
 }
 
 char *broker_stats_json(broker_core_t *self, const char *topic_filter, const char *channel_filter)
@@ -146,8 +149,8 @@ char *broker_stats_json(broker_core_t *self, const char *topic_filter, const cha
 static void s_write_text(FILE *out, broker_core_t *self, broker_topic_t **topics, size_t count,
                          const char *channel_filter)
 {
-    fprintf(out, "nsq-broker v%s\nstart_time %lld\nhealth: OK\n", NSQ_VERSION,
-            (long long) self->start_time);
+    fprintf(out, "nsq-broker v%s\nstart_time %lld\nhealth: OK\nsend_blocked_count: %llu\n",
+            NSQ_VERSION, (long long) self->start_time, (unsigned long long) self->blocked.count);
     for (size_t i = 0; i < count; i++) {
         broker_topic_t *topic = topics[i];
         fprintf(out, "\n[%-15s] depth: %-5zu be-depth: %-5zu msgs: %-8llu%s\n", topic->name,
@@ -249,10 +252,13 @@ static void s_write_metrics(FILE *out, broker_core_t *self, broker_topic_t **top
             "gauge\nnsq_broker_clients %zu\n"
             "# HELP nsq_broker_bad_commands_total Frames that were not valid commands.\n"
             "# TYPE nsq_broker_bad_commands_total counter\nnsq_broker_bad_commands_total %llu\n"
+            "# HELP nsq_broker_send_blocked_total Frames that found a client's ZeroMQ queue full "
+            "(held in its backlog or, for messages, requeued; none dropped).\n"
+            "# TYPE nsq_broker_send_blocked_total counter\nnsq_broker_send_blocked_total %llu\n"
             "# HELP nsq_broker_start_time_seconds Unix time the broker started.\n"
             "# TYPE nsq_broker_start_time_seconds gauge\nnsq_broker_start_time_seconds %lld\n",
             zhashx_size(self->clients), (unsigned long long) self->bad_commands,
-            (long long) self->start_time);
+            (unsigned long long) self->blocked.count, (long long) self->start_time);
 }
 
 char *broker_stats_metrics(broker_core_t *self)

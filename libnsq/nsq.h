@@ -53,6 +53,12 @@ uint32_t nsq_msg_attempts(const nsq_msg_t *msg);
 int64_t nsq_msg_timestamp(const nsq_msg_t *msg);
 // The broker endpoint it came from ("tcp://host:port"). Borrowed.
 const char *nsq_msg_broker(const nsq_msg_t *msg);
+// The message timeout of the connection it came from, in milliseconds, as
+// that broker's IDENTIFY answer gave it (60000, NSQ's default, if it did
+// not say): the broker requeues the message this long after delivery or
+// after the last TOUCH. A handler that may run longer TOUCHes it at a
+// fraction of this (nsq-worker: every half).
+uint32_t nsq_msg_timeout_ms(const nsq_msg_t *msg);
 
 // ---- consumer ---------------------------------------------------------
 
@@ -88,6 +94,9 @@ void nsq_consumer_set_max_in_flight(nsq_consumer_t *self, uint32_t max_in_flight
 void nsq_consumer_set_heartbeat_interval(nsq_consumer_t *self, uint32_t milliseconds);
 
 // Per-message timeout asked of the broker (default 0 = broker --msg-timeout).
+// A broker whose --max-msg-timeout is lower gets asked for its maximum
+// instead (clamped, with a warning; it costs that connection one more
+// handshake). Each message tells the timeout it got: nsq_msg_timeout_ms.
 void nsq_consumer_set_msg_timeout(nsq_consumer_t *self, uint32_t milliseconds);
 
 // Client id announced in IDENTIFY (default: hostname). Copied.

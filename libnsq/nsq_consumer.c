@@ -17,6 +17,15 @@
     become orphans: still valid for the handler, settling one frees it and
     returns -1 (the broker requeues it anyway).
 
+    The IDENTIFY answer (JSON, read with jansson) also gives the
+    connection's effective msg_timeout, which each message carries
+    (nsq_msg_timeout_ms) so that a handler can TOUCH in time. A msg_timeout
+    the broker will not honour is clamped: the broker refuses it (E_BAD_BODY)
+    without saying its maximum, so the connection starts over asking for the
+    broker's default, learns max_msg_timeout from that answer, and starts
+    over once more asking for that maximum (a warning says so); the maximum
+    is remembered for the connection's later sockets.
+
     Liveness: a periodic tick sends a Heartbeat on a connection that has sent
     nothing for an interval, and resets a connection whose broker has sent
     nothing for two intervals plus a second (new socket, so a new identity,
@@ -37,6 +46,7 @@
 #include "nsq_wire.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +58,7 @@
 #define S_TICK_MS              100         // heartbeat, liveness and reconnect check
 #define S_HEARTBEAT_DEFAULT_MS 30000       // until the broker says otherwise
 #define S_MAX_RDY_DEFAULT      2500        // until the broker says otherwise
+#define S_MSG_TIMEOUT_DEFAULT  60000       // NSQ's, for a broker that does not say
 #define S_BACKOFF_MIN_MS       1000        // first reconnect delay after a fatal error
 #define S_BACKOFF_MAX_MS       30000       // reconnect delay cap
 #define S_ROTATE_MS            5000        // RDY rotation when max_in_flight < connections
@@ -65,6 +76,7 @@ struct _nsq_msg_t {
     uint64_t id;                 // wire id
     int64_t timestamp;           // ns since the epoch
     uint32_t attempts;           // delivery attempts, 1 first
+    uint32_t timeout_ms;         // its connection's msg_timeout when it arrived
     uint32_t size;               // body bytes
     char id_hex[NSQ_MESSAGE_ID_HEX_SIZE + 1];
     uint8_t body[];  // size bytes then a NUL
@@ -89,6 +101,10 @@ struct _s_connection_t {
     bool close_waited;         // the broker answered CLS: it sends nothing more
     bool identified;           // IDENTIFY answered: RDY may be sent
     uint32_t max_rdy;          // broker's max_rdy_count
+    uint32_t msg_timeout_ms;   // broker's effective msg_timeout for this socket
+    uint32_t timeout_asked;    // msg_timeout asked in this socket's IDENTIFY (0 = default)
+    uint32_t max_timeout_ms;   // broker's max_msg_timeout, 0 until known (kept across sockets)
+    bool timeout_refused;      // the broker refused our msg_timeout: ask for its default
     int64_t heartbeat_ms;      // negotiated interval; <= 0 disables liveness
     uint32_t rdy_sent;         // RDY last announced, S_RDY_NONE if none
     int64_t last_send;         // zclock_mono of the last command sent
@@ -192,6 +208,11 @@ const char *nsq_msg_broker(const nsq_msg_t *msg)
     return msg->broker;
 }
 
+uint32_t nsq_msg_timeout_ms(const nsq_msg_t *msg)
+{
+    return msg->timeout_ms;
+}
+
 // Copies one wire message into a new nsq_msg_t. NULL if out of memory.
 static nsq_msg_t *s_msg_new(s_connection_t *conn, const Nsq__Message *wire)
 {
@@ -205,11 +226,27 @@ static nsq_msg_t *s_msg_new(s_connection_t *conn, const Nsq__Message *wire)
     msg->id = wire->id;
     msg->timestamp = wire->timestamp;
     msg->attempts = wire->attempts;
+    msg->timeout_ms = conn->msg_timeout_ms;
     msg->size = (uint32_t) size;
     nsq_message_id_format(wire->id, msg->id_hex);
     if (size)
         memcpy(msg->body, wire->body.data, size);
     msg->body[size] = '\0';
+    return msg;
+}
+
+nsq_msg_t *nsq_client_test_msg_new(const void *body, size_t size)
+{
+    s_connection_t test_connection = {.address = "tcp://127.0.0.1:1",  // a static string
+                                      .msg_timeout_ms = S_MSG_TIMEOUT_DEFAULT};
+    Nsq__Message wire = NSQ__MESSAGE__INIT;
+    wire.id = 1;
+    wire.attempts = 1;
+    wire.body.data = (uint8_t *) body;
+    wire.body.len = size;
+    nsq_msg_t *msg = s_msg_new(&test_connection, &wire);
+    if (msg)
+        msg->connection = NULL;  // settling it through a consumer fails
     return msg;
 }
 
@@ -352,6 +389,16 @@ static int s_send(s_connection_t *conn, Nsq__Command *command)
     return 0;
 }
 
+// The msg_timeout to ask conn's broker for: ours, at most its maximum once
+// known; its default (0) after it refused ours while its maximum is unknown.
+static uint32_t s_timeout_to_ask(s_connection_t *conn)
+{
+    uint32_t wanted = conn->consumer->msg_timeout_ms;
+    if (conn->max_timeout_ms && wanted > conn->max_timeout_ms)
+        return conn->max_timeout_ms;
+    return conn->timeout_refused ? 0 : wanted;
+}
+
 static void s_send_identify(s_connection_t *conn)
 {
     nsq_consumer_t *self = conn->consumer;
@@ -362,7 +409,9 @@ static void s_send_identify(s_connection_t *conn)
     identify.hostname = self->hostname;
     identify.user_agent = user_agent;
     identify.heartbeat_interval_ms = self->heartbeat_ms;
-    identify.msg_timeout_ms = self->msg_timeout_ms;
+    conn->timeout_asked = s_timeout_to_ask(conn);
+    conn->msg_timeout_ms = conn->timeout_asked ? conn->timeout_asked : S_MSG_TIMEOUT_DEFAULT;
+    identify.msg_timeout_ms = conn->timeout_asked;
     Nsq__Command command = NSQ__COMMAND__INIT;
     command.cmd_case = NSQ__COMMAND__CMD_IDENTIFY;
     command.identify = &identify;
@@ -683,32 +732,58 @@ static void s_credit_rotate(nsq_consumer_t *self, int64_t now)
 
 // ---- frames ----------------------------------------------------------------
 
-// Returns the integer value of "key" in a flat JSON object, or fallback.
-static int64_t s_json_int(const char *json, const char *key, int64_t fallback)
+// The integer "key" of a JSON object within [low, high], or fallback if it
+// is absent, not an integer or out of range.
+static int64_t s_json_int(const json_t *object, const char *key, int64_t low, int64_t high,
+                          int64_t fallback)
 {
-    char quoted[64];
-    snprintf(quoted, sizeof quoted, "\"%s\"", key);
-    const char *at = json ? strstr(json, quoted) : NULL;
-    if (!at)
+    const json_t *value = json_object_get(object, key);
+    if (!json_is_integer(value))
         return fallback;
-    at += strlen(quoted);
-    at += strspn(at, " \t\r\n");
-    if (*at++ != ':')
-        return fallback;
-    char *end = NULL;
-    long long value = strtoll(at, &end, 10);
-    return end == at ? fallback : value;
+    json_int_t number = json_integer_value(value);
+    return number < low || number > high ? fallback : (int64_t) number;
+}
+
+// Reads the broker's limits from its IDENTIFY answer (nsqd's identify
+// response fields); what is missing or malformed keeps its value.
+static void s_read_identify(s_connection_t *conn, const char *text)
+{
+    json_t *answer = text ? json_loads(text, 0, NULL) : NULL;
+    conn->max_rdy = (uint32_t) s_json_int(answer, "max_rdy_count", 0, UINT32_MAX, conn->max_rdy);
+    conn->heartbeat_ms =
+        s_json_int(answer, "heartbeat_interval", INT64_MIN, INT64_MAX, conn->heartbeat_ms);
+    conn->msg_timeout_ms =
+        (uint32_t) s_json_int(answer, "msg_timeout", 1, UINT32_MAX, conn->msg_timeout_ms);
+    conn->max_timeout_ms =
+        (uint32_t) s_json_int(answer, "max_msg_timeout", 1, UINT32_MAX, conn->max_timeout_ms);
+    json_decref(answer);
+}
+
+// After the IDENTIFY answer: if the broker's maximum is below the
+// msg_timeout we want and we did not ask for that maximum, start over
+// asking for it. Returns true if the connection was reset.
+static bool s_clamp_timeout(s_connection_t *conn)
+{
+    uint32_t wanted = conn->consumer->msg_timeout_ms;
+    if (!conn->max_timeout_ms || wanted <= conn->max_timeout_ms
+        || conn->timeout_asked == conn->max_timeout_ms)
+        return false;
+    nsq_warn("consumer %s: msg_timeout %u ms is above the broker's max_msg_timeout: using %u ms",
+             conn->address, wanted, conn->max_timeout_ms);
+    s_connection_reset(conn, 0);
+    return true;
 }
 
 static void s_on_response(s_connection_t *conn, const Nsq__Response *response)
 {
     if (response->seq == conn->identify_seq && !conn->identified) {
-        int64_t max_rdy = s_json_int(response->text, "max_rdy_count", S_MAX_RDY_DEFAULT);
-        conn->max_rdy = max_rdy < 0 ? 0 : max_rdy > UINT32_MAX ? UINT32_MAX : (uint32_t) max_rdy;
-        conn->heartbeat_ms = s_json_int(response->text, "heartbeat_interval", conn->heartbeat_ms);
+        s_read_identify(conn, response->text);
+        if (s_clamp_timeout(conn))
+            return;
         conn->identified = true;
-        nsq_debug("consumer %s: identified, max_rdy_count %u, heartbeat %lld ms", conn->address,
-                  conn->max_rdy, (long long) conn->heartbeat_ms);
+        nsq_debug("consumer %s: identified, max_rdy_count %u, heartbeat %lld ms, msg_timeout %u ms",
+                  conn->address, conn->max_rdy, (long long) conn->heartbeat_ms,
+                  conn->msg_timeout_ms);
         s_credit_update(conn->consumer);
     } else if (response->seq == conn->sub_seq)
         conn->backoff_ms = S_BACKOFF_MIN_MS;
@@ -718,17 +793,44 @@ static void s_on_response(s_connection_t *conn, const Nsq__Response *response)
     }
 }
 
+// Drops the socket and reconnects after the backoff, which doubles.
+static void s_connection_back_off(s_connection_t *conn)
+{
+    s_connection_reset(conn, conn->backoff_ms);
+    conn->backoff_ms =
+        conn->backoff_ms * 2 > S_BACKOFF_MAX_MS ? S_BACKOFF_MAX_MS : conn->backoff_ms * 2;
+}
+
+// The broker refused IDENTIFY (the SUB sent with it fails too). If we asked
+// for a msg_timeout, that is the likely reason: start over asking for the
+// broker's default, whose answer tells its maximum. Otherwise back off.
+static void s_on_identify_refused(s_connection_t *conn, const Nsq__Error *error)
+{
+    if (conn->timeout_asked && !conn->timeout_refused) {
+        nsq_warn("consumer %s: broker refused msg_timeout %u ms (%s: %s), asking for its limits",
+                 conn->address, conn->timeout_asked, error->code, error->text);
+        conn->timeout_refused = true;
+        s_connection_reset(conn, 0);
+        return;
+    }
+    nsq_error("consumer %s: broker refused IDENTIFY: %s (%s), retrying in %u ms", conn->address,
+              error->code, error->text, conn->backoff_ms);
+    s_connection_back_off(conn);
+}
+
 static void s_on_error(s_connection_t *conn, const Nsq__Error *error)
 {
+    if (!error->fatal && error->seq == conn->identify_seq && !conn->identified) {
+        s_on_identify_refused(conn, error);
+        return;
+    }
     if (!error->fatal) {
         nsq_debug("consumer %s: broker error %s (%s)", conn->address, error->code, error->text);
         return;
     }
     nsq_warn("consumer %s: broker dropped us: %s (%s), reconnecting in %u ms", conn->address,
              error->code, error->text, conn->backoff_ms);
-    s_connection_reset(conn, conn->backoff_ms);
-    conn->backoff_ms =
-        conn->backoff_ms * 2 > S_BACKOFF_MAX_MS ? S_BACKOFF_MAX_MS : conn->backoff_ms * 2;
+    s_connection_back_off(conn);
 }
 
 // True while the connection being read still holds the socket it had.
@@ -1460,7 +1562,7 @@ static void s_test_handler(nsq_consumer_t *consumer, nsq_msg_t *msg, void *arg)
     snprintf(expected, sizeof expected, "message %llu", (unsigned long long) id);
     if (nsq_msg_size(msg) != strlen(expected) || strcmp(nsq_msg_body(msg), expected)
         || nsq_msg_attempts(msg) != 1 || nsq_msg_timestamp(msg) < 1000
-        || strncmp(nsq_msg_broker(msg), "tcp://127.0.0.1:", 16))
+        || strncmp(nsq_msg_broker(msg), "tcp://127.0.0.1:", 16) || nsq_msg_timeout_ms(msg) == 0)
         state->bodies_ok = false;
     state->seen++;
     if (state->keep && state->kept_count < 16)
@@ -1686,6 +1788,54 @@ static int s_test_liveness(void)
     return 0;
 }
 
+// Expects IDENTIFY asking for msg_timeout asked, then the SUB sent with it.
+// Returns the IDENTIFY's seq, or 0.
+static uint64_t s_fake_identify_sub(s_fake_t *fake, nsq_consumer_t *consumer, uint32_t asked)
+{
+    Nsq__Command *identify = s_fake_expect(fake, consumer, NSQ__COMMAND__CMD_IDENTIFY);
+    uint64_t seq = identify && identify->identify->msg_timeout_ms == asked ? identify->seq : 0;
+    if (identify && !seq)
+        nsq_error("fake broker: msg_timeout %u asked, expected %u",
+                  identify->identify->msg_timeout_ms, asked);
+    nsq__command__free_unpacked(identify, NULL);
+    Nsq__Command *sub = s_fake_expect(fake, consumer, NSQ__COMMAND__CMD_SUB);
+    nsq__command__free_unpacked(sub, NULL);
+    return sub ? seq : 0;
+}
+
+// A msg_timeout above the broker's maximum is clamped: the broker refuses
+// it, the consumer asks for the default (and learns the maximum), then for
+// the maximum. Each message carries its connection's msg_timeout.
+static int s_test_msg_timeout(void)
+{
+    s_fake_t *fake = s_fake_new();
+    s_test_state_t state = {.bodies_ok = true, .keep = true};
+    nsq_consumer_t *consumer = nsq_consumer_new("orders", "billing");
+    S_CHECK(consumer);
+    nsq_consumer_set_handler(consumer, s_test_handler, &state);
+    nsq_consumer_set_msg_timeout(consumer, 5000);
+    S_CHECK(nsq_consumer_connect(consumer, fake->endpoint) == 0);
+    uint64_t seq = s_fake_identify_sub(fake, consumer, 5000);
+    S_CHECK(seq);
+    s_fake_error(fake, seq, "E_BAD_BODY", false);
+    seq = s_fake_identify_sub(fake, consumer, 0);
+    S_CHECK(seq);
+    s_fake_respond(fake, seq,
+                   "{\"max_rdy_count\":2500,\"msg_timeout\":1000,\"max_msg_timeout\":2000}");
+    seq = s_fake_identify_sub(fake, consumer, 2000);
+    S_CHECK(seq);
+    s_fake_respond(fake, seq, "{\"msg_timeout\":2000,\"max_msg_timeout\":2000,\"x\":[1,{}]}");
+    S_CHECK(s_fake_rdy(fake, consumer) == 1);
+    S_CHECK(nsq_consumer_connected_count(consumer) == 1);
+    s_fake_deliver(fake, 1, 1);
+    s_poll_until_seen(consumer, &state, 1);
+    S_CHECK(state.kept_count == 1 && state.bodies_ok);
+    S_CHECK(nsq_msg_timeout_ms(state.kept[0]) == 2000);
+    nsq_consumer_destroy(&consumer);
+    s_fake_destroy(&fake);
+    return 0;
+}
+
 static int s_test_scenario(void)
 {
     s_fake_t *first = s_fake_new();
@@ -1734,7 +1884,8 @@ static int s_test_shares(void)
 
 int nsq_consumer_test(void)
 {
-    if (s_test_shares() || s_test_names_and_endpoints() || s_test_scenario() || s_test_liveness())
+    if (s_test_shares() || s_test_names_and_endpoints() || s_test_scenario() || s_test_liveness()
+        || s_test_msg_timeout())
         return -1;
     return 0;
 }

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "nsq_log.h"
 
@@ -50,7 +51,7 @@ int nsq_daemon_configure(const char *program, const char *env_prefix,
     return parsed == 0 ? -1 : parsed < 0 ? 1 : 0;
 }
 
-zsock_t *nsq_daemon_router(const char *address, int *port)
+zsock_t *nsq_daemon_router(const char *address, int hwm, int64_t max_message_size, int *port)
 {
     const char *colon = strrchr(address, ':');
     if (!colon || colon == address) {
@@ -66,6 +67,10 @@ zsock_t *nsq_daemon_router(const char *address, int *port)
     // before the bind. Not for names: "localhost" must stay 127.0.0.1.
     if (address[0] == '[')
         zsock_set_ipv6(router, 1);
+    zsock_set_sndhwm(router, hwm);
+    zsock_set_rcvhwm(router, hwm);
+    zmq_setsockopt(zsock_resolve(router), ZMQ_MAXMSGSIZE, &max_message_size,
+                   sizeof max_message_size);
     *port = zsock_bind(router, "tcp://%.*s:%s", (int) (colon - address), address,
                        streq(colon + 1, "0") ? "*" : colon + 1);
     if (*port < 0) {
@@ -125,6 +130,23 @@ static zactor_t *s_start(zactor_fn *actor_fn, void *args, const char *http_addre
     return actor;
 }
 
+// Waits for SIGINT or SIGTERM, or for the actor to end on its own. Returns
+// true if the actor ended.
+static bool s_actor_ended(zactor_t *actor)
+{
+    zpoller_t *poller = zpoller_new(actor, NULL);
+    if (!poller)
+        return false;
+    // czmq turns SIGINT/SIGTERM into zsys_interrupted; the actor's loop is
+    // nonstop, so this thread decides when to stop. The actor sends nothing
+    // after READY: a readable pipe is the signal czmq sends when it ends.
+    bool ended = false;
+    while (!zsys_interrupted && !ended)
+        ended = zpoller_wait(poller, 100) != NULL;
+    zpoller_destroy(&poller);
+    return ended;
+}
+
 int nsq_daemon_run(zactor_fn *actor_fn, void *args, const char *http_address,
                    const char *zmq_address)
 {
@@ -133,12 +155,36 @@ int nsq_daemon_run(zactor_fn *actor_fn, void *args, const char *http_address,
     zactor_t *actor = s_start(actor_fn, args, http_address, zmq_address);
     if (!actor)
         return 1;
-    // czmq turns SIGINT/SIGTERM into zsys_interrupted; the actor's loop is
-    // nonstop, so this thread decides when to stop.
-    while (!zsys_interrupted)
-        zclock_sleep(100);
+    if (s_actor_ended(actor)) {
+        nsq_error("the service thread stopped unexpectedly; exiting");
+        zactor_destroy(&actor);  // collects the end signal still queued
+        return 1;
+    }
     nsq_info("signal received, shutting down");
     zactor_destroy(&actor);
     nsq_info("stopped");
+    return 0;
+}
+
+// ---- self-test ---------------------------------------------------------------
+
+// An actor that reports READY and then ends, as one that failed would.
+static void s_test_short_lived(zsock_t *pipe, void *args)
+{
+    (void) args;
+    zsock_signal(pipe, 0);
+    nsq_daemon_send_ready(pipe, 1, 2);
+}
+
+int nsq_daemon_test(void)
+{
+    alarm(20);  // a daemon that does not notice ends the test here, not at meson's timeout
+    int64_t start = zclock_mono();
+    int rc = nsq_daemon_run(s_test_short_lived, NULL, "127.0.0.1:1", "127.0.0.1:2");
+    alarm(0);
+    if (rc != 1 || zsys_interrupted || zclock_mono() - start > 5000) {
+        fprintf(stderr, "nsq_daemon_test: an actor that ended gave exit code %d\n", rc);
+        return -1;
+    }
     return 0;
 }

@@ -7,6 +7,9 @@
     reason] after which it has ended. Tests and scripts wait for the line
     `READY http=HOST:PORT zmq=HOST:PORT` that nsq_daemon_run prints.
 
+    The actor sends nothing else while it runs: anything readable on its
+    pipe afterwards is czmq's signal that the actor function returned.
+
     API in call order: nsq_daemon_configure (main), nsq_daemon_run (main);
     in the actor nsq_daemon_router, nsq_daemon_on_pipe (its loop's pipe
     reader), nsq_daemon_send_ready.
@@ -34,11 +37,15 @@ int nsq_daemon_configure(const char *program, const char *env_prefix,
                          nsq_daemon_configure_fn *configure, void *config);
 
 // Actor side: creates the ROUTER a daemon serves on, bound to "host:port"
-// or "[ipv6]:port" (port 0 picks a free port), with ROUTER_MANDATORY (a send to a vanished
-// peer fails with EHOSTUNREACH) and linger 0. Stores the bound port in
-// *port. Caller owns the result; NULL (errno) if the address is malformed or
-// cannot be bound.
-zsock_t *nsq_daemon_router(const char *address, int *port);
+// or "[ipv6]:port" (port 0 picks a free port), with ROUTER_MANDATORY (a
+// send to a vanished peer fails with EHOSTUNREACH), linger 0, hwm as both
+// high-water marks (messages queued per peer each way) and max_message_size
+// as ZMQ_MAXMSGSIZE (a peer that sends a larger frame is disconnected
+// before it is read; -1 = no limit). The options are set before bind:
+// libzmq applies them only to connections made after they are set. Stores
+// the bound port in *port. Caller owns the result; NULL (errno) if the
+// address is malformed or cannot be bound.
+zsock_t *nsq_daemon_router(const char *address, int hwm, int64_t max_message_size, int *port);
 
 // Actor side: a zloop reader for the actor pipe that ends the loop on
 // $TERM and ignores anything else.
@@ -51,7 +58,12 @@ void nsq_daemon_send_ready(zsock_t *pipe, uint16_t http_port, uint16_t zmq_port)
 // Runs actor(args) until SIGINT or SIGTERM. http_address and zmq_address are
 // the configured "host:port" strings; READY names their hosts with the
 // bound ports. Returns the process exit code: 0 after a clean stop, 1 if
-// the actor could not start (its reason is logged).
+// the actor could not start (its reason is logged) or ended on its own
+// while running (one error line: the process must not run on serving
+// nothing).
 int nsq_daemon_run(zactor_fn *actor, void *args, const char *http_address, const char *zmq_address);
+
+// Self-test; returns 0 on success.
+int nsq_daemon_test(void);
 
 #endif

@@ -10,6 +10,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -51,42 +52,6 @@ static void s_curl_init(void)
 
 // ---- parsing ------------------------------------------------------------------
 
-// Copies the string value of "key" within [start, end) into out; false if absent.
-static bool s_string_in(const char *start, const char *end, const char *key, char *out, size_t size)
-{
-    char quoted[64];
-    snprintf(quoted, sizeof quoted, "\"%s\"", key);
-    const char *at = strstr(start, quoted);
-    if (!at || at >= end)
-        return false;
-    at += strlen(quoted);
-    while (at < end && (*at == ' ' || *at == ':'))
-        at++;
-    if (at >= end || *at != '"')
-        return false;
-    const char *close = memchr(at + 1, '"', (size_t) (end - at - 1));
-    if (!close || (size_t) (close - at - 1) >= size)
-        return false;
-    snprintf(out, size, "%.*s", (int) (close - at - 1), at + 1);
-    return true;
-}
-
-// The integer value of "key" within [start, end), or -1.
-static long s_int_in(const char *start, const char *end, const char *key)
-{
-    char quoted[64];
-    snprintf(quoted, sizeof quoted, "\"%s\"", key);
-    const char *at = strstr(start, quoted);
-    if (!at || at >= end)
-        return -1;
-    at += strlen(quoted);
-    while (at < end && (*at == ' ' || *at == ':'))
-        at++;
-    char *stop = NULL;
-    long value = strtol(at, &stop, 10);
-    return stop == at || stop > end ? -1 : value;
-}
-
 static bool s_listed(zlistx_t *list, const char *text)
 {
     for (const char *item = zlistx_first(list); item; item = zlistx_next(list))
@@ -95,31 +60,35 @@ static bool s_listed(zlistx_t *list, const char *text)
     return false;
 }
 
+// Adds "broadcast_address:zmq_port" of one producer object; false if it
+// lacks either (a plain nsqlookupd's producers have no zmq_port).
+static bool s_add_producer(const json_t *producer, zlistx_t *brokers)
+{
+    const json_t *host = json_object_get(producer, "broadcast_address");
+    const json_t *port = json_object_get(producer, "zmq_port");
+    if (!json_is_string(host) || !json_string_length(host) || !json_is_integer(port)
+        || json_integer_value(port) < 1 || json_integer_value(port) > 65535)
+        return false;
+    const char *name = json_string_value(host);
+    char address[300];
+    bool ipv6 = strchr(name, ':') != NULL;
+    snprintf(address, sizeof address, ipv6 ? "[%s]:%lld" : "%s:%lld", name,
+             (long long) json_integer_value(port));
+    if (!s_listed(brokers, address))
+        zlistx_add_end(brokers, strdup(address));
+    return true;
+}
+
 size_t nsq_discovery_parse(const char *json, zlistx_t *brokers)
 {
-    const char *at = json ? strstr(json, "\"producers\"") : NULL;
-    at = at ? strchr(at, '[') : NULL;
-    size_t count = 0;
-    while (at && *at && *at != ']') {
-        const char *open = strpbrk(at, "{]");
-        if (!open || *open == ']')
-            break;
-        const char *close = strchr(open, '}');  // producers are flat objects
-        if (!close)
-            break;
-        char host[256];
-        long port = s_int_in(open, close, "zmq_port");
-        if (s_string_in(open, close, "broadcast_address", host, sizeof host) && host[0] && port > 0
-            && port <= 65535) {
-            char address[300];
-            bool ipv6 = strchr(host, ':') != NULL;
-            snprintf(address, sizeof address, ipv6 ? "[%s]:%ld" : "%s:%ld", host, port);
-            if (!s_listed(brokers, address))
-                zlistx_add_end(brokers, strdup(address));
-            count++;
-        }
-        at = close + 1;
-    }
+    json_t *answer = json ? json_loads(json, 0, NULL) : NULL;
+    json_t *producers = json_object_get(answer, "producers");
+    if (!producers)  // nsqlookupd before 1.0 wrapped its answer in "data"
+        producers = json_object_get(json_object_get(answer, "data"), "producers");
+    size_t count = 0, index;
+    json_t *producer;
+    json_array_foreach(producers, index, producer) count += s_add_producer(producer, brokers);
+    json_decref(answer);
     return count;
 }
 
@@ -357,6 +326,15 @@ int nsq_discovery_test(void)
     S_CHECK(streq(zlistx_first(brokers), "10.0.0.1:4152"));
     S_CHECK(streq(zlistx_next(brokers), "[fe80::1]:9"));
     S_CHECK(nsq_discovery_parse("{\"producers\":[]}", brokers) == 0);
+    S_CHECK(nsq_discovery_parse("{\"data\":{\"producers\":[{\"broadcast_address\":\"h\","
+                                "\"zmq_port\":7}]}}",
+                                brokers)
+            == 1);
+    S_CHECK(streq(zlistx_last(brokers), "h:7"));
+    S_CHECK(nsq_discovery_parse("{\"producers\":[{\"broadcast_address\":\"}\",\"zmq_port\":1}]}",
+                                brokers)
+            == 1);
+    S_CHECK(nsq_discovery_parse("{\"producers\":{\"zmq_port\":1}}", brokers) == 0);
     S_CHECK(nsq_discovery_parse("garbage {", brokers) == 0);
     S_CHECK(nsq_discovery_parse(NULL, brokers) == 0);
     S_CHECK(nsq_discovery_parse("{\"producers\":[{\"broadcast_address\":\"x", brokers) == 0);

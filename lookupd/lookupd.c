@@ -22,13 +22,16 @@
 #include "nsq_json.h"
 #include "nsq_log.h"
 #include "nsq_names.h"
+#include "nsq_peer.h"
 #include "nsq_utf8.h"
 #include "nsq_wire.h"
 
-#define S_IDENTITY_MAX 255   // ZeroMQ identities are at most 255 bytes
-#define S_HOST_MAX     254   // longest host a broker may announce (253 + a final dot)
-#define S_DRAIN_MAX    256   // frames read per wake-up
-#define S_EXPIRE_MAX   1000  // longest time between expiry scans
+#define S_IDENTITY_MAX 255      // ZeroMQ identities are at most 255 bytes
+#define S_HOST_MAX     254      // longest host a broker may announce (253 + a final dot)
+#define S_DRAIN_MAX    256      // frames read per wake-up
+#define S_EXPIRE_MAX   1000     // longest time between expiry scans
+#define S_ROUTER_HWM   100000   // frames queued per broker: a re-registration burst fits
+#define S_FRAME_MAX    1048576  // a lookup command is names and ports: far below this
 
 typedef struct {
     lookupd_config_t config;       // settings
@@ -65,7 +68,7 @@ typedef struct {
     s_lookupd_t *lookupd;              // owner
     zmq_msg_t *identity;               // the broker's ROUTER identity
     char key[2 * S_IDENTITY_MAX + 1];  // the identity in hex
-    char peer[64];                     // its IP address
+    char peer[NSQ_PEER_ADDRESS_MAX];   // its IP:port
     uint64_t seq;                      // of the command being answered
 } s_peer_t;
 
@@ -73,8 +76,14 @@ static void s_send(s_peer_t *peer, Nsq__LookupFrame *frame)
 {
     void *socket = zsock_resolve(peer->lookupd->router);
     if (nsq_wire_send_lookup_frame(socket, zmq_msg_data(peer->identity),
-                                   zmq_msg_size(peer->identity), frame, ZMQ_DONTWAIT))
-        nsq_debug("broker %s: reply dropped: %s", peer->key, zmq_strerror(errno));
+                                   zmq_msg_size(peer->identity), frame, ZMQ_DONTWAIT)) {
+        // A broker that went away is normal; a full queue means it stopped reading.
+        if (errno == EHOSTUNREACH)
+            nsq_debug("broker %s (%s): reply dropped: it is gone", peer->key, peer->peer);
+        else
+            nsq_warn("broker %s (%s): reply dropped: %s", peer->key, peer->peer,
+                     zmq_strerror(errno));
+    }
 }
 
 static void s_reply(s_peer_t *peer, const char *text)
@@ -266,8 +275,7 @@ static int s_read_command(s_lookupd_t *self, void *socket)
     size_t size = zmq_msg_size(&identity);
     for (size_t i = 0; i < size && i < S_IDENTITY_MAX; i++)
         snprintf(peer.key + 2 * i, 3, "%02x", ((unsigned char *) zmq_msg_data(&identity))[i]);
-    const char *address = zmq_msg_gets(&body, "Peer-Address");
-    snprintf(peer.peer, sizeof peer.peer, "%s", address ? address : "");
+    nsq_peer_address(&body, peer.peer, sizeof peer.peer);
     Nsq__LookupCommand *command =
         extra ? NULL : nsq__lookup_command__unpack(NULL, zmq_msg_size(&body), zmq_msg_data(&body));
     if (command) {
@@ -637,7 +645,9 @@ static s_lookupd_t *s_new(zsock_t *pipe, const lookupd_config_t *config, char *e
     self->registry =
         lookupd_registry_new(config->inactive_producer_timeout_ms, config->tombstone_lifetime_ms);
     int port = -1;
-    self->router = self->registry ? nsq_daemon_router(config->zmq_address, &port) : NULL;
+    self->router = self->registry
+                       ? nsq_daemon_router(config->zmq_address, S_ROUTER_HWM, S_FRAME_MAX, &port)
+                       : NULL;
     if (!self->router) {
         snprintf(error, size, "cannot bind ZeroMQ on %s: %s", config->zmq_address,
                  zmq_strerror(errno));

@@ -17,6 +17,7 @@
 
 #include "broker.h"
 #include "broker_channel.h"
+#include "broker_client.h"
 #include "broker_disk.h"
 #include "broker_http.h"
 #include "broker_inflight.h"
@@ -30,6 +31,8 @@
 #include "lookupd_jobs.h"
 #include "lookupd_registry.h"
 #include "nsq_client_test.h"
+#include "nsq_daemon.h"
+#include "nsq_deadletter.h"
 #include "nsq_discovery.h"
 #include "nsq_diskqueue.h"
 #include "nsq_address.h"
@@ -40,9 +43,12 @@
 #include "nsq_message.h"
 #include "nsq_names.h"
 #include "nsq_options.h"
+#include "nsq_peer.h"
 #include "nsq_utf8.h"
 #include "nsq_wire.h"
+#include "worker.h"
 #include "worker_backoff.h"
+#include "worker_handler.h"
 #include "worker_http.h"
 #include "worker_metrics.h"
 
@@ -91,6 +97,7 @@ typedef struct {
 static const selftest_t s_tests[] = {
     {"broker", broker_test},
     {"broker_channel", s_broker_channel_test},
+    {"broker_client", broker_client_test},
     {"broker_disk", broker_disk_test},
     {"broker_http", broker_http_test},
     {"broker_inflight", broker_inflight_test},
@@ -104,6 +111,8 @@ static const selftest_t s_tests[] = {
     {"lookupd_jobs", lookupd_jobs_test},
     {"lookupd_cluster", lookupd_cluster_test},
     {"nsq_consumer", nsq_consumer_test},
+    {"nsq_daemon", nsq_daemon_test},
+    {"nsq_deadletter", nsq_deadletter_test},
     {"nsq_discovery", nsq_discovery_test},
     {"nsq_diskqueue", nsq_diskqueue_test},
     {"nsq_address", nsq_address_test},
@@ -114,10 +123,13 @@ static const selftest_t s_tests[] = {
     {"nsq_message", nsq_message_test},
     {"nsq_names", nsq_names_test},
     {"nsq_options", nsq_options_test},
+    {"nsq_peer", nsq_peer_test},
     {"nsq_producer", nsq_producer_test},
     {"nsq_utf8", nsq_utf8_test},
     {"nsq_wire", nsq_wire_test},
+    {"worker", worker_test},
     {"worker_backoff", worker_backoff_test},
+    {"worker_handler_file", worker_handler_file_test},
     {"worker_http", worker_http_test},
     {"worker_metrics", worker_metrics_test},
 };

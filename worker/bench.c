@@ -3,6 +3,14 @@
 
     One run per invocation, one result line on stdout:
         mode=M count=N size=S seconds=X msgs_per_sec=Y mb_per_sec=Z [p50_us= p99_us=]
+        [errors=E] [foreign=F]
+
+    Every run has a random run id. Unless --topic / --channel name them, it
+    publishes to and consumes from its own topic and channel (bench-RUNID),
+    so nothing left over from an earlier run is counted. Every body starts
+    with the run id and the send time (16 bytes; --size is raised to that
+    where a mode reads them back), and the consuming modes count only their
+    own messages: others are finished and reported as foreign=F.
 
     Modes:
         http-pub      N x POST /pub over --connections keep-alive connections
@@ -10,11 +18,12 @@
         http-mpub     the same with /mpub?binary=true, --batch messages each
         zmq-pub       nsq_producer_publish_async with --window, --connections
                       producers in threads
-        zmq-consume   a consumer with --max-in-flight until N messages arrived
-                      (publish them first); timed from first to last message
-        zmq-e2e       a publisher thread (optionally paced by --rate) and a
-                      consumer; latency from the send time in the first 8 body
-                      bytes to receipt
+        zmq-consume   publishes N messages (as zmq-pub, consumer subscribed but
+                      paused), then a consumer with --max-in-flight receives
+                      them; timed from its first to its last message
+        zmq-e2e       publisher threads (optionally paced by --rate) and a
+                      consumer at once; latency from the send time in the body
+                      to receipt (one process, one monotonic clock)
         raw-zmq       plain zmq_send/zmq_recv PUSH/PULL between two processes
                       over tcp loopback: the ceiling for zmq-consume
                       (alias zmq-raw-push)
@@ -49,8 +58,10 @@ static const nsq_option_spec_t s_specs[] = {
      "zmq-e2e: messages per second to publish (0 = as fast as possible)"},
     {"http-address", NSQ_OPTION_STRING, "127.0.0.1:4151", 0, 0, false, "broker HTTP address"},
     {"zmq-address", NSQ_OPTION_STRING, "127.0.0.1:4152", 0, 0, false, "broker ZeroMQ address"},
-    {"topic", NSQ_OPTION_STRING, "bench", 0, 0, false, "topic to publish to and consume"},
-    {"channel", NSQ_OPTION_STRING, "bench", 0, 0, false, "channel to consume"},
+    {"topic", NSQ_OPTION_STRING, "", 0, 0, false,
+     "topic to publish to and consume; empty: bench-RUNID, new for each run"},
+    {"channel", NSQ_OPTION_STRING, "", 0, 0, false,
+     "channel to consume; empty: bench-RUNID, new for each run"},
     {"log-level", NSQ_OPTION_STRING, "warn", 0, 0, false, "debug, info, warn or error"},
 };
 
@@ -65,9 +76,16 @@ typedef struct {
     int64_t rate;
     const char *http_address;
     const char *zmq_address;
-    const char *topic;
-    const char *channel;
+    uint64_t run_id;   // starts every body this run publishes
+    char topic[65];    // --topic, or bench-RUNID
+    char channel[65];  // --channel, or bench-RUNID
 } s_config_t;
+
+// What every published body starts with.
+typedef struct {
+    uint64_t run_id;  // the run that published it
+    int64_t sent_ns;  // CLOCK_MONOTONIC when it was published
+} s_tag_t;
 
 static int64_t s_clock_ns(clockid_t clock)
 {
@@ -84,7 +102,7 @@ static int s_compare_int64(const void *a, const void *b)
 
 // Prints the result line. latencies (ns, count of them) may be NULL.
 static void s_report(const s_config_t *config, int64_t count, double seconds, int64_t *latencies,
-                     size_t latency_count, int64_t errors)
+                     size_t latency_count, int64_t errors, int64_t foreign)
 {
     double rate = seconds > 0 ? (double) count / seconds : 0;
     printf("mode=%s count=%lld size=%zu seconds=%.3f msgs_per_sec=%.0f mb_per_sec=%.2f",
@@ -97,6 +115,8 @@ static void s_report(const s_config_t *config, int64_t count, double seconds, in
     }
     if (errors)
         printf(" errors=%lld", (long long) errors);
+    if (foreign)
+        printf(" foreign=%lld", (long long) foreign);
     printf("\n");
     fflush(stdout);
 }
@@ -229,7 +249,7 @@ static int s_http_bench(const s_config_t *config, bool mpub)
             curl_multi_poll(run.multi, NULL, 0, 100, NULL);
     }
     double seconds = (double) (s_clock_ns(CLOCK_MONOTONIC) - start) / 1e9;
-    s_report(config, run.completed - run.errors, seconds, NULL, 0, run.errors);
+    s_report(config, run.completed - run.errors, seconds, NULL, 0, run.errors, 0);
     for (size_t i = 0; i < slots_count; i++) {
         curl_multi_remove_handle(run.multi, slots[i].easy);
         curl_easy_cleanup(slots[i].easy);
@@ -248,7 +268,6 @@ typedef struct {
     const s_config_t *config;
     int64_t count;   // messages this thread publishes
     int64_t failed;  // publishes that failed
-    bool stamp;      // write the send time into the first 8 body bytes
 } s_publisher_t;
 
 // Sleeps until message number index is due at config->rate per second.
@@ -262,6 +281,13 @@ static void s_pace(const s_config_t *config, int64_t start, int64_t index)
         struct timespec delay = {wait / 1000000000, wait % 1000000000};
         nanosleep(&delay, NULL);
     }
+}
+
+// Writes this run's tag, stamped now, into body (as much of it as fits).
+static void s_stamp(const s_config_t *config, char *body)
+{
+    s_tag_t tag = {config->run_id, s_clock_ns(CLOCK_MONOTONIC)};
+    memcpy(body, &tag, config->size < sizeof tag ? config->size : sizeof tag);
 }
 
 static void *s_publisher_run(void *arg)
@@ -280,10 +306,7 @@ static void *s_publisher_run(void *arg)
     int64_t start = s_clock_ns(CLOCK_MONOTONIC);
     for (int64_t i = 0; i < self->count && !zsys_interrupted; i++) {
         s_pace(config, start, i);
-        if (self->stamp) {
-            int64_t now = s_clock_ns(CLOCK_REALTIME);
-            memcpy(body, &now, sizeof now);
-        }
+        s_stamp(config, body);
         if (nsq_producer_publish_async(producer, config->topic, body, config->size, config->window))
             self->failed++;
     }
@@ -298,13 +321,11 @@ static void *s_publisher_run(void *arg)
 }
 
 // Starts threads publishers sharing count messages. Caller joins them.
-static s_publisher_t *s_publishers_start(const s_config_t *config, size_t threads, bool stamp,
-                                         pthread_t *ids)
+static s_publisher_t *s_publishers_start(const s_config_t *config, size_t threads, pthread_t *ids)
 {
     s_publisher_t *publishers = calloc(threads, sizeof *publishers);
     for (size_t i = 0; publishers && i < threads; i++) {
         publishers[i].config = config;
-        publishers[i].stamp = stamp;
         publishers[i].count = config->count / (int64_t) threads
                               + ((int64_t) i < config->count % (int64_t) threads ? 1 : 0);
         pthread_create(&ids[i], NULL, s_publisher_run, &publishers[i]);
@@ -329,39 +350,44 @@ static int s_zmq_pub_bench(const s_config_t *config)
     size_t threads = (size_t) config->connections;
     pthread_t ids[1024];
     int64_t start = s_clock_ns(CLOCK_MONOTONIC);
-    s_publisher_t *publishers = s_publishers_start(config, threads, false, ids);
+    s_publisher_t *publishers = s_publishers_start(config, threads, ids);
     int64_t failed = s_publishers_join(publishers, threads, ids);
     double seconds = (double) (s_clock_ns(CLOCK_MONOTONIC) - start) / 1e9;
-    s_report(config, config->count - failed, seconds, NULL, 0, failed);
+    s_report(config, config->count - failed, seconds, NULL, 0, failed, 0);
     return failed ? 1 : 0;
 }
 
 // ---- ZeroMQ consuming ----------------------------------------------------------
 
+// A consuming run gives up when none of its messages came for this long.
+#define S_IDLE_LIMIT_MS 10000
+
 typedef struct {
-    int64_t target;      // stop after this many
-    int64_t received;    // counted messages
-    int64_t first_ns;    // monotonic time of the first
-    int64_t last_ns;     // and of the last
+    uint64_t run_id;     // ours; others are foreign
+    int64_t target;      // stop after this many of ours
+    int64_t received;    // ours
+    int64_t foreign;     // not ours: finished, not counted
+    int64_t first_ns;    // monotonic time of our first
+    int64_t last_ns;     // and of our last
     int64_t *latencies;  // e2e: ns per message, NULL otherwise
-    int64_t not_before;  // e2e: ignore messages stamped before this (realtime ns)
+    int64_t idle_count;  // received at the last idle check
+    int64_t idle_since;  // monotonic ns since when received has not moved
 } s_counter_t;
 
 static void s_count_handler(nsq_consumer_t *consumer, nsq_msg_t *msg, void *arg)
 {
     s_counter_t *self = arg;
     int64_t now = s_clock_ns(CLOCK_MONOTONIC);
-    if (self->latencies) {
-        int64_t sent = 0;
-        if (nsq_msg_size(msg) >= sizeof sent)
-            memcpy(&sent, nsq_msg_body(msg), sizeof sent);
-        if (sent < self->not_before) {
-            nsq_consumer_fin(consumer, msg);  // left over from an earlier run
-            return;
-        }
-        if (self->received < self->target)
-            self->latencies[self->received] = s_clock_ns(CLOCK_REALTIME) - sent;
+    s_tag_t tag = {0, 0};
+    if (nsq_msg_size(msg) >= sizeof tag)
+        memcpy(&tag, nsq_msg_body(msg), sizeof tag);
+    if (tag.run_id != self->run_id) {
+        self->foreign++;  // left over from another run, or another publisher's
+        nsq_consumer_fin(consumer, msg);
+        return;
     }
+    if (self->latencies && self->received < self->target)
+        self->latencies[self->received] = now > tag.sent_ns ? now - tag.sent_ns : 0;
     if (self->received++ == 0)
         self->first_ns = now;
     self->last_ns = now;
@@ -370,51 +396,84 @@ static void s_count_handler(nsq_consumer_t *consumer, nsq_msg_t *msg, void *arg)
         nsq_consumer_stop(consumer);
 }
 
-static nsq_consumer_t *s_consumer_start(const s_config_t *config, s_counter_t *counter)
+// Ends the consumer's run when none of our messages came for a while
+// (publishes that failed never arrive).
+static int s_on_idle_check(zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    s_counter_t *self = arg;
+    int64_t now = s_clock_ns(CLOCK_MONOTONIC);
+    if (self->idle_since == 0 || self->received != self->idle_count) {
+        self->idle_count = self->received;
+        self->idle_since = now;
+    }
+    if (now - self->idle_since < (int64_t) S_IDLE_LIMIT_MS * 1000000)
+        return 0;
+    fprintf(stderr, "nsq-bench: none of this run's messages came for %d s; stopping\n",
+            S_IDLE_LIMIT_MS / 1000);
+    return -1;
+}
+
+// A consumer of the run's topic and channel with credit max_in_flight,
+// connected (IDENTIFY answered) or NULL.
+static nsq_consumer_t *s_consumer_start(const s_config_t *config, s_counter_t *counter,
+                                        uint32_t max_in_flight)
 {
     nsq_consumer_t *consumer = nsq_consumer_new(config->topic, config->channel);
-    if (!consumer || nsq_consumer_connect(consumer, config->zmq_address)) {
-        fprintf(stderr, "nsq-bench: cannot consume %s/%s from %s\n", config->topic, config->channel,
-                config->zmq_address);
-        nsq_consumer_destroy(&consumer);
-        return NULL;
+    if (consumer && nsq_consumer_connect(consumer, config->zmq_address) == 0) {
+        nsq_consumer_set_handler(consumer, s_count_handler, counter);
+        nsq_consumer_set_max_in_flight(consumer, max_in_flight);
+        zloop_timer(nsq_consumer_loop(consumer), 1000, 0, s_on_idle_check, counter);
+        int64_t deadline = s_clock_ns(CLOCK_MONOTONIC) + 10000000000LL;
+        while (nsq_consumer_connected_count(consumer) == 0 && !zsys_interrupted
+               && s_clock_ns(CLOCK_MONOTONIC) < deadline)
+            nsq_consumer_poll(consumer, 50);
+        if (nsq_consumer_connected_count(consumer) > 0)
+            return consumer;
     }
-    nsq_consumer_set_handler(consumer, s_count_handler, counter);
-    nsq_consumer_set_max_in_flight(consumer, config->max_in_flight);
-    return consumer;
+    fprintf(stderr, "nsq-bench: cannot consume %s/%s from %s\n", config->topic, config->channel,
+            config->zmq_address);
+    nsq_consumer_destroy(&consumer);
+    return NULL;
 }
 
 static int s_zmq_consume_bench(const s_config_t *config)
 {
-    s_counter_t counter = {.target = config->count};
-    nsq_consumer_t *consumer = s_consumer_start(config, &counter);
+    s_counter_t counter = {.run_id = config->run_id};
+    // Subscribed before publishing, so the channel gets every message.
+    nsq_consumer_t *consumer = s_consumer_start(config, &counter, 0);
     if (!consumer)
         return 1;
-    nsq_consumer_run(consumer);
+    size_t threads = (size_t) config->connections;
+    pthread_t ids[1024];
+    s_publisher_t *publishers = s_publishers_start(config, threads, ids);
+    int64_t failed = s_publishers_join(publishers, threads, ids);
+    counter.target = config->count - failed;  // a failed publish never arrives
+    nsq_consumer_set_max_in_flight(consumer, config->max_in_flight);
+    if (counter.target > 0)
+        nsq_consumer_run(consumer);
     nsq_consumer_close(consumer, 1000);
     nsq_consumer_destroy(&consumer);
     double seconds = (double) (counter.last_ns - counter.first_ns) / 1e9;
-    s_report(config, counter.received, seconds, NULL, 0, 0);
-    return counter.received >= counter.target ? 0 : 1;
+    s_report(config, counter.received, seconds, NULL, 0, failed, counter.foreign);
+    return counter.received >= counter.target && !failed ? 0 : 1;
 }
 
 static int s_zmq_e2e_bench(const s_config_t *config)
 {
-    s_config_t stamped = *config;
-    if (stamped.size < sizeof(int64_t))
-        stamped.size = sizeof(int64_t);
-    s_counter_t counter = {.target = config->count, .not_before = s_clock_ns(CLOCK_REALTIME)};
+    s_counter_t counter = {.run_id = config->run_id, .target = config->count};
     counter.latencies = calloc((size_t) config->count, sizeof(int64_t));
-    nsq_consumer_t *consumer = counter.latencies ? s_consumer_start(&stamped, &counter) : NULL;
+    nsq_consumer_t *consumer =
+        counter.latencies ? s_consumer_start(config, &counter, config->max_in_flight) : NULL;
     if (!consumer) {
         free(counter.latencies);
         return 1;
     }
-    nsq_consumer_poll(consumer, 200);  // subscribe before publishing
     size_t threads = (size_t) config->connections;
     pthread_t ids[1024];
     int64_t start = s_clock_ns(CLOCK_MONOTONIC);
-    s_publisher_t *publishers = s_publishers_start(&stamped, threads, true, ids);
+    s_publisher_t *publishers = s_publishers_start(config, threads, ids);
     nsq_consumer_run(consumer);
     double seconds = (double) (s_clock_ns(CLOCK_MONOTONIC) - start) / 1e9;
     int64_t failed = s_publishers_join(publishers, threads, ids);
@@ -422,7 +481,8 @@ static int s_zmq_e2e_bench(const s_config_t *config)
     nsq_consumer_destroy(&consumer);
     size_t measured =
         (size_t) (counter.received < counter.target ? counter.received : counter.target);
-    s_report(&stamped, counter.received, seconds, counter.latencies, measured, failed);
+    s_report(config, counter.received, seconds, counter.latencies, measured, failed,
+             counter.foreign);
     free(counter.latencies);
     return counter.received >= counter.target && !failed ? 0 : 1;
 }
@@ -491,7 +551,7 @@ static int s_raw_bench(const s_config_t *config)
     if (child > 0 && read(fds[0], endpoint, sizeof endpoint) == (ssize_t) sizeof endpoint) {
         s_raw_sender(endpoint, config->count, config->size);
         if (read(fds[0], &seconds, sizeof seconds) == (ssize_t) sizeof seconds)
-            s_report(config, config->count, seconds, NULL, 0, 0);
+            s_report(config, config->count, seconds, NULL, 0, 0, 0);
     }
     close(fds[0]);
     if (child > 0)
@@ -500,6 +560,18 @@ static int s_raw_bench(const s_config_t *config)
 }
 
 // ---- main ----------------------------------------------------------------------
+
+// A random run id (never 0, so a zeroed body is never ours).
+static uint64_t s_run_id(void)
+{
+    uint64_t id = 0;
+    FILE *random = fopen("/dev/urandom", "rb");
+    if (!random || fread(&id, sizeof id, 1, random) != 1)
+        id = (uint64_t) s_clock_ns(CLOCK_REALTIME) ^ ((uint64_t) getpid() << 40);
+    if (random)
+        fclose(random);
+    return id ? id : 1;
+}
 
 static void s_configure(s_config_t *config, nsq_options_t *options)
 {
@@ -513,14 +585,22 @@ static void s_configure(s_config_t *config, nsq_options_t *options)
     config->rate = nsq_options_int(options, "rate");
     config->http_address = nsq_options_string(options, "http-address");
     config->zmq_address = nsq_options_string(options, "zmq-address");
-    config->topic = nsq_options_string(options, "topic");
-    config->channel = nsq_options_string(options, "channel");
+    config->run_id = s_run_id();
+    const char *topic = nsq_options_string(options, "topic");
+    const char *channel = nsq_options_string(options, "channel");
+    char own[32];
+    snprintf(own, sizeof own, "bench-%08x", (unsigned) (config->run_id & 0xffffffffu));
+    snprintf(config->topic, sizeof config->topic, "%s", *topic ? topic : own);
+    snprintf(config->channel, sizeof config->channel, "%s", *channel ? channel : own);
+    bool reads_tags = streq(config->mode, "zmq-consume") || streq(config->mode, "zmq-e2e");
+    if (reads_tags && config->size < sizeof(s_tag_t))
+        config->size = sizeof(s_tag_t);  // the tag must fit
 }
 
 static int s_bench(const s_config_t *config)
 {
     if (streq(config->mode, "raw-zmq") || streq(config->mode, "zmq-raw-push"))
-        return s_raw_bench(config);  // first: forks before any ZeroMQ context exists
+        return s_raw_bench(config);  // first: forks before any ZeroMQ socket or thread exists
     if (streq(config->mode, "http-pub"))
         return s_http_bench(config, false);
     if (streq(config->mode, "http-mpub"))
@@ -537,6 +617,9 @@ static int s_bench(const s_config_t *config)
 
 int main(int argc, char **argv)
 {
+    // Before any thread: two publisher threads creating the first sockets at
+    // once would both initialise czmq.
+    zsys_init();
     nsq_log_set_program("nsq-bench");
     nsq_options_t *options =
         nsq_options_new("nsq-bench", "NSQ_BENCH", s_specs, sizeof s_specs / sizeof s_specs[0]);

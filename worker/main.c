@@ -44,7 +44,9 @@ static const nsq_option_spec_t s_specs[] = {
     {"heartbeat-interval", NSQ_OPTION_DURATION, "0", 0, 3600000, false,
      "heartbeat interval asked of brokers (0 = broker default)"},
     {"msg-timeout", NSQ_OPTION_DURATION, "0", 0, 3600000, false,
-     "message timeout asked of brokers (0 = broker default)"},
+     "message timeout asked of brokers (0 = broker default); a broker whose --max-msg-timeout is "
+     "lower gets its maximum instead, with a warning. Running handlers are TOUCHed at half the "
+     "timeout each broker grants"},
     {"max-messages", NSQ_OPTION_INT, "0", 0, INT64_MAX, false,
      "exit after handling this many messages (0 = unlimited)"},
     {"log-level", NSQ_OPTION_STRING, "info", 0, 0, false, "debug, info, warn or error"},
@@ -53,9 +55,10 @@ static const nsq_option_spec_t s_specs[] = {
     {"http", NSQ_OPTION_STRING, NULL, 0, 0, false,
      "handler: POST each body to this URL; 2xx = FIN, 4xx = FIN and log, else REQ"},
     {"file", NSQ_OPTION_STRING, NULL, 0, 0, false,
-     "handler: append each body and a newline to this file, fsync before FIN"},
+     "handler: append each body and a newline to this file (its directory is created), fsync "
+     "before FIN"},
     {"file-max-bytes", NSQ_OPTION_SIZE, "0", 0, 0, false,
-     "rotate --file when it would grow beyond this (0 = never)"},
+     "rotate --file before a message that would take it beyond this (0 = never)"},
     {"file-rotate-interval", NSQ_OPTION_DURATION, "0", 0, 86400000, false,
      "rotate --file this often (0 = never)"},
     {"http-timeout", NSQ_OPTION_DURATION, "20s", 1, 3600000, false,
@@ -68,12 +71,14 @@ static const nsq_option_spec_t s_specs[] = {
     {"max-attempts", NSQ_OPTION_INT, "5", 0, 65535, false,
      "after this many failed attempts, publish to the dead-letter topic and FIN (0 = never)"},
     {"dead-letter-topic", NSQ_OPTION_STRING, NULL, 0, 0, false,
-     "where failed messages go, on the broker they came from (default <topic>.dead)"},
+     "where failed messages go as dead letters (a JSON header line, then the body), on the "
+     "broker they came from (default <topic>.dead)"},
     {"backoff", NSQ_OPTION_DURATION, "1s", 0, 3600000, false,
      "after a failure pause delivery this long, doubling per failure (0 = no backoff)"},
     {"max-backoff", NSQ_OPTION_DURATION, "2m", 0, 3600000, false, "longest backoff pause"},
     {"http-address", NSQ_OPTION_STRING, "0.0.0.0:4171", 0, 0, false,
-     "/healthz, /readyz and /metrics on host:port (port 0 = any; empty = off)"},
+     "/healthz, /readyz and /metrics on host:port (port 0 = any; empty = off); if the default "
+     "is taken the worker warns and runs without them, a given address must be free"},
     {"shutdown-timeout", NSQ_OPTION_DURATION, "30s", 0, 3600000, false,
      "on SIGTERM let running handlers finish this long, then stop and requeue them"},
 };
@@ -133,20 +138,19 @@ static worker_config_t s_config(nsq_options_t *options)
         .backoff_ms = nsq_options_int(options, "backoff"),
         .max_backoff_ms = nsq_options_int(options, "max-backoff"),
         .http_address = nsq_options_string(options, "http-address"),
+        .http_address_optional = !nsq_options_is_set(options, "http-address"),
         .shutdown_timeout_ms = nsq_options_int(options, "shutdown-timeout"),
     };
 }
 
 // Creates the worker and connects it to every broker. Returns the worker,
-// or NULL with the reason in error.
+// or NULL with the reason in error ("" when worker_new has logged it).
 static worker_t *s_start(nsq_options_t *options, char *error, size_t size)
 {
     worker_config_t config = s_config(options);
     worker_t *worker = worker_new(&config);
-    if (!worker) {
-        snprintf(error, size, "cannot start (see above)");
+    if (!worker)
         return NULL;
-    }
     for (size_t i = 0; i < nsq_options_count(options, "broker-address"); i++) {
         const char *address = nsq_options_string_at(options, "broker-address", i);
         if (worker_connect(worker, address)) {
@@ -202,7 +206,7 @@ int main(int argc, char **argv)
     if (parsed == 0 && !(worker = s_start(options, error, sizeof error)))
         parsed = -1;
     int rc = parsed == 1 ? 0 : 2;
-    if (parsed < 0)
+    if (parsed < 0 && *error)
         fprintf(stderr, "nsq-worker: %s\n", error);
     else if (parsed == 0) {
         s_print_ready(worker, options);

@@ -9,8 +9,8 @@
    stdin has nothing more to read, so interactive use is not held back.
 
     Exit codes: 0 when every line was acknowledged; 1 when a publish failed
-    (the reason on stderr; lines after it are not published); 2 on bad
-    configuration.
+    (the reason on stderr, with the broker's address; lines after it are
+    not published); 2 on bad configuration.
 */
 #include "nsq.h"
 #include "nsq_log.h"
@@ -44,6 +44,7 @@ static const nsq_option_spec_t s_specs[] = {
 typedef struct {
     const char *topic;         // where to publish
     const char *http_address;  // HTTP mode, or NULL
+    const char *zmq_address;   // ZeroMQ mode, or NULL
     nsq_producer_t *producer;  // ZeroMQ mode, or NULL
     CURL *curl;                // HTTP mode
     char url[512];             // /mpub URL
@@ -112,7 +113,7 @@ static int s_zmq_flush(s_pub_t *self)
         rc = nsq_producer_mpublish(self->producer, self->topic, (const void *const *) bodies, sizes,
                                    self->batch_lines);
     if (rc)
-        nsq_error("publish failed: %s",
+        nsq_error("publish to %s failed: %s", self->zmq_address,
                   bodies && sizes ? nsq_producer_error(self->producer) : "out of memory");
     free(bodies);
     free(sizes);
@@ -210,7 +211,8 @@ static int s_run(s_pub_t *self)
     if (rc == 0)
         rc = s_flush(self);
     free(data);
-    nsq_info("published %llu message(s) to %s", (unsigned long long) self->published, self->topic);
+    nsq_info("published %llu message(s) to topic %s on %s", (unsigned long long) self->published,
+             self->topic, self->producer ? self->zmq_address : self->http_address);
     return rc ? 1 : 0;
 }
 
@@ -219,7 +221,7 @@ static int s_setup(s_pub_t *self, nsq_options_t *options, char *error, size_t si
 {
     self->topic = nsq_options_string(options, "topic");
     self->http_address = nsq_options_string(options, "http-address");
-    const char *zmq_address = nsq_options_string(options, "broker-address");
+    const char *zmq_address = self->zmq_address = nsq_options_string(options, "broker-address");
     self->batch_max = (size_t) nsq_options_int(options, "batch-size");
     self->timeout_ms = (long) nsq_options_int(options, "timeout");
     self->starts = malloc(self->batch_max * sizeof *self->starts);

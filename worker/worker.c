@@ -8,14 +8,23 @@
         REJECT  FIN and a warning (the endpoint refuses this body for good)
         RETRY   the backoff level rises (credit 0 on every connection, then
                 a probe with credit 1); REQ with requeue_delay * attempts
-                (capped), or, at max_attempts, publish the body to the
-                dead-letter topic on the broker it came from, then FIN
+                (capped), or, at max_attempts, publish a dead letter (the
+                header nsq_deadletter.h describes: origin, attempts, the
+                handler's last failure; then the body) to the dead-letter
+                topic on the broker it came from, then FIN
     A message that arrives with attempts already beyond max_attempts (its
     handler kept timing out) is dead-lettered without running the handler.
 
-    One periodic tick (S_TICK_MS) TOUCHes jobs every msg_timeout / 2, lets
-    the handler enforce its timeouts, ends backoff pauses and publishes the
-    gauges.
+    One periodic tick (S_TICK_MS) TOUCHes each running job at half the
+    msg_timeout its broker gave its connection (nsq_msg_timeout_ms), lets
+    the handler enforce its timeouts, ends backoff pauses, publishes the
+    gauges, and warns every S_NO_BROKER_WARN_MS while no broker is
+    connected (one info line once one is).
+
+    HTTP probes: an address given by flag or environment must be bound
+    (worker_new fails otherwise); the default one (http_address_optional)
+    may be taken, e.g. by another worker on the same host, and the worker
+    then runs without probes after a warning.
 
     Drain (worker_run after SIGTERM): the metrics say draining (/readyz 503),
     nsq_consumer_close sends RDY 0 and CLS and keeps the loop running so the
@@ -38,34 +47,48 @@
 #include "worker_metrics.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-#define S_TICK_MS             100
-#define S_DEFAULT_MSG_TIMEOUT 60000  // the broker's default when we do not ask
-#define S_PUBLISH_TIMEOUT_MS  2000   // dead-letter publish
-#define S_FINAL_FLUSH_MS      1000   // after the drain, to send the last REQs
+#define S_TICK_MS            100
+#define S_PUBLISH_TIMEOUT_MS 2000  // dead-letter publish
+#define S_FINAL_FLUSH_MS     1000  // after the drain, to send the last REQs
+#define S_NO_BROKER_WARN_MS  5000  // how often to say that no broker is connected
 
 struct _worker_t {
-    worker_config_t config;       // copy; strings borrowed
-    char dead_letter_topic[128];  // resolved name
-    nsq_consumer_t *consumer;     // the subscription
-    worker_handler_t *handler;    // the one handler
-    worker_backoff_t *backoff;    // failure pauses
-    worker_metrics_t *metrics;    // shared with the HTTP thread
-    worker_http_t *http;          // probes and metrics, NULL if none
-    zhashx_t *producers;          // broker endpoint -> nsq_producer_t, for dead letters
-    worker_job_t *jobs;           // running jobs, newest first
-    int tick_timer;               // the periodic tick
-    int64_t touch_interval_ms;    // TOUCH running jobs this often
-    uint32_t credit;              // credit announced now
-    int64_t started;              // jobs handed to the handler
-    int64_t handled;              // results received
-    bool draining;                // shutting down: no new work
-    bool aborting;                // the drain timed out: results are requeued at once
-    bool broken;                  // the handler cannot go on: exit 1
+    worker_config_t config;        // copy; strings borrowed
+    char dead_letter_topic[128];   // resolved name
+    nsq_consumer_t *consumer;      // the subscription
+    worker_handler_t *handler;     // the one handler
+    worker_backoff_t *backoff;     // failure pauses
+    worker_metrics_t *metrics;     // shared with the HTTP thread
+    worker_http_t *http;           // probes and metrics, NULL if none
+    zhashx_t *producers;           // broker endpoint -> nsq_producer_t, for dead letters
+    worker_job_t *jobs;            // running jobs, newest first
+    int tick_timer;                // the periodic tick
+    int64_t without_broker_since;  // zclock_mono since when none is connected, 0 while one is
+    int64_t without_broker_said;   // when that was last logged
+    uint32_t credit;               // credit announced now
+    int64_t started;               // jobs handed to the handler
+    int64_t handled;               // results received
+    bool draining;                 // shutting down: no new work
+    bool aborting;                 // the drain timed out: results are requeued at once
+    bool broken;                   // the handler cannot go on: exit 1
 };
+
+void worker_job_fail(worker_job_t *job, nsq_failure_kind_t kind, int64_t code, const char *format,
+                     ...)
+{
+    job->failure.kind = kind;
+    job->failure.code = code;
+    va_list args;
+    va_start(args, format);
+    vsnprintf(job->failure.detail, sizeof job->failure.detail, format, args);
+    va_end(args);
+}
 
 static void s_job_link(worker_t *self, worker_job_t *job)
 {
@@ -111,22 +134,57 @@ static nsq_producer_t *s_producer(worker_t *self, const char *broker)
     return producer;
 }
 
-// Publishes msg's body to the dead-letter topic on its broker, then FINs
-// it; requeues it if the publish fails.
-static void s_dead_letter(worker_t *self, nsq_msg_t *msg)
+static int64_t s_wall_clock_ns(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (int64_t) now.tv_sec * 1000000000 + now.tv_nsec;
+}
+
+// msg's dead letter: where it came from, why it failed, its body. Caller
+// frees; NULL with the reason logged.
+static uint8_t *s_dead_letter_build(worker_t *self, nsq_msg_t *msg, const nsq_failure_t *failure,
+                                    size_t *size)
+{
+    nsq_deadletter_t header = {
+        .attempts = nsq_msg_attempts(msg),
+        .first_seen = nsq_msg_timestamp(msg),
+        .dead_at = s_wall_clock_ns(),
+        .failure = *failure,
+    };
+    const char *broker = nsq_msg_broker(msg);
+    if (strncmp(broker, "tcp://", 6) == 0)
+        broker += 6;  // the ZeroMQ address as --broker-address takes it
+    snprintf(header.topic, sizeof header.topic, "%s", self->config.topic);
+    snprintf(header.channel, sizeof header.channel, "%s", self->config.channel);
+    snprintf(header.id, sizeof header.id, "%s", nsq_msg_id(msg));
+    snprintf(header.broker, sizeof header.broker, "%s", broker);
+    uint8_t *letter = nsq_deadletter_build(&header, nsq_msg_body(msg), nsq_msg_size(msg), size);
+    if (!letter)
+        nsq_error("cannot build the dead letter of message %s: %s", nsq_msg_id(msg),
+                  strerror(errno));
+    return letter;
+}
+
+// Publishes msg's dead letter to the dead-letter topic on its broker, then
+// FINs it; requeues it if that fails.
+static void s_dead_letter(worker_t *self, nsq_msg_t *msg, const nsq_failure_t *failure)
 {
     const char *broker = nsq_msg_broker(msg);
-    nsq_producer_t *producer = s_producer(self, broker);
-    if (!producer
-        || nsq_producer_publish(producer, self->dead_letter_topic, nsq_msg_body(msg),
-                                nsq_msg_size(msg))) {
+    size_t size = 0;
+    uint8_t *letter = s_dead_letter_build(self, msg, failure, &size);
+    nsq_producer_t *producer = letter ? s_producer(self, broker) : NULL;
+    if (!producer || nsq_producer_publish(producer, self->dead_letter_topic, letter, size)) {
         nsq_error("cannot publish message %s to %s on %s (%s): requeued", nsq_msg_id(msg),
                   self->dead_letter_topic, broker, producer ? nsq_producer_error(producer) : "");
+        free(letter);
         s_requeue(self, msg, self->config.max_requeue_delay_ms);
         return;
     }
-    nsq_warn("message %s failed %u attempt(s): moved to topic %s on %s", nsq_msg_id(msg),
-             nsq_msg_attempts(msg), self->dead_letter_topic, broker);
+    free(letter);
+    nsq_warn("message %s failed %u attempt(s), last: %s %lld (%s): moved to topic %s on %s",
+             nsq_msg_id(msg), nsq_msg_attempts(msg), nsq_failure_kind_name(failure->kind),
+             (long long) failure->code, failure->detail, self->dead_letter_topic, broker);
     nsq_consumer_fin(self->consumer, msg);
     worker_metrics_add(self->metrics, WORKER_METRIC_DEAD_LETTERED, 1);
 }
@@ -150,13 +208,13 @@ static void s_apply_credit(worker_t *self)
     }
 }
 
-static void s_on_failure(worker_t *self, nsq_msg_t *msg)
+static void s_on_failure(worker_t *self, nsq_msg_t *msg, const nsq_failure_t *failure)
 {
     worker_metrics_add(self->metrics, WORKER_METRIC_FAILURES, 1);
     if (worker_backoff_failure(self->backoff, zclock_mono()))
         worker_metrics_add(self->metrics, WORKER_METRIC_BACKOFFS, 1);
     if (self->config.max_attempts && nsq_msg_attempts(msg) >= self->config.max_attempts)
-        s_dead_letter(self, msg);
+        s_dead_letter(self, msg, failure);
     else
         s_requeue(self, msg, s_requeue_delay(self, msg));
 }
@@ -168,13 +226,12 @@ static void s_on_done(void *arg, worker_job_t *job, worker_result_t result)
     worker_metrics_observe(self->metrics, now - job->started_ms);
     s_job_unlink(self, job);
     nsq_msg_t *msg = job->msg;
-    free(job);
     if (worker_handler_broken(self->handler))
         self->broken = true;
     if (result == WORKER_RESULT_RETRY && (self->aborting || self->broken))
         s_requeue(self, msg, 0);  // not the message's fault: let another worker have it now
     else if (result == WORKER_RESULT_RETRY)
-        s_on_failure(self, msg);
+        s_on_failure(self, msg, &job->failure);
     else {
         nsq_consumer_fin(self->consumer, msg);
         worker_metrics_add(
@@ -182,6 +239,7 @@ static void s_on_done(void *arg, worker_job_t *job, worker_result_t result)
             result == WORKER_RESULT_OK ? WORKER_METRIC_FINISHED : WORKER_METRIC_REJECTED, 1);
         worker_backoff_success(self->backoff, now);
     }
+    free(job);
     self->handled++;
     bool done = self->config.max_messages && self->handled >= self->config.max_messages;
     if ((done || self->broken) && !self->draining)
@@ -200,7 +258,11 @@ static void s_on_message(nsq_consumer_t *consumer, nsq_msg_t *msg, void *arg)
         return;
     }
     if (self->config.max_attempts && nsq_msg_attempts(msg) > self->config.max_attempts) {
-        s_dead_letter(self, msg);  // its handler kept timing out
+        nsq_failure_t failure = {NSQ_FAILURE_TIMEOUT, nsq_msg_timeout_ms(msg), ""};
+        snprintf(failure.detail, sizeof failure.detail,
+                 "delivered %u times without a result: the broker timed it out",
+                 nsq_msg_attempts(msg));
+        s_dead_letter(self, msg, &failure);  // its handler kept timing out
         return;
     }
     worker_job_t *job = calloc(1, sizeof *job);
@@ -210,13 +272,50 @@ static void s_on_message(nsq_consumer_t *consumer, nsq_msg_t *msg, void *arg)
     }
     job->msg = msg;
     job->started_ms = job->touched_ms = zclock_mono();
+    worker_job_fail(job, NSQ_FAILURE_ERROR, 0, "the %s handler could not start",
+                    self->handler->name);  // the handler may say more
     s_job_link(self, job);
     self->started++;
     if (worker_handler_start(self->handler, job)) {
         s_job_unlink(self, job);
+        s_on_failure(self, msg, &job->failure);
         free(job);
-        s_on_failure(self, msg);
     }
+}
+
+// TOUCH once half of the message's timeout has passed since the last one
+// (a tick early, as the tick may come late): the broker's deadline then
+// stays at least half a timeout ahead.
+static bool s_touch_due(const worker_job_t *job, int64_t now)
+{
+    return now - job->touched_ms >= (int64_t) nsq_msg_timeout_ms(job->msg) / 2 - S_TICK_MS;
+}
+
+// Warns every S_NO_BROKER_WARN_MS while no broker is connected; says once
+// when one is.
+static void s_watch_brokers(worker_t *self, size_t connected, int64_t now)
+{
+    if (connected) {
+        if (self->without_broker_since)
+            nsq_info("connected to %zu broker(s)", connected);
+        self->without_broker_since = 0;
+        return;
+    }
+    if (self->draining)
+        return;
+    if (!self->without_broker_since)
+        self->without_broker_since = self->without_broker_said = now;
+    if (now - self->without_broker_said < S_NO_BROKER_WARN_MS)
+        return;
+    self->without_broker_said = now;
+    size_t known = nsq_consumer_connection_count(self->consumer);
+    long long seconds = (long long) ((now - self->without_broker_since) / 1000);
+    if (known)
+        nsq_warn("no broker reachable for %llds: none of %zu answers, still trying", seconds,
+                 known);
+    else
+        nsq_warn("no broker reachable for %llds: no lookupd lists one for topic %s yet", seconds,
+                 self->config.topic);
 }
 
 static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
@@ -226,16 +325,17 @@ static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
     worker_t *self = arg;
     int64_t now = zclock_mono();
     for (worker_job_t *job = self->jobs; job; job = job->next)
-        if (now - job->touched_ms >= self->touch_interval_ms) {
+        if (s_touch_due(job, now)) {
             nsq_consumer_touch(self->consumer, job->msg);
             job->touched_ms = now;
         }
     worker_handler_tick(self->handler, now);
     s_apply_credit(self);
-    worker_metrics_set(self->metrics, WORKER_METRIC_CONNECTIONS,
-                       nsq_consumer_connected_count(self->consumer));
+    size_t connected = nsq_consumer_connected_count(self->consumer);
+    worker_metrics_set(self->metrics, WORKER_METRIC_CONNECTIONS, connected);
     worker_metrics_set(self->metrics, WORKER_METRIC_LOOKUPD_OK,
                        nsq_consumer_lookupd_answered(self->consumer));
+    s_watch_brokers(self, connected, now);
     worker_metrics_set(self->metrics, WORKER_METRIC_IN_FLIGHT,
                        nsq_consumer_in_flight(self->consumer));
     return 0;
@@ -277,14 +377,31 @@ static int s_resolve_dead_letter_topic(worker_t *self)
     return -1;
 }
 
+// Starts the probes. Returns 0, or -1 (logged) if the address was asked
+// for and cannot be bound.
+static int s_http_start(worker_t *self)
+{
+    char error[320];
+    self->http = worker_http_new(self->config.http_address, self->metrics, error, sizeof error);
+    if (self->http)
+        return 0;
+    if (!self->config.http_address_optional) {
+        nsq_error("%s", error);
+        return -1;
+    }
+    nsq_warn("%s; as that is the default, running without /healthz, /readyz and /metrics "
+             "(set --http-address to require them, or to \"\" for none)",
+             error);
+    return 0;
+}
+
 worker_t *worker_new(const worker_config_t *config)
 {
     worker_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
     self->config = *config;
-    int64_t msg_timeout = config->msg_timeout_ms ? config->msg_timeout_ms : S_DEFAULT_MSG_TIMEOUT;
-    self->touch_interval_ms = msg_timeout / 2 > 0 ? msg_timeout / 2 : 1;
+    self->without_broker_since = self->without_broker_said = zclock_mono();
     self->credit = config->max_in_flight;
     self->metrics = worker_metrics_new();
     self->backoff = worker_backoff_new(config->backoff_ms, config->max_backoff_ms);
@@ -305,8 +422,7 @@ worker_t *worker_new(const worker_config_t *config)
     worker_metrics_set(self->metrics, WORKER_METRIC_CREDIT, config->max_in_flight);
     self->tick_timer =
         zloop_timer(nsq_consumer_loop(self->consumer), S_TICK_MS, 0, s_on_tick, self);
-    if (config->http_address && *config->http_address
-        && !(self->http = worker_http_new(config->http_address, self->metrics))) {
+    if (config->http_address && *config->http_address && s_http_start(self)) {
         worker_destroy(&self);
         return NULL;
     }
@@ -386,4 +502,43 @@ int worker_run(worker_t *self)
              (unsigned long long) worker_metrics_get(self->metrics, WORKER_METRIC_REQUEUED),
              (unsigned long long) worker_metrics_get(self->metrics, WORKER_METRIC_DEAD_LETTERED));
     return self->broken ? 1 : 0;
+}
+
+// ---- self-test ------------------------------------------------------------------
+
+// The default --http-address may be taken (the worker runs without probes);
+// an address asked for must be free.
+int worker_test(void)
+{
+    worker_metrics_t *metrics = worker_metrics_new();
+    char error[320], taken[64];
+    worker_http_t *holder =
+        metrics ? worker_http_new("127.0.0.1:0", metrics, error, sizeof error) : NULL;
+    if (!holder) {
+        worker_metrics_destroy(&metrics);
+        return -1;
+    }
+    snprintf(taken, sizeof taken, "127.0.0.1:%u", worker_http_port(holder));
+    worker_config_t config = {
+        .topic = "t",
+        .channel = "c",
+        .max_in_flight = 1,
+        .to_stdout = true,
+        .http_address = taken,
+        .http_address_optional = true,
+    };
+    worker_t *worker = worker_new(&config);
+    int failed = !worker || worker_http_port_bound(worker) != 0;
+    worker_destroy(&worker);
+    config.http_address_optional = false;
+    worker = worker_new(&config);
+    failed |= worker != NULL;
+    worker_destroy(&worker);
+    config.http_address = "127.0.0.1:0";
+    worker = worker_new(&config);
+    failed |= !worker || worker_http_port_bound(worker) == 0;
+    worker_destroy(&worker);
+    worker_http_destroy(&holder);
+    worker_metrics_destroy(&metrics);
+    return failed ? -1 : 0;
 }

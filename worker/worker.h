@@ -22,7 +22,7 @@ typedef struct {
     const char *channel;              //
     uint32_t max_in_flight;           // credit when healthy
     uint32_t heartbeat_interval_ms;   // asked of brokers (0 = broker default)
-    uint32_t msg_timeout_ms;          // asked of brokers (0 = broker default, taken as 60 s)
+    uint32_t msg_timeout_ms;          // asked of brokers (0 = broker default); clamped to their max
     int64_t max_messages;             // stop after this many results (0 = never)
     const char *exec_command;         // handler: run this per message, or NULL
     const char *http_url;             // handler: POST here, or NULL
@@ -39,6 +39,7 @@ typedef struct {
     int64_t backoff_ms;               // first backoff pause (0 = no backoff)
     int64_t max_backoff_ms;           // longest backoff pause
     const char *http_address;         // probes and metrics, NULL or "" = none
+    bool http_address_optional;       // the default: if it cannot be bound, warn and run without
     int64_t shutdown_timeout_ms;      // drain at most this long
 } worker_config_t;
 
@@ -46,7 +47,7 @@ typedef struct _worker_t worker_t;
 
 // Creates the worker: consumer, handler, HTTP server. NULL with the reason
 // logged (bad names, a file that cannot be opened, an address that cannot be
-// bound). Caller owns the result.
+// bound unless http_address_optional). Caller owns the result.
 worker_t *worker_new(const worker_config_t *config);
 
 // Destroys the worker and nulls *self_p; accepts NULL.
@@ -68,5 +69,8 @@ uint16_t worker_http_port_bound(worker_t *self);
 // shutdown timeout, are settled (stragglers are stopped and requeued).
 // Returns the exit code: 0, or 1 if the handler broke.
 int worker_run(worker_t *self);
+
+// Self-test; returns 0 on success.
+int worker_test(void);
 
 #endif

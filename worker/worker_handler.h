@@ -7,7 +7,8 @@
     the consumer's loop thread, through the context's done callback (never
     from inside start). Until then the job and its message stay valid. A
     handler owns whatever it hangs on job->state and releases it before it
-    calls done.
+    calls done. A handler that reports RETRY first says why with
+    worker_job_fail (the dead letter carries the last reason).
 
     Handlers: worker_handler_exec_new (a shell command per message),
     worker_handler_http_new (POST to a URL), worker_handler_file_new (append
@@ -21,6 +22,7 @@
 #define WORKER_HANDLER_H
 
 #include "nsq.h"
+#include "nsq_deadletter.h"
 #include "worker_metrics.h"
 
 #include <stdbool.h>
@@ -34,16 +36,22 @@ typedef enum {
 
 typedef struct _worker_job_t worker_job_t;
 struct _worker_job_t {
-    nsq_msg_t *msg;      // the message; owned by the consumer until the runtime settles it
-    int64_t started_ms;  // zclock_mono when the handler got it
-    int64_t touched_ms;  // last TOUCH sent for it
-    void *state;         // the handler's per-job state
-    worker_job_t *prev;  // neighbours on the runtime's list of running jobs
+    nsq_msg_t *msg;         // the message; owned by the consumer until the runtime settles it
+    int64_t started_ms;     // zclock_mono when the handler got it
+    int64_t touched_ms;     // last TOUCH sent for it
+    void *state;            // the handler's per-job state
+    nsq_failure_t failure;  // why it failed, set with worker_job_fail before RETRY
+    worker_job_t *prev;     // neighbours on the runtime's list of running jobs
     worker_job_t *next;
 };
 
 // Reports a job's result. The runtime settles job->msg and frees job.
 typedef void(worker_done_fn)(void *arg, worker_job_t *job, worker_result_t result);
+
+// Records why job failed (kind, code and a printf-style detail, cut to
+// NSQ_FAILURE_DETAIL_MAX); the last one recorded goes into the dead letter.
+void worker_job_fail(worker_job_t *job, nsq_failure_kind_t kind, int64_t code, const char *format,
+                     ...) __attribute__((format(printf, 4, 5)));
 
 typedef struct {
     zloop_t *loop;              // the consumer's loop: handlers add readers and timers here
@@ -91,6 +99,9 @@ worker_handler_t *worker_handler_http_new(const worker_handler_context_t *contex
 // rotate_interval_ms (0 = never). NULL if the file cannot be opened.
 worker_handler_t *worker_handler_file_new(const worker_handler_context_t *context, const char *path,
                                           int64_t max_bytes, int64_t rotate_interval_ms);
+
+// Self-test of the file handler; returns 0 on success.
+int worker_handler_file_test(void);
 
 static inline int worker_handler_start(worker_handler_t *self, worker_job_t *job)
 {

@@ -155,8 +155,11 @@ static int s_start(worker_handler_t *base, worker_job_t *job)
 {
     s_exec_t *self = (s_exec_t *) base;
     int fds[2];
-    if (pipe2(fds, O_CLOEXEC))
+    if (pipe2(fds, O_CLOEXEC)) {
+        worker_job_fail(job, NSQ_FAILURE_ERROR, errno, "cannot start the command: %s",
+                        strerror(errno));
         return -1;
+    }
     s_child_t *child = calloc(1, sizeof *child);
     pid_t pid = child ? s_spawn(self, job->msg, fds[0]) : -1;
     close(fds[0]);
@@ -166,7 +169,9 @@ static int s_start(worker_handler_t *base, worker_job_t *job)
             nsq_warn("exec handler: no pidfd (%s): checking for exits every tick", strerror(errno));
         self->poll_exits = true;  // old kernel, valgrind or a seccomp filter
     } else if (pidfd < 0) {
-        nsq_error("exec handler: cannot start the command: %s", strerror(errno));
+        worker_job_fail(job, NSQ_FAILURE_ERROR, errno, "cannot start the command: %s",
+                        strerror(errno));
+        nsq_error("exec handler: %s", job->failure.detail);
         if (pid > 0) {
             kill(-pid, SIGKILL);
             waitpid(pid, NULL, 0);
@@ -222,18 +227,26 @@ static worker_result_t s_reap(s_exec_t *self, s_child_t *child, int status)
         close(child->pidfd);
     }
     s_unlink(self, child);
-    const char *id = nsq_msg_id(child->job->msg);
-    worker_result_t result = WORKER_RESULT_RETRY;
-    if (child->timed_out)
-        nsq_warn("exec handler: message %s: command stopped after the %lld ms timeout", id,
-                 (long long) self->context.timeout_ms);
-    else if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-        result = WORKER_RESULT_OK;
-    else if (WIFEXITED(status))
-        nsq_info("exec handler: message %s: command exited with %d", id, WEXITSTATUS(status));
+    worker_job_t *job = child->job;
+    const char *id = nsq_msg_id(job->msg);
+    if (child->timed_out) {
+        worker_job_fail(job, NSQ_FAILURE_TIMEOUT, self->context.timeout_ms,
+                        "command stopped after the %lld ms timeout",
+                        (long long) self->context.timeout_ms);
+        nsq_warn("exec handler: message %s: %s", id, job->failure.detail);
+        return WORKER_RESULT_RETRY;
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return WORKER_RESULT_OK;
+    if (WIFEXITED(status))
+        worker_job_fail(job, NSQ_FAILURE_EXIT, WEXITSTATUS(status), "command exited with %d",
+                        WEXITSTATUS(status));
     else if (WIFSIGNALED(status))
-        nsq_info("exec handler: message %s: command killed by signal %d", id, WTERMSIG(status));
-    return result;
+        worker_job_fail(job, NSQ_FAILURE_SIGNAL, WTERMSIG(status),
+                        "command killed by signal %d (%s)", WTERMSIG(status),
+                        strsignal(WTERMSIG(status)));
+    nsq_info("exec handler: message %s: %s", id, job->failure.detail);
+    return WORKER_RESULT_RETRY;
 }
 
 // Reports the child's job if it has exited. Returns true if it had.

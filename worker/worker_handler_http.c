@@ -144,10 +144,15 @@ static worker_result_t s_result(s_http_t *self, s_request_t *request, CURLcode c
     const char *id = nsq_msg_id(request->job->msg);
     long status = 0;
     curl_easy_getinfo(request->easy, CURLINFO_RESPONSE_CODE, &status);
+    worker_job_t *job = request->job;
+    if (code == CURLE_OPERATION_TIMEDOUT) {
+        worker_metrics_add(self->context.metrics, WORKER_METRIC_TIMEOUTS, 1);
+        worker_job_fail(job, NSQ_FAILURE_TIMEOUT, self->request_timeout_ms,
+                        "no answer within %lld ms", (long long) self->request_timeout_ms);
+    } else if (code != CURLE_OK)
+        worker_job_fail(job, NSQ_FAILURE_ERROR, code, "%s", curl_easy_strerror(code));
     if (code != CURLE_OK) {
-        if (code == CURLE_OPERATION_TIMEDOUT)
-            worker_metrics_add(self->context.metrics, WORKER_METRIC_TIMEOUTS, 1);
-        nsq_info("http handler: message %s: %s", id, curl_easy_strerror(code));
+        nsq_info("http handler: message %s: %s", id, job->failure.detail);
         return WORKER_RESULT_RETRY;
     }
     if (status >= 200 && status < 300)
@@ -157,6 +162,7 @@ static worker_result_t s_result(s_http_t *self, s_request_t *request, CURLcode c
                  status);
         return WORKER_RESULT_REJECT;
     }
+    worker_job_fail(job, NSQ_FAILURE_HTTP, status, "HTTP %ld", status);
     nsq_info("http handler: message %s: HTTP %ld, will retry", id, status);
     return WORKER_RESULT_RETRY;
 }

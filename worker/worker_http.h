@@ -21,15 +21,18 @@
 
 #include "worker_metrics.h"
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct _worker_http_t worker_http_t;
 
 // Listens on address ("host:port" or "[ipv6]:port", port 0 = any free port;
 // "" host = all) and serves metrics (borrowed: must outlive the server).
-// NULL with the reason logged if the address is malformed or cannot be
-// bound.
-worker_http_t *worker_http_new(const char *address, worker_metrics_t *metrics);
+// NULL if the address is malformed or cannot be bound, with the reason in
+// error (size bytes); nothing is logged, so the caller decides how loud
+// that is.
+worker_http_t *worker_http_new(const char *address, worker_metrics_t *metrics, char *error,
+                               size_t size);
 
 // Stops the server and nulls *self_p; accepts NULL.
 void worker_http_destroy(worker_http_t **self_p);

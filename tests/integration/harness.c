@@ -9,6 +9,7 @@
 #include "harness.h"
 #include "nsq_utf8.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -190,7 +191,12 @@ static const char *s_tmp(void)
     if (s_tmp_root[0])
         return s_tmp_root;
     const char *base = getenv("TMPDIR");
-    snprintf(s_tmp_root, sizeof s_tmp_root, "%s/nsq-it-XXXXXX", base && *base ? base : "/tmp");
+    int length =
+        snprintf(s_tmp_root, sizeof s_tmp_root, "%s/nsq-it-XXXXXX", base && *base ? base : "/tmp");
+    if (length >= (int) sizeof s_tmp_root) {
+        s_tmp_root[0] = '\0';
+        it_fail(__FILE__, __LINE__, "TMPDIR", "TMPDIR is too long: %s", base);
+    }
     if (!mkdtemp(s_tmp_root)) {
         int saved = errno;
         s_tmp_root[0] = '\0';
@@ -298,7 +304,9 @@ static const char *s_new_log(const char *name)
     const char *directory = s_tmp();
     s_log_t *log = &s_logs[s_log_count++];
     snprintf(log->name, sizeof log->name, "%s-%d", name, ++s_child_serial);
-    snprintf(log->path, sizeof log->path, "%s/%s-%d.log", directory, name, s_child_serial);
+    int length =
+        snprintf(log->path, sizeof log->path, "%s/%s-%d.log", directory, name, s_child_serial);
+    IT_ASSERT(length < (int) sizeof log->path, "log path too long: %s/%s", directory, name);
     return log->path;
 }
 
@@ -459,6 +467,11 @@ it_child_t *it_worker_start(it_broker_t *broker, const char *topic, const char *
     return it_child_start("worker", argv);
 }
 
+const char *it_child_log_path(it_child_t *self)
+{
+    return s_logs[self->log_index].path;
+}
+
 int it_child_wait_log(it_child_t *self, const char *prefix, char *line, size_t size, int timeout_ms)
 {
     int64_t deadline = it_now_ms() + timeout_ms;
@@ -504,7 +517,8 @@ static bool s_has_flag(const char *const *flags, const char *prefix)
 // twice). Returns the child; fills dir.
 static it_child_t *s_broker_spawn(const char *const *flags, char *dir, size_t dir_size)
 {
-    snprintf(dir, dir_size, "%s/data-XXXXXX", s_tmp());
+    int length = snprintf(dir, dir_size, "%s/data-XXXXXX", s_tmp());
+    IT_ASSERT(length < (int) dir_size, "data path too long under %s", s_tmp());
     IT_ASSERT(mkdtemp(dir), "mkdtemp %s: %s", dir, strerror(errno));
     char data_flag[PATH_MAX + 16];
     snprintf(data_flag, sizeof data_flag, "--data-path=%s", dir);
@@ -1262,6 +1276,18 @@ Nsq__Frame *it_raw_expect(it_raw_t *self, Nsq__Frame__FrameCase kind, int timeou
 
 // ---- misc -------------------------------------------------------------
 
+int it_port_hold(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in address = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t length = sizeof address;
+    IT_ASSERT(fd >= 0 && bind(fd, (struct sockaddr *) &address, sizeof address) == 0
+                  && getsockname(fd, (struct sockaddr *) &address, &length) == 0,
+              "cannot hold a loopback port: %s", strerror(errno));
+    *port = ntohs(address.sin_port);
+    return fd;
+}
+
 int it_tcp_connect(const char *address)
 {
     char text[128];
@@ -1342,7 +1368,8 @@ bool it_json_parses(const char *text, const char *check)
     }
     static int count;
     char path[PATH_MAX], script[1024];
-    snprintf(path, sizeof path, "%s/json-%d.json", s_tmp(), ++count);
+    int length = snprintf(path, sizeof path, "%s/json-%d.json", s_tmp(), ++count);
+    IT_ASSERT(length > 0 && (size_t) length < sizeof path, "temporary path too long");
     FILE *file = fopen(path, "wb");
     IT_ASSERT(file && fputs(text, file) >= 0 && fclose(file) == 0, "cannot write %s", path);
     snprintf(script, sizeof script,

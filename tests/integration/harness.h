@@ -129,6 +129,10 @@ int it_child_read_line(it_child_t *self, char *line, size_t size, int timeout_ms
 
 pid_t it_child_pid(it_child_t *self);
 
+// The file the child's stderr goes to. Borrowed; stays valid (and the file
+// stays) after it_child_stop, until the case ends.
+const char *it_child_log_path(it_child_t *self);
+
 // Sends signal (0 = none) to the child by its PID and waits up to
 // timeout_ms for it to exit, then SIGKILLs it. Returns the exit code, 128 +
 // the signal number if a signal ended it, or -1 if it had to be killed.
@@ -330,6 +334,13 @@ int it_http_raw(const char *address, const char *request, char *reply, size_t si
 // second request (POST /topic/create?topic=smuggled). Fails the case unless
 // each gets one 400 and nothing more.
 void it_http_expect_smuggling_refused(const char *address, const char *path);
+
+// A loopback port that nothing listens on, held: a socket bound to
+// 127.0.0.1:0 that never listens, so connections to it are refused and no
+// other process (nor ZeroMQ's own port search) can take it meanwhile.
+// Returns the socket (close it to free the port); *port gets the port.
+// Fails the case if it cannot.
+int it_port_hold(int *port);
 
 // This case's temporary directory (created on first use, removed when the
 // case passes). Borrowed.

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define S_TOPIC          "orders"
 #define S_CHANNEL        "billing"
@@ -704,6 +705,7 @@ static void s_worker(void)
                           "--topic=" S_TOPIC,
                           "--channel=" S_CHANNEL,
                           "--stdout",
+                          "--http-address=127.0.0.1:0",
                           lookupd_flag,
                           "--lookupd-http-address=no-such-host.invalid:4161",
                           "--lookupd-poll-interval=200ms",
@@ -766,22 +768,41 @@ static void s_ready_new_topic(void)
     it_broker_stop(&lookupds[0]);
 }
 
-// Runs nsq-pub with flag, stdin from printf format; returns its exit status.
-static int s_run_pub(const char *input, const char *flag)
+// Whether a line of path holds text.
+static bool s_file_has(const char *path, const char *text)
+{
+    FILE *file = fopen(path, "r");
+    char line[1024];
+    bool found = false;
+    while (file && !found && fgets(line, sizeof line, file))
+        found = strstr(line, text) != NULL;
+    if (file)
+        fclose(file);
+    return found;
+}
+
+// Runs nsq-pub with flag (and a 2 s publish timeout), stdin from printf
+// format; returns its exit status. When complaint is not NULL, a line of
+// its stderr must hold it.
+static int s_run_pub(const char *input, const char *flag, const char *complaint)
 {
     const char *pub = getenv("NSQ_PUB");
     IT_ASSERT(pub, "NSQ_PUB is not set");
     char command[1024];
-    snprintf(command, sizeof command, "printf '%s' | '%s' --topic=piped '%s'", input, pub, flag);
+    snprintf(command, sizeof command, "printf '%s' | '%s' --topic=piped --timeout=2s '%s'", input,
+             pub, flag);
     const char *argv[] = {"/bin/sh", "-c", command, NULL};
     it_child_t *child = it_child_start("pub", argv);
+    const char *log = it_child_log_path(child);
     char line[256];
     IT_ASSERT_INT(it_child_read_line(child, line, sizeof line, 10000), ==, -1);
-    return it_child_stop(&child, 0, 5000);
+    int status = it_child_stop(&child, 0, 5000);
+    IT_ASSERT(!complaint || s_file_has(log, complaint), "nsq-pub did not say \"%s\"", complaint);
+    return status;
 }
 
 // nsq-pub publishes each non-empty line, over HTTP and over ZeroMQ, and
-// fails clearly when the broker cannot be reached.
+// fails clearly, naming the address, when the broker cannot be reached.
 static void s_pub_tool(void)
 {
     it_broker_t *broker = it_broker_start(NULL);
@@ -789,15 +810,23 @@ static void s_pub_tool(void)
     char http_flag[96], zmq_flag[96];
     snprintf(http_flag, sizeof http_flag, "--http-address=%s", it_broker_http(broker));
     snprintf(zmq_flag, sizeof zmq_flag, "--broker-address=%s", it_broker_zmq(broker));
-    IT_ASSERT_INT(s_run_pub("h1\\nh2\\r\\n\\nh3", http_flag), ==, 0);
-    IT_ASSERT_INT(s_run_pub("z1\\nz2\\n", zmq_flag), ==, 0);
+    IT_ASSERT_INT(s_run_pub("h1\\nh2\\r\\n\\nh3", http_flag, NULL), ==, 0);
+    IT_ASSERT_INT(s_run_pub("z1\\nz2\\n", zmq_flag, NULL), ==, 0);
     IT_ASSERT(it_sink_wait(sink, 5, 5000), "only %zu of 5 lines arrived", it_sink_count(sink));
     const char *expected[] = {"h1", "h2", "h3", "z1", "z2"};
     for (size_t i = 0; i < 5; i++)
         IT_ASSERT_INT(it_sink_count_body(sink, expected[i]), ==, 1);
-    IT_ASSERT_INT(s_run_pub("x\\n", "--http-address=127.0.0.1:1"), ==, 1);
+    IT_ASSERT_INT(s_run_pub("x\\n", "--http-address=127.0.0.1:1", "publish to 127.0.0.1:1 failed"),
+                  ==, 1);
+    // Nothing answers on a ZeroMQ address.
+    int port = 0, held = it_port_hold(&port);
+    char gone[96], complaint[128];
+    snprintf(gone, sizeof gone, "--broker-address=127.0.0.1:%d", port);
+    snprintf(complaint, sizeof complaint, "publish to 127.0.0.1:%d failed", port);
     it_sink_destroy(&sink);
     IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+    IT_ASSERT_INT(s_run_pub("x\\n", gone, complaint), ==, 1);
+    close(held);
 }
 
 int main(int argc, char **argv)

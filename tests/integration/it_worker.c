@@ -4,7 +4,8 @@
     Each case starts a broker and an nsq-worker with short delays and
     timeouts (flags), publishes, and checks what users rely on: exec and
     http results decide FIN or REQ, failures back off and end in the
-    dead-letter topic with the body intact, SIGTERM lets running handlers
+    dead-letter topic (a JSON header that says where the message came from
+    and why it failed, then the body intact), SIGTERM lets running handlers
     finish (or requeues them at the shutdown timeout) and loses nothing,
     /readyz turns 503 while draining, /metrics counts.
 
@@ -14,6 +15,7 @@
     slower than the worker's --http-timeout the first time then 200.
 */
 #include "harness.h"
+#include "nsq_deadletter.h"
 
 #include <dirent.h>
 #include <microhttpd.h>
@@ -23,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 // ---- helpers ------------------------------------------------------------
@@ -87,6 +90,27 @@ static bool s_settled(it_broker_t *broker, const char *topic, const char *channe
     return it_channel_stat(broker, topic, channel, "depth") == 0
            && it_channel_stat(broker, topic, channel, "in_flight_count") == 0
            && it_channel_stat(broker, topic, channel, "deferred_count") == 0;
+}
+
+static int64_t s_wall_clock_ns(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (int64_t) now.tv_sec * 1000000000 + now.tv_nsec;
+}
+
+// Reads the dead letter of the sink's delivery index into header and
+// checks its body. Fails the case if it does not parse.
+static void s_expect_dead_letter(it_sink_t *sink, size_t index, nsq_deadletter_t *header,
+                                 const void *body, size_t size)
+{
+    it_delivery_t *dead = it_sink_get(sink, index);
+    const void *original = NULL;
+    size_t original_size = 0;
+    IT_ASSERT(nsq_deadletter_parse(dead->body, dead->size, header, &original, &original_size) == 0,
+              "not a dead letter: %.*s", (int) dead->size, dead->body);
+    IT_ASSERT_INT(original_size, ==, size);
+    IT_ASSERT(memcmp(original, body, size) == 0, "the dead letter's body differs");
 }
 
 // ---- exec ---------------------------------------------------------------
@@ -174,6 +198,53 @@ static void s_exec_touch(void)
     IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
 }
 
+// The reproduction: the broker's --msg-timeout is 1 s and the
+// worker asks for nothing; a 3 s command still runs once, because the
+// worker TOUCHes at half the timeout the broker told it, and the broker
+// counts no timeout.
+static void s_exec_touch_broker_timeout(void)
+{
+    const char *broker_flags[] = {"--msg-timeout=1s", NULL};
+    it_broker_t *broker = it_broker_start(broker_flags);
+    char log[1024], exec[4096];
+    snprintf(log, sizeof log, "%s/log", it_tmp_dir());
+    snprintf(exec, sizeof exec, "--exec=echo $NSQ_MSG_ATTEMPTS >>%s; sleep 3", log);
+    const char *flags[] = {exec, "--max-in-flight=1", NULL};
+    it_child_t *worker = it_worker_start(broker, "repro", "exec", flags);
+    s_wait_subscribed(broker, "repro", "exec");
+    it_pub(broker, "repro", "slow");
+    IT_ASSERT_EVENTUALLY(s_count_lines(log, NULL) >= 1, 5000, "the command never ran");
+    IT_ASSERT_EVENTUALLY(s_settled(broker, "repro", "exec"), 15000, "the message was not finished");
+    IT_ASSERT_INT(s_count_lines(log, NULL), ==, 1);
+    IT_ASSERT_INT(s_count_lines(log, "1"), ==, 1);
+    IT_ASSERT_INT(it_channel_stat(broker, "repro", "exec", "timeout_count"), ==, 0);
+    IT_ASSERT_INT(it_child_stop(&worker, SIGTERM, 10000), ==, 0);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+}
+
+// A --msg-timeout above the broker's --max-msg-timeout is clamped to it
+// with a warning: the worker subscribes and works (the broker refuses such
+// an IDENTIFY, which used to leave the worker reconnecting for ever).
+static void s_msg_timeout_clamped(void)
+{
+    const char *broker_flags[] = {"--msg-timeout=500ms", "--max-msg-timeout=2s", NULL};
+    it_broker_t *broker = it_broker_start(broker_flags);
+    char out[1024], exec[4096];
+    snprintf(out, sizeof out, "%s/ran", it_tmp_dir());
+    snprintf(exec, sizeof exec, "--exec=cat >>%s; echo >>%s; sleep 1.2", out, out);
+    const char *flags[] = {exec, "--msg-timeout=10m", NULL};
+    it_child_t *worker = it_worker_start(broker, "clamp", "exec", flags);
+    const char *log = it_child_log_path(worker);
+    s_wait_subscribed(broker, "clamp", "exec");
+    IT_ASSERT_INT(s_count_lines(log, "max_msg_timeout: using 2000 ms"), ==, 1);
+    it_pub(broker, "clamp", "clamped");
+    IT_ASSERT_EVENTUALLY(s_settled(broker, "clamp", "exec"), 10000, "the message was not finished");
+    IT_ASSERT_INT(s_count_lines(out, "clamped"), ==, 1);
+    IT_ASSERT_INT(it_channel_stat(broker, "clamp", "exec", "timeout_count"), ==, 0);
+    IT_ASSERT_INT(it_child_stop(&worker, SIGTERM, 10000), ==, 0);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+}
+
 // A body far larger than a pipe's buffer reaches the command whole (the
 // worker feeds stdin as the command reads it).
 static void s_exec_big_body(void)
@@ -206,20 +277,25 @@ static void s_exec_big_body(void)
 // ---- dead letters -------------------------------------------------------
 
 // A body with a newline, a NUL and high bytes, always refused by the command:
-// after --max-attempts it is in <topic>.dead byte for byte, and FINned.
+// after --max-attempts it is in <topic>.dead as a dead letter that names
+// its origin and its last failure, with the body byte for byte, and FINned.
 static void s_dead_letter(void)
 {
     it_broker_t *broker = it_broker_start(NULL);
     it_post_ok(broker, "/channel/create?topic=orders.dead&channel=inspect");
-    const char *flags[] = {"--exec=cat > /dev/null; exit 3", "--max-attempts=3",
-                           "--requeue-delay=20ms", "--backoff=0", NULL};
+    char ids[1024], exec[4096];
+    snprintf(ids, sizeof ids, "%s/ids", it_tmp_dir());
+    snprintf(exec, sizeof exec, "--exec=echo $NSQ_MSG_ID >> %s; cat > /dev/null; exit 3", ids);
+    const char *flags[] = {exec, "--max-attempts=3", "--requeue-delay=20ms", "--backoff=0", NULL};
     it_child_t *worker = it_worker_start(broker, "orders", "exec", flags);
     char http[64];
     it_worker_wait_ready(worker, http, sizeof http);
     s_wait_subscribed(broker, "orders", "exec");
     const char body[] = "line one\nline two\0\xff\xfe end";
+    int64_t before = s_wall_clock_ns();
     IT_ASSERT_INT(it_http(broker, "POST", "/pub?topic=orders", body, sizeof body - 1, NULL), ==,
                   200);
+    int64_t after = s_wall_clock_ns();
     IT_ASSERT_EVENTUALLY(s_metric(http, "nsq_worker_messages_dead_lettered_total") == 1, 10000,
                          "the message was not dead-lettered");
     IT_ASSERT_EVENTUALLY(s_settled(broker, "orders", "exec"), 5000, "the message stays queued");
@@ -228,10 +304,26 @@ static void s_dead_letter(void)
     IT_ASSERT_INT(s_metric(http, "nsq_worker_messages_requeued_total"), ==, 2);
     it_sink_t *sink = it_sink_new(broker, "orders.dead", "inspect", 1, true);
     IT_ASSERT(it_sink_wait(sink, 1, 5000), "nothing in orders.dead");
-    it_delivery_t *dead = it_sink_get(sink, 0);
-    IT_ASSERT_INT(dead->size, ==, sizeof body - 1);
-    IT_ASSERT(memcmp(dead->body, body, sizeof body - 1) == 0, "the dead letter's body differs");
-    IT_ASSERT_INT(dead->attempts, ==, 1);
+    IT_ASSERT_INT(it_sink_get(sink, 0)->attempts, ==, 1);
+    nsq_deadletter_t header;
+    s_expect_dead_letter(sink, 0, &header, body, sizeof body - 1);
+    IT_ASSERT_STR(header.topic, "orders");
+    IT_ASSERT_STR(header.channel, "exec");
+    char id[64] = "";
+    FILE *file = fopen(ids, "r");
+    IT_ASSERT(file && fgets(id, sizeof id, file), "the command did not record the id");
+    fclose(file);
+    id[strcspn(id, "\n")] = '\0';
+    IT_ASSERT_STR(header.id, id);
+    IT_ASSERT_INT(header.attempts, ==, 3);
+    IT_ASSERT(header.first_seen >= before && header.first_seen <= after,
+              "first_seen %lld is not the publish time", (long long) header.first_seen);
+    IT_ASSERT(header.dead_at >= header.first_seen && header.dead_at <= s_wall_clock_ns(),
+              "dead_at %lld is not when it was dead-lettered", (long long) header.dead_at);
+    IT_ASSERT_STR(header.broker, it_broker_zmq(broker));
+    IT_ASSERT_STR(nsq_failure_kind_name(header.failure.kind), "exit");
+    IT_ASSERT_INT(header.failure.code, ==, 3);
+    IT_ASSERT(strstr(header.failure.detail, "3"), "detail: %s", header.failure.detail);
     it_sink_destroy(&sink);
     IT_ASSERT_INT(it_child_stop(&worker, SIGTERM, 10000), ==, 0);
     IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
@@ -285,7 +377,12 @@ static void s_exec_timeout(void)
     IT_ASSERT_EVENTUALLY(s_settled(broker, "stuck", "exec"), 5000, "the message stays queued");
     it_sink_t *sink = it_sink_new(broker, "stuck-letters", "inspect", 1, true);
     IT_ASSERT(it_sink_wait(sink, 1, 5000), "nothing in stuck-letters");
-    IT_ASSERT_STR(it_sink_get(sink, 0)->body, "never-ends");
+    nsq_deadletter_t header;
+    s_expect_dead_letter(sink, 0, &header, "never-ends", 10);
+    IT_ASSERT_STR(header.topic, "stuck");
+    IT_ASSERT_INT(header.attempts, ==, 2);
+    IT_ASSERT_STR(nsq_failure_kind_name(header.failure.kind), "timeout");
+    IT_ASSERT_INT(header.failure.code, ==, 300);
     it_sink_destroy(&sink);
     IT_ASSERT_INT(it_child_stop(&worker, SIGTERM, 10000), ==, 0);
     IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
@@ -544,35 +641,41 @@ static void s_http_reuse(void)
 
 // ---- file ---------------------------------------------------------------
 
-// Every body once across the file and its rotations.
+// Every body once across the file and its rotations, in a directory that
+// --file creates; the messages wait on the channel, so they arrive in
+// batches of 5 lines (40 bytes), and still no file exceeds 20 bytes.
 static void s_file_rotation(void)
 {
     it_broker_t *broker = it_broker_start(NULL);
-    char path[1024], flag[1100];
-    snprintf(path, sizeof path, "%s/sink.log", it_tmp_dir());
+    char dir_path[1024], path[1100], flag[1200];
+    snprintf(dir_path, sizeof dir_path, "%s/out/lines", it_tmp_dir());
+    snprintf(path, sizeof path, "%s/sink.log", dir_path);
     snprintf(flag, sizeof flag, "--file=%s", path);
-    const char *flags[] = {flag, "--file-max-bytes=100", "--max-in-flight=5", NULL};
-    it_child_t *worker = it_worker_start(broker, "lines", "file", flags);
-    char http[64];
-    it_worker_wait_ready(worker, http, sizeof http);
-    s_wait_subscribed(broker, "lines", "file");
+    it_post_ok(broker, "/channel/create?topic=lines&channel=file");
     for (int i = 0; i < 40; i++) {
         char body[32];
         snprintf(body, sizeof body, "line-%02d", i);
         it_pub(broker, "lines", body);
     }
+    const char *flags[] = {flag, "--file-max-bytes=20", "--max-in-flight=5", NULL};
+    it_child_t *worker = it_worker_start(broker, "lines", "file", flags);
+    char http[64];
+    it_worker_wait_ready(worker, http, sizeof http);
     IT_ASSERT_EVENTUALLY(s_metric(http, "nsq_worker_messages_finished_total") == 40, 10000,
                          "40 lines were not written");
     IT_ASSERT_INT(it_child_stop(&worker, SIGTERM, 10000), ==, 0);
-    int files = s_count_files("sink.log");
-    IT_ASSERT(files >= 3, "320 bytes at 100 per file made only %d file(s)", files);
-    int seen[40] = {0}, lines = 0;
-    DIR *dir = opendir(it_tmp_dir());
+    int seen[40] = {0}, lines = 0, files = 0;
+    DIR *dir = opendir(dir_path);
+    IT_ASSERT(dir, "--file did not create %s", dir_path);
     for (struct dirent *entry = readdir(dir); entry; entry = readdir(dir)) {
         if (strncmp(entry->d_name, "sink.log", 8))
             continue;
         char name[1300], line[64];
-        snprintf(name, sizeof name, "%s/%s", it_tmp_dir(), entry->d_name);
+        struct stat info;
+        snprintf(name, sizeof name, "%s/%s", dir_path, entry->d_name);
+        IT_ASSERT(stat(name, &info) == 0 && info.st_size <= 20, "%s holds %lld bytes (max 20)",
+                  entry->d_name, (long long) info.st_size);
+        files++;
         FILE *file = fopen(name, "r");
         int number = -1;
         while (file && fgets(line, sizeof line, file)) {
@@ -589,6 +692,7 @@ static void s_file_rotation(void)
         distinct += seen[i] == 1;
     IT_ASSERT_INT(distinct, ==, 40);
     IT_ASSERT_INT(lines, ==, 40);
+    IT_ASSERT_INT(files, ==, 20);  // two 8-byte lines per file
     IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
 }
 
@@ -695,7 +799,34 @@ static void s_probes_without_broker(void)
     IT_ASSERT_INT(it_child_stop(&worker, SIGTERM, 10000), ==, 0);
 }
 
-// Bad configurations exit 2 with one line.
+// While no broker answers the worker says so every few seconds, and once
+// when one does.
+static void s_no_broker_warning(void)
+{
+    int port = 0, held = it_port_hold(&port);
+    char address[64], zmq_flag[96];
+    snprintf(address, sizeof address, "--broker-address=127.0.0.1:%d", port);
+    const char *argv[] = {getenv("NSQ_WORKER"),         address,    "--topic=t", "--channel=c",
+                          "--http-address=127.0.0.1:0", "--stdout", NULL};
+    it_child_t *worker = it_child_start("worker", argv);
+    const char *log = it_child_log_path(worker);
+    IT_ASSERT_EVENTUALLY(s_count_lines(log, "no broker reachable for") == 1, 8000,
+                         "no warning while no broker answers");
+    IT_ASSERT_EVENTUALLY(s_count_lines(log, "no broker reachable for") == 2, 8000,
+                         "the warning is not repeated");
+    IT_ASSERT_INT(s_count_lines(log, "connected to"), ==, 0);
+    close(held);  // the broker takes the port
+    snprintf(zmq_flag, sizeof zmq_flag, "--zmq-address=127.0.0.1:%d", port);
+    const char *broker_flags[] = {zmq_flag, NULL};
+    it_broker_t *broker = it_broker_start(broker_flags);
+    IT_ASSERT_EVENTUALLY(s_count_lines(log, "connected to 1 broker(s)") == 1, 5000,
+                         "no line says the broker was reached");
+    IT_ASSERT_INT(it_child_stop(&worker, SIGTERM, 10000), ==, 0);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+}
+
+// Bad configurations exit 2 with one line. A --http-address that is taken
+// is refused (only the default may be skipped).
 static void s_refuses(void)
 {
     const char *both[] = {getenv("NSQ_WORKER"),
@@ -704,6 +835,7 @@ static void s_refuses(void)
                           "--channel=c",
                           "--stdout",
                           "--exec=true",
+                          "--http-address=127.0.0.1:0",
                           NULL};
     it_child_t *worker = it_child_start("worker", both);
     IT_ASSERT_INT(it_child_stop(&worker, 0, 5000), ==, 2);
@@ -715,6 +847,24 @@ static void s_refuses(void)
         "--stdout",           "--http-address=127.0.0.1:0",   NULL};
     worker = it_child_start("worker", dead);
     IT_ASSERT_INT(it_child_stop(&worker, 0, 5000), ==, 2);
+    it_broker_t *broker = it_broker_start(NULL);
+    char taken[96], expected[128];
+    snprintf(taken, sizeof taken, "--http-address=%s", it_broker_http(broker));
+    snprintf(expected, sizeof expected,
+             "cannot listen on --http-address %s: ", it_broker_http(broker));
+    const char *busy[] = {getenv("NSQ_WORKER"),
+                          "--broker-address=127.0.0.1:1",
+                          "--topic=t",
+                          "--channel=c",
+                          "--stdout",
+                          taken,
+                          NULL};
+    worker = it_child_start("worker", busy);
+    const char *log = it_child_log_path(worker);
+    IT_ASSERT_INT(it_child_stop(&worker, 0, 5000), ==, 2);
+    IT_ASSERT_INT(s_count_lines(log, NULL), ==, 1);
+    IT_ASSERT_INT(s_count_lines(log, expected), ==, 1);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
 }
 
 int main(int argc, char **argv)
@@ -723,6 +873,8 @@ int main(int argc, char **argv)
         {"exec_retry", s_exec_retry},
         {"exec_concurrent", s_exec_concurrent},
         {"exec_touch", s_exec_touch},
+        {"exec_touch_broker_timeout", s_exec_touch_broker_timeout},
+        {"msg_timeout_clamped", s_msg_timeout_clamped},
         {"exec_big_body", s_exec_big_body},
         {"exec_timeout", s_exec_timeout},
         {"dead_letter", s_dead_letter},
@@ -735,6 +887,7 @@ int main(int argc, char **argv)
         {"drain", s_drain},
         {"drain_timeout", s_drain_timeout},
         {"probes_without_broker", s_probes_without_broker},
+        {"no_broker_warning", s_no_broker_warning},
         {"refuses", s_refuses},
     };
     return it_run(argc, argv, cases, sizeof cases / sizeof cases[0]);

@@ -1,0 +1,31 @@
+/*  nsq_peer - where a ZeroMQ message came from, as "IP:port"
+    SPDX-License-Identifier: MIT
+
+    libzmq tells a received message's peer IP (the "Peer-Address"
+    metadata) but not its port. The message also names the descriptor of
+    its TCP connection (ZMQ_SRCFD, deprecated but kept by libzmq 4.3),
+    whose getpeername() has both. That descriptor belongs to libzmq's I/O
+    thread and could have been closed and reused by the time we look, so
+    the port is taken only when the descriptor's peer IP is the one the
+    metadata names; otherwise the IP alone is reported.
+
+    API: nsq_peer_address.
+*/
+#ifndef NSQ_PEER_H
+#define NSQ_PEER_H
+
+#include <stddef.h>
+#include <zmq.h>
+
+// Longest result: "[" IPv6 "]:" port, NUL.
+#define NSQ_PEER_ADDRESS_MAX 64
+
+// Writes the sender of msg (a message received on a TCP socket) into out:
+// "IP:port", "[IPv6]:port", the IP alone when the port cannot be known, or
+// "" when libzmq knows no address (inproc, ipc). Returns out.
+const char *nsq_peer_address(zmq_msg_t *msg, char *out, size_t size);
+
+// Self-test; returns 0 on success.
+int nsq_peer_test(void);
+
+#endif
