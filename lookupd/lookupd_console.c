@@ -307,14 +307,33 @@ static void s_failure(const lookupd_fetch_result_t *result, char *message, size_
     json_decref(doc);
 }
 
-// Marks job finished if it is, and logs how it went (once).
+// Marks job finished if it is, and logs how it went (once): what, and
+// each target that failed.
 static void s_job_check(lookupd_console_t *self, lookupd_job_t *job)
 {
     if (lookupd_job_finished(job) || !lookupd_job_done(self->jobs, job, zclock_time()))
         return;
-    nsq_info("console action %llu done: %zu of %zu targets ok",
-             (unsigned long long) lookupd_job_id(job), lookupd_job_ok_count(job),
-             lookupd_job_target_count(job));
+    json_t *doc = lookupd_job_json(job);
+    char failures[512] = "";
+    size_t used = 0, index;
+    json_t *target;
+    json_array_foreach(json_object_get(doc, "targets"), index, target)
+    {
+        if (streq(json_string_value(json_object_get(target, "state")), "ok") || used >= 400)
+            continue;
+        int wrote = snprintf(failures + used, sizeof failures - used, "; %s: %s",
+                             json_string_value(json_object_get(target, "target")),
+                             json_string_value(json_object_get(target, "message")));
+        used += wrote > 0 ? (size_t) wrote : 0;
+    }
+    nsq_info("console action %llu done: %s topic=%s%s%s, %zu of %zu targets ok%s",
+             (unsigned long long) lookupd_job_id(job),
+             json_string_value(json_object_get(doc, "action")),
+             json_string_value(json_object_get(doc, "topic")),
+             *json_string_value(json_object_get(doc, "channel")) ? " channel=" : "",
+             json_string_value(json_object_get(doc, "channel")), lookupd_job_ok_count(job),
+             lookupd_job_target_count(job), failures);
+    json_decref(doc);
 }
 
 static s_fetch_t *s_fetch_find(lookupd_console_t *self, uint64_t fetch_id)

@@ -46,6 +46,7 @@ function rate(n) {
 
 function duration(seconds) {
   if (seconds === null || seconds === undefined) return '–';
+  if (seconds > 0 && seconds < 1) return Math.round(seconds * 1000) + 'ms';
   const s = Math.max(0, Math.floor(seconds));
   if (s < 60) return s + 's';
   if (s < 3600) return Math.floor(s / 60) + 'm ' + (s % 60) + 's';
@@ -503,7 +504,7 @@ async function pageLookupd() {
       el('div', { class: 'panel', 'data-test': 'this-lookupd' }, el('h2', {}, 'This lookupd'), kv([
         ['version', info.version], ['broadcast address', info.broadcast_address], ['hostname', info.hostname],
         ['HTTP port', info.http_port], ['ZeroMQ port', info.zmq_port], ['up for', duration((Date.now() - data.started_at) / 1000)],
-        ['brokers', fmt(data.brokers)], ['stats polled every', duration(data.console.stats_interval_ms / 1000) || 'never']])),
+        ['brokers', fmt(data.brokers)], ['stats polled every', data.console.stats_interval_ms ? duration(data.console.stats_interval_ms / 1000) : 'never']])),
       el('div', { class: 'panel' }, el('h2', {}, 'History'), history ? kv([
         ['window', duration(history.window_ms / 1000)], ['one point per', duration(history.step_ms / 1000)],
         ['series', fmt(history.series)], ['memory', fmt(history.bytes) + ' of ' + fmt(history.max_bytes) + ' bytes'],
