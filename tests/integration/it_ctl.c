@@ -32,6 +32,13 @@ typedef struct {
     char err[512];        // the first "nsq-ctl:" line of stderr, "" if none
 } s_run_t;
 
+static s_run_t *s_run_new(void)
+{
+    s_run_t *run = calloc(1, sizeof *run);
+    IT_ASSERT(run, "out of memory");
+    return run;
+}
+
 // Runs nsq-ctl with args (NULL-terminated) and waits for it to exit.
 static void s_ctl(s_run_t *run, const char *const *args)
 {
@@ -137,8 +144,7 @@ static void s_case_read(void)
 {
     s_cluster_t cluster;
     s_cluster(&cluster);
-    s_run_t *run = calloc(1, sizeof *run);
-    IT_ASSERT(run, "out of memory");
+    s_run_t *run = s_run_new();
     const char *broker_flag = NULL;
     char broker_storage[96];
     snprintf(broker_storage, sizeof broker_storage, "--broker-http-address=%s",
@@ -172,8 +178,7 @@ static void s_case_actions(void)
 {
     s_cluster_t cluster;
     s_cluster(&cluster);
-    s_run_t *run = calloc(1, sizeof *run);
-    IT_ASSERT(run, "out of memory");
+    s_run_t *run = s_run_new();
     it_broker_t **brokers = cluster.brokers;
     // Through lookupd: one line per broker, the change on both.
     S_CTL(run, cluster.lookupd_flag, "pause", "orders", "billing");
@@ -268,8 +273,7 @@ static void s_case_replay(void)
 {
     s_cluster_t cluster;
     s_cluster(&cluster);
-    s_run_t *run = calloc(1, sizeof *run);
-    IT_ASSERT(run, "out of memory");
+    s_run_t *run = s_run_new();
     it_broker_t **brokers = cluster.brokers;
     S_CTL(run, cluster.lookupd_flag, "empty", "orders", "billing");
     S_EXPECT(run, 0, "ok ");
@@ -342,8 +346,7 @@ static void s_case_errors(void)
 {
     s_cluster_t cluster;
     s_cluster(&cluster);
-    s_run_t *run = calloc(1, sizeof *run);
-    IT_ASSERT(run, "out of memory");
+    s_run_t *run = s_run_new();
     const char *lookupd = cluster.lookupd_flag;
     // Bad command lines: 2.
     S_CTL(run, "topics");
