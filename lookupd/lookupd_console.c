@@ -264,6 +264,8 @@ static int s_on_poll(zloop_t *loop, int timer_id, void *arg)
         for (size_t i = 0; targets && i < used; i++)
             free(targets[i]);
         free(targets);
+        if (self->history)  // no round to end: the history still ages
+            lookupd_history_expire(self->history, zclock_time());
     }
     free(requests);
     free(urls);

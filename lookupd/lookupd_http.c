@@ -6,6 +6,10 @@
     The body of a POST is ignored (NSQ's lookupd reads only the query), but
     a request whose body length is ambiguous is refused (nsq_http.h).
 
+    A request that changes something (not GET or HEAD) sent by a browser
+    from another site's page (its Origin is not this host) is refused with
+    403 before it reaches the actor (s_cross_site).
+
     The console's files (lookupd_assets.h) are answered here, without the
     actor: they are constant. Each carries its ETag and "Cache-Control:
     no-cache", so a browser asks again but gets a 304 with no body while
@@ -106,6 +110,23 @@ static enum MHD_Result s_answer_asset(struct MHD_Connection *connection,
     return result;
 }
 
+// True if a browser sent this request from a page of another site: its
+// Origin header names another host than the one it asked (Host). A POST
+// from such a page (a "simple" cross-site request, sent without asking)
+// could otherwise pause or delete topics with an operator's access.
+// Clients other than browsers send no Origin and are not concerned.
+static bool s_cross_site(struct MHD_Connection *connection)
+{
+    const char *origin =
+        MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_ORIGIN);
+    const char *host =
+        MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+    if (!origin)
+        return false;
+    const char *authority = strstr(origin, "://");
+    return !host || !authority || strcmp(authority + 3, host) != 0;
+}
+
 // One round trip to the actor. Returns 0 and fills the answer, or -1 (the
 // socket is then replaced, since a REQ that missed its reply is stuck).
 static int s_forward(lookupd_http_t *self, struct MHD_Connection *connection, const char *method,
@@ -148,6 +169,9 @@ static enum MHD_Result s_access(void *cls, struct MHD_Connection *connection, co
         const lookupd_asset_t *asset = lookupd_assets_find(url);
         if (asset && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0))
             return s_answer_asset(connection, asset);
+        if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 && s_cross_site(connection))
+            return nsq_http_refuse(connection, MHD_HTTP_FORBIDDEN, "application/json",
+                                   "{\"message\":\"CROSS_SITE_REQUEST\"}");
         return MHD_YES;
     }
     if (*upload_data_size) {  // body bytes: not used

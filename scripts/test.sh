@@ -93,7 +93,7 @@ format_check() {
         [ -d "$dir" ] && dirs+=("$dir")
     done
     local files=() unformatted=() file
-    mapfile -t files < <(find "${dirs[@]}" -name '*.[ch]' -type f | sort)
+    mapfile -t files < <(find "${dirs[@]}" -name node_modules -prune -o -name '*.[ch]' -type f -print | sort)
     for file in "${files[@]}"; do
         clang-format --dry-run --Werror "$file" >/dev/null 2>&1 || unformatted+=("$file")
     done

@@ -1,5 +1,6 @@
 /*  it_console - lookupd's console API against real brokers: its history's
-    memory bound with 1,000 topics, who asked for an action, API errors
+    memory bound with 1,000 topics, who asked for an action, API errors,
+    no action from another site's page
     SPDX-License-Identifier: MIT
 
     The history case prints the figures the documentation quotes (series,
@@ -73,7 +74,8 @@ static void s_case_history_bound(void)
     for (int i = 0; i < 2; i++)
         for (int n = 0; n < S_TOPICS; n++) {
             char path[96];
-            snprintf(path, sizeof path, "/channel/create?topic=topic-%04d%%23ephemeral&channel=work", n);
+            snprintf(path, sizeof path,
+                     "/channel/create?topic=topic-%04d%%23ephemeral&channel=work", n);
             it_post_ok(brokers[i], path);
         }
     it_note("created in %lld ms", (long long) (it_now_ms() - started));
@@ -96,7 +98,8 @@ static void s_case_history_bound(void)
     it_broker_t *third = s_broker(small);
     for (int n = 0; n < S_TOPICS; n++) {
         char path[96];
-        snprintf(path, sizeof path, "/channel/create?topic=topic-%04d%%23ephemeral&channel=work", n);
+        snprintf(path, sizeof path, "/channel/create?topic=topic-%04d%%23ephemeral&channel=work",
+                 n);
         it_post_ok(third, path);
     }
     IT_ASSERT_EVENTUALLY(s_history(small, "refused") > 0, 30000, "the 1 MiB bound refused series");
@@ -156,6 +159,21 @@ static void s_case_action_log(void)
     it_http_expect(lookupd, "GET", "/api/jobs?id=999", NULL, 0, 404, "JOB_NOT_FOUND");
     it_http_expect(lookupd, "GET", "/api/nothing", NULL, 0, 404, "NOT_FOUND");
     it_http_expect(lookupd, "GET", "/console/nothing.js", NULL, 0, 404, "NOT_FOUND");
+    // A page of another site cannot make an operator's browser act.
+    char request[512];
+    snprintf(request, sizeof request,
+             "POST /api/topic/delete?topic=orders HTTP/1.1\r\nHost: %s\r\n"
+             "Origin: http://evil.example\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+             it_broker_http(lookupd));
+    IT_ASSERT_INT(it_http_raw(it_broker_http(lookupd), request, reply, sizeof reply), ==, 403);
+    IT_ASSERT(strstr(reply, "CROSS_SITE_REQUEST"), "answer: %s", reply);
+    IT_ASSERT(it_topic_stat(broker, "orders", "depth") == 0, "the cross-site delete went through");
+    // The console itself (same origin) may.
+    snprintf(request, sizeof request,
+             "POST /api/channel/unpause?topic=orders&channel=billing HTTP/1.1\r\nHost: %s\r\n"
+             "Origin: http://%s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+             it_broker_http(lookupd), it_broker_http(lookupd));
+    IT_ASSERT_INT(it_http_raw(it_broker_http(lookupd), request, reply, sizeof reply), ==, 202);
 }
 
 int main(int argc, char **argv)
