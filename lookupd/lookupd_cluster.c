@@ -640,7 +640,7 @@ json_t *lookupd_cluster_channel_json(lookupd_cluster_t *self, const char *topic,
         json_t *client;
         json_array_foreach(json_object_get(item, "clients"), index, client)
             json_array_append_new(clients, s_client_row(client));
-        json_object_set_new(row, "clients", clients);
+        json_object_set_new(row, "client_list", clients);
         json_object_set_new(rows, broker->node, row);
     }
     return json_pack("{s:s, s:s, s:o}", "topic", topic, "channel", channel, "brokers",
@@ -787,7 +787,8 @@ int lookupd_cluster_test(void)
     S_CHECK(json_integer_value(s_test_path(doc, "totals.brokers")) == 2);
     json_decref(doc);
     doc = lookupd_cluster_channel_json(cluster, "orders", "billing");
-    S_CHECK(doc && streq(json_string_value(s_test_path(doc, "brokers.0.clients.0.door")), "zmq"));
+    S_CHECK(doc
+            && streq(json_string_value(s_test_path(doc, "brokers.0.client_list.0.door")), "zmq"));
     json_decref(doc);
     // A dead topic counts its own queue plus its replay channel's.
     S_CHECK(lookupd_cluster_dead_count(cluster, "10.0.0.1:4151", "orders.dead") == 6);

@@ -85,7 +85,9 @@ json_t *lookupd_cluster_overview_json(lookupd_cluster_t *self, int64_t now_ms);
 json_t *lookupd_cluster_topics_json(lookupd_cluster_t *self, const char *topic,
                                     const char *channel);
 
-// {"topic","channel","brokers":[{node, counters, "clients":[...]}]}.
+// {"topic","channel","brokers":[{node, counters (clients: how many),
+// "client_list":[...]}]}: each client as the broker's /stats shows it,
+// with "door" (the protocol it came through).
 json_t *lookupd_cluster_channel_json(lookupd_cluster_t *self, const char *topic,
                                      const char *channel);
 

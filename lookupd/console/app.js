@@ -410,7 +410,7 @@ async function pageChannel(topicName, channelName) {
   const data = await api('/channel', { topic: topicName, channel: channelName });
   const clients = [];
   for (const b of data.brokers)
-    for (const c of b.clients || [])
+    for (const c of b.client_list || [])
       clients.push(el('tr', { 'data-test': 'client-row' },
         el('td', {}, c.client_id || c.hostname || '?'), el('td', { class: 'mono' }, c.remote_address || '–'),
         el('td', {}, c.door || 'zmq'), el('td', { class: 'mono' }, b.node),

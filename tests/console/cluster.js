@@ -21,6 +21,14 @@ function killAll() {
 process.on('exit', killAll);
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => { killAll(); process.exit(130); });
 
+// Starts a helper process that is killed with the others if the test dies.
+function spawnTracked(binary, args) {
+  const child = spawn(binary, args, { stdio: 'ignore' });
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  return child;
+}
+
 // Starts binary with args; resolves {child, http, zmq, log} once it printed
 // READY, rejects after 10 s or if it exits first.
 function start(binary, args, name, dir) {
@@ -132,4 +140,4 @@ function deadLetter(topic, channel, index, body, broker) {
   return header + '\n' + body;
 }
 
-module.exports = { startCluster, stop, http, stats, topicOf, channelOf, eventually, deadLetter };
+module.exports = { startCluster, stop, spawnTracked, http, stats, topicOf, channelOf, eventually, deadLetter };

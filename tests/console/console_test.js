@@ -2,7 +2,7 @@
 // (Debian's /usr/bin/chromium driven by puppeteer-core) against a real
 // cluster: one nsq-lookupd, two nsq-brokers (cluster.js).
 //
-//   NSQ_LOOKUPD=... NSQ_BROKER=... CONSOLE_ARTIFACTS=DIR node console_test.js
+//   NSQ_LOOKUPD=... NSQ_BROKER=... NSQ_CTL=... CONSOLE_ARTIFACTS=DIR node console_test.js
 //
 // Checks, in order: the console's files are served with their types and a
 // working ETag; the overview lists both brokers; a topic page shows the
@@ -10,8 +10,9 @@
 // some traffic; clicking pause (and confirming) pauses the channel on both
 // brokers, as their /stats say; the dead-letter page shows the count and a
 // sample's oldest message, and a replay empties the dead topic and puts
-// every message back on its topic; the pages fit a phone's width; and the
-// browser logged no error. lookupd polls every 200 ms and keeps a one-minute
+// every message back on its topic; the channel page lists a consumer
+// (nsq-ctl tail); the Lookupd and Actions pages render; the pages fit a
+// phone's width; and the browser logged no error. lookupd polls every 200 ms and keeps a one-minute
 // window here, so the chart fills in seconds instead of a real minute.
 // Screenshots (desktop and phone) go to CONSOLE_ARTIFACTS.
 // Exit 0 passed, 1 failed, 77 skipped (no Chromium or no node_modules).
@@ -34,7 +35,7 @@ if (!fs.existsSync(chromium)) {
   console.log('SKIP: no ' + chromium + ' (scripts/install-deps.sh installs Debian\'s chromium)');
   process.exit(77);
 }
-const { startCluster, http, stats, topicOf, channelOf, eventually, deadLetter } = require('./cluster');
+const { startCluster, spawnTracked, http, stats, topicOf, channelOf, eventually, deadLetter } = require('./cluster');
 
 const artifacts = process.env.CONSOLE_ARTIFACTS || process.cwd();
 const DESKTOP = { width: 1280, height: 900 };
@@ -176,6 +177,36 @@ async function checkDeadLetters(page, cluster) {
   ok('a replayed dead-letter topic ends empty, its 6 messages back on their topic');
 }
 
+// The channel page lists a real consumer (nsq-ctl tail, an ephemeral
+// channel) with its door and credit; the Lookupd and Actions pages render.
+async function checkChannelAndOthers(page, cluster) {
+  const ctl = process.env.NSQ_CTL;
+  if (!ctl) throw new Error('NSQ_CTL must name nsq-ctl');
+  const tail = spawnTracked(ctl, ['--lookupd-http-address=' + cluster.lookupd.http, 'tail', 'orders']);
+  try {
+    const channel = 'tail-' + tail.pid + '#ephemeral';
+    await open(page, cluster.lookupd.http, '#/topic/orders/' + encodeURIComponent(channel));
+    const row = await eventually(async () => {
+      const cells = await page.$$eval('tr[data-test=client-row] td', (tds) => tds.map((td) => td.textContent.trim())).catch(() => []);
+      return cells.length && cells[0] === 'nsq-ctl-tail' && cells[2] === 'zmq' && Number(cells[4]) > 0 ? cells : false;
+    }, 10000, () => 'the tail consumer on the channel page');
+    const counts = await page.$$eval('tr[data-test=channel-broker]', (trs) => trs.map((tr) => tr.children[8].textContent.trim()));
+    assert(counts.length === 2 && counts.every((c) => c === '1'), 'per-broker client counts ' + JSON.stringify(counts) + ', want 1 on each');
+    await screenshot(page, 'console-channel-desktop.png');
+    ok('the channel page lists the consumer: ' + row.slice(0, 5).join(' | '));
+  } finally {
+    process.kill(tail.pid, 'SIGTERM');
+  }
+  await open(page, cluster.lookupd.http, '#/lookupd');
+  await page.waitForSelector('[data-test=this-lookupd]', { timeout: 5000 });
+  await open(page, cluster.lookupd.http, '#/actions');
+  const actions = await eventually(async () => {
+    const rows = await page.$$eval('tr[data-test=job-row]', (trs) => trs.map((tr) => tr.children[2].textContent));
+    return rows.includes('pause') && rows.includes('replay') ? rows : false;
+  }, 5000, () => 'pause and replay among the recent actions');
+  ok('the Lookupd page renders; Actions lists ' + actions.length + ' actions');
+}
+
 async function checkPhone(page, cluster) {
   await page.setViewport(PHONE);
   for (const [hash, name] of [['#/', 'console-overview-phone.png'], ['#/topic/orders', 'console-topic-phone.png']]) {
@@ -218,6 +249,7 @@ async function main() {
     await checkChart(page, cluster);
     await checkPause(page, cluster);
     await checkDeadLetters(page, cluster);
+    await checkChannelAndOthers(page, cluster);
     await checkPhone(page, cluster);
     assert(errors.length === 0, 'the browser logged errors:\n  ' + errors.join('\n  '));
     ok('no console error, page error or failed request');
