@@ -45,7 +45,9 @@ typedef struct {
     size_t size;      // its bytes
 } lookupd_fetch_result_t;
 
-// Starts the thread. Caller owns the result; NULL if out of memory.
+// Starts the thread. A program calls curl_global_init in main before it
+// starts threads (this calls it once more if not, from the calling
+// thread). Caller owns the result; NULL if out of memory.
 lookupd_fetch_t *lookupd_fetch_new(void);
 
 // Stops the thread, abandoning requests in progress, and nulls *self_p;

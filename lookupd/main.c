@@ -8,6 +8,7 @@
     one line on stderr.
 */
 #include <czmq.h>
+#include <curl/curl.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -87,5 +88,10 @@ int main(int argc, char **argv)
                                          s_configure, &config);
     if (exit_code >= 0)
         return exit_code;
-    return nsq_daemon_run(lookupd_actor, &config, config.http_address, config.zmq_address);
+    // libcurl (the console's polls) is set up here, before any thread: its
+    // TLS library keeps per-thread state for the thread that initialises it.
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    exit_code = nsq_daemon_run(lookupd_actor, &config, config.http_address, config.zmq_address);
+    curl_global_cleanup();
+    return exit_code;
 }
