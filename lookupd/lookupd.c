@@ -8,6 +8,7 @@
 */
 #include "lookupd.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -744,6 +745,7 @@ static bool s_test_answer(Nsq__LookupFrame *answer, const char *error_code)
 
 int lookupd_test(void)
 {
+    curl_global_init(CURL_GLOBAL_DEFAULT);  // here, as main does: not on the actor's thread
     lookupd_config_t config;
     lookupd_config_defaults(&config);
     snprintf(config.http_address, sizeof config.http_address, "127.0.0.1:0");
@@ -815,6 +817,7 @@ int lookupd_test(void)
     zstr_free(&http_port);
     zstr_free(&zmq_port);
     zactor_destroy(&actor);
+    curl_global_cleanup();
     return 0;
 failed:
     zsock_destroy(&dealer);
@@ -822,5 +825,6 @@ failed:
     zstr_free(&http_port);
     zstr_free(&zmq_port);
     zactor_destroy(&actor);
+    curl_global_cleanup();
     return -1;
 }
