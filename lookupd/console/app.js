@@ -173,9 +173,10 @@ function describe(params) {
   return params.channel ? params.topic + '/' + params.channel : params.topic;
 }
 
-// Confirms, starts the action, follows its job and reports per target.
-async function act(verb, path, params, where) {
-  const answer = await ask(verb[0].toUpperCase() + verb.slice(1) + ' ' + describe(params) + '?',
+// Confirms (unless a dialog already did), starts the action, follows its
+// job and reports per target.
+async function act(verb, path, params, where, confirmed) {
+  const answer = confirmed || await ask(verb[0].toUpperCase() + verb.slice(1) + ' ' + describe(params) + '?',
     (where || 'On every broker that holds it.') + ' This is logged with your address.', verb);
   if (!answer) return null;
   const note = toast(verb + ' ' + describe(params) + '…');
@@ -331,8 +332,8 @@ async function pageTopics() {
   const create = el('button', {
     class: 'primary', 'data-action': 'create-topic',
     onclick: async () => {
-      const name = await ask('Create a topic', 'On every broker, and in lookupd.', 'create', 'Topic name');
-      if (name) act('create', '/topic/create', { topic: name }, 'On every broker.').catch(() => {});
+      const name = await ask('Create a topic', 'On every broker, and in lookupd. This is logged with your address.', 'create', 'Topic name');
+      if (name) act('create', '/topic/create', { topic: name }, 'On every broker.', true);
     },
   }, 'Create topic');
   return [
@@ -354,8 +355,8 @@ function topicActions(topic) {
     el('button', {
       class: 'small', 'data-action': 'create-channel',
       onclick: async () => {
-        const name = await ask('Create a channel of ' + topic.topic, where, 'create', 'Channel name');
-        if (name) act('create', '/channel/create', { topic: topic.topic, channel: name }, where);
+        const name = await ask('Create a channel of ' + topic.topic, where + ' This is logged with your address.', 'create', 'Channel name');
+        if (name) act('create', '/channel/create', { topic: topic.topic, channel: name }, where, true);
       },
     }, 'Create channel'));
 }

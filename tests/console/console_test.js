@@ -11,7 +11,8 @@
 // brokers, as their /stats say; the dead-letter page shows the count and a
 // sample's oldest message, and a replay empties the dead topic and puts
 // every message back on its topic; the channel page lists a consumer
-// (nsq-ctl tail); the Lookupd and Actions pages render; the pages fit a
+// (nsq-ctl tail); the Lookupd and Actions pages render; Create topic
+// creates it on both brokers; the pages fit a
 // phone's width; and the browser logged no error. lookupd polls every 200 ms and keeps a one-minute
 // window here, so the chart fills in seconds instead of a real minute.
 // Screenshots (desktop and phone) go to CONSOLE_ARTIFACTS.
@@ -207,6 +208,19 @@ async function checkChannelAndOthers(page, cluster) {
   ok('the Lookupd page renders; Actions lists ' + actions.length + ' actions');
 }
 
+// Create topic, from the Topics page: on both brokers.
+async function checkCreate(page, cluster) {
+  await open(page, cluster.lookupd.http, '#/topics');
+  await page.click('button[data-action=create-topic]');
+  await page.waitForSelector('#modal:not([hidden]) #dialog-input', { timeout: 5000 });
+  await page.type('#dialog-input', 'invoices');
+  await page.click('#dialog-confirm');
+  for (const broker of cluster.brokers)
+    await eventually(async () => topicOf(await stats(broker), 'invoices'), 5000, () => broker.name + ' has topic invoices');
+  await page.waitForSelector('tr[data-test=topic-row][data-topic=invoices]', { timeout: 5000 });
+  ok('create topic, from the Topics page, created it on both brokers');
+}
+
 async function checkPhone(page, cluster) {
   await page.setViewport(PHONE);
   for (const [hash, name] of [['#/', 'console-overview-phone.png'], ['#/topic/orders', 'console-topic-phone.png']]) {
@@ -250,6 +264,7 @@ async function main() {
     await checkPause(page, cluster);
     await checkDeadLetters(page, cluster);
     await checkChannelAndOthers(page, cluster);
+    await checkCreate(page, cluster);
     await checkPhone(page, cluster);
     assert(errors.length === 0, 'the browser logged errors:\n  ' + errors.join('\n  '));
     ok('no console error, page error or failed request');
