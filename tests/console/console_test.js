@@ -12,9 +12,10 @@
 // sample's oldest message, and a replay empties the dead topic and puts
 // every message back on its topic; the channel page lists a consumer
 // (nsq-ctl tail); the Lookupd and Actions pages render; Create topic
-// creates it on both brokers; the pages fit a
-// phone's width; and the browser logged no error. lookupd polls every 200 ms and keeps a one-minute
-// window here, so the chart fills in seconds instead of a real minute.
+// creates it on both brokers; the pages fit a phone's width; and the
+// browser logged no error. lookupd polls every 200 ms and keeps a
+// one-minute window here, so the chart fills in seconds instead of a real
+// minute.
 // Screenshots (desktop and phone) go to CONSOLE_ARTIFACTS.
 // Exit 0 passed, 1 failed, 77 skipped (no Chromium or no node_modules).
 // SPDX-License-Identifier: MIT
