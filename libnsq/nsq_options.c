@@ -510,6 +510,11 @@ static void s_print_option(const option_t *option, FILE *out)
 void nsq_options_print_help(nsq_options_t *self, FILE *out)
 {
     fprintf(out, "Usage: %s [OPTIONS]\n\n", self->program);
+    nsq_options_print_options(self, out);
+}
+
+void nsq_options_print_options(nsq_options_t *self, FILE *out)
+{
     fprintf(out, "Options (flags override environment variables; SIZE takes k/m/g suffixes,\n"
                  "DURATION is written like 250ms, 60s, 15m, 1h):\n");
     for (size_t index = 0; index < self->count; index++)

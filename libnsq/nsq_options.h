@@ -93,6 +93,10 @@ bool nsq_options_is_set(nsq_options_t *self, const char *name);
 // Prints usage: every option with its type, default, bounds and variable.
 void nsq_options_print_help(nsq_options_t *self, FILE *out);
 
+// The same without the "Usage:" line, for a program that writes its own
+// (one with commands and arguments).
+void nsq_options_print_options(nsq_options_t *self, FILE *out);
+
 // Self-test; returns 0 on success.
 int nsq_options_test(void);
 

@@ -8,6 +8,7 @@
     one line on stderr.
 */
 #include <czmq.h>
+#include <curl/curl.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -29,6 +30,16 @@ static const nsq_option_spec_t s_options[] = {
      "forget a broker that sent nothing for this long"},
     {"tombstone-lifetime", NSQ_OPTION_DURATION, "45s", 1, DAY_MS, false,
      "how long a tombstoned producer stays hidden from /lookup"},
+    {"stats-interval", NSQ_OPTION_DURATION, "5s", 0, 3600000, false,
+     "console: how often every broker's /stats is polled (0 = never: no depths, no history)"},
+    {"history-window", NSQ_OPTION_DURATION, "1h", 1000, DAY_MS, false,
+     "console: how much history is kept per topic and channel (at most 240 points each)"},
+    {"history-max-bytes", NSQ_OPTION_SIZE, "64m", 0, 1LL << 40, false,
+     "console: memory bound of the history; past it stale series go, then new ones are refused "
+     "(0 = no history)"},
+    {"peer-http-address", NSQ_OPTION_STRING, NULL, 0, 0, true,
+     "console: another lookupd's HTTP host:port, listed and checked, and told of topic "
+     "creations, deletions and tombstones (repeatable)"},
     {"log-level", NSQ_OPTION_STRING, "info", 0, 0, false, "debug, info, warn or error"},
     {"log-json", NSQ_OPTION_BOOL, "false", 0, 0, false, "log one JSON object per line"},
 };
@@ -52,6 +63,18 @@ static int s_configure(nsq_options_t *options, void *config_p, char *error, size
                nsq_options_string(options, "broadcast-address"));
     config->inactive_producer_timeout_ms = nsq_options_int(options, "inactive-producer-timeout");
     config->tombstone_lifetime_ms = nsq_options_int(options, "tombstone-lifetime");
+    config->stats_interval_ms = nsq_options_int(options, "stats-interval");
+    config->history_window_ms = nsq_options_int(options, "history-window");
+    config->history_max_bytes = (size_t) nsq_options_int(options, "history-max-bytes");
+    config->peer_count = nsq_options_count(options, "peer-http-address");
+    if (config->peer_count > LOOKUPD_PEERS_MAX)
+        return snprintf(error, size, "at most %d --peer-http-address", LOOKUPD_PEERS_MAX), -1;
+    for (size_t i = 0; i < config->peer_count; i++) {
+        const char *peer = nsq_options_string_at(options, "peer-http-address", i);
+        if (!strrchr(peer, ':'))
+            return snprintf(error, size, "--peer-http-address %s is not HOST:PORT", peer), -1;
+        s_copy(config->peers[i], sizeof config->peers[i], peer);
+    }
     if (!strrchr(config->http_address, ':') || !strrchr(config->zmq_address, ':'))
         return snprintf(error, size, "--http-address and --zmq-address must be HOST:PORT"), -1;
     return 0;
@@ -65,5 +88,10 @@ int main(int argc, char **argv)
                                          s_configure, &config);
     if (exit_code >= 0)
         return exit_code;
-    return nsq_daemon_run(lookupd_actor, &config, config.http_address, config.zmq_address);
+    // libcurl (the console's polls) is set up here, before any thread: its
+    // TLS library keeps per-thread state for the thread that initialises it.
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    exit_code = nsq_daemon_run(lookupd_actor, &config, config.http_address, config.zmq_address);
+    curl_global_cleanup();
+    return exit_code;
 }

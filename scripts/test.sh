@@ -89,11 +89,11 @@ format_check() {
     *) return ;;
     esac
     local dirs=() dir
-    for dir in libnsq broker lookupd worker tests bench; do
+    for dir in libnsq broker lookupd worker tools tests bench; do
         [ -d "$dir" ] && dirs+=("$dir")
     done
     local files=() unformatted=() file
-    mapfile -t files < <(find "${dirs[@]}" -name '*.[ch]' -type f | sort)
+    mapfile -t files < <(find "${dirs[@]}" -name node_modules -prune -o -name '*.[ch]' -type f -print | sort)
     for file in "${files[@]}"; do
         clang-format --dry-run --Werror "$file" >/dev/null 2>&1 || unformatted+=("$file")
     done

@@ -24,6 +24,11 @@
 #include "broker_queue.h"
 #include "broker_topic.h"
 #include "lookupd.h"
+#include "lookupd_assets.h"
+#include "lookupd_cluster.h"
+#include "lookupd_fetch.h"
+#include "lookupd_history.h"
+#include "lookupd_jobs.h"
 #include "lookupd_registry.h"
 #include "nsq_client_test.h"
 #include "nsq_daemon.h"
@@ -100,6 +105,11 @@ static const selftest_t s_tests[] = {
     {"broker_topic", broker_topic_test},
     {"lookupd", lookupd_test},
     {"lookupd_registry", lookupd_registry_test},
+    {"lookupd_assets", lookupd_assets_test},
+    {"lookupd_fetch", lookupd_fetch_test},
+    {"lookupd_history", lookupd_history_test},
+    {"lookupd_jobs", lookupd_jobs_test},
+    {"lookupd_cluster", lookupd_cluster_test},
     {"nsq_consumer", nsq_consumer_test},
     {"nsq_daemon", nsq_daemon_test},
     {"nsq_deadletter", nsq_deadletter_test},

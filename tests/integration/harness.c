@@ -472,14 +472,18 @@ const char *it_child_log_path(it_child_t *self)
     return s_logs[self->log_index].path;
 }
 
-int it_child_wait_log(it_child_t *self, const char *prefix, char *line, size_t size, int timeout_ms)
+// Waits for a line of log number index that starts with text, or holds it
+// anywhere when anywhere is true; as it_child_wait_log.
+static int s_wait_log(size_t index, const char *text, bool anywhere, char *line, size_t size,
+                      int timeout_ms)
 {
     int64_t deadline = it_now_ms() + timeout_ms;
     char buffer[4096];
     do {
-        FILE *log = fopen(s_logs[self->log_index].path, "r");
+        FILE *log = fopen(s_logs[index].path, "r");
         while (log && fgets(buffer, sizeof buffer, log)) {
-            if (strncmp(buffer, prefix, strlen(prefix)) == 0) {
+            if (anywhere ? strstr(buffer, text) != NULL
+                         : strncmp(buffer, text, strlen(text)) == 0) {
                 buffer[strcspn(buffer, "\n")] = '\0';
                 snprintf(line, size, "%s", buffer);
                 fclose(log);
@@ -491,6 +495,11 @@ int it_child_wait_log(it_child_t *self, const char *prefix, char *line, size_t s
         it_sleep_ms(10);
     } while (it_now_ms() < deadline);
     return 0;
+}
+
+int it_child_wait_log(it_child_t *self, const char *prefix, char *line, size_t size, int timeout_ms)
+{
+    return s_wait_log(self->log_index, prefix, false, line, size, timeout_ms);
 }
 
 void it_worker_wait_ready(it_child_t *worker, char *http, size_t size)
@@ -621,6 +630,11 @@ const char *it_broker_zmq(it_broker_t *self)
 pid_t it_broker_pid(it_broker_t *self)
 {
     return self->child ? self->child->pid : -1;
+}
+
+int it_broker_wait_log(it_broker_t *self, const char *text, char *line, size_t size, int timeout_ms)
+{
+    return self->child ? s_wait_log(self->child->log_index, text, true, line, size, timeout_ms) : 0;
 }
 
 int it_broker_stop(it_broker_t **self_p)

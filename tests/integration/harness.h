@@ -179,6 +179,12 @@ const char *it_broker_http(it_broker_t *self);
 const char *it_broker_zmq(it_broker_t *self);
 pid_t it_broker_pid(it_broker_t *self);
 
+// Waits up to timeout_ms for a line of the broker's (or lookupd's) stderr
+// log that contains text; copies it (newline stripped) into line. Returns
+// 1, or 0 on timeout.
+int it_broker_wait_log(it_broker_t *self, const char *text, char *line, size_t size,
+                       int timeout_ms);
+
 // SIGTERM by PID, waits up to 10 s (then SIGKILL). Returns as it_child_stop.
 int it_broker_stop(it_broker_t **self_p);
 
