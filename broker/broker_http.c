@@ -52,9 +52,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "broker_http_answer.h"
 #include "broker_request.h"
 #include "nsq_http.h"
-#include "nsq_json.h"
 #include "nsq_log.h"
 #include "nsq_names.h"
 
@@ -63,9 +63,6 @@
 #define S_CHUNKED_FIRST        4096       // first buffer for a body of unknown length
 #define S_DISCARD_MAX          (8 << 20)  // refused body bytes read and dropped before we hang up
 #define S_ABANDON_WAIT_S       1          // destroy waits this long for its 503s to leave
-#define S_TEXT_PLAIN           "text/plain; charset=utf-8"
-#define S_APPLICATION_JSON     "application/json; charset=utf-8"
-#define S_NSQ_CONTENT_TYPE     "nsq; version=1.0"
 
 _Static_assert(BROKER_NAME_MAX == NSQ_NAME_MAX, "request name buffers hold any valid name");
 
@@ -156,104 +153,34 @@ struct _connection_t {
 //  --------------------------------------------------------------------------
 //  Responses
 
-static enum MHD_Result s_queue(struct MHD_Connection *mhd, unsigned status,
-                               struct MHD_Response *response, const char *content_type)
-{
-    if (!response)
-        return MHD_NO;
-    if (content_type)
-        MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
-    MHD_add_response_header(response, "X-NSQ-Content-Type", S_NSQ_CONTENT_TYPE);
-    enum MHD_Result result = MHD_queue_response(mhd, status, response);
-    MHD_destroy_response(response);
-    return result;
-}
-
-static enum MHD_Result s_answer_copy(struct MHD_Connection *mhd, unsigned status, const char *text,
-                                     const char *content_type)
-{
-    struct MHD_Response *response =
-        MHD_create_response_from_buffer(strlen(text), (void *) text, MHD_RESPMEM_MUST_COPY);
-    return s_queue(mhd, status, response, content_type);
-}
-
 static enum MHD_Result s_answer_error(connection_t *conn, struct MHD_Connection *mhd, int status,
                                       const char *code)
 {
-    char escaped[128], text[160];
-    nsq_json_escape(escaped, sizeof(escaped), code);
-    snprintf(text, sizeof(text), "{\"message\":\"%s\"}", escaped);
     conn->answered = true;
-    return s_answer_copy(mhd, (unsigned) status, text, S_APPLICATION_JSON);
+    return broker_http_answer_error(mhd, (unsigned) status, code);
 }
 
 static enum MHD_Result s_answer_shared(connection_t *conn, struct MHD_Connection *mhd,
                                        struct MHD_Response *response)
 {
     conn->answered = true;
-    return MHD_queue_response(mhd, MHD_HTTP_OK, response);
+    return broker_http_answer_shared(mhd, response);
 }
 
 static enum MHD_Result s_answer_info(connection_t *conn, struct MHD_Connection *mhd)
 {
     broker_http_t *self = conn->server;
-    const broker_config_t *config = &self->config;
-    char hostname[sizeof(self->hostname) * 6], broadcast[BROKER_ADDRESS_MAX * 6], text[4096];
-    nsq_json_escape(hostname, sizeof(hostname), self->hostname);
-    nsq_json_escape(broadcast, sizeof(broadcast), config->broadcast_address);
-    snprintf(text, sizeof(text),
-             "{\"version\":\"%s\",\"broadcast_address\":\"%s\",\"hostname\":\"%s\","
-             "\"http_port\":%u,\"tcp_port\":0,\"zmq_port\":%u,\"start_time\":%lld,"
-             "\"max_msg_size\":%lld,\"max_body_size\":%lld,\"max_rdy_count\":%lld,"
-             "\"msg_timeout\":%lld,\"max_msg_timeout\":%lld,\"max_heartbeat_interval\":%lld}",
-             NSQ_VERSION, broadcast, hostname, self->port, (unsigned) atomic_load(&self->zmq_port),
-             (long long) self->start_time, (long long) config->max_msg_size,
-             (long long) config->max_body_size, (long long) config->max_rdy_count,
-             (long long) config->msg_timeout_ms, (long long) config->max_msg_timeout_ms,
-             (long long) config->max_heartbeat_interval_ms);
+    broker_http_info_t info = {self->hostname, self->port, atomic_load(&self->zmq_port),
+                               self->start_time};
     conn->answered = true;
-    return s_answer_copy(mhd, MHD_HTTP_OK, text, S_APPLICATION_JSON);
+    return broker_http_answer_info(mhd, &self->config, &info);
 }
 
-//  Renders what the core answered; the body moves into the response.
+//  Renders what the core answered.
 static enum MHD_Result s_answer_request(connection_t *conn, struct MHD_Connection *mhd)
 {
-    broker_request_t *request = &conn->request;
-    char *body = request->body;
-    request->body = NULL;
-    if (request->error_code) {
-        free(body);
-        int status = request->status >= 400 ? request->status : MHD_HTTP_INTERNAL_SERVER_ERROR;
-        return s_answer_error(conn, mhd, status, request->error_code);
-    }
-    unsigned status = request->status >= 100 ? (unsigned) request->status : MHD_HTTP_OK;
-    const char *content_type = request->content_type ? request->content_type : S_TEXT_PLAIN;
-    bool plain = strcmp(content_type, S_TEXT_PLAIN) == 0;
-    if (status == MHD_HTTP_OK && plain && (!body || strcmp(body, "OK") == 0)) {
-        struct MHD_Response *shared = body ? conn->server->ok : conn->server->empty;
-        free(body);
-        return s_answer_shared(conn, mhd, shared);
-    }
-    struct MHD_Response *response = NULL;
-    if (body) {
-        response = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
-        if (!response)
-            free(body);
-    } else
-        response = MHD_create_response_from_buffer(0, (void *) "", MHD_RESPMEM_PERSISTENT);
     conn->answered = true;
-    return s_queue(mhd, status, response, content_type);
-}
-
-static struct MHD_Response *s_shared_response(const char *text)
-{
-    struct MHD_Response *response =
-        MHD_create_response_from_buffer(strlen(text), (void *) text, MHD_RESPMEM_PERSISTENT);
-    if (response) {
-        MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, S_TEXT_PLAIN);
-        MHD_add_response_header(response, "X-NSQ-Content-Type", S_NSQ_CONTENT_TYPE);
-    }
-    return response;
+    return broker_http_answer_request(mhd, &conn->request, conn->server->ok, conn->server->empty);
 }
 
 //  --------------------------------------------------------------------------
@@ -277,8 +204,7 @@ static void s_connection_release(connection_t *conn)
 {
     s_messages_release(conn, true);
     nsq_message_unref(&conn->body);
-    free(conn->request.body);
-    conn->request.body = NULL;
+    broker_stats_destroy(&conn->request.stats);
 }
 
 static void s_connection_reset(connection_t *conn)
@@ -453,7 +379,7 @@ static enum MHD_Result s_begin(connection_t *conn, struct MHD_Connection *mhd, c
 {
     if (nsq_http_framing_is_ambiguous(mhd)) {
         conn->answered = true;  // and the connection closes: its next bytes mean nothing
-        return nsq_http_refuse(mhd, MHD_HTTP_BAD_REQUEST, S_APPLICATION_JSON,
+        return nsq_http_refuse(mhd, MHD_HTTP_BAD_REQUEST, BROKER_HTTP_APPLICATION_JSON,
                                "{\"message\":\"BAD_REQUEST\"}");
     }
     conn->route = s_route_find(url);
@@ -921,8 +847,8 @@ broker_http_t *broker_http_new(const broker_config_t *config, const char *core_e
     if (gethostname(self->hostname, sizeof(self->hostname) - 1) != 0)
         snprintf(self->hostname, sizeof(self->hostname), "localhost");
     atomic_store(&self->zmq_port, s_address_port(config->zmq_address));
-    self->ok = s_shared_response("OK");
-    self->empty = s_shared_response("");
+    self->ok = broker_http_answer_shared_new("OK");
+    self->empty = broker_http_answer_shared_new("");
     if (self->core_endpoint && self->ok && self->empty) {
         atomic_store(&self->starting, true);
         self->daemon = s_start(self, &address);
@@ -1024,17 +950,12 @@ static bool s_test_core_handle(test_core_t *core, broker_request_t *request)
         return false;  // as a core that stopped before reading it
     for (size_t index = 0; index < request->message_count; index++)
         nsq_message_unref(&request->messages[index]);
-    request->status = 200;
-    if (strcmp(request->topic, "missing") == 0) {
-        request->status = 404;
-        request->error_code = "TOPIC_NOT_FOUND";
-    } else if (request->kind == BROKER_REQUEST_PUB) {
-        request->body = strdup("OK");
-        request->content_type = S_TEXT_PLAIN;
-    } else if (request->kind == BROKER_REQUEST_STATS_JSON) {
-        request->body = strdup("{\"topics\":[]}");
-        request->content_type = S_APPLICATION_JSON;
-    }
+    request->result = BROKER_OK;
+    request->stats = NULL;
+    if (strcmp(request->topic, "missing") == 0)
+        request->result = BROKER_TOPIC_NOT_FOUND;
+    else if (request->kind == BROKER_REQUEST_STATS_JSON)
+        request->stats = broker_stats_new(0);  // an empty broker, started at 0
     return true;
 }
 
@@ -1166,8 +1087,9 @@ static bool s_test_error(test_client_t *client, long status, const char *code)
 {
     char body[128];
     snprintf(body, sizeof(body), "{\"message\":\"%s\"}", code);
-    return s_test_answer(client, status, body) && strstr(client->headers, S_APPLICATION_JSON)
-           && strstr(client->headers, "X-NSQ-Content-Type: " S_NSQ_CONTENT_TYPE);
+    return s_test_answer(client, status, body)
+           && strstr(client->headers, BROKER_HTTP_APPLICATION_JSON)
+           && strstr(client->headers, "X-NSQ-Content-Type: " BROKER_HTTP_NSQ_CONTENT_TYPE);
 }
 
 //  True if the fake core saw `requests` requests, the last matching the rest.
@@ -1187,13 +1109,13 @@ static bool s_test_fixed(test_client_t *client, test_core_t *core)
 {
     char port[32];
     snprintf(port, sizeof(port), "\"http_port\":%u,", client->port);
-    bool good = s_test_http(client, "GET", "/ping", NULL, 0, false)
-                && s_test_answer(client, 200, "OK") && strstr(client->headers, S_TEXT_PLAIN)
-                && s_test_http(client, "GET", "/info", NULL, 0, false)
-                && s_test_answer(client, 200, NULL) && strstr(client->body, port)
-                && strstr(client->body, "\"version\":\"" NSQ_VERSION "\"")
-                && strstr(client->body, "\"zmq_port\":4999,")
-                && strstr(client->body, "\"max_msg_size\":10000,");
+    bool good =
+        s_test_http(client, "GET", "/ping", NULL, 0, false) && s_test_answer(client, 200, "OK")
+        && strstr(client->headers, BROKER_HTTP_TEXT_PLAIN)
+        && s_test_http(client, "GET", "/info", NULL, 0, false) && s_test_answer(client, 200, NULL)
+        && strstr(client->body, port) && strstr(client->body, "\"version\":\"" NSQ_VERSION "\"")
+        && strstr(client->body, "\"zmq_port\":4999,")
+        && strstr(client->body, "\"max_msg_size\":10000,");
     good = good && s_test_http(client, "GET", "/nope", NULL, 0, false)
            && s_test_error(client, 404, "NOT_FOUND")
            && s_test_http(client, "GET", "/pub?topic=t", NULL, 0, false)
@@ -1330,8 +1252,11 @@ static bool s_test_admin(test_client_t *client, test_core_t *core)
            && s_test_answer(client, 200, "")
            && s_test_core_saw(core, ++seen, BROKER_REQUEST_STATS_TEXT, "", 0, "")
            && s_test_http(client, "GET", "/stats?format=json&topic=t", NULL, 0, false)
-           && s_test_answer(client, 200, "{\"topics\":[]}")
-           && strstr(client->headers, S_APPLICATION_JSON)
+           && s_test_answer(client, 200,
+                            "{\"version\":\"" NSQ_VERSION "\",\"health\":\"OK\",\"start_time\":0,"
+                            "\"topics\":[],\"producers\":[],\"client_count\":0,"
+                            "\"send_blocked_count\":0}")
+           && strstr(client->headers, BROKER_HTTP_APPLICATION_JSON)
            && s_test_core_saw(core, ++seen, BROKER_REQUEST_STATS_JSON, "t", 0, "")
            && s_test_http(client, "GET", "/metrics", NULL, 0, false)
            && s_test_core_saw(core, ++seen, BROKER_REQUEST_METRICS, "", 0, "");

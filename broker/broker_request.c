@@ -100,10 +100,8 @@ static request_socket_t *s_socket_for(const char *endpoint)
 
 static int s_fail(broker_request_t *request, int error)
 {
-    request->status = 503;
-    request->error_code = error == EMFILE || error == ENFILE ? "TOO_MANY_OPEN_FILES" : "EXITING";
-    request->body = NULL;
-    request->content_type = NULL;
+    request->result = error == EMFILE || error == ENFILE ? BROKER_TOO_MANY_FILES : BROKER_EXITING;
+    request->stats = NULL;
     errno = error;
     return -1;
 }

@@ -26,6 +26,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "broker_result.h"
+#include "broker_stats.h"
 #include "nsq_message.h"
 
 #define BROKER_NAME_MAX 64
@@ -63,10 +65,9 @@ struct _broker_request_t {
                                         // itself stays the HTTP thread's)
     size_t message_count;               // PUB: 1 for /pub, n for /mpub
     // ---- filled by the core before it answers ----
-    int status;                // HTTP status, e.g. 200, 404, 503
-    const char *error_code;    // static NSQ code ("TOPIC_NOT_FOUND") when status >= 400
-    char *body;                // success body (malloc'd; the HTTP thread frees it), or NULL
-    const char *content_type;  // static, e.g. "application/json"; NULL = text/plain
+    broker_result_t result;  // what the core answered
+    broker_stats_t *stats;   // stats and metrics: the snapshot (the HTTP thread renders and
+                             // frees it); NULL if out of memory
     // ---- set by broker_request_send ----
     broker_request_done_fn *done;  // what broker_request_done calls
     void *done_arg;                // its argument
@@ -77,8 +78,9 @@ struct _broker_request_t {
 // the request belongs to the core until it calls broker_request_done, which
 // calls done(request, arg) on the core thread; keep the request alive and
 // untouched until then. Returns 0, or -1 (errno; done will never be called)
-// if the exiting flag is set or the core cannot be reached: status is then
-// 503 with error_code "EXITING" and the caller still owns the messages.
+// if the exiting flag is set or the core cannot be reached: result is then
+// BROKER_EXITING (or BROKER_TOO_MANY_FILES) and the caller still owns the
+// messages.
 int broker_request_send(const char *endpoint, broker_request_t *request,
                         broker_request_done_fn *done, void *arg);
 

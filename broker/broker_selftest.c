@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "broker.h"
-#include "broker_core.h"
+#include "broker_sync.h"
 #include "nsq_wire.h"
 
 // Sends command with seq; returns 0 or -1.

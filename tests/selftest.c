@@ -22,7 +22,10 @@
 #include "broker_http.h"
 #include "broker_inflight.h"
 #include "broker_queue.h"
+#include "broker_server.h"
+#include "broker_state.h"
 #include "broker_topic.h"
+#include "broker_zmq_peer.h"
 #include "lookupd.h"
 #include "lookupd_assets.h"
 #include "lookupd_cluster.h"
@@ -102,7 +105,10 @@ static const selftest_t s_tests[] = {
     {"broker_http", broker_http_test},
     {"broker_inflight", broker_inflight_test},
     {"broker_queue", broker_queue_test},
+    {"broker_server", broker_server_test},
+    {"broker_state", broker_state_test},
     {"broker_topic", broker_topic_test},
+    {"broker_zmq_peer", broker_zmq_peer_test},
     {"lookupd", lookupd_test},
     {"lookupd_registry", lookupd_registry_test},
     {"lookupd_assets", lookupd_assets_test},
