@@ -23,7 +23,6 @@
 #include "broker_http.h"
 #include "broker_http_serve.h"
 #include "broker_lookup.h"
-#include "broker_request.h"
 #include "broker_server.h"
 #include "broker_state.h"
 #include "broker_sync.h"
@@ -41,21 +40,19 @@
 #define BROKER_ROUTER_HWM 200000
 
 typedef struct {
-    broker_config_t config;      // settings, read-only after start
-    zsock_t *pipe;               // the actor pipe
-    zloop_t *loop;               // the one reactor
-    broker_state_t *state;       // the state file and the data path's lock
-    broker_server_t *server;     // topics, channels, clients
-    broker_sync_t *sync;         // off-thread syncs, durable acknowledgements; NULL in memory
-    broker_zmq_t *zmq;           // the ZeroMQ door
-    broker_http_t *http;         // the HTTP door (its own threads)
-    zsock_t *requests;           // inproc ROUTER the HTTP threads hand requests to
-    char requests_endpoint[64];  // its endpoint
-    broker_lookup_t *lookup;     // links to lookupds, NULL if none configured
-    uint16_t http_port;          // bound HTTP port
-    uint16_t zmq_port;           // bound ZeroMQ port
-    bool draining;               // $TERM came: no new deliveries, the loop ends soon
-    int64_t drain_deadline;      // monotonic ms when draining gives up
+    broker_config_t config;   // settings, read-only after start
+    zsock_t *pipe;            // the actor pipe
+    zloop_t *loop;            // the one reactor
+    broker_state_t *state;    // the state file and the data path's lock
+    broker_server_t *server;  // topics, channels, clients
+    broker_sync_t *sync;      // off-thread syncs, durable acknowledgements; NULL in memory
+    broker_zmq_t *zmq;        // the ZeroMQ door
+    broker_http_t *http;      // the HTTP door (its own threads)
+    broker_lookup_t *lookup;  // links to lookupds, NULL if none configured
+    uint16_t http_port;       // bound HTTP port
+    uint16_t zmq_port;        // bound ZeroMQ port
+    bool draining;            // $TERM came: no new deliveries, the loop ends soon
+    int64_t drain_deadline;   // monotonic ms when draining gives up
 } broker_t;
 
 // ---- the server's hooks -------------------------------------------------------
@@ -222,37 +219,13 @@ static int s_on_router(zloop_t *loop, zsock_t *router, void *arg)
     return 0;
 }
 
-// Reads one [identity][request pointer], serves it and hands it back.
-static int s_read_request(broker_t *self)
-{
-    void *socket = zsock_resolve(self->requests);
-    zmq_msg_t identity, pointer;
-    zmq_msg_init(&identity);
-    if (zmq_msg_recv(&identity, socket, ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close(&identity);
-        return -1;
-    }
-    zmq_msg_init(&pointer);
-    zmq_msg_recv(&pointer, socket, 0);
-    if (zmq_msg_size(&pointer) == sizeof(broker_request_t *)) {
-        broker_request_t *request;
-        memcpy(&request, zmq_msg_data(&pointer), sizeof request);
-        if (broker_http_serve(self->server, request))
-            broker_request_done(request);
-    }
-    zmq_msg_close(&identity);
-    zmq_msg_close(&pointer);
-    return 0;
-}
-
-static int s_on_request(zloop_t *loop, zsock_t *requests, void *arg)
+// The HTTP door's eventfd: requests wait.
+static int s_on_request(zloop_t *loop, zmq_pollitem_t *item, void *arg)
 {
     (void) loop;
-    (void) requests;
+    (void) item;
     broker_t *self = arg;
-    for (int i = 0; i < BROKER_DRAIN_MAX; i++)
-        if (s_read_request(self))
-            break;
+    broker_http_take(self->http, broker_http_serve, self->server);
     s_after_batch(self);
     return 0;
 }
@@ -384,11 +357,7 @@ static int s_open_doors(broker_t *self, char *error, size_t error_size)
     self->zmq_port = (uint16_t) port;
     self->zmq = broker_zmq_new(self->server, &router);
     zsock_destroy(&router);  // still ours if the door could not be made
-    snprintf(self->requests_endpoint, sizeof self->requests_endpoint, "inproc://broker-requests-%p",
-             (void *) self);
-    self->requests = self->zmq ? zsock_new_router(self->requests_endpoint) : NULL;
-    broker_request_set_exiting(false);
-    self->http = self->requests ? broker_http_new(config, self->requests_endpoint) : NULL;
+    self->http = self->zmq ? broker_http_new(config) : NULL;
     if (!self->http) {
         snprintf(error, error_size, "cannot listen for HTTP on %s", config->http_address);
         return -1;
@@ -413,7 +382,8 @@ static broker_t *s_broker_new(zsock_t *pipe, const broker_config_t *config, char
     self->loop = zloop_new();
     zloop_set_nonstop(self->loop, true);
     zloop_reader(self->loop, broker_zmq_socket(self->zmq), s_on_router, self);
-    zloop_reader(self->loop, self->requests, s_on_request, self);
+    zmq_pollitem_t requests = {NULL, broker_http_handoff_fd(self->http), ZMQ_POLLIN, 0};
+    zloop_poller(self->loop, &requests, s_on_request, self);
     zloop_reader(self->loop, pipe, s_on_pipe, self);
     zloop_timer(self->loop, BROKER_TICK_MS, 0, s_on_tick, self);
     broker_sync_source_t source = {self, s_each_disk, s_before_commit};
@@ -442,17 +412,13 @@ static void s_broker_destroy(broker_t **self_p)
         return;
     bool started = self->loop != NULL;  // else the state on disk stays untouched
     if (self->http) {
-        // Answer what the HTTP threads already sent, then refuse the rest:
-        // after the flag is set this thread never reads a request again.
-        while (s_read_request(self) == 0)
-            ;
+        // Answer what the HTTP threads already handed over, then refuse the
+        // rest: after the flag is set this thread never takes a request again.
+        broker_http_set_exiting(self->http, true);
+        broker_http_take(self->http, broker_http_serve, self->server);
     }
     broker_sync_destroy(&self->sync);  // answers the publishes still waiting for a sync
-    if (self->http) {
-        broker_request_set_exiting(true);
-        broker_http_destroy(&self->http);
-        broker_request_shutdown();
-    }
+    broker_http_destroy(&self->http);
     broker_lookup_destroy(&self->lookup);
     zloop_destroy(&self->loop);
     if (started) {
@@ -461,7 +427,6 @@ static void s_broker_destroy(broker_t **self_p)
     }
     broker_server_destroy(&self->server);
     broker_zmq_destroy(&self->zmq);
-    zsock_destroy(&self->requests);
     broker_state_destroy(&self->state);  // releases the lock
     free(self);
     *self_p = NULL;

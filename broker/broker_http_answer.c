@@ -103,14 +103,14 @@ enum MHD_Result broker_http_answer_shared(struct MHD_Connection *mhd, struct MHD
 }
 
 // Queues a stats document rendered from the snapshot.
-static enum MHD_Result s_answer_stats(struct MHD_Connection *mhd, broker_request_kind_t kind,
+static enum MHD_Result s_answer_stats(struct MHD_Connection *mhd, broker_http_kind_t kind,
                                       const broker_stats_t *stats)
 {
     char *body;
     const char *content_type;
-    if (kind == BROKER_REQUEST_STATS_JSON)
+    if (kind == BROKER_HTTP_STATS_JSON)
         body = broker_http_stats_json(stats), content_type = BROKER_HTTP_APPLICATION_JSON;
-    else if (kind == BROKER_REQUEST_STATS_TEXT)
+    else if (kind == BROKER_HTTP_STATS_TEXT)
         body = broker_http_stats_text(stats), content_type = BROKER_HTTP_TEXT_PLAIN;
     else
         body = broker_http_stats_metrics(stats), content_type = "text/plain; version=0.0.4";
@@ -123,8 +123,9 @@ static enum MHD_Result s_answer_stats(struct MHD_Connection *mhd, broker_request
     return s_queue(mhd, MHD_HTTP_OK, response, content_type);
 }
 
-enum MHD_Result broker_http_answer_request(struct MHD_Connection *mhd, broker_request_t *request,
-                                           struct MHD_Response *ok, struct MHD_Response *empty)
+enum MHD_Result broker_http_answer_request(struct MHD_Connection *mhd,
+                                           broker_http_request_t *request, struct MHD_Response *ok,
+                                           struct MHD_Response *empty)
 {
     broker_stats_t *stats = request->stats;
     request->stats = NULL;
@@ -137,7 +138,7 @@ enum MHD_Result broker_http_answer_request(struct MHD_Connection *mhd, broker_re
     } else if (stats)
         answer = s_answer_stats(mhd, request->kind, stats);
     else
-        answer = broker_http_answer_shared(mhd, request->kind == BROKER_REQUEST_PUB ? ok : empty);
+        answer = broker_http_answer_shared(mhd, request->kind == BROKER_HTTP_PUB ? ok : empty);
     broker_stats_destroy(&stats);
     return answer;
 }

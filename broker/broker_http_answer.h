@@ -18,7 +18,7 @@
 #include <stdint.h>
 
 #include "broker_config.h"
-#include "broker_request.h"
+#include "broker_http_request.h"
 
 #define BROKER_HTTP_TEXT_PLAIN       "text/plain; charset=utf-8"
 #define BROKER_HTTP_APPLICATION_JSON "application/json; charset=utf-8"
@@ -42,8 +42,9 @@ enum MHD_Result broker_http_answer_shared(struct MHD_Connection *mhd,
 // Queues what the core answered to request: an error, a stats document
 // (the snapshot is freed), or ok (a publish) or empty (the rest), both
 // shared.
-enum MHD_Result broker_http_answer_request(struct MHD_Connection *mhd, broker_request_t *request,
-                                           struct MHD_Response *ok, struct MHD_Response *empty);
+enum MHD_Result broker_http_answer_request(struct MHD_Connection *mhd,
+                                           broker_http_request_t *request, struct MHD_Response *ok,
+                                           struct MHD_Response *empty);
 
 // What /info shows beyond config.
 typedef struct {

@@ -10,39 +10,39 @@
 // Sets a durable publish's result once its sync is done and hands it back.
 static void s_on_durable(void *arg, broker_result_t result)
 {
-    broker_request_t *request = arg;
+    broker_http_request_t *request = arg;
     request->result = result;
-    broker_request_done(request);
+    broker_http_request_done(request);
 }
 
 // The server's operation for each administrative kind.
-static broker_admin_t s_admin_op(broker_request_kind_t kind)
+static broker_admin_t s_admin_op(broker_http_kind_t kind)
 {
     switch (kind) {
-    case BROKER_REQUEST_TOPIC_DELETE:
-    case BROKER_REQUEST_CHANNEL_DELETE:
+    case BROKER_HTTP_TOPIC_DELETE:
+    case BROKER_HTTP_CHANNEL_DELETE:
         return BROKER_DELETE;
-    case BROKER_REQUEST_TOPIC_EMPTY:
-    case BROKER_REQUEST_CHANNEL_EMPTY:
+    case BROKER_HTTP_TOPIC_EMPTY:
+    case BROKER_HTTP_CHANNEL_EMPTY:
         return BROKER_EMPTY;
-    case BROKER_REQUEST_TOPIC_PAUSE:
-    case BROKER_REQUEST_CHANNEL_PAUSE:
+    case BROKER_HTTP_TOPIC_PAUSE:
+    case BROKER_HTTP_CHANNEL_PAUSE:
         return BROKER_PAUSE;
-    case BROKER_REQUEST_TOPIC_UNPAUSE:
-    case BROKER_REQUEST_CHANNEL_UNPAUSE:
+    case BROKER_HTTP_TOPIC_UNPAUSE:
+    case BROKER_HTTP_CHANNEL_UNPAUSE:
         return BROKER_UNPAUSE;
     default:
         return BROKER_CREATE;
     }
 }
 
-bool broker_http_serve(void *server, broker_request_t *request)
+bool broker_http_serve(void *server, broker_http_request_t *request)
 {
     int64_t now = zclock_mono();
     request->stats = NULL;
     request->result = BROKER_OK;
     switch (request->kind) {
-    case BROKER_REQUEST_PUB:
+    case BROKER_HTTP_PUB:
         request->result =
             broker_server_publish(server, request->topic, strlen(request->topic), request->messages,
                                   request->message_count, request->defer_ms, now);
@@ -50,18 +50,18 @@ bool broker_http_serve(void *server, broker_request_t *request)
             return true;
         broker_server_wait_durable(server, s_on_durable, request);
         return false;
-    case BROKER_REQUEST_STATS_JSON:
-    case BROKER_REQUEST_STATS_TEXT:
+    case BROKER_HTTP_STATS_JSON:
+    case BROKER_HTTP_STATS_TEXT:
         request->stats = broker_server_stats(server, request->topic, request->channel);
         break;
-    case BROKER_REQUEST_METRICS:
+    case BROKER_HTTP_METRICS:
         request->stats = broker_server_stats(server, "", "");
         break;
-    case BROKER_REQUEST_TOPIC_CREATE:
-    case BROKER_REQUEST_TOPIC_DELETE:
-    case BROKER_REQUEST_TOPIC_EMPTY:
-    case BROKER_REQUEST_TOPIC_PAUSE:
-    case BROKER_REQUEST_TOPIC_UNPAUSE:
+    case BROKER_HTTP_TOPIC_CREATE:
+    case BROKER_HTTP_TOPIC_DELETE:
+    case BROKER_HTTP_TOPIC_EMPTY:
+    case BROKER_HTTP_TOPIC_PAUSE:
+    case BROKER_HTTP_TOPIC_UNPAUSE:
         request->result = broker_server_topic(server, s_admin_op(request->kind), request->topic,
                                               strlen(request->topic), now);
         break;
@@ -71,8 +71,8 @@ bool broker_http_serve(void *server, broker_request_t *request)
                                                 strlen(request->channel), now);
         break;
     }
-    if ((request->kind == BROKER_REQUEST_STATS_JSON || request->kind == BROKER_REQUEST_STATS_TEXT
-         || request->kind == BROKER_REQUEST_METRICS)
+    if ((request->kind == BROKER_HTTP_STATS_JSON || request->kind == BROKER_HTTP_STATS_TEXT
+         || request->kind == BROKER_HTTP_METRICS)
         && !request->stats)
         request->result = BROKER_NO_MEMORY;
     return true;

@@ -2,7 +2,7 @@
     request handed over becomes one server operation
     SPDX-License-Identifier: MIT
 
-    The HTTP threads parse and check a request (broker_request.h); here,
+    The HTTP threads parse and check a request (broker_http_request.h); here,
     on the core thread, it meets the server: a publish, a topic or channel
     operation, or a stats snapshot. The request keeps the server's result
     (and the snapshot); the HTTP thread turns them into an answer. A
@@ -15,14 +15,14 @@
 
 #include <stdbool.h>
 
-#include "broker_request.h"
+#include "broker_http.h"
 #include "broker_server.h"
 
-// Carries out request on server (core thread; server is a broker_server_t).
-// The server takes every message reference, whatever it answers. Returns
-// true if the request is answered now (the caller hands it back), false
-// if durable mode answers later (broker_request_done is then called once
-// its sync is done).
-bool broker_http_serve(void *server, broker_request_t *request);
+// Carries out request on server (core thread; server is a broker_server_t:
+// a broker_http_handler_fn). The server takes every message reference,
+// whatever it answers. Returns true if the request is answered now (the
+// caller hands it back), false if durable mode answers later
+// (broker_http_request_done is then called once its sync is done).
+bool broker_http_serve(void *server, broker_http_request_t *request);
 
 #endif

@@ -99,6 +99,7 @@ typedef struct {
 
 static const selftest_t s_tests[] = {
     {"broker", broker_test},
+    {"broker_two_brokers", broker_test_two_brokers},
     {"broker_channel", s_broker_channel_test},
     {"broker_client", broker_client_test},
     {"broker_disk", broker_disk_test},
