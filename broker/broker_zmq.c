@@ -110,7 +110,7 @@ static broker_zmq_peer_t *s_peer_for(broker_zmq_t *self, const void *identity, s
     char key[BROKER_ZMQ_KEY_SIZE];
     if (size == 0 || size > BROKER_IDENTITY_MAX)
         return NULL;
-    broker_zmq_peer_key_of(identity, size, key);
+    nsq_peer_key(identity, size, key);
     broker_zmq_peer_t *peer = zhashx_lookup(self->peers, key);
     if (peer)
         return peer;
@@ -200,32 +200,19 @@ static int s_read_one(broker_zmq_t *self, void *socket)
 {
     zmq_msg_t identity, body;
     zmq_msg_init(&identity);
-    if (zmq_msg_recv(&identity, socket, ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close(&identity);
-        return -1;
-    }
     zmq_msg_init(&body);
-    int extra_frames = 0;
-    if (zmq_msg_more(&identity))
-        zmq_msg_recv(&body, socket, 0);
-    while (zmq_msg_more(&body)) {  // we speak single-frame commands only
-        zmq_msg_t skip;
-        zmq_msg_init(&skip);
-        zmq_msg_recv(&skip, socket, 0);
-        int more = zmq_msg_more(&skip);
-        zmq_msg_close(&skip);
-        extra_frames++;
-        if (!more)
-            break;
+    int extra_frames = nsq_peer_recv(socket, &identity, &body);
+    if (extra_frames >= 0) {
+        int64_t now = zclock_mono();
+        broker_zmq_peer_t *peer =
+            s_peer_for(self, zmq_msg_data(&identity), zmq_msg_size(&identity), NULL, &body, now);
+        if (peer)
+            s_frame(self, peer, extra_frames ? NULL : zmq_msg_data(&body), zmq_msg_size(&body),
+                    now);
     }
-    int64_t now = zclock_mono();
-    broker_zmq_peer_t *peer =
-        s_peer_for(self, zmq_msg_data(&identity), zmq_msg_size(&identity), NULL, &body, now);
-    if (peer)
-        s_frame(self, peer, extra_frames ? NULL : zmq_msg_data(&body), zmq_msg_size(&body), now);
     zmq_msg_close(&identity);
     zmq_msg_close(&body);
-    return 0;
+    return extra_frames < 0 ? -1 : 0;
 }
 
 int broker_zmq_read(broker_zmq_t *self, int max)

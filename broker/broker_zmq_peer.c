@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "nsq_log.h"
+#include "nsq_peer.h"
 
 // Messages packed into one frame; credit beyond this takes several frames.
 #define PEER_BATCH_MAX 256
@@ -36,17 +37,6 @@ struct _broker_zmq_peer_t {
     void *owner;                            // the door (borrowed)
 };
 
-void broker_zmq_peer_key_of(const void *identity, size_t identity_size, char *key)
-{
-    static const char digits[] = "0123456789abcdef";
-    const uint8_t *bytes = identity;
-    for (size_t i = 0; i < identity_size; i++) {
-        key[2 * i] = digits[bytes[i] >> 4];
-        key[2 * i + 1] = digits[bytes[i] & 0xf];
-    }
-    key[2 * identity_size] = '\0';
-}
-
 broker_zmq_peer_t *broker_zmq_peer_new(void *router, const void *identity, size_t identity_size,
                                        broker_zmq_blocked_t *blocked, void *owner, int64_t now)
 {
@@ -57,7 +47,7 @@ broker_zmq_peer_t *broker_zmq_peer_new(void *router, const void *identity, size_
         return NULL;
     memcpy(self->identity, identity, identity_size);
     self->identity_size = identity_size;
-    broker_zmq_peer_key_of(identity, identity_size, self->key);
+    nsq_peer_key(identity, identity_size, self->key);
     self->router = router;
     self->stats = blocked;
     self->owner = owner;

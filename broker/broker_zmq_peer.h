@@ -17,7 +17,7 @@
     is counted (broker_counters_t.send_blocked) and logged at most once a
     second per door (broker_zmq_blocked_t).
 
-    API: broker_zmq_peer_key_of, broker_zmq_peer_new,
+    API: broker_zmq_peer_new,
     broker_zmq_peer_set_client, broker_zmq_peer_send_messages,
     broker_zmq_peer_send_response, _send_frame, _send_error,
     _send_heartbeat, broker_zmq_peer_flush, broker_zmq_peer_destroy.
@@ -48,9 +48,6 @@ typedef struct {
     int64_t logged_at;            // monotonic ms of the last warning
     uint64_t dropped;             // peers dropped because their backlog overflowed
 } broker_zmq_blocked_t;
-
-// Writes the hex key of an identity into key (BROKER_ZMQ_KEY_SIZE bytes).
-void broker_zmq_peer_key_of(const void *identity, size_t identity_size, char *key);
 
 // Returns a peer for the given routing identity on router (a ROUTER with
 // ROUTER_MANDATORY; borrowed). blocked is the door's (borrowed); owner is
