@@ -59,4 +59,9 @@ typedef struct {
 // Fills self with the documented defaults (NSQ's where NSQ has one).
 void broker_config_defaults(broker_config_t *self);
 
+// What the self-tests start from: the defaults, data_path ("" = memory
+// only) and the memory bounds (0 keeps a default).
+void broker_config_for_test(broker_config_t *self, const char *data_path, int64_t mem_queue_size,
+                            int64_t mem_queue_bytes);
+
 #endif

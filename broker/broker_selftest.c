@@ -244,8 +244,7 @@ static int s_test_clock_back(void)
     if (!mkdtemp(dir))
         return -1;
     broker_config_t config;
-    broker_config_defaults(&config);
-    snprintf(config.data_path, sizeof config.data_path, "%s", dir);
+    broker_config_for_test(&config, dir, 0, 0);
     config.test_clock_offset_ms = 3600000;
     zsock_t *producer = NULL, *consumer = NULL;
     zactor_t *broker = s_start(&config, &producer, &consumer, NULL);
@@ -328,11 +327,10 @@ static int s_test_two_brokers(void)
     int rc = -1;
     curl_global_init(CURL_GLOBAL_DEFAULT);
     for (int i = 0; i < 2; i++) {
-        broker_config_t config;
-        broker_config_defaults(&config);
         if (!mkdtemp(dirs[i]))
             goto done;
-        snprintf(config.data_path, sizeof config.data_path, "%s", dirs[i]);
+        broker_config_t config;
+        broker_config_for_test(&config, dirs[i], 0, 0);
         config.drain_timeout_ms = 0;  // stop at once: what is in flight goes to disk
         brokers[i] = s_start(&config, &producers[i], &consumers[i], &http[i]);
         if (!brokers[i])
@@ -374,10 +372,9 @@ int broker_test_two_brokers(void)
 int broker_test(void)
 {
     broker_config_t config;
-    broker_config_defaults(&config);
+    broker_config_for_test(&config, "", 0, 0);  // memory only
     strcpy(config.http_address, "127.0.0.1:0");
     strcpy(config.zmq_address, "127.0.0.1:0");
-    config.data_path[0] = '\0';  // memory only
     zactor_t *broker = zactor_new(broker_actor, &config);
     char *status = NULL, *http_port = NULL, *zmq_port = NULL;
     zstr_recvx(broker, &status, &http_port, &zmq_port, NULL);

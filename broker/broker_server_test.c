@@ -243,9 +243,7 @@ done:
 int broker_server_test(void)
 {
     broker_config_t config;
-    broker_config_defaults(&config);
-    config.data_path[0] = '\0';  // memory only
-    config.mem_queue_size = 2;
+    broker_config_for_test(&config, "", 2, 0);  // memory only
     config.max_msg_size = 10;
     config.max_body_size = 15;
     config.max_rdy_count = 100;

@@ -42,8 +42,7 @@ static int s_test_setup(sync_test_t *test, broker_sync_fault_t fault, const char
     if (!mkdtemp(test->dir))
         return -1;
     broker_config_t config;
-    broker_config_defaults(&config);
-    snprintf(config.data_path, sizeof config.data_path, "%s", test->dir);
+    broker_config_for_test(&config, test->dir, 0, 0);
     config.durable = true;
     config.test_sync_fault = fault;
     broker_server_hooks_t hooks = {.arg = test, .wait_durable = s_test_wait};

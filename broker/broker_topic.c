@@ -423,9 +423,7 @@ static int s_test_publish(broker_topic_t *topic, uint64_t id)
 static int s_test_spill(const char *dir)
 {
     broker_config_t config;
-    broker_config_defaults(&config);
-    config.mem_queue_size = 2;
-    snprintf(config.data_path, sizeof config.data_path, "%s", dir);
+    broker_config_for_test(&config, dir, 2, 0);
     broker_topic_t *topic = broker_topic_new("orders", &config);
     if (!topic || !topic->disk)
         return -1;
@@ -465,10 +463,7 @@ static int s_test_publish_sized(broker_topic_t *topic, uint64_t first, size_t co
 static int s_test_bytes(const char *dir)
 {
     broker_config_t config;
-    broker_config_defaults(&config);
-    config.mem_queue_size = 1000;
-    config.mem_queue_bytes = 3000;
-    snprintf(config.data_path, sizeof config.data_path, "%s", dir);
+    broker_config_for_test(&config, dir, 1000, 3000);
     broker_topic_t *topic = broker_topic_new("big", &config);
     if (!topic || s_test_publish_sized(topic, 1, 4, 1000) || s_test_publish_sized(topic, 5, 1, 10))
         return -1;
@@ -493,9 +488,7 @@ int broker_topic_test(void)
         || rmdir(dir))  // rmdir: every file was deleted
         return -1;
     broker_config_t config;
-    broker_config_defaults(&config);
-    config.mem_queue_size = 2;
-    config.data_path[0] = '\0';  // memory only
+    broker_config_for_test(&config, "", 2, 0);  // memory only
     broker_topic_t *topic = broker_topic_new("orders", &config);
     if (!topic || s_test_publish(topic, 1) || s_test_publish(topic, 2))
         return -1;

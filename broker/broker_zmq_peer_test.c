@@ -127,8 +127,7 @@ done:
 static int s_test_full_queue(void)
 {
     broker_config_t config;
-    broker_config_defaults(&config);
-    config.data_path[0] = '\0';
+    broker_config_for_test(&config, "", 0, 0);  // memory only
     zsock_t *dealer = NULL;
     zsock_t *router = s_test_pair("inproc://broker-channel-full", 2, "C3", &dealer);
     broker_counters_t counters = {0, 0};
