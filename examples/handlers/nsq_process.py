@@ -117,6 +117,8 @@ def run(handle, stdin_fd=0, stdout_fd=1):
     link = _Link(stdout_fd)
     buffer = bytearray()
     start = 0
+    chunk = bytearray(1 << 18)  # reused: a fresh bytes object per read costs an mmap and munmap
+    chunk_view = memoryview(chunk)
     while True:
         while True:  # every complete message in the buffer
             newline = buffer.find(b"\n", start)
@@ -135,10 +137,10 @@ def run(handle, stdin_fd=0, stdout_fd=1):
         start = 0
         if link.parts:
             link.flush()
-        data = os.read(stdin_fd, 1 << 20)
-        if not data:
+        got = os.readv(stdin_fd, [chunk])
+        if not got:
             return  # EOF: the worker is done with us
-        buffer += data
+        buffer += chunk_view[:got]
 
 
 if __name__ == "__main__":
