@@ -109,6 +109,7 @@ struct _s_proc_t {
     char err_line[S_ERR_LINE_MAX];  // stderr line in progress
     size_t err_size;                //
     int64_t started_ms;             // zclock_mono at start
+    int64_t active_ms;              // its last reply or touch (or its start)
     int64_t eof_ms;                 // when its stdout closed, 0 if open
     int64_t term_ms;                // when SIGTERM was sent, 0 if not
     bool killed;                    // SIGKILL sent
@@ -347,6 +348,7 @@ static int s_on_reply(s_proc_t *proc, const worker_frame_reply_t *reply)
         return -1;
     }
     worker_job_t *job = entry->job;
+    proc->active_ms = zclock_mono();
     if (reply->op == WORKER_FRAME_TOUCH) {
         entry->alive_ms = zclock_mono();
         self->context.touch(self->context.done_arg, job);
@@ -536,6 +538,7 @@ static int s_start_proc(s_proc_t *proc)
                        .entries = proc->entries,
                        .reader = proc->reader,
                        .started_ms = zclock_mono(),
+                       .active_ms = zclock_mono(),
                        .short_lives = proc->short_lives,
                        .ever_started = true};
     s_poller(self, proc->out_fd, ZMQ_POLLIN, s_on_stdout, proc);
@@ -624,7 +627,7 @@ static void s_reap(s_proc_t *proc, int status)
 static bool s_check_exit(s_proc_t *proc)
 {
     int status = 0;
-    if (proc->state == S_DOWN || waitpid(proc->pid, &status, WNOHANG) != proc->pid)
+    if (proc->state == S_DOWN || !worker_spawn_reap(proc->pid, false, &status))
         return false;
     s_reap(proc, status);
     return true;
@@ -718,11 +721,13 @@ static int s_start(worker_handler_t *base, worker_job_t *job)
     return 0;
 }
 
-// The oldest message proc left without an answer or touch past the
-// timeout, NULL if none.
+// A message proc left without an answer or touch for the timeout while
+// it said nothing about any other either, NULL if none: a process that
+// works through its window one message at a time, answering or touching
+// each, is not hung because the last message waits its turn.
 static s_entry_t *s_overdue(s_process_t *self, s_proc_t *proc, int64_t now)
 {
-    if (!self->context.timeout_ms)
+    if (!self->context.timeout_ms || now - proc->active_ms < self->context.timeout_ms)
         return NULL;
     for (s_entry_t *entry = zhashx_first(proc->entries); entry; entry = zhashx_next(proc->entries))
         if (now - entry->alive_ms >= self->context.timeout_ms)
@@ -831,7 +836,7 @@ static bool s_finished(worker_handler_t *base)
 static bool s_wait_exit(pid_t pid, int milliseconds, int *status)
 {
     for (int64_t deadline = zclock_mono() + milliseconds;; zclock_sleep(10)) {
-        if (waitpid(pid, status, WNOHANG) == pid)
+        if (worker_spawn_reap(pid, false, status))
             return true;
         if (zclock_mono() >= deadline)
             return false;
@@ -854,7 +859,7 @@ static void s_kill_now(s_proc_t *proc)
             nsq_warn("process %d (pid %d) still runs after SIGTERM: SIGKILL", proc->index,
                      (int) proc->pid);
             worker_spawn_signal(proc->pid, SIGKILL);
-            waitpid(proc->pid, &status, 0);
+            worker_spawn_reap(proc->pid, true, &status);
         }
     }
     s_reap(proc, status);

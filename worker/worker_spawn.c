@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -91,4 +92,19 @@ void worker_spawn_signal(pid_t pid, int signal)
 {
     if (kill(-pid, signal) && errno == ESRCH)
         kill(pid, signal);
+}
+
+bool worker_spawn_reap(pid_t pid, bool wait, int *status)
+{
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    int flags = WEXITED | WNOWAIT | (wait ? 0 : WNOHANG);
+    while (waitid(P_PID, (id_t) pid, &info, flags) && errno == EINTR)
+        ;
+    if (info.si_pid != pid)
+        return false;
+    kill(-pid, SIGKILL);  // the leader is a zombie: the group id is still ours
+    while (waitpid(pid, status, 0) < 0 && errno == EINTR)
+        ;
+    return true;
 }
