@@ -1,4 +1,4 @@
-/*  it_process - nsq-worker --process: handlers in any language as long-lived processes
+/*  it_process - nsq-worker --process (handlers in any language) and --publish-topic (pipelines)
     SPDX-License-Identifier: MIT
 
     Each case starts a broker and an nsq-worker whose --process runs
@@ -14,6 +14,12 @@
     that exits, hangs or writes garbage loses nothing (its messages are
     requeued, it is restarted, the log says why, /metrics counts); SIGTERM
     drains (in-flight finish, processes read EOF and exit 0); the helpers.
+    Pipelines: a message passes two stages (--process, then --exec) and
+    its result arrives once; --http's response body is an output too; an
+    empty output publishes nothing; a refused publish requeues the input;
+    a first stage killed with SIGKILL between its publish and its FIN
+    (the broker stopped with SIGSTOP, so the publish is on its way and
+    unanswered) duplicates the output, never loses it.
 */
 #include "harness.h"
 
@@ -369,6 +375,147 @@ static void s_shell_example(void)
     s_stop_all(&worker, &broker);
 }
 
+// ---- pipelines ----------------------------------------------------------
+
+// in -> stage 1 (--process: the body as output) -> mid -> stage 2 (--exec:
+// "done-" and the body) -> final: each of 20 messages arrives once.
+static void s_two_stages(void)
+{
+    it_broker_t *broker = it_broker_start(NULL);
+    char flag[2048], http[64], http2[64];
+    const char *first[] = {s_handler(flag, sizeof flag, "echo"), "--publish-topic=mid", NULL};
+    it_child_t *stage1 = s_worker(broker, "in", first, http, sizeof http);
+    const char *second[] = {"--exec=printf 'done-%s' \"$(cat)\"", "--publish-topic=final", NULL};
+    it_child_t *stage2 = it_worker_start(broker, "mid", "c", second);
+    it_worker_wait_ready(stage2, http2, sizeof http2);
+    it_sink_t *sink = it_sink_new(broker, "final", "c", 50, true);
+    char body[32];
+    for (int i = 0; i < 20; i++) {
+        snprintf(body, sizeof body, "hop-%d", i);
+        it_pub(broker, "in", body);
+    }
+    IT_ASSERT(it_sink_wait(sink, 20, 15000), "20 results did not arrive (%zu)",
+              it_sink_count(sink));
+    IT_ASSERT_EVENTUALLY(it_channel_settled(broker, "in", "c")
+                             && it_channel_settled(broker, "mid", "c"),
+                         5000, "the stages did not settle");
+    for (int i = 0; i < 20; i++) {
+        snprintf(body, sizeof body, "done-hop-%d", i);
+        IT_ASSERT_INT(it_sink_count_body(sink, body), ==, 1);
+    }
+    IT_ASSERT_INT(it_topic_stat(broker, "mid", "message_count"), ==, 20);
+    IT_ASSERT_INT(it_topic_stat(broker, "final", "message_count"), ==, 20);
+    IT_ASSERT_INT(it_worker_metric(http, "nsq_worker_outputs_published_total"), ==, 20);
+    IT_ASSERT_INT(it_worker_metric(http2, "nsq_worker_outputs_published_total"), ==, 20);
+    it_sink_destroy(&sink);
+    IT_ASSERT_INT(it_child_stop(&stage2, SIGTERM, 15000), ==, 0);
+    s_stop_all(&stage1, &broker);
+}
+
+// --http's response body is the output: the broker's own /pub answers OK.
+static void s_http_output(void)
+{
+    it_broker_t *broker = it_broker_start(NULL);
+    char url[256], http[64];
+    snprintf(url, sizeof url, "--http=http://%s/pub?topic=copies", it_broker_http(broker));
+    const char *flags[] = {url, "--publish-topic=answers", NULL};
+    it_child_t *worker = s_worker(broker, "posts", flags, http, sizeof http);
+    it_sink_t *answers = it_sink_new(broker, "answers", "c", 10, true);
+    it_pub(broker, "posts", "posted");
+    IT_ASSERT(it_sink_wait(answers, 1, 10000), "the response body was not published");
+    IT_ASSERT_INT(it_sink_count_body(answers, "OK"), ==, 1);
+    IT_ASSERT_INT(it_topic_stat(broker, "copies", "message_count"), ==, 1);
+    it_sink_destroy(&answers);
+    s_stop_all(&worker, &broker);
+}
+
+// No output, nothing published: a --process fin of size 0, an --exec
+// that prints nothing. The inputs are finished all the same.
+static void s_empty_output(void)
+{
+    it_broker_t *broker = it_broker_start(NULL);
+    char flag[2048], http[64], http2[64];
+    const char *flags[] = {s_handler(flag, sizeof flag, "echo"), "--publish-topic=nothing", NULL};
+    it_child_t *worker = s_worker(broker, "silent", flags, http, sizeof http);
+    const char *exec[] = {"--exec=cat > /dev/null", "--publish-topic=nothing", NULL};
+    it_child_t *quiet = it_worker_start(broker, "mute", "c", exec);
+    it_worker_wait_ready(quiet, http2, sizeof http2);
+    it_pub(broker, "silent", "empty");
+    it_pub(broker, "mute", "anything");
+    IT_ASSERT_EVENTUALLY(s_finished(http) == 1 && s_finished(http2) == 1, 10000,
+                         "the inputs were not finished");
+    IT_ASSERT_INT(it_topic_stat(broker, "nothing", "message_count"), <=, 0);
+    IT_ASSERT_INT(it_worker_metric(http, "nsq_worker_outputs_published_total"), ==, 0);
+    IT_ASSERT_INT(it_worker_metric(http2, "nsq_worker_outputs_published_total"), ==, 0);
+    IT_ASSERT_INT(it_child_stop(&quiet, SIGTERM, 15000), ==, 0);
+    s_stop_all(&worker, &broker);
+}
+
+// A publish the broker refuses (the output is over its --max-msg-size)
+// means REQ, never FIN: the input stays in the channel.
+static void s_publish_refused(void)
+{
+    const char *broker_flags[] = {"--max-msg-size=64", NULL};
+    it_broker_t *broker = it_broker_start(broker_flags);
+    char http[64];
+    const char *flags[] = {"--exec=cat; head -c 100 /dev/zero | tr '\\0' x",
+                           "--publish-topic=big",
+                           "--requeue-delay=100ms",
+                           "--backoff=0",
+                           "--max-attempts=0",
+                           NULL};
+    it_child_t *worker = s_worker(broker, "grow", flags, http, sizeof http);
+    it_pub(broker, "grow", "small");
+    IT_ASSERT_EVENTUALLY(it_channel_stat(broker, "grow", "c", "requeue_count") >= 2, 10000,
+                         "the refused publish did not requeue the input");
+    IT_ASSERT_INT(it_channel_stat(broker, "grow", "c", "message_count"), ==, 1);
+    IT_ASSERT(!it_channel_settled(broker, "grow", "c"), "the input is gone");
+    IT_ASSERT_INT(s_finished(http), ==, 0);
+    IT_ASSERT_INT(it_topic_stat(broker, "big", "message_count"), <=, 0);
+    IT_ASSERT_INT(it_count_lines(it_child_log_path(worker), " refused the output for topic big: "),
+                  >=, 2);
+    s_stop_all(&worker, &broker);
+}
+
+// The first stage dies (SIGKILL) after it sent the output and before it
+// could FIN: the broker was stopped (SIGSTOP) so the publish is unanswered.
+// Once the broker runs again the input is redelivered and handled again:
+// the output may come twice, never zero times.
+static void s_kill_between_publish_and_fin(void)
+{
+    const char *broker_flags[] = {"--durable", "--msg-timeout=1s", NULL};
+    it_broker_t *broker = it_broker_start(broker_flags);
+    char flag[2048], http[64], go[1100];
+    const char *flags[] = {s_handler(flag, sizeof flag, "gated"), "--publish-topic=kept",
+                           "--log-level=debug", NULL};
+    it_child_t *stage1 = s_worker(broker, "precious", flags, http, sizeof http);
+    it_sink_t *sink = it_sink_new(broker, "kept", "c", 10, true);
+    it_pub(broker, "precious", "keep-me");
+    IT_ASSERT_EVENTUALLY(s_seen("keep-me").count == 1, 10000, "the process never got it");
+    IT_ASSERT_INT(kill(it_broker_pid(broker), SIGSTOP), ==, 0);
+    snprintf(go, sizeof go, "%s.go", s_log());
+    FILE *gate = fopen(go, "w");
+    IT_ASSERT(gate, "cannot create %s", go);
+    fclose(gate);
+    IT_ASSERT_EVENTUALLY(
+        it_count_lines(it_child_log_path(stage1), ": output of 7 bytes sent to topic kept on ")
+            == 1,
+        10000, "the output was not sent");
+    IT_ASSERT_INT(it_child_stop(&stage1, SIGKILL, 5000), ==, 128 + SIGKILL);
+    IT_ASSERT_INT(kill(it_broker_pid(broker), SIGCONT), ==, 0);
+    stage1 = s_worker(broker, "precious", flags, http, sizeof http);
+    IT_ASSERT_EVENTUALLY(it_channel_settled(broker, "precious", "c"), 15000,
+                         "the input was not finished in the end");
+    IT_ASSERT(it_sink_wait(sink, 1, 10000), "the output is lost");
+    s_seen_t seen = s_seen("keep-me");
+    IT_ASSERT_INT(seen.max_attempts, ==, 2);  // the first stage never FINed it
+    IT_ASSERT_INT(it_topic_stat(broker, "kept", "message_count"), >=, 1);
+    it_note("the output was published %lld time(s)",
+            (long long) it_topic_stat(broker, "kept", "message_count"));
+    it_sink_destroy(&sink);
+    s_stop_all(&stage1, &broker);
+}
+
 int main(int argc, char **argv)
 {
     const it_case_t cases[] = {
@@ -382,6 +529,11 @@ int main(int argc, char **argv)
         {"sigterm_drain", s_sigterm_drain},
         {"python_helper", s_python_helper},
         {"shell_example", s_shell_example},
+        {"two_stages", s_two_stages},
+        {"http_output", s_http_output},
+        {"empty_output", s_empty_output},
+        {"publish_refused", s_publish_refused},
+        {"kill_between_publish_and_fin", s_kill_between_publish_and_fin},
     };
     return it_run(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }

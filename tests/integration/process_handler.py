@@ -14,6 +14,7 @@ answered by MODE:
          fin with output X; anything else fin with the body as output.
   batch  hold messages until 25 arrived, then fin them all (the window test).
   slow   sleep 50 ms per message, then fin.
+  gated  wait until the file LOG.go exists, then answer as echo.
 """
 
 import json
@@ -88,6 +89,10 @@ while True:
             for ident in held:
                 reply(ident, "fin")
             held = []
+    elif mode == "gated":
+        while not os.path.exists(log_path + ".go"):
+            time.sleep(0.02)
+        answer(header, body)
     elif mode == "slow":
         time.sleep(0.05)
         reply(header["id"], "fin")
