@@ -375,6 +375,27 @@ static void s_shell_example(void)
     s_stop_all(&worker, &broker);
 }
 
+// The Node.js helper (examples/handlers/upper.js), when node is installed.
+static void s_node_helper(void)
+{
+    if (system("node --version > /dev/null 2>&1") != 0) {
+        it_note("node is not installed: the Node.js helper is not tested");
+        return;
+    }
+    it_broker_t *broker = it_broker_start(NULL);
+    char flag[2048], http[64];
+    snprintf(flag, sizeof flag, "--process=exec node %s/examples/handlers/upper.js", s_source());
+    const char *flags[] = {flag, "--publish-topic=shouted", NULL};
+    it_child_t *worker = s_worker(broker, "words", flags, http, sizeof http);
+    it_sink_t *sink = it_sink_new(broker, "shouted", "c", 10, true);
+    for (int i = 0; i < 10; i++)
+        it_pub(broker, "words", "node");
+    IT_ASSERT(it_sink_wait(sink, 10, 10000), "the outputs did not arrive");
+    IT_ASSERT_INT(it_sink_count_body(sink, "NODE"), ==, 10);
+    it_sink_destroy(&sink);
+    s_stop_all(&worker, &broker);
+}
+
 // ---- pipelines ----------------------------------------------------------
 
 // in -> stage 1 (--process: the body as output) -> mid -> stage 2 (--exec:
@@ -529,6 +550,7 @@ int main(int argc, char **argv)
         {"sigterm_drain", s_sigterm_drain},
         {"python_helper", s_python_helper},
         {"shell_example", s_shell_example},
+        {"node_helper", s_node_helper},
         {"two_stages", s_two_stages},
         {"http_output", s_http_output},
         {"empty_output", s_empty_output},
