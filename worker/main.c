@@ -15,8 +15,8 @@
     --max-messages; 1 when the handler breaks (stdout closed); 2 on bad
     configuration or startup failure.
 
-    With --process, --max-in-flight defaults to --processes x
-    --process-window (every process busy, nothing waiting in the worker).
+    With --process, --max-in-flight defaults to at least --processes x
+    --process-window, so that every window can be full.
 */
 #include "nsq.h"
 #include "nsq_log.h"
@@ -60,8 +60,8 @@ static const nsq_option_spec_t s_specs[] = {
      "over stdin/stdout (the --process protocol, see README); they answer fin, req or touch"},
     {"processes", NSQ_OPTION_INT, "1", 1, 1024, false, "--process: how many processes"},
     {"process-window", NSQ_OPTION_INT, "16", 1, 100000, false,
-     "--process: messages in flight per process (--max-in-flight defaults to --processes x "
-     "this)"},
+     "--process: messages in flight per process (unless set, --max-in-flight is at least "
+     "--processes x this)"},
     {"publish-topic", NSQ_OPTION_STRING, NULL, 0, 0, false,
      "publish the handler's output (--process replies, --exec stdout, --http response bodies) "
      "to this topic on the broker the message came from, before the FIN; empty output publishes "
@@ -143,15 +143,18 @@ static int s_check(nsq_options_t *options, char *error, size_t size)
     return -1;
 }
 
-// --max-in-flight, or with --process by default one message per place in
-// the processes' windows.
+// --max-in-flight; with --process its default grows to fill every
+// process's window (the rest waits in the worker, hiding the round trip to
+// the broker).
 static uint32_t s_max_in_flight(nsq_options_t *options)
 {
+    int64_t credit = nsq_options_int(options, "max-in-flight");
     if (nsq_options_is_set(options, "max-in-flight") || !nsq_options_is_set(options, "process"))
-        return (uint32_t) nsq_options_int(options, "max-in-flight");
+        return (uint32_t) credit;
     int64_t places =
         nsq_options_int(options, "processes") * nsq_options_int(options, "process-window");
-    return (uint32_t) (places < 1000000 ? places : 1000000);
+    places = places < 1000000 ? places : 1000000;
+    return (uint32_t) (places > credit ? places : credit);
 }
 
 static worker_config_t s_config(nsq_options_t *options)

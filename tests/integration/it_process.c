@@ -178,7 +178,7 @@ static void s_window(void)
     for (int i = 0; i < 4; i++)
         IT_ASSERT_INT(seen.indexes[i], ==, 25);
     IT_ASSERT_INT(it_worker_metric(http, "nsq_worker_processes"), ==, 4);
-    IT_ASSERT_INT(it_worker_metric(http, "nsq_worker_credit"), ==, 100);
+    IT_ASSERT_INT(it_worker_metric(http, "nsq_worker_credit"), ==, 200);
     s_stop_all(&worker, &broker);
 }
 
