@@ -832,44 +832,58 @@ static bool s_finished(worker_handler_t *base)
     return true;
 }
 
-// Waits up to milliseconds for pid to exit. Returns true if it did.
-static bool s_wait_exit(pid_t pid, int milliseconds, int *status)
+// Stops every process for good: EOF, SIGTERM to those still running (if
+// not sent yet), SIGKILL to what is left S_KILL_GRACE_MS later; reaps
+// each. Blocks for the grace at most, once for all of them.
+static void s_kill_all(s_process_t *self)
 {
-    for (int64_t deadline = zclock_mono() + milliseconds;; zclock_sleep(10)) {
-        if (worker_spawn_reap(pid, false, status))
-            return true;
-        if (zclock_mono() >= deadline)
-            return false;
-    }
-}
-
-// Stops proc for good: SIGTERM, SIGKILL after the grace, reaped. Blocks for
-// the grace at most.
-static void s_kill_now(s_proc_t *proc)
-{
-    if (proc->state == S_DOWN)
-        return;
-    int status = 0;
-    s_close_stdin(proc);
-    if (!s_wait_exit(proc->pid, 0, &status)) {
-        nsq_warn("process %d (pid %d) did not exit after EOF: SIGTERM", proc->index,
-                 (int) proc->pid);
-        worker_spawn_signal(proc->pid, SIGTERM);
-        if (!s_wait_exit(proc->pid, S_KILL_GRACE_MS, &status)) {
-            nsq_warn("process %d (pid %d) still runs after SIGTERM: SIGKILL", proc->index,
+    bool running = false;
+    for (int i = 0; i < self->count; i++) {
+        s_proc_t *proc = &self->procs[i];
+        if (proc->state == S_DOWN)
+            continue;
+        s_close_stdin(proc);
+        if (s_check_exit(proc))
+            continue;
+        running = true;
+        if (!proc->term_ms) {
+            nsq_warn("process %d (pid %d) did not exit after EOF: SIGTERM", proc->index,
                      (int) proc->pid);
-            worker_spawn_signal(proc->pid, SIGKILL);
-            worker_spawn_reap(proc->pid, true, &status);
+            worker_spawn_signal(proc->pid, SIGTERM);
+            proc->term_ms = zclock_mono();
         }
     }
-    s_reap(proc, status);
+    for (int64_t deadline = zclock_mono() + S_KILL_GRACE_MS; running && zclock_mono() < deadline;) {
+        zclock_sleep(10);
+        running = false;
+        for (int i = 0; i < self->count; i++)
+            if (self->procs[i].state != S_DOWN && !s_check_exit(&self->procs[i]))
+                running = true;
+    }
+    for (int i = 0; running && i < self->count; i++) {
+        s_proc_t *proc = &self->procs[i];
+        if (proc->state == S_DOWN)
+            continue;
+        nsq_warn("process %d (pid %d) still runs after SIGTERM: SIGKILL", proc->index,
+                 (int) proc->pid);
+        worker_spawn_signal(proc->pid, SIGKILL);
+        int status = 0;
+        worker_spawn_reap(proc->pid, true, &status);
+        s_reap(proc, status);
+    }
 }
 
 // Forgets every message proc holds, without a result.
 static void s_drop_all(s_proc_t *proc)
 {
     s_close_stdin(proc);  // a message may be half written
-    proc->queue = proc->queue_tail = NULL;
+    while (proc->queue) {
+        s_entry_t *entry = proc->queue;
+        proc->queue = entry->next;
+        if (entry->answered)  // no longer among the entries below
+            s_entry_free(entry);
+    }
+    proc->queue_tail = NULL;
     s_entry_t *entry;
     while (proc->entries && (entry = zhashx_first(proc->entries))) {
         zhashx_delete(proc->entries, nsq_msg_id(entry->job->msg));
@@ -887,12 +901,13 @@ static void s_destroy(worker_handler_t *base)
         self->pending = entry->next;
         s_entry_free(entry);
     }
+    for (int i = 0; self->procs && i < self->count; i++)
+        s_drop_all(&self->procs[i]);
+    if (self->procs)
+        s_kill_all(self);
     for (int i = 0; self->procs && i < self->count; i++) {
-        s_proc_t *proc = &self->procs[i];
-        s_drop_all(proc);
-        s_kill_now(proc);
-        zhashx_destroy(&proc->entries);
-        worker_frame_reader_destroy(&proc->reader);
+        zhashx_destroy(&self->procs[i].entries);
+        worker_frame_reader_destroy(&self->procs[i].reader);
     }
     free(self->procs);
     free(self->read_buffer);

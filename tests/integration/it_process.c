@@ -298,7 +298,7 @@ static void s_sigterm_drain(void)
     it_broker_t *broker = it_broker_start(NULL);
     char flag[2048], http[64], body[1024] = "";
     const char *flags[] = {s_handler(flag, sizeof flag, "slow"), "--processes=2",
-                           "--process-window=4", NULL};
+                           "--process-window=4", "--max-in-flight=8", NULL};
     it_child_t *worker = s_worker(broker, "drain", flags, http, sizeof http);
     for (int i = 0; i < 60; i++)
         snprintf(body + strlen(body), sizeof body - strlen(body), "d%d\n", i);
