@@ -68,14 +68,15 @@ static int s_on_exit(zloop_t *loop, zmq_pollitem_t *item, void *arg);
 static int s_on_writable(zloop_t *loop, zmq_pollitem_t *item, void *arg);
 static int s_on_output(zloop_t *loop, zmq_pollitem_t *item, void *arg);
 
-static void s_close_stdin(s_exec_t *self, s_child_t *child)
+// Ends the poller on *fd and closes it; -1 afterwards.
+static void s_close_pipe(s_exec_t *self, int *fd, short events)
 {
-    if (child->stdin_fd < 0)
+    if (*fd < 0)
         return;
-    zmq_pollitem_t item = {NULL, child->stdin_fd, ZMQ_POLLOUT, 0};
+    zmq_pollitem_t item = {NULL, *fd, events, 0};
     zloop_poller_end(self->context.loop, &item);
-    close(child->stdin_fd);
-    child->stdin_fd = -1;
+    close(*fd);
+    *fd = -1;
 }
 
 // Writes as much of the body as the pipe takes; closes stdin when done or
@@ -94,7 +95,7 @@ static void s_feed(s_exec_t *self, s_child_t *child)
             break;  // EPIPE: the command does not read its stdin, which is fine
         child->written += (size_t) wrote;
     }
-    s_close_stdin(self, child);
+    s_close_pipe(self, &child->stdin_fd, ZMQ_POLLOUT);
 }
 
 // Starts the shell with stdin_read and stdout_write (-1: the worker's) and
@@ -110,16 +111,6 @@ static pid_t s_spawn(s_exec_t *self, nsq_msg_t *msg, int stdin_read, int stdout_
     const char *add[] = {extra[0], extra[1], extra[2], extra[3], extra[4], NULL};
     const int fds[3] = {stdin_read, stdout_write, -1};
     return worker_spawn(self->command, fds, add);
-}
-
-static void s_close_stdout(s_exec_t *self, s_child_t *child)
-{
-    if (child->stdout_fd < 0)
-        return;
-    zmq_pollitem_t item = {NULL, child->stdout_fd, ZMQ_POLLIN, 0};
-    zloop_poller_end(self->context.loop, &item);
-    close(child->stdout_fd);
-    child->stdout_fd = -1;
 }
 
 // Reads what the command wrote to its stdout so far: into the output up
@@ -154,7 +145,7 @@ static void s_read_output(s_exec_t *self, s_child_t *child)
         memcpy(child->output + child->output_size, buffer, keep);
         child->output_size += keep;
     }
-    s_close_stdout(self, child);
+    s_close_pipe(self, &child->stdout_fd, ZMQ_POLLIN);
 }
 
 // The pipe for the command's stdout when the output is captured: fds[0]
@@ -263,9 +254,10 @@ static void s_unlink(s_exec_t *self, s_child_t *child)
 // Releases everything the child held; returns its result.
 static worker_result_t s_reap(s_exec_t *self, s_child_t *child, int status)
 {
-    s_close_stdin(self, child);
-    s_read_output(self, child);   // what it wrote before it exited
-    s_close_stdout(self, child);  // a process it left behind may hold the pipe
+    s_close_pipe(self, &child->stdin_fd, ZMQ_POLLOUT);
+    s_read_output(self, child);  // what it wrote before it exited
+    s_close_pipe(self, &child->stdout_fd,
+                 ZMQ_POLLIN);  // a process it left behind may hold the pipe
     if (child->pidfd >= 0) {
         zmq_pollitem_t item = {NULL, child->pidfd, ZMQ_POLLIN, 0};
         zloop_poller_end(self->context.loop, &item);

