@@ -322,6 +322,48 @@ static void s_sigterm_drain(void)
     s_stop_all(&worker, &broker);
 }
 
+// SIGTERM while a process sits on a message (and ignores SIGTERM): at the
+// shutdown timeout the message is requeued, the process is SIGTERMed and
+// then SIGKILLed, the worker exits 0; the next worker finishes it.
+static void s_drain_timeout(void)
+{
+    it_broker_t *broker = it_broker_start(NULL);
+    char flag[2048], http[64];
+    const char *flags[] = {s_handler(flag, sizeof flag, "echo"), "--shutdown-timeout=500ms", NULL};
+    it_child_t *worker = s_worker(broker, "held", flags, http, sizeof http);
+    it_pub(broker, "held", "hang");
+    IT_ASSERT_EVENTUALLY(s_seen("hang").count == 1, 10000, "the process never got it");
+    const char *log = it_child_log_path(worker);
+    IT_ASSERT_INT(it_child_stop(&worker, SIGTERM, 15000), ==, 0);
+    IT_ASSERT_INT(it_count_lines(log, "shutdown timeout: stopping 1 handler(s)"), ==, 1);
+    IT_ASSERT_INT(it_count_lines(log, "still runs after SIGTERM: SIGKILL"), ==, 1);
+    IT_ASSERT_INT(it_channel_stat(broker, "held", "c", "in_flight_count"), ==, 0);
+    worker = s_worker(broker, "held", flags, http, sizeof http);
+    IT_ASSERT_EVENTUALLY(s_finished(http) == 1, 10000, "the requeued message was not finished");
+    IT_ASSERT_INT(s_seen("hang").max_attempts, ==, 2);
+    s_stop_all(&worker, &broker);
+}
+
+// Flags that cannot work together are refused at start (exit 2, one line).
+static void s_refuses(void)
+{
+    const char *const cases[][3] = {
+        {"--process=cat", "--exec=cat", "exactly one handler is required"},
+        {"--file=/dev/null", "--publish-topic=out", "--publish-topic needs a handler with output"},
+        {"--process=cat", "--publish-topic=no good", "invalid --publish-topic no good"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *argv[] = {getenv("NSQ_WORKER"), "--broker-address=127.0.0.1:1",
+                              "--topic=t",          "--channel=c",
+                              "--http-address=",    cases[i][0],
+                              cases[i][1],          NULL};
+        it_child_t *worker = it_child_start("worker", argv);
+        const char *log = it_child_log_path(worker);
+        IT_ASSERT_INT(it_child_stop(&worker, 0, 5000), ==, 2);
+        IT_ASSERT_INT(it_count_lines(log, cases[i][2]), ==, 1);
+    }
+}
+
 // The Python helper (examples/handlers/nsq_process.py) for real: output,
 // an exception (logged, requeued), Requeue with a delay, no output, touch.
 static void s_python_helper(void)
@@ -548,6 +590,8 @@ int main(int argc, char **argv)
         {"hang", s_hang},
         {"garbage", s_garbage},
         {"sigterm_drain", s_sigterm_drain},
+        {"drain_timeout", s_drain_timeout},
+        {"refuses", s_refuses},
         {"python_helper", s_python_helper},
         {"shell_example", s_shell_example},
         {"node_helper", s_node_helper},
