@@ -154,38 +154,45 @@ static int64_t s_count(json_t *object, const char *key)
     return json_integer_value(value);
 }
 
+// Marks the reader broken: error says what is wrong with the header line
+// and quotes its start. Returns -1.
+static int s_bad_header(worker_frame_reader_t *self, char *error, size_t error_size,
+                        const uint8_t *line, size_t size, const char *what)
+{
+    char snippet[S_SNIPPET_MAX + 4];
+    s_snippet(line, size, snippet);
+    return s_garbage(self, error, error_size, "%s: \"%s\"", what, snippet);
+}
+
 // Fills self->reply from the header line. Returns 0, or -1 (garbage).
 static int s_parse_header(worker_frame_reader_t *self, const uint8_t *line, size_t size,
                           char *error, size_t error_size)
 {
-    char snippet[S_SNIPPET_MAX + 4];
-    s_snippet(line, size, snippet);
     json_error_t parse_error;
     json_t *object = json_loadb((const char *) line, size, JSON_REJECT_DUPLICATES, &parse_error);
-    if (!json_is_object(object)) {
-        json_decref(object);
-        return s_garbage(self, error, error_size, "not a JSON object header line: \"%s\"", snippet);
-    }
     const char *id = json_string_value(json_object_get(object, "id"));
     const char *op = json_string_value(json_object_get(object, "op"));
     int64_t delay = s_count(object, "delay_ms");
     int64_t size_field = s_count(object, "size");
-    worker_frame_reply_t *reply = &self->reply;
-    int rc = 0;
-    if (!id || !s_is_id(id))
-        rc = s_garbage(self, error, error_size, "no \"id\" of 16 hex digits: \"%s\"", snippet);
+    const char *what = NULL;
+    if (!json_is_object(object))
+        what = "not a JSON object header line";
+    else if (!id || !s_is_id(id))
+        what = "no \"id\" of 16 hex digits";
     else if (!op || (strcmp(op, "fin") && strcmp(op, "req") && strcmp(op, "touch")))
-        rc = s_garbage(self, error, error_size, "\"op\" is not fin, req or touch: \"%s\"", snippet);
+        what = "\"op\" is not fin, req or touch";
     else if (delay == -2 || size_field == -2)
-        rc = s_garbage(self, error, error_size,
-                       "\"delay_ms\" and \"size\" must be non-negative integers: \"%s\"", snippet);
+        what = "\"delay_ms\" and \"size\" must be non-negative integers";
     else if (size_field > 0 && strcmp(op, "fin"))
-        rc = s_garbage(self, error, error_size, "only fin carries output (\"size\"): \"%s\"",
-                       snippet);
+        what = "only fin carries output (\"size\")";
+    int rc = 0;
+    if (what)
+        rc = s_bad_header(self, error, error_size, line, size, what);
     else if (size_field > 0 && (uint64_t) size_field > self->max_output)
         rc = s_garbage(self, error, error_size, "output of %lld bytes is over the limit of %zu",
                        (long long) size_field, self->max_output);
     else {
+        worker_frame_reply_t *reply = &self->reply;
         snprintf(reply->id, sizeof reply->id, "%s", id);
         reply->op = op[0] == 'f'   ? WORKER_FRAME_FIN
                     : op[0] == 'r' ? WORKER_FRAME_REQ
@@ -210,11 +217,10 @@ int worker_frame_reader_next(worker_frame_reader_t *self, worker_frame_reply_t *
         size_t scan = available < WORKER_FRAME_HEADER_MAX ? available : WORKER_FRAME_HEADER_MAX;
         const uint8_t *newline = scan ? memchr(at, '\n', scan) : NULL;
         if (!newline && available >= WORKER_FRAME_HEADER_MAX) {
-            char snippet[S_SNIPPET_MAX + 4];
-            s_snippet(at, available, snippet);
-            return s_garbage(self, error, error_size,
-                             "no newline within %d bytes (not a header line): \"%s\"",
-                             WORKER_FRAME_HEADER_MAX, snippet);
+            char what[64];
+            snprintf(what, sizeof what, "no newline within %d bytes (not a header line)",
+                     WORKER_FRAME_HEADER_MAX);
+            return s_bad_header(self, error, error_size, at, available, what);
         }
         if (!newline)
             return 0;

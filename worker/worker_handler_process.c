@@ -7,7 +7,9 @@
     line and its body; the process answers fin (with an optional output),
     req (with an optional delay) or touch, by id, in any order. Each
     process holds at most `window` messages; jobs beyond that wait in
-    `pending` (FIFO) until a process has room. The environment carries
+    `pending` (FIFO) until a process has room; the messages that arrive in
+    one loop event are handed out together at the start of the next (a
+    zero-delay timer), so that one write carries many. The environment carries
     NSQ_TOPIC, NSQ_CHANNEL, NSQ_PROCESS_INDEX, NSQ_PROCESS_WINDOW and
     NSQ_PROCESS_PROTOCOL.
 
@@ -130,6 +132,7 @@ struct _s_process_t {
     s_entry_t *pending;                // jobs waiting for room, oldest first
     s_entry_t *pending_tail;           //
     uint8_t *read_buffer;              // S_READ_CHUNK bytes for reads of stdout
+    int flush_timer;                   // dispatches what s_start queued, 0 if not armed
     int next_pick;                     // where the next search for room starts
     bool poll_exits;                   // no pidfd here: the tick looks for exits
     bool finishing;                    // finish was called: no restarts
@@ -691,6 +694,16 @@ static void s_dispatch(s_process_t *self)
 
 // ---- the handler ------------------------------------------------------------
 
+static int s_on_flush(zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    s_process_t *self = arg;
+    self->flush_timer = 0;  // one-shot: zloop removes it after we return
+    s_dispatch(self);
+    return 0;
+}
+
 static int s_start(worker_handler_t *base, worker_job_t *job)
 {
     s_process_t *self = (s_process_t *) base;
@@ -717,7 +730,13 @@ static int s_start(worker_handler_t *base, worker_job_t *job)
     else
         self->pending = entry;
     self->pending_tail = entry;
-    s_dispatch(self);
+    if (!self->flush_timer) {  // the other messages of this loop event go in the same write
+        self->flush_timer = zloop_timer(self->context.loop, 0, 1, s_on_flush, self);
+        if (self->flush_timer < 0) {
+            self->flush_timer = 0;
+            s_dispatch(self);
+        }
+    }
     return 0;
 }
 
@@ -896,6 +915,8 @@ static void s_destroy(worker_handler_t *base)
 {
     s_process_t *self = (s_process_t *) base;
     self->finishing = true;
+    if (self->flush_timer)
+        zloop_timer_end(self->context.loop, self->flush_timer);
     while (self->pending) {  // dropped without a result, as the contract says
         s_entry_t *entry = self->pending;
         self->pending = entry->next;
