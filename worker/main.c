@@ -59,7 +59,7 @@ static const nsq_option_spec_t s_specs[] = {
      "handler: keep --processes copies of this /bin/sh command running and hand them messages "
      "over stdin/stdout (the --process protocol, see README); they answer fin, req or touch"},
     {"processes", NSQ_OPTION_INT, "1", 1, 1024, false, "--process: how many processes"},
-    {"process-window", NSQ_OPTION_INT, "16", 1, 100000, false,
+    {"process-window", NSQ_OPTION_INT, "32", 1, 100000, false,
      "--process: messages in flight per process (unless set, --max-in-flight is at least "
      "--processes x this)"},
     {"publish-topic", NSQ_OPTION_STRING, NULL, 0, 0, false,
