@@ -82,8 +82,8 @@ static const nsq_option_spec_t s_specs[] = {
      "--http: one request at most this long, then REQ"},
     {"max-msg-timeout", NSQ_OPTION_DURATION, "15m", 0, 86400000, false,
      "--exec: kill a command running longer (SIGTERM, SIGKILL 2s later), then REQ; --process: "
-     "a process that leaves a message without an answer or a touch this long is restarted and "
-     "its messages REQed; 0 = never"},
+     "a process holding messages that writes nothing (no answer, no touch) this long is "
+     "restarted the same way and its messages REQed; 0 = never"},
     {"requeue-delay", NSQ_OPTION_DURATION, "90s", 0, 3600000, false,
      "REQ delay after a failure, times the attempt number"},
     {"max-requeue-delay", NSQ_OPTION_DURATION, "15m", 0, 3600000, false, "cap of the REQ delay"},

@@ -30,15 +30,20 @@
     A process is stopped (stdin closed, SIGTERM to its group, SIGKILL
     S_KILL_GRACE_MS later) and its messages reported RETRY when it writes
     garbage (anything that is not the protocol, or a reply for an id it
-    does not hold), leaves a message without an answer or a touch for the
-    timeout, or closes its stdout. Whatever the reason, once it exited it
+    does not hold), is hung (it holds a message untouched for the timeout
+    and has written nothing for as long: one message at a time is not a
+    hang), or closes its stdout. Whatever the reason, once it exited what
+    is left of its process group is killed (worker_spawn_reap) and it
     starts again after a delay that doubles with each short life
     (S_RESTART_FIRST_MS .. S_RESTART_MAX_MS; a life of S_HEALTHY_MS resets
     it). Every stop and exit is logged with the reason and counted.
 
-    Shutdown: finish closes every stdin (the processes read EOF, finish and
-    exit) and stops restarts; finished says when all have exited; destroy
-    SIGTERMs what is left, SIGKILLs it after S_KILL_GRACE_MS and waits.
+    Shutdown: abort_all (the shutdown timeout) reports every message RETRY
+    and SIGTERMs the processes; finish closes every stdin (the processes
+    read EOF, finish and exit) and stops restarts; finished says when all
+    have exited; destroy drops what is left without a result, SIGTERMs the
+    processes still running, SIGKILLs them S_KILL_GRACE_MS later (one
+    grace for all) and reaps them.
 */
 #include "worker_handler.h"
 
