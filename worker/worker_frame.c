@@ -35,24 +35,51 @@ struct _worker_frame_reader_t {
     bool broken;                 // garbage was seen: every call fails
 };
 
-int worker_frame_header(const worker_frame_message_t *message, char *buffer, size_t size)
+static bool s_is_id(const char *text);
+
+// text as a JSON string, quotes included, into out. Returns 0 or -1.
+static int s_json_string(const char *text, char *out, size_t size)
 {
-    json_t *object = json_pack("{s:s, s:I, s:I, s:s, s:s, s:I}", "id", message->id, "attempts",
-                               (json_int_t) message->attempts, "timestamp",
-                               (json_int_t) message->timestamp, "topic", message->topic, "channel",
-                               message->channel, "size", (json_int_t) message->size);
-    if (!object) {
+    json_t *string = json_string(text);
+    size_t length = string && size ? json_dumpb(string, out, size - 1, JSON_ENCODE_ANY) : 0;
+    json_decref(string);
+    if (length == 0 || length > size - 1) {
+        errno = string ? ENOMEM : EINVAL;
+        return -1;
+    }
+    out[length] = '\0';
+    return 0;
+}
+
+int worker_frame_names(const char *topic, const char *channel, char *names, size_t size)
+{
+    char topic_json[256], channel_json[256];
+    if (s_json_string(topic, topic_json, sizeof topic_json)
+        || s_json_string(channel, channel_json, sizeof channel_json))
+        return -1;
+    int length = snprintf(names, size, "\"topic\":%s,\"channel\":%s", topic_json, channel_json);
+    if (length < 0 || (size_t) length >= size) {
+        errno = ENOMEM;
+        return -1;
+    }
+    return 0;
+}
+
+int worker_frame_header(const worker_frame_message_t *message, const char *names, char *buffer,
+                        size_t size)
+{
+    if (!s_is_id(message->id)) {
         errno = EINVAL;
         return -1;
     }
-    size_t length = size ? json_dumpb(object, buffer, size - 1, JSON_COMPACT) : 0;
-    json_decref(object);
-    if (length == 0 || length > size - 1 || length > INT32_MAX - 1) {
-        errno = length ? ENOMEM : EINVAL;
+    int length = snprintf(
+        buffer, size, "{\"id\":\"%s\",\"attempts\":%u,\"timestamp\":%lld,%s,\"size\":%zu}\n",
+        message->id, message->attempts, (long long) message->timestamp, names, message->size);
+    if (length < 0 || (size_t) length >= size) {  // snprintf needs room for its NUL
+        errno = ENOMEM;
         return -1;
     }
-    buffer[length] = '\n';
-    return (int) length + 1;
+    return length;
 }
 
 worker_frame_reader_t *worker_frame_reader_new(size_t max_output)
@@ -267,19 +294,37 @@ failed:
     return -1;
 }
 
+// The header is the documented line, and jansson reads back what it says.
 static int s_test_header(void)
 {
-    char line[256];
-    worker_frame_message_t message = {"0a0000000000002a", 3,         1764490000000000000,
-                                      "orders",           "billing", 5};
-    int length = worker_frame_header(&message, line, sizeof line);
+    char line[256], names[128];
+    json_t *parsed = NULL;
+    worker_frame_message_t message = {"0a0000000000002a", 3, 1764490000000000000, 5};
+    S_CHECK(worker_frame_names("orders", "bill\"ing", names, sizeof names) == 0);
+    int length = worker_frame_header(&message, names, line, sizeof line);
     const char *expected = "{\"id\":\"0a0000000000002a\",\"attempts\":3,\"timestamp\":"
-                           "1764490000000000000,\"topic\":\"orders\",\"channel\":\"billing\","
+                           "1764490000000000000,\"topic\":\"orders\",\"channel\":\"bill\\\"ing\","
                            "\"size\":5}\n";
     S_CHECK(length == (int) strlen(expected) && memcmp(line, expected, (size_t) length) == 0);
-    S_CHECK(worker_frame_header(&message, line, 40) == -1);
+    json_error_t error;
+    parsed = json_loadb(line, (size_t) length, 0, &error);
+    json_int_t attempts = 0, timestamp = 0, size = 0;
+    const char *id = NULL, *topic = NULL, *channel = NULL;
+    S_CHECK(json_unpack(parsed, "{s:s, s:I, s:I, s:s, s:s, s:I}", "id", &id, "attempts", &attempts,
+                        "timestamp", &timestamp, "topic", &topic, "channel", &channel, "size",
+                        &size)
+            == 0);
+    S_CHECK(strcmp(id, message.id) == 0 && attempts == 3 && timestamp == message.timestamp);
+    S_CHECK(strcmp(topic, "orders") == 0 && strcmp(channel, "bill\"ing") == 0 && size == 5);
+    S_CHECK(worker_frame_header(&message, names, line, (size_t) length) == -1);  // no room for NUL
+    message.id = "0a0000000000002\"";
+    S_CHECK(worker_frame_header(&message, names, line, sizeof line) == -1 && errno == EINVAL);
+    S_CHECK(worker_frame_names("\xff", "c", names, sizeof names) == -1);
+    S_CHECK(worker_frame_names("orders", "billing", names, 20) == -1);
+    json_decref(parsed);
     return 0;
 failed:
+    json_decref(parsed);
     return -1;
 }
 

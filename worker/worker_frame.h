@@ -10,14 +10,19 @@
     delay_ms (req only) and size (fin only: the output, default 0) are
     optional; fields a reader does not know are ignored.
 
-    Pure: no I/O and no globals. The writer formats one header into the
-    caller's buffer; the reader is fed the bytes the process wrote, in
-    pieces of any size, and hands back one reply at a time, or says why
-    the bytes are not the protocol (garbage: the caller stops the process).
+        Pure: no I/O and no globals. The writer formats one header into the
+    caller's buffer: the strings (topic, channel) are JSON-encoded by
+    jansson once per handler (worker_frame_names), the per-message fields
+    are an id of 16 hex digits and numbers, printed as they are (a jansson
+    object per message cost more than the rest of the worker's work on
+    it). The reader is fed the bytes the process wrote, in pieces of any
+    size, and hands back one reply at a time (jansson parses each header),
+    or says why the bytes are not the protocol (garbage: the caller stops
+    the process).
 
-    API in call order: worker_frame_header; worker_frame_reader_new,
-    worker_frame_reader_feed, worker_frame_reader_next (repeat),
-    worker_frame_reader_destroy.
+    API in call order: worker_frame_names, worker_frame_header (per
+    message); worker_frame_reader_new, worker_frame_reader_feed,
+    worker_frame_reader_next (repeat), worker_frame_reader_destroy.
 */
 #ifndef WORKER_FRAME_H
 #define WORKER_FRAME_H
@@ -32,15 +37,21 @@ typedef struct {
     const char *id;     // 16 hex digits
     uint32_t attempts;  // delivery attempt, 1 first
     int64_t timestamp;  // ns since the epoch
-    const char *topic;  // valid names (nsq_names)
-    const char *channel;
-    size_t size;  // body bytes that follow
+    size_t size;        // body bytes that follow
 } worker_frame_message_t;
 
+// Writes the fields every header of a handler shares,
+// "topic":"T","channel":"C" (JSON strings), into names (size bytes, NUL
+// included). Returns 0, or -1 (errno EINVAL: not UTF-8; ENOMEM: does not
+// fit).
+int worker_frame_names(const char *topic, const char *channel, char *names, size_t size);
+
 // Writes message's header line, newline included, into buffer (no NUL
-// needed after it). Returns its length, or -1 if it does not fit or a
-// field cannot be written (errno EINVAL or ENOMEM).
-int worker_frame_header(const worker_frame_message_t *message, char *buffer, size_t size);
+// needed after it); names comes from worker_frame_names. Returns its
+// length, or -1 if it does not fit (errno ENOMEM) or the id is not 16 hex
+// digits (EINVAL).
+int worker_frame_header(const worker_frame_message_t *message, const char *names, char *buffer,
+                        size_t size);
 
 typedef enum {
     WORKER_FRAME_FIN,    // done; may carry output

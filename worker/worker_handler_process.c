@@ -131,6 +131,7 @@ struct _s_process_t {
     worker_handler_t base;             // first: the runtime's view
     worker_handler_context_t context;  // loop, callbacks, limits
     char *command;                     // for /bin/sh -c
+    char names[300];                   // "topic":..,"channel":.. of every header
     int count;                         // processes
     size_t window;                     // messages per process
     s_proc_t *procs;                   // count of them
@@ -718,10 +719,9 @@ static int s_start(worker_handler_t *base, worker_job_t *job)
         return -1;
     }
     nsq_msg_t *msg = job->msg;
-    worker_frame_message_t message = {nsq_msg_id(msg),        nsq_msg_attempts(msg),
-                                      nsq_msg_timestamp(msg), self->context.topic,
-                                      self->context.channel,  nsq_msg_size(msg)};
-    int length = worker_frame_header(&message, entry->header, sizeof entry->header);
+    worker_frame_message_t message = {nsq_msg_id(msg), nsq_msg_attempts(msg),
+                                      nsq_msg_timestamp(msg), nsq_msg_size(msg)};
+    int length = worker_frame_header(&message, self->names, entry->header, sizeof entry->header);
     if (length < 0) {
         worker_job_fail(job, NSQ_FAILURE_ERROR, errno, "cannot write its header");
         free(entry);
@@ -964,7 +964,10 @@ worker_handler_t *worker_handler_process_new(const worker_handler_context_t *con
     self->command = strdup(command);
     self->procs = calloc((size_t) self->count, sizeof *self->procs);
     self->read_buffer = malloc(S_READ_CHUNK);
-    bool ok = self->command && self->procs && self->read_buffer;
+    bool ok =
+        self->command && self->procs && self->read_buffer
+        && worker_frame_names(context->topic, context->channel, self->names, sizeof self->names)
+               == 0;
     for (int i = 0; self->procs && i < self->count; i++) {
         s_proc_t *proc = &self->procs[i];
         *proc = (s_proc_t){.owner = self,
