@@ -112,6 +112,23 @@ void worker_job_fail(worker_job_t *job, nsq_failure_kind_t kind, int64_t code, c
     va_end(args);
 }
 
+int worker_job_output_add(worker_job_t *job, const void *data, size_t size, size_t max)
+{
+    if (size > max || job->output_size > max - size) {
+        errno = EFBIG;
+        return -1;
+    }
+    if (size == 0)
+        return 0;
+    uint8_t *grown = realloc(job->output, job->output_size + size);
+    if (!grown)
+        return -1;
+    memcpy(grown + job->output_size, data, size);
+    job->output = grown;
+    job->output_size += size;
+    return 0;
+}
+
 static void s_job_link(worker_t *self, worker_job_t *job)
 {
     job->prev = NULL;
@@ -257,7 +274,7 @@ static void s_settle(worker_t *self, worker_job_t *job, worker_result_t result)
     if (result == WORKER_RESULT_RETRY && (self->aborting || self->broken))
         s_requeue(self, msg, 0);  // not the message's fault: let another worker have it now
     else if (result == WORKER_RESULT_RETRY)
-        s_on_failure(self, msg, &job->failure, job->requeue_delay_ms);
+        s_on_failure(self, msg, &job->failure, job->req_delay_ms);
     else {
         nsq_consumer_fin(self->consumer, msg);
         worker_metrics_add(
@@ -280,7 +297,6 @@ static void s_on_published(void *arg, const char *error)
     s_job_t *owned = arg;
     worker_t *self = owned->worker;
     worker_job_t *job = &owned->job;
-    job->publishing = false;
     if (!error) {
         worker_metrics_add(self->metrics, WORKER_METRIC_PUBLISHED, 1);
         s_settle(self, job, WORKER_RESULT_OK);
@@ -309,7 +325,6 @@ static void s_publish_output(worker_t *self, worker_job_t *job)
               job->output_size, self->config.publish_topic, broker);
     free(job->output);  // the publisher keeps its own copy
     job->output = NULL;
-    job->publishing = true;
 }
 
 static void s_on_done(void *arg, worker_job_t *job, worker_result_t result)
@@ -357,7 +372,7 @@ static void s_on_message(nsq_consumer_t *consumer, nsq_msg_t *msg, void *arg)
     owned->worker = self;
     worker_job_t *job = &owned->job;
     job->msg = msg;
-    job->requeue_delay_ms = -1;
+    job->req_delay_ms = -1;
     job->started_ms = job->touched_ms = zclock_mono();
     worker_job_fail(job, NSQ_FAILURE_ERROR, 0, "the %s handler could not start",
                     self->handler->name);  // the handler may say more

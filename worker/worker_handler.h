@@ -14,7 +14,7 @@
     handler that reports OK may first hang what the work produced on
     job->output (malloc'ed, at most max_output bytes; the runtime frees it)
     and the runtime publishes it before the FIN. A handler may also ask for
-    a REQ delay of its own (job->requeue_delay_ms) and report TOUCHes it
+    a REQ delay of its own (job->req_delay_ms) and report TOUCHes it
     received through the context's touch callback.
 
     Handlers: worker_handler_exec_new (a shell command per message),
@@ -46,16 +46,15 @@ typedef enum {
 
 typedef struct _worker_job_t worker_job_t;
 struct _worker_job_t {
-    nsq_msg_t *msg;            // the message; owned by the consumer until the runtime settles it
-    int64_t started_ms;        // zclock_mono when the handler got it
-    int64_t touched_ms;        // last TOUCH sent for it
-    void *state;               // the handler's per-job state
-    nsq_failure_t failure;     // why it failed, set with worker_job_fail before RETRY
-    uint8_t *output;           // what the handler produced (OK only), NULL if none; runtime frees
-    size_t output_size;        // its length
-    int64_t requeue_delay_ms;  // REQ delay the handler asked for (RETRY), -1 = the runtime's
-    bool publishing;           // the runtime waits for the broker to take the output
-    worker_job_t *prev;        // neighbours on the runtime's list of running jobs
+    nsq_msg_t *msg;         // the message; owned by the consumer until the runtime settles it
+    int64_t started_ms;     // zclock_mono when the handler got it
+    int64_t touched_ms;     // last TOUCH sent for it
+    void *state;            // the handler's per-job state
+    nsq_failure_t failure;  // why it failed, set with worker_job_fail before RETRY
+    uint8_t *output;        // what the handler produced (OK only), NULL if none; runtime frees
+    size_t output_size;     // its length
+    int64_t req_delay_ms;   // REQ delay the handler asked for (RETRY), -1 = the runtime's
+    worker_job_t *prev;     // neighbours on the runtime's list of running jobs
     worker_job_t *next;
 };
 
@@ -69,6 +68,11 @@ typedef void(worker_touch_fn)(void *arg, worker_job_t *job);
 // NSQ_FAILURE_DETAIL_MAX); the last one recorded goes into the dead letter.
 void worker_job_fail(worker_job_t *job, nsq_failure_kind_t kind, int64_t code, const char *format,
                      ...) __attribute__((format(printf, 4, 5)));
+
+// Appends size bytes of data to job->output, unless that would take it
+// beyond max bytes. Returns 0, or -1 (errno EFBIG over max, ENOMEM); the
+// output is then unchanged.
+int worker_job_output_add(worker_job_t *job, const void *data, size_t size, size_t max);
 
 typedef struct {
     zloop_t *loop;              // the consumer's loop: handlers add readers and timers here

@@ -7,8 +7,8 @@
     NSQ_MSG_ATTEMPTS, NSQ_MSG_TIMESTAMP (ns), NSQ_TOPIC and NSQ_CHANNEL in
     its environment; stderr is the worker's, and so is stdout unless the
     output is captured (--publish-topic): then stdout is read through a
-    non-blocking pipe into the job's output (more than max_output bytes
-    fails the job; the rest is read and dropped so the command never
+    non-blocking pipe straight into the job's output (more than max_output
+    bytes fails the job; the rest is read and dropped so the command never
     blocks on a full pipe). Exit status 0 is OK, anything else RETRY.
 
     Nothing blocks the loop: the child is started with posix_spawn, the body
@@ -46,14 +46,11 @@ struct _s_child_t {
     int pidfd;          // readable once it exited
     int stdin_fd;       // write end of its stdin, -1 once closed
     int stdout_fd;      // read end of its stdout when captured, -1 if not or once closed
-    uint8_t *output;    // what it wrote there so far
-    size_t output_size;
-    size_t output_capacity;
-    bool output_over;  // it wrote more than max_output
-    size_t written;    // body bytes written so far
-    int64_t term_ms;   // when SIGTERM was sent, 0 if not
-    bool timed_out;    // stopped by the timeout
-    s_child_t *next;   // the handler's list
+    bool output_over;   // it wrote more than max_output (or memory ran out)
+    size_t written;     // body bytes written so far
+    int64_t term_ms;    // when SIGTERM was sent, 0 if not
+    bool timed_out;     // stopped by the timeout
+    s_child_t *next;    // the handler's list
 };
 
 typedef struct {
@@ -113,8 +110,8 @@ static pid_t s_spawn(s_exec_t *self, nsq_msg_t *msg, int stdin_read, int stdout_
     return worker_spawn(self->command, fds, add);
 }
 
-// Reads what the command wrote to its stdout so far: into the output up
-// to max_output, beyond that nowhere. Closes the pipe at its end.
+// Reads what the command wrote to its stdout so far: into the job's
+// output up to max_output, beyond that nowhere. Closes the pipe at its end.
 static void s_read_output(s_exec_t *self, s_child_t *child)
 {
     uint8_t buffer[16384];
@@ -126,24 +123,9 @@ static void s_read_output(s_exec_t *self, s_child_t *child)
             return;
         if (got <= 0)
             break;  // EOF
-        size_t room = self->context.max_output - child->output_size;
-        if ((size_t) got > room)
+        if (!child->output_over
+            && worker_job_output_add(child->job, buffer, (size_t) got, self->context.max_output))
             child->output_over = true;
-        size_t keep = (size_t) got < room ? (size_t) got : room;
-        if (child->output_size + keep > child->output_capacity) {
-            size_t capacity = child->output_capacity ? child->output_capacity * 2 : 4096;
-            while (capacity < child->output_size + keep)
-                capacity *= 2;
-            uint8_t *grown = realloc(child->output, capacity);
-            if (!grown) {
-                child->output_over = true;
-                continue;
-            }
-            child->output = grown;
-            child->output_capacity = capacity;
-        }
-        memcpy(child->output + child->output_size, buffer, keep);
-        child->output_size += keep;
     }
     s_close_pipe(self, &child->stdout_fd, ZMQ_POLLIN);
 }
@@ -279,12 +261,8 @@ static worker_result_t s_reap(s_exec_t *self, s_child_t *child, int status)
         nsq_warn("exec handler: message %s: %s", id, job->failure.detail);
         return WORKER_RESULT_RETRY;
     }
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-        job->output = child->output;  // the runtime frees it
-        job->output_size = child->output_size;
-        child->output = NULL;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
         return WORKER_RESULT_OK;
-    }
     if (WIFEXITED(status))
         worker_job_fail(job, NSQ_FAILURE_EXIT, WEXITSTATUS(status), "command exited with %d",
                         WEXITSTATUS(status));
@@ -304,7 +282,6 @@ static bool s_check_exit(s_exec_t *self, s_child_t *child)
         return false;
     worker_job_t *job = child->job;
     worker_result_t result = s_reap(self, child, status);
-    free(child->output);
     free(child);
     job->state = NULL;
     self->context.done(self->context.done_arg, job, result);
@@ -381,7 +358,6 @@ static void s_abort_all(worker_handler_t *base)
         waitpid(child->pid, &status, 0);
         worker_job_t *job = child->job;
         s_reap(self, child, status);
-        free(child->output);
         free(child);
         job->state = NULL;
         self->context.done(self->context.done_arg, job, WORKER_RESULT_RETRY);
@@ -396,7 +372,6 @@ static void s_destroy(worker_handler_t *base)
         s_signal(child, SIGKILL);
         waitpid(child->pid, NULL, 0);
         s_reap(self, child, 0);
-        free(child->output);
         free(child);
     }
     free(self->command);

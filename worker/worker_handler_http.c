@@ -12,10 +12,11 @@
 
     Results: 2xx → OK; 4xx → REJECT (the endpoint refuses this message for
     good: FIN and log); 5xx, other statuses, timeouts and connection errors →
-    RETRY. When the output is captured (--publish-topic) the response body
-    of a 2xx is the job's output; a body over max_output fails the request. The body is sent
-   straight from the message (it stays valid until the job is done), with X-NSQ-Message-Id and
-   X-NSQ-Attempts headers so that an endpoint can recognise a redelivery.
+    RETRY. The body is sent straight from the message (it stays valid until
+    the job is done), with X-NSQ-Message-Id and X-NSQ-Attempts headers so
+    that an endpoint can recognise a redelivery. When the output is
+    captured (--publish-topic) the response body of a 2xx is the job's
+    output; a body over max_output fails the request.
 
     Loop safety: a poller removed earlier in the same zloop pass may still be
     called; curl ignores a descriptor it no longer knows. The timer callback
@@ -30,19 +31,15 @@
 #include <string.h>
 
 typedef struct _s_request_t s_request_t;
-typedef struct _s_http_t s_http_t;
 struct _s_request_t {
     worker_job_t *job;           // what it delivers
     CURL *easy;                  // its transfer
     struct curl_slist *headers;  // its request headers
-    uint8_t *output;             // the response body so far, when captured
-    size_t output_size;
-    size_t output_capacity;
-    s_http_t *owner;    // for the output limit
-    s_request_t *next;  // the handler's list of running requests
+    size_t output_max;           // a longer response body fails the request
+    s_request_t *next;           // the handler's list of running requests
 };
 
-struct _s_http_t {
+typedef struct {
     worker_handler_t base;             // first: the runtime's view
     worker_handler_context_t context;  // loop and done callback
     char *url;                         // where bodies go
@@ -53,7 +50,7 @@ struct _s_http_t {
     CURL **idle;                       // finished handles for reuse
     size_t idle_count;
     size_t idle_capacity;
-};
+} s_http_t;
 
 static void s_check_done(s_http_t *self);
 
@@ -122,27 +119,14 @@ static size_t s_discard(char *data, size_t size, size_t count, void *arg)
     return size * count;
 }
 
-// Keeps the response body as the output; more than max_output ends the
-// transfer (CURLE_WRITE_ERROR).
+// Keeps the response body as the job's output; more than max_output ends
+// the transfer (CURLE_WRITE_ERROR).
 static size_t s_keep(char *data, size_t size, size_t count, void *arg)
 {
     s_request_t *request = arg;
-    size_t length = size * count;
-    if (length > request->owner->context.max_output - request->output_size)
+    if (worker_job_output_add(request->job, data, size * count, request->output_max))
         return 0;
-    if (request->output_size + length > request->output_capacity) {
-        size_t capacity = request->output_capacity ? request->output_capacity : 4096;
-        while (capacity < request->output_size + length)
-            capacity *= 2;
-        uint8_t *grown = realloc(request->output, capacity);
-        if (!grown)
-            return 0;
-        request->output = grown;
-        request->output_capacity = capacity;
-    }
-    memcpy(request->output + request->output_size, data, length);
-    request->output_size += length;
-    return length;
+    return size * count;
 }
 
 static void s_unlink(s_http_t *self, s_request_t *request)
@@ -161,8 +145,6 @@ static void s_release(s_http_t *self, s_request_t *request)
     curl_slist_free_all(request->headers);
     request->headers = NULL;
     s_unlink(self, request);
-    free(request->output);
-    request->output = NULL;
     if (self->idle_count < self->idle_capacity)
         self->idle[self->idle_count++] = request->easy;
     else
@@ -190,12 +172,8 @@ static worker_result_t s_result(s_http_t *self, s_request_t *request, CURLcode c
         nsq_info("http handler: message %s: %s", id, job->failure.detail);
         return WORKER_RESULT_RETRY;
     }
-    if (status >= 200 && status < 300) {
-        job->output = request->output;  // the runtime frees it
-        job->output_size = request->output_size;
-        request->output = NULL;
+    if (status >= 200 && status < 300)
         return WORKER_RESULT_OK;
-    }
     if (status >= 400 && status < 500) {
         nsq_warn("http handler: message %s refused with HTTP %ld: finished without retry", id,
                  status);
@@ -283,7 +261,7 @@ static int s_start(worker_handler_t *base, worker_job_t *job)
     if (!request)
         return -1;
     request->job = job;
-    request->owner = self;
+    request->output_max = self->context.max_output;
     request->easy = s_easy(self, request);
     if (!request->easy || curl_multi_add_handle(self->multi, request->easy) != CURLM_OK) {
         if (request->easy)

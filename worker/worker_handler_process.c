@@ -364,20 +364,16 @@ static int s_on_reply(s_proc_t *proc, const worker_frame_reply_t *reply)
         return 0;
     }
     if (reply->op == WORKER_FRAME_REQ) {
-        job->requeue_delay_ms = reply->delay_ms;
+        job->req_delay_ms = reply->delay_ms;
         worker_job_fail(job, NSQ_FAILURE_ERROR, 0, "process %d asked to requeue it", proc->index);
         s_answer(proc, entry, WORKER_RESULT_RETRY);
         return 0;
     }
-    if (reply->size && self->context.capture_output) {
-        job->output = malloc(reply->size);
-        if (!job->output) {
-            worker_job_fail(job, NSQ_FAILURE_ERROR, ENOMEM, "no memory for its output");
-            s_answer(proc, entry, WORKER_RESULT_RETRY);
-            return 0;
-        }
-        memcpy(job->output, reply->body, reply->size);
-        job->output_size = reply->size;
+    if (self->context.capture_output
+        && worker_job_output_add(job, reply->body, reply->size, self->context.max_output)) {
+        worker_job_fail(job, NSQ_FAILURE_ERROR, errno, "no memory for its output");
+        s_answer(proc, entry, WORKER_RESULT_RETRY);
+        return 0;
     }
     s_answer(proc, entry, WORKER_RESULT_OK);
     return 0;
@@ -768,7 +764,7 @@ static void s_tick_proc(s_process_t *self, s_proc_t *proc, int64_t now)
         if (!self->finishing && now >= proc->restart_ms) {
             bool restart = proc->ever_started;
             if (s_start_proc(proc) == 0 && restart)
-                worker_metrics_add(self->context.metrics, WORKER_METRIC_PROCESS_RESTARTS, 1);
+                worker_metrics_add(self->context.metrics, WORKER_METRIC_RESTARTS, 1);
             else if (proc->state == S_DOWN)
                 proc->restart_ms = now + s_restart_delay(proc, now);
             s_count_running(self);

@@ -18,22 +18,22 @@
 #include <stdint.h>
 
 typedef enum {
-    WORKER_METRIC_RECEIVED,          // counter: messages handed to the worker
-    WORKER_METRIC_FINISHED,          // counter: FINned after the handler succeeded
-    WORKER_METRIC_REQUEUED,          // counter: REQed (handler failure or drain)
-    WORKER_METRIC_DEAD_LETTERED,     // counter: published to the dead-letter topic, then FINned
-    WORKER_METRIC_REJECTED,          // counter: FINned although the handler refused (HTTP 4xx)
-    WORKER_METRIC_FAILURES,          // counter: handler failures (exit != 0, 5xx, timeout)
-    WORKER_METRIC_TIMEOUTS,          // counter: handlers killed or aborted past their timeout
-    WORKER_METRIC_BACKOFFS,          // counter: times the worker paused delivery after a failure
-    WORKER_METRIC_CONNECTIONS,       // gauge: brokers connected
-    WORKER_METRIC_CREDIT,            // gauge: max in flight announced now
-    WORKER_METRIC_IN_FLIGHT,         // gauge: messages being handled
-    WORKER_METRIC_DRAINING,          // gauge: 1 while shutting down
-    WORKER_METRIC_LOOKUPD_OK,        // gauge: 1 once a lookupd answered (even "topic not found")
-    WORKER_METRIC_PUBLISHED,         // counter: outputs the broker took (--publish-topic)
-    WORKER_METRIC_PROCESS_RESTARTS,  // counter: --process processes started again after a stop
-    WORKER_METRIC_PROCESSES,         // gauge: --process processes running
+    WORKER_METRIC_RECEIVED,       // counter: messages handed to the worker
+    WORKER_METRIC_FINISHED,       // counter: FINned after the handler succeeded
+    WORKER_METRIC_REQUEUED,       // counter: REQed (handler failure or drain)
+    WORKER_METRIC_DEAD_LETTERED,  // counter: published to the dead-letter topic, then FINned
+    WORKER_METRIC_REJECTED,       // counter: FINned although the handler refused (HTTP 4xx)
+    WORKER_METRIC_FAILURES,       // counter: handler failures (exit != 0, 5xx, timeout)
+    WORKER_METRIC_TIMEOUTS,       // counter: handlers killed or aborted past their timeout
+    WORKER_METRIC_BACKOFFS,       // counter: times the worker paused delivery after a failure
+    WORKER_METRIC_CONNECTIONS,    // gauge: brokers connected
+    WORKER_METRIC_CREDIT,         // gauge: max in flight announced now
+    WORKER_METRIC_IN_FLIGHT,      // gauge: messages being handled
+    WORKER_METRIC_DRAINING,       // gauge: 1 while shutting down
+    WORKER_METRIC_LOOKUPD_OK,     // gauge: 1 once a lookupd answered (even "topic not found")
+    WORKER_METRIC_PUBLISHED,      // counter: outputs the broker took (--publish-topic)
+    WORKER_METRIC_RESTARTS,       // counter: --process processes started again after a stop
+    WORKER_METRIC_PROCESSES,      // gauge: --process processes running
     WORKER_METRIC_COUNT
 } worker_metric_t;
 
