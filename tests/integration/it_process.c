@@ -449,8 +449,7 @@ static void s_two_stages(void)
     const char *first[] = {s_handler(flag, sizeof flag, "echo"), "--publish-topic=mid", NULL};
     it_child_t *stage1 = s_worker(broker, "in", first, http, sizeof http);
     const char *second[] = {"--exec=printf 'done-%s' \"$(cat)\"", "--publish-topic=final", NULL};
-    it_child_t *stage2 = it_worker_start(broker, "mid", "c", second);
-    it_worker_wait_ready(stage2, http2, sizeof http2);
+    it_child_t *stage2 = s_worker(broker, "mid", second, http2, sizeof http2);
     it_sink_t *sink = it_sink_new(broker, "final", "c", 50, true);
     char body[32];
     for (int i = 0; i < 20; i++) {
@@ -501,8 +500,7 @@ static void s_empty_output(void)
     const char *flags[] = {s_handler(flag, sizeof flag, "echo"), "--publish-topic=nothing", NULL};
     it_child_t *worker = s_worker(broker, "silent", flags, http, sizeof http);
     const char *exec[] = {"--exec=cat > /dev/null", "--publish-topic=nothing", NULL};
-    it_child_t *quiet = it_worker_start(broker, "mute", "c", exec);
-    it_worker_wait_ready(quiet, http2, sizeof http2);
+    it_child_t *quiet = s_worker(broker, "mute", exec, http2, sizeof http2);
     it_pub(broker, "silent", "empty");
     it_pub(broker, "mute", "anything");
     IT_ASSERT_EVENTUALLY(s_finished(http) == 1 && s_finished(http2) == 1, 10000,
