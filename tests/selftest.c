@@ -48,9 +48,11 @@
 #include "nsq_wire.h"
 #include "worker.h"
 #include "worker_backoff.h"
+#include "worker_frame.h"
 #include "worker_handler.h"
 #include "worker_http.h"
 #include "worker_metrics.h"
+#include "worker_publisher.h"
 
 // ---- allocation failure on demand ----
 
@@ -129,9 +131,11 @@ static const selftest_t s_tests[] = {
     {"nsq_wire", nsq_wire_test},
     {"worker", worker_test},
     {"worker_backoff", worker_backoff_test},
+    {"worker_frame", worker_frame_test},
     {"worker_handler_file", worker_handler_file_test},
     {"worker_http", worker_http_test},
     {"worker_metrics", worker_metrics_test},
+    {"worker_publisher", worker_publisher_test},
 };
 
 #define TEST_COUNT (sizeof(s_tests) / sizeof(s_tests[0]))
