@@ -1,26 +1,30 @@
 /*  fuzz_broker_commands - ZeroMQ command frames through the broker core
     SPDX-License-Identifier: MIT
 
-    Each run builds a broker core without sockets or data path (memory
-    only), plays the input against it as a script of steps from three
-    clients, checks the core's invariants after every step, and frees it
-    (so LeakSanitizer sees every leak). Replies go to an unbound ROUTER,
-    which drops them: what is tested is decoding, the state machines and
-    memory safety, not the answers.
+    Each run builds a broker core without sockets, plays the input against
+    it as a script of steps from three clients, checks the core's
+    invariants after every step, and frees it (so LeakSanitizer sees every
+    leak). Replies go to an unbound ROUTER, which drops them: what is
+    tested is decoding, the state machines, memory safety, and that a
+    restart keeps every message.
 
-    Input: one config byte (bits 0-2: --mem-queue-size 0..7), then steps.
+    Input: one config byte (bits 0-2: --mem-queue-size 0..7; bit 3: a data
+    path, so queues spill to disk and restarts are possible), then steps.
     Each step is an op byte: bits 4-5 pick the client (0..2, 3 = 0), bits
     0-3 the action:
-        0-9    a frame: [u16 LE length][bytes], decoded and handled as the
+        0-8    a frame: [u16 LE length][bytes], decoded and handled as the
                ROUTER reader does (nsq_wire_command_unpack included)
-        10-11  FIN/REQ/TOUCH of a message that is really in flight:
+        9-10   FIN/REQ/TOUCH of a message that is really in flight:
                [u8 kind][u8 index][u16 delay], packed as a Command frame
                (ids are clock-based, so the fuzzer cannot guess them)
-        12     time passes: [u16] x 10 ms, then the periodic tick
-        13     the client becomes unreachable (EHOSTUNREACH on a send)
-        14     a multi-frame message (refused like a bad frame)
-        15     /stats JSON, text and /metrics: [string topic][string
+        11     time passes: [u16] x 10 ms, then the periodic tick
+        12     the client becomes unreachable (EHOSTUNREACH on a send)
+        13     a multi-frame message (refused like a bad frame)
+        14     /stats JSON, text and /metrics: [string topic][string
                channel] filters; the JSON must parse
+        15     with a data path, a clean restart: persist, free, load; every
+               message of a durable topic or channel (queued, in flight,
+               deferred) must come back, none twice
     Seeds: tests/fuzz/corpus/fuzz_broker_commands (made by seeds.py).
 */
 #include <czmq.h>
@@ -46,6 +50,9 @@ static broker_config_t s_config(uint8_t bits)
     broker_config_t config;
     broker_config_defaults(&config);
     config.data_path[0] = '\0';  // memory only: no disk queues, no state file
+    if (bits & 8)
+        snprintf(config.data_path, sizeof config.data_path, "%s", fuzz_scratch_dir());
+    config.max_bytes_per_file = 512;  // segments roll often
     config.mem_queue_size = bits & 7;
     config.max_msg_size = 64;  // small, so the size checks are reachable
     config.max_body_size = 256;
@@ -169,30 +176,101 @@ static void s_check(broker_core_t *core)
                         || client->state == BROKER_CLIENT_CLOSING));
 }
 
-static void s_step(broker_core_t *core, fuzz_input_t *input, int64_t *now)
+static void s_line_free(void **item)
 {
+    free(*item);
+    *item = NULL;
+}
+
+static int s_line_compare(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+// "name count" per durable topic and channel, sorted: the messages a clean
+// restart must bring back. Caller destroys.
+static zlistx_t *s_messages(broker_core_t *core)
+{
+    zlistx_t *lines = zlistx_new();
+    FUZZ_ASSERT(lines != NULL);
+    zlistx_set_destructor(lines, s_line_free);
+    zlistx_set_comparator(lines, s_line_compare);
+    for (broker_topic_t *topic = zhashx_first(core->topics); topic;
+         topic = zhashx_next(core->topics)) {
+        if (topic->ephemeral)
+            continue;
+        zlistx_add_end(lines, zsys_sprintf("%s %zu", topic->name, broker_topic_depth(topic)));
+        for (size_t i = 0; i < topic->channel_count; i++) {
+            broker_channel_t *channel = topic->channels[i];
+            size_t count = broker_channel_depth(channel) + broker_inflight_size(channel->in_flight)
+                           + broker_inflight_size(channel->deferred);
+            if (!channel->ephemeral)
+                zlistx_add_end(lines, zsys_sprintf("%s/%s %zu", topic->name, channel->name, count));
+        }
+    }
+    zlistx_sort(lines);
+    return lines;
+}
+
+// Persists, frees and loads the core again, as SIGTERM and a start do.
+static broker_core_t *s_restart(broker_core_t *core)
+{
+    zlistx_t *before = s_messages(core);
+    broker_state_persist(core);
+    broker_config_t config = core->config;
+    broker_core_free(&core);
+    core = broker_core_new(&config);
+    FUZZ_ASSERT(core != NULL);
+    core->router = s_router;
+    char error[512];
+    FUZZ_ASSERT(broker_state_load(core, error, sizeof error) == 0);
+    zlistx_t *after = s_messages(core);
+    bool same = zlistx_size(before) == zlistx_size(after);
+    for (char *x = zlistx_first(before), *y = zlistx_first(after); same && x && y;
+         x = zlistx_next(before), y = zlistx_next(after))
+        same = strcmp(x, y) == 0;
+    if (!same) {
+        fprintf(stderr, "messages before the restart, then after:\n");
+        for (char *x = zlistx_first(before); x; x = zlistx_next(before))
+            fprintf(stderr, "  %s\n", x);
+        for (char *y = zlistx_first(after); y; y = zlistx_next(after))
+            fprintf(stderr, "    %s\n", y);
+    }
+    FUZZ_ASSERT(same);
+    zlistx_destroy(&before);
+    zlistx_destroy(&after);
+    return core;
+}
+
+static void s_step(broker_core_t **core_p, fuzz_input_t *input, int64_t *now)
+{
+    broker_core_t *core = *core_p;
     uint8_t op = fuzz_u8(input);
     int index = (op >> 4) % 4 % S_CLIENTS;
     uint8_t action = op & 0x0f;
-    if (action <= 9) {
+    if (action <= 8) {
         size_t size;
         const uint8_t *body = fuzz_bytes(input, fuzz_u16(input), &size);
         s_frame(core, index, body, size, *now);
-    } else if (action <= 11) {
+    } else if (action <= 10) {
         s_settle(core, index, input, *now);
-    } else if (action == 12) {
+    } else if (action == 11) {
         *now += 10 * (int64_t) fuzz_u16(input);
         broker_core_tick(core, *now);
-    } else if (action == 13) {
+    } else if (action == 12) {
         broker_client_t *client = s_known(core, index);
         if (client)
             client->gone = true;
-    } else if (action == 14) {
+    } else if (action == 13) {
         s_frame(core, index, NULL, 0, *now);
-    } else {
+    } else if (action == 14) {
         s_stats(core, input);
+    } else if (core->config.data_path[0]) {
+        core = *core_p = s_restart(core);
     }
-    broker_state_pump(core, *now);  // what the actor does after each batch
+    // What the actor does after each batch of commands.
+    broker_state_pump(core, *now);
+    broker_state_check(core);
     s_check(core);
 }
 
@@ -209,12 +287,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_input_t input;
     fuzz_input_init(&input, data, size);
     broker_config_t config = s_config(fuzz_u8(&input));
+    if (config.data_path[0])
+        fuzz_clean_dir(config.data_path);
     broker_core_t *core = broker_core_new(&config);
     FUZZ_ASSERT(core != NULL);
     core->router = s_router;
     int64_t now = zclock_mono();
     while (fuzz_left(&input) > 0)
-        s_step(core, &input, &now);
+        s_step(&core, &input, &now);
     broker_core_free(&core);
+    if (config.data_path[0])
+        fuzz_clean_dir(config.data_path);
     return 0;
 }

@@ -96,23 +96,27 @@ def b_frame(client, frame):
 
 
 def b_settle(client, kind, index=0, delay=0):
-    return bytes([client << 4 | 10, kind, index]) + struct.pack("<H", delay)
+    return bytes([client << 4 | 9, kind, index]) + struct.pack("<H", delay)
 
 
 def b_tick(ms):
-    return bytes([12]) + struct.pack("<H", ms // 10)
+    return bytes([11]) + struct.pack("<H", ms // 10)
 
 
 def b_gone(client):
-    return bytes([client << 4 | 13])
+    return bytes([client << 4 | 12])
 
 
 def b_multiframe(client):
-    return bytes([client << 4 | 14])
+    return bytes([client << 4 | 13])
 
 
 def b_stats(topic="", channel=""):
-    return bytes([15, len(topic)]) + topic.encode() + bytes([len(channel)]) + channel.encode()
+    return bytes([14, len(topic)]) + topic.encode() + bytes([len(channel)]) + channel.encode()
+
+
+def b_restart():
+    return bytes([15])
 
 
 def consumer(client, topic="orders", channel="billing", count=5):
@@ -155,6 +159,19 @@ def broker_seeds():
         b_frame(1, pub("orders", [b"a"] * 3))
     yield "idle-consumer-tick", bytes([7]) + b_frame(0, identify()) + b_frame(0, sub("o", "c")) + \
         b_frame(1, pub("o", [b"m"] * 8)) + b_frame(0, rdy(8)) + b_tick(655350)
+    # With a data path (config bit 3): spill to disk, restart with messages
+    # queued, in flight and deferred, consume after the restart.
+    disk1 = bytes([8 | 1])
+    yield "disk-spill-restart", disk1 + consumer(0, count=2) + \
+        b_frame(1, pub("orders", [b"m%d" % i for i in range(6)])) + \
+        b_frame(1, pub("orders", [b"later"], defer=5000)) + b_settle(0, 1, 0, 1000) + \
+        b_restart() + consumer(1, count=10) + b_settle(1, 0) + b_tick(6000) + b_settle(1, 0) + \
+        b_stats()
+    yield "disk-topic-holds", disk1 + b_frame(1, pub("held", [b"a", b"b", b"c"])) + b_restart() + \
+        consumer(0, "held", "first") + b_settle(0, 0) + b_restart() + b_frame(0, rdy(0))
+    yield "disk-ephemeral-and-durable", bytes([8]) + consumer(0, "t", "c#ephemeral") + \
+        consumer(1, "t", "d") + b_frame(2, pub("t", [b"x", b"y"])) + b_restart() + \
+        consumer(2, "t", "d") + b_settle(2, 0) + b_settle(2, 0)
 
 
 # ---- fuzz_lookupd_commands script --------------------------------------------
