@@ -28,22 +28,14 @@
     Seeds: tests/fuzz/corpus/fuzz_broker_commands (made by seeds.py).
 */
 #include <czmq.h>
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "broker_core.h"
-#include "fuzz_input.h"
+#include "fuzz_support.h"
 #include "nsq_wire.h"
 
 #define S_CLIENTS 3
-
-static zsock_t *s_router;
-
-static void s_router_destroy(void)
-{
-    zsock_destroy(&s_router);
-}
 
 static broker_config_t s_config(uint8_t bits)
 {
@@ -132,12 +124,7 @@ static void s_stats(broker_core_t *core, fuzz_input_t *input)
     fuzz_string(input, channel, sizeof channel);
     char *json = broker_stats_json(core, topic, channel);
     FUZZ_ASSERT(json != NULL);
-    json_error_t error;
-    json_t *parsed = json_loads(json, 0, &error);
-    if (!parsed)
-        fprintf(stderr, "invalid /stats JSON (%s): %s\n", error.text, json);
-    FUZZ_ASSERT(parsed != NULL);
-    json_decref(parsed);
+    fuzz_expect_json(json, "/stats");
     free(json);
     free(broker_stats_text(core, topic, channel));
     free(broker_stats_metrics(core));
@@ -176,25 +163,11 @@ static void s_check(broker_core_t *core)
                         || client->state == BROKER_CLIENT_CLOSING));
 }
 
-static void s_line_free(void **item)
-{
-    free(*item);
-    *item = NULL;
-}
-
-static int s_line_compare(const void *a, const void *b)
-{
-    return strcmp(a, b);
-}
-
-// "name count" per durable topic and channel, sorted: the messages a clean
+// "name count" per durable topic and channel: the messages a clean
 // restart must bring back. Caller destroys.
 static zlistx_t *s_messages(broker_core_t *core)
 {
-    zlistx_t *lines = zlistx_new();
-    FUZZ_ASSERT(lines != NULL);
-    zlistx_set_destructor(lines, s_line_free);
-    zlistx_set_comparator(lines, s_line_compare);
+    zlistx_t *lines = fuzz_lines_new();
     for (broker_topic_t *topic = zhashx_first(core->topics); topic;
          topic = zhashx_next(core->topics)) {
         if (topic->ephemeral)
@@ -208,7 +181,6 @@ static zlistx_t *s_messages(broker_core_t *core)
                 zlistx_add_end(lines, zsys_sprintf("%s/%s %zu", topic->name, channel->name, count));
         }
     }
-    zlistx_sort(lines);
     return lines;
 }
 
@@ -221,22 +193,11 @@ static broker_core_t *s_restart(broker_core_t *core)
     broker_core_free(&core);
     core = broker_core_new(&config);
     FUZZ_ASSERT(core != NULL);
-    core->router = s_router;
+    core->router = fuzz_router();
     char error[512];
     FUZZ_ASSERT(broker_state_load(core, error, sizeof error) == 0);
     zlistx_t *after = s_messages(core);
-    bool same = zlistx_size(before) == zlistx_size(after);
-    for (char *x = zlistx_first(before), *y = zlistx_first(after); same && x && y;
-         x = zlistx_next(before), y = zlistx_next(after))
-        same = strcmp(x, y) == 0;
-    if (!same) {
-        fprintf(stderr, "messages before the restart, then after:\n");
-        for (char *x = zlistx_first(before); x; x = zlistx_next(before))
-            fprintf(stderr, "  %s\n", x);
-        for (char *y = zlistx_first(after); y; y = zlistx_next(after))
-            fprintf(stderr, "    %s\n", y);
-    }
-    FUZZ_ASSERT(same);
+    fuzz_lines_expect_same(before, after, "a restart (messages per topic and channel)");
     zlistx_destroy(&before);
     zlistx_destroy(&after);
     return core;
@@ -274,16 +235,9 @@ static void s_step(broker_core_t **core_p, fuzz_input_t *input, int64_t *now)
     s_check(core);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fuzz_setup_once();
-    if (!s_router) {
-        s_router = zsock_new_router(NULL);  // never bound: replies are dropped
-        FUZZ_ASSERT(s_router != NULL);
-        atexit(s_router_destroy);
-    }
     fuzz_input_t input;
     fuzz_input_init(&input, data, size);
     broker_config_t config = s_config(fuzz_u8(&input));
@@ -291,7 +245,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_clean_dir(config.data_path);
     broker_core_t *core = broker_core_new(&config);
     FUZZ_ASSERT(core != NULL);
-    core->router = s_router;
+    core->router = fuzz_router();
     int64_t now = zclock_mono();
     while (fuzz_left(&input) > 0)
         s_step(&core, &input, &now);

@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "broker_core.h"
-#include "fuzz_input.h"
+#include "fuzz_support.h"
 #include "nsq_names.h"
 
 static broker_core_t *s_load(const broker_config_t *config, bool *loaded)
@@ -29,25 +29,11 @@ static broker_core_t *s_load(const broker_config_t *config, bool *loaded)
     return core;
 }
 
-static void s_line_free(void **item)
-{
-    free(*item);
-    *item = NULL;
-}
-
-static int s_line_compare(const void *a, const void *b)
-{
-    return strcmp(a, b);
-}
-
-// A line per durable topic and channel with its paused flag, sorted: what
-// a restart must bring back. Caller destroys.
+// A line per durable topic and channel with its paused flag: what a
+// restart must bring back. Caller destroys.
 static zlistx_t *s_durable(broker_core_t *core)
 {
-    zlistx_t *lines = zlistx_new();
-    FUZZ_ASSERT(lines != NULL);
-    zlistx_set_destructor(lines, s_line_free);
-    zlistx_set_comparator(lines, s_line_compare);
+    zlistx_t *lines = fuzz_lines_new();
     for (broker_topic_t *topic = zhashx_first(core->topics); topic;
          topic = zhashx_next(core->topics)) {
         FUZZ_ASSERT(nsq_name_is_valid(topic->name));
@@ -62,22 +48,8 @@ static zlistx_t *s_durable(broker_core_t *core)
                     lines, zsys_sprintf("%s/%s %d", topic->name, channel->name, channel->paused));
         }
     }
-    zlistx_sort(lines);
     return lines;
 }
-
-static bool s_same(zlistx_t *a, zlistx_t *b)
-{
-    if (zlistx_size(a) != zlistx_size(b))
-        return false;
-    for (char *x = zlistx_first(a), *y = zlistx_first(b); x && y;
-         x = zlistx_next(a), y = zlistx_next(b))
-        if (strcmp(x, y) != 0)
-            return false;
-    return true;
-}
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -97,11 +69,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         core = s_load(&config, &loaded);
         FUZZ_ASSERT(loaded);
         zlistx_t *after = s_durable(core);
-        if (!s_same(before, after)) {
-            fprintf(stderr, "restored %zu durable names, then %zu after a save and load\n",
-                    zlistx_size(before), zlistx_size(after));
-            FUZZ_ASSERT(false);
-        }
+        fuzz_lines_expect_same(before, after, "a save and load (durable names)");
         zlistx_destroy(&before);
         zlistx_destroy(&after);
     }

@@ -24,7 +24,7 @@
 
 #include "broker_config.h"
 #include "broker_disk.h"
-#include "fuzz_input.h"
+#include "fuzz_support.h"
 #include "nsq_diskqueue.h"
 #include "nsq_message.h"
 
@@ -121,8 +121,6 @@ static void s_write_files(s_run_t *run, fuzz_input_t *input, bool with_meta)
         run->file_bytes += size;
     }
 }
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

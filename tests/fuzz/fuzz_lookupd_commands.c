@@ -23,22 +23,14 @@
     fuzz_lookupd_commands (made by seeds.py).
 */
 #include <czmq.h>
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "fuzz_input.h"
+#include "fuzz_support.h"
 #include "lookupd.h"
 #include "lookupd_registry.h"
 
 #define S_BROKERS 3
-
-static zsock_t *s_router;
-
-static void s_router_destroy(void)
-{
-    zsock_destroy(&s_router);
-}
 
 static void s_frame(lookupd_core_t *core, int index, const void *body, size_t size)
 {
@@ -72,14 +64,8 @@ static void s_http_write(lookupd_registry_t *registry, fuzz_input_t *input, int6
 static void s_check_json(char *json, bool may_be_null)
 {
     FUZZ_ASSERT(json || may_be_null);
-    if (!json)
-        return;
-    json_error_t error;
-    json_t *parsed = json_loads(json, 0, &error);
-    if (!parsed)
-        fprintf(stderr, "invalid JSON answer (%s): %s\n", error.text, json);
-    FUZZ_ASSERT(parsed != NULL);
-    json_decref(parsed);
+    if (json)
+        fuzz_expect_json(json, "an HTTP answer");
     free(json);
 }
 
@@ -118,21 +104,14 @@ static void s_step(lookupd_core_t *core, fuzz_input_t *input, int64_t *now)
     }
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fuzz_setup_once();
-    if (!s_router) {
-        s_router = zsock_new_router(NULL);  // never bound: replies are dropped
-        FUZZ_ASSERT(s_router != NULL);
-        atexit(s_router_destroy);
-    }
     lookupd_config_t config;
     lookupd_config_defaults(&config);
     config.inactive_producer_timeout_ms = 30000;
     config.tombstone_lifetime_ms = 4500;
-    lookupd_core_t *core = lookupd_core_new(&config, s_router);
+    lookupd_core_t *core = lookupd_core_new(&config, fuzz_router());
     FUZZ_ASSERT(core != NULL);
     fuzz_input_t input;
     fuzz_input_init(&input, data, size);

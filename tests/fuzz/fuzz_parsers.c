@@ -21,7 +21,7 @@
 #include <string.h>
 
 #include "broker_mpub.h"
-#include "fuzz_input.h"
+#include "fuzz_support.h"
 #include "nsq_duration.h"
 #include "nsq_message.h"
 #include "nsq_names.h"
@@ -150,8 +150,6 @@ static void s_id(fuzz_input_t *input)
     FUZZ_ASSERT(nsq_message_id_parse(formatted, &back) == 0 && back == any);
     free(text);
 }
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -1,5 +1,6 @@
-/*  fuzz_input - what every fuzz target shares: reading a libFuzzer input
-    as a script of fields, quiet logs, and a scratch directory
+/*  fuzz_support - what the fuzz targets share: reading a libFuzzer input
+    as a script of fields, quiet logs, a scratch directory, a reply socket,
+    and lists of lines to compare before and after a restart
     SPDX-License-Identifier: MIT
 
     A target reads its input front to back with fuzz_u8/fuzz_u16/fuzz_bytes;
@@ -11,14 +12,20 @@
 
     API: fuzz_input_init, fuzz_u8, fuzz_u16, fuzz_bytes, fuzz_left,
     fuzz_string; fuzz_setup_once; fuzz_scratch_dir, fuzz_clean_dir,
-    fuzz_write_file; FUZZ_ASSERT.
+    fuzz_write_file; fuzz_router; fuzz_lines_new, fuzz_lines_expect_same;
+    fuzz_expect_json; FUZZ_ASSERT.
 */
-#ifndef FUZZ_INPUT_H
-#define FUZZ_INPUT_H
+#ifndef FUZZ_SUPPORT_H
+#define FUZZ_SUPPORT_H
 
+#include <czmq.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+// The entry point each target defines; libFuzzer calls it once per input.
+// Returns 0 (an invariant that fails aborts instead).
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 typedef struct {
     const uint8_t *data;  // what is left of the input (borrowed)
@@ -61,5 +68,24 @@ void fuzz_clean_dir(const char *dir);
 
 // Writes size bytes to dir/name; aborts if the scratch disk fails.
 void fuzz_write_file(const char *dir, const char *name, const void *data, size_t size);
+
+// An unbound ROUTER for the whole process: a send to it succeeds and the
+// frame is dropped (no peer has that identity), so daemons' replies are
+// packed for real and go nowhere. Created on first use, destroyed at exit.
+// Borrowed.
+zsock_t *fuzz_router(void);
+
+// A list of strings (malloc'd; the list frees them) sorted with strcmp:
+// what a target records before an operation to compare after it. Caller
+// destroys.
+zlistx_t *fuzz_lines_new(void);
+
+// Sorts both lists and aborts, printing both, if they differ; what names
+// the operation in the message.
+void fuzz_lines_expect_same(zlistx_t *before, zlistx_t *after, const char *what);
+
+// Aborts, printing it, unless text is one valid JSON document (UTF-8,
+// as jansson checks it); what names the document in the message.
+void fuzz_expect_json(const char *text, const char *what);
 
 #endif

@@ -1,11 +1,11 @@
-/*  fuzz_input - what every fuzz target shares
+/*  fuzz_support - what the fuzz targets share
     SPDX-License-Identifier: MIT
 */
-#include "fuzz_input.h"
+#include "fuzz_support.h"
 
-#include <czmq.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,4 +126,70 @@ void fuzz_write_file(const char *dir, const char *name, const void *data, size_t
     FUZZ_ASSERT(fd >= 0);
     FUZZ_ASSERT(size == 0 || write(fd, data, size) == (ssize_t) size);
     close(fd);
+}
+
+static zsock_t *s_router;
+
+static void s_router_destroy(void)
+{
+    zsock_destroy(&s_router);
+}
+
+zsock_t *fuzz_router(void)
+{
+    if (!s_router) {
+        s_router = zsock_new_router(NULL);  // never bound
+        FUZZ_ASSERT(s_router != NULL);
+        atexit(s_router_destroy);
+    }
+    return s_router;
+}
+
+static void s_line_free(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
+static int s_line_compare(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+zlistx_t *fuzz_lines_new(void)
+{
+    zlistx_t *lines = zlistx_new();
+    FUZZ_ASSERT(lines != NULL);
+    zlistx_set_destructor(lines, s_line_free);
+    zlistx_set_comparator(lines, s_line_compare);
+    return lines;
+}
+
+void fuzz_lines_expect_same(zlistx_t *before, zlistx_t *after, const char *what)
+{
+    zlistx_sort(before);
+    zlistx_sort(after);
+    bool same = zlistx_size(before) == zlistx_size(after);
+    for (char *x = zlistx_first(before), *y = zlistx_first(after); same && x && y;
+         x = zlistx_next(before), y = zlistx_next(after))
+        same = strcmp(x, y) == 0;
+    if (same)
+        return;
+    fprintf(stderr, "before %s:\n", what);
+    for (char *x = zlistx_first(before); x; x = zlistx_next(before))
+        fprintf(stderr, "  %s\n", x);
+    fprintf(stderr, "after %s:\n", what);
+    for (char *y = zlistx_first(after); y; y = zlistx_next(after))
+        fprintf(stderr, "  %s\n", y);
+    FUZZ_ASSERT(same);
+}
+
+void fuzz_expect_json(const char *text, const char *what)
+{
+    json_error_t error;
+    json_t *parsed = json_loads(text, 0, &error);
+    if (!parsed)
+        fprintf(stderr, "%s is not valid JSON (%s): %s\n", what, error.text, text);
+    FUZZ_ASSERT(parsed != NULL);
+    json_decref(parsed);
 }
