@@ -18,8 +18,13 @@
                [u8 kind][u8 index][u16 delay], packed as a Command frame
                (ids are clock-based, so the fuzzer cannot guess them)
         11     time passes: [u16] x 10 ms, then the periodic tick
-        12     the client becomes unreachable (EHOSTUNREACH on a send)
-        13     a multi-frame message (refused like a bad frame)
+        12     [u8]: even, the client becomes unreachable (EHOSTUNREACH on
+               a send); odd, it sends a multi-frame message (refused)
+        13     an HTTP request as the HTTP door hands it to the core
+               (names valid, bodies sized): [u8 kind][string topic]
+               [string channel][u16 defer][u8 count] then count bodies as
+               strings; kinds: /pub and /mpub, topic and channel create,
+               delete, empty, pause, unpause
         14     /stats JSON, text and /metrics: [string topic][string
                channel] filters; the JSON must parse
         15     with a data path, a clean restart: persist, free, load; every
@@ -33,6 +38,7 @@
 
 #include "broker_core.h"
 #include "fuzz_support.h"
+#include "nsq_names.h"
 #include "nsq_wire.h"
 
 #define S_CLIENTS 3
@@ -130,6 +136,73 @@ static void s_stats(broker_core_t *core, fuzz_input_t *input)
     free(broker_stats_metrics(core));
 }
 
+// What the HTTP door hands over for each kind the fuzzer picks.
+static const broker_request_kind_t s_kinds[] = {
+    BROKER_REQUEST_PUB,
+    BROKER_REQUEST_TOPIC_CREATE,
+    BROKER_REQUEST_TOPIC_DELETE,
+    BROKER_REQUEST_TOPIC_EMPTY,
+    BROKER_REQUEST_TOPIC_PAUSE,
+    BROKER_REQUEST_TOPIC_UNPAUSE,
+    BROKER_REQUEST_CHANNEL_CREATE,
+    BROKER_REQUEST_CHANNEL_DELETE,
+    BROKER_REQUEST_CHANNEL_EMPTY,
+    BROKER_REQUEST_CHANNEL_PAUSE,
+    BROKER_REQUEST_CHANNEL_UNPAUSE,
+};
+
+// Makes the request's messages from [u8 count] strings; false (nothing
+// made) if the door would refuse them: empty, or above the size limits.
+static bool s_request_messages(broker_core_t *core, broker_request_t *request, fuzz_input_t *input,
+                               nsq_message_t **messages)
+{
+    size_t count = fuzz_u8(input) % 4 + 1, total = 0;
+    bool valid = true;
+    for (size_t i = 0; i < count; i++) {
+        char body[256];
+        fuzz_string(input, body, sizeof body);
+        size_t size = strlen(body);
+        total += size;
+        valid = valid && size > 0 && size <= (size_t) core->config.max_msg_size;
+        messages[i] = nsq_message_new(body, size);
+        FUZZ_ASSERT(messages[i] != NULL);
+    }
+    if (!valid || total > (size_t) core->config.max_body_size) {
+        for (size_t i = 0; i < count; i++)
+            nsq_message_unref(&messages[i]);
+        return false;
+    }
+    request->messages = messages;
+    request->message_count = count;
+    return true;
+}
+
+static void s_request(broker_core_t *core, fuzz_input_t *input)
+{
+    broker_request_t request;
+    memset(&request, 0, sizeof request);
+    request.kind = s_kinds[fuzz_u8(input) % (sizeof s_kinds / sizeof *s_kinds)];
+    fuzz_string(input, request.topic, sizeof request.topic);
+    fuzz_string(input, request.channel, sizeof request.channel);
+    request.defer_ms = fuzz_u16(input);
+    nsq_message_t *messages[4];
+    bool pub = request.kind == BROKER_REQUEST_PUB;
+    bool channel = request.kind >= BROKER_REQUEST_CHANNEL_CREATE;
+    if (pub && !s_request_messages(core, &request, input, messages))
+        return;
+    if (!nsq_name_is_valid(request.topic)
+        || (channel && !nsq_name_is_valid(request.channel))) {  // the door's 400
+        for (size_t i = 0; i < request.message_count; i++)
+            nsq_message_unref(&messages[i]);
+        return;
+    }
+    FUZZ_ASSERT(broker_core_handle_request(core, &request));  // not durable: answered now
+    FUZZ_ASSERT(request.status >= 200 && request.status < 600);
+    for (size_t i = 0; i < request.message_count; i++)
+        FUZZ_ASSERT(messages[i] == NULL);  // the core took every reference
+    free(request.body);
+}
+
 // Every subscribed client is on its channel's list and every in-flight
 // message belongs to one of them, counted in its in_flight.
 static void s_check(broker_core_t *core)
@@ -220,10 +293,12 @@ static void s_step(broker_core_t **core_p, fuzz_input_t *input, int64_t *now)
         broker_core_tick(core, *now);
     } else if (action == 12) {
         broker_client_t *client = s_known(core, index);
-        if (client)
+        if (fuzz_u8(input) % 2)
+            s_frame(core, index, NULL, 0, *now);
+        else if (client)
             client->gone = true;
     } else if (action == 13) {
-        s_frame(core, index, NULL, 0, *now);
+        s_request(core, input);
     } else if (action == 14) {
         s_stats(core, input);
     } else if (core->config.data_path[0]) {

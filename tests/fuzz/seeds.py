@@ -104,11 +104,25 @@ def b_tick(ms):
 
 
 def b_gone(client):
-    return bytes([client << 4 | 12])
+    return bytes([client << 4 | 12, 0])
 
 
 def b_multiframe(client):
-    return bytes([client << 4 | 13])
+    return bytes([client << 4 | 12, 1])
+
+
+# Kinds in the order of s_kinds in fuzz_broker_commands.c.
+HTTP_KINDS = ["pub", "topic/create", "topic/delete", "topic/empty", "topic/pause",
+              "topic/unpause", "channel/create", "channel/delete", "channel/empty",
+              "channel/pause", "channel/unpause"]
+
+
+def b_http(kind, topic, channel="", defer=0, bodies=(b"x",)):
+    out = bytes([13, HTTP_KINDS.index(kind), len(topic)]) + topic.encode() + \
+        bytes([len(channel)]) + channel.encode() + struct.pack("<H", defer)
+    if kind == "pub":
+        out += bytes([len(bodies) - 1]) + b"".join(bytes([len(b)]) + b for b in bodies)
+    return out
 
 
 def b_stats(topic="", channel=""):
@@ -169,6 +183,18 @@ def broker_seeds():
         b_stats()
     yield "disk-topic-holds", disk1 + b_frame(1, pub("held", [b"a", b"b", b"c"])) + b_restart() + \
         consumer(0, "held", "first") + b_settle(0, 0) + b_restart() + b_frame(0, rdy(0))
+    yield "http-admin", mem4 + consumer(0, count=3) + b_http("pub", "orders", bodies=(b"1", b"2")) + \
+        b_http("channel/pause", "orders", "billing") + b_http("pub", "orders", defer=100) + \
+        b_http("channel/unpause", "orders", "billing") + b_http("channel/empty", "orders", "billing") + \
+        b_http("topic/pause", "orders") + b_http("pub", "orders") + b_http("topic/unpause", "orders") + \
+        b_http("channel/create", "orders", "other") + b_http("channel/delete", "orders", "billing") + \
+        b_settle(0, 0) + b_http("topic/empty", "orders") + b_http("topic/create", "new") + \
+        b_http("topic/delete", "orders") + b_stats()
+    yield "disk-http-delete-in-flight", disk1 + consumer(0, count=4) + consumer(1, count=4) + \
+        b_http("pub", "orders", bodies=(b"a", b"b", b"c")) + \
+        b_http("channel/delete", "orders", "billing") + b_settle(0, 0) + b_restart() + \
+        consumer(2, count=4) + b_http("pub", "orders") + b_http("topic/delete", "orders") + \
+        b_settle(2, 0) + b_restart()
     yield "disk-ephemeral-and-durable", bytes([8]) + consumer(0, "t", "c#ephemeral") + \
         consumer(1, "t", "d") + b_frame(2, pub("t", [b"x", b"y"])) + b_restart() + \
         consumer(2, "t", "d") + b_settle(2, 0) + b_settle(2, 0)
