@@ -130,7 +130,7 @@ static void s_stats(broker_core_t *core, fuzz_input_t *input)
     fuzz_string(input, channel, sizeof channel);
     char *json = broker_stats_json(core, topic, channel);
     FUZZ_ASSERT(json != NULL);
-    fuzz_expect_json(json, "/stats");
+    json_decref(fuzz_expect_json(json, "/stats"));
     free(json);
     free(broker_stats_text(core, topic, channel));
     free(broker_stats_metrics(core));

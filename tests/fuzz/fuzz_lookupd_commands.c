@@ -17,7 +17,8 @@
             /channel/delete or /topic/tombstone
         11  time passes: [u16] x 100 ms, then the expiry scan
         12  the queries: [string topic] for /lookup and /channels, plus
-            /topics and /nodes; each answer must be valid JSON
+            /topics and /nodes; each answer must be valid JSON, its
+            topics and channels sorted
         13  a multi-frame message (refused like a bad frame)
     Strings are [u8 length][bytes]. Seeds: tests/fuzz/corpus/
     fuzz_lookupd_commands (made by seeds.py).
@@ -60,12 +61,16 @@ static void s_http_write(lookupd_registry_t *registry, fuzz_input_t *input, int6
 }
 
 // Frees json after checking that it parses (NULL is allowed where the API
-// says so).
-static void s_check_json(char *json, bool may_be_null)
+// says so) and that its list (when list names one) is sorted.
+static void s_check_json(char *json, bool may_be_null, const char *list)
 {
     FUZZ_ASSERT(json || may_be_null);
-    if (json)
-        fuzz_expect_json(json, "an HTTP answer");
+    if (!json)
+        return;
+    json_t *parsed = fuzz_expect_json(json, "an HTTP answer");
+    if (list)
+        fuzz_expect_sorted(json_object_get(parsed, list), list);
+    json_decref(parsed);
     free(json);
 }
 
@@ -74,10 +79,10 @@ static void s_queries(lookupd_registry_t *registry, fuzz_input_t *input, int64_t
     char topic[80];
     fuzz_string(input, topic, sizeof topic);
     bool known = lookupd_registry_has_topic(registry, topic);
-    s_check_json(lookupd_registry_lookup_json(registry, topic, now), !known);
-    s_check_json(lookupd_registry_channels_json(registry, topic), true);
-    s_check_json(lookupd_registry_topics_json(registry), false);
-    s_check_json(lookupd_registry_nodes_json(registry, now), false);
+    s_check_json(lookupd_registry_lookup_json(registry, topic, now), !known, "channels");
+    s_check_json(lookupd_registry_channels_json(registry, topic), true, "channels");
+    s_check_json(lookupd_registry_topics_json(registry), false, "topics");
+    s_check_json(lookupd_registry_nodes_json(registry, now), false, NULL);
     zlistx_t *channels = lookupd_registry_channels(registry, topic);
     zlistx_destroy(&channels);
 }

@@ -151,45 +151,75 @@ static void s_line_free(void **item)
     *item = NULL;
 }
 
-static int s_line_compare(const void *a, const void *b)
-{
-    return strcmp(a, b);
-}
-
 zlistx_t *fuzz_lines_new(void)
 {
     zlistx_t *lines = zlistx_new();
     FUZZ_ASSERT(lines != NULL);
     zlistx_set_destructor(lines, s_line_free);
-    zlistx_set_comparator(lines, s_line_compare);
+    return lines;
+}
+
+static int s_compare_lines(const void *a, const void *b)
+{
+    return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+// The lines of list in order, in an array the caller frees (not
+// zlistx_sort: czmq 4.2.1's can leave a list unsorted).
+static char **s_sorted(zlistx_t *list)
+{
+    char **lines = calloc(zlistx_size(list) + 1, sizeof *lines);
+    FUZZ_ASSERT(lines != NULL);
+    size_t count = 0;
+    for (char *line = zlistx_first(list); line; line = zlistx_next(list))
+        lines[count++] = line;
+    qsort(lines, count, sizeof *lines, s_compare_lines);
     return lines;
 }
 
 void fuzz_lines_expect_same(zlistx_t *before, zlistx_t *after, const char *what)
 {
-    zlistx_sort(before);
-    zlistx_sort(after);
-    bool same = zlistx_size(before) == zlistx_size(after);
-    for (char *x = zlistx_first(before), *y = zlistx_first(after); same && x && y;
-         x = zlistx_next(before), y = zlistx_next(after))
-        same = strcmp(x, y) == 0;
-    if (same)
-        return;
-    fprintf(stderr, "before %s:\n", what);
-    for (char *x = zlistx_first(before); x; x = zlistx_next(before))
-        fprintf(stderr, "  %s\n", x);
-    fprintf(stderr, "after %s:\n", what);
-    for (char *y = zlistx_first(after); y; y = zlistx_next(after))
-        fprintf(stderr, "  %s\n", y);
+    char **x = s_sorted(before), **y = s_sorted(after);
+    size_t i = 0;
+    while (x[i] && y[i] && strcmp(x[i], y[i]) == 0)
+        i++;
+    bool same = !x[i] && !y[i];
+    if (!same) {
+        fprintf(stderr, "before %s:\n", what);
+        for (i = 0; x[i]; i++)
+            fprintf(stderr, "  %s\n", x[i]);
+        fprintf(stderr, "after %s:\n", what);
+        for (i = 0; y[i]; i++)
+            fprintf(stderr, "  %s\n", y[i]);
+    }
+    free(x);
+    free(y);
     FUZZ_ASSERT(same);
 }
 
-void fuzz_expect_json(const char *text, const char *what)
+json_t *fuzz_expect_json(const char *text, const char *what)
 {
     json_error_t error;
     json_t *parsed = json_loads(text, 0, &error);
     if (!parsed)
         fprintf(stderr, "%s is not valid JSON (%s): %s\n", what, error.text, text);
     FUZZ_ASSERT(parsed != NULL);
-    json_decref(parsed);
+    return parsed;
+}
+
+void fuzz_expect_sorted(json_t *array, const char *what)
+{
+    FUZZ_ASSERT(json_is_array(array));
+    const char *previous = NULL;
+    size_t index;
+    json_t *item;
+    json_array_foreach(array, index, item)
+    {
+        const char *text = json_string_value(item);
+        FUZZ_ASSERT(text != NULL);
+        if (previous && strcmp(previous, text) >= 0)
+            fprintf(stderr, "%s: \"%s\" before \"%s\"\n", what, previous, text);
+        FUZZ_ASSERT(!previous || strcmp(previous, text) < 0);
+        previous = text;
+    }
 }

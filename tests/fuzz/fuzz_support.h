@@ -13,12 +13,13 @@
     API: fuzz_input_init, fuzz_u8, fuzz_u16, fuzz_bytes, fuzz_left,
     fuzz_string; fuzz_setup_once; fuzz_scratch_dir, fuzz_clean_dir,
     fuzz_write_file; fuzz_router; fuzz_lines_new, fuzz_lines_expect_same;
-    fuzz_expect_json; FUZZ_ASSERT.
+    fuzz_expect_json, fuzz_expect_sorted; FUZZ_ASSERT.
 */
 #ifndef FUZZ_SUPPORT_H
 #define FUZZ_SUPPORT_H
 
 #include <czmq.h>
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -75,17 +76,20 @@ void fuzz_write_file(const char *dir, const char *name, const void *data, size_t
 // Borrowed.
 zsock_t *fuzz_router(void);
 
-// A list of strings (malloc'd; the list frees them) sorted with strcmp:
-// what a target records before an operation to compare after it. Caller
-// destroys.
+// A list of strings (malloc'd; the list frees them): what a target records
+// before an operation to compare after it. Caller destroys.
 zlistx_t *fuzz_lines_new(void);
 
-// Sorts both lists and aborts, printing both, if they differ; what names
-// the operation in the message.
+// Aborts, printing both, unless the lists hold the same lines in any
+// order; what names the operation in the message.
 void fuzz_lines_expect_same(zlistx_t *before, zlistx_t *after, const char *what);
 
-// Aborts, printing it, unless text is one valid JSON document (UTF-8,
-// as jansson checks it); what names the document in the message.
-void fuzz_expect_json(const char *text, const char *what);
+// Parses text, aborting (and printing it) unless it is one valid JSON
+// document (UTF-8, as jansson checks it); what names it in the message.
+// Caller owns the result (json_decref).
+json_t *fuzz_expect_json(const char *text, const char *what);
+
+// Aborts unless array is a JSON array of strings in strcmp order, each once.
+void fuzz_expect_sorted(json_t *array, const char *what);
 
 #endif

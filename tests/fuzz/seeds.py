@@ -263,6 +263,9 @@ def lookupd_seeds():
     yield "refusals", l_frame(0, lookup_simple(13)) + l_frame(0, lookup_identify(address="")) + \
         l_frame(0, lookup_reg("bad topic")) + l_frame(0, lookup_channels("bad topic")) + \
         l_frame(1, b"garbage\xff\xff") + bytes([13]) + l_frame(2, command(1, 99, b""))
+    many = b"".join(l_http(1, "orders", "c%03d" % i) + l_http(0, "t%03d" % i)
+                    for i in range(199, -1, -1))
+    yield "many-topics-sorted", many + l_query("orders")
     yield "identify-again", l_frame(0, lookup_identify()) + l_frame(0, lookup_reg("t")) + \
         l_frame(0, lookup_identify(hostname="renamed", tcp=4150)) + l_query("t")
 
