@@ -257,14 +257,14 @@ static zlistx_t *s_messages(broker_core_t *core)
     return lines;
 }
 
-// Persists, frees and loads the core again, as SIGTERM and a start do.
-static broker_core_t *s_restart(broker_core_t *core)
+// Persists, frees and loads the core again, as SIGTERM and a start do
+// (with the settings it started with: the core's own copy holds state).
+static broker_core_t *s_restart(broker_core_t *core, const broker_config_t *config)
 {
     zlistx_t *before = s_messages(core);
     broker_state_persist(core);
-    broker_config_t config = core->config;
     broker_core_free(&core);
-    core = broker_core_new(&config);
+    core = broker_core_new(config);
     FUZZ_ASSERT(core != NULL);
     core->router = fuzz_router();
     char error[512];
@@ -276,7 +276,8 @@ static broker_core_t *s_restart(broker_core_t *core)
     return core;
 }
 
-static void s_step(broker_core_t **core_p, fuzz_input_t *input, int64_t *now)
+static void s_step(broker_core_t **core_p, const broker_config_t *config, fuzz_input_t *input,
+                   int64_t *now)
 {
     broker_core_t *core = *core_p;
     uint8_t op = fuzz_u8(input);
@@ -302,7 +303,7 @@ static void s_step(broker_core_t **core_p, fuzz_input_t *input, int64_t *now)
     } else if (action == 14) {
         s_stats(core, input);
     } else if (core->config.data_path[0]) {
-        core = *core_p = s_restart(core);
+        core = *core_p = s_restart(core, config);
     }
     // What the actor does after each batch of commands.
     broker_state_pump(core, *now);
@@ -323,7 +324,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     core->router = fuzz_router();
     int64_t now = zclock_mono();
     while (fuzz_left(&input) > 0)
-        s_step(&core, &input, &now);
+        s_step(&core, &config, &input, &now);
     broker_core_free(&core);
     if (config.data_path[0])
         fuzz_clean_dir(config.data_path);
