@@ -29,7 +29,8 @@
                channel] filters; the JSON must parse
         15     with a data path, a clean restart: persist, free, load; every
                message of a durable topic or channel (queued, in flight,
-               deferred) must come back, none twice
+               deferred) must come back, none twice (at most S_RESTARTS
+               per input: each costs file syncs)
     Seeds: tests/fuzz/corpus/fuzz_broker_commands (made by seeds.py).
 */
 #include <czmq.h>
@@ -41,7 +42,8 @@
 #include "nsq_names.h"
 #include "nsq_wire.h"
 
-#define S_CLIENTS 3
+#define S_CLIENTS  3
+#define S_RESTARTS 8
 
 static broker_config_t s_config(uint8_t bits)
 {
@@ -277,7 +279,7 @@ static broker_core_t *s_restart(broker_core_t *core, const broker_config_t *conf
 }
 
 static void s_step(broker_core_t **core_p, const broker_config_t *config, fuzz_input_t *input,
-                   int64_t *now)
+                   int64_t *now, int *restarts)
 {
     broker_core_t *core = *core_p;
     uint8_t op = fuzz_u8(input);
@@ -302,7 +304,7 @@ static void s_step(broker_core_t **core_p, const broker_config_t *config, fuzz_i
         s_request(core, input);
     } else if (action == 14) {
         s_stats(core, input);
-    } else if (core->config.data_path[0]) {
+    } else if (core->config.data_path[0] && (*restarts)++ < S_RESTARTS) {
         core = *core_p = s_restart(core, config);
     }
     // What the actor does after each batch of commands.
@@ -323,8 +325,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_ASSERT(core != NULL);
     core->router = fuzz_router();
     int64_t now = zclock_mono();
+    int restarts = 0;
     while (fuzz_left(&input) > 0)
-        s_step(&core, &config, &input, &now);
+        s_step(&core, &config, &input, &now, &restarts);
     broker_core_free(&core);
     if (config.data_path[0])
         fuzz_clean_dir(config.data_path);

@@ -29,9 +29,10 @@ name=$(basename "$target")
 mkdir -p "$work/corpus" "$work/crashes"
 log="$work/log"
 started=$(date +%s)
-# -timeout: one input may take at most 10 s (a hang is a finding);
+# -timeout: one input may take at most 25 s (a hang is a finding; inputs
+# take milliseconds, but a shared CI machine can be slow);
 # -rss_limit_mb: ASan costs memory, 2 GB is far above what any input needs.
-"$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+"$target" -max_total_time="$seconds" -timeout=25 -rss_limit_mb=2048 -print_final_stats=1 \
     -artifact_prefix="$work/crashes/" "$@" "$work/corpus" "$seeds" >"$log" 2>&1
 status=$?
 elapsed=$(($(date +%s) - started))
