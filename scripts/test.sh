@@ -4,6 +4,8 @@
 # status is non-zero if anything failed.
 #
 #   SANITIZE=1           build in build-asan with AddressSanitizer and UBSan
+#   FUZZ=1               build in build-fuzz with clang and -Dfuzz=true (the
+#                        libFuzzer targets); run it with SUITES=fuzz
 #   SUITES="unit ..."    run only these meson suites (the format check runs
 #                        when SUITES is empty or names "format")
 #   BUILD_DIR=dir        build directory (default build, or build-asan)
@@ -108,7 +110,9 @@ format_check() {
     fi
 }
 
-if ! scripts/install-deps.sh; then
+install_args=()
+[ "${FUZZ:-0}" = 1 ] && install_args=(--fuzz)
+if ! scripts/install-deps.sh "${install_args[@]}"; then
     failed=$((failed + 1))
     finish
 fi
@@ -119,6 +123,11 @@ if [ "${SANITIZE:-0}" = 1 ]; then
     build=${BUILD_DIR:-build-asan}
     # shellcheck disable=SC2054 # the commas belong to the meson option
     options=(-Db_sanitize=address,undefined -Db_lundef=false -Dc_args=-fno-sanitize-recover=all)
+elif [ "${FUZZ:-0}" = 1 ]; then
+    build=${BUILD_DIR:-build-fuzz}
+    export CC=clang  # used when the build directory is first set up
+    # shellcheck disable=SC2054 # the commas belong to the meson option
+    options=(-Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false -Dintegration=false)
 fi
 
 if [ -f "$build/build.ninja" ]; then
