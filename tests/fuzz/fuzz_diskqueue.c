@@ -56,7 +56,8 @@ static int s_get(s_run_t *run, nsq_diskqueue_t *queue, bool *is_marker)
     if (run->broker_records) {
         uint32_t attempts;
         int64_t ready_at;
-        rc = broker_disk_get(queue, &message, &attempts, &ready_at, zclock_mono());
+        rc = broker_disk_get(queue, &message, &attempts, &ready_at, zclock_mono(),
+                             run->config.max_req_timeout_ms);
         data = message ? message->body : NULL;
         size = message ? message->size : 0;
     } else {
