@@ -160,29 +160,44 @@ void broker_core_delete_topic(broker_core_t *self, broker_topic_t *topic)
 
 // ---- socket handlers --------------------------------------------------------
 
-// The client that sent body with identity; a new one (addressed from
-// body's connection) when unknown. NULL if identity is unusable or out of
-// memory.
-static broker_client_t *s_client_for(broker_core_t *self, zmq_msg_t *identity, zmq_msg_t *body,
-                                     int64_t now)
+// The client with this identity; a new one, addressed from frame's
+// connection when frame is not NULL, when unknown. NULL if identity is
+// unusable or out of memory.
+broker_client_t *broker_core_client(broker_core_t *self, const void *identity, size_t size,
+                                    zmq_msg_t *frame, int64_t now)
 {
     char key[2 * BROKER_IDENTITY_MAX + 1];
-    size_t size = zmq_msg_size(identity);
     if (size == 0 || size > BROKER_IDENTITY_MAX)
         return NULL;
-    broker_client_key(zmq_msg_data(identity), size, key);
+    broker_client_key(identity, size, key);
     broker_client_t *client = zhashx_lookup(self->clients, key);
     if (!client) {
-        client = broker_client_new(zsock_resolve(self->router), zmq_msg_data(identity), size, now);
+        client = broker_client_new(zsock_resolve(self->router), identity, size, now);
         if (client) {
             client->heartbeat_interval_ms = self->config.heartbeat_interval_ms;
             client->msg_timeout_ms = self->config.msg_timeout_ms;
             client->counters = &self->blocked;
-            nsq_peer_address(body, client->remote_address, sizeof client->remote_address);
+            if (frame)
+                nsq_peer_address(frame, client->remote_address, sizeof client->remote_address);
             zhashx_insert(self->clients, key, client);
         }
     }
     return client;
+}
+
+void broker_core_handle_frame(broker_core_t *self, broker_client_t *client, const void *body,
+                              size_t size, int64_t now)
+{
+    client->last_received = now;
+    Nsq__Command *command = body ? nsq_wire_command_unpack(body, size) : NULL;
+    if (command) {
+        broker_core_handle_command(self, client, command, now);
+        nsq__command__free_unpacked(command, NULL);
+        return;
+    }
+    self->bad_commands++;
+    nsq_warn("client %s: frame is not a valid command (%zu bytes)", client->key, size);
+    broker_client_send_error(client, 0, "E_BAD_COMMAND", "not a valid Command frame", false, now);
 }
 
 // Reads one [identity][command] message; returns -1 when nothing is waiting.
@@ -209,22 +224,11 @@ static int s_read_command(broker_core_t *self, void *socket)
             break;
     }
     int64_t now = zclock_mono();
-    broker_client_t *client = s_client_for(self, &identity, &body, now);
-    if (client) {
-        client->last_received = now;
-        Nsq__Command *command =
-            extra_frames ? NULL : nsq_wire_command_unpack(zmq_msg_data(&body), zmq_msg_size(&body));
-        if (command) {
-            broker_core_handle_command(self, client, command, now);
-            nsq__command__free_unpacked(command, NULL);
-        } else {
-            self->bad_commands++;
-            nsq_warn("client %s: frame is not a valid command (%zu bytes)", client->key,
-                     zmq_msg_size(&body));
-            broker_client_send_error(client, 0, "E_BAD_COMMAND", "not a valid Command frame", false,
-                                     now);
-        }
-    }
+    broker_client_t *client =
+        broker_core_client(self, zmq_msg_data(&identity), zmq_msg_size(&identity), &body, now);
+    if (client)
+        broker_core_handle_frame(self, client, extra_frames ? NULL : zmq_msg_data(&body),
+                                 zmq_msg_size(&body), now);
     zmq_msg_close(&identity);
     zmq_msg_close(&body);
     return 0;
@@ -322,15 +326,18 @@ static void s_check_clients(broker_core_t *self, int64_t now)
     zlistx_destroy(&dead);
 }
 
+void broker_core_tick(broker_core_t *self, int64_t now)
+{
+    s_scan_channels(self, now);
+    s_check_clients(self, now);
+    broker_state_tick(self, now);
+}
+
 static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
 {
     (void) loop;
     (void) timer_id;
-    broker_core_t *self = arg;
-    int64_t now = zclock_mono();
-    s_scan_channels(self, now);
-    s_check_clients(self, now);
-    broker_state_tick(self, now);
+    broker_core_tick(arg, zclock_mono());
     return 0;
 }
 
@@ -402,8 +409,6 @@ static void s_client_destructor(void **item)
     broker_client_destroy((broker_client_t **) item);
 }
 
-static void s_core_destroy(broker_core_t **self_p);
-
 // The largest valid command frame, above which a peer is disconnected
 // before its frame is read: a PUB whose bodies total max_body_size, with at
 // most two bytes of protobuf framing per body byte (a one-byte body has a
@@ -414,19 +419,47 @@ static int64_t s_max_frame(const broker_config_t *config)
     return 3 * config->max_body_size + 10 * config->max_rdy_count + 65536;
 }
 
-static broker_core_t *s_core_new(zsock_t *pipe, const broker_config_t *config, char *error,
-                                 size_t error_size)
+broker_core_t *broker_core_new(const broker_config_t *config)
 {
     broker_core_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
     self->config = *config;
-    self->pipe = pipe;
     self->start_time = (int64_t) time(NULL);
+    self->lock_fd = -1;
     self->topics = zhashx_new();
-    zhashx_set_destructor(self->topics, s_topic_destructor);
     self->clients = zhashx_new();
+    if (!self->topics || !self->clients) {
+        broker_core_free(&self);
+        return NULL;
+    }
+    zhashx_set_destructor(self->topics, s_topic_destructor);
     zhashx_set_destructor(self->clients, s_client_destructor);
+    return self;
+}
+
+void broker_core_free(broker_core_t **self_p)
+{
+    broker_core_t *self = *self_p;
+    if (!self)
+        return;
+    zhashx_destroy(&self->clients);
+    zhashx_destroy(&self->topics);
+    nsq_diskqueue_listing_destroy(&self->config.disk_listing);
+    broker_state_unlock(self);
+    free(self);
+    *self_p = NULL;
+}
+
+static void s_core_destroy(broker_core_t **self_p);
+
+static broker_core_t *s_core_new(zsock_t *pipe, const broker_config_t *config, char *error,
+                                 size_t error_size)
+{
+    broker_core_t *self = broker_core_new(config);
+    if (!self)
+        return NULL;
+    self->pipe = pipe;
     if (broker_state_lock(self, error, error_size) != 0
         || broker_state_load(self, error, error_size) != 0) {
         s_core_destroy(&self);
@@ -495,16 +528,11 @@ static void s_core_destroy(broker_core_t **self_p)
     zloop_destroy(&self->loop);
     if (started)
         broker_state_persist(self);
-    zhashx_destroy(&self->clients);
-    zhashx_destroy(&self->topics);
-    nsq_diskqueue_listing_destroy(&self->config.disk_listing);
-    broker_state_unlock(self);
     zsock_destroy(&self->requests);
     if (self->router)
         zsock_set_linger(self->router, 1000);  // the last answers still leave
     zsock_destroy(&self->router);
-    free(self);
-    *self_p = NULL;
+    broker_core_free(self_p);
 }
 
 void broker_actor(zsock_t *pipe, void *args)

@@ -1,6 +1,7 @@
 /*  broker_core - the state the broker actor's thread owns, shared by the
     files that implement it (broker.c, broker_commands.c, broker_admin.c,
-    broker_stats.c). Internal to the broker; nothing else includes it.
+    broker_stats.c). Internal to the broker; only its fuzz targets
+    (tests/fuzz) include it too, to drive a core without sockets.
     SPDX-License-Identifier: MIT
 */
 #ifndef BROKER_CORE_H
@@ -52,6 +53,35 @@ typedef struct {
 
     broker_client_blocked_t blocked;  // frames that met a full client queue
 } broker_core_t;
+
+// The core's state without sockets, threads or the data path's lock
+// (broker.c): what the actor starts from, and what fuzz targets drive
+// directly. router stays NULL: set it before the first client appears (an
+// unbound ROUTER drops every reply). Caller owns the result (free it with
+// broker_core_free); NULL if out of memory.
+broker_core_t *broker_core_new(const broker_config_t *config);
+
+// Frees the clients, the topics (disk queues synced and kept, nothing
+// persisted) and the data path's lock, not the sockets. Nulls *self_p;
+// accepts NULL.
+void broker_core_free(broker_core_t **self_p);
+
+// Returns the client with this ROUTER identity (1..BROKER_IDENTITY_MAX
+// bytes), creating it in state NEW (its remote address from frame's
+// connection, when frame is not NULL). Borrowed; NULL if the identity is
+// empty or too long, or out of memory.
+broker_client_t *broker_core_client(broker_core_t *self, const void *identity, size_t size,
+                                    zmq_msg_t *frame, int64_t now);
+
+// Handles one frame from client: a packed Command, decoded and handled; a
+// frame that is not one (body NULL: a multi-frame message) is counted and
+// answered E_BAD_COMMAND. The client may be dropped (freed) by the command.
+void broker_core_handle_frame(broker_core_t *self, broker_client_t *client, const void *body,
+                              size_t size, int64_t now);
+
+// The periodic work (every BROKER_TICK_MS): in-flight timeouts, deferred
+// messages, client liveness and heartbeats, disk syncs, the state file.
+void broker_core_tick(broker_core_t *self, int64_t now);
 
 // Returns the topic called name; creates it when create is true. Borrowed;
 // NULL if absent (or out of memory).

@@ -21,6 +21,7 @@
 #include "broker_disk.h"
 #include "broker_http.h"
 #include "broker_inflight.h"
+#include "broker_mpub.h"
 #include "broker_queue.h"
 #include "broker_topic.h"
 #include "lookupd.h"
@@ -103,6 +104,7 @@ static const selftest_t s_tests[] = {
     {"broker_disk", broker_disk_test},
     {"broker_http", broker_http_test},
     {"broker_inflight", broker_inflight_test},
+    {"broker_mpub", broker_mpub_test},
     {"broker_queue", broker_queue_test},
     {"broker_topic", broker_topic_test},
     {"lookupd", lookupd_test},
