@@ -1,18 +1,19 @@
-/*  broker - the broker actor: one thread, one zloop, driving the server,
-    its doors, the syncer and the lookupd links
+/*  broker - the broker actor: one thread, one zloop, driving a broker node
+    (the server, its state file and syncer), its doors and the lookupd
+    links
     SPDX-License-Identifier: MIT
 
-    Life cycle: s_broker_new takes the data path's lock, restores the
-    state file into the server, binds the doors (or reports ERROR), and
-    wires the parts together; the loop runs until $TERM (draining first,
-    see s_on_pipe); s_broker_destroy answers what the doors handed over,
-    stops the HTTP server, writes what is in memory to disk and frees
+    Life cycle: s_broker_new makes the node (the data path's lock, the
+    state file restored, the syncer), binds the doors (or reports ERROR)
+    and connects the lookupd links; the loop runs until $TERM (draining
+    first, see s_on_pipe); s_broker_destroy answers what the doors handed
+    over, stops the HTTP server, writes what is in memory to disk and frees
     everything.
 
     The parts never call each other in a circle: the doors call the
-    server, the server calls the hooks below, and the hooks call the
+    server, the server calls the node's hooks, and the node calls the
     lookupd links, the state file and the syncer, which reach back only
-    through the callbacks this file gives them.
+    through callbacks.
 */
 #include "broker.h"
 
@@ -23,9 +24,7 @@
 #include "broker_http.h"
 #include "broker_http_serve.h"
 #include "broker_lookup.h"
-#include "broker_server.h"
-#include "broker_state.h"
-#include "broker_sync.h"
+#include "broker_node.h"
 #include "broker_zmq.h"
 #include "nsq_daemon.h"
 #include "nsq_log.h"
@@ -43,9 +42,8 @@ typedef struct {
     broker_config_t config;   // settings, read-only after start
     zsock_t *pipe;            // the actor pipe
     zloop_t *loop;            // the one reactor
-    broker_state_t *state;    // the state file and the data path's lock
-    broker_server_t *server;  // topics, channels, clients
-    broker_sync_t *sync;      // off-thread syncs, durable acknowledgements; NULL in memory
+    broker_node_t *node;      // the server, its state file and syncer
+    zsock_t *router;          // the ZeroMQ door's ROUTER
     broker_zmq_t *zmq;        // the ZeroMQ door
     broker_http_t *http;      // the HTTP door (its own threads)
     broker_lookup_t *lookup;  // links to lookupds, NULL if none configured
@@ -55,159 +53,7 @@ typedef struct {
     int64_t drain_deadline;   // monotonic ms when draining gives up
 } broker_t;
 
-// ---- the server's hooks -------------------------------------------------------
-
-static bool s_topic_created(void *arg, const char *topic)
-{
-    broker_t *self = arg;
-    return self->lookup && broker_lookup_topic_created(self->lookup, topic);
-}
-
-static void s_topic_deleted(void *arg, const char *topic)
-{
-    broker_t *self = arg;
-    if (self->lookup)
-        broker_lookup_topic_deleted(self->lookup, topic);
-}
-
-static void s_channel_created(void *arg, const char *topic, const char *channel)
-{
-    broker_t *self = arg;
-    if (self->lookup)
-        broker_lookup_channel_created(self->lookup, topic, channel);
-}
-
-static void s_channel_deleted(void *arg, const char *topic, const char *channel)
-{
-    broker_t *self = arg;
-    if (self->lookup)
-        broker_lookup_channel_deleted(self->lookup, topic, channel);
-}
-
-static void s_state_changed(void *arg)
-{
-    broker_t *self = arg;
-    broker_state_changed(self->state);
-}
-
-static void s_ids_reserved(void *arg)
-{
-    broker_t *self = arg;
-    broker_state_save(self->state);  // a failure is logged and retried by the tick
-}
-
-static int s_wait_durable(void *arg, broker_durable_fn *fn, void *fn_arg)
-{
-    broker_t *self = arg;
-    return broker_sync_wait(self->sync, fn, fn_arg);
-}
-
-// ---- what the state file, the syncer and the lookupd links see ---------------------
-
-typedef struct {
-    broker_state_entry_fn *emit;  // the state file's receiver
-    void *emit_arg;               // its argument
-} state_listing_t;
-
-static void s_state_entry(void *arg, const char *topic, const char *channel, bool paused)
-{
-    state_listing_t *listing = arg;
-    broker_state_entry_t entry = {channel ? BROKER_STATE_CHANNEL : BROKER_STATE_TOPIC, 0, topic,
-                                  channel, paused};
-    listing->emit(listing->emit_arg, &entry);
-}
-
-// Lists the id reservation and every topic and channel for the state file.
-static void s_state_list(void *arg, broker_state_entry_fn *emit, void *emit_arg)
-{
-    broker_t *self = arg;
-    broker_state_entry_t ids = {BROKER_STATE_IDS, broker_server_ids_reserved(self->server), NULL,
-                                NULL, false};
-    emit(emit_arg, &ids);
-    state_listing_t listing = {emit, emit_arg};
-    broker_server_each(self->server, s_state_entry, &listing);
-}
-
-// Restores one entry of the state file into the server.
-static int s_state_restore(void *arg, const broker_state_entry_t *entry)
-{
-    broker_t *self = arg;
-    broker_server_t *server = self->server;
-    int64_t now = zclock_mono();
-    if (entry->kind == BROKER_STATE_IDS) {
-        broker_server_restore_ids(server, entry->ids);
-        return 0;
-    }
-    size_t topic_size = strlen(entry->topic);
-    if (entry->kind == BROKER_STATE_TOPIC)
-        return broker_server_topic(server, BROKER_CREATE, entry->topic, topic_size, now)
-                           == BROKER_OK
-                       && (!entry->paused
-                           || broker_server_topic(server, BROKER_PAUSE, entry->topic, topic_size,
-                                                  now)
-                                  == BROKER_OK)
-                   ? 0
-                   : -1;
-    if (!broker_server_has(server, entry->topic, NULL))
-        return -1;
-    size_t channel_size = strlen(entry->channel);
-    return broker_server_channel(server, BROKER_CREATE, entry->topic, topic_size, entry->channel,
-                                 channel_size, now)
-                       == BROKER_OK
-                   && (!entry->paused
-                       || broker_server_channel(server, BROKER_PAUSE, entry->topic, topic_size,
-                                                entry->channel, channel_size, now)
-                              == BROKER_OK)
-               ? 0
-               : -1;
-}
-
-static void s_each_disk(void *arg, broker_sync_disk_fn *fn, void *fn_arg)
-{
-    broker_t *self = arg;
-    broker_server_each_disk(self->server, fn, fn_arg);
-}
-
-static void s_before_commit(void *arg)
-{
-    broker_t *self = arg;
-    broker_state_flush(self->state);  // an acknowledged topic must be listed
-}
-
-static void s_each_name(void *arg, broker_lookup_name_fn *fn, void *fn_arg)
-{
-    broker_t *self = arg;
-    broker_server_each(self->server, fn, fn_arg);
-}
-
-static bool s_channel_known(void *arg, const char *topic, const char *channel)
-{
-    broker_t *self = arg;
-    if (!broker_server_has(self->server, topic, NULL)
-        || broker_server_has(self->server, topic, channel))
-        return false;
-    return broker_server_channel(self->server, BROKER_CREATE, topic, strlen(topic), channel,
-                                 strlen(channel), zclock_mono())
-           == BROKER_OK;
-}
-
-static void s_release(void *arg, const char *topic)
-{
-    broker_t *self = arg;
-    broker_server_topic_release(self->server, topic, zclock_mono());
-}
-
 // ---- socket handlers ------------------------------------------------------------
-
-// After each batch of work: held messages move on, the state file and
-// the syncer catch up.
-static void s_after_batch(broker_t *self)
-{
-    int64_t now = zclock_mono();
-    broker_server_pump(self->server, now);
-    broker_state_check(self->state, now);
-    broker_sync_kick(self->sync);
-}
 
 static int s_on_router(zloop_t *loop, zsock_t *router, void *arg)
 {
@@ -215,7 +61,7 @@ static int s_on_router(zloop_t *loop, zsock_t *router, void *arg)
     (void) router;
     broker_t *self = arg;
     broker_zmq_read(self->zmq, BROKER_DRAIN_MAX);
-    s_after_batch(self);
+    broker_node_after_batch(self->node, zclock_mono());
     return 0;
 }
 
@@ -225,8 +71,8 @@ static int s_on_request(zloop_t *loop, zmq_pollitem_t *item, void *arg)
     (void) loop;
     (void) item;
     broker_t *self = arg;
-    broker_http_take(self->http, broker_http_serve, self->server);
-    s_after_batch(self);
+    broker_http_take(self->http, broker_http_serve, broker_node_server(self->node));
+    broker_node_after_batch(self->node, zclock_mono());
     return 0;
 }
 
@@ -235,7 +81,7 @@ static int s_on_synced(zloop_t *loop, zsock_t *reader, void *arg)
     (void) loop;
     (void) reader;
     broker_t *self = arg;
-    broker_sync_on_synced(self->sync);
+    broker_node_on_synced(self->node);
     return 0;
 }
 
@@ -246,9 +92,7 @@ static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
     broker_t *self = arg;
     int64_t now = zclock_mono();
     broker_zmq_tick(self->zmq, now);
-    broker_server_tick(self->server, now);
-    broker_sync_tick(self->sync, now);
-    broker_state_tick(self->state, now);
+    broker_node_tick(self->node, now);
     return 0;
 }
 
@@ -261,7 +105,7 @@ static int s_on_drain_tick(zloop_t *loop, int timer_id, void *arg)
     (void) loop;
     (void) timer_id;
     broker_t *self = arg;
-    uint64_t in_flight = broker_server_in_flight(self->server);
+    uint64_t in_flight = broker_server_in_flight(broker_node_server(self->node));
     if (in_flight > 0 && zclock_mono() < self->drain_deadline)
         return 0;
     if (in_flight > 0)
@@ -284,12 +128,13 @@ static int s_on_pipe(zloop_t *loop, zsock_t *pipe, void *arg)
     zstr_free(&command);
     if (!term)
         return 0;
-    uint64_t in_flight = broker_server_in_flight(self->server);
+    broker_server_t *server = broker_node_server(self->node);
+    uint64_t in_flight = broker_server_in_flight(server);
     if (self->draining || in_flight == 0 || self->config.drain_timeout_ms <= 0)
         return -1;
     self->draining = true;
     self->drain_deadline = zclock_mono() + self->config.drain_timeout_ms;
-    broker_server_drain(self->server);
+    broker_server_drain(server);
     nsq_info("draining: %llu messages in flight, waiting up to %lld ms for consumers",
              (unsigned long long) in_flight, (long long) self->config.drain_timeout_ms);
     zloop_timer(loop, 10, 0, s_on_drain_tick, self);
@@ -310,53 +155,21 @@ static int64_t s_max_frame(const broker_config_t *config)
 
 static void s_broker_destroy(broker_t **self_p);
 
-// The state file and the server: takes the lock, lists the data path once
-// (every disk queue opens from that listing) and restores the topics and
-// channels. Returns 0, or -1 with a reason.
-static int s_restore(broker_t *self, char *error, size_t error_size)
-{
-    broker_config_t config = self->config;
-    self->state = broker_state_new(config.data_path, s_state_list, self);
-    if (!self->state || broker_state_lock(self->state, error, error_size) != 0)
-        return -1;
-    if (config.data_path[0]
-        && !(config.disk_listing = nsq_diskqueue_listing_new(config.data_path))) {
-        snprintf(error, error_size, "cannot list --data-path %.400s: %s", config.data_path,
-                 strerror(errno));
-        return -1;
-    }
-    broker_server_hooks_t hooks = {self,
-                                   s_topic_created,
-                                   s_topic_deleted,
-                                   s_channel_created,
-                                   s_channel_deleted,
-                                   s_state_changed,
-                                   s_ids_reserved,
-                                   s_wait_durable};
-    self->server = broker_server_new(&config, &hooks);  // the listing moves to the server
-    if (!self->server) {
-        nsq_diskqueue_listing_destroy(&config.disk_listing);
-        return snprintf(error, error_size, "out of memory"), -1;
-    }
-    return broker_state_load(self->state, s_state_restore, self, error, error_size);
-}
-
 // The doors: the ZeroMQ ROUTER and the HTTP server. Returns 0, or -1 with
 // a reason.
 static int s_open_doors(broker_t *self, char *error, size_t error_size)
 {
     const broker_config_t *config = &self->config;
     int port = -1;
-    zsock_t *router =
+    self->router =
         nsq_daemon_router(config->zmq_address, BROKER_ROUTER_HWM, s_max_frame(config), &port);
-    if (!router) {
+    if (!self->router) {
         snprintf(error, error_size, "cannot bind ZeroMQ on %s: %s", config->zmq_address,
                  zmq_strerror(errno));
         return -1;
     }
     self->zmq_port = (uint16_t) port;
-    self->zmq = broker_zmq_new(self->server, &router);
-    zsock_destroy(&router);  // still ours if the door could not be made
+    self->zmq = broker_zmq_new(broker_node_server(self->node), self->router);
     self->http = self->zmq ? broker_http_new(config) : NULL;
     if (!self->http) {
         snprintf(error, error_size, "cannot listen for HTTP on %s", config->http_address);
@@ -375,33 +188,29 @@ static broker_t *s_broker_new(zsock_t *pipe, const broker_config_t *config, char
         return NULL;
     self->config = *config;
     self->pipe = pipe;
-    if (s_restore(self, error, error_size) != 0 || s_open_doors(self, error, error_size) != 0) {
+    self->node = broker_node_new(config, error, error_size);
+    if (!self->node || s_open_doors(self, error, error_size) != 0) {
         s_broker_destroy(&self);
         return NULL;
     }
     self->loop = zloop_new();
     zloop_set_nonstop(self->loop, true);
-    zloop_reader(self->loop, broker_zmq_socket(self->zmq), s_on_router, self);
+    zloop_reader(self->loop, self->router, s_on_router, self);
     zmq_pollitem_t requests = {NULL, broker_http_handoff_fd(self->http), ZMQ_POLLIN, 0};
     zloop_poller(self->loop, &requests, s_on_request, self);
     zloop_reader(self->loop, pipe, s_on_pipe, self);
     zloop_timer(self->loop, BROKER_TICK_MS, 0, s_on_tick, self);
-    broker_sync_source_t source = {self, s_each_disk, s_before_commit};
-    if (config->data_path[0] && !(self->sync = broker_sync_new(config, &source))) {
-        snprintf(error, error_size, "cannot start the sync thread");
-        s_broker_destroy(&self);
-        return NULL;
-    }
-    if (self->sync)
-        zloop_reader(self->loop, broker_sync_socket(self->sync), s_on_synced, self);
-    broker_lookup_source_t names = {self, s_each_name, s_channel_known, s_release};
+    if (broker_node_sync_socket(self->node))
+        zloop_reader(self->loop, broker_node_sync_socket(self->node), s_on_synced, self);
+    broker_lookup_source_t source = broker_node_lookup_source(self->node);
     if (config->lookupd_count > 0
         && !(self->lookup =
-                 broker_lookup_new(config, self->loop, self->http_port, self->zmq_port, &names))) {
+                 broker_lookup_new(config, self->loop, self->http_port, self->zmq_port, &source))) {
         snprintf(error, error_size, "cannot set up the lookupd links");
         s_broker_destroy(&self);
         return NULL;
     }
+    broker_node_set_lookup(self->node, self->lookup);
     return self;
 }
 
@@ -415,19 +224,22 @@ static void s_broker_destroy(broker_t **self_p)
         // Answer what the HTTP threads already handed over, then refuse the
         // rest: after the flag is set this thread never takes a request again.
         broker_http_set_exiting(self->http, true);
-        broker_http_take(self->http, broker_http_serve, self->server);
+        broker_http_take(self->http, broker_http_serve, broker_node_server(self->node));
     }
-    broker_sync_destroy(&self->sync);  // answers the publishes still waiting for a sync
+    if (self->node)
+        broker_node_settle(self->node);  // answers the publishes still waiting for a sync
     broker_http_destroy(&self->http);
-    broker_lookup_destroy(&self->lookup);
+    if (self->node)
+        broker_node_set_lookup(self->node, NULL);
+    broker_lookup_destroy(&self->lookup);  // releases held topics through the node
     zloop_destroy(&self->loop);
-    if (started) {
-        broker_server_persist(self->server, zclock_mono());
-        broker_state_save(self->state);
-    }
-    broker_server_destroy(&self->server);
+    if (started)
+        broker_node_persist(self->node, zclock_mono());
+    broker_node_destroy(&self->node);
     broker_zmq_destroy(&self->zmq);
-    broker_state_destroy(&self->state);  // releases the lock
+    if (self->router)
+        zsock_set_linger(self->router, 1000);  // the last answers still leave
+    zsock_destroy(&self->router);
     free(self);
     *self_p = NULL;
 }

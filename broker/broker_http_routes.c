@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker_mpub.h"
 #include "nsq_names.h"
 
 #define S_CHUNKED_FIRST 4096       // first buffer for a body of unknown length
@@ -331,97 +332,27 @@ static bool s_take_pub(broker_http_call_t *call)
     return true;
 }
 
-static uint32_t s_read_be32(const uint8_t *data)
-{
-    return (uint32_t) data[0] << 24 | (uint32_t) data[1] << 16 | (uint32_t) data[2] << 8
-           | (uint32_t) data[3];
-}
-
-//  Finds the next message of an /mpub body from *offset on; false at the end.
-//  Text: lines, empty ones skipped. Binary: [4B size][data], already checked.
-static bool s_mpub_next(const broker_http_call_t *call, size_t *offset, size_t *start,
-                        size_t *length)
-{
-    const uint8_t *data = call->body->body;
-    size_t size = call->body_size;
-    while (*offset < size) {
-        if (call->binary) {
-            *length = s_read_be32(data + *offset);
-            *start = *offset + 4;
-            *offset = *start + *length;
-            return true;
-        }
-        const uint8_t *newline = memchr(data + *offset, '\n', size - *offset);
-        *start = *offset;
-        *length = (newline ? (size_t) (newline - data) : size) - *start;
-        *offset = *start + *length + 1;
-        if (*length > 0)
-            return true;
-    }
-    return false;
-}
-
-//  Records a refusal of an /mpub body; returns 0 messages.
-static size_t s_refuse_mpub(broker_http_call_t *call, unsigned status, const char *code)
-{
-    s_fail(call, status, code);
-    return 0;
-}
-
-//  Checks binary framing [4B count]([4B size][data])*; returns the count, or 0
-//  with the refusal recorded.
-static size_t s_mpub_check_binary(broker_http_call_t *call, const broker_config_t *config)
-{
-    const uint8_t *data = call->body ? call->body->body : NULL;
-    size_t size = call->body_size;
-    if (size < 4)
-        return s_refuse_mpub(call, MHD_HTTP_CONTENT_TOO_LARGE, "BAD_BODY");
-    uint32_t count = s_read_be32(data);
-    if (count == 0 || count > (uint64_t) (config->max_body_size - 4) / 5)
-        return s_refuse_mpub(call, MHD_HTTP_CONTENT_TOO_LARGE, "BAD_BODY");
-    size_t offset = 4;
-    for (uint32_t index = 0; index < count; index++) {
-        if (size - offset < 4)
-            return s_refuse_mpub(call, MHD_HTTP_CONTENT_TOO_LARGE, "BAD_MESSAGE");
-        uint32_t length = s_read_be32(data + offset);
-        offset += 4;
-        if (length == 0 || size - offset < length)
-            return s_refuse_mpub(call, MHD_HTTP_CONTENT_TOO_LARGE, "BAD_MESSAGE");
-        if (length > (uint64_t) config->max_msg_size)
-            return s_refuse_mpub(call, MHD_HTTP_CONTENT_TOO_LARGE, "MSG_TOO_BIG");
-        offset += length;
-    }
-    if (offset != size)
-        return s_refuse_mpub(call, MHD_HTTP_CONTENT_TOO_LARGE, "BAD_BODY");
-    return count;
-}
-
-//  Counts the lines of a text /mpub body; 0 with the refusal recorded.
-static size_t s_mpub_check_text(broker_http_call_t *call, const broker_config_t *config)
-{
-    size_t count = 0, offset = 0, start, length;
-    while (call->body && s_mpub_next(call, &offset, &start, &length)) {
-        if (length > (uint64_t) config->max_msg_size)
-            return s_refuse_mpub(call, MHD_HTTP_CONTENT_TOO_LARGE, "MSG_TOO_BIG");
-        count++;
-    }
-    return count ? count : s_refuse_mpub(call, MHD_HTTP_BAD_REQUEST, "MSG_EMPTY");
-}
-
 //  Splits the /mpub body into messages, all or nothing.
 static bool s_take_mpub(broker_http_call_t *call, const broker_config_t *config)
 {
+    const uint8_t *body = call->body ? call->body->body : NULL;
+    const char *code = NULL;
     size_t count =
-        call->binary ? s_mpub_check_binary(call, config) : s_mpub_check_text(call, config);
+        broker_mpub_check(body, call->body_size, call->binary, (uint64_t) config->max_msg_size,
+                          (uint64_t) config->max_body_size, &code);
     if (count == 0)
-        return false;
+        return s_fail(call,
+                      strcmp(code, "MSG_EMPTY") == 0 ? MHD_HTTP_BAD_REQUEST
+                                                     : MHD_HTTP_CONTENT_TOO_LARGE,
+                      code);
     broker_http_request_t *request = &call->request;
     request->messages = calloc(count, sizeof(nsq_message_t *));
     if (!request->messages)
         return s_fail(call, MHD_HTTP_SERVICE_UNAVAILABLE, "OUT_OF_MEMORY");
-    size_t offset = call->binary ? 4 : 0, start, length;
-    while (request->message_count < count && s_mpub_next(call, &offset, &start, &length)) {
-        nsq_message_t *message = nsq_message_new(call->body->body + start, length);
+    size_t offset = 0, start, length;
+    while (request->message_count < count
+           && broker_mpub_next(body, call->body_size, call->binary, &offset, &start, &length)) {
+        nsq_message_t *message = nsq_message_new(body + start, length);
         if (!message) {
             s_messages_release(call);
             return s_fail(call, MHD_HTTP_SERVICE_UNAVAILABLE, "OUT_OF_MEMORY");

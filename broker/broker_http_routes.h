@@ -16,7 +16,7 @@
     oversized Content-Length before a byte of body is read), once per
     piece of body (copied straight into an nsq_message_t, never beyond the
     limit), and once at the end (the /pub body becomes the message, an
-    /mpub body is split, all or nothing).
+    /mpub body is split by broker_mpub.c, all or nothing).
 
     Runs on the HTTP threads. API in call order: broker_http_call_reset,
     broker_http_routes_begin, broker_http_routes_body,

@@ -686,6 +686,20 @@ void broker_server_each(broker_server_t *self, broker_server_each_fn *fn, void *
     }
 }
 
+void broker_server_each_topic(broker_server_t *self, broker_server_topic_fn *fn, void *arg)
+{
+    for (broker_topic_t *topic = zhashx_first(self->topics); topic;
+         topic = zhashx_next(self->topics))
+        fn(arg, topic);
+}
+
+void broker_server_each_client(broker_server_t *self, broker_server_client_fn *fn, void *arg)
+{
+    for (broker_client_t *client = zlistx_first(self->clients); client;
+         client = zlistx_next(self->clients))
+        fn(arg, client);
+}
+
 void broker_server_each_disk(broker_server_t *self, broker_server_disk_fn *fn, void *arg)
 {
     for (broker_topic_t *topic = zhashx_first(self->topics); topic;

@@ -45,6 +45,7 @@
 #include "broker_config.h"
 #include "broker_result.h"
 #include "broker_stats.h"
+#include "broker_topic.h"
 #include "nsq_diskqueue.h"
 #include "nsq_message.h"
 
@@ -259,6 +260,14 @@ int broker_server_persist(broker_server_t *self, int64_t now);
 // with its paused flag. fn must not change the server.
 typedef void(broker_server_each_fn)(void *arg, const char *topic, const char *channel, bool paused);
 void broker_server_each(broker_server_t *self, broker_server_each_fn *fn, void *arg);
+
+// Calls fn for every topic and for every client, for inspection (the
+// objects are borrowed; self-tests and fuzz targets check invariants with
+// them). fn must not change the server.
+typedef void(broker_server_topic_fn)(void *arg, broker_topic_t *topic);
+typedef void(broker_server_client_fn)(void *arg, broker_client_t *client);
+void broker_server_each_topic(broker_server_t *self, broker_server_topic_fn *fn, void *arg);
+void broker_server_each_client(broker_server_t *self, broker_server_client_fn *fn, void *arg);
 
 // Calls fn for every disk queue (topics' and channels'). fn must not
 // change the server.

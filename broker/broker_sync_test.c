@@ -17,6 +17,7 @@
 typedef struct {
     broker_server_t *server;  // durable, on dir
     broker_sync_t *sync;      // with the fault under test
+    zsock_t *router;          // the door's socket
     broker_zmq_t *zmq;        // its door
     zsock_t *dealer;          // the publisher
     char dir[64];             // the data path
@@ -49,13 +50,12 @@ static int s_test_setup(sync_test_t *test, broker_sync_fault_t fault, const char
     test->server = broker_server_new(&config, &hooks);
     broker_sync_source_t source = {test, s_test_each_disk, NULL};
     test->sync = broker_sync_new(&config, &source);
-    zsock_t *router = zsock_new(ZMQ_ROUTER);
-    if (!router)
+    test->router = zsock_new(ZMQ_ROUTER);
+    if (!test->router)
         return -1;
-    zsock_set_router_mandatory(router, 1);
-    zsock_bind(router, "%s", endpoint);
-    test->zmq = test->server ? broker_zmq_new(test->server, &router) : NULL;
-    zsock_destroy(&router);
+    zsock_set_router_mandatory(test->router, 1);
+    zsock_bind(test->router, "%s", endpoint);
+    test->zmq = test->server ? broker_zmq_new(test->server, test->router) : NULL;
     test->dealer = zsock_new(ZMQ_DEALER);
     zsock_set_identity(test->dealer, "S1");
     zsock_connect(test->dealer, "%s", endpoint);
@@ -69,6 +69,7 @@ static void s_test_teardown(sync_test_t *test)
         broker_server_topic(test->server, BROKER_DELETE, "orders", 6, 0);  // removes its files
     broker_server_destroy(&test->server);
     broker_zmq_destroy(&test->zmq);
+    zsock_destroy(&test->router);
     zsock_destroy(&test->dealer);
     rmdir(test->dir);
 }
@@ -87,9 +88,8 @@ static int s_test_publish(sync_test_t *test, uint64_t seq)
     command.seq = seq;
     if (nsq_wire_send_command(zsock_resolve(test->dealer), &command, 0) != 0)
         return -1;
-    zsock_t *router = broker_zmq_socket(test->zmq);
-    zpoller_t *poller = zpoller_new(router, NULL);
-    bool ready = zpoller_wait(poller, 1000) == router;
+    zpoller_t *poller = zpoller_new(test->router, NULL);
+    bool ready = zpoller_wait(poller, 1000) == test->router;
     zpoller_destroy(&poller);
     if (!ready || broker_zmq_read(test->zmq, 1) != 1)
         return -1;

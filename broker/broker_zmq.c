@@ -25,7 +25,7 @@
 
 struct _broker_zmq_t {
     broker_server_t *server;       // the core (borrowed)
-    zsock_t *router;               // consumers and producers, owned
+    zsock_t *router;               // consumers and producers (borrowed)
     zhashx_t *peers;               // hex identity -> broker_zmq_peer_t, owned
     broker_zmq_blocked_t blocked;  // frames that met a full queue
 };
@@ -42,7 +42,7 @@ static void s_peer_destructor(void **item)
     broker_zmq_peer_destroy((broker_zmq_peer_t **) item);
 }
 
-broker_zmq_t *broker_zmq_new(broker_server_t *server, zsock_t **router_p)
+broker_zmq_t *broker_zmq_new(broker_server_t *server, zsock_t *router)
 {
     broker_zmq_t *self = calloc(1, sizeof *self);
     if (!self)
@@ -55,8 +55,7 @@ broker_zmq_t *broker_zmq_new(broker_server_t *server, zsock_t **router_p)
     zhashx_set_destructor(self->peers, s_peer_destructor);
     self->server = server;
     self->blocked.counters = broker_server_counters(server);
-    self->router = *router_p;
-    *router_p = NULL;
+    self->router = router;
     return self;
 }
 
@@ -65,17 +64,19 @@ void broker_zmq_destroy(broker_zmq_t **self_p)
     broker_zmq_t *self = self_p ? *self_p : NULL;
     if (!self)
         return;
-    if (self->router)
-        zsock_set_linger(self->router, 1000);  // the last answers still leave
-    zsock_destroy(&self->router);
     zhashx_destroy(&self->peers);
     free(self);
     *self_p = NULL;
 }
 
-zsock_t *broker_zmq_socket(broker_zmq_t *self)
+broker_client_t *broker_zmq_client(broker_zmq_t *self, const void *identity, size_t size)
 {
-    return self->router;
+    char key[BROKER_ZMQ_KEY_SIZE];
+    if (size == 0 || size > BROKER_IDENTITY_MAX)
+        return NULL;
+    nsq_peer_key(identity, size, key);
+    broker_zmq_peer_t *peer = zhashx_lookup(self->peers, key);
+    return peer ? broker_zmq_peer_client(peer) : NULL;
 }
 
 // ---- the clients' sink --------------------------------------------------------

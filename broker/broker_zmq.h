@@ -12,8 +12,8 @@
     quiet ones; the server's tick decides who is silent or gone.
 
     Runs on the broker actor's thread. API in call order: broker_zmq_new,
-    broker_zmq_socket, broker_zmq_read (or broker_zmq_frame),
-    broker_zmq_tick, broker_zmq_destroy.
+    broker_zmq_read (or broker_zmq_frame), broker_zmq_tick,
+    broker_zmq_destroy.
 */
 #ifndef BROKER_ZMQ_H
 #define BROKER_ZMQ_H
@@ -24,19 +24,19 @@
 
 typedef struct _broker_zmq_t broker_zmq_t;
 
-// Returns the door on *router_p (a bound ROUTER with ROUTER_MANDATORY; it
-// moves into the door, *router_p is nulled) for server (borrowed; it must
-// outlive the door's use but may be destroyed before the door). Caller
-// owns the result; NULL if out of memory (*router_p is then untouched).
-broker_zmq_t *broker_zmq_new(broker_server_t *server, zsock_t **router_p);
+// Returns the door on router (a bound ROUTER with ROUTER_MANDATORY; an
+// unbound one drops every answer) for server. Both are borrowed: the
+// server may be destroyed before the door, the socket must outlive it.
+// Caller owns the result; NULL if out of memory.
+broker_zmq_t *broker_zmq_new(broker_server_t *server, zsock_t *router);
 
-// Closes the socket, letting answers already queued leave for up to a
-// second, and frees the peers (not the server's clients). Nulls *self_p;
-// accepts NULL.
+// Frees the peers (not the server's clients, not the socket). Nulls
+// *self_p; accepts NULL.
 void broker_zmq_destroy(broker_zmq_t **self_p);
 
-// The ROUTER, for the actor's zloop. Borrowed.
-zsock_t *broker_zmq_socket(broker_zmq_t *self);
+// The client of the peer with this routing identity (borrowed), or NULL
+// if the door knows none (tests and fuzz targets reach clients so).
+broker_client_t *broker_zmq_client(broker_zmq_t *self, const void *identity, size_t size);
 
 // Reads and handles up to max waiting messages ([identity][command]).
 // Returns how many it read.

@@ -209,29 +209,13 @@ static int s_send(nsq_producer_t *self, const char *topic, const void *const *bo
                   const size_t *sizes, size_t count, uint32_t defer_ms)
 {
     s_wait(self, self->ring_size - 1);  // a free slot in the ring
-    ProtobufCBinaryData one;
-    ProtobufCBinaryData *data = count == 1 ? &one : calloc(count, sizeof *data);
-    if (!data || !topic) {
+    if (!topic || count == 0) {
         s_set_error(self, "E_INVALID");
         return -1;
     }
-    for (size_t i = 0; i < count; i++) {
-        data[i].len = sizes[i];
-        data[i].data = (uint8_t *) bodies[i];
-    }
-    Nsq__Pub pub = NSQ__PUB__INIT;
-    pub.topic = nsq_wire_bytes(topic);
-    pub.n_bodies = count;
-    pub.bodies = data;
-    pub.defer_ms = defer_ms;
-    Nsq__Command command = NSQ__COMMAND__INIT;
-    command.cmd_case = NSQ__COMMAND__CMD_PUB;
-    command.pub = &pub;
-    command.seq = self->next_seq;
-    int rc =
-        self->sock ? nsq_wire_send_command(zsock_resolve(self->sock), &command, ZMQ_DONTWAIT) : -1;
-    if (data != &one)
-        free(data);
+    int rc = self->sock ? nsq_wire_send_pub(zsock_resolve(self->sock), self->next_seq, topic,
+                                            bodies, sizes, count, defer_ms, ZMQ_DONTWAIT)
+                        : -1;
     if (rc) {
         s_set_error(self, "E_SEND_FAILED");
         return -1;
@@ -324,7 +308,7 @@ static void s_fake_answer(zsock_t *router, zframe_t *peer, const Nsq__Command *c
     nsq_wire_send_frame(zsock_resolve(router), zframe_data(peer), zframe_size(peer), &frame, 0);
 }
 
-static void s_fake_read(zsock_t *router, size_t *accepted)
+void nsq_client_test_fake_broker_read(zsock_t *router, size_t *accepted)
 {
     zmsg_t *msg = zmsg_recv(router);
     zframe_t *peer = msg ? zmsg_pop(msg) : NULL;
@@ -351,7 +335,7 @@ static void s_fake_broker(zsock_t *pipe, void *arg)
     while (true) {
         void *which = zpoller_wait(poller, -1);
         if (which == router) {
-            s_fake_read(router, &accepted);
+            nsq_client_test_fake_broker_read(router, &accepted);
             continue;
         }
         char *command = which ? zstr_recv(pipe) : NULL;

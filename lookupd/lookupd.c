@@ -34,7 +34,7 @@
 #define S_ROUTER_HWM   100000   // frames queued per broker: a re-registration burst fits
 #define S_FRAME_MAX    1048576  // a lookup command is names and ports: far below this
 
-typedef struct {
+struct _lookupd_core_t {
     lookupd_config_t config;       // settings
     zsock_t *pipe;                 // the actor pipe
     zsock_t *router;               // brokers
@@ -47,7 +47,8 @@ typedef struct {
     char hostname[256];            // ours, for /info
     uint16_t http_port, zmq_port;  // bound ports
     uint64_t bad_commands;         // frames that were not valid commands
-} s_lookupd_t;
+};
+typedef lookupd_core_t s_lookupd_t;  // the actor's name for it
 
 void lookupd_config_defaults(lookupd_config_t *config)
 {
@@ -67,7 +68,8 @@ void lookupd_config_defaults(lookupd_config_t *config)
 
 typedef struct {
     s_lookupd_t *lookupd;              // owner
-    zmq_msg_t *identity;               // the broker's ROUTER identity
+    const void *identity;              // the broker's ROUTER identity
+    size_t identity_size;              // its length
     char key[2 * S_IDENTITY_MAX + 1];  // the identity in hex
     char peer[NSQ_PEER_ADDRESS_MAX];   // its IP:port
     uint64_t seq;                      // of the command being answered
@@ -76,8 +78,8 @@ typedef struct {
 static void s_send(s_peer_t *peer, Nsq__LookupFrame *frame)
 {
     void *socket = zsock_resolve(peer->lookupd->router);
-    if (nsq_wire_send_lookup_frame(socket, zmq_msg_data(peer->identity),
-                                   zmq_msg_size(peer->identity), frame, ZMQ_DONTWAIT)) {
+    if (nsq_wire_send_lookup_frame(socket, peer->identity, peer->identity_size, frame,
+                                   ZMQ_DONTWAIT)) {
         // A broker that went away is normal; a full queue means it stopped reading.
         if (errno == EHOSTUNREACH)
             nsq_debug("broker %s (%s): reply dropped: it is gone", peer->key, peer->peer);
@@ -253,41 +255,40 @@ static void s_handle(s_peer_t *peer, const Nsq__LookupCommand *command)
     }
 }
 
+void lookupd_core_handle_frame(lookupd_core_t *self, const void *identity, size_t identity_size,
+                               const char *address, const void *body, size_t size)
+{
+    s_peer_t peer = {.lookupd = self, .identity = identity, .identity_size = identity_size};
+    nsq_peer_key(identity, identity_size < S_IDENTITY_MAX ? identity_size : S_IDENTITY_MAX,
+                 peer.key);
+    snprintf(peer.peer, sizeof peer.peer, "%s", address);
+    Nsq__LookupCommand *command = body ? nsq__lookup_command__unpack(NULL, size, body) : NULL;
+    if (command) {
+        s_handle(&peer, command);
+        nsq__lookup_command__free_unpacked(command, NULL);
+        return;
+    }
+    self->bad_commands++;
+    nsq_warn("peer %s: frame is not a valid lookup command (%zu bytes)", peer.peer, size);
+    s_error(&peer, "E_BAD_COMMAND", "not a valid LookupCommand frame", false);
+}
+
 // Reads one [identity][command]; returns -1 when nothing is waiting.
 static int s_read_command(s_lookupd_t *self, void *socket)
 {
     zmq_msg_t identity, body;
     zmq_msg_init(&identity);
-    if (zmq_msg_recv(&identity, socket, ZMQ_DONTWAIT) < 0) {
+    zmq_msg_init(&body);
+    int extra = nsq_peer_recv(socket, &identity, &body);  // single-frame commands only
+    if (extra < 0) {
         zmq_msg_close(&identity);
+        zmq_msg_close(&body);
         return -1;
     }
-    zmq_msg_init(&body);
-    bool extra = false;
-    if (zmq_msg_more(&identity))
-        zmq_msg_recv(&body, socket, 0);
-    while (zmq_msg_more(&body)) {
-        zmq_msg_close(&body);  // single-frame commands only: drain the rest
-        zmq_msg_init(&body);
-        zmq_msg_recv(&body, socket, 0);
-        extra = true;
-    }
-    s_peer_t peer = {.lookupd = self, .identity = &identity};
-    size_t size = zmq_msg_size(&identity);
-    for (size_t i = 0; i < size && i < S_IDENTITY_MAX; i++)
-        snprintf(peer.key + 2 * i, 3, "%02x", ((unsigned char *) zmq_msg_data(&identity))[i]);
-    nsq_peer_address(&body, peer.peer, sizeof peer.peer);
-    Nsq__LookupCommand *command =
-        extra ? NULL : nsq__lookup_command__unpack(NULL, zmq_msg_size(&body), zmq_msg_data(&body));
-    if (command) {
-        s_handle(&peer, command);
-        nsq__lookup_command__free_unpacked(command, NULL);
-    } else {
-        self->bad_commands++;
-        nsq_warn("peer %s: frame is not a valid lookup command (%zu bytes)", peer.peer,
-                 zmq_msg_size(&body));
-        s_error(&peer, "E_BAD_COMMAND", "not a valid LookupCommand frame", false);
-    }
+    char address[NSQ_PEER_ADDRESS_MAX];
+    nsq_peer_address(&body, address, sizeof address);
+    lookupd_core_handle_frame(self, zmq_msg_data(&identity), zmq_msg_size(&identity), address,
+                              extra ? NULL : zmq_msg_data(&body), zmq_msg_size(&body));
     zmq_msg_close(&identity);
     zmq_msg_close(&body);
     return 0;
@@ -619,6 +620,37 @@ static int s_console_new(s_lookupd_t *self)
     return self->console ? 0 : -1;
 }
 
+lookupd_core_t *lookupd_core_new(const lookupd_config_t *config, zsock_t *router)
+{
+    lookupd_core_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->config = *config;
+    self->router = router;
+    if (gethostname(self->hostname, sizeof self->hostname - 1))
+        snprintf(self->hostname, sizeof self->hostname, "localhost");
+    self->registry =
+        lookupd_registry_new(config->inactive_producer_timeout_ms, config->tombstone_lifetime_ms);
+    if (!self->registry)
+        lookupd_core_destroy(&self);
+    return self;
+}
+
+lookupd_registry_t *lookupd_core_registry(lookupd_core_t *self)
+{
+    return self->registry;
+}
+
+void lookupd_core_destroy(lookupd_core_t **self_p)
+{
+    lookupd_core_t *self = *self_p;
+    if (!self)
+        return;
+    lookupd_registry_destroy(&self->registry);
+    free(self);
+    *self_p = NULL;
+}
+
 static void s_destroy(s_lookupd_t **self_p)
 {
     s_lookupd_t *self = *self_p;
@@ -627,28 +659,19 @@ static void s_destroy(s_lookupd_t **self_p)
     lookupd_http_destroy(&self->http);
     lookupd_console_destroy(&self->console);
     zloop_destroy(&self->loop);
-    lookupd_registry_destroy(&self->registry);
     zsock_destroy(&self->requests);
     zsock_destroy(&self->router);
-    free(self);
-    *self_p = NULL;
+    lookupd_core_destroy(self_p);
 }
 
 static s_lookupd_t *s_new(zsock_t *pipe, const lookupd_config_t *config, char *error, size_t size)
 {
-    s_lookupd_t *self = calloc(1, sizeof *self);
+    s_lookupd_t *self = lookupd_core_new(config, NULL);
     if (!self)
         return NULL;
-    self->config = *config;
     self->pipe = pipe;
-    if (gethostname(self->hostname, sizeof self->hostname - 1))
-        snprintf(self->hostname, sizeof self->hostname, "localhost");
-    self->registry =
-        lookupd_registry_new(config->inactive_producer_timeout_ms, config->tombstone_lifetime_ms);
     int port = -1;
-    self->router = self->registry
-                       ? nsq_daemon_router(config->zmq_address, S_ROUTER_HWM, S_FRAME_MAX, &port)
-                       : NULL;
+    self->router = nsq_daemon_router(config->zmq_address, S_ROUTER_HWM, S_FRAME_MAX, &port);
     if (!self->router) {
         snprintf(error, size, "cannot bind ZeroMQ on %s: %s", config->zmq_address,
                  zmq_strerror(errno));

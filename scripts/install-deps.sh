@@ -2,11 +2,15 @@
 # install-deps.sh - install the Debian packages needed to build, test and
 # format-check the project. Installs only what is missing, so it is safe to
 # run before every build; runs apt-get through sudo when not root.
+# --fuzz adds what the fuzz targets need (clang with libFuzzer, jansson).
 set -euo pipefail
 
 packages=(meson ninja-build pkg-config gcc libzmq3-dev libczmq-dev libprotobuf-c-dev
     protobuf-c-compiler libcurl4-openssl-dev libmicrohttpd-dev libjansson-dev curl clang-format
-    strace iproute2 chromium)
+    strace iproute2 chromium python3)
+if [ "${1:-}" = --fuzz ]; then
+    packages+=(clang libclang-rt-14-dev)
+fi
 
 # node and npm run the deployment checks (tests/deploy); any node will do.
 command -v node >/dev/null 2>&1 || packages+=(nodejs)

@@ -21,6 +21,7 @@
 #include "broker_disk.h"
 #include "broker_http.h"
 #include "broker_inflight.h"
+#include "broker_mpub.h"
 #include "broker_queue.h"
 #include "broker_server.h"
 #include "broker_state.h"
@@ -51,9 +52,11 @@
 #include "nsq_wire.h"
 #include "worker.h"
 #include "worker_backoff.h"
+#include "worker_frame.h"
 #include "worker_handler.h"
 #include "worker_http.h"
 #include "worker_metrics.h"
+#include "worker_publisher.h"
 
 // ---- allocation failure on demand ----
 
@@ -105,6 +108,7 @@ static const selftest_t s_tests[] = {
     {"broker_disk", broker_disk_test},
     {"broker_http", broker_http_test},
     {"broker_inflight", broker_inflight_test},
+    {"broker_mpub", broker_mpub_test},
     {"broker_queue", broker_queue_test},
     {"broker_server", broker_server_test},
     {"broker_state", broker_state_test},
@@ -136,9 +140,11 @@ static const selftest_t s_tests[] = {
     {"nsq_wire", nsq_wire_test},
     {"worker", worker_test},
     {"worker_backoff", worker_backoff_test},
+    {"worker_frame", worker_frame_test},
     {"worker_handler_file", worker_handler_file_test},
     {"worker_http", worker_http_test},
     {"worker_metrics", worker_metrics_test},
+    {"worker_publisher", worker_publisher_test},
 };
 
 #define TEST_COUNT (sizeof(s_tests) / sizeof(s_tests[0]))

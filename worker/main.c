@@ -3,7 +3,7 @@
 
     A thin shell over the worker runtime (worker.c): the options table
     (flags and NSQ_WORKER_* variables), logging, signals, exit code. One
-    handler per process: --exec, --http, --file or --stdout.
+    handler per process: --exec, --process, --http, --file or --stdout.
 
     Once its HTTP server listens and its broker connections are under way,
     it prints "READY http=HOST:PORT" on stderr (the port
@@ -14,6 +14,9 @@
     Exit codes: 0 after SIGTERM/SIGINT (drain up to --shutdown-timeout) or
     --max-messages; 1 when the handler breaks (stdout closed); 2 on bad
     configuration or startup failure.
+
+    With --process, --max-in-flight defaults to at least --processes x
+    --process-window, so that every window can be full.
 */
 #include "nsq.h"
 #include "nsq_log.h"
@@ -52,6 +55,20 @@ static const nsq_option_spec_t s_specs[] = {
     {"log-level", NSQ_OPTION_STRING, "info", 0, 0, false, "debug, info, warn or error"},
     {"exec", NSQ_OPTION_STRING, NULL, 0, 0, false,
      "handler: run this /bin/sh command per message (body on stdin); exit 0 = FIN"},
+    {"process", NSQ_OPTION_STRING, NULL, 0, 0, false,
+     "handler: keep --processes copies of this /bin/sh command running and hand them messages "
+     "over stdin/stdout (the --process protocol, see README); they answer fin, req or touch"},
+    {"processes", NSQ_OPTION_INT, "1", 1, 1024, false, "--process: how many processes"},
+    {"process-window", NSQ_OPTION_INT, "32", 1, 100000, false,
+     "--process: messages in flight per process (unless set, --max-in-flight is at least "
+     "--processes x this)"},
+    {"publish-topic", NSQ_OPTION_STRING, NULL, 0, 0, false,
+     "publish the handler's output (--process replies, --exec stdout, --http response bodies) "
+     "to this topic on the broker the message came from, before the FIN; empty output publishes "
+     "nothing, a refused publish means REQ"},
+    {"max-output-size", NSQ_OPTION_SIZE, "1048576", 1, 1073741824, false,
+     "largest handler output (--publish-topic; a --process reply announcing more is garbage); "
+     "more fails the message"},
     {"http", NSQ_OPTION_STRING, NULL, 0, 0, false,
      "handler: POST each body to this URL; 2xx = FIN, 4xx = FIN and log, else REQ"},
     {"file", NSQ_OPTION_STRING, NULL, 0, 0, false,
@@ -64,7 +81,9 @@ static const nsq_option_spec_t s_specs[] = {
     {"http-timeout", NSQ_OPTION_DURATION, "20s", 1, 3600000, false,
      "--http: one request at most this long, then REQ"},
     {"max-msg-timeout", NSQ_OPTION_DURATION, "15m", 0, 86400000, false,
-     "--exec: kill a command running longer (SIGTERM, SIGKILL 2s later), then REQ; 0 = never"},
+     "--exec: kill a command running longer (SIGTERM, SIGKILL 2s later), then REQ; --process: "
+     "a process holding messages that writes nothing (no answer, no touch) this long is "
+     "restarted the same way and its messages REQed; 0 = never"},
     {"requeue-delay", NSQ_OPTION_DURATION, "90s", 0, 3600000, false,
      "REQ delay after a failure, times the attempt number"},
     {"max-requeue-delay", NSQ_OPTION_DURATION, "15m", 0, 3600000, false, "cap of the REQ delay"},
@@ -80,13 +99,15 @@ static const nsq_option_spec_t s_specs[] = {
      "/healthz, /readyz and /metrics on host:port (port 0 = any; empty = off); if the default "
      "is taken the worker warns and runs without them, a given address must be free"},
     {"shutdown-timeout", NSQ_OPTION_DURATION, "30s", 0, 3600000, false,
-     "on SIGTERM let running handlers finish this long, then stop and requeue them"},
+     "on SIGTERM let running handlers finish this long, then stop and requeue them (--process: "
+     "the processes then read EOF; those still running at the timeout get SIGTERM)"},
 };
 
 static int s_handler_count(nsq_options_t *options)
 {
-    return nsq_options_is_set(options, "exec") + nsq_options_is_set(options, "http")
-           + nsq_options_is_set(options, "file") + nsq_options_bool(options, "stdout");
+    return nsq_options_is_set(options, "exec") + nsq_options_is_set(options, "process")
+           + nsq_options_is_set(options, "http") + nsq_options_is_set(options, "file")
+           + nsq_options_bool(options, "stdout");
 }
 
 // Checks what the option table cannot. Returns 0, or -1 with the reason.
@@ -104,7 +125,15 @@ static int s_check(nsq_options_t *options, char *error, size_t size)
         snprintf(error, size, "--broker-address or --lookupd-http-address is required");
     else if (s_handler_count(options) != 1)
         snprintf(error, size,
-                 "exactly one handler is required: --exec, --http, --file or --stdout");
+                 "exactly one handler is required: --exec, --process, --http, --file or --stdout");
+    else if (nsq_options_is_set(options, "publish-topic")
+             && !nsq_name_is_valid(nsq_options_string(options, "publish-topic")))
+        snprintf(error, size, "invalid --publish-topic %s",
+                 nsq_options_string(options, "publish-topic"));
+    else if (nsq_options_is_set(options, "publish-topic")
+             && (nsq_options_is_set(options, "file") || nsq_options_bool(options, "stdout")))
+        snprintf(error, size,
+                 "--publish-topic needs a handler with output: --process, --exec or --http");
     else if (nsq_log_level_parse(nsq_options_string(options, "log-level"), &level))
         snprintf(error, size, "invalid --log-level %s", nsq_options_string(options, "log-level"));
     else {
@@ -114,16 +143,33 @@ static int s_check(nsq_options_t *options, char *error, size_t size)
     return -1;
 }
 
+// --max-in-flight; with --process its default grows to fill every
+// process's window (the rest waits in the worker, hiding the round trip to
+// the broker).
+static uint32_t s_max_in_flight(nsq_options_t *options)
+{
+    int64_t credit = nsq_options_int(options, "max-in-flight");
+    if (nsq_options_is_set(options, "max-in-flight") || !nsq_options_is_set(options, "process"))
+        return (uint32_t) credit;
+    int64_t places =
+        nsq_options_int(options, "processes") * nsq_options_int(options, "process-window");
+    places = places < 1000000 ? places : 1000000;
+    return (uint32_t) (places > credit ? places : credit);
+}
+
 static worker_config_t s_config(nsq_options_t *options)
 {
     return (worker_config_t){
         .topic = nsq_options_string(options, "topic"),
         .channel = nsq_options_string(options, "channel"),
-        .max_in_flight = (uint32_t) nsq_options_int(options, "max-in-flight"),
+        .max_in_flight = s_max_in_flight(options),
         .heartbeat_interval_ms = (uint32_t) nsq_options_int(options, "heartbeat-interval"),
         .msg_timeout_ms = (uint32_t) nsq_options_int(options, "msg-timeout"),
         .max_messages = nsq_options_int(options, "max-messages"),
         .exec_command = nsq_options_string(options, "exec"),
+        .process_command = nsq_options_string(options, "process"),
+        .processes = (int) nsq_options_int(options, "processes"),
+        .process_window = (int) nsq_options_int(options, "process-window"),
         .http_url = nsq_options_string(options, "http"),
         .file_path = nsq_options_string(options, "file"),
         .to_stdout = nsq_options_bool(options, "stdout"),
@@ -140,6 +186,8 @@ static worker_config_t s_config(nsq_options_t *options)
         .http_address = nsq_options_string(options, "http-address"),
         .http_address_optional = !nsq_options_is_set(options, "http-address"),
         .shutdown_timeout_ms = nsq_options_int(options, "shutdown-timeout"),
+        .publish_topic = nsq_options_string(options, "publish-topic"),
+        .max_output_size = (size_t) nsq_options_int(options, "max-output-size"),
     };
 }
 

@@ -459,7 +459,8 @@ it_child_t *it_worker_start(it_broker_t *broker, const char *topic, const char *
     const char *argv[IT_MAX_ARGS] = {s_env_binary("NSQ_WORKER"), address, topic_flag, channel_flag};
     size_t count = 4;
     if (!s_has_flag(extra_flags, "--exec=") && !s_has_flag(extra_flags, "--http=")
-        && !s_has_flag(extra_flags, "--file=") && !s_has_flag(extra_flags, "--stdout"))
+        && !s_has_flag(extra_flags, "--file=") && !s_has_flag(extra_flags, "--stdout")
+        && !s_has_flag(extra_flags, "--process="))
         argv[count++] = "--stdout";
     if (!s_has_flag(extra_flags, "--http-address="))
         argv[count++] = "--http-address=127.0.0.1:0";
@@ -984,6 +985,48 @@ bool it_channel_exists(it_broker_t *broker, const char *topic, const char *chann
     bool exists = s_stats_find(stats, topic, channel) != NULL;
     free(stats);
     return exists;
+}
+
+bool it_channel_settled(it_broker_t *broker, const char *topic, const char *channel)
+{
+    return it_channel_stat(broker, topic, channel, "depth") == 0
+           && it_channel_stat(broker, topic, channel, "in_flight_count") == 0
+           && it_channel_stat(broker, topic, channel, "deferred_count") == 0;
+}
+
+void it_wait_clients(it_broker_t *broker, const char *topic, const char *channel, int clients)
+{
+    IT_ASSERT_EVENTUALLY(it_channel_stat(broker, topic, channel, "client_count") == clients, 5000,
+                         "%d consumer(s) did not subscribe to %s/%s", clients, topic, channel);
+}
+
+int64_t it_worker_metric(const char *http, const char *name)
+{
+    char *text = NULL;
+    int status = it_http_to(http, "GET", "/metrics", NULL, 0, &text);
+    int64_t value = -1;
+    size_t length = strlen(name);
+    for (const char *at = text; status == 200 && at && *at; at = strchr(at, '\n')) {
+        at += *at == '\n';
+        if (strncmp(at, name, length) == 0 && at[length] == ' ') {
+            value = strtoll(at + length + 1, NULL, 10);
+            break;
+        }
+    }
+    free(text);
+    return value;
+}
+
+int it_count_lines(const char *path, const char *needle)
+{
+    FILE *file = fopen(path, "r");
+    int count = 0;
+    char line[4096];
+    while (file && fgets(line, sizeof line, file))
+        count += !needle || strstr(line, needle) != NULL;
+    if (file)
+        fclose(file);
+    return count;
 }
 
 // ---- consumer sink ----------------------------------------------------

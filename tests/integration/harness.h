@@ -250,6 +250,18 @@ int64_t it_topic_stat(it_broker_t *broker, const char *topic, const char *field)
 int64_t it_channel_stat(it_broker_t *broker, const char *topic, const char *channel,
                         const char *field);
 bool it_channel_exists(it_broker_t *broker, const char *topic, const char *channel);
+// True if the channel holds nothing: no message queued, in flight or deferred.
+bool it_channel_settled(it_broker_t *broker, const char *topic, const char *channel);
+// Waits up to 5 s until clients consumers are subscribed to the channel.
+void it_wait_clients(it_broker_t *broker, const char *topic, const char *channel, int clients);
+
+// A value of the worker's /metrics at http (HOST:PORT); -1 if absent or
+// unreachable.
+int64_t it_worker_metric(const char *http, const char *name);
+
+// Lines of the file at path (0 if it does not exist) that contain needle
+// (every line if needle is NULL).
+int it_count_lines(const char *path, const char *needle);
 
 // ---- consumer sink (client API) ---------------------------------------
 
