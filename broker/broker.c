@@ -189,7 +189,8 @@ static broker_t *s_broker_new(zsock_t *pipe, const broker_config_t *config, char
     self->config = *config;
     self->pipe = pipe;
     self->node = broker_node_new(config, error, error_size);
-    if (!self->node || s_open_doors(self, error, error_size) != 0) {
+    if (!self->node || broker_node_start_sync(self->node, error, error_size) != 0
+        || s_open_doors(self, error, error_size) != 0) {
         s_broker_destroy(&self);
         return NULL;
     }

@@ -10,8 +10,10 @@
 
 #include "broker_state.h"
 #include "broker_sync.h"
+#include "nsq_log.h"
 
 struct _broker_node_t {
+    broker_config_t config;   // for the syncer: durable, sync_every, sync_timeout_ms
     broker_state_t *state;    // the state file and the data path's lock
     broker_server_t *server;  // topics, channels, clients
     broker_sync_t *sync;      // off-thread syncs, durable acknowledgements; NULL in memory
@@ -168,6 +170,8 @@ broker_node_t *broker_node_new(const broker_config_t *config, char *error, size_
     broker_node_t *self = calloc(1, sizeof *self);
     if (!self)
         return snprintf(error, size, "out of memory"), NULL;
+    self->config = *config;
+    self->config.disk_listing = NULL;  // the server's
     broker_config_t copy = *config;
     self->state = broker_state_new(config->data_path, s_state_list, self);
     if (!self->state || broker_state_lock(self->state, error, size) != 0) {
@@ -193,15 +197,18 @@ broker_node_t *broker_node_new(const broker_config_t *config, char *error, size_
         nsq_diskqueue_listing_destroy(&copy.disk_listing);
         snprintf(error, size, "out of memory");
     }
-    broker_sync_source_t source = {self, s_each_disk, s_before_commit};
-    if (!self->server || broker_state_load(self->state, s_state_restore, self, error, size) != 0
-        || (config->data_path[0] && !(self->sync = broker_sync_new(config, &source)))) {
-        if (self->server && config->data_path[0] && !self->sync)
-            snprintf(error, size, "cannot start the sync thread");
+    if (!self->server || broker_state_load(self->state, s_state_restore, self, error, size) != 0)
         broker_node_destroy(&self);
-        return NULL;
-    }
     return self;
+}
+
+int broker_node_start_sync(broker_node_t *self, char *error, size_t size)
+{
+    broker_sync_source_t source = {self, s_each_disk, s_before_commit};
+    if (!self->config.data_path[0] || (self->sync = broker_sync_new(&self->config, &source)))
+        return 0;
+    snprintf(error, size, "cannot start the sync thread");
+    return -1;
 }
 
 void broker_node_destroy(broker_node_t **self_p)
@@ -248,10 +255,23 @@ void broker_node_after_batch(broker_node_t *self, int64_t now)
     broker_sync_kick(self->sync);
 }
 
+typedef struct {
+    int64_t now;      // monotonic ms
+    int64_t timeout;  // --sync-timeout
+} timeout_scan_t;
+
+static void s_sync_one(void *arg, nsq_diskqueue_t *disk, const char *name)
+{
+    timeout_scan_t *scan = arg;
+    if (nsq_diskqueue_maybe_sync(disk, scan->now, scan->timeout) != 0)
+        nsq_error("queue %s: sync failed: %s", name, strerror(errno));
+}
+
 void broker_node_tick(broker_node_t *self, int64_t now)
 {
     broker_server_tick(self->server, now);
-    broker_sync_tick(self->sync, now);
+    timeout_scan_t scan = {now, self->config.sync_timeout_ms};
+    broker_server_each_disk(self->server, s_sync_one, &scan);
     broker_state_tick(self->state, now);
 }
 

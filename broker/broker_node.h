@@ -11,7 +11,8 @@
     targets drive a node directly.
 
     API in call order: broker_node_new, broker_node_server,
-    broker_node_sync_socket / broker_node_on_synced, broker_node_lookup_source
+    broker_node_start_sync, broker_node_sync_socket / broker_node_on_synced,
+    broker_node_lookup_source
     / broker_node_set_lookup, broker_node_after_batch, broker_node_tick,
     broker_node_settle, broker_node_persist, broker_node_destroy.
 */
@@ -27,11 +28,18 @@
 typedef struct _broker_node_t broker_node_t;
 
 // Takes the data path's lock, lists the data path once (every disk queue
-// opens from that listing), makes the server, restores the state file
-// into it and starts the syncer (with a data path). config is copied.
-// Caller owns the result; NULL with a reason in error (another broker
-// holds the data path, the state file is not one, out of memory...).
+// opens from that listing), makes the server and restores the state file
+// into it. config is copied. Caller owns the result; NULL with a reason
+// in error (another broker holds the data path, the state file is not
+// one, out of memory...).
 broker_node_t *broker_node_new(const broker_config_t *config, char *error, size_t size);
+
+// Starts the syncer thread (with a data path; without, nothing to do): a
+// node in a loop wants it, since its answers come over a pipe the loop
+// reads (broker_node_sync_socket). Without it, data syncs wait for the
+// metadata syncs of the tick and durable publishes are refused. Returns
+// 0, or -1 with a reason in error.
+int broker_node_start_sync(broker_node_t *self, char *error, size_t size);
 
 // Stops the syncer (broker_node_settle), frees the server (nothing is
 // persisted: call broker_node_persist first) and releases the lock. Nulls
@@ -57,8 +65,8 @@ void broker_node_set_lookup(broker_node_t *self, broker_lookup_t *lookup);
 // the syncer catch up.
 void broker_node_after_batch(broker_node_t *self, int64_t now);
 
-// The periodic work: the server's tick, syncs per --sync-timeout, the
-// state file's retries.
+// The periodic work: the server's tick, each queue's metadata (with its
+// data) per --sync-timeout, the state file's retries.
 void broker_node_tick(broker_node_t *self, int64_t now);
 
 // Stops the syncer: the running sync's answer is awaited, what is left is

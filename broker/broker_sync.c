@@ -33,7 +33,7 @@
 #include "nsq_log.h"
 
 struct _broker_sync_t {
-    broker_config_t config;       // durable, sync_every, sync_timeout_ms, test_sync_fault
+    broker_config_t config;       // durable, sync_every, test_sync_fault
     broker_sync_source_t source;  // the queues, and the state flush
     zactor_t *syncer;             // fdatasyncs batches off the core's thread
     zlistx_t *waiting;            // durable: waits for the next sync
@@ -242,26 +242,6 @@ int broker_sync_wait(broker_sync_t *self, broker_sync_done_fn *fn, void *arg)
         return 0;
     free(wait);
     return -1;
-}
-
-typedef struct {
-    int64_t now;      // monotonic ms
-    int64_t timeout;  // --sync-timeout
-} timeout_scan_t;
-
-static void s_sync_one(void *arg, nsq_diskqueue_t *disk, const char *name)
-{
-    timeout_scan_t *scan = arg;
-    if (nsq_diskqueue_maybe_sync(disk, scan->now, scan->timeout) != 0)
-        nsq_error("queue %s: sync failed: %s", name, strerror(errno));
-}
-
-void broker_sync_tick(broker_sync_t *self, int64_t now)
-{
-    if (!self)
-        return;
-    timeout_scan_t scan = {now, self->config.sync_timeout_ms};
-    self->source.each_disk(self->source.arg, s_sync_one, &scan);
 }
 
 void broker_sync_destroy(broker_sync_t **self_p)

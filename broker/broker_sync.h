@@ -9,7 +9,8 @@
     --sync-every unsynced records (or, in durable mode, a publish waits
     for its acknowledgement), it hands the syncer a duplicate descriptor
     of every queue written since the last hand-over. The queues' metadata
-    (and a data sync with it) follows --sync-timeout from the tick.
+    (and a data sync with it) follows --sync-timeout from the node's tick
+    (broker_node.c).
 
     The module sees no topic, channel or server: the queues come from a
     listing callback, and a durable publish waits as a callback with its
@@ -19,9 +20,8 @@
 
     API in call order: broker_sync_new, broker_sync_socket (for the
     actor's zloop, whose reader calls broker_sync_on_synced),
-    broker_sync_wait, broker_sync_kick, broker_sync_tick,
-    broker_sync_destroy. Every function accepts a NULL sync (a broker
-    without a data path has none) and then does nothing.
+    broker_sync_wait, broker_sync_kick, broker_sync_destroy. Every function accepts a NULL sync (a
+   broker without a data path has none) and then does nothing.
 */
 #ifndef BROKER_SYNC_H
 #define BROKER_SYNC_H
@@ -52,7 +52,7 @@ typedef struct {
 typedef void(broker_sync_done_fn)(void *arg, broker_result_t result);
 
 // Starts the syncer thread for config's queues (durable, sync_every,
-// sync_timeout_ms, test_sync_fault are read; config is copied). source is
+// test_sync_fault are read; config is copied). source is
 // copied. Caller owns the result; NULL if the thread cannot start.
 broker_sync_t *broker_sync_new(const broker_config_t *config, const broker_sync_source_t *source);
 
@@ -76,10 +76,6 @@ int broker_sync_wait(broker_sync_t *self, broker_sync_done_fn *fn, void *arg);
 // After each batch of work: starts a sync if the syncer is idle and one is
 // due.
 void broker_sync_kick(broker_sync_t *self);
-
-// The periodic work: each queue's metadata (with its data) per
-// --sync-timeout.
-void broker_sync_tick(broker_sync_t *self, int64_t now);
 
 // True while the syncer runs a sync (tests).
 bool broker_sync_is_running(const broker_sync_t *self);
