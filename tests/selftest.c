@@ -16,12 +16,15 @@
 #include <string.h>
 
 #include "broker.h"
+#include "broker_buffer.h"
 #include "broker_channel.h"
 #include "broker_client.h"
 #include "broker_disk.h"
 #include "broker_http.h"
 #include "broker_inflight.h"
 #include "broker_queue.h"
+#include "broker_tcp_codec.h"
+#include "broker_tcp_identify.h"
 #include "broker_topic.h"
 #include "lookupd.h"
 #include "lookupd_assets.h"
@@ -96,12 +99,15 @@ typedef struct {
 
 static const selftest_t s_tests[] = {
     {"broker", broker_test},
+    {"broker_buffer", broker_buffer_test},
     {"broker_channel", s_broker_channel_test},
     {"broker_client", broker_client_test},
     {"broker_disk", broker_disk_test},
     {"broker_http", broker_http_test},
     {"broker_inflight", broker_inflight_test},
     {"broker_queue", broker_queue_test},
+    {"broker_tcp_codec", broker_tcp_codec_test},
+    {"broker_tcp_identify", broker_tcp_identify_test},
     {"broker_topic", broker_topic_test},
     {"lookupd", lookupd_test},
     {"lookupd_registry", lookupd_registry_test},
