@@ -5,8 +5,8 @@
 set -euo pipefail
 
 packages=(meson ninja-build pkg-config gcc libzmq3-dev libczmq-dev libprotobuf-c-dev
-    protobuf-c-compiler libcurl4-openssl-dev libmicrohttpd-dev libjansson-dev curl clang-format
-    strace iproute2 chromium)
+    protobuf-c-compiler libcurl4-openssl-dev libmicrohttpd-dev libjansson-dev zlib1g-dev libsnappy-dev
+    libgnutls28-dev curl clang-format strace iproute2 chromium openssl gnutls-bin)
 
 # node and npm run the deployment checks (tests/deploy); any node will do.
 command -v node >/dev/null 2>&1 || packages+=(nodejs)

@@ -25,6 +25,9 @@
 #include "broker_queue.h"
 #include "broker_tcp_codec.h"
 #include "broker_tcp_identify.h"
+#include "broker_tcp_snappy.h"
+#include "broker_tcp_stream.h"
+#include "broker_tls.h"
 #include "broker_topic.h"
 #include "lookupd.h"
 #include "lookupd_assets.h"
@@ -108,6 +111,9 @@ static const selftest_t s_tests[] = {
     {"broker_queue", broker_queue_test},
     {"broker_tcp_codec", broker_tcp_codec_test},
     {"broker_tcp_identify", broker_tcp_identify_test},
+    {"broker_tcp_snappy", broker_tcp_snappy_test},
+    {"broker_tcp_stream", broker_tcp_stream_test},
+    {"broker_tls", broker_tls_test},
     {"broker_topic", broker_topic_test},
     {"lookupd", lookupd_test},
     {"lookupd_registry", lookupd_registry_test},
