@@ -209,12 +209,12 @@ static int s_id(const line_t *line, broker_tcp_command_t *command)
 {
     if (line->length[1] != NSQ_MESSAGE_ID_HEX_SIZE)
         return -1;
-    memcpy(command->id_text, line->word[1], NSQ_MESSAGE_ID_HEX_SIZE);
-    command->id_text[NSQ_MESSAGE_ID_HEX_SIZE] = '\0';
     command->id_valid = true;
     command->id = 0;
     for (size_t i = 0; i < NSQ_MESSAGE_ID_HEX_SIZE; i++) {
-        char c = command->id_text[i];
+        char c = (char) line->word[1][i];
+        // Kept printable for error texts (such an id matches nothing anyway).
+        command->id_text[i] = c >= 0x20 && c < 0x7f ? c : '?';
         if (c >= '0' && c <= '9')
             command->id = command->id << 4 | (uint64_t) (c - '0');
         else if (c >= 'a' && c <= 'f')
@@ -222,6 +222,7 @@ static int s_id(const line_t *line, broker_tcp_command_t *command)
         else
             command->id_valid = false;
     }
+    command->id_text[NSQ_MESSAGE_ID_HEX_SIZE] = '\0';
     return 0;
 }
 

@@ -83,7 +83,7 @@ typedef struct {
     broker_tcp_kind_t kind;
     char topic[NSQ_NAME_MAX + 1];               // SUB, PUB, MPUB, DPUB (valid)
     char channel[NSQ_NAME_MAX + 1];             // SUB (valid)
-    char id_text[NSQ_MESSAGE_ID_HEX_SIZE + 1];  // FIN, REQ, TOUCH: 16 bytes as sent
+    char id_text[NSQ_MESSAGE_ID_HEX_SIZE + 1];  // FIN, REQ, TOUCH: the 16 bytes, ? if unprintable
     bool id_valid;                              // id_text is 16 hex digits, parsed into id
     uint64_t id;                                // the parsed id
     int64_t count;                              // RDY: 0..max-rdy-count
