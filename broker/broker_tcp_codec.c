@@ -75,6 +75,11 @@ int broker_tcp_parser_feed(broker_tcp_parser_t *self, const void *data, size_t s
     return broker_buffer_append(self->input, data, size);
 }
 
+broker_buffer_t *broker_tcp_parser_input(broker_tcp_parser_t *self)
+{
+    return self->input;
+}
+
 size_t broker_tcp_parser_buffered(const broker_tcp_parser_t *self)
 {
     return broker_buffer_size(self->input) - self->consumed;

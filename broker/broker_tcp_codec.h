@@ -134,6 +134,10 @@ int broker_tcp_parser_take_unparsed(broker_tcp_parser_t *self, broker_buffer_t *
 // --tls-required).
 void broker_tcp_parser_resume(broker_tcp_parser_t *self, bool tls);
 
+// The buffer broker_tcp_parser_feed appends to (borrowed): a stream may
+// decode straight into it. Append only.
+broker_buffer_t *broker_tcp_parser_input(broker_tcp_parser_t *self);
+
 // Bytes fed and not parsed yet.
 size_t broker_tcp_parser_buffered(const broker_tcp_parser_t *self);
 

@@ -25,6 +25,7 @@
 #include "broker_queue.h"
 #include "broker_tcp_codec.h"
 #include "broker_tcp_identify.h"
+#include "broker_tcp_io.h"
 #include "broker_tcp_snappy.h"
 #include "broker_tcp_stream.h"
 #include "broker_tls.h"
@@ -111,6 +112,7 @@ static const selftest_t s_tests[] = {
     {"broker_queue", broker_queue_test},
     {"broker_tcp_codec", broker_tcp_codec_test},
     {"broker_tcp_identify", broker_tcp_identify_test},
+    {"broker_tcp_io", broker_tcp_io_test},
     {"broker_tcp_snappy", broker_tcp_snappy_test},
     {"broker_tcp_stream", broker_tcp_stream_test},
     {"broker_tls", broker_tls_test},
