@@ -92,6 +92,60 @@ static void s_answer(core_t *core, uint64_t connection, const char *text, unsign
     broker_tcp_io_commit(core->io);
 }
 
+// Connects a client and takes its OPENED event. Returns the client (NULL
+// if either fails); *id is its connection.
+static v2_client_t *s_open(core_t *core, uint16_t port, uint64_t *id)
+{
+    v2_client_t *client = v2_client_connect(port);
+    broker_tcp_event_t *event = client ? s_expect(core, BROKER_TCP_OPENED, 5000) : NULL;
+    if (!event)
+        v2_client_destroy(&client);
+    else
+        *id = event->connection;
+    broker_tcp_event_destroy(&event);
+    return client;
+}
+
+// Sends the magic and an IDENTIFY of json, takes its event and accepts it.
+// Returns the event (caller destroys), or NULL.
+static broker_tcp_event_t *s_identify(core_t *core, v2_client_t *client, uint64_t id,
+                                      const char *json)
+{
+    if (v2_client_send(client, "  V2", 4) != 0
+        || v2_client_command(client, "IDENTIFY\n", json, strlen(json)) != 0)
+        return NULL;
+    broker_tcp_event_t *event = s_expect(core, BROKER_TCP_RECEIVED, 5000);
+    if (event && event->command.kind == BROKER_TCP_IDENTIFY)
+        s_answer(core, id, NULL, BROKER_TCP_POST_IDENTIFIED, 1);
+    return event;
+}
+
+// The client publishes body; the core must get it as one message and
+// answer OK, which the client must read.
+static bool s_publish_round(core_t *core, v2_client_t *client, uint64_t id, const char *body)
+{
+    if (v2_client_command(client, "PUB t\n", body, strlen(body)) != 0)
+        return false;
+    broker_tcp_event_t *event = s_expect(core, BROKER_TCP_RECEIVED, 5000);
+    bool ok = event && event->command.kind == BROKER_TCP_PUB && event->message_count == 1
+              && event->messages[0]->size == strlen(body)
+              && memcmp(event->messages[0]->body, body, strlen(body)) == 0;
+    broker_tcp_event_destroy(&event);
+    s_answer(core, id, "OK", BROKER_TCP_POST_FLUSH, 1);
+    return ok && v2_client_expect(client, 0, "OK");
+}
+
+// Posts count message frames of 64 KiB each (flushed) and commits.
+static void s_post_messages(core_t *core, uint64_t id, int count, const char *body)
+{
+    for (int i = 0; i < count; i++) {
+        broker_buffer_t *bytes = broker_buffer_new();
+        broker_tcp_write_message(bytes, 1, 1, (uint64_t) i, body, 65536);
+        broker_tcp_io_post(core->io, id, &bytes, BROKER_TCP_POST_FLUSH, 0);
+    }
+    broker_tcp_io_commit(core->io);
+}
+
 // ---- cases -----------------------------------------------------------------------
 
 // Commands become events; answers come back in order; the IDENTIFY reply
@@ -152,13 +206,10 @@ done:
 static int s_errors(core_t *core, uint16_t port)
 {
     int rc = -1;
-    v2_client_t *client = NULL;
+    uint64_t id = 0;
+    v2_client_t *client = s_open(core, port, &id);
     broker_tcp_event_t *event = NULL;
-    S_CHECK((client = v2_client_connect(port)) != NULL);
-    event = s_expect(core, BROKER_TCP_OPENED, 5000);
-    S_CHECK(event);
-    uint64_t id = event->connection;
-    broker_tcp_event_destroy(&event);
+    S_CHECK(client);
     S_CHECK(v2_client_send(client, "  V2", 4) == 0);
     S_CHECK(v2_client_command(client, "PUB t\n", "x", 1) == 0);
     S_CHECK(v2_client_send(client, "BOGUS\n", 6) == 0);
@@ -193,20 +244,13 @@ done:
 static int s_heartbeats(core_t *core, uint16_t port)
 {
     int rc = -1;
-    v2_client_t *client = NULL;
+    uint64_t id = 0;
+    v2_client_t *client = s_open(core, port, &id);
     broker_tcp_event_t *event = NULL;
-    S_CHECK((client = v2_client_connect(port)) != NULL);
-    event = s_expect(core, BROKER_TCP_OPENED, 5000);
-    S_CHECK(event);
-    uint64_t id = event->connection;
-    broker_tcp_event_destroy(&event);
-    const char *json = "{\"heartbeat_interval\":1000}";
-    S_CHECK(v2_client_send(client, "  V2", 4) == 0);
-    S_CHECK(v2_client_command(client, "IDENTIFY\n", json, strlen(json)) == 0);
-    event = s_expect(core, BROKER_TCP_RECEIVED, 5000);
+    S_CHECK(client);
+    event = s_identify(core, client, id, "{\"heartbeat_interval\":1000}");
     S_CHECK(event && event->command.identify.heartbeat_interval_ms == 1000);
     broker_tcp_event_destroy(&event);
-    s_answer(core, id, NULL, BROKER_TCP_POST_IDENTIFIED, 1);
     S_CHECK(v2_client_expect(client, 0, "OK"));
     S_CHECK(v2_client_expect(client, 0, "_heartbeat_"));
     S_CHECK(v2_client_send(client, "NOP\n", 4) == 0);  // answered: still alive
@@ -226,34 +270,18 @@ done:
 static int s_slow_client(core_t *core, uint16_t port)
 {
     int rc = -1;
-    v2_client_t *slow = NULL, *other = NULL;
+    uint64_t id = 0, other_id = 0;
+    v2_client_t *slow = s_open(core, port, &id), *other = NULL;
     broker_tcp_event_t *event = NULL;
     char *body = calloc(1, 65536);
-    S_CHECK(body && (slow = v2_client_connect(port)) != NULL);
-    event = s_expect(core, BROKER_TCP_OPENED, 5000);
-    S_CHECK(event);
-    uint64_t id = event->connection;
-    broker_tcp_event_destroy(&event);
-    for (int i = 0; i < 256; i++) {  // 16 MiB of messages: more than the kernel buffers
-        broker_buffer_t *bytes = broker_buffer_new();
-        broker_tcp_write_message(bytes, 1, 1, (uint64_t) i, body, 65536);
-        broker_tcp_io_post(core->io, id, &bytes, BROKER_TCP_POST_FLUSH, 0);
-    }
-    broker_tcp_io_commit(core->io);
+    S_CHECK(body && slow);
+    s_post_messages(core, id, 256, body);  // 16 MiB: more than the kernel buffers take
     event = s_expect(core, BROKER_TCP_BLOCKED, 5000);
     S_CHECK(event && event->connection == id);
     broker_tcp_event_destroy(&event);
-    S_CHECK((other = v2_client_connect(port)) != NULL);
-    event = s_expect(core, BROKER_TCP_OPENED, 5000);
-    S_CHECK(event);
-    uint64_t other_id = event->connection;
-    broker_tcp_event_destroy(&event);
-    S_CHECK(v2_client_send(other, "  V2NOP\nPUB t\n\0\0\0\1x", 19) == 0);
-    event = s_expect(core, BROKER_TCP_RECEIVED, 5000);
-    S_CHECK(event && event->connection == other_id);
-    broker_tcp_event_destroy(&event);
-    s_answer(core, other_id, "OK", BROKER_TCP_POST_FLUSH, 1);
-    S_CHECK(v2_client_expect(other, 0, "OK"));
+    other = s_open(core, port, &other_id);
+    S_CHECK(other && v2_client_send(other, "  V2NOP\n", 8) == 0);
+    S_CHECK(s_publish_round(core, other, other_id, "served"));
     char data[256];
     int type;
     for (int i = 0; i < 256; i++)
@@ -261,12 +289,7 @@ static int s_slow_client(core_t *core, uint16_t port)
     event = s_expect(core, BROKER_TCP_UNBLOCKED, 5000);
     S_CHECK(event && event->connection == id);
     broker_tcp_event_destroy(&event);
-    for (int i = 0; i < 1400; i++) {  // ~90 MiB: past the maximum
-        broker_buffer_t *bytes = broker_buffer_new();
-        broker_tcp_write_message(bytes, 1, 1, (uint64_t) i, body, 65536);
-        broker_tcp_io_post(core->io, id, &bytes, BROKER_TCP_POST_FLUSH, 0);
-    }
-    broker_tcp_io_commit(core->io);
+    s_post_messages(core, id, 1400, body);  // ~90 MiB: past the maximum
     event = s_expect(core, BROKER_TCP_CLOSED, 10000);
     S_CHECK(event && event->connection == id);
     S_CHECK(strstr(event->reason, "output buffer overflow"));
@@ -286,30 +309,17 @@ done:
 static int s_deflate(core_t *core, uint16_t port)
 {
     int rc = -1;
-    v2_client_t *client = NULL;
+    uint64_t id = 0;
+    v2_client_t *client = s_open(core, port, &id);
     broker_tcp_event_t *event = NULL;
-    S_CHECK((client = v2_client_connect(port)) != NULL);
-    event = s_expect(core, BROKER_TCP_OPENED, 5000);
-    S_CHECK(event);
-    uint64_t id = event->connection;
-    broker_tcp_event_destroy(&event);
-    const char *json = "{\"feature_negotiation\":true,\"deflate\":true,\"deflate_level\":1}";
-    S_CHECK(v2_client_send(client, "  V2", 4) == 0);
-    S_CHECK(v2_client_command(client, "IDENTIFY\n", json, strlen(json)) == 0);
-    event = s_expect(core, BROKER_TCP_RECEIVED, 5000);
+    S_CHECK(client);
+    event = s_identify(core, client, id,
+                       "{\"feature_negotiation\":true,\"deflate\":true,\"deflate_level\":1}");
     S_CHECK(event && event->command.identify.deflate && event->command.identify.deflate_level == 1);
-    broker_tcp_event_destroy(&event);
-    s_answer(core, id, NULL, BROKER_TCP_POST_IDENTIFIED, 1);
     S_CHECK(v2_client_expect(client, 0, "{\"max_rdy_count\""));
     v2_client_compress(client, false, 1);  // as soon as it has read the reply
     S_CHECK(v2_client_expect(client, 0, "OK"));
-    S_CHECK(v2_client_command(client, "PUB t\n", "deflated", 8) == 0);
-    event = s_expect(core, BROKER_TCP_RECEIVED, 5000);
-    S_CHECK(event && event->command.kind == BROKER_TCP_PUB);
-    S_CHECK(event->messages[0]->size == 8 && memcmp(event->messages[0]->body, "deflated", 8) == 0);
-    broker_tcp_event_destroy(&event);
-    s_answer(core, id, "OK", BROKER_TCP_POST_FLUSH, 1);
-    S_CHECK(v2_client_expect(client, 0, "OK"));
+    S_CHECK(s_publish_round(core, client, id, "deflated"));
     rc = 0;
 done:
     broker_tcp_event_destroy(&event);
@@ -325,32 +335,19 @@ done:
 static int s_tls_snappy(core_t *core, uint16_t port, const char *ca_file)
 {
     int rc = -1;
-    v2_client_t *client = NULL;
+    uint64_t id = 0;
+    v2_client_t *client = s_open(core, port, &id);
     broker_tcp_event_t *event = NULL;
-    S_CHECK((client = v2_client_connect(port)) != NULL);
-    event = s_expect(core, BROKER_TCP_OPENED, 5000);
-    S_CHECK(event);
-    uint64_t id = event->connection;
-    broker_tcp_event_destroy(&event);
-    const char *json = "{\"feature_negotiation\":true,\"tls_v1\":true,\"snappy\":true}";
-    S_CHECK(v2_client_send(client, "  V2", 4) == 0);
-    S_CHECK(v2_client_command(client, "IDENTIFY\n", json, strlen(json)) == 0);
-    event = s_expect(core, BROKER_TCP_RECEIVED, 5000);
+    S_CHECK(client);
+    event = s_identify(core, client, id,
+                       "{\"feature_negotiation\":true,\"tls_v1\":true,\"snappy\":true}");
     S_CHECK(event && event->command.identify.tls && event->command.identify.snappy);
-    broker_tcp_event_destroy(&event);
-    s_answer(core, id, NULL, BROKER_TCP_POST_IDENTIFIED, 1);
     S_CHECK(v2_client_expect(client, 0, "{\"max_rdy_count\""));
     S_CHECK(v2_client_start_tls(client, ca_file) == 0);
     S_CHECK(v2_client_expect(client, 0, "OK"));  // under TLS
     v2_client_compress(client, true, 0);
     S_CHECK(v2_client_expect(client, 0, "OK"));  // under snappy
-    S_CHECK(v2_client_command(client, "PUB t\n", "secret", 6) == 0);
-    event = s_expect(core, BROKER_TCP_RECEIVED, 5000);
-    S_CHECK(event && event->command.kind == BROKER_TCP_PUB);
-    S_CHECK(event->messages[0]->size == 6 && memcmp(event->messages[0]->body, "secret", 6) == 0);
-    broker_tcp_event_destroy(&event);
-    s_answer(core, id, "OK", BROKER_TCP_POST_FLUSH, 1);
-    S_CHECK(v2_client_expect(client, 0, "OK"));
+    S_CHECK(s_publish_round(core, client, id, "secret"));
     rc = 0;
 done:
     broker_tcp_event_destroy(&event);
