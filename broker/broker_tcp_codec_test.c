@@ -74,7 +74,8 @@ static void s_run(const broker_tcp_settings_t *settings, broker_buffer_t *input,
             run->count++;
             run->last = command;
             size_t copy = command.body_size < sizeof run->body ? command.body_size : 0;
-            memcpy(run->body, command.body, copy);
+            if (copy)
+                memcpy(run->body, command.body, copy);
             continue;
         }
         if (run->status != BROKER_TCP_MORE || fed == size)
