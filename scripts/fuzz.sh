@@ -25,7 +25,8 @@ which=${1:-all}
 seconds=${2:-600}
 work=${FUZZ_WORK:-.fuzz}
 build=${BUILD_DIR:-build-fuzz}
-targets=(fuzz_broker_commands fuzz_diskqueue fuzz_broker_state fuzz_lookupd_commands fuzz_parsers)
+targets=(fuzz_broker_commands fuzz_diskqueue fuzz_broker_state fuzz_lookupd_commands fuzz_parsers
+    fuzz_tcp_codec fuzz_worker_frame)
 
 if [ "$which" != all ]; then
     found=0

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "broker.h"
+#include "broker_buffer.h"
 #include "broker_channel.h"
 #include "broker_client.h"
 #include "broker_disk.h"
@@ -25,6 +26,12 @@
 #include "broker_queue.h"
 #include "broker_server.h"
 #include "broker_state.h"
+#include "broker_tcp_codec.h"
+#include "broker_tcp_identify.h"
+#include "broker_tcp_io.h"
+#include "broker_tcp_snappy.h"
+#include "broker_tcp_stream.h"
+#include "broker_tls.h"
 #include "broker_topic.h"
 #include "broker_zmq_peer.h"
 #include "lookupd.h"
@@ -103,6 +110,7 @@ typedef struct {
 static const selftest_t s_tests[] = {
     {"broker", broker_test},
     {"broker_two_brokers", broker_test_two_brokers},
+    {"broker_buffer", broker_buffer_test},
     {"broker_channel", s_broker_channel_test},
     {"broker_client", broker_client_test},
     {"broker_disk", broker_disk_test},
@@ -112,6 +120,12 @@ static const selftest_t s_tests[] = {
     {"broker_queue", broker_queue_test},
     {"broker_server", broker_server_test},
     {"broker_state", broker_state_test},
+    {"broker_tcp_codec", broker_tcp_codec_test},
+    {"broker_tcp_identify", broker_tcp_identify_test},
+    {"broker_tcp_io", broker_tcp_io_test},
+    {"broker_tcp_snappy", broker_tcp_snappy_test},
+    {"broker_tcp_stream", broker_tcp_stream_test},
+    {"broker_tls", broker_tls_test},
     {"broker_topic", broker_topic_test},
     {"broker_zmq_peer", broker_zmq_peer_test},
     {"lookupd", lookupd_test},

@@ -28,11 +28,15 @@
                       MPUBs of --batch (a failed batch is sent again) and
                       consumed at once; reports messages lost and duplicated
                       (bench_soak.h); bench/soak.sh restarts the broker midway
+        tcp-pub       MPUBs of --batch over --connections NSQ TCP (V2)
+                      connections, --window messages unanswered on each
+        tcp-consume   as zmq-consume, the consumer on NSQ TCP (bench_tcp.h)
         raw-zmq       plain zmq_send/zmq_recv PUSH/PULL between two processes
                       over tcp loopback: the ceiling for zmq-consume
                       (alias zmq-raw-push)
 */
 #include "bench_soak.h"
+#include "bench_tcp.h"
 #include "nsq.h"
 #include "nsq_log.h"
 #include "nsq_options.h"
@@ -51,7 +55,7 @@
 
 static const nsq_option_spec_t s_specs[] = {
     {"mode", NSQ_OPTION_STRING, "zmq-pub", 0, 0, false,
-     "http-pub, http-mpub, zmq-pub, zmq-consume, zmq-e2e, soak or raw-zmq"},
+     "http-pub, http-mpub, zmq-pub, zmq-consume, zmq-e2e, tcp-pub, tcp-consume, soak or raw-zmq"},
     {"count", NSQ_OPTION_INT, "100000", 1, 1000000000, false, "messages to send or receive"},
     {"size", NSQ_OPTION_SIZE, "100", 1, 1048576, false, "message body size in bytes"},
     {"batch", NSQ_OPTION_INT, "100", 1, 100000, false,
@@ -65,6 +69,7 @@ static const nsq_option_spec_t s_specs[] = {
     {"duration", NSQ_OPTION_DURATION, "10m", 1000, 86400000, false, "soak: how long to publish"},
     {"http-address", NSQ_OPTION_STRING, "127.0.0.1:4151", 0, 0, false, "broker HTTP address"},
     {"zmq-address", NSQ_OPTION_STRING, "127.0.0.1:4152", 0, 0, false, "broker ZeroMQ address"},
+    {"tcp-address", NSQ_OPTION_STRING, "127.0.0.1:4150", 0, 0, false, "broker NSQ TCP address"},
     {"topic", NSQ_OPTION_STRING, "", 0, 0, false,
      "topic to publish to and consume; empty: bench-RUNID, new for each run"},
     {"channel", NSQ_OPTION_STRING, "", 0, 0, false,
@@ -84,6 +89,7 @@ typedef struct {
     int64_t duration_ms;
     const char *http_address;
     const char *zmq_address;
+    const char *tcp_address;
     uint64_t run_id;   // starts every body this run publishes
     char topic[65];    // --topic, or bench-RUNID
     char channel[65];  // --channel, or bench-RUNID
@@ -594,6 +600,7 @@ static void s_configure(s_config_t *config, nsq_options_t *options)
     config->duration_ms = nsq_options_int(options, "duration");
     config->http_address = nsq_options_string(options, "http-address");
     config->zmq_address = nsq_options_string(options, "zmq-address");
+    config->tcp_address = nsq_options_string(options, "tcp-address");
     config->run_id = s_run_id();
     const char *topic = nsq_options_string(options, "topic");
     const char *channel = nsq_options_string(options, "channel");
@@ -601,7 +608,8 @@ static void s_configure(s_config_t *config, nsq_options_t *options)
     snprintf(own, sizeof own, "bench-%08x", (unsigned) (config->run_id & 0xffffffffu));
     snprintf(config->topic, sizeof config->topic, "%s", *topic ? topic : own);
     snprintf(config->channel, sizeof config->channel, "%s", *channel ? channel : own);
-    bool reads_tags = streq(config->mode, "zmq-consume") || streq(config->mode, "zmq-e2e");
+    bool reads_tags = streq(config->mode, "zmq-consume") || streq(config->mode, "zmq-e2e")
+                      || streq(config->mode, "tcp-consume");
     if (streq(config->mode, "soak") && config->size < 24)
         config->size = 24;  // run id, sequence number, send time
     if (reads_tags && config->size < sizeof(s_tag_t))
@@ -628,6 +636,34 @@ static int s_soak_bench(const s_config_t *config)
     return bench_soak_run(&soak);
 }
 
+// ---- NSQ TCP ------------------------------------------------------------------
+
+static int s_tcp_bench(const s_config_t *config, bool consume)
+{
+    bench_tcp_config_t tcp = {config->tcp_address,    config->topic,
+                              config->channel,        config->run_id,
+                              config->count,          config->size,
+                              (size_t) config->batch, (size_t) config->connections,
+                              config->window,         config->max_in_flight};
+    bench_tcp_result_t result;
+    if (!consume) {
+        int rc = bench_tcp_publish(&tcp, &result);
+        s_report(config, result.count, result.seconds, NULL, 0, result.errors, 0);
+        return rc;
+    }
+    // As zmq-consume: subscribed before the (ZeroMQ) publishing, then timed.
+    bench_tcp_consumer_t *consumer = bench_tcp_subscribe(&tcp);
+    if (!consumer)
+        return 1;
+    pthread_t ids[1024];
+    s_publisher_t *publishers = s_publishers_start(config, (size_t) config->connections, ids);
+    int64_t failed = s_publishers_join(publishers, (size_t) config->connections, ids);
+    int rc = bench_tcp_consume(consumer, config->count - failed, &result);
+    bench_tcp_consumer_destroy(&consumer);
+    s_report(config, result.count, result.seconds, NULL, 0, failed + result.errors, result.foreign);
+    return rc || failed ? 1 : 0;
+}
+
 static int s_bench(const s_config_t *config)
 {
     if (streq(config->mode, "raw-zmq") || streq(config->mode, "zmq-raw-push"))
@@ -644,6 +680,8 @@ static int s_bench(const s_config_t *config)
         return s_zmq_e2e_bench(config);
     if (streq(config->mode, "soak"))
         return s_soak_bench(config);
+    if (streq(config->mode, "tcp-pub") || streq(config->mode, "tcp-consume"))
+        return s_tcp_bench(config, streq(config->mode, "tcp-consume"));
     fprintf(stderr, "nsq-bench: unknown --mode %s\n", config->mode);
     return 2;
 }

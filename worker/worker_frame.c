@@ -238,8 +238,10 @@ int worker_frame_reader_next(worker_frame_reader_t *self, worker_frame_reply_t *
     s_drop(self);
     if (self->broken)
         return s_garbage(self, error, error_size, "the stream was broken earlier");
-    const uint8_t *at = self->data + self->start;
     size_t available = self->end - self->start;
+    if (available == 0)
+        return 0;  // nothing fed yet (data may still be NULL)
+    const uint8_t *at = self->data + self->start;
     if (!self->have_header) {
         size_t scan = available < WORKER_FRAME_HEADER_MAX ? available : WORKER_FRAME_HEADER_MAX;
         const uint8_t *newline = scan ? memchr(at, '\n', scan) : NULL;
