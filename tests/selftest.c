@@ -26,6 +26,7 @@
 #include "lookupd.h"
 #include "lookupd_registry.h"
 #include "nsq_client_test.h"
+#include "nsq_crc32c.h"
 #include "nsq_daemon.h"
 #include "nsq_deadletter.h"
 #include "nsq_discovery.h"
@@ -101,6 +102,7 @@ static const selftest_t s_tests[] = {
     {"lookupd", lookupd_test},
     {"lookupd_registry", lookupd_registry_test},
     {"nsq_consumer", nsq_consumer_test},
+    {"nsq_crc32c", nsq_crc32c_test},
     {"nsq_daemon", nsq_daemon_test},
     {"nsq_deadletter", nsq_deadletter_test},
     {"nsq_discovery", nsq_discovery_test},
