@@ -18,7 +18,8 @@
     nsq_producer_destroy.
 */
 #include "nsq.h"
-#include "nsq_client_test.h"
+#include "nsq_endpoint.h"
+#include "nsq_selftest.h"
 #include "nsq_wire.h"
 
 #include <errno.h>
@@ -31,31 +32,21 @@
 #define S_ERROR_MAX          64     // longest error code kept, NUL included
 
 struct _nsq_producer_t {
-    char endpoint[NSQ_CLIENT_ENDPOINT_MAX];  // "tcp://host:port"
-    zsock_t *sock;                           // DEALER to the broker
-    int timeout_ms;                          // answer timeout
-    uint64_t next_seq;                       // seq of the next publish
-    uint64_t oldest;                         // oldest unanswered seq; next_seq if none
-    bool *answered;                          // ring of flags, indexed by seq % ring_size
-    size_t ring_size;                        // capacity of the window
-    bool failed;                             // a publish failed since the last report
-    char error[S_ERROR_MAX];                 // last error code, "" if none
+    char endpoint[NSQ_ENDPOINT_MAX];  // "tcp://host:port"
+    zsock_t *sock;                    // DEALER to the broker
+    int timeout_ms;                   // answer timeout
+    uint64_t next_seq;                // seq of the next publish
+    uint64_t oldest;                  // oldest unanswered seq; next_seq if none
+    bool *answered;                   // ring of flags, indexed by seq % ring_size
+    size_t ring_size;                 // capacity of the window
+    bool failed;                      // a publish failed since the last report
+    char error[S_ERROR_MAX];          // last error code, "" if none
 };
 
 static int s_socket_open(nsq_producer_t *self)
 {
-    self->sock = zsock_new(ZMQ_DEALER);
-    if (!self->sock)
-        return -1;
-    zsock_set_linger(self->sock, self->timeout_ms);
-    zsock_set_sndhwm(self->sock, S_WINDOW_MAX + 16);
-    zsock_set_rcvhwm(self->sock, S_WINDOW_MAX + 16);
-    zsock_set_ipv6(self->sock, strchr(self->endpoint, '[') != NULL);  // "tcp://[::1]:4152"
-    if (zsock_connect(self->sock, "%s", self->endpoint)) {
-        zsock_destroy(&self->sock);
-        return -1;
-    }
-    return 0;
+    self->sock = nsq_endpoint_dealer(self->endpoint, S_WINDOW_MAX + 16, self->timeout_ms);
+    return self->sock ? 0 : -1;
 }
 
 // Drops the socket and whatever it still queues; opens a fresh one.
@@ -83,7 +74,7 @@ nsq_producer_t *nsq_producer_new(const char *address)
     self->next_seq = self->oldest = 1;
     self->ring_size = 1;
     self->answered = calloc(1, sizeof(bool));
-    if (!self->answered || nsq_client_endpoint(address, self->endpoint, sizeof self->endpoint)
+    if (!self->answered || nsq_endpoint_parse(address, self->endpoint, sizeof self->endpoint)
         || s_socket_open(self)) {
         nsq_producer_destroy(&self);
         return NULL;

@@ -1,0 +1,127 @@
+/*  nsq_endpoint - the broker addresses clients dial, and the DEALER that dials one
+    SPDX-License-Identifier: MIT
+
+    The port is the text after the last colon; everything before it is the
+    host. A bare IPv6 address ("::1:4152") is refused rather than guessed
+    at: without brackets its last colon is part of the address.
+*/
+#include "nsq_endpoint.h"
+
+#include "nsq_address.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_SCHEME "tcp://"
+
+// The decimal port that fills text, 1..65535; -1 if it is not one.
+static long s_port(const char *text)
+{
+    if (*text < '0' || *text > '9')
+        return -1;  // strtol would take signs and spaces
+    char *end = NULL;
+    long port = strtol(text, &end, 10);
+    return *end || port < 1 || port > 65535 ? -1 : port;
+}
+
+// True if the size bytes at host are a host to dial: bracketed IPv6, or a
+// name or IPv4 address without a colon.
+static bool s_host_is_valid(const char *host, size_t size)
+{
+    bool bracketed = size >= 2 && host[0] == '[' && host[size - 1] == ']';
+    if (!bracketed && memchr(host, ':', size))
+        return false;
+    if (bracketed && size == 2)
+        return false;
+    return nsq_address_host_is_valid(host, size);
+}
+
+int nsq_endpoint_parse(const char *address, char *endpoint, size_t size)
+{
+    if (!address || !endpoint) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (strncmp(address, S_SCHEME, strlen(S_SCHEME)) == 0)
+        address += strlen(S_SCHEME);
+    const char *colon = strrchr(address, ':');
+    if (!colon || s_port(colon + 1) < 0 || !s_host_is_valid(address, (size_t) (colon - address))) {
+        errno = EINVAL;
+        return -1;
+    }
+    int length = snprintf(endpoint, size, S_SCHEME "%s", address);
+    if (length < 0 || (size_t) length >= size) {
+        errno = EINVAL;
+        return -1;
+    }
+    return 0;
+}
+
+bool nsq_endpoint_is_ipv6(const char *endpoint)
+{
+    if (strncmp(endpoint, S_SCHEME, strlen(S_SCHEME)) == 0)
+        endpoint += strlen(S_SCHEME);
+    return endpoint[0] == '[';
+}
+
+zsock_t *nsq_endpoint_dealer(const char *endpoint, int hwm, int linger_ms)
+{
+    zsock_t *sock = zsock_new(ZMQ_DEALER);
+    if (!sock)
+        return NULL;
+    // Before connect: libzmq applies options to later connections only
+    zsock_set_linger(sock, linger_ms);
+    zsock_set_sndhwm(sock, hwm);
+    zsock_set_rcvhwm(sock, hwm);
+    zsock_set_ipv6(sock, nsq_endpoint_is_ipv6(endpoint));
+    if (zsock_connect(sock, "%s", endpoint)) {
+        int saved = errno;
+        zsock_destroy(&sock);
+        errno = saved;
+    }
+    return sock;
+}
+
+// ---- self-test ---------------------------------------------------------------
+
+int nsq_endpoint_test(void)
+{
+    char endpoint[NSQ_ENDPOINT_MAX];
+    const struct {
+        const char *address;   // given
+        const char *endpoint;  // expected
+    } good[] = {
+        {"localhost:4152", "tcp://localhost:4152"},
+        {"tcp://10.0.0.1:1", "tcp://10.0.0.1:1"},
+        {"broker-0.nsq.svc.cluster.local:65535", "tcp://broker-0.nsq.svc.cluster.local:65535"},
+        {"[::1]:4152", "tcp://[::1]:4152"},
+        {"tcp://[2001:db8::7]:4152", "tcp://[2001:db8::7]:4152"},
+    };
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+        if (nsq_endpoint_parse(good[i].address, endpoint, sizeof endpoint)
+            || strcmp(endpoint, good[i].endpoint) != 0) {
+            fprintf(stderr, "nsq_endpoint_test: %s refused or misread\n", good[i].address);
+            return -1;
+        }
+    const char *bad[] = {"",           "host",     ":4152",    "host:",   "host:0",
+                         "host:65536", "host:12x", "ho st:1",  "host:-1", "host:+1",
+                         "tcp://",     "::1:4152", "[::1]",    "[]:4152", "[::1:1",
+                         "[host]:1",   "a\tb:1",   "tcp://:1", "h/x:1",   "[::1]x:1"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        if (nsq_endpoint_parse(bad[i], endpoint, sizeof endpoint) != -1 || errno != EINVAL) {
+            fprintf(stderr, "nsq_endpoint_test: %s accepted\n", bad[i]);
+            return -1;
+        }
+    char small[16];
+    if (nsq_endpoint_parse("localhost:4152", small, sizeof small) != -1
+        || nsq_endpoint_parse(NULL, endpoint, sizeof endpoint) != -1)
+        return -1;
+    if (!nsq_endpoint_is_ipv6("tcp://[::1]:1") || nsq_endpoint_is_ipv6("tcp://127.0.0.1:1"))
+        return -1;
+    zsock_t *dealer = nsq_endpoint_dealer("tcp://127.0.0.1:9", 10, 0);
+    bool ok = dealer && zsock_sndhwm(dealer) == 10 && zsock_linger(dealer) == 0;
+    zsock_destroy(&dealer);
+    return ok ? 0 : -1;
+}
