@@ -26,6 +26,7 @@
     removes timers at once.
 */
 #include "nsq.h"
+#include "nsq_address.h"
 #include "nsq_arena.h"
 #include "nsq_connection.h"
 #include "nsq_credit.h"
@@ -38,7 +39,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define S_DRAIN_MAX 64    // frames read per reader wake-up
 #define S_TICK_MS   100   // heartbeat, liveness and reconnect check
@@ -363,8 +363,7 @@ nsq_consumer_t *nsq_consumer_new(const char *topic, const char *channel)
     s_loop_prime(self->loop, self);
     self->break_requested = false;
     self->max_in_flight = 1;
-    if (gethostname(self->hostname, sizeof self->hostname - 1))
-        strcpy(self->hostname, "localhost");
+    nsq_address_hostname(self->hostname, sizeof self->hostname);
     self->settings = (nsq_connection_settings_t){
         .topic = self->topic, .channel = self->channel, .hostname = self->hostname};
     return self;

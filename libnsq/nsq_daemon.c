@@ -33,14 +33,29 @@ static int s_configure_log(nsq_options_t *options, const nsq_option_spec_t *spec
     return 0;
 }
 
+// True if a row borrows its string from the parser.
+static bool s_borrows(const nsq_option_spec_t *specs, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        if (specs[i].field.kind == NSQ_OPTION_FIELD_TEXT
+            || specs[i].field.kind == NSQ_OPTION_FIELD_TEXT_LIST)
+            return true;
+    return false;
+}
+
 int nsq_daemon_configure(const char *program, const char *env_prefix,
                          const nsq_option_spec_t *specs, size_t spec_count, int argc, char **argv,
                          nsq_daemon_configure_fn *configure, void *config)
 {
     nsq_log_set_program(program);
-    nsq_options_t *options = nsq_options_new(program, env_prefix, specs, spec_count);
-    char error[512] = "out of memory";
+    bool borrows = s_borrows(specs, spec_count);
+    nsq_options_t *options =
+        borrows ? NULL : nsq_options_new(program, env_prefix, specs, spec_count);
+    char error[512];
+    snprintf(error, sizeof error, "%s", borrows ? "bad option table" : "out of memory");
     int parsed = options ? nsq_options_parse(options, argc, argv, error, sizeof error) : -1;
+    if (parsed == 0)
+        nsq_options_store(options, config);
     if (parsed == 0
         && (s_configure_log(options, specs, spec_count, error, sizeof error)
             || configure(options, config, error, sizeof error)))

@@ -10,6 +10,12 @@
 
     Asking a getter for a name that is not in the table is a bug in the
     program, not bad input, so it is asserted.
+
+    Fields: a value is checked against its field when it is set (a string
+    that does not fit, one value more than a list holds), so that
+    nsq_options_store never truncates and never fails. Numbers are written
+    with the field's size; the table check made sure that the bounds fit
+    it.
 */
 #include "nsq_options.h"
 
@@ -215,6 +221,14 @@ static int s_check(const option_t *option, const char *text, size_t length, cons
         return -1;
     }
     const nsq_option_spec_t *spec = &option->spec;
+    bool copied = spec->field.kind == NSQ_OPTION_FIELD_CHARS
+                  || spec->field.kind == NSQ_OPTION_FIELD_CHARS_LIST;
+    if (copied && length >= spec->field.size) {
+        int shown = length > 40 ? 40 : (int) length;  // the reason must fit a line
+        s_format(error, error_size, "invalid value '%.*s%s' for %s: longer than %zu bytes", shown,
+                 text, length > 40 ? "..." : "", source, spec->field.size - 1);
+        return -1;
+    }
     bool bounded = spec->type != NSQ_OPTION_STRING && spec->type != NSQ_OPTION_BOOL
                    && (spec->min != 0 || spec->max != 0);
     if (bounded && (*value < spec->min || *value > spec->max)) {
@@ -245,6 +259,12 @@ static int s_add(option_t *option, const char *text, bool split, const char *sou
         if (!split || item_length > 0) {
             if (s_check(option, item, item_length, source, &number, error, error_size))
                 return -1;
+            if (option->spec.field.kind == NSQ_OPTION_FIELD_CHARS_LIST
+                && option->count == option->spec.field.capacity) {
+                s_format(error, error_size, "%s: at most %zu values", source,
+                         option->spec.field.capacity);
+                return -1;
+            }
             if (s_append(option, item, item_length, number)) {
                 s_format(error, error_size, "out of memory");
                 return -1;
@@ -257,6 +277,50 @@ static int s_add(option_t *option, const char *text, bool split, const char *sou
 
 //  --------------------------------------------------------------------------
 //  Constructor and destructor
+
+// True if [min, max] fits an integer field of size bytes (signed or not).
+static bool s_bounds_fit(const nsq_option_spec_t *spec, bool is_signed, size_t size)
+{
+    if (size != 4 && size != 8)
+        return false;
+    if (is_signed && size == 8)
+        return true;  // int64_t holds every value
+    bool bounded = spec->min != 0 || spec->max != 0;
+    int64_t low = is_signed ? INT32_MIN : 0;
+    int64_t high = size == 8 ? INT64_MAX : is_signed ? INT32_MAX : UINT32_MAX;
+    return bounded && spec->min >= low && spec->max <= high;
+}
+
+// Checks that the row's field suits its type. Returns 0 or -1.
+static int s_check_field(const nsq_option_spec_t *spec)
+{
+    const nsq_option_field_t *field = &spec->field;
+    bool list =
+        field->kind == NSQ_OPTION_FIELD_CHARS_LIST || field->kind == NSQ_OPTION_FIELD_TEXT_LIST;
+    if (field->kind == NSQ_OPTION_FIELD_NONE)
+        return 0;
+    if (list != spec->repeatable)
+        return -1;  // a list takes a repeatable STRING, nothing else
+    if (list && field->count_size != 4 && field->count_size != 8)
+        return -1;
+    switch (field->kind) {
+    case NSQ_OPTION_FIELD_CHARS:
+    case NSQ_OPTION_FIELD_TEXT:
+    case NSQ_OPTION_FIELD_TEXT_LIST:
+        return spec->type == NSQ_OPTION_STRING ? 0 : -1;
+    case NSQ_OPTION_FIELD_CHARS_LIST:
+        return spec->type == NSQ_OPTION_STRING && field->size > 0 && field->capacity > 0 ? 0 : -1;
+    case NSQ_OPTION_FIELD_SIGNED:
+    case NSQ_OPTION_FIELD_UNSIGNED:
+        if (spec->type == NSQ_OPTION_STRING || spec->type == NSQ_OPTION_BOOL)
+            return -1;
+        return s_bounds_fit(spec, field->kind == NSQ_OPTION_FIELD_SIGNED, field->size) ? 0 : -1;
+    case NSQ_OPTION_FIELD_BOOL:
+        return spec->type == NSQ_OPTION_BOOL && field->size == sizeof(bool) ? 0 : -1;
+    default:
+        return -1;
+    }
+}
 
 static int s_check_spec(nsq_options_t *self, size_t index)
 {
@@ -273,6 +337,8 @@ static int s_check_spec(nsq_options_t *self, size_t index)
     if ((unsigned) spec->type > NSQ_OPTION_BOOL || spec->min > spec->max)
         return -1;
     if (spec->type == NSQ_OPTION_BOOL && spec->repeatable)
+        return -1;
+    if (s_check_field(spec))
         return -1;
     if (spec->default_value) {
         char error[256];
@@ -445,6 +511,84 @@ int nsq_options_parse(nsq_options_t *self, int argc, char **argv, char *error, s
 }
 
 //  --------------------------------------------------------------------------
+//  Storing into the caller's struct
+
+// Writes number into an integer field of size bytes (4 or 8; the table
+// check made sure it fits).
+static void s_store_integer(void *field, size_t size, int64_t number)
+{
+    if (size == 4) {
+        int32_t narrow = (int32_t) (uint32_t) number;  // the bit pattern, signed or not
+        memcpy(field, &narrow, sizeof narrow);
+    } else
+        memcpy(field, &number, sizeof number);
+}
+
+// Stores option's values into config. text_default: point a TEXT field at
+// the table's default instead of the parser's copy.
+static void s_store(const option_t *option, void *config, bool text_default)
+{
+    const nsq_option_field_t *field = &option->spec.field;
+    char *target = (char *) config + field->offset;
+    if (option->count == 0)
+        return;
+    switch (field->kind) {
+    case NSQ_OPTION_FIELD_CHARS:
+        memcpy(target, option->values[0], strlen(option->values[0]) + 1);  // checked to fit
+        break;
+    case NSQ_OPTION_FIELD_TEXT: {
+        const char *text = text_default ? option->spec.default_value : option->values[0];
+        memcpy(target, &text, sizeof text);
+        break;
+    }
+    case NSQ_OPTION_FIELD_SIGNED:
+    case NSQ_OPTION_FIELD_UNSIGNED:
+        s_store_integer(target, field->size, option->number);
+        break;
+    case NSQ_OPTION_FIELD_BOOL:
+        *(bool *) target = option->number != 0;
+        break;
+    case NSQ_OPTION_FIELD_CHARS_LIST:
+        for (size_t index = 0; index < option->count; index++)
+            memcpy(target + index * field->size, option->values[index],
+                   strlen(option->values[index]) + 1);
+        s_store_integer((char *) config + field->count_offset, field->count_size,
+                        (int64_t) option->count);
+        break;
+    case NSQ_OPTION_FIELD_TEXT_LIST: {
+        const char **list = (const char **) option->values;
+        memcpy(target, &list, sizeof list);
+        s_store_integer((char *) config + field->count_offset, field->count_size,
+                        (int64_t) option->count);
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+void nsq_options_store(const nsq_options_t *self, void *config)
+{
+    for (size_t index = 0; index < self->count; index++)
+        s_store(&self->options[index], config, false);
+}
+
+int nsq_options_store_defaults(const nsq_option_spec_t *specs, size_t spec_count, void *config)
+{
+    nsq_options_t *self = nsq_options_new("defaults", NULL, specs, spec_count);
+    char *argv[] = {"defaults", NULL};
+    int rc = self ? nsq_options_parse(self, 1, argv, NULL, 0) : -1;
+    for (size_t index = 0; rc == 0 && index < self->count; index++)
+        if (self->options[index].count
+            && self->options[index].spec.field.kind == NSQ_OPTION_FIELD_TEXT_LIST)
+            rc = -1;  // its values would not outlive the parser
+    for (size_t index = 0; rc == 0 && index < self->count; index++)
+        s_store(&self->options[index], config, true);
+    nsq_options_destroy(&self);
+    return rc;
+}
+
+//  --------------------------------------------------------------------------
 //  Getters
 
 const char *nsq_options_string(nsq_options_t *self, const char *name)
@@ -523,14 +667,33 @@ void nsq_options_print_help(nsq_options_t *self, FILE *out)
 
 #define TEST_PREFIX "NSQ_OPTTEST"
 
+// What s_test_specs fills.
+typedef struct {
+    char http_address[16];
+    int64_t mem_queue_size;
+    size_t max_bytes_per_file;
+    uint32_t msg_timeout_ms;
+    char lookupds[3][8];
+    int lookupd_count;
+    bool verbose;
+    int64_t offset;
+} s_test_config_t;
+
 static const nsq_option_spec_t s_test_specs[] = {
-    {"http-address", NSQ_OPTION_STRING, "0.0.0.0:4151", 0, 0, false, "address for HTTP"},
-    {"mem-queue-size", NSQ_OPTION_INT, "10000", 0, 1000000, false, "messages kept in memory"},
-    {"max-bytes-per-file", NSQ_OPTION_SIZE, "100m", 1024, INT64_C(1) << 40, false, "segment"},
-    {"msg-timeout", NSQ_OPTION_DURATION, "60s", 1000, 900000, false, "in-flight timeout"},
-    {"lookupd-address", NSQ_OPTION_STRING, NULL, 0, 0, true, "lookupd ZeroMQ address"},
-    {"verbose", NSQ_OPTION_BOOL, "false", 0, 0, false, "log more"},
-    {"offset", NSQ_OPTION_INT, NULL, 0, 0, false, "any integer"},
+    {"http-address", NSQ_OPTION_STRING, "0.0.0.0:4151", 0, 0, false, "address for HTTP",
+     NSQ_OPTION_FIELD(s_test_config_t, http_address)},
+    {"mem-queue-size", NSQ_OPTION_INT, "10000", 0, 1000000, false, "messages kept in memory",
+     NSQ_OPTION_FIELD(s_test_config_t, mem_queue_size)},
+    {"max-bytes-per-file", NSQ_OPTION_SIZE, "100m", 1024, INT64_C(1) << 40, false, "segment",
+     NSQ_OPTION_FIELD(s_test_config_t, max_bytes_per_file)},
+    {"msg-timeout", NSQ_OPTION_DURATION, "60s", 1000, 900000, false, "in-flight timeout",
+     NSQ_OPTION_FIELD(s_test_config_t, msg_timeout_ms)},
+    {"lookupd-address", NSQ_OPTION_STRING, NULL, 0, 0, true, "lookupd ZeroMQ address",
+     NSQ_OPTION_LIST(s_test_config_t, lookupds, lookupd_count)},
+    {"verbose", NSQ_OPTION_BOOL, "false", 0, 0, false, "log more",
+     NSQ_OPTION_FIELD(s_test_config_t, verbose)},
+    {"offset", NSQ_OPTION_INT, NULL, 0, 0, false, "any integer",
+     NSQ_OPTION_FIELD(s_test_config_t, offset)},
 };
 #define TEST_SPEC_COUNT (sizeof(s_test_specs) / sizeof(s_test_specs[0]))
 
@@ -732,24 +895,138 @@ static int s_test_help(nsq_options_t *options)
     return rc;
 }
 
+// Fields of every kind, for the table checks and the borrowed strings.
+typedef struct {
+    char chars[4];
+    int64_t count;
+    double ratio;
+    char *writable;
+    uint32_t narrow;
+    size_t positive;
+    int small;
+    const char *text;
+    const char **list;
+    size_t list_count;
+} s_test_fields_t;
+
+// Parsed values land in their fields; what has no value is left alone;
+// strings too long for their field and lists too long are refused.
+static int s_test_store(nsq_options_t *options)
+{
+    char error[256];
+    s_test_config_t config = {.offset = 99, .lookupd_count = 7};
+    if (s_run(options, error, sizeof(error), "--http-address=127.0.0.1:0", "--lookupd-address=a:1",
+              "--lookupd-address", "b:2", "--verbose", "--msg-timeout=2s", NULL))
+        return -1;
+    nsq_options_store(options, &config);
+    if (strcmp(config.http_address, "127.0.0.1:0") || config.mem_queue_size != 10000
+        || config.max_bytes_per_file != 100 * 1024 * 1024 || config.msg_timeout_ms != 2000
+        || config.lookupd_count != 2 || strcmp(config.lookupds[0], "a:1")
+        || strcmp(config.lookupds[1], "b:2") || !config.verbose || config.offset != 99)
+        return -1;
+    if (s_run(options, error, sizeof(error), "--http-address=0123456789abcde", NULL)
+        || !s_fails_with(options, "for --http-address: longer than 15 bytes",
+                         "--http-address=0123456789abcdef", NULL)
+        || s_run(options, error, sizeof(error), "--lookupd-address=a", "--lookupd-address=b",
+                 "--lookupd-address=c", "--lookupd-address=d", NULL)
+               != -1
+        || strcmp(error, "--lookupd-address: at most 3 values") != 0
+        || !s_fails_with(options, "longer than 7 bytes", "--lookupd-address=12345678", NULL))
+        return -1;
+    setenv(TEST_PREFIX "_LOOKUPD_ADDRESS", "a,b,c,d", 1);
+    int rc =
+        s_fails_with(options, "LOOKUPD_ADDRESS (--lookupd-address): at most 3 values", NULL, NULL)
+            ? 0
+            : -1;
+    s_unset_test_env();
+    // The defaults alone, as a config built by hand gets them.
+    s_test_config_t defaults = {.offset = 5};
+    if (rc || nsq_options_store_defaults(s_test_specs, TEST_SPEC_COUNT, &defaults)
+        || strcmp(defaults.http_address, "0.0.0.0:4151") || defaults.mem_queue_size != 10000
+        || defaults.msg_timeout_ms != 60000 || defaults.lookupd_count != 0 || defaults.verbose
+        || defaults.offset != 5)
+        return -1;
+    return 0;
+}
+
+// Borrowed strings and lists point into the parser (or, for the defaults
+// alone, into the table); integers of other sizes are written whole.
+static int s_test_borrowed(void)
+{
+    const nsq_option_spec_t specs[] = {
+        {"text", NSQ_OPTION_STRING, "none", 0, 0, false, "",
+         NSQ_OPTION_FIELD(s_test_fields_t, text)},
+        {"list", NSQ_OPTION_STRING, NULL, 0, 0, true, "",
+         NSQ_OPTION_LIST(s_test_fields_t, list, list_count)},
+        {"small", NSQ_OPTION_INT, "-3", -10, 10, false, "",
+         NSQ_OPTION_FIELD(s_test_fields_t, small)},
+        {"narrow", NSQ_OPTION_DURATION, "1s", 0, 3600000, false, "",
+         NSQ_OPTION_FIELD(s_test_fields_t, narrow)},
+    };
+    s_test_fields_t fields = {.narrow = 0xffffffffu};
+    if (nsq_options_store_defaults(specs, 4, &fields) || fields.text != specs[0].default_value
+        || fields.list || fields.small != -3 || fields.narrow != 1000)
+        return -1;
+    nsq_options_t *options = nsq_options_new("borrowed", NULL, specs, 4);
+    char error[256];
+    int rc = options ? 0 : -1;
+    if (rc == 0
+        && s_run(options, error, sizeof(error), "--text=abc", "--list=x", "--list=yz",
+                 "--narrow=1h", NULL))
+        rc = -1;
+    if (rc == 0) {
+        nsq_options_store(options, &fields);
+        if (strcmp(fields.text, "abc") || fields.list_count != 2 || strcmp(fields.list[0], "x")
+            || strcmp(fields.list[1], "yz") || fields.narrow != 3600000 || fields.small != -3)
+            rc = -1;
+    }
+    nsq_options_destroy(&options);
+    // A borrowed list with a default cannot outlive a parser.
+    const nsq_option_spec_t listed[] = {
+        {"list", NSQ_OPTION_STRING, "a,b", 0, 0, true, "",
+         NSQ_OPTION_LIST(s_test_fields_t, list, list_count)},
+    };
+    if (nsq_options_store_defaults(listed, 1, &fields) != -1)
+        rc = -1;
+    return rc;
+}
+
 // Bad tables are refused; a second table parses independently of the first.
 static int s_test_tables(nsq_options_t *first)
 {
 #define OK_SPEC                                                                                    \
     {                                                                                              \
-        "ok", NSQ_OPTION_INT, NULL, 0, 0, false, ""                                                \
+        "ok", NSQ_OPTION_INT, NULL, 0, 0, false, "", NSQ_OPTION_NO_FIELD                           \
     }
+#define NO_FIELD      NSQ_OPTION_NO_FIELD
+#define FIELD(member) NSQ_OPTION_FIELD(s_test_fields_t, member)
     const nsq_option_spec_t bad[][2] = {
-        {{"ok", NSQ_OPTION_STRING, NULL, 0, 0, false, ""}, OK_SPEC},
-        {{"help", NSQ_OPTION_BOOL, NULL, 0, 0, false, ""}, OK_SPEC},
-        {{"count", NSQ_OPTION_INT, "ten", 0, 0, false, ""}, OK_SPEC},
-        {{"count", NSQ_OPTION_INT, "11", 0, 10, false, ""}, OK_SPEC},
-        {{"count", NSQ_OPTION_INT, NULL, 5, 1, false, ""}, OK_SPEC},
-        {{"flag", NSQ_OPTION_BOOL, NULL, 0, 0, true, ""}, OK_SPEC},
-        {{NULL, NSQ_OPTION_INT, NULL, 0, 0, false, ""}, OK_SPEC},
-        {{"Upper", NSQ_OPTION_INT, NULL, 0, 0, false, ""}, OK_SPEC},
-        {{"a b", NSQ_OPTION_INT, NULL, 0, 0, false, ""}, OK_SPEC},
+        {{"ok", NSQ_OPTION_STRING, NULL, 0, 0, false, "", NO_FIELD}, OK_SPEC},
+        {{"help", NSQ_OPTION_BOOL, NULL, 0, 0, false, "", NO_FIELD}, OK_SPEC},
+        {{"count", NSQ_OPTION_INT, "ten", 0, 0, false, "", NO_FIELD}, OK_SPEC},
+        {{"count", NSQ_OPTION_INT, "11", 0, 10, false, "", NO_FIELD}, OK_SPEC},
+        {{"count", NSQ_OPTION_INT, NULL, 5, 1, false, "", NO_FIELD}, OK_SPEC},
+        {{"flag", NSQ_OPTION_BOOL, NULL, 0, 0, true, "", NO_FIELD}, OK_SPEC},
+        {{NULL, NSQ_OPTION_INT, NULL, 0, 0, false, "", NO_FIELD}, OK_SPEC},
+        {{"Upper", NSQ_OPTION_INT, NULL, 0, 0, false, "", NO_FIELD}, OK_SPEC},
+        {{"a b", NSQ_OPTION_INT, NULL, 0, 0, false, "", NO_FIELD}, OK_SPEC},
+        // Fields that do not suit the row.
+        {{"count", NSQ_OPTION_INT, NULL, 0, 9, false, "", FIELD(chars)}, OK_SPEC},
+        {{"name", NSQ_OPTION_STRING, NULL, 0, 0, false, "", FIELD(count)}, OK_SPEC},
+        {{"name", NSQ_OPTION_STRING, "too long", 0, 0, false, "", FIELD(chars)}, OK_SPEC},
+        {{"ratio", NSQ_OPTION_INT, NULL, 0, 9, false, "", FIELD(ratio)}, OK_SPEC},
+        {{"name", NSQ_OPTION_STRING, NULL, 0, 0, false, "", FIELD(writable)}, OK_SPEC},
+        {{"count", NSQ_OPTION_INT, NULL, 0, 0, false, "", FIELD(narrow)}, OK_SPEC},
+        {{"count", NSQ_OPTION_INT, NULL, -1, 9, false, "", FIELD(positive)}, OK_SPEC},
+        {{"count", NSQ_OPTION_INT, NULL, 0, INT64_C(1) << 32, false, "", FIELD(narrow)}, OK_SPEC},
+        {{"flag", NSQ_OPTION_BOOL, NULL, 0, 0, false, "", FIELD(count)}, OK_SPEC},
+        {{"name", NSQ_OPTION_STRING, NULL, 0, 0, true, "", FIELD(text)}, OK_SPEC},
+        {{"name", NSQ_OPTION_STRING, NULL, 0, 0, false, "",
+          NSQ_OPTION_LIST(s_test_fields_t, list, list_count)},
+         OK_SPEC},
     };
+#undef FIELD
+#undef NO_FIELD
 #undef OK_SPEC
     int null_fd = open("/dev/null", O_WRONLY);
     nsq_log_set_stream_fd(null_fd);  // new logs why it refuses a table
@@ -766,8 +1043,9 @@ static int s_test_tables(nsq_options_t *first)
         return -1;
 
     const nsq_option_spec_t specs[] = {
-        {"topic", NSQ_OPTION_STRING, NULL, 0, 0, false, "topic"},
-        {"mem-queue-size", NSQ_OPTION_INT, "1", 0, 0, false, "same name, other table"},
+        {"topic", NSQ_OPTION_STRING, NULL, 0, 0, false, "topic", NSQ_OPTION_NO_FIELD},
+        {"mem-queue-size", NSQ_OPTION_INT, "1", 0, 0, false, "same name, other table",
+         NSQ_OPTION_NO_FIELD},
     };
     nsq_options_t *second = nsq_options_new("second", NULL, specs, 2);
     char error[256];
@@ -805,6 +1083,8 @@ int nsq_options_test(void)
         rc = s_test_help(options);
     if (rc == 0)
         rc = s_test_tables(options);
+    if (rc == 0)
+        rc = s_test_store(options) || s_test_borrowed() ? -1 : 0;
     s_unset_test_env();
     nsq_options_destroy(&options);
     nsq_options_destroy(&options);  // NULL is accepted

@@ -46,17 +46,6 @@ typedef struct {
     uint64_t bad_commands;         // frames that were not valid commands
 } s_lookupd_t;
 
-void lookupd_config_defaults(lookupd_config_t *config)
-{
-    memset(config, 0, sizeof *config);
-    snprintf(config->http_address, sizeof config->http_address, "0.0.0.0:4161");
-    snprintf(config->zmq_address, sizeof config->zmq_address, "0.0.0.0:4160");
-    if (gethostname(config->broadcast_address, sizeof config->broadcast_address - 1) != 0)
-        snprintf(config->broadcast_address, sizeof config->broadcast_address, "localhost");
-    config->inactive_producer_timeout_ms = 300000;
-    config->tombstone_lifetime_ms = 45000;
-}
-
 // ---- broker commands --------------------------------------------------------
 
 typedef struct {

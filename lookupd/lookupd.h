@@ -17,18 +17,7 @@
 #include <czmq.h>
 #include <stdint.h>
 
-#define LOOKUPD_ADDRESS_MAX 256
-
-typedef struct {
-    char http_address[LOOKUPD_ADDRESS_MAX];       // host:port for HTTP; port 0 = any
-    char zmq_address[LOOKUPD_ADDRESS_MAX];        // host:port for brokers; port 0 = any
-    char broadcast_address[LOOKUPD_ADDRESS_MAX];  // reported by /info
-    int64_t inactive_producer_timeout_ms;         // forget a broker silent this long
-    int64_t tombstone_lifetime_ms;                // how long a tombstone hides a producer
-} lookupd_config_t;
-
-// Fills config with the defaults (NSQ's: 300s and 45s).
-void lookupd_config_defaults(lookupd_config_t *config);
+#include "lookupd_config.h"
 
 // The actor function. args is a lookupd_config_t* (copied).
 void lookupd_actor(zsock_t *pipe, void *args);
