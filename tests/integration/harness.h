@@ -219,13 +219,18 @@ char *it_mpub_binary(uint32_t declared_count, const char *const *bodies, size_t 
 
 // ---- JSON and /stats --------------------------------------------------
 
-// The value of key in the object at json (whitespace allowed), or NULL.
+// Read with jansson. json and value are JSON text; what follows the first
+// value in them is ignored, so "[{...},{...}]" + 1 reads the first element.
+// The value of key in the object at json, or NULL: JSON text, kept until
+// the process ends.
 const char *it_json_get(const char *json, const char *key);
-// The first object in the array at json whose key is the string value.
+// The first object in the array at json whose key is the string value (JSON
+// text, kept as above), or NULL.
 const char *it_json_find(const char *json, const char *key, const char *value);
 // Reads a number (true/false read as 1/0). Returns true on success.
 bool it_json_int(const char *value, int64_t *out);
-// Copies a string value (escapes kept as written). Returns true on success.
+// Copies a string value, escapes decoded, cut to size - 1 bytes. Returns
+// true on success.
 bool it_json_string(const char *value, char *out, size_t size);
 
 // True if text parses as JSON with a real parser: /usr/bin/python3's json
