@@ -240,11 +240,11 @@ void nsq_connection_cls(nsq_connection_t *self)
 
 static void s_reset(nsq_connection_t *self, uint32_t delay_ms);
 
-static int s_on_monitor(zloop_t *loop, zsock_t *monitor, void *arg)
+bool nsq_connection_read_monitor(nsq_connection_t *self, zsock_t *sock)
 {
-    (void) loop;
-    nsq_connection_t *self = arg;
-    zmsg_t *event = zmsg_recv(monitor);
+    if (!sock || sock != self->monitor)
+        return false;
+    zmsg_t *event = zmsg_recv(sock);
     zframe_t *head = event ? zmsg_first(event) : NULL;
     uint16_t kind = 0;
     if (head && zframe_size(head) >= sizeof kind)
@@ -254,11 +254,14 @@ static int s_on_monitor(zloop_t *loop, zsock_t *monitor, void *arg)
         nsq_info("consumer %s: connection lost, starting a new session", self->endpoint);
         s_reset(self, 0);
     }
-    return 0;
+    return true;
 }
 
-// Watches the socket's disconnects through an inproc PAIR on the loop.
-// Failing to is not fatal: heartbeats still notice a lost broker, later.
+// Watches the socket's disconnects through an inproc PAIR on the loop,
+// read by the owner's reader too (nsq_connection_read_monitor), so that a
+// monitor closed earlier in a zloop pass is never read through a stale
+// pointer. Failing to is not fatal: heartbeats still notice a lost broker,
+// later.
 static void s_monitor_open(nsq_connection_t *self)
 {
     char endpoint[96];
@@ -268,7 +271,7 @@ static void s_monitor_open(nsq_connection_t *self)
         return;
     self->monitor = zsock_new(ZMQ_PAIR);
     if (self->monitor && zsock_connect(self->monitor, "%s", endpoint) == 0
-        && zloop_reader(self->loop, self->monitor, s_on_monitor, self) == 0)
+        && zloop_reader(self->loop, self->monitor, self->reader, self->reader_arg) == 0)
         return;
     zmq_socket_monitor(zsock_resolve(self->sock), NULL, 0);
     zsock_destroy(&self->monitor);

@@ -12,17 +12,19 @@
     handed out from an older socket cannot be settled on this one.
 
     The owner (the consumer) keeps the zloop and the reader: the
-    connection registers the owner's reader for each socket it opens, and
-    the reader finds the connection by socket (zloop may call a reader for a
-    socket destroyed earlier in the same pass), reads frames with
-    nsq_connection_recv and gives each to nsq_connection_handle, which
+    connection registers the owner's reader for each socket it opens (the
+    DEALER and its disconnect monitor), and the reader finds the connection
+    by socket (zloop may call a reader for a socket destroyed earlier in the
+    same pass), lets nsq_connection_read_monitor take monitor events, reads
+    frames with nsq_connection_recv and gives each to
+    nsq_connection_handle, which
     deals with answers, errors and heartbeats itself and tells the owner
     what it must act on (messages to deliver, RDY now possible, CLS
     answered). The owner calls nsq_connection_check on a periodic tick.
 
     API in call order: nsq_connection_new, nsq_connection_open, then from
-    the loop nsq_connection_recv + _handle, _check, _rdy, _fin, _req,
-    _touch, _flush, _cls; nsq_connection_destroy.
+    the loop nsq_connection_read_monitor, _recv + _handle, _check, _rdy,
+    _fin, _req, _touch, _flush, _cls; nsq_connection_destroy.
 */
 #ifndef NSQ_CONNECTION_H
 #define NSQ_CONNECTION_H
@@ -78,6 +80,11 @@ int nsq_connection_open(nsq_connection_t *self);
 // heartbeat intervals plus a second, and sends a heartbeat on one that has
 // sent nothing for an interval. now is zclock_mono().
 void nsq_connection_check(nsq_connection_t *self, int64_t now, bool reconnect);
+
+// If sock is the connection's disconnect monitor, reads its event (a lost
+// TCP connection starts a new session at once) and returns true; false for
+// any other socket.
+bool nsq_connection_read_monitor(nsq_connection_t *self, zsock_t *sock);
 
 // Reads one frame if one waits, unpacked with allocator (the caller frees
 // it, or resets the arena). Returns 0 with *frame set (NULL if the frame

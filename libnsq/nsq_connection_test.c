@@ -27,6 +27,8 @@ static int s_reader(zloop_t *loop, zsock_t *sock, void *arg)
 {
     (void) loop;
     s_state_t *state = arg;
+    if (state->conn && nsq_connection_read_monitor(state->conn, sock))
+        return 0;
     Nsq__Frame *frame = NULL;
     while (state->conn && nsq_connection_sock(state->conn) == sock
            && nsq_connection_recv(state->conn, nsq_arena_allocator(state->arena), &frame) == 0) {

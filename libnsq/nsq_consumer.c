@@ -212,15 +212,19 @@ static void s_dispatch(nsq_consumer_t *self, nsq_connection_t *conn, const Nsq__
     }
 }
 
-// Reads up to S_DRAIN_MAX frames from one connection, then flushes settles.
+// Reads up to S_DRAIN_MAX frames from one connection, then flushes settles
+// (or a disconnect event of its monitor).
 static int s_reader(zloop_t *loop, zsock_t *sock, void *arg)
 {
     (void) loop;
     nsq_consumer_t *self = arg;
     nsq_connection_t *conn = NULL;
-    for (size_t i = 0; i < self->connection_count && !conn; i++)
+    for (size_t i = 0; i < self->connection_count && !conn; i++) {
+        if (nsq_connection_read_monitor(self->connections[i], sock))
+            return 0;
         if (nsq_connection_sock(self->connections[i]) == sock)
             conn = self->connections[i];
+    }
     if (!conn)
         return 0;  // a socket closed earlier in this zloop pass
     self->reading = conn;
