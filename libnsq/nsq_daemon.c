@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "nsq_endpoint.h"
 #include "nsq_log.h"
 
 static bool s_has_option(const nsq_option_spec_t *specs, size_t count, const char *name)
@@ -86,8 +87,7 @@ zsock_t *nsq_daemon_router(const char *address, int hwm, int64_t max_message_siz
     zsock_set_rcvhwm(router, hwm);
     zmq_setsockopt(zsock_resolve(router), ZMQ_MAXMSGSIZE, &max_message_size,
                    sizeof max_message_size);
-    *port = zsock_bind(router, "tcp://%.*s:%s", (int) (colon - address), address,
-                       streq(colon + 1, "0") ? "*" : colon + 1);
+    *port = nsq_endpoint_bind(router, address, (size_t) (colon - address), colon + 1);
     if (*port < 0) {
         int saved = errno;
         zsock_destroy(&router);

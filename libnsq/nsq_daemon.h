@@ -43,7 +43,8 @@ int nsq_daemon_configure(const char *program, const char *env_prefix,
                          nsq_daemon_configure_fn *configure, void *config);
 
 // Actor side: creates the ROUTER a daemon serves on, bound to "host:port"
-// or "[ipv6]:port" (port 0 picks a free port), with ROUTER_MANDATORY (a
+// or "[ipv6]:port" (port 0: the kernel picks a free port at random,
+// nsq_endpoint_bind), with ROUTER_MANDATORY (a
 // send to a vanished peer fails with EHOSTUNREACH), linger 0, hwm as both
 // high-water marks (messages queued per peer each way) and max_message_size
 // as ZMQ_MAXMSGSIZE (a peer that sends a larger frame is disconnected

@@ -84,6 +84,20 @@ zsock_t *nsq_endpoint_dealer(const char *endpoint, int hwm, int linger_ms)
     return sock;
 }
 
+int nsq_endpoint_bind(zsock_t *sock, const char *host, size_t host_length, const char *port)
+{
+    if (strcmp(port, "0") != 0)
+        return zsock_bind(sock, S_SCHEME "%.*s:%s", (int) host_length, host, port);
+    char endpoint[NSQ_ENDPOINT_MAX];
+    size_t size = sizeof endpoint;
+    snprintf(endpoint, sizeof endpoint, S_SCHEME "%.*s:*", (int) host_length, host);
+    if (zmq_bind(zsock_resolve(sock), endpoint)
+        || zmq_getsockopt(zsock_resolve(sock), ZMQ_LAST_ENDPOINT, endpoint, &size))
+        return -1;
+    const char *colon = strrchr(endpoint, ':');
+    return colon ? atoi(colon + 1) : -1;
+}
+
 // ---- self-test ---------------------------------------------------------------
 
 int nsq_endpoint_test(void)
@@ -123,5 +137,17 @@ int nsq_endpoint_test(void)
     zsock_t *dealer = nsq_endpoint_dealer("tcp://127.0.0.1:9", 10, 0);
     bool ok = dealer && zsock_sndhwm(dealer) == 10 && zsock_linger(dealer) == 0;
     zsock_destroy(&dealer);
+    // Port 0 is the kernel's pick, in its ephemeral range, not czmq's
+    // lowest free port from 49152 up; a given port is bound as given.
+    zsock_t *first = zsock_new(ZMQ_ROUTER), *second = zsock_new(ZMQ_ROUTER);
+    int port = first ? nsq_endpoint_bind(first, "127.0.0.1", 9, "0") : -1;
+    char text[8];
+    snprintf(text, sizeof text, "%d", port);
+    ok = ok && port > 0 && second && nsq_endpoint_bind(second, "127.0.0.1", 9, text) == -1
+         && nsq_endpoint_bind(second, "127.0.0.1", 9, "0") > 0;
+    if (!ok)
+        fprintf(stderr, "nsq_endpoint_test: port 0 bound as %d\n", port);
+    zsock_destroy(&first);
+    zsock_destroy(&second);
     return ok ? 0 : -1;
 }

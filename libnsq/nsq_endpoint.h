@@ -7,7 +7,11 @@
     set before it connects. The consumer and the producer both go through
     here, so they accept and refuse the same addresses.
 
-    API: nsq_endpoint_parse, nsq_endpoint_is_ipv6, nsq_endpoint_dealer.
+    Servers (daemons, test brokers) bind with nsq_endpoint_bind, so that
+    port 0 gets a random free port from the kernel.
+
+    API: nsq_endpoint_parse, nsq_endpoint_is_ipv6, nsq_endpoint_dealer,
+    nsq_endpoint_bind.
 */
 #ifndef NSQ_ENDPOINT_H
 #define NSQ_ENDPOINT_H
@@ -34,6 +38,14 @@ bool nsq_endpoint_is_ipv6(const char *endpoint);
 // connects. Caller owns the result; NULL (errno) if it cannot be created.
 // The connection itself is made, and retried, by ZeroMQ in the background.
 zsock_t *nsq_endpoint_dealer(const char *endpoint, int hwm, int linger_ms);
+
+// Binds sock to "tcp://host:port", host being host_length bytes ("[::1]"
+// for IPv6, with the socket's IPv6 option set). Port "0" lets the kernel
+// pick a free port at random: czmq's "*" would take the lowest free one
+// from 49152 up, the port an earlier server on this machine most likely
+// had, where that server's clients may still be reconnecting. Returns the
+// port bound, or -1 (errno).
+int nsq_endpoint_bind(zsock_t *sock, const char *host, size_t host_length, const char *port);
 
 // Self-test; returns 0 on success.
 int nsq_endpoint_test(void);

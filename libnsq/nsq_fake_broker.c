@@ -3,6 +3,7 @@
 */
 #include "nsq_fake_broker.h"
 
+#include "nsq_endpoint.h"
 #include "nsq_log.h"
 
 #include <stdio.h>
@@ -14,7 +15,9 @@ nsq_fake_broker_t *nsq_fake_broker_new(void)
     if (!self)
         return NULL;
     self->router = zsock_new(ZMQ_ROUTER);
-    int port = self->router ? zsock_bind(self->router, "tcp://127.0.0.1:*") : -1;
+    // A random port: tests of other processes may have had a fake broker on
+    // the lowest free ones, and their clients may still be reconnecting
+    int port = self->router ? nsq_endpoint_bind(self->router, "127.0.0.1", 9, "0") : -1;
     if (port < 0) {
         nsq_fake_broker_destroy(&self);
         return NULL;

@@ -334,7 +334,7 @@ static void s_fake_broker(zsock_t *pipe, void *arg)
 {
     (void) arg;
     zsock_t *router = zsock_new(ZMQ_ROUTER);
-    int port = zsock_bind(router, "tcp://127.0.0.1:*");
+    int port = nsq_endpoint_bind(router, "127.0.0.1", 9, "0");  // a random port
     zpoller_t *poller = zpoller_new(pipe, router, NULL);
     zsock_signal(pipe, 0);
     zstr_sendf(pipe, "%d", port);
