@@ -20,7 +20,9 @@
     --help and --version are built in.
 
     A row names its field with a macro that finds the field's kind from its
-    C type, so a row cannot write the wrong type:
+    C type; nsq_options_new refuses a table whose field does not suit the
+    row (every test that parses it fails), and a row without a field
+    element does not compile (-Wmissing-field-initializers). For example:
         typedef struct {
             char data_path[1024];   // STRING, copied (too long is an error)
             const char *exec;       // STRING, borrowed from the parser, NULL if unset
