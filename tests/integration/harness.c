@@ -624,13 +624,24 @@ pid_t it_broker_pid(it_broker_t *self)
     return self->child ? self->child->pid : -1;
 }
 
-int it_broker_stop(it_broker_t **self_p)
+// Sends signal (0 = none) and waits, as it_child_stop; frees the broker.
+static int s_broker_end(it_broker_t **self_p, int signal)
 {
     it_broker_t *self = *self_p;
     *self_p = NULL;
-    int status = it_child_stop(&self->child, SIGTERM, IT_STOP_MS);
+    int status = it_child_stop(&self->child, signal, IT_STOP_MS);
     free(self);
     return status;
+}
+
+int it_broker_stop(it_broker_t **self_p)
+{
+    return s_broker_end(self_p, SIGTERM);
+}
+
+int it_broker_wait(it_broker_t **self_p)
+{
+    return s_broker_end(self_p, 0);
 }
 
 // ---- JSON -------------------------------------------------------------

@@ -182,6 +182,11 @@ pid_t it_broker_pid(it_broker_t *self);
 // SIGTERM by PID, waits up to 10 s (then SIGKILL). Returns as it_child_stop.
 int it_broker_stop(it_broker_t **self_p);
 
+// Waits up to 10 s (then SIGKILL) for a broker the test has signalled
+// already: a second SIGTERM could reach it after it restored the default
+// handler on its way out. Returns as it_child_stop.
+int it_broker_wait(it_broker_t **self_p);
+
 // ---- HTTP -------------------------------------------------------------
 
 // Sends method path (e.g. "/pub?topic=t") with body (NULL = none) to the

@@ -927,9 +927,9 @@ static void s_drain_on_term(void)
     it_http_expect(broker, "POST", "/pub?topic=orders", "late", 4, 200, NULL);
     for (size_t i = 0; i < HELD; i++)
         it_sink_fin(sink, i);
-    it_sink_pump(&sink, 1, 200);                   // the FINs leave; the broker then ends
-    IT_ASSERT_INT(it_sink_count(sink), ==, HELD);  // nothing new while draining
-    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+    it_sink_pump(&sink, 1, 200);                    // the FINs leave; the broker then ends
+    IT_ASSERT_INT(it_sink_count(sink), ==, HELD);   // nothing new while draining
+    IT_ASSERT_INT(it_broker_wait(&broker), ==, 0);  // signalled once already
     it_sink_destroy(&sink);
 
     broker = s_start(dir, NULL, NULL);
