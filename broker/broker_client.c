@@ -264,6 +264,11 @@ int broker_client_send_response(broker_client_t *self, uint64_t seq, const char 
     return s_send(self, &frame, now);
 }
 
+int broker_client_send_frame(broker_client_t *self, Nsq__Frame *frame, int64_t now)
+{
+    return s_send(self, frame, now);
+}
+
 int broker_client_send_error(broker_client_t *self, uint64_t seq, const char *code,
                              const char *text, bool fatal, int64_t now)
 {

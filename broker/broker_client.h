@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 #include "broker_inflight.h"
+#include "nsq_wire.h"
 
 #define BROKER_IDENTITY_MAX 255
 
@@ -105,6 +106,11 @@ size_t broker_client_send_messages(broker_client_t *self, broker_inflight_entry_
 // frames. Returns 0, or -1 if the peer is unreachable (self->gone is set,
 // also when the backlog overflows) or out of memory.
 int broker_client_send_response(broker_client_t *self, uint64_t seq, const char *text, int64_t now);
+
+// Sends frame as it is (say a Response carrying an IdentifyReply), or keeps
+// it in the backlog behind earlier frames. frame stays the caller's.
+// Returns 0 or -1 as above.
+int broker_client_send_frame(broker_client_t *self, Nsq__Frame *frame, int64_t now);
 
 // Sends Error{seq, code, text, fatal}. Returns 0 or -1 as above.
 int broker_client_send_error(broker_client_t *self, uint64_t seq, const char *code,

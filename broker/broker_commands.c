@@ -55,14 +55,21 @@ static void s_identify(broker_core_t *self, broker_client_t *client, const Nsq__
     nsq_utf8_sanitize(client->user_agent, sizeof client->user_agent, identify->user_agent,
                       strlen(identify->user_agent));
     client->state = BROKER_CLIENT_IDENTIFIED;
-    char reply[256];
-    snprintf(reply, sizeof reply,
-             "{\"max_rdy_count\":%lld,\"heartbeat_interval\":%lld,\"msg_timeout\":%lld,"
-             "\"max_msg_timeout\":%lld,\"max_msg_size\":%lld,\"version\":\"%s\"}",
-             (long long) self->config.max_rdy_count, (long long) client->heartbeat_interval_ms,
-             (long long) client->msg_timeout_ms, (long long) self->config.max_msg_timeout_ms,
-             (long long) self->config.max_msg_size, NSQ_VERSION);
-    broker_client_send_response(client, command->seq, reply, now);
+    Nsq__IdentifyReply reply = NSQ__IDENTIFY_REPLY__INIT;
+    reply.msg_timeout_ms = (uint32_t) client->msg_timeout_ms;
+    reply.max_msg_timeout_ms = (uint32_t) self->config.max_msg_timeout_ms;
+    reply.max_rdy_count = (uint32_t) self->config.max_rdy_count;
+    reply.heartbeat_interval_ms = (uint32_t) client->heartbeat_interval_ms;
+    reply.max_msg_size = (uint64_t) self->config.max_msg_size;
+    reply.version = NSQ_VERSION;
+    Nsq__Response response = NSQ__RESPONSE__INIT;
+    response.seq = command->seq;
+    response.text = "OK";
+    response.identify = &reply;
+    Nsq__Frame frame = NSQ__FRAME__INIT;
+    frame.frame_case = NSQ__FRAME__FRAME_RESPONSE;
+    frame.response = &response;
+    broker_client_send_frame(client, &frame, now);
 }
 
 static void s_sub(broker_core_t *self, broker_client_t *client, const Nsq__Command *command,
