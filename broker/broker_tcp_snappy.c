@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nsq_diskqueue.h"
+#include "nsq_crc32c.h"
 
 #define CHUNK_COMPRESSED   0x00
 #define CHUNK_UNCOMPRESSED 0x01

@@ -20,18 +20,26 @@ static void s_error(broker_zmq_peer_t *peer, const Nsq__Command *command, const 
     broker_zmq_peer_send_error(peer, command->seq, code, text, false, now);
 }
 
-// The IDENTIFY answer: the effective settings and the broker's limits.
+// The IDENTIFY answer: the effective settings and the broker's limits, as
+// an IdentifyReply inside the Response (no JSON for the client to parse).
 static void s_identify_reply(broker_zmq_peer_t *peer, uint64_t seq,
                              const broker_identify_reply_t *reply, int64_t now)
 {
-    char text[256];
-    snprintf(text, sizeof text,
-             "{\"max_rdy_count\":%lld,\"heartbeat_interval\":%lld,\"msg_timeout\":%lld,"
-             "\"max_msg_timeout\":%lld,\"max_msg_size\":%lld,\"version\":\"%s\"}",
-             (long long) reply->max_rdy_count, (long long) reply->heartbeat_interval_ms,
-             (long long) reply->msg_timeout_ms, (long long) reply->max_msg_timeout_ms,
-             (long long) reply->max_msg_size, reply->version);
-    broker_zmq_peer_send_response(peer, seq, text, now);
+    Nsq__IdentifyReply answer = NSQ__IDENTIFY_REPLY__INIT;
+    answer.msg_timeout_ms = (uint32_t) reply->msg_timeout_ms;
+    answer.max_msg_timeout_ms = (uint32_t) reply->max_msg_timeout_ms;
+    answer.max_rdy_count = (uint32_t) reply->max_rdy_count;
+    answer.heartbeat_interval_ms = (uint32_t) reply->heartbeat_interval_ms;
+    answer.max_msg_size = (uint64_t) reply->max_msg_size;
+    answer.version = (char *) reply->version;
+    Nsq__Response response = NSQ__RESPONSE__INIT;
+    response.seq = seq;
+    response.text = "OK";
+    response.identify = &answer;
+    Nsq__Frame frame = NSQ__FRAME__INIT;
+    frame.frame_case = NSQ__FRAME__FRAME_RESPONSE;
+    frame.response = &response;
+    broker_zmq_peer_send_frame(peer, &frame, now);
 }
 
 static void s_identify(broker_server_t *server, broker_zmq_peer_t *peer,

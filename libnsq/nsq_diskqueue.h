@@ -170,9 +170,6 @@ int nsq_diskqueue_empty(nsq_diskqueue_t *self);
 // queue was opened.
 uint64_t nsq_diskqueue_corrupt_count(const nsq_diskqueue_t *self);
 
-// CRC32C (Castagnoli) of size bytes, continuing from crc (start with 0).
-uint32_t nsq_crc32c(uint32_t crc, const void *data, size_t size);
-
 // Self-test; returns 0 on success.
 int nsq_diskqueue_test(void);
 

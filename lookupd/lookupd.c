@@ -50,20 +50,6 @@ struct _lookupd_core_t {
 };
 typedef lookupd_core_t s_lookupd_t;  // the actor's name for it
 
-void lookupd_config_defaults(lookupd_config_t *config)
-{
-    memset(config, 0, sizeof *config);
-    snprintf(config->http_address, sizeof config->http_address, "0.0.0.0:4161");
-    snprintf(config->zmq_address, sizeof config->zmq_address, "0.0.0.0:4160");
-    if (gethostname(config->broadcast_address, sizeof config->broadcast_address - 1) != 0)
-        snprintf(config->broadcast_address, sizeof config->broadcast_address, "localhost");
-    config->inactive_producer_timeout_ms = 300000;
-    config->tombstone_lifetime_ms = 45000;
-    config->stats_interval_ms = 5000;
-    config->history_window_ms = 3600000;
-    config->history_max_bytes = 64 << 20;
-}
-
 // ---- broker commands --------------------------------------------------------
 
 typedef struct {

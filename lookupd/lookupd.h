@@ -22,27 +22,8 @@
 #include <czmq.h>
 #include <stdint.h>
 
+#include "lookupd_config.h"
 #include "lookupd_registry.h"
-
-#define LOOKUPD_ADDRESS_MAX 256
-#define LOOKUPD_PEERS_MAX   16
-
-typedef struct {
-    char http_address[LOOKUPD_ADDRESS_MAX];              // host:port for HTTP; port 0 = any
-    char zmq_address[LOOKUPD_ADDRESS_MAX];               // host:port for brokers; port 0 = any
-    char broadcast_address[LOOKUPD_ADDRESS_MAX];         // reported by /info
-    int64_t inactive_producer_timeout_ms;                // forget a broker silent this long
-    int64_t tombstone_lifetime_ms;                       // how long a tombstone hides a producer
-    int64_t stats_interval_ms;                           // console: poll brokers' /stats; 0 = never
-    int64_t history_window_ms;                           // console: history kept
-    size_t history_max_bytes;                            // console: its memory bound; 0 = none
-    char peers[LOOKUPD_PEERS_MAX][LOOKUPD_ADDRESS_MAX];  // console: other lookupds' HTTP
-    size_t peer_count;                                   // entries in peers
-} lookupd_config_t;
-
-// Fills config with the defaults (NSQ's: 300s and 45s; the console polls
-// every 5 s and keeps an hour in at most 64 MiB).
-void lookupd_config_defaults(lookupd_config_t *config);
 
 // The actor function. args is a lookupd_config_t* (copied).
 void lookupd_actor(zsock_t *pipe, void *args);

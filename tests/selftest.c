@@ -41,20 +41,26 @@
 #include "lookupd_history.h"
 #include "lookupd_jobs.h"
 #include "lookupd_registry.h"
-#include "nsq_client_test.h"
+#include "nsq_arena.h"
+#include "nsq_connection.h"
+#include "nsq_crc32c.h"
+#include "nsq_credit.h"
 #include "nsq_daemon.h"
 #include "nsq_deadletter.h"
 #include "nsq_discovery.h"
 #include "nsq_diskqueue.h"
 #include "nsq_address.h"
 #include "nsq_duration.h"
+#include "nsq_endpoint.h"
 #include "nsq_http.h"
 #include "nsq_json.h"
 #include "nsq_log.h"
 #include "nsq_message.h"
+#include "nsq_msg.h"
 #include "nsq_names.h"
 #include "nsq_options.h"
 #include "nsq_peer.h"
+#include "nsq_selftest.h"
 #include "nsq_utf8.h"
 #include "nsq_wire.h"
 #include "worker.h"
@@ -135,17 +141,23 @@ static const selftest_t s_tests[] = {
     {"lookupd_history", lookupd_history_test},
     {"lookupd_jobs", lookupd_jobs_test},
     {"lookupd_cluster", lookupd_cluster_test},
+    {"nsq_arena", nsq_arena_test},
+    {"nsq_connection", nsq_connection_test},
     {"nsq_consumer", nsq_consumer_test},
+    {"nsq_credit", nsq_credit_test},
+    {"nsq_crc32c", nsq_crc32c_test},
     {"nsq_daemon", nsq_daemon_test},
     {"nsq_deadletter", nsq_deadletter_test},
     {"nsq_discovery", nsq_discovery_test},
     {"nsq_diskqueue", nsq_diskqueue_test},
     {"nsq_address", nsq_address_test},
     {"nsq_duration", nsq_duration_test},
+    {"nsq_endpoint", nsq_endpoint_test},
     {"nsq_http", nsq_http_test},
     {"nsq_json", nsq_json_test},
     {"nsq_log", nsq_log_test},
     {"nsq_message", nsq_message_test},
+    {"nsq_msg", nsq_msg_test},
     {"nsq_names", nsq_names_test},
     {"nsq_options", nsq_options_test},
     {"nsq_peer", nsq_peer_test},

@@ -18,21 +18,29 @@
 
 #define S_ARGS_MAX 64
 
+// Each option fills its field of ctl_t (log-level is applied here).
 static const nsq_option_spec_t s_options[] = {
     {"lookupd-http-address", NSQ_OPTION_STRING, NULL, 0, 0, false,
-     "lookupd HTTP host:port: the whole cluster, through lookupd's console API"},
+     "lookupd HTTP host:port: the whole cluster, through lookupd's console API",
+     NSQ_OPTION_FIELD(ctl_t, lookupd)},
     {"broker-http-address", NSQ_OPTION_STRING, NULL, 0, 0, false,
-     "instead, one broker's HTTP host:port (topics, stats, watch, actions)"},
+     "instead, one broker's HTTP host:port (topics, stats, watch, actions)",
+     NSQ_OPTION_FIELD(ctl_t, broker_http)},
     {"broker-address", NSQ_OPTION_STRING, NULL, 0, 0, false,
-     "that broker's ZeroMQ host:port (tail, replay)"},
+     "that broker's ZeroMQ host:port (tail, replay)", NSQ_OPTION_FIELD(ctl_t, broker_zmq)},
     {"json", NSQ_OPTION_BOOL, "false", 0, 0, false,
-     "topics, stats, watch: JSON instead of a table; actions: the finished job"},
+     "topics, stats, watch: JSON instead of a table; actions: the finished job",
+     NSQ_OPTION_FIELD(ctl_t, json)},
     {"timeout", NSQ_OPTION_DURATION, "10s", 100, 3600000, false,
-     "longest HTTP request; an action making no progress this long is given up"},
-    {"interval", NSQ_OPTION_DURATION, "2s", 100, 3600000, false, "watch: time between refreshes"},
+     "longest HTTP request; an action making no progress this long is given up",
+     NSQ_OPTION_FIELD(ctl_t, timeout_ms)},
+    {"interval", NSQ_OPTION_DURATION, "2s", 100, 3600000, false, "watch: time between refreshes",
+     NSQ_OPTION_FIELD(ctl_t, interval_ms)},
     {"count", NSQ_OPTION_INT, "0", 0, 1000000000, false,
-     "watch: refreshes, tail: messages, then exit (0 = until interrupted)"},
-    {"log-level", NSQ_OPTION_STRING, "warn", 0, 0, false, "debug, info, warn or error"},
+     "watch: refreshes, tail: messages, then exit (0 = until interrupted)",
+     NSQ_OPTION_FIELD(ctl_t, count)},
+    {"log-level", NSQ_OPTION_STRING, "warn", 0, 0, false, "debug, info, warn or error",
+     NSQ_OPTION_NO_FIELD},
 };
 
 #define S_OPTION_COUNT (sizeof s_options / sizeof *s_options)
@@ -123,13 +131,8 @@ static bool s_wants_help(int argc, char **argv)
 // Fills ctl from options and checks that command has what it talks to.
 static int s_target(nsq_options_t *options, const s_command_t *command, ctl_t *ctl)
 {
-    ctl->lookupd = nsq_options_string(options, "lookupd-http-address");
-    ctl->broker_http = nsq_options_string(options, "broker-http-address");
-    ctl->broker_zmq = nsq_options_string(options, "broker-address");
-    ctl->json = nsq_options_bool(options, "json");
-    ctl->timeout_ms = nsq_options_int(options, "timeout");
-    ctl->interval_ms = nsq_options_int(options, "interval");
-    ctl->count = nsq_options_int(options, "count");
+    *ctl = (ctl_t){0};  // options not given leave their fields alone
+    nsq_options_store(options, ctl);
     if (ctl->lookupd && (ctl->broker_http || ctl->broker_zmq))
         return ctl_fail(CTL_USAGE, "give --lookupd-http-address or a broker's address, not both");
     if (command->needs == 'l' && !ctl->lookupd)

@@ -10,7 +10,8 @@
 */
 #include "worker_publisher.h"
 
-#include "nsq_client_test.h"
+#include "nsq_endpoint.h"
+#include "nsq_fake_broker.h"
 #include "nsq_wire.h"
 
 #include <errno.h>
@@ -30,13 +31,13 @@ struct _s_pending_t {
 };
 
 typedef struct {
-    worker_publisher_t *owner;               // for the loop
-    char endpoint[NSQ_CLIENT_ENDPOINT_MAX];  // "tcp://host:port"
-    zsock_t *sock;                           // DEALER, NULL if it could not be opened
-    uint64_t next_seq;                       // of the next publish
-    s_pending_t *head;                       // oldest unanswered
-    s_pending_t *tail;                       // youngest
-    size_t count;                            // unanswered
+    worker_publisher_t *owner;        // for the loop
+    char endpoint[NSQ_ENDPOINT_MAX];  // "tcp://host:port"
+    zsock_t *sock;                    // DEALER, NULL if it could not be opened
+    uint64_t next_seq;                // of the next publish
+    s_pending_t *head;                // oldest unanswered
+    s_pending_t *tail;                // youngest
+    size_t count;                     // unanswered
 } s_link_t;
 
 struct _worker_publisher_t {
@@ -122,8 +123,8 @@ size_t worker_publisher_pending(worker_publisher_t *self)
 
 static s_link_t *s_link(worker_publisher_t *self, const char *broker)
 {
-    char endpoint[NSQ_CLIENT_ENDPOINT_MAX];
-    if (nsq_client_endpoint(broker, endpoint, sizeof endpoint))
+    char endpoint[NSQ_ENDPOINT_MAX];
+    if (nsq_endpoint_parse(broker, endpoint, sizeof endpoint))
         return NULL;
     s_link_t *link = zhashx_lookup(self->links, endpoint);
     if (link)
@@ -253,7 +254,7 @@ void worker_publisher_tick(worker_publisher_t *self, int64_t now)
 }
 
 // ---- self-test --------------------------------------------------------------
-// A fake broker (ROUTER, nsq_client_test_fake_broker_read) on the same
+// A fake broker (ROUTER, nsq_fake_broker_read_pub) on the same
 // loop: answers Pub with OK, topic "bad" with E_BAD_TOPIC, and never
 // answers topic "silent".
 
@@ -277,7 +278,7 @@ static int s_fake_read(zloop_t *loop, zsock_t *router, void *arg)
 {
     (void) loop;
     s_test_t *test = arg;
-    nsq_client_test_fake_broker_read(router, &test->bodies);
+    nsq_fake_broker_read_pub(router, &test->bodies);
     return 0;
 }
 

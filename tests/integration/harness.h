@@ -188,6 +188,11 @@ int it_broker_wait_log(it_broker_t *self, const char *text, char *line, size_t s
 // SIGTERM by PID, waits up to 10 s (then SIGKILL). Returns as it_child_stop.
 int it_broker_stop(it_broker_t **self_p);
 
+// Waits up to 10 s (then SIGKILL) for a broker the test has signalled
+// already: a second SIGTERM could reach it after it restored the default
+// handler on its way out. Returns as it_child_stop.
+int it_broker_wait(it_broker_t **self_p);
+
 // ---- HTTP -------------------------------------------------------------
 
 // Sends method path (e.g. "/pub?topic=t") with body (NULL = none) to the
@@ -225,13 +230,18 @@ char *it_mpub_binary(uint32_t declared_count, const char *const *bodies, size_t 
 
 // ---- JSON and /stats --------------------------------------------------
 
-// The value of key in the object at json (whitespace allowed), or NULL.
+// Read with jansson. json and value are JSON text; what follows the first
+// value in them is ignored, so "[{...},{...}]" + 1 reads the first element.
+// The value of key in the object at json, or NULL: JSON text, kept until
+// the process ends.
 const char *it_json_get(const char *json, const char *key);
-// The first object in the array at json whose key is the string value.
+// The first object in the array at json whose key is the string value (JSON
+// text, kept as above), or NULL.
 const char *it_json_find(const char *json, const char *key, const char *value);
 // Reads a number (true/false read as 1/0). Returns true on success.
 bool it_json_int(const char *value, int64_t *out);
-// Copies a string value (escapes kept as written). Returns true on success.
+// Copies a string value, escapes decoded, cut to size - 1 bytes. Returns
+// true on success.
 bool it_json_string(const char *value, char *out, size_t size);
 
 // True if text parses as JSON with a real parser: /usr/bin/python3's json
