@@ -107,3 +107,14 @@ void broker_config_default_broadcast(broker_config_t *self)
     if (!self->broadcast_address[0])
         nsq_address_hostname(self->broadcast_address, sizeof self->broadcast_address);
 }
+
+void broker_config_for_test(broker_config_t *self, const char *data_path, int64_t mem_queue_size,
+                            int64_t mem_queue_bytes)
+{
+    broker_config_defaults(self);
+    snprintf(self->data_path, sizeof(self->data_path), "%s", data_path);
+    if (mem_queue_size)
+        self->mem_queue_size = mem_queue_size;
+    if (mem_queue_bytes)
+        self->mem_queue_bytes = mem_queue_bytes;
+}

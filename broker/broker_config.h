@@ -69,6 +69,11 @@ extern const size_t broker_config_option_count;
 // hostname.
 void broker_config_defaults(broker_config_t *self);
 
+// What the self-tests start from: the defaults, data_path ("" = memory
+// only) and the memory bounds (0 keeps a default).
+void broker_config_for_test(broker_config_t *self, const char *data_path, int64_t mem_queue_size,
+                            int64_t mem_queue_bytes);
+
 // Sets an empty broadcast address to the hostname ("localhost" if there
 // is none), as nsqd does.
 void broker_config_default_broadcast(broker_config_t *self);

@@ -245,8 +245,8 @@ void lookupd_core_handle_frame(lookupd_core_t *self, const void *identity, size_
                                const char *address, const void *body, size_t size)
 {
     s_peer_t peer = {.lookupd = self, .identity = identity, .identity_size = identity_size};
-    for (size_t i = 0; i < identity_size && i < S_IDENTITY_MAX; i++)
-        snprintf(peer.key + 2 * i, 3, "%02x", ((const unsigned char *) identity)[i]);
+    nsq_peer_key(identity, identity_size < S_IDENTITY_MAX ? identity_size : S_IDENTITY_MAX,
+                 peer.key);
     snprintf(peer.peer, sizeof peer.peer, "%s", address);
     Nsq__LookupCommand *command = body ? nsq__lookup_command__unpack(NULL, size, body) : NULL;
     if (command) {
@@ -264,19 +264,12 @@ static int s_read_command(s_lookupd_t *self, void *socket)
 {
     zmq_msg_t identity, body;
     zmq_msg_init(&identity);
-    if (zmq_msg_recv(&identity, socket, ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close(&identity);
-        return -1;
-    }
     zmq_msg_init(&body);
-    bool extra = false;
-    if (zmq_msg_more(&identity))
-        zmq_msg_recv(&body, socket, 0);
-    while (zmq_msg_more(&body)) {
-        zmq_msg_close(&body);  // single-frame commands only: drain the rest
-        zmq_msg_init(&body);
-        zmq_msg_recv(&body, socket, 0);
-        extra = true;
+    int extra = nsq_peer_recv(socket, &identity, &body);  // single-frame commands only
+    if (extra < 0) {
+        zmq_msg_close(&identity);
+        zmq_msg_close(&body);
+        return -1;
     }
     char address[NSQ_PEER_ADDRESS_MAX];
     nsq_peer_address(&body, address, sizeof address);

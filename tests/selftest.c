@@ -24,6 +24,8 @@
 #include "broker_inflight.h"
 #include "broker_mpub.h"
 #include "broker_queue.h"
+#include "broker_server.h"
+#include "broker_state.h"
 #include "broker_tcp_codec.h"
 #include "broker_tcp_identify.h"
 #include "broker_tcp_io.h"
@@ -31,6 +33,7 @@
 #include "broker_tcp_stream.h"
 #include "broker_tls.h"
 #include "broker_topic.h"
+#include "broker_zmq_peer.h"
 #include "lookupd.h"
 #include "lookupd_assets.h"
 #include "lookupd_cluster.h"
@@ -112,6 +115,7 @@ typedef struct {
 
 static const selftest_t s_tests[] = {
     {"broker", broker_test},
+    {"broker_two_brokers", broker_test_two_brokers},
     {"broker_buffer", broker_buffer_test},
     {"broker_channel", s_broker_channel_test},
     {"broker_client", broker_client_test},
@@ -120,6 +124,8 @@ static const selftest_t s_tests[] = {
     {"broker_inflight", broker_inflight_test},
     {"broker_mpub", broker_mpub_test},
     {"broker_queue", broker_queue_test},
+    {"broker_server", broker_server_test},
+    {"broker_state", broker_state_test},
     {"broker_tcp_codec", broker_tcp_codec_test},
     {"broker_tcp_identify", broker_tcp_identify_test},
     {"broker_tcp_io", broker_tcp_io_test},
@@ -127,6 +133,7 @@ static const selftest_t s_tests[] = {
     {"broker_tcp_stream", broker_tcp_stream_test},
     {"broker_tls", broker_tls_test},
     {"broker_topic", broker_topic_test},
+    {"broker_zmq_peer", broker_zmq_peer_test},
     {"lookupd", lookupd_test},
     {"lookupd_registry", lookupd_registry_test},
     {"lookupd_assets", lookupd_assets_test},
