@@ -81,11 +81,6 @@ struct _nsq_consumer_t {
 static void s_request_break(nsq_consumer_t *self);
 static void s_check_drained(nsq_consumer_t *self);
 
-const char *nsq_library_version(void)
-{
-    return NSQ_VERSION;
-}
-
 // ---- credit ------------------------------------------------------------------
 
 // Announces RDY on every connection whose share changed.

@@ -101,34 +101,6 @@ typedef struct {
     worker_t *worker;  // owner
 } s_job_t;
 
-void worker_job_fail(worker_job_t *job, nsq_failure_kind_t kind, int64_t code, const char *format,
-                     ...)
-{
-    job->failure.kind = kind;
-    job->failure.code = code;
-    va_list args;
-    va_start(args, format);
-    vsnprintf(job->failure.detail, sizeof job->failure.detail, format, args);
-    va_end(args);
-}
-
-int worker_job_output_add(worker_job_t *job, const void *data, size_t size, size_t max)
-{
-    if (size > max || job->output_size > max - size) {
-        errno = EFBIG;
-        return -1;
-    }
-    if (size == 0)
-        return 0;
-    uint8_t *grown = realloc(job->output, job->output_size + size);
-    if (!grown)
-        return -1;
-    memcpy(grown + job->output_size, data, size);
-    job->output = grown;
-    job->output_size += size;
-    return 0;
-}
-
 static void s_job_link(worker_t *self, worker_job_t *job)
 {
     job->prev = NULL;

@@ -77,7 +77,7 @@ static worker_process_child_t *s_pick(worker_process_t *self, const char *id)
 }
 
 // Hands pending messages to processes with room, then writes.
-void worker_process_dispatch(worker_process_t *self)
+static void s_dispatch(worker_process_t *self)
 {
     while (self->pending) {
         worker_process_entry_t *entry = self->pending;
@@ -111,7 +111,7 @@ static int s_on_flush(zloop_t *loop, int timer_id, void *arg)
     (void) timer_id;
     worker_process_t *self = arg;
     self->flush_timer = 0;  // one-shot: zloop removes it after we return
-    worker_process_dispatch(self);
+    s_dispatch(self);
     return 0;
 }
 
@@ -144,7 +144,7 @@ static int s_start(worker_handler_t *base, worker_job_t *job)
         self->flush_timer = zloop_timer(self->context.loop, 0, 1, s_on_flush, self);
         if (self->flush_timer < 0) {
             self->flush_timer = 0;
-            worker_process_dispatch(self);
+            s_dispatch(self);
         }
     }
     return 0;
@@ -207,7 +207,7 @@ static void s_tick(worker_handler_t *base, int64_t now)
     worker_process_t *self = (worker_process_t *) base;
     for (int i = 0; i < self->count; i++)
         s_tick_proc(self, &self->procs[i], now);
-    worker_process_dispatch(self);
+    s_dispatch(self);
 }
 
 // Reports the pending jobs RETRY.
@@ -352,6 +352,7 @@ worker_handler_t *worker_handler_process_new(const worker_handler_context_t *con
         return NULL;
     self->base.ops = &s_ops;
     self->base.name = "process";
+    self->dispatch = s_dispatch;
     self->context = *context;
     self->count = count > 0 ? count : 1;
     self->window = window > 0 ? (size_t) window : 1;

@@ -91,6 +91,7 @@ struct _worker_process_t {
     int next_pick;                         // where the next search for room starts
     bool poll_exits;                       // no pidfd here: the tick looks for exits
     bool finishing;                        // finish was called: no restarts
+    void (*dispatch)(worker_process_t *);  // the pool's: hand pending messages to room made
 };
 
 // ---- worker_process_child.c -------------------------------------------------
@@ -138,10 +139,5 @@ void worker_process_report(worker_process_t *self, worker_process_entry_t *entry
 
 // Sets the processes gauge of /metrics.
 void worker_process_count_running(worker_process_t *self);
-
-// ---- worker_handler_process.c -----------------------------------------------
-
-// Hands pending messages to processes with room, then writes.
-void worker_process_dispatch(worker_process_t *self);
 
 #endif

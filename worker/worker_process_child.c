@@ -205,7 +205,7 @@ static int s_on_writable(zloop_t *loop, zmq_pollitem_t *item, void *arg)
     worker_process_child_t *proc = arg;
     if (item->fd == proc->in_fd)
         worker_process_child_write(proc);
-    worker_process_dispatch(proc->owner);  // answers reported on the way may have made room
+    proc->owner->dispatch(proc->owner);  // answers reported on the way may have made room
     return 0;
 }
 
@@ -324,7 +324,7 @@ static int s_on_stdout(zloop_t *loop, zmq_pollitem_t *item, void *arg)
     worker_process_child_t *proc = arg;
     if (item->fd == proc->out_fd)
         s_read_stdout(proc, false);
-    worker_process_dispatch(proc->owner);
+    proc->owner->dispatch(proc->owner);
     return 0;
 }
 
