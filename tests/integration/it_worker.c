@@ -789,16 +789,18 @@ static void s_no_broker_warning(void)
                           "--http-address=127.0.0.1:0", "--stdout", NULL};
     it_child_t *worker = it_child_start("worker", argv);
     const char *log = it_child_log_path(worker);
-    IT_ASSERT_EVENTUALLY(s_count_lines(log, "no broker reachable for") == 1, 8000,
+    // The warning comes every 5 s; the deadlines leave room for a loaded
+    // machine under ASan.
+    IT_ASSERT_EVENTUALLY(s_count_lines(log, "no broker reachable for") >= 1, 20000,
                          "no warning while no broker answers");
-    IT_ASSERT_EVENTUALLY(s_count_lines(log, "no broker reachable for") == 2, 8000,
+    IT_ASSERT_EVENTUALLY(s_count_lines(log, "no broker reachable for") >= 2, 20000,
                          "the warning is not repeated");
     IT_ASSERT_INT(s_count_lines(log, "connected to"), ==, 0);
     close(held);  // the broker takes the port
     snprintf(zmq_flag, sizeof zmq_flag, "--zmq-address=127.0.0.1:%d", port);
     const char *broker_flags[] = {zmq_flag, NULL};
     it_broker_t *broker = it_broker_start(broker_flags);
-    IT_ASSERT_EVENTUALLY(s_count_lines(log, "connected to 1 broker(s)") == 1, 5000,
+    IT_ASSERT_EVENTUALLY(s_count_lines(log, "connected to 1 broker(s)") == 1, 15000,
                          "no line says the broker was reached");
     IT_ASSERT_INT(it_child_stop(&worker, SIGTERM, 10000), ==, 0);
     IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
