@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lookupd_cluster.h"
+#include "lookupd_cluster_json.h"
 
 #define S_CHECK(cond)                                                                              \
     do {                                                                                           \

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lookupd_cluster.h"
+#include "lookupd_cluster_json.h"
 #include "lookupd_fetch.h"
 #include "lookupd_history.h"
 #include "lookupd_jobs.h"
