@@ -31,12 +31,13 @@ static void s_sum_real(json_t *object, const char *key, double value)
     json_object_set_new(object, key, json_real((current ? json_number_value(current) : 0) + value));
 }
 
-// The object at key of parent, created empty when absent. Borrowed.
-static json_t *s_child(json_t *parent, const char *key)
+// The value at key of parent, created empty by make (json_object or
+// json_array) when absent. Borrowed.
+static json_t *s_child(json_t *parent, const char *key, json_t *(*make)(void) )
 {
     json_t *child = json_object_get(parent, key);
     if (!child) {
-        child = json_object();
+        child = make();
         json_object_set_new(parent, key, child);
     }
     return child;
@@ -188,17 +189,6 @@ json_t *lookupd_cluster_overview_json(lookupd_cluster_t *self, int64_t now_ms)
                      totals);
 }
 
-// The array at key of parent, created empty when absent. Borrowed.
-static json_t *s_child_array(json_t *parent, const char *key)
-{
-    json_t *child = json_object_get(parent, key);
-    if (!child) {
-        child = json_array();
-        json_object_set_new(parent, key, child);
-    }
-    return child;
-}
-
 // A broker's row for a topic or channel: its numbers under the console's
 // names. New reference.
 static json_t *s_counts_row(json_t *item, const char *node, bool is_channel)
@@ -241,13 +231,13 @@ static void s_add_row(json_t *total, json_t *row)
     json_object_set_new(
         total, "paused",
         json_boolean(lookupd_json_true(total, "paused") || lookupd_json_true(row, "paused")));
-    json_array_append_new(s_child_array(total, "brokers"), row);
+    json_array_append_new(s_child(total, "brokers", json_array), row);
 }
 
 // The running total for name under key ("topic" or "channel") in sums.
 static json_t *s_total(json_t *sums, const char *key, const char *name)
 {
-    json_t *total = s_child(sums, name);
+    json_t *total = s_child(sums, name, json_object);
     if (!json_object_get(total, key))
         json_object_set_new(total, key, json_string(name));
     return total;
@@ -278,7 +268,7 @@ static void s_sum_broker(json_t *sums, const lookupd_cluster_broker_t *broker,
             if (!topic_name || (topic_filter && !streq(topic_filter, topic_name)))
                 continue;
             json_t *total = s_total(sums, "topic", topic_name);
-            json_array_append_new(s_child_array(total, "brokers"),
+            json_array_append_new(s_child(total, "brokers", json_array),
                                   json_pack("{s:s, s:b}", "node", broker->node, "stale", 1));
         }
         return;
@@ -293,7 +283,7 @@ static void s_sum_broker(json_t *sums, const lookupd_cluster_broker_t *broker,
         if (broker->error[0])  // its last numbers, from before it stopped answering
             json_object_set_new(row, "unreachable", json_true());
         s_add_row(total, row);
-        json_t *channels = s_child(total, "channel_sums");
+        json_t *channels = s_child(total, "channel_sums", json_object);
         json_array_foreach(json_object_get(topic, "channels"), j, channel)
         {
             const char *channel_name = lookupd_json_str(channel, "channel_name");
@@ -404,7 +394,7 @@ json_t *lookupd_cluster_deadletters_json(lookupd_cluster_t *self)
             uint64_t count = s_dead_count(topic);
             s_sum(total, "count", count);
             json_t *sample = lookupd_cluster_sample(self, broker->node, name);
-            json_array_append_new(s_child_array(total, "brokers"),
+            json_array_append_new(s_child(total, "brokers", json_array),
                                   json_pack("{s:s, s:I, s:O}", "node", broker->node, "count",
                                             (json_int_t) count, "sample",
                                             sample ? sample : json_null()));
