@@ -13,8 +13,10 @@
     the pipe is ["READY", http_port, zmq_port] or ["ERROR", reason]; after
     ERROR the actor has ended. $TERM stops it.
 
-    lookupd_core_* give the same broker-command handling without the loop
-    and sockets, so fuzz targets (tests/fuzz) can drive it directly.
+    lookupd_core_* give the same broker-command handling
+    (lookupd_zmq_commands.h) without the loop and sockets, so fuzz targets
+    (tests/fuzz) can drive it directly. The HTTP API's routes are in
+    lookupd_http_routes.h, the self-test in lookupd_test.c.
 */
 #ifndef LOOKUPD_H
 #define LOOKUPD_H

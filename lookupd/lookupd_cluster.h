@@ -1,25 +1,25 @@
-/*  lookupd_cluster - what the console shows: every broker's last /stats,
-    with rates, summed across the cluster
+/*  lookupd_cluster - the console's view of the cluster: every broker's
+    last /stats, with rates
     SPDX-License-Identifier: MIT
 
     The broker list comes from the registry (a /nodes document, so this
     class needs nothing of the registry's internals); each broker is known
     by its node name "broadcast_address:http_port", the name tombstones
-    use. The lookupd actor polls each broker's /stats?format=json (see
+    use. The lookupd console polls each broker's /stats?format=json (see
     lookupd_fetch.h) and hands every answer to lookupd_cluster_update,
     which keeps the document, computes messages per second from the
     previous one, and records each topic and channel in the history.
+    Owned by the actor's thread; no locks.
 
-    The *_json renderers build the console API's answers (jansson; caller
-    owns them): an overview of the brokers with totals, topics summed
-    across brokers with per-broker and per-channel rows, one channel's
-    clients, and the dead-letter topics ("*.dead"). Owned by the actor's
-    thread; no locks.
+    The console's documents (overview, topics, a channel's clients, dead
+    letters) are rendered from this view by lookupd_cluster_json.h, which
+    reads each broker's record through lookupd_cluster_first/next.
 
     API in call order: lookupd_cluster_new, lookupd_cluster_set_nodes,
     lookupd_cluster_nodes (what to poll) and lookupd_cluster_url,
-    lookupd_cluster_update, lookupd_cluster_holders (for actions),
-    lookupd_cluster_set_sample, the renderers, lookupd_cluster_destroy.
+    lookupd_cluster_update, lookupd_cluster_holders and
+    lookupd_cluster_zmq_address (for actions), lookupd_cluster_set_sample,
+    the renderers' reads, lookupd_cluster_destroy.
 */
 #ifndef LOOKUPD_CLUSTER_H
 #define LOOKUPD_CLUSTER_H
@@ -75,30 +75,30 @@ int lookupd_cluster_zmq_address(lookupd_cluster_t *self, const char *node, char 
 void lookupd_cluster_set_sample(lookupd_cluster_t *self, const char *node, const char *topic,
                                 json_t *sample);
 
-// {"brokers":[...],"totals":{...}}: one row per broker (address, version,
-// health, uptime, topics, depth, rates).
-json_t *lookupd_cluster_overview_json(lookupd_cluster_t *self, int64_t now_ms);
+// ---- for the renderers (lookupd_cluster_json.h) ---------------------------------
 
-// {"topics":[...]}: every topic (or only topic, and of it only channel,
-// when not NULL) summed across brokers, with "brokers" and "channels"
-// rows.
-json_t *lookupd_cluster_topics_json(lookupd_cluster_t *self, const char *topic,
-                                    const char *channel);
+// One broker as the view last saw it. Written only by lookupd_cluster.c;
+// read through the functions below.
+typedef struct {
+    char node[LOOKUPD_NODE_MAX];  // "broadcast_address:http_port"
+    json_t *info;                 // its /nodes producer object (owned)
+    json_t *stats;                // last /stats document with rates (owned), or NULL
+    json_t *counts;               // message counts at stats_at (owned), or NULL
+    int64_t stats_at;             // Unix ms of stats
+    int64_t polled_at;            // Unix ms of the last answer or failure, 0 if none
+    char error[256];              // why the last poll failed; "" if it did not
+} lookupd_cluster_broker_t;
 
-// {"topic","channel","brokers":[{node, counters (clients: how many),
-// "client_list":[...]}]}: each client as the broker's /stats shows it,
-// with "door" (the protocol it came through).
-json_t *lookupd_cluster_channel_json(lookupd_cluster_t *self, const char *topic,
-                                     const char *channel);
+// The first broker (in no order), then the next; NULL after the last. One
+// walk at a time. Borrowed; valid until self changes.
+const lookupd_cluster_broker_t *lookupd_cluster_first(lookupd_cluster_t *self);
+const lookupd_cluster_broker_t *lookupd_cluster_next(lookupd_cluster_t *self);
 
-// {"topics":[{"topic","origin","count","brokers":[...],"samples":[...]}]}
-// for every "*.dead" topic. A dead topic's count on a broker is what its
-// topic queue holds plus what its "replay" channel holds, in flight and
-// deferred included (see lookupd_replay.h).
-json_t *lookupd_cluster_deadletters_json(lookupd_cluster_t *self);
+// The broker named node; NULL if unknown. Borrowed; valid until self changes.
+const lookupd_cluster_broker_t *lookupd_cluster_find(lookupd_cluster_t *self, const char *node);
 
-// The dead-letter count of topic on node as above; 0 if unknown.
-uint64_t lookupd_cluster_dead_count(lookupd_cluster_t *self, const char *node, const char *topic);
+// The dead-letter sample kept for (node, topic); NULL if none. Borrowed.
+json_t *lookupd_cluster_sample(lookupd_cluster_t *self, const char *node, const char *topic);
 
 // Self-test; returns 0 on success.
 int lookupd_cluster_test(void);

@@ -23,8 +23,8 @@
          /api/deadletters/{replay,sample}?topic=T.dead
     A POST starts a job and answers 202 with it at once; GET
     /api/jobs?id=N says how it went, per broker. Every action passes
-    through s_act in lookupd_console.c: the one place that logs who asked
-    for what, and where a permission check belongs.
+    through s_act in lookupd_console_actions.c: the one place that logs
+    who asked for what, and where a permission check belongs.
 
     API in call order: lookupd_console_new, lookupd_console_start (adds its
     readers and timer to the loop), lookupd_console_handle,
