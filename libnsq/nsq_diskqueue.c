@@ -178,7 +178,8 @@ void dq_recovered(nsq_diskqueue_t *self, void *job_arg, int error)
         async->state = DQ_READY;
         if (self->keeping)
             dq_delete_done(self);
-        dq_flush_pending(self);  // asks for the write descriptor
+        if (async->ending != DQ_DELETING)
+            dq_flush_pending(self);  // asks for the write descriptor
         dq_resolve(self);
     }
     s_recovery_free(job);

@@ -262,6 +262,8 @@ static int s_wait(nsq_diskqueue_t *self, nsq_diskqueue_done_fn *done, void *arg,
     async->last_target = self->put_count;
     *async->waiters_tail = waiter;
     async->waiters_tail = &waiter->next;
+    if (async->pending_count > 0 && self->write_fd >= 0 && async->write_error)
+        dq_fail_waiters(self, s_written(self), async->write_error);  // the retry just failed
     dq_commit_kick(self);
     dq_resolve(self);
     return 0;
