@@ -143,6 +143,8 @@ static void s_recovery_free(dq_recovery_t *job)
     free(job);
 }
 
+static int s_empty(nsq_diskqueue_t *self);
+
 // On the actor thread: recovers the twin.
 static int s_recover(void *job_arg)
 {
@@ -178,6 +180,9 @@ void dq_recovered(nsq_diskqueue_t *self, void *job_arg, int error)
         async->state = DQ_READY;
         if (self->keeping)
             dq_delete_done(self);
+        if (async->empty_wanted && async->ending != DQ_DELETING && s_empty(self) != 0)
+            nsq_error("diskqueue %s: cannot empty: %s", self->name, strerror(errno));
+        async->empty_wanted = false;
         if (async->ending != DQ_DELETING)
             dq_flush_pending(self);  // asks for the write descriptor
         dq_resolve(self);
@@ -401,8 +406,14 @@ int nsq_diskqueue_empty(nsq_diskqueue_t *self)
     dq_async_t *async = self->async;
     if (!async)
         return s_empty(self);
-    if (async->state != DQ_READY)
-        return errno = async->state == DQ_FAILED ? async->open_error : EAGAIN, -1;
+    if (async->state == DQ_FAILED)
+        return errno = async->open_error, -1;
+    if (async->state == DQ_RECOVERING) {
+        dq_drop_pending(self, false);  // the recovered files follow when they are known
+        self->depth = 0;
+        async->empty_wanted = true;
+        return 0;
+    }
     dq_enter(self);
     int rc = s_empty(self);
     int saved = errno;

@@ -110,6 +110,7 @@ typedef struct {
     int read_error;               // errno of the last read open (reported by the next get)
     int64_t read_error_file;      // its segment
     bool release_wanted;          // a sync asked to close the files while records were pending
+    bool empty_wanted;            // emptied while recovering: empty the recovered files too
     bool reader_waiting;          // a get answered NSQ_DISKQUEUE_WAIT
     bool writer_waiting;          // a put answered EAGAIN
     uint64_t submitted;           // records handed to data syncs

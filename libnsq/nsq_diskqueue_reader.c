@@ -102,9 +102,11 @@ static int s_open_reader_async(nsq_diskqueue_t *self)
     }
     if (self->read_file == self->write_file && async->write_opening == self->write_file)
         return NSQ_DISKQUEUE_WAIT;  // dq_writer_opened wakes the reader
-    if (async->read_opening != self->read_file
-        && dq_request_open(self, true, self->read_file, O_RDONLY) != 0)
+    if (async->read_opening == self->read_file)
+        return NSQ_DISKQUEUE_WAIT;  // dq_reader_opened wakes the reader
+    if (dq_request_open(self, true, self->read_file, O_RDONLY) != 0)
         return -1;
+    async->read_opening = self->read_file;
     return NSQ_DISKQUEUE_WAIT;
 }
 
