@@ -161,6 +161,9 @@ void nsq_diskio_hold(nsq_diskio_t *self, bool held);
 // For tests: requests of kind the actor has performed (or failed).
 uint64_t nsq_diskio_performed(nsq_diskio_t *self, nsq_diskio_kind_t kind);
 
+// For tests: descriptors this process has open (from /proc/self/fd).
+int nsq_diskio_open_fds(void);
+
 // Self-test; returns 0 on success.
 int nsq_diskio_test(void);
 

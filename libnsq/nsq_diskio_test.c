@@ -52,10 +52,10 @@ static void s_record(void *arg, int result, int error)
     seen->count++;
 }
 
-static int s_test_open_fds(void)
+int nsq_diskio_open_fds(void)
 {
     DIR *listing = opendir("/proc/self/fd");
-    int count = -1;
+    int count = -1;  // the listing's own
     struct dirent *entry;
     while (listing && (entry = readdir(listing)))
         count += entry->d_name[0] != '.';
@@ -114,14 +114,14 @@ static int s_test_cancel_and_faults(nsq_diskio_t *io, const char *dir)
 {
     char path[512];
     snprintf(path, sizeof path, "%s/cancel", dir);
-    int before = s_test_open_fds();
+    int before = nsq_diskio_open_fds();
     seen_t seen = {0};
     tag_t kept = {&seen, 1}, cancelled = {&seen, 2};
     IO_CHECK(nsq_diskio_open(io, path, O_RDWR | O_CREAT, 0, s_record, &cancelled) == 0);
     IO_CHECK(nsq_diskio_call(io, s_test_job, &(int){1}, s_record, &kept) == 0);
     nsq_diskio_cancel(io, &cancelled);
     IO_CHECK(nsq_diskio_wait(io, 10000) == 0);
-    IO_CHECK(seen.count == 1 && seen.tags[0] == 1 && s_test_open_fds() == before);
+    IO_CHECK(seen.count == 1 && seen.tags[0] == 1 && nsq_diskio_open_fds() == before);
     int fd = open(path, O_RDWR);
     IO_CHECK(fd >= 0);
     nsq_diskio_fail_next(io, NSQ_DISKIO_DATASYNC, EIO);
@@ -129,7 +129,7 @@ static int s_test_cancel_and_faults(nsq_diskio_t *io, const char *dir)
     IO_CHECK(nsq_diskio_unlink(io, path, s_record, &kept) == 0);
     IO_CHECK(nsq_diskio_wait(io, 10000) == 0 && seen.count == 3);
     IO_CHECK(seen.results[1] == -1 && seen.errors[1] == EIO && seen.errors[2] == 0);
-    IO_CHECK(s_test_open_fds() == before);  // closed although the sync failed
+    IO_CHECK(nsq_diskio_open_fds() == before);  // closed although the sync failed
     return 0;
 }
 

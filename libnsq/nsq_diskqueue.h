@@ -240,7 +240,9 @@ uint64_t nsq_diskqueue_position(const nsq_diskqueue_t *self);
 // records read before the call are not lost with their segment).
 void nsq_diskqueue_keep_from(nsq_diskqueue_t *self, uint64_t position, int64_t count);
 
-// Records waiting to be read (exact unless damaged records were skipped).
+// Records waiting to be read (exact unless damaged records were skipped;
+// async: also those in the pending buffer, and while the queue recovers,
+// only those put since it was opened).
 int64_t nsq_diskqueue_depth(const nsq_diskqueue_t *self);
 
 // True if nothing is waiting to be read (async: false while recovering).

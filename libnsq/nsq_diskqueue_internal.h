@@ -123,6 +123,7 @@ typedef struct {
     dq_waiter_t *waiters;         // waiting callers, oldest first
     dq_waiter_t **waiters_tail;   // where the next one goes
     uint64_t last_target;         // target of the newest waiter
+    size_t meta_unsubmitted;      // waiters that want a metadata replacement not yet submitted
     bool meta_running;            // a metadata replacement is in flight
     bool meta_again;              // positions changed since it was computed
     uint64_t meta_submitted;      // replacements submitted

@@ -114,6 +114,7 @@ void dq_fail_waiters(nsq_diskqueue_t *self, uint64_t from, int error)
     async->waiters_tail = link;
     while (failed) {
         dq_waiter_t *next = failed->next;
+        async->meta_unsubmitted -= failed->wants_meta && !failed->meta_seq;
         if (failed->done)
             failed->done(failed->arg, error);
         free(failed);
@@ -210,6 +211,8 @@ int dq_submit_data_sync(nsq_diskqueue_t *self, bool close_fd)
 static void s_meta_for_waiters(nsq_diskqueue_t *self)
 {
     dq_async_t *async = self->async;
+    if (!async->meta_unsubmitted)
+        return;
     uint64_t written = s_written(self), seq = 0;
     bool wanted = false;
     for (dq_waiter_t *waiter = async->waiters; waiter && !wanted; waiter = waiter->next)
@@ -223,6 +226,7 @@ static void s_meta_for_waiters(nsq_diskqueue_t *self)
             continue;
         waiter->meta_seq = seq ? seq : async->meta_completed;  // answered now with the error
         waiter->meta_error = error;
+        async->meta_unsubmitted--;
     }
 }
 
@@ -257,6 +261,7 @@ static int s_wait(nsq_diskqueue_t *self, nsq_diskqueue_done_fn *done, void *arg,
         waiter->wants_meta = async->meta_running;  // nothing new: only the one in flight
         waiter->meta_seq = async->meta_submitted;
     }
+    async->meta_unsubmitted += waiter->wants_meta && !waiter->meta_seq;
     waiter->done = done;
     waiter->arg = arg;
     async->last_target = self->put_count;

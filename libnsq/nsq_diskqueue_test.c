@@ -205,19 +205,6 @@ static int s_test_copy(const char *from, const char *to)
     return rc;
 }
 
-// Descriptors this process has open.
-static int s_test_open_fds(void)
-{
-    DIR *listing = opendir("/proc/self/fd");
-    int count = -1;  // the listing's own
-    struct dirent *entry;
-    while (listing && (entry = readdir(listing)))
-        count += entry->d_name[0] != '.';
-    if (listing)
-        closedir(listing);
-    return count;
-}
-
 // ---- cases (both modes) -------------------------------------------------------------
 
 // Roll-over, deletion of read segments, reopen at the saved positions.
@@ -516,29 +503,29 @@ static int s_test_gap(const dq_test_t *t)
 // listing find their files.
 static int s_test_idle(const dq_test_t *t)
 {
-    int before = s_test_open_fds();
+    int before = nsq_diskio_open_fds();
     nsq_diskqueue_t *queue = dq_test_open(t, "idle", 64, 1024, NULL);
     DQ_TEST_CHECK(queue && dq_test_segments(t, "idle", NULL) == 0);
-    DQ_TEST_CHECK(s_test_open_fds() == before);
+    DQ_TEST_CHECK(nsq_diskio_open_fds() == before);
     DQ_TEST_CHECK(dq_test_fill(queue, 0, 6) == 0 && dq_test_expect(t, queue, 0) == 0);
     dq_test_settle(t);
     int ahead = queue->async && queue->async->next_fd >= 0;
-    DQ_TEST_CHECK(s_test_open_fds() == before + 2 + ahead && queue->buffer);
+    DQ_TEST_CHECK(nsq_diskio_open_fds() == before + 2 + ahead && queue->buffer);
     DQ_TEST_CHECK(dq_test_sync(t, queue) == 0);
-    DQ_TEST_CHECK(s_test_open_fds() == before && !queue->buffer && !queue->scratch);
+    DQ_TEST_CHECK(nsq_diskio_open_fds() == before && !queue->buffer && !queue->scratch);
     DQ_TEST_CHECK(dq_test_expect(t, queue, 1) == 0 && dq_test_fill(queue, 6, 1) == 0);
     DQ_TEST_CHECK(nsq_diskqueue_maybe_sync(queue, dq_now_ms() + 1000, 1000) == 0);
     dq_test_settle(t);
-    DQ_TEST_CHECK(s_test_open_fds() == before && !queue->buffer);
+    DQ_TEST_CHECK(nsq_diskio_open_fds() == before && !queue->buffer);
     dq_test_close(t, &queue);
     nsq_diskqueue_t *other = dq_test_open(t, "idle2", 64, 1024, NULL);
     DQ_TEST_CHECK(other && dq_test_fill(other, 100, 1) == 0);
     dq_test_close(t, &other);
     nsq_diskqueue_listing_t *listing = nsq_diskqueue_listing_new(t->dir);
-    DQ_TEST_CHECK(listing && s_test_open_fds() == before);
+    DQ_TEST_CHECK(listing && nsq_diskio_open_fds() == before);
     queue = dq_test_open(t, "idle", 64, 1024, listing);
     other = dq_test_open(t, "idle2", 64, 1024, listing);
-    DQ_TEST_CHECK(queue && other && s_test_open_fds() == before);
+    DQ_TEST_CHECK(queue && other && nsq_diskio_open_fds() == before);
     DQ_TEST_CHECK(nsq_diskqueue_depth(queue) == 5 && nsq_diskqueue_depth(other) == 1);
     DQ_TEST_CHECK(dq_test_expect(t, other, 100) == 0);
     dq_test_delete(t, &other);
@@ -551,7 +538,7 @@ static int s_test_idle(const dq_test_t *t)
     for (int i = 2; i < 7; i++)
         DQ_TEST_CHECK(dq_test_expect(t, queue, i) == 0);
     dq_test_delete(t, &queue);
-    DQ_TEST_CHECK(s_test_open_fds() == before);
+    DQ_TEST_CHECK(nsq_diskio_open_fds() == before);
     return 0;
 }
 

@@ -277,7 +277,8 @@ static int s_pend(nsq_diskqueue_t *self, const uint8_t *header, const struct iov
         async->writer_waiting = true;
         return errno = async->write_error ? async->write_error : EAGAIN, -1;
     }
-    if (async->pending_head + async->pending_length + record > async->pending_capacity) {
+    if (async->pending_head > 0
+        && async->pending_head + async->pending_length + record > async->pending_capacity) {
         memmove(async->pending, async->pending + async->pending_head, async->pending_length);
         async->pending_head = 0;
     }
