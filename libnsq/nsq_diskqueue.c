@@ -307,6 +307,8 @@ static bool s_finish(nsq_diskqueue_t *self)
     async->busy++;
     if (!async->ending_started && async->ending == DQ_CLOSING && async->state == DQ_READY) {
         dq_flush_pending(self);  // may wait for the write descriptor
+        if (async->pending_count > 0 && self->write_fd < 0 && async->write_opening < 0)
+            dq_drop_pending(self, true);  // it could not even be asked for
         if (async->pending_count == 0) {
             async->ending_started = true;
             dq_sync(self, true);

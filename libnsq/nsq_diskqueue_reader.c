@@ -345,9 +345,8 @@ int nsq_diskqueue_get(nsq_diskqueue_t *self, const void **data, size_t *size)
             return rc;
     }
     if (async && async->pending_count > 0) {
-        // Retry a write that failed; else the descriptor is on its way.
-        if (self->write_fd >= 0 && dq_flush_pending(self) == 0 && !s_caught_up(self))
-            return nsq_diskqueue_get(self, data, size);
+        // Their descriptor is on its way, or a failed write waits for its
+        // retry (at the next sync or commit).
         async->reader_waiting = true;
         return NSQ_DISKQUEUE_WAIT;
     }

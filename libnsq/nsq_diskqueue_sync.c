@@ -224,7 +224,8 @@ static void s_meta_for_waiters(nsq_diskqueue_t *self)
     for (dq_waiter_t *waiter = async->waiters; waiter; waiter = waiter->next) {
         if (!waiter->wants_meta || waiter->meta_seq || waiter->target > written)
             continue;
-        waiter->meta_seq = seq ? seq : async->meta_completed;  // answered now with the error
+        waiter->meta_seq = seq;
+        waiter->wants_meta = seq != 0;  // else it hears the error with its data
         waiter->meta_error = error;
         async->meta_unsubmitted--;
     }

@@ -349,8 +349,14 @@ int nsq_diskqueue_putv(nsq_diskqueue_t *self, const struct iovec *iov, int iov_c
     struct iovec pieces[DQ_IOV_MAX];
     pieces[0] = (struct iovec){header, sizeof header};
     memcpy(pieces + 1, iov, (size_t) iov_count * sizeof *iov);
-    if (self->async)
-        return s_put_async(self, pieces, iov_count + 1, record);
+    if (self->async) {
+        dq_enter(self);  // a failed hand-over answers waiting commits
+        int rc = s_put_async(self, pieces, iov_count + 1, record);
+        int saved = errno;
+        dq_leave(self);
+        errno = saved;
+        return rc;
+    }
     if (self->write_pos > 0 && self->write_pos + (int64_t) record > self->max_bytes_per_file) {
         if (dq_roll(self) != 0)
             return -1;
