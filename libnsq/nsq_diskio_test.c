@@ -117,8 +117,9 @@ static int s_test_cancel_and_faults(nsq_diskio_t *io, const char *dir)
     int before = nsq_diskio_open_fds();
     seen_t seen = {0};
     tag_t kept = {&seen, 1}, cancelled = {&seen, 2};
+    int job = 1;  // read by the actor: it must outlive the wait below
     IO_CHECK(nsq_diskio_open(io, path, O_RDWR | O_CREAT, 0, s_record, &cancelled) == 0);
-    IO_CHECK(nsq_diskio_call(io, s_test_job, &(int){1}, s_record, &kept) == 0);
+    IO_CHECK(nsq_diskio_call(io, s_test_job, &job, s_record, &kept) == 0);
     nsq_diskio_cancel(io, &cancelled);
     IO_CHECK(nsq_diskio_wait(io, 10000) == 0);
     IO_CHECK(seen.count == 1 && seen.tags[0] == 1 && nsq_diskio_open_fds() == before);
@@ -236,7 +237,8 @@ int nsq_diskio_test(void)
     // Destroy runs what is left: a last request's callback still comes.
     seen_t seen = {0};
     tag_t tag = {&seen, 0};
-    if (io && nsq_diskio_call(io, s_test_job, &(int){3}, s_record, &tag) != 0)
+    int job = 3;
+    if (io && nsq_diskio_call(io, s_test_job, &job, s_record, &tag) != 0)
         rc = -1;
     nsq_diskio_destroy(&io);
     if (seen.count != 1 || seen.results[0] != 6 || io)

@@ -9,7 +9,8 @@
     The checksum covers the length so that a zero-filled tail (a crash
     before the page cache reached the disk) never reads as valid records.
 
-    Writes append with one pwritev per record; a failed write (ENOSPC,
+    Writes append with one pwritev per record (async mode: records from the
+    pending buffer with one pwrite per run of them); a failed write (ENOSPC,
     EFBIG, EIO) truncates the segment back to the last good record and
     returns -1 with errno, so no half record is ever left behind. Reads go
     through a small buffer (never a whole segment) and only up to the write
@@ -102,7 +103,8 @@
       reported as success; each failure is reported once, to the earliest
       call covering it), is logged and counted (nsq_diskqueue_sync_failures).
       A failed open of the write segment keeps the pending records for a
-      retry at the next put or sync and fails the callers waiting for them;
+      retry at the next put or sync, a failed write of them for a retry at
+      the next sync or commit, and both fail the callers waiting for them;
       a full pending buffer makes put return -1 with that errno (EAGAIN if
       the descriptor is merely slow). A failed read open is returned by the
       next get (ENOENT: the segment is counted missing and skipped). A
@@ -256,9 +258,9 @@ int nsq_diskqueue_sync(nsq_diskqueue_t *self);
 
 // As nsq_diskqueue_sync; done(arg, error) reports when the records put
 // before the call and the metadata are on disk (0), or the first failure
-// (errno). done may be NULL. Synchronous mode: done runs before this
-// returns. Returns 0, or -1 with errno if the sync could not start (then
-// done does not run).
+// (errno). done may be NULL. done may run before this returns: always in
+// synchronous mode, in async mode when nothing is left to wait for. Returns 0, or -1 with errno if
+// the sync could not start (then done does not run).
 int nsq_diskqueue_sync_then(nsq_diskqueue_t *self, nsq_diskqueue_done_fn *done, void *arg);
 
 // Group commit: done(arg, error) reports when every record put before the
@@ -266,9 +268,10 @@ int nsq_diskqueue_sync_then(nsq_diskqueue_t *self, nsq_diskqueue_done_fn *done, 
 // one of them (each failure is reported once, to the earliest call that
 // covers it; callbacks may run out of order after a failed write). Data
 // only: the metadata follows the sync policy (an open finds records
-// written after it). Keeps the descriptors open. Synchronous mode: done
-// runs before this returns. Returns 0, or -1 with errno if the commit
-// could not start (then done does not run).
+// written after it). Keeps the descriptors open. done may run before this
+// returns: always in synchronous mode, in async mode when nothing put
+// before the call is still on its way to disk (or a retried write failed). Returns 0, or -1 with
+// errno if the commit could not start (then done does not run).
 int nsq_diskqueue_commit(nsq_diskqueue_t *self, nsq_diskqueue_done_fn *done, void *arg);
 
 // For a caller that syncs a whole file system at once (syncfs: a shutdown

@@ -25,7 +25,9 @@ calls=open,openat,fsync,fdatasync,rename,renameat,renameat2,unlink,unlinkat
 # leaves the calls on the queue's files in $work/MODE.calls.
 run() {
     local mode=$1
-    if ! strace -f -y -qq -s 300 -e trace=$calls -o "$work/$mode.trace" \
+    # LeakSanitizer cannot run under ptrace (a sanitized build).
+    if ! ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
+        strace -f -y -qq -s 300 -e trace=$calls -o "$work/$mode.trace" \
         "$trace_bin" "$mode" >"$work/$mode.out" 2>"$work/$mode.err"; then
         echo "the $mode workload failed:"
         cat "$work/$mode.err"
