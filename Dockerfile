@@ -16,7 +16,7 @@ RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         gcc libc6-dev meson ninja-build pkg-config protobuf-c-compiler \
         libzmq3-dev libczmq-dev libprotobuf-c-dev libcurl4-openssl-dev libmicrohttpd-dev \
-        libjansson-dev \
+        libjansson-dev zlib1g-dev libsnappy-dev libgnutls28-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . /src
@@ -28,7 +28,8 @@ RUN meson setup /build --prefix=/usr/local -Dintegration=false \
 FROM debian:bookworm-slim
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        libzmq5 libczmq4 libprotobuf-c1 libcurl4 libmicrohttpd12 libjansson4 curl \
+        libzmq5 libczmq4 libprotobuf-c1 libcurl4 libmicrohttpd12 libjansson4 zlib1g \
+        libsnappy1v5 libgnutls30 curl \
         ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /staging/usr/local/ /usr/local/

@@ -13,7 +13,30 @@
 #include "broker_disk.h"
 #include "nsq_log.h"
 #include "nsq_names.h"
-#include "nsq_wire.h"
+
+struct _broker_channel_t {
+    char name[65];                     // channel name, possibly with #ephemeral
+    bool ephemeral;                    // memory only, deleted with its last consumer
+    bool paused;                       // keeps messages, delivers none
+    const broker_config_t *config;     // borrowed broker settings
+    broker_queue_t *queue;             // ready to deliver
+    nsq_diskqueue_t *disk;             // spill-over, NULL when memory only
+    struct broker_channel_kept *kept;  // ring of disk positions read and not yet finished
+    size_t kept_head;                  // index of the oldest entry in kept
+    size_t kept_count;                 // entries used in kept
+    size_t kept_capacity;              // entries allocated in kept
+    bool disk_failing;                 // the last disk read failed (logged once)
+    broker_inflight_t *in_flight;      // delivered, waiting for FIN/REQ/timeout
+    broker_inflight_t *deferred;       // waiting until their deadline
+    broker_client_t **clients;         // subscribed consumers (borrowed)
+    size_t client_count;               // entries used in clients
+    size_t client_capacity;            // entries allocated in clients
+    size_t next_client;                // round-robin start for the next dispatch
+    uint64_t message_count;            // messages put into the channel
+    uint64_t requeue_count;            // REQs
+    uint64_t timeout_count;            // in-flight timeouts
+    uint64_t dropped_count;            // ephemeral overflow drops
+};
 
 // A message read from the disk queue and not finished yet.
 struct broker_channel_kept {
@@ -92,9 +115,6 @@ static void s_kept_clear(broker_channel_t *self)
 // Most messages handed to one consumer per turn, so that consumers sharing
 // a channel take turns even when each has a large credit.
 #define CHANNEL_TURN_MAX 256
-// How long a message that could not be put in flight waits before the
-// next try.
-#define CHANNEL_RETRY_MS 1000
 
 broker_channel_t *broker_channel_new(const char *topic, const char *name,
                                      const broker_config_t *config)
@@ -244,7 +264,7 @@ int broker_channel_add_client(broker_channel_t *self, broker_client_t *client)
         self->client_capacity = capacity;
     }
     self->clients[self->client_count++] = client;
-    client->channel = self;
+    broker_client_set_channel(client, self);
     return 0;
 }
 
@@ -269,17 +289,17 @@ void broker_channel_remove_client(broker_channel_t *self, broker_client_t *clien
             break;
         }
     }
-    client->channel = NULL;
+    broker_client_set_channel(client, NULL);
     // Nothing here may fail for lack of memory: an entry left behind would
     // point at the client after it is freed.
     s_take_back_t back = {self, now};
     broker_inflight_remove_owner(self->in_flight, client, s_take_back, &back);
-    client->in_flight = 0;
+    broker_client_released_all(client);
 }
 
 // Moves up to count queued messages in flight to client and sends them.
 // Returns how many it sent. A message that cannot be tracked (its id is
-// in flight already, or memory ran out) waits CHANNEL_RETRY_MS and is
+// in flight already, or memory ran out) waits BROKER_CHANNEL_RETRY_MS and is
 // tried again; failures end the turn after count of them, so a message
 // that comes straight back to the queue is never spun on.
 static size_t s_deliver(broker_channel_t *self, broker_client_t *client, size_t count, int64_t now)
@@ -288,27 +308,26 @@ static size_t s_deliver(broker_channel_t *self, broker_client_t *client, size_t 
     size_t taken = 0, failed = 0;
     broker_queue_item_t item;
     while (taken < count && failed < count && broker_queue_pop(self->queue, &item) == 0) {
-        broker_inflight_entry_t *entry = broker_inflight_add(
-            self->in_flight, item.message, item.attempts + 1, now + client->msg_timeout_ms, client);
+        broker_inflight_entry_t *entry =
+            broker_inflight_add(self->in_flight, item.message, item.attempts + 1,
+                                now + broker_client_msg_timeout(client), client);
         if (!entry) {
             nsq_warn("channel %s: cannot track message %016" PRIx64 " (its id is in flight "
                      "already, or out of memory), retrying it in %d ms",
-                     self->name, item.message->id, CHANNEL_RETRY_MS);
-            s_requeue(self, item.message, item.attempts, now + CHANNEL_RETRY_MS, now);
+                     self->name, item.message->id, BROKER_CHANNEL_RETRY_MS);
+            s_requeue(self, item.message, item.attempts, now + BROKER_CHANNEL_RETRY_MS, now);
             failed++;
             continue;
         }
         entry->delivered_at = now;
         entries[taken++] = entry;
     }
-    client->in_flight += (uint32_t) taken;
-    size_t sent = broker_client_send_messages(client, entries, taken, now);
+    size_t sent = broker_client_deliver(client, entries, taken, now);
     // What could not be sent (a full queue, a vanished client) goes back at
     // once instead of waiting for its timeout; that attempt never happened.
     for (size_t i = sent; i < taken; i++) {
         uint32_t attempts;
         nsq_message_t *message = broker_inflight_remove(self->in_flight, entries[i], &attempts);
-        client->in_flight--;
         s_requeue(self, message, attempts - 1, 0, now);
     }
     return sent;
@@ -353,8 +372,7 @@ int broker_channel_fin(broker_channel_t *self, broker_client_t *client, uint64_t
     nsq_message_t *message = broker_inflight_remove(self->in_flight, entry, NULL);
     s_kept_done(self, message);
     nsq_message_unref(&message);
-    client->in_flight--;
-    client->finish_count++;
+    broker_client_released(client, BROKER_RELEASE_FINISHED);
     return 0;
 }
 
@@ -366,8 +384,7 @@ int broker_channel_req(broker_channel_t *self, broker_client_t *client, uint64_t
         return -1;
     uint32_t attempts;
     nsq_message_t *message = broker_inflight_remove(self->in_flight, entry, &attempts);
-    client->in_flight--;
-    client->requeue_count++;
+    broker_client_released(client, BROKER_RELEASE_REQUEUED);
     self->requeue_count++;
     s_requeue(self, message, attempts, now + delay_ms, now);
     return 0;
@@ -378,7 +395,7 @@ int broker_channel_touch(broker_channel_t *self, broker_client_t *client, uint64
     broker_inflight_entry_t *entry = s_owned(self, client, id);
     if (!entry)
         return -1;
-    int64_t deadline = now + client->msg_timeout_ms;
+    int64_t deadline = now + broker_client_msg_timeout(client);
     int64_t cap = entry->delivered_at + self->config->max_msg_timeout_ms;
     broker_inflight_set_deadline(self->in_flight, entry, deadline < cap ? deadline : cap);
     return 0;
@@ -392,7 +409,7 @@ size_t broker_channel_scan(broker_channel_t *self, int64_t now)
         broker_client_t *client = entry->owner;
         uint32_t attempts;
         nsq_message_t *message = broker_inflight_remove(self->in_flight, entry, &attempts);
-        client->in_flight--;
+        broker_client_released(client, BROKER_RELEASE_RETURNED);
         self->timeout_count++;
         s_requeue(self, message, attempts, 0, now);
         moved++;
@@ -448,8 +465,7 @@ int broker_channel_persist(broker_channel_t *self, int64_t now)
         s_persist_one(self, item.message, item.attempts, 0, now, &failed);
     broker_inflight_entry_t *entry;
     while ((entry = broker_inflight_peek(self->in_flight))) {
-        broker_client_t *client = entry->owner;
-        client->in_flight--;
+        broker_client_released(entry->owner, BROKER_RELEASE_RETURNED);
         uint32_t attempts;
         nsq_message_t *message = broker_inflight_remove(self->in_flight, entry, &attempts);
         s_persist_one(self, message, attempts, 0, now, &failed);
@@ -466,383 +482,79 @@ int broker_channel_persist(broker_channel_t *self, int64_t now)
     return failed ? -1 : 0;
 }
 
-// ---- self-test -----------------------------------------------------------
-
-// Receives one Messages frame on a DEALER; returns its message count (-1 if
-// none arrives within a second) and stores the first id.
-static int s_test_receive(zsock_t *dealer, uint64_t *first_id)
+const char *broker_channel_name(const broker_channel_t *self)
 {
-    zpoller_t *poller = zpoller_new(dealer, NULL);
-    void *ready = zpoller_wait(poller, 1000);
-    zpoller_destroy(&poller);
-    if (!ready)
+    return self->name;
+}
+
+bool broker_channel_is_ephemeral(const broker_channel_t *self)
+{
+    return self->ephemeral;
+}
+
+bool broker_channel_is_paused(const broker_channel_t *self)
+{
+    return self->paused;
+}
+
+size_t broker_channel_client_count(const broker_channel_t *self)
+{
+    return self->client_count;
+}
+
+broker_client_t *broker_channel_client_at(const broker_channel_t *self, size_t index)
+{
+    return index < self->client_count ? self->clients[index] : NULL;
+}
+
+nsq_diskqueue_t *broker_channel_disk(const broker_channel_t *self)
+{
+    return self->disk;
+}
+
+broker_inflight_t *broker_channel_in_flight(const broker_channel_t *self)
+{
+    return self->in_flight;
+}
+
+broker_inflight_t *broker_channel_deferred(const broker_channel_t *self)
+{
+    return self->deferred;
+}
+
+uint64_t broker_channel_dropped_count(const broker_channel_t *self)
+{
+    return self->dropped_count;
+}
+
+void broker_channel_set_paused(broker_channel_t *self, bool paused, int64_t now)
+{
+    self->paused = paused;
+    if (!paused)
+        broker_channel_dispatch(self, now);
+}
+
+int broker_channel_stats(const broker_channel_t *self, broker_stats_channel_t *out)
+{
+    memset(out, 0, sizeof *out);
+    snprintf(out->name, sizeof out->name, "%s", self->name);
+    out->depth = broker_channel_depth(self);
+    out->backend_depth = broker_channel_backend_depth(self);
+    out->corrupt_count = self->disk ? nsq_diskqueue_corrupt_count(self->disk) : 0;
+    out->in_flight_count = broker_inflight_size(self->in_flight);
+    out->deferred_count = broker_inflight_size(self->deferred);
+    out->memory_bytes = broker_channel_memory_bytes(self);
+    out->message_count = self->message_count;
+    out->requeue_count = self->requeue_count;
+    out->timeout_count = self->timeout_count;
+    out->paused = self->paused;
+    if (self->client_count == 0)
+        return 0;
+    out->clients = malloc(self->client_count * sizeof *out->clients);
+    if (!out->clients)
         return -1;
-    zframe_t *frame = zframe_recv(dealer);
-    Nsq__Frame *decoded = nsq_wire_frame_unpack(zframe_data(frame), zframe_size(frame));
-    zframe_destroy(&frame);
-    int count = -1;
-    if (decoded && decoded->frame_case == NSQ__FRAME__FRAME_MESSAGES) {
-        count = (int) decoded->messages->n_messages;
-        if (count > 0)
-            *first_id = decoded->messages->messages[0]->id;
-    }
-    nsq__frame__free_unpacked(decoded, NULL);
-    return count;
-}
-
-// Spill-over: past mem_queue_size messages go to disk and are delivered
-// after the memory ones; persist writes queued and in-flight messages to
-// disk, a new channel object finds them; a message read from disk survives
-// a crash until it is finished; delete removes the files.
-static int s_test_spill(const char *dir)
-{
-    broker_config_t config;
-    broker_config_defaults(&config);
-    config.mem_queue_size = 2;
-    snprintf(config.data_path, sizeof config.data_path, "%s", dir);
-    zsock_t *router = zsock_new_router("inproc://broker-channel-spill");
-    broker_channel_t *channel = broker_channel_new("orders", "billing", &config);
-    broker_client_t *client = broker_client_new(zsock_resolve(router), "C2", 2, 0);
-    int rc = -1;
-    if (!channel || !channel->disk || !client || broker_channel_add_client(channel, client))
-        goto done;
-    for (uint64_t i = 1; i <= 5; i++) {
-        nsq_message_t *message = nsq_message_new("m", 1);
-        message->id = i;
-        if (broker_channel_put(channel, message, 0, 0))
-            goto done;
-    }
-    if (broker_channel_depth(channel) != 5 || broker_channel_backend_depth(channel) != 3)
-        goto done;
-    client->state = BROKER_CLIENT_SUBSCRIBED;
-    client->rdy = 3;
-    broker_channel_dispatch(channel, 0);  // two from memory, one read back from disk
-    if (client->in_flight != 3 || broker_channel_depth(channel) != 2
-        || !broker_inflight_find(channel->in_flight, 3))
-        goto done;
-    if (broker_channel_persist(channel, 0) || broker_channel_backend_depth(channel) != 5)
-        goto done;
-    broker_channel_remove_client(channel, client, 0);
-    broker_channel_destroy(&channel);
-    channel = broker_channel_new("orders", "billing", &config);  // holds 4, 5, 1, 2, 3
-    if (!channel || broker_channel_depth(channel) != 5
-        || broker_channel_add_client(channel, client))
-        goto done;
-    client->rdy = 2;
-    broker_channel_dispatch(channel, 0);
-    if (client->in_flight != 2 || broker_channel_fin(channel, client, 4))
-        goto done;
-    // A crash now (no persist) must not lose 5, read from disk but unfinished.
-    broker_channel_remove_client(channel, client, 0);
-    broker_channel_destroy(&channel);
-    channel = broker_channel_new("orders", "billing", &config);
-    if (!channel || broker_channel_depth(channel) != 4)
-        goto done;
-    broker_channel_empty(channel);
-    if (broker_channel_depth(channel) != 0)
-        goto done;
-    broker_channel_delete(&channel);
-    rc = 0;
-done:
-    broker_channel_destroy(&channel);
-    broker_client_destroy(&client);
-    zsock_destroy(&router);
-    return rc;
-}
-
-// Puts a message of size bytes with the given id.
-static int s_test_put_sized(broker_channel_t *channel, uint64_t id, size_t size, int64_t ready_at)
-{
-    char body[1000] = {0};
-    nsq_message_t *message = nsq_message_new(body, size);
-    message->id = id;
-    return broker_channel_put(channel, message, ready_at, 0);
-}
-
-// --mem-queue-bytes: big bodies spill to disk once the memory holds the
-// bound (queued plus deferred), though the count would allow more; a
-// memory-only channel refuses and an ephemeral one drops past it; delivery
-// stays first in, first out and never refills past the bound.
-static int s_test_bytes(const char *dir)
-{
-    broker_config_t config;
-    broker_config_defaults(&config);
-    config.mem_queue_size = 1000;
-    config.mem_queue_bytes = 3000;
-    snprintf(config.data_path, sizeof config.data_path, "%s", dir);
-    zsock_t *router = zsock_new_router("inproc://broker-channel-bytes");
-    broker_channel_t *channel = broker_channel_new("big", "c", &config);
-    broker_client_t *client = broker_client_new(zsock_resolve(router), "C3", 2, 0);
-    int rc = -1;
-    if (!channel || !channel->disk || !client || broker_channel_add_client(channel, client))
-        goto done;
-    if (s_test_put_sized(channel, 1, 1000, 0) || s_test_put_sized(channel, 2, 1000, 50))
-        goto done;  // 2 is deferred: it counts against the bound too
-    for (uint64_t id = 3; id <= 6; id++)
-        if (s_test_put_sized(channel, id, 1000, 0))
-            goto done;
-    if (broker_channel_memory_bytes(channel) != 3000 || broker_channel_backend_depth(channel) != 3
-        || broker_queue_size(channel->queue) != 2)
-        goto done;
-    client->state = BROKER_CLIENT_SUBSCRIBED;
-    client->rdy = 100;
-    broker_channel_dispatch(channel, 0);  // 1 and 3 from memory, then 4, 5, 6 from disk
-    if (client->in_flight != 5 || broker_channel_depth(channel) != 0
-        || broker_channel_memory_bytes(channel) != 1000)
-        goto done;
-    broker_channel_remove_client(channel, client, 0);
-    broker_channel_delete(&channel);
-
-    config.data_path[0] = '\0';  // memory only: refused past the bound
-    channel = broker_channel_new("big", "c", &config);
-    if (!channel || !broker_channel_has_room(channel, 3, 3000)
-        || broker_channel_has_room(channel, 3, 3001))
-        goto done;
-    broker_channel_destroy(&channel);
-    channel = broker_channel_new("big", "tail#ephemeral", &config);  // drops past it
-    for (uint64_t id = 1; id <= 5 && channel; id++)
-        if (s_test_put_sized(channel, id, 1000, 0))
-            goto done;
-    if (!channel || broker_channel_depth(channel) != 3 || channel->dropped_count != 2
-        || broker_channel_memory_bytes(channel) != 3000)
-        goto done;
-    rc = 0;
-done:
-    broker_channel_delete(&channel);
-    broker_client_destroy(&client);
-    zsock_destroy(&router);
-    return rc;
-}
-
-// A consumer whose ZeroMQ queue is full: what cannot be sent goes back to
-// the queue at once (not in flight until its timeout), the consumer gets no
-// credit until the broker flushes it, then every message reaches it once.
-static int s_test_full_queue(void)
-{
-    broker_config_t config;
-    broker_config_defaults(&config);
-    config.data_path[0] = '\0';
-    zsock_t *router = zsock_new(ZMQ_ROUTER);
-    zsock_set_router_mandatory(router, 1);
-    zsock_set_sndhwm(router, 2);  // before bind and connect, so they apply
-    zsock_bind(router, "inproc://broker-channel-full");
-    zsock_t *dealer = zsock_new(ZMQ_DEALER);
-    zsock_set_identity(dealer, "C3");
-    zsock_set_rcvhwm(dealer, 2);
-    zsock_connect(dealer, "inproc://broker-channel-full");
-    broker_channel_t *channel = broker_channel_new("orders", "full", &config);
-    broker_client_t *client = broker_client_new(zsock_resolve(router), "C3", 2, 0);
-    int rc = -1;
-    if (!channel || !client || broker_channel_add_client(channel, client))
-        goto done;
-    client->state = BROKER_CLIENT_SUBSCRIBED;
-    client->rdy = 100;
-    for (uint64_t i = 1; i <= 50; i++) {  // one frame each
-        nsq_message_t *message = nsq_message_new("m", 1);
-        message->id = i;
-        broker_channel_put(channel, message, 0, 0);
-        broker_channel_dispatch(channel, 0);
-    }
-    size_t sent = client->in_flight;
-    if (!client->blocked || sent == 0 || sent >= 50
-        || broker_inflight_size(channel->in_flight) != sent
-        || broker_channel_depth(channel) != 50 - sent)
-        goto done;
-    bool seen[51] = {false};
-    size_t received = 0;
-    int64_t deadline = zclock_mono() + 5000;
-    while (received < 50 && zclock_mono() < deadline) {
-        zsock_events(router);  // lets the router see what the dealer read
-        if (broker_client_flush(client, 0))
-            broker_channel_dispatch(channel, 0);
-        zframe_t *frame = zsock_events(dealer) & ZMQ_POLLIN ? zframe_recv(dealer) : NULL;
-        Nsq__Frame *decoded =
-            frame ? nsq_wire_frame_unpack(zframe_data(frame), zframe_size(frame)) : NULL;
-        zframe_destroy(&frame);
-        bool messages = decoded && decoded->frame_case == NSQ__FRAME__FRAME_MESSAGES;
-        for (size_t i = 0; messages && i < decoded->messages->n_messages; i++) {
-            uint64_t id = decoded->messages->messages[i]->id;
-            if (id < 1 || id > 50 || seen[id])
-                break;  // unknown or twice: fails below
-            seen[id] = true;
-            received++;
-            broker_channel_fin(channel, client, id);
-        }
-        nsq__frame__free_unpacked(decoded, NULL);
-    }
-    if (received != 50 || channel->timeout_count != 0 || client->in_flight != 0)
-        goto done;
-    rc = 0;
-done:
-    broker_channel_destroy(&channel);
-    broker_client_destroy(&client);
-    zsock_destroy(&dealer);
-    zsock_destroy(&router);
-    return rc;
-}
-
-// Two messages with one id (ids from before a restart with the clock
-// stepped back could once collide): the second cannot be in flight beside
-// the first, so it waits and comes once the first is finished, never lost.
-static int s_test_collision(void)
-{
-    broker_config_t config;
-    broker_config_defaults(&config);
-    config.data_path[0] = '\0';  // memory only
-    zsock_t *router = zsock_new_router("inproc://broker-channel-collision");
-    zsock_t *dealer = zsock_new(ZMQ_DEALER);
-    zsock_set_identity(dealer, "C3");
-    zsock_connect(dealer, "inproc://broker-channel-collision");
-    broker_channel_t *channel = broker_channel_new("orders", "billing", &config);
-    broker_client_t *client = broker_client_new(zsock_resolve(router), "C3", 2, 0);
-    int rc = -1;
-    uint64_t id = 0;
-    if (!channel || !client || broker_channel_add_client(channel, client))
-        goto done;
-    client->state = BROKER_CLIENT_SUBSCRIBED;
-    client->rdy = 5;
-    for (int i = 0; i < 2; i++) {
-        nsq_message_t *message = nsq_message_new(i ? "second" : "first", i ? 6 : 5);
-        message->id = 7;
-        broker_channel_put(channel, message, 0, 0);
-    }
-    broker_channel_dispatch(channel, 0);
-    if (s_test_receive(dealer, &id) != 1 || id != 7 || client->in_flight != 1
-        || broker_inflight_size(channel->deferred) != 1)
-        goto done;
-    if (broker_channel_fin(channel, client, 7) || broker_channel_scan(channel, 0) != 0)
-        goto done;
-    if (broker_channel_scan(channel, CHANNEL_RETRY_MS) != 1)
-        goto done;
-    broker_channel_dispatch(channel, CHANNEL_RETRY_MS);
-    broker_inflight_entry_t *entry = broker_inflight_find(channel->in_flight, 7);
-    if (s_test_receive(dealer, &id) != 1 || id != 7 || !entry || entry->message->size != 6)
-        goto done;
-    rc = 0;
-done:
-    broker_channel_destroy(&channel);
-    broker_client_destroy(&client);
-    zsock_destroy(&dealer);
-    zsock_destroy(&router);
-    return rc;
-}
-
-int broker_channel_test(void)
-{
-    char dir[] = "/tmp/broker-channel-test-XXXXXX";
-    if (!mkdtemp(dir) || s_test_spill(dir) || s_test_bytes(dir)
-        || rmdir(dir))  // rmdir: every file was deleted
-        return -1;
-    if (s_test_full_queue())
-        return -1;
-    if (s_test_collision())
-        return -1;
-    broker_config_t config;
-    broker_config_defaults(&config);
-    config.mem_queue_size = 3;
-    zsock_t *router = zsock_new_router("inproc://broker-channel-test");
-    zsock_t *dealer = zsock_new(ZMQ_DEALER);
-    zsock_set_identity(dealer, "C1");
-    zsock_connect(dealer, "inproc://broker-channel-test");
-    config.data_path[0] = '\0';  // memory only
-    broker_channel_t *channel = broker_channel_new("orders", "billing", &config);
-    broker_client_t *client = broker_client_new(zsock_resolve(router), "C1", 2, 0);
-    int rc = -1;
-    uint64_t id = 0;
-    if (!channel || !client || broker_channel_add_client(channel, client))
-        goto done;
-    client->state = BROKER_CLIENT_SUBSCRIBED;
-    client->msg_timeout_ms = 100;
-    for (uint64_t i = 1; i <= 3; i++) {
-        nsq_message_t *message = nsq_message_new("m", 1);
-        message->id = i;
-        broker_channel_put(channel, message, 0, 0);
-    }
-    if (broker_channel_has_room(channel, 1, 1))  // the bound holds
-        goto done;
-    broker_channel_dispatch(channel, 0);  // no credit yet: nothing sent
-    client->rdy = 1;
-    broker_channel_dispatch(channel, 0);
-    if (s_test_receive(dealer, &id) != 1 || id != 1 || client->in_flight != 1)
-        goto done;
-    broker_channel_dispatch(channel, 0);  // credit used up: still one in flight
-    if (client->in_flight != 1 || broker_channel_depth(channel) != 2)
-        goto done;
-    if (broker_channel_fin(channel, client, 99) == 0)  // unknown id
-        goto done;
-    // Timeout requeues at the back with attempts counted.
-    if (broker_channel_scan(channel, 100) != 1 || channel->timeout_count != 1)
-        goto done;
-    client->rdy = 10;
-    broker_channel_dispatch(channel, 100);
-    if (s_test_receive(dealer, &id) != 3 || id != 2 || client->in_flight != 3)
-        goto done;
-    if (broker_channel_fin(channel, client, 2) || broker_channel_req(channel, client, 3, 50, 100))
-        goto done;
-    if (broker_inflight_size(channel->deferred) != 1 || broker_channel_scan(channel, 149) != 0)
-        goto done;
-    if (broker_channel_scan(channel, 150) != 1 || broker_channel_depth(channel) != 1)
-        goto done;
-    // A vanished consumer's messages return to the queue.
-    broker_channel_remove_client(channel, client, 150);
-    if (broker_channel_depth(channel) != 2 || broker_inflight_size(channel->in_flight) != 0)
-        goto done;
-    rc = 0;
-done:
-    broker_channel_destroy(&channel);
-    broker_client_destroy(&client);
-    zsock_destroy(&dealer);
-    zsock_destroy(&router);
-    return rc;
-}
-
-// A consumer vanishes while memory is exhausted: its messages still go back
-// to the queue, and nothing in flight keeps pointing at it once it is freed
-// (the scan would touch it: ASan reports that).
-int broker_channel_test_out_of_memory(void (*fail_allocations)(bool fail))
-{
-    broker_config_t config;
-    broker_config_defaults(&config);
-    config.data_path[0] = '\0';  // memory only
-    zsock_t *router = zsock_new_router("inproc://broker-channel-oom");
-    broker_channel_t *channel = broker_channel_new("orders", "billing", &config);
-    broker_client_t *gone = broker_client_new(zsock_resolve(router), "F1", 2, 0);
-    broker_client_t *stays = broker_client_new(zsock_resolve(router), "F2", 2, 0);
-    int rc = -1;
-    if (!channel || !gone || !stays || broker_channel_add_client(channel, gone)
-        || broker_channel_add_client(channel, stays))
-        goto done;
-    for (uint64_t id = 1; id <= 6; id++) {
-        nsq_message_t *message = nsq_message_new("m", 1);
-        message->id = id;
-        broker_channel_put(channel, message, 0, 0);
-    }
-    broker_client_t *clients[] = {gone, stays};
-    for (size_t i = 0; i < 2; i++) {
-        clients[i]->state = BROKER_CLIENT_SUBSCRIBED;
-        clients[i]->msg_timeout_ms = 100;
-        clients[i]->rdy = 3;
-    }
-    broker_channel_dispatch(channel, 0);
-    if (gone->in_flight != 3 || stays->in_flight != 3)
-        goto done;
-    fail_allocations(true);
-    broker_channel_remove_client(channel, gone, 10);
-    fail_allocations(false);
-    if (broker_inflight_size(channel->in_flight) != 3 || broker_channel_depth(channel) != 3
-        || gone->in_flight != 0)
-        goto done;
-    broker_client_destroy(&gone);
-    // Every deadline has passed: the scan touches the owner of each entry.
-    if (broker_channel_scan(channel, 1000) != 3 || stays->in_flight != 0
-        || broker_channel_depth(channel) != 6)
-        goto done;
-    rc = 0;
-done:
-    fail_allocations(false);
-    broker_channel_destroy(&channel);
-    broker_client_destroy(&gone);
-    broker_client_destroy(&stays);
-    zsock_destroy(&router);
-    return rc;
+    out->client_count = self->client_count;
+    for (size_t i = 0; i < self->client_count; i++)
+        broker_client_stats(self->clients[i], &out->clients[i]);
+    return 0;
 }

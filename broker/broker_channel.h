@@ -20,15 +20,16 @@
     data path have no disk queue: ephemeral channels drop what does not
     fit (as NSQ does), the others refuse it.
 
-    Owned by the core thread. The struct is visible for broker_stats; only
-    this file writes it.
+    Owned by the core thread (the server, through its topic). Opaque: the
+    rest of the broker reads it through the accessors below.
 
     API: broker_channel_new, broker_channel_has_room, broker_channel_put,
     broker_channel_add_client, broker_channel_dispatch, broker_channel_fin,
     broker_channel_req, broker_channel_touch, broker_channel_scan,
     broker_channel_remove_client, broker_channel_empty, broker_channel_persist,
-    broker_channel_depth, broker_channel_memory_bytes, broker_channel_destroy
-    (keeps the disk files) or broker_channel_delete.
+    broker_channel_depth, broker_channel_memory_bytes, the accessors,
+    broker_channel_stats, broker_channel_destroy (keeps the disk files) or
+    broker_channel_delete.
 */
 #ifndef BROKER_CHANNEL_H
 #define BROKER_CHANNEL_H
@@ -43,29 +44,11 @@
 #include "broker_queue.h"
 #include "nsq_diskqueue.h"
 
-typedef struct _broker_channel_t {
-    char name[65];                     // channel name, possibly with #ephemeral
-    bool ephemeral;                    // memory only, deleted with its last consumer
-    bool paused;                       // keeps messages, delivers none
-    const broker_config_t *config;     // borrowed broker settings
-    broker_queue_t *queue;             // ready to deliver
-    nsq_diskqueue_t *disk;             // spill-over, NULL when memory only
-    struct broker_channel_kept *kept;  // ring of disk positions read and not yet finished
-    size_t kept_head;                  // index of the oldest entry in kept
-    size_t kept_count;                 // entries used in kept
-    size_t kept_capacity;              // entries allocated in kept
-    bool disk_failing;                 // the last disk read failed (logged once)
-    broker_inflight_t *in_flight;      // delivered, waiting for FIN/REQ/timeout
-    broker_inflight_t *deferred;       // waiting until their deadline
-    broker_client_t **clients;         // subscribed consumers (borrowed)
-    size_t client_count;               // entries used in clients
-    size_t client_capacity;            // entries allocated in clients
-    size_t next_client;                // round-robin start for the next dispatch
-    uint64_t message_count;            // messages put into the channel
-    uint64_t requeue_count;            // REQs
-    uint64_t timeout_count;            // in-flight timeouts
-    uint64_t dropped_count;            // ephemeral overflow drops
-} broker_channel_t;
+// How long a message that could not be put in flight (its id is in
+// flight already, or memory ran out) waits before the next try.
+#define BROKER_CHANNEL_RETRY_MS 1000
+
+typedef struct _broker_channel_t broker_channel_t;
 
 // Returns an empty channel of topic, opening its disk queue (restoring what
 // it holds) unless it is memory only. Caller owns it; NULL if out of memory
@@ -140,7 +123,31 @@ size_t broker_channel_backend_depth(const broker_channel_t *self);
 // deferred; in-flight messages are bounded by the consumers' credit).
 uint64_t broker_channel_memory_bytes(const broker_channel_t *self);
 
-// Self-test; returns 0 on success.
+// ---- accessors ----------------------------------------------------------------
+const char *broker_channel_name(const broker_channel_t *self);
+bool broker_channel_is_ephemeral(const broker_channel_t *self);
+bool broker_channel_is_paused(const broker_channel_t *self);
+size_t broker_channel_client_count(const broker_channel_t *self);
+// The index-th subscribed client (index < client_count). Borrowed.
+broker_client_t *broker_channel_client_at(const broker_channel_t *self, size_t index);
+// Its disk queue, NULL when memory only. Borrowed (the syncer reads it).
+nsq_diskqueue_t *broker_channel_disk(const broker_channel_t *self);
+// Its in-flight and deferred tables, for inspection only (tests, fuzz
+// targets). Borrowed.
+broker_inflight_t *broker_channel_in_flight(const broker_channel_t *self);
+broker_inflight_t *broker_channel_deferred(const broker_channel_t *self);
+// Messages an ephemeral channel dropped for lack of room.
+uint64_t broker_channel_dropped_count(const broker_channel_t *self);
+
+// Pause keeps its messages and delivers none; unpause dispatches again.
+void broker_channel_set_paused(broker_channel_t *self, bool paused, int64_t now);
+
+// Fills out with the channel's figures and a copy of each client's
+// (out->clients is malloc'd; broker_stats_destroy frees it). Returns 0,
+// or -1 if out of memory (out->clients is then NULL and client_count 0).
+int broker_channel_stats(const broker_channel_t *self, broker_stats_channel_t *out);
+
+// Self-test (broker_channel_test.c); returns 0 on success.
 int broker_channel_test(void);
 
 // Self-test of a consumer's removal while every allocation fails:

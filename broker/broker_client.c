@@ -1,43 +1,54 @@
-/*  broker_client - one consumer or producer connected to the ROUTER socket
+/*  broker_client - one consumer or producer session, whatever door it came
+    through
     SPDX-License-Identifier: MIT
 */
 #include "broker_client.h"
 
-#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <zmq.h>
 
-#include "nsq_log.h"
-#include "nsq_wire.h"
+#include "nsq_utf8.h"
 
-// Messages packed into one frame; credit beyond this takes several frames.
-#define CLIENT_BATCH_MAX 256
-// Body bytes packed into one frame beyond its first message (a frame must
-// stay far below protobuf's 2 GiB).
-#define CLIENT_BATCH_BYTES (16 << 20)
-// Frames a blocked client may have waiting; past this it is dropped (a
-// client this far behind is not reading).
-#define CLIENT_BACKLOG_MAX 10000
-// Shortest time between two warnings about full queues.
-#define CLIENT_WARN_INTERVAL_MS 1000
+struct _broker_client_t {
+    const broker_client_sink_t *sink;   // how the core reaches the door
+    void *door;                         // the sink's argument: the door's record of the peer
+    const char *name;                   // for logs (borrowed from the door)
+    void *handle;                       // the server's handle in its list of clients
+    broker_client_state_t state;        // protocol state
+    struct _broker_channel_t *channel;  // subscribed channel, or NULL
+    uint32_t rdy;                       // credit: max messages in flight
+    uint32_t in_flight;                 // messages it holds now
+    int64_t msg_timeout_ms;             // in-flight timeout for its messages
+    int64_t heartbeat_interval_ms;      // how often we expect to hear from it
+    int64_t last_received;              // monotonic ms of its last frame
+    int64_t connect_ts;                 // unix seconds of its first frame
+    uint64_t message_count;             // messages delivered to it
+    uint64_t finish_count;              // FINs it sent that matched
+    uint64_t requeue_count;             // REQs it sent that matched
+    bool gone;                          // unreachable: dropped by the next tick
+    bool blocked;                       // the door cannot take messages now
+    char remote_address[64];            // "IP:port" of its connection, "" if unknown
+    char client_id[65];                 // from IDENTIFY
+    char hostname[256];                 // from IDENTIFY
+    char user_agent[128];               // from IDENTIFY
+};
 
-broker_client_t *broker_client_new(void *router, const void *identity, size_t identity_size,
+broker_client_t *broker_client_new(const broker_client_sink_t *sink, void *door, const char *name,
+                                   int64_t heartbeat_interval_ms, int64_t msg_timeout_ms,
                                    int64_t now)
 {
-    if (identity_size == 0 || identity_size > BROKER_IDENTITY_MAX)
-        return NULL;
     broker_client_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
-    memcpy(self->identity, identity, identity_size);
-    self->identity_size = identity_size;
-    broker_client_key(identity, identity_size, self->key);
-    self->router = router;
+    self->sink = sink;
+    self->door = door;
+    self->name = name;
     self->state = BROKER_CLIENT_NEW;
+    self->heartbeat_interval_ms = heartbeat_interval_ms;
+    self->msg_timeout_ms = msg_timeout_ms;
     self->last_received = now;
-    self->last_sent = now;
     self->connect_ts = (int64_t) time(NULL);
     return self;
 }
@@ -46,20 +57,8 @@ void broker_client_destroy(broker_client_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
-    zlistx_destroy(&(*self_p)->backlog);
     free(*self_p);
     *self_p = NULL;
-}
-
-void broker_client_key(const void *identity, size_t identity_size, char *key)
-{
-    static const char digits[] = "0123456789abcdef";
-    const uint8_t *bytes = identity;
-    for (size_t i = 0; i < identity_size; i++) {
-        key[2 * i] = digits[bytes[i] >> 4];
-        key[2 * i + 1] = digits[bytes[i] & 0xf];
-    }
-    key[2 * identity_size] = '\0';
 }
 
 uint32_t broker_client_credit(const broker_client_t *self)
@@ -70,302 +69,229 @@ uint32_t broker_client_credit(const broker_client_t *self)
     return self->rdy - self->in_flight;
 }
 
-static size_t s_backlog_size(const broker_client_t *self)
+size_t broker_client_deliver(broker_client_t *self, broker_inflight_entry_t **entries, size_t count,
+                             int64_t now)
 {
-    return self->backlog ? zlistx_size(self->backlog) : 0;
-}
-
-// Counts frames held back and warns at most once per interval.
-static void s_held_back(broker_client_t *self, size_t frames, int64_t now)
-{
-    self->blocked = true;
-    broker_client_blocked_t *stats = self->counters;
-    if (!stats)
-        return;
-    stats->count += frames;
-    bool first = stats->logged == 0;
-    if (first || now - stats->logged_at >= CLIENT_WARN_INTERVAL_MS) {
-        nsq_warn("client %s (%s): its ZeroMQ queue is full; %llu frame(s) held back since the "
-                 "last warning (backlogged or requeued, none dropped)",
-                 self->key, self->client_id, (unsigned long long) (stats->count - stats->logged));
-        stats->logged = stats->count;
-        stats->logged_at = now;
-    }
-}
-
-// Tries to send packed now. Returns 0, or -1 with errno (EAGAIN: the queue
-// is full and self is blocked; EHOSTUNREACH: self is gone).
-static int s_try(broker_client_t *self, zmq_msg_t *packed, int64_t now)
-{
-    if (nsq_wire_send_routed(self->router, self->identity, self->identity_size, packed,
-                             ZMQ_DONTWAIT)
-        == 0) {
-        self->last_sent = now;
-        return 0;
-    }
-    int saved = errno;
-    if (saved == EHOSTUNREACH)
-        self->gone = true;
-    else if (saved == EAGAIN)
-        s_held_back(self, 1, now);
-    errno = saved;  // the warning may have changed it
-    return -1;
-}
-
-static void s_frame_destructor(void **item)
-{
-    zmq_msg_t *frame = *item;
-    zmq_msg_close(frame);
-    free(frame);
-    *item = NULL;
-}
-
-// Appends *packed to the backlog (it is moved). Returns 0, or -1 if the
-// backlog is full (self is then gone) or memory ran out.
-static int s_backlog_push(broker_client_t *self, zmq_msg_t *packed)
-{
-    if (s_backlog_size(self) >= CLIENT_BACKLOG_MAX) {
-        nsq_warn("client %s (%s): %d frames wait for a client that does not read; dropping it",
-                 self->key, self->client_id, CLIENT_BACKLOG_MAX);
-        if (self->counters)
-            self->counters->dropped++;
-        self->gone = true;
-        return -1;
-    }
-    if (!self->backlog) {
-        self->backlog = zlistx_new();
-        if (!self->backlog)
-            return -1;
-        zlistx_set_destructor(self->backlog, s_frame_destructor);
-    }
-    zmq_msg_t *kept = malloc(sizeof *kept);
-    if (!kept)
-        return -1;
-    zmq_msg_init(kept);
-    zmq_msg_move(kept, packed);
-    if (!zlistx_add_end(self->backlog, kept)) {
-        zmq_msg_close(kept);
-        free(kept);
-        return -1;
-    }
-    return 0;
-}
-
-// Sends a response, error or heartbeat: now if nothing waits before it,
-// else (or if the queue is full) into the backlog.
-static int s_send(broker_client_t *self, Nsq__Frame *frame, int64_t now)
-{
-    if (self->gone)
-        return -1;
-    zmq_msg_t packed;
-    if (nsq_wire_pack_frame(frame, &packed)) {
-        nsq_error("client %s: cannot pack a frame: %s", self->key, strerror(errno));
-        return -1;
-    }
-    int rc = 0;
-    if (s_backlog_size(self) > 0) {
-        s_held_back(self, 1, now);
-        rc = s_backlog_push(self, &packed);
-    } else if (s_try(self, &packed, now) != 0)
-        rc = errno == EAGAIN ? s_backlog_push(self, &packed) : -1;
-    zmq_msg_close(&packed);
-    return rc;
-}
-
-bool broker_client_flush(broker_client_t *self, int64_t now)
-{
-    if (!self->blocked || self->gone)
-        return false;
-    zmq_msg_t *frame;
-    while ((frame = self->backlog ? zlistx_first(self->backlog) : NULL)) {
-        if (nsq_wire_send_routed(self->router, self->identity, self->identity_size, frame,
-                                 ZMQ_DONTWAIT)
-            != 0) {
-            if (errno == EHOSTUNREACH)
-                self->gone = true;
-            return false;
-        }
-        self->last_sent = now;
-        zlistx_delete(self->backlog, zlistx_cursor(self->backlog));
-    }
-    self->blocked = false;
-    return true;
-}
-
-// How many entries from the front go into one frame: at most
-// CLIENT_BATCH_MAX, and CLIENT_BATCH_BYTES of bodies beyond the first.
-static size_t s_batch_size(broker_inflight_entry_t **entries, size_t count)
-{
-    size_t batch = 1, bytes = entries[0]->message->size;
-    while (batch < count && batch < CLIENT_BATCH_MAX
-           && bytes + entries[batch]->message->size <= CLIENT_BATCH_BYTES)
-        bytes += entries[batch++]->message->size;
-    return batch;
-}
-
-// Packs count (at most CLIENT_BATCH_MAX) entries as one Messages frame.
-static int s_pack_messages(broker_inflight_entry_t **entries, size_t count, zmq_msg_t *packed)
-{
-    Nsq__Message messages[CLIENT_BATCH_MAX];
-    Nsq__Message *pointers[CLIENT_BATCH_MAX];
-    for (size_t i = 0; i < count; i++) {
-        nsq_message_t *message = entries[i]->message;
-        nsq__message__init(&messages[i]);
-        messages[i].id = message->id;
-        messages[i].timestamp = message->timestamp;
-        messages[i].attempts = entries[i]->attempts;
-        messages[i].body.data = message->body;
-        messages[i].body.len = message->size;
-        pointers[i] = &messages[i];
-    }
-    Nsq__Messages list = NSQ__MESSAGES__INIT;
-    list.n_messages = count;
-    list.messages = pointers;
-    Nsq__Frame frame = NSQ__FRAME__INIT;
-    frame.frame_case = NSQ__FRAME__FRAME_MESSAGES;
-    frame.messages = &list;
-    return nsq_wire_pack_frame(&frame, packed);
-}
-
-size_t broker_client_send_messages(broker_client_t *self, broker_inflight_entry_t **entries,
-                                   size_t count, int64_t now)
-{
-    size_t sent = 0;
-    while (sent < count && !self->gone) {
-        if (s_backlog_size(self) > 0) {  // messages would overtake what waits
-            s_held_back(self, 1, now);
-            break;
-        }
-        size_t batch = s_batch_size(entries + sent, count - sent);
-        zmq_msg_t packed;
-        if (s_pack_messages(entries + sent, batch, &packed)) {
-            nsq_error("client %s: cannot pack %zu messages: %s", self->key, batch, strerror(errno));
-            self->blocked = true;  // retried after the next flush, not in a loop
-            break;
-        }
-        int rc = s_try(self, &packed, now);
-        zmq_msg_close(&packed);
-        if (rc != 0)
-            break;
-        self->message_count += batch;
-        sent += batch;
-    }
+    size_t sent = count ? self->sink->deliver(self->door, entries, count, now) : 0;
+    self->in_flight += (uint32_t) sent;
+    self->message_count += sent;
     return sent;
 }
 
-int broker_client_send_response(broker_client_t *self, uint64_t seq, const char *text, int64_t now)
+void broker_client_released(broker_client_t *self, broker_release_t how)
 {
-    Nsq__Response response = NSQ__RESPONSE__INIT;
-    response.seq = seq;
-    response.text = (char *) text;
-    Nsq__Frame frame = NSQ__FRAME__INIT;
-    frame.frame_case = NSQ__FRAME__FRAME_RESPONSE;
-    frame.response = &response;
-    return s_send(self, &frame, now);
+    if (self->in_flight > 0)
+        self->in_flight--;
+    if (how == BROKER_RELEASE_FINISHED)
+        self->finish_count++;
+    else if (how == BROKER_RELEASE_REQUEUED)
+        self->requeue_count++;
 }
 
-int broker_client_send_error(broker_client_t *self, uint64_t seq, const char *code,
-                             const char *text, bool fatal, int64_t now)
+void broker_client_released_all(broker_client_t *self)
 {
-    Nsq__Error error = NSQ__ERROR__INIT;
-    error.seq = seq;
-    error.code = (char *) code;
-    error.text = (char *) text;
-    error.fatal = fatal;
-    Nsq__Frame frame = NSQ__FRAME__INIT;
-    frame.frame_case = NSQ__FRAME__FRAME_ERROR;
-    frame.error = &error;
-    return s_send(self, &frame, now);
+    self->in_flight = 0;
 }
 
-int broker_client_send_heartbeat(broker_client_t *self, int64_t now)
+void broker_client_drop(broker_client_t *self, broker_drop_reason_t reason, const char *detail,
+                        int64_t now)
 {
-    if (self->blocked)
-        return 0;
-    Nsq__Heartbeat heartbeat = NSQ__HEARTBEAT__INIT;
-    Nsq__Frame frame = NSQ__FRAME__INIT;
-    frame.frame_case = NSQ__FRAME__FRAME_HEARTBEAT;
-    frame.heartbeat = &heartbeat;
-    return s_send(self, &frame, now);
+    self->sink->dropped(self->door, reason, detail, now);
+}
+
+broker_client_state_t broker_client_state(const broker_client_t *self)
+{
+    return self->state;
+}
+
+struct _broker_channel_t *broker_client_channel(const broker_client_t *self)
+{
+    return self->channel;
+}
+
+uint32_t broker_client_in_flight(const broker_client_t *self)
+{
+    return self->in_flight;
+}
+
+int64_t broker_client_msg_timeout(const broker_client_t *self)
+{
+    return self->msg_timeout_ms;
+}
+
+int64_t broker_client_heartbeat_interval(const broker_client_t *self)
+{
+    return self->heartbeat_interval_ms;
+}
+
+int64_t broker_client_last_received(const broker_client_t *self)
+{
+    return self->last_received;
+}
+
+bool broker_client_is_gone(const broker_client_t *self)
+{
+    return self->gone;
+}
+
+const char *broker_client_name(const broker_client_t *self)
+{
+    return self->name;
+}
+
+const char *broker_client_id(const broker_client_t *self)
+{
+    return self->client_id;
+}
+
+void *broker_client_door(const broker_client_t *self)
+{
+    return self->door;
+}
+
+void broker_client_stats(const broker_client_t *self, broker_stats_client_t *out)
+{
+    memcpy(out->client_id, self->client_id, sizeof out->client_id);
+    memcpy(out->hostname, self->hostname, sizeof out->hostname);
+    memcpy(out->user_agent, self->user_agent, sizeof out->user_agent);
+    memcpy(out->remote_address, self->remote_address, sizeof out->remote_address);
+    out->state = (int) self->state;
+    out->ready_count = self->rdy;
+    out->in_flight_count = self->in_flight;
+    out->message_count = self->message_count;
+    out->finish_count = self->finish_count;
+    out->requeue_count = self->requeue_count;
+    out->connect_ts = self->connect_ts;
+}
+
+void broker_client_set_state(broker_client_t *self, broker_client_state_t state)
+{
+    self->state = state;
+}
+
+void broker_client_set_channel(broker_client_t *self, struct _broker_channel_t *channel)
+{
+    self->channel = channel;
+}
+
+void broker_client_set_rdy(broker_client_t *self, uint32_t rdy)
+{
+    self->rdy = rdy;
+}
+
+void broker_client_set_timeouts(broker_client_t *self, int64_t heartbeat_interval_ms,
+                                int64_t msg_timeout_ms)
+{
+    self->heartbeat_interval_ms = heartbeat_interval_ms;
+    self->msg_timeout_ms = msg_timeout_ms;
+}
+
+void broker_client_set_identity(broker_client_t *self, const char *client_id, size_t client_id_size,
+                                const char *hostname, size_t hostname_size, const char *user_agent,
+                                size_t user_agent_size)
+{
+    nsq_utf8_sanitize(self->client_id, sizeof self->client_id, client_id, client_id_size);
+    nsq_utf8_sanitize(self->hostname, sizeof self->hostname, hostname, hostname_size);
+    nsq_utf8_sanitize(self->user_agent, sizeof self->user_agent, user_agent, user_agent_size);
+}
+
+void *broker_client_handle(const broker_client_t *self)
+{
+    return self->handle;
+}
+
+void broker_client_set_handle(broker_client_t *self, void *handle)
+{
+    self->handle = handle;
+}
+
+void broker_client_heard(broker_client_t *self, int64_t now)
+{
+    self->last_received = now;
+}
+
+void broker_client_set_gone(broker_client_t *self)
+{
+    self->gone = true;
+}
+
+void broker_client_set_blocked(broker_client_t *self, bool blocked)
+{
+    self->blocked = blocked;
+}
+
+void broker_client_set_remote_address(broker_client_t *self, const char *address)
+{
+    snprintf(self->remote_address, sizeof self->remote_address, "%s", address);
 }
 
 // ---- self-test -----------------------------------------------------------
 
-#define S_CHECK(condition)                                                                         \
-    do {                                                                                           \
-        if (!(condition)) {                                                                        \
-            fprintf(stderr, "broker_client_test: %s:%d: %s\n", __FILE__, __LINE__, #condition);    \
-            goto done;                                                                             \
-        }                                                                                          \
-    } while (0)
+typedef struct {
+    size_t accept;  // how many entries deliver takes
+    int dropped;    // dropped() calls
+    int reason;     // the last reason
+} test_door_t;
 
-// Reads one frame within timeout_ms; returns the seq of its Response, or -1.
-static int64_t s_test_response(zsock_t *dealer, int timeout_ms)
+static size_t s_test_deliver(void *door, broker_inflight_entry_t **entries, size_t count,
+                             int64_t now)
 {
-    zpoller_t *poller = zpoller_new(dealer, NULL);
-    void *ready = zpoller_wait(poller, timeout_ms);
-    zpoller_destroy(&poller);
-    zframe_t *frame = ready ? zframe_recv(dealer) : NULL;
-    Nsq__Frame *decoded =
-        frame ? nsq_wire_frame_unpack(zframe_data(frame), zframe_size(frame)) : NULL;
-    zframe_destroy(&frame);
-    int64_t seq = decoded && decoded->frame_case == NSQ__FRAME__FRAME_RESPONSE
-                      ? (int64_t) decoded->response->seq
-                      : -1;
-    nsq__frame__free_unpacked(decoded, NULL);
-    return seq;
+    (void) entries;
+    (void) now;
+    test_door_t *test = door;
+    return count < test->accept ? count : test->accept;
 }
 
-// A ROUTER and a DEALER "C" on inproc whose queue holds about hwm frames.
-static zsock_t *s_test_pair(const char *endpoint, int hwm, zsock_t **dealer)
+static void s_test_dropped(void *door, broker_drop_reason_t reason, const char *detail, int64_t now)
 {
-    zsock_t *router = zsock_new(ZMQ_ROUTER);
-    zsock_set_router_mandatory(router, 1);
-    zsock_set_sndhwm(router, hwm);  // before bind and connect, so they apply
-    zsock_bind(router, "%s", endpoint);
-    *dealer = zsock_new(ZMQ_DEALER);
-    zsock_set_identity(*dealer, "C");
-    zsock_set_rcvhwm(*dealer, hwm);
-    zsock_connect(*dealer, "%s", endpoint);
-    return router;
+    (void) detail;
+    (void) now;
+    test_door_t *test = door;
+    test->dropped++;
+    test->reason = (int) reason;
 }
 
 int broker_client_test(void)
 {
-    zsock_t *dealer = NULL;
-    zsock_t *router = s_test_pair("inproc://broker-client-test", 2, &dealer);
-    broker_client_blocked_t stats = {0, 0, 0, 0};
-    broker_client_t *client = broker_client_new(zsock_resolve(router), "C", 1, 0);
+    static const broker_client_sink_t sink = {s_test_deliver, s_test_dropped};
+    test_door_t door = {.accept = 3};
+    broker_client_t *client = broker_client_new(&sink, &door, "c1", 1000, 2000, 5);
+    if (!client || broker_client_credit(client) != 0 || broker_client_last_received(client) != 5)
+        return -1;
+    broker_client_set_state(client, BROKER_CLIENT_SUBSCRIBED);
+    broker_client_set_rdy(client, 10);
+    broker_inflight_entry_t *entries[5] = {NULL};
     int rc = -1;
-    S_CHECK(client);
-    client->counters = &stats;
-    client->state = BROKER_CLIENT_SUBSCRIBED;
-    client->rdy = 10;
-    // The client does not read: every answer is still accepted, in order.
-    for (uint64_t seq = 0; seq < 20; seq++)
-        S_CHECK(broker_client_send_response(client, seq, "OK", 0) == 0);
-    S_CHECK(client->blocked && s_backlog_size(client) > 0 && stats.count > 0);
-    S_CHECK(broker_client_credit(client) == 0);
-    S_CHECK(broker_client_send_heartbeat(client, 0) == 0);  // nothing to add while blocked
-    int64_t next = 0, deadline = zclock_mono() + 5000;
-    while (next < 20 && zclock_mono() < deadline) {
-        zsock_events(router);  // lets the router see what the dealer read
-        broker_client_flush(client, 0);
-        int64_t seq = s_test_response(dealer, 10);
-        if (seq >= 0)
-            S_CHECK(seq == next++);
-    }
-    S_CHECK(next == 20 && s_test_response(dealer, 50) == -1);
-    S_CHECK(!client->blocked && s_backlog_size(client) == 0 && broker_client_credit(client) == 10);
-    // A client that never reads is dropped once its backlog is full.
-    int refused = 0;
-    for (uint64_t seq = 0; seq < CLIENT_BACKLOG_MAX + 10 && !refused; seq++)
-        refused = broker_client_send_response(client, seq, "OK", 0) != 0;
-    S_CHECK(refused && client->gone && stats.dropped == 1);
+    // The door takes three of five: only those count as in flight.
+    if (broker_client_credit(client) != 10 || broker_client_deliver(client, entries, 5, 6) != 3
+        || broker_client_in_flight(client) != 3 || broker_client_credit(client) != 7)
+        goto done;
+    broker_client_released(client, BROKER_RELEASE_FINISHED);
+    broker_client_released(client, BROKER_RELEASE_REQUEUED);
+    broker_stats_client_t stats;
+    broker_client_stats(client, &stats);
+    if (stats.in_flight_count != 1 || stats.finish_count != 1 || stats.requeue_count != 1
+        || stats.message_count != 3)
+        goto done;
+    // Blocked or gone: no credit.
+    broker_client_set_blocked(client, true);
+    if (broker_client_credit(client) != 0)
+        goto done;
+    broker_client_set_blocked(client, false);
+    broker_client_set_gone(client);
+    if (broker_client_credit(client) != 0 || !broker_client_is_gone(client))
+        goto done;
+    // Identity strings are cleaned for /stats.
+    broker_client_set_identity(client, "a\x01b", 3, "host", 4, "\xff", 1);
+    broker_client_stats(client, &stats);
+    if (strchr(stats.client_id, '\x01') || strcmp(stats.hostname, "host") != 0)
+        goto done;
+    broker_client_drop(client, BROKER_DROP_SILENT, NULL, 7);
+    if (door.dropped != 1 || door.reason != BROKER_DROP_SILENT)
+        goto done;
     rc = 0;
 done:
     broker_client_destroy(&client);
-    zsock_destroy(&dealer);
-    zsock_destroy(&router);
+    broker_client_destroy(&client);  // NULL is accepted
     return rc;
 }

@@ -1,39 +1,37 @@
-/*  broker_client - one consumer or producer connected to the ROUTER socket
+/*  broker_client - one consumer or producer session, whatever door it came
+    through
     SPDX-License-Identifier: MIT
 
-    A client is known by its ZeroMQ routing identity. ZeroMQ hides
-    disconnects, so liveness is ours: last_received and heartbeats decide
-    when a silent peer is dropped, and a send that fails with EHOSTUNREACH
-    (ROUTER_MANDATORY) marks it gone at once.
+    The server (broker_server.c) creates a client when a door sees a new
+    peer and keeps it until the door closes it or the server drops it. A
+    client carries the protocol state (NEW, IDENTIFIED, SUBSCRIBED,
+    CLOSING), its channel, its credit (RDY) and in-flight count, the
+    timeouts IDENTIFY set, its counters and identity strings, and the sink
+    through which the core reaches the door: deliver() sends messages and
+    dropped() tells the door the server is dropping the client.
 
-    No frame is dropped when the ROUTER's queue to the client is full
-    (EAGAIN): the client is then blocked (no credit) until
-    broker_client_flush succeeds. Responses, errors and heartbeats wait in
-    its backlog, in order, and leave first; a client whose backlog
-    overflows is marked gone. A Messages frame is not kept: the caller gets
-    back what was not sent and requeues it at once. Every frame held back
-    is counted in the broker's broker_client_blocked_t and logged at most
-    once a second.
+    Who writes what (each through the functions below): the server the
+    protocol state, channel, credit and identity; the channel the
+    in-flight count and counters; the door liveness (heard), reachability
+    (gone), whether it can take messages now (blocked) and the remote
+    address. Everyone reads through accessors.
 
-    The struct is visible because the channel (credit, in-flight counts) and
-    the stats writer read it on the hot path; only broker.c and
-    broker_channel.c write it.
-
-    API: broker_client_new, broker_client_credit, broker_client_send_messages,
-    broker_client_send_response, broker_client_send_error,
-    broker_client_send_heartbeat, broker_client_flush, broker_client_destroy.
+    API: broker_client_new, broker_client_credit, broker_client_deliver,
+    broker_client_released, the accessors and setters, broker_client_stats,
+    broker_client_destroy.
 */
 #ifndef BROKER_CLIENT_H
 #define BROKER_CLIENT_H
 
-#include <czmq.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "broker_inflight.h"
+#include "broker_stats.h"
 
-#define BROKER_IDENTITY_MAX 255
+typedef struct _broker_client_t broker_client_t;
+struct _broker_channel_t;
 
 typedef enum {
     BROKER_CLIENT_NEW,         // seen, not identified (may publish)
@@ -42,81 +40,102 @@ typedef enum {
     BROKER_CLIENT_CLOSING,     // CLS received: no new messages, in-flight may finish
 } broker_client_state_t;
 
-struct _broker_channel_t;
+// Why the server drops a client (broker_client_sink_t.dropped).
+typedef enum {
+    BROKER_DROP_SILENT,           // no frame for two heartbeat intervals
+    BROKER_DROP_GONE,             // the door found it unreachable
+    BROKER_DROP_CHANNEL_DELETED,  // its channel was deleted (detail: the channel's name)
+} broker_drop_reason_t;
 
-// Shared by a broker's clients: frames that met a full queue.
+// How a message the client held left it (broker_client_released).
+typedef enum {
+    BROKER_RELEASE_FINISHED,  // FIN
+    BROKER_RELEASE_REQUEUED,  // REQ
+    BROKER_RELEASE_RETURNED,  // timed out, or written back to disk
+} broker_release_t;
+
+// What a door gives the core for each of its clients. door is the first
+// argument of each call.
 typedef struct {
-    uint64_t count;     // frames held back (backlogged or requeued) since start
-    uint64_t logged;    // count at the last warning
-    int64_t logged_at;  // monotonic ms of the last warning
-    uint64_t dropped;   // clients dropped because their backlog overflowed
-} broker_client_blocked_t;
+    // Sends entries (already in flight to the client) from the front, in
+    // as few frames as the door likes; returns how many left. The rest are
+    // requeued at once by the caller, so the door never keeps them.
+    size_t (*deliver)(void *door, broker_inflight_entry_t **entries, size_t count, int64_t now);
+    // The server is dropping the client: the door sends what the reason
+    // calls for and forgets it; the client is freed right after.
+    void (*dropped)(void *door, broker_drop_reason_t reason, const char *detail, int64_t now);
+} broker_client_sink_t;
 
-typedef struct {
-    uint8_t identity[BROKER_IDENTITY_MAX];  // ZeroMQ routing id
-    size_t identity_size;                   // its length
-    char key[2 * BROKER_IDENTITY_MAX + 1];  // identity in hex, the clients-table key
-    void *router;                           // the broker's ROUTER socket (borrowed)
-    broker_client_state_t state;            // protocol state
-    struct _broker_channel_t *channel;      // subscribed channel, or NULL
-    uint32_t rdy;                           // credit: max messages in flight
-    uint32_t in_flight;                     // messages it holds now
-    int64_t msg_timeout_ms;                 // in-flight timeout for its messages
-    int64_t heartbeat_interval_ms;          // how often we expect to hear from it
-    int64_t last_received;                  // monotonic ms of its last frame
-    int64_t last_sent;                      // monotonic ms of our last frame to it
-    int64_t connect_ts;                     // unix seconds of its first frame
-    uint64_t message_count;                 // messages delivered to it
-    uint64_t finish_count;                  // FINs it sent that matched
-    uint64_t requeue_count;                 // REQs it sent that matched
-    uint64_t publish_count;                 // messages it published
-    bool gone;                              // unreachable: reaped by the broker soon
-    bool blocked;                           // its queue was full: no credit until flushed
-    zlistx_t *backlog;                      // packed frames (zmq_msg_t) waiting, or NULL
-    broker_client_blocked_t *counters;      // the broker's full-queue counters, or NULL
-    char remote_address[64];                // "IP:port" of its connection, "" if unknown
-    char client_id[65];                     // from IDENTIFY
-    char hostname[256];                     // from IDENTIFY
-    char user_agent[128];                   // from IDENTIFY
-} broker_client_t;
-
-// Returns a client in state NEW for the given routing identity.
-// Caller owns the result; NULL if identity is too long or out of memory.
-broker_client_t *broker_client_new(void *router, const void *identity, size_t identity_size,
+// Returns a client in state NEW, heard from now. sink is borrowed (static
+// in the door); name (for logs, e.g. a routing id in hex) is borrowed and
+// must live as long as the client. Caller owns the result; NULL if out of
+// memory.
+broker_client_t *broker_client_new(const broker_client_sink_t *sink, void *door, const char *name,
+                                   int64_t heartbeat_interval_ms, int64_t msg_timeout_ms,
                                    int64_t now);
 
-// Frees the client (not its in-flight messages: the channel requeues them
-// first). Nulls *self_p; accepts NULL.
+// Frees the client (its in-flight messages must have gone back to its
+// channel first). Nulls *self_p; accepts NULL.
 void broker_client_destroy(broker_client_t **self_p);
 
-// Writes the hex key of an identity into key (2*size+1 bytes).
-void broker_client_key(const void *identity, size_t identity_size, char *key);
-
-// How many more messages it may receive now (0 unless subscribed and live).
+// How many more messages it may receive now: 0 unless subscribed,
+// reachable, not blocked and under its credit.
 uint32_t broker_client_credit(const broker_client_t *self);
 
-// Sends the entries in Messages frames. Returns how many were sent, from
-// the front; the rest were not (the client is gone, or blocked by a full
-// queue) and stay the caller's to requeue.
-size_t broker_client_send_messages(broker_client_t *self, broker_inflight_entry_t **entries,
-                                   size_t count, int64_t now);
+// Hands entries to the door (sink.deliver); returns how many were sent.
+// Counts them in flight and delivered.
+size_t broker_client_deliver(broker_client_t *self, broker_inflight_entry_t **entries, size_t count,
+                             int64_t now);
 
-// Sends Response{seq, text}, or keeps it in the backlog behind earlier
-// frames. Returns 0, or -1 if the peer is unreachable (self->gone is set,
-// also when the backlog overflows) or out of memory.
-int broker_client_send_response(broker_client_t *self, uint64_t seq, const char *text, int64_t now);
+// One message the client held left it (FIN, REQ, or returned).
+void broker_client_released(broker_client_t *self, broker_release_t how);
 
-// Sends Error{seq, code, text, fatal}. Returns 0 or -1 as above.
-int broker_client_send_error(broker_client_t *self, uint64_t seq, const char *code,
-                             const char *text, bool fatal, int64_t now);
+// Its channel took back every message it held (it unsubscribed).
+void broker_client_released_all(broker_client_t *self);
 
-// Sends a Heartbeat frame; none while blocked (frames are waiting anyway).
-// Returns 0 or -1 as above.
-int broker_client_send_heartbeat(broker_client_t *self, int64_t now);
+// The server drops it: calls sink.dropped.
+void broker_client_drop(broker_client_t *self, broker_drop_reason_t reason, const char *detail,
+                        int64_t now);
 
-// Sends what the backlog holds while the queue takes it. Returns true if the
-// client was blocked and no longer is (its channel may dispatch again).
-bool broker_client_flush(broker_client_t *self, int64_t now);
+// ---- read by everyone -------------------------------------------------------
+broker_client_state_t broker_client_state(const broker_client_t *self);
+struct _broker_channel_t *broker_client_channel(const broker_client_t *self);
+uint32_t broker_client_in_flight(const broker_client_t *self);
+int64_t broker_client_msg_timeout(const broker_client_t *self);
+int64_t broker_client_heartbeat_interval(const broker_client_t *self);
+int64_t broker_client_last_received(const broker_client_t *self);
+bool broker_client_is_gone(const broker_client_t *self);
+const char *broker_client_name(const broker_client_t *self);  // for logs
+const char *broker_client_id(const broker_client_t *self);    // from IDENTIFY, "" before
+void *broker_client_door(const broker_client_t *self);        // the sink's argument
+
+// Fills out with the client's figures and strings.
+void broker_client_stats(const broker_client_t *self, broker_stats_client_t *out);
+
+// ---- written by the server ----------------------------------------------------
+void broker_client_set_state(broker_client_t *self, broker_client_state_t state);
+void broker_client_set_channel(broker_client_t *self, struct _broker_channel_t *channel);
+void broker_client_set_rdy(broker_client_t *self, uint32_t rdy);
+void broker_client_set_timeouts(broker_client_t *self, int64_t heartbeat_interval_ms,
+                                int64_t msg_timeout_ms);
+// Copies the IDENTIFY strings ((data, size) each, any bytes), made valid
+// UTF-8 without control characters since /stats and logs show them.
+void broker_client_set_identity(broker_client_t *self, const char *client_id, size_t client_id_size,
+                                const char *hostname, size_t hostname_size, const char *user_agent,
+                                size_t user_agent_size);
+// The server's handle for its list of clients.
+void *broker_client_handle(const broker_client_t *self);
+void broker_client_set_handle(broker_client_t *self, void *handle);
+
+// ---- written by the door ------------------------------------------------------
+// A frame came from it now (it is alive).
+void broker_client_heard(broker_client_t *self, int64_t now);
+// It is unreachable: no credit; the server's next tick drops it.
+void broker_client_set_gone(broker_client_t *self);
+// It cannot take messages now (a full send queue): no credit meanwhile.
+void broker_client_set_blocked(broker_client_t *self, bool blocked);
+// "IP:port" of its connection (copied, cut to fit).
+void broker_client_set_remote_address(broker_client_t *self, const char *address);
 
 // Self-test; returns 0 on success.
 int broker_client_test(void);

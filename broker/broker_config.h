@@ -1,6 +1,9 @@
 /*  broker_config - the broker's settings, filled once from the options table
     SPDX-License-Identifier: MIT
 
+    Each option of broker_config_options names the field it fills, so the
+    table is the one place an option and its default are written.
+
     Plain data, read-only after start-up; shared by the core and the HTTP
     server threads without locks because nobody writes it after broker_new.
     One exception, used by the core thread alone: disk_listing, the one
@@ -14,6 +17,7 @@
 #include <stdint.h>
 
 #include "nsq_diskqueue.h"
+#include "nsq_options.h"
 
 #define BROKER_ADDRESS_MAX 256
 #define BROKER_LOOKUPD_MAX 16  // --lookupd-address values
@@ -56,7 +60,22 @@ typedef struct {
     broker_sync_fault_t test_sync_fault;  // tests only: a failure to inject into durable syncs
 } broker_config_t;
 
-// Fills self with the documented defaults (NSQ's where NSQ has one).
+// nsq-broker's options: one row per flag, with its default and its field.
+extern const nsq_option_spec_t broker_config_options[];
+extern const size_t broker_config_option_count;
+
+// Fills self with the defaults of broker_config_options (NSQ's where NSQ
+// has one), zeroes the rest, and sets the broadcast address to the
+// hostname.
 void broker_config_defaults(broker_config_t *self);
+
+// What the self-tests start from: the defaults, data_path ("" = memory
+// only) and the memory bounds (0 keeps a default).
+void broker_config_for_test(broker_config_t *self, const char *data_path, int64_t mem_queue_size,
+                            int64_t mem_queue_bytes);
+
+// Sets an empty broadcast address to the hostname ("localhost" if there
+// is none), as nsqd does.
+void broker_config_default_broadcast(broker_config_t *self);
 
 #endif

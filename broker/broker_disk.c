@@ -137,8 +137,7 @@ int broker_disk_test(void)
     if (!mkdtemp(dir))
         return -1;
     broker_config_t config;
-    broker_config_defaults(&config);
-    snprintf(config.data_path, sizeof config.data_path, "%s", dir);
+    broker_config_for_test(&config, dir, 0, 0);
     nsq_diskqueue_t *queue = broker_disk_open(&config, "orders", "billing");
     nsq_message_t *message = nsq_message_new("hello", 5);
     int rc = -1;

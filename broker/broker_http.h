@@ -1,32 +1,47 @@
-/*  broker_http - the broker's HTTP API (libmicrohttpd), NSQ-compatible paths
+/*  broker_http - the broker's HTTP door (libmicrohttpd): the server, its
+    connections, and the hand-off of requests to the core thread
     SPDX-License-Identifier: MIT
 
-    A small pool of HTTP threads parses and validates each request (names,
-    sizes, /mpub framing), reads bodies straight into messages and hands
-    the request to the core thread (broker_request_send), suspending the
-    connection until the core calls broker_request_done; /ping and /info
-    are answered without the core. See broker_http.c for the routes.
+    A small pool of HTTP threads reads each request (routes and checks:
+    broker_http_routes.c), answers /ping and /info itself, and hands the
+    rest to the core: the request goes on this door's queue, the
+    connection is suspended, and an eventfd the core's loop polls says
+    that requests wait. The core takes the whole queue at once
+    (broker_http_take), carries each request out (broker_http_serve.c)
+    and hands it back (broker_http_request_done), which resumes the
+    connection; its HTTP thread then renders the answer
+    (broker_http_answer.c). No HTTP thread ever waits for the core, and
+    the queue and its flag belong to this door: two brokers in one process
+    share nothing.
 
     API in call order: broker_http_new, broker_http_port,
-    broker_http_set_zmq_port, broker_http_destroy.
+    broker_http_set_zmq_port, broker_http_handoff_fd, broker_http_take,
+    broker_http_request_done, broker_http_set_exiting, broker_http_destroy.
 */
 #ifndef BROKER_HTTP_H
 #define BROKER_HTTP_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "broker_config.h"
+#include "broker_http_request.h"
 
 typedef struct _broker_http_t broker_http_t;
+
+// Carries out one request on the core thread. Returns true if it is
+// answered (the door hands it back at once), false if it will be later
+// (the handler then calls broker_http_request_done).
+typedef bool(broker_http_handler_fn)(void *arg, broker_http_request_t *request);
 
 // Starts the HTTP server on config->http_address ("host:port"; port 0 picks
 // a free port; host "0.0.0.0", "" or "*" for all interfaces, an IPv4 literal,
 // "localhost" or a name that resolves to IPv4; "[ipv6]:port", "[::]" dual
-// stack, see nsq_address.h) with config->http_threads
-// threads, forwarding requests to the core's inproc ROUTER at core_endpoint.
-// config and core_endpoint are copied. Caller owns the result; NULL (after
-// one log line naming the reason) if the address is bad or it cannot listen.
-broker_http_t *broker_http_new(const broker_config_t *config, const char *core_endpoint);
+// stack, see nsq_address.h) with config->http_threads threads. config is
+// copied. Caller owns the result; NULL (after one log line naming the
+// reason) if the address is bad or it cannot listen.
+broker_http_t *broker_http_new(const broker_config_t *config);
 
 // Returns the port the server listens on.
 uint16_t broker_http_port(broker_http_t *self);
@@ -35,14 +50,33 @@ uint16_t broker_http_port(broker_http_t *self);
 // config->zmq_address, which may be 0). Safe from any thread.
 void broker_http_set_zmq_port(broker_http_t *self, uint16_t port);
 
-// Stops the server. Call it once the core reads no more requests (from the
-// core thread after its last read, or after the core is gone): requests
-// handed over but never read are answered 503 EXITING (waiting up to a
-// second for those answers to leave), then every connection is closed and
-// the HTTP threads are joined. Accepts NULL and *self_p == NULL; nulls *self_p.
+// A descriptor (eventfd) that is readable while requests wait for the
+// core: poll it in the core's loop. Borrowed.
+int broker_http_handoff_fd(broker_http_t *self);
+
+// Core thread: takes every request waiting and calls handler(arg, request)
+// for each, in order, handing back those it answered. Returns how many it
+// took.
+size_t broker_http_take(broker_http_t *self, broker_http_handler_fn *handler, void *arg);
+
+// Core thread: the core is done with request (its result is set); resumes
+// its connection, whose HTTP thread renders the answer. The core has taken
+// every message reference and must not touch request afterwards.
+void broker_http_request_done(broker_http_request_t *request);
+
+// While set (any thread), nothing more is handed over: new requests are
+// answered 503 EXITING at once. The core sets it once it will take no
+// more requests.
+void broker_http_set_exiting(broker_http_t *self, bool exiting);
+
+// Stops the server. Call it once the core takes no more requests (after
+// its last broker_http_take, or when there is no core): requests handed
+// over but never answered are answered 503 EXITING (waiting up to a second
+// for those answers to leave), then every connection is closed and the
+// HTTP threads are joined. Accepts NULL and *self_p == NULL; nulls *self_p.
 void broker_http_destroy(broker_http_t **self_p);
 
-// Self-test against a fake core; returns 0 on success.
+// Self-test against a fake core (broker_http_test.c); returns 0 on success.
 int broker_http_test(void);
 
 #endif

@@ -17,6 +17,7 @@
 
 #include "nsq_log.h"
 #include "nsq_names.h"
+#include "nsq_wire.h"
 
 #define S_TICK_MS        100     // heartbeat and pending-topic check
 #define S_PENDING_MAX_MS 1000    // longest a new topic waits for lookupd's channels
@@ -31,6 +32,7 @@ typedef struct {
     uint64_t identify_seq;             // seq of the latest identify
     int64_t last_recv;                 // zclock_mono of the last answer, 0 if none
     bool identified;                   // the latest identify was answered OK
+    size_t registered;                 // registrations the latest identify sent
 } s_link_t;
 
 typedef struct {
@@ -40,8 +42,12 @@ typedef struct {
 } s_pending_t;
 
 struct _broker_lookup_t {
-    broker_core_t *core;  // borrowed: topics, ports, config, loop
-    s_link_t *links;      // one per --lookupd-address
+    broker_config_t config;         // broadcast address, lookupds, heartbeat
+    broker_lookup_source_t source;  // the broker's names, channel creation, release
+    zloop_t *loop;                  // the core's loop (borrowed)
+    uint16_t http_port;             // announced
+    uint16_t zmq_port;              // announced
+    s_link_t *links;                // one per --lookupd-address
     size_t link_count;
     zhashx_t *pending;       // topic -> s_pending_t, owned
     int64_t next_heartbeat;  // zclock_mono when heartbeats are due
@@ -77,17 +83,26 @@ static void s_send_registration(s_link_t *link, bool registering, const char *to
     s_send(link, &command);
 }
 
+// Registers one topic or channel (a broker_lookup_name_fn).
+static void s_register_one(void *arg, const char *topic, const char *channel, bool paused)
+{
+    (void) paused;
+    s_link_t *link = arg;
+    s_send_registration(link, true, topic, channel);
+    link->registered++;
+}
+
 // Identifies and registers every topic and channel the broker holds.
 static void s_sync(s_link_t *link)
 {
-    broker_core_t *core = link->owner->core;
+    broker_lookup_t *owner = link->owner;
     char hostname[256] = "";
     gethostname(hostname, sizeof hostname - 1);
     Nsq__LookupIdentify identify = NSQ__LOOKUP_IDENTIFY__INIT;
-    identify.broadcast_address = nsq_wire_bytes(core->config.broadcast_address);
+    identify.broadcast_address = nsq_wire_bytes(owner->config.broadcast_address);
     identify.hostname = nsq_wire_bytes(hostname);
-    identify.http_port = core->http_port;
-    identify.zmq_port = core->zmq_port;
+    identify.http_port = owner->http_port;
+    identify.zmq_port = owner->zmq_port;
     identify.version = NSQ_VERSION;
     Nsq__LookupCommand command = NSQ__LOOKUP_COMMAND__INIT;
     command.cmd_case = NSQ__LOOKUP_COMMAND__CMD_IDENTIFY;
@@ -95,15 +110,9 @@ static void s_sync(s_link_t *link)
     s_send(link, &command);
     link->identify_seq = link->seq;
     link->identified = false;
-    size_t count = 0;
-    for (broker_topic_t *topic = zhashx_first(core->topics); topic;
-         topic = zhashx_next(core->topics)) {
-        s_send_registration(link, true, topic->name, NULL);
-        for (size_t i = 0; i < topic->channel_count; i++)
-            s_send_registration(link, true, topic->name, topic->channels[i]->name);
-        count += 1 + topic->channel_count;
-    }
-    nsq_info("lookupd %s: identifying, %zu registrations sent", link->address, count);
+    link->registered = 0;
+    owner->source.each(owner->source.arg, s_register_one, link);
+    nsq_info("lookupd %s: identifying, %zu registrations sent", link->address, link->registered);
 }
 
 static void s_send_simple(s_link_t *link, Nsq__LookupCommand__CmdCase kind)
@@ -122,7 +131,7 @@ static void s_send_simple(s_link_t *link, Nsq__LookupCommand__CmdCase kind)
 // True if the link answered recently enough to wait for its channel list.
 static bool s_answering(const s_link_t *link, int64_t now)
 {
-    int64_t window = 2 * link->owner->core->config.lookupd_heartbeat_ms + 1000;
+    int64_t window = 2 * link->owner->config.lookupd_heartbeat_ms + 1000;
     return link->identified && link->last_recv && now - link->last_recv <= window;
 }
 
@@ -130,9 +139,7 @@ static bool s_answering(const s_link_t *link, int64_t now)
 
 static void s_pending_finish(broker_lookup_t *self, s_pending_t *pending)
 {
-    broker_topic_t *topic = broker_core_topic(self->core, pending->topic, false);
-    if (topic)
-        broker_topic_hold(topic, false, zclock_mono());
+    self->source.release(self->source.arg, pending->topic);
     zhashx_delete(self->pending, pending->topic);
 }
 
@@ -140,14 +147,12 @@ static void s_on_channels(s_link_t *link, const Nsq__LookupChannels *answer)
 {
     broker_lookup_t *self = link->owner;
     s_pending_t *pending = zhashx_lookup(self->pending, answer->topic);
-    broker_topic_t *topic = broker_core_topic(self->core, answer->topic, false);
-    for (size_t i = 0; topic && i < answer->n_channels; i++) {
+    for (size_t i = 0; nsq_name_is_valid(answer->topic) && i < answer->n_channels; i++) {
         if (!nsq_name_is_valid(answer->channels[i]))
             continue;
-        if (!broker_topic_channel(topic, answer->channels[i]))
-            nsq_info("topic %s: channel %s pre-created (known to lookupd %s)", topic->name,
+        if (self->source.channel_known(self->source.arg, answer->topic, answer->channels[i]))
+            nsq_info("topic %s: channel %s pre-created (known to lookupd %s)", answer->topic,
                      answer->channels[i], link->address);
-        broker_core_channel(self->core, topic, answer->channels[i], zclock_mono());
     }
     if (pending && --pending->waiting == 0)
         s_pending_finish(self, pending);
@@ -212,7 +217,7 @@ static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
     broker_lookup_t *self = arg;
     int64_t now = zclock_mono();
     if (now >= self->next_heartbeat) {
-        self->next_heartbeat = now + self->core->config.lookupd_heartbeat_ms;
+        self->next_heartbeat = now + self->config.lookupd_heartbeat_ms;
         for (size_t i = 0; i < self->link_count; i++)
             s_send_simple(&self->links[i], NSQ__LOOKUP_COMMAND__CMD_HEARTBEAT);
     }
@@ -229,33 +234,36 @@ static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
 
 // ---- hooks --------------------------------------------------------------------
 
-void broker_lookup_topic_created(broker_lookup_t *self, broker_topic_t *topic)
+bool broker_lookup_topic_created(broker_lookup_t *self, const char *topic)
 {
     int64_t now = zclock_mono();
     size_t answering = 0;
     for (size_t i = 0; i < self->link_count; i++) {
         s_link_t *link = &self->links[i];
-        s_send_registration(link, true, topic->name, NULL);
+        s_send_registration(link, true, topic, NULL);
         if (!s_answering(link, now))
             continue;
         Nsq__LookupChannelsQuery query = NSQ__LOOKUP_CHANNELS_QUERY__INIT;
-        query.topic = nsq_wire_bytes(topic->name);
+        query.topic = nsq_wire_bytes(topic);
         Nsq__LookupCommand command = NSQ__LOOKUP_COMMAND__INIT;
         command.cmd_case = NSQ__LOOKUP_COMMAND__CMD_CHANNELS;
         command.channels = &query;
         s_send(link, &command);
         answering++;
     }
-    if (answering == 0 || zhashx_lookup(self->pending, topic->name))
-        return;
+    if (answering == 0 || zhashx_lookup(self->pending, topic))
+        return false;
     s_pending_t *pending = calloc(1, sizeof *pending);
     if (!pending)
-        return;
-    snprintf(pending->topic, sizeof pending->topic, "%s", topic->name);
+        return false;
+    snprintf(pending->topic, sizeof pending->topic, "%s", topic);
     pending->waiting = answering;
     pending->deadline = now + S_PENDING_MAX_MS;
-    broker_topic_hold(topic, true, now);
-    zhashx_insert(self->pending, topic->name, pending);
+    if (zhashx_insert(self->pending, topic, pending) != 0) {
+        free(pending);
+        return false;
+    }
+    return true;
 }
 
 void broker_lookup_topic_deleted(broker_lookup_t *self, const char *topic)
@@ -313,32 +321,37 @@ static int s_link_open(s_link_t *link, const char *address)
     return zsock_connect(link->sock, "tcp://%s", link->address);
 }
 
-broker_lookup_t *broker_lookup_new(broker_core_t *core)
+broker_lookup_t *broker_lookup_new(const broker_config_t *config, zloop_t *loop, uint16_t http_port,
+                                   uint16_t zmq_port, const broker_lookup_source_t *source)
 {
     broker_lookup_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
-    self->core = core;
+    self->config = *config;
+    self->config.disk_listing = NULL;  // not ours
+    self->source = *source;
+    self->loop = loop;
+    self->http_port = http_port;
+    self->zmq_port = zmq_port;
     self->pending = zhashx_new();
-    self->links =
-        calloc(core->config.lookupd_count ? core->config.lookupd_count : 1, sizeof *self->links);
+    self->links = calloc(config->lookupd_count ? config->lookupd_count : 1, sizeof *self->links);
     if (!self->pending || !self->links) {
         broker_lookup_destroy(&self);
         return NULL;
     }
     zhashx_set_destructor(self->pending, (zhashx_destructor_fn *) zstr_free);
-    for (int i = 0; i < core->config.lookupd_count; i++) {
+    for (int i = 0; i < config->lookupd_count; i++) {
         s_link_t *link = &self->links[self->link_count++];
         link->owner = self;
-        if (s_link_open(link, core->config.lookupd_addresses[i])
-            || zloop_reader(core->loop, link->sock, s_on_link, self)) {
+        if (s_link_open(link, config->lookupd_addresses[i])
+            || zloop_reader(loop, link->sock, s_on_link, self)) {
             broker_lookup_destroy(&self);
             return NULL;
         }
         s_sync(link);
     }
-    self->next_heartbeat = zclock_mono() + core->config.lookupd_heartbeat_ms;
-    self->timer = zloop_timer(core->loop, S_TICK_MS, 0, s_on_tick, self);
+    self->next_heartbeat = zclock_mono() + config->lookupd_heartbeat_ms;
+    self->timer = zloop_timer(loop, S_TICK_MS, 0, s_on_tick, self);
     return self;
 }
 
@@ -351,7 +364,7 @@ void broker_lookup_destroy(broker_lookup_t **self_p)
         s_link_t *link = &self->links[i];
         if (!link->sock)
             continue;
-        zloop_reader_end(self->core->loop, link->sock);
+        zloop_reader_end(self->loop, link->sock);
         if (link->identified) {
             s_send_simple(link, NSQ__LOOKUP_COMMAND__CMD_GOODBYE);
             zsock_set_linger(link->sock, S_GOODBYE_LINGER);
@@ -359,7 +372,7 @@ void broker_lookup_destroy(broker_lookup_t **self_p)
         zsock_destroy(&link->sock);
     }
     if (self->timer > 0)
-        zloop_timer_end(self->core->loop, self->timer);
+        zloop_timer_end(self->loop, self->timer);
     // Topics still waiting for channel lists are released.
     s_pending_t *item;
     while (self->pending && (item = zhashx_first(self->pending)))

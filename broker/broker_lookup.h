@@ -18,6 +18,10 @@
     pre-creation, without its race). The hold is not a pause: it neither
     shows in /stats nor is saved.
 
+    The links see no server: what the broker holds comes from a listing
+    callback, and channels lookupd knows and held topics to release go
+    back through callbacks (broker.c wires them to the server).
+
     Runs on the core thread only. API in call order: broker_lookup_new,
     broker_lookup_topic_created, broker_lookup_channel_created,
     broker_lookup_channel_deleted, broker_lookup_topic_deleted,
@@ -26,23 +30,48 @@
 #ifndef BROKER_LOOKUP_H
 #define BROKER_LOOKUP_H
 
-#include "broker_core.h"
+#include <czmq.h>
+#include <stdbool.h>
 
-// Connects to every lookupd of core->config and adds its sockets and timer
-// to core->loop; core must have bound its ports. Returns NULL if a lookupd
-// address is malformed (the reason is logged) or out of memory. Caller
-// owns the result.
-broker_lookup_t *broker_lookup_new(broker_core_t *core);
+#include "broker_config.h"
+
+typedef struct _broker_lookup_t broker_lookup_t;
+
+// Receives one topic (channel NULL) or channel.
+typedef void(broker_lookup_name_fn)(void *arg, const char *topic, const char *channel, bool paused);
+
+// What the links need from the broker.
+typedef struct {
+    void *arg;  // first argument of each
+    // Calls fn(fn_arg, ...) for every topic and channel the broker holds.
+    void (*each)(void *arg, broker_lookup_name_fn *fn, void *fn_arg);
+    // A lookupd knows this channel of topic: create it if the topic still
+    // exists. Returns true if it was created (it did not exist).
+    bool (*channel_known)(void *arg, const char *topic, const char *channel);
+    // A topic held for lookupd's channel list may deliver now.
+    void (*release)(void *arg, const char *topic);
+} broker_lookup_source_t;
+
+// Connects to every lookupd of config (copied) and adds the sockets and a
+// timer to loop (borrowed; it must outlive the links); http_port and
+// zmq_port are what the broker announces. source is copied. Returns NULL
+// if a lookupd address is malformed (the reason is logged) or out of
+// memory. Caller owns the result.
+broker_lookup_t *broker_lookup_new(const broker_config_t *config, zloop_t *loop, uint16_t http_port,
+                                   uint16_t zmq_port, const broker_lookup_source_t *source);
 
 // Says goodbye to every lookupd (waiting a little for it to leave), removes
 // the sockets from the loop, releases topics still waiting for lookupd's
-// channel lists and frees everything. Call it while core->topics exists. Nulls *self_p; accepts
-// NULL.
+// channel lists and frees everything. Nulls *self_p; accepts NULL.
 void broker_lookup_destroy(broker_lookup_t **self_p);
 
-// Hooks the core calls after creating or before deleting a topic or
+// A topic was created: registers it and asks the answering lookupds for
+// its channels. Returns true if the topic should hold its messages until
+// source.release is called (within a second).
+bool broker_lookup_topic_created(broker_lookup_t *self, const char *topic);
+
+// Hooks the broker calls after creating or before deleting a topic or
 // channel. Names are borrowed.
-void broker_lookup_topic_created(broker_lookup_t *self, broker_topic_t *topic);
 void broker_lookup_topic_deleted(broker_lookup_t *self, const char *topic);
 void broker_lookup_channel_created(broker_lookup_t *self, const char *topic, const char *channel);
 void broker_lookup_channel_deleted(broker_lookup_t *self, const char *topic, const char *channel);

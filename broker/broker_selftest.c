@@ -2,14 +2,22 @@
     its real ZeroMQ socket by a raw DEALER
     SPDX-License-Identifier: MIT
 */
+#include <curl/curl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "broker.h"
-#include "broker_core.h"
+#include "broker_sync.h"
 #include "nsq_wire.h"
+
+static size_t s_discard(char *data, size_t size, size_t count, void *arg)
+{
+    (void) data;
+    (void) arg;
+    return size * count;
+}
 
 // Sends command with seq; returns 0 or -1.
 static int s_send(zsock_t *dealer, Nsq__Command *command, uint64_t seq)
@@ -122,8 +130,10 @@ static int s_consume(zsock_t *consumer)
 }
 
 // Starts a broker actor on 127.0.0.1 with config; connects two dealers to
-// its ZeroMQ port. Returns the actor, NULL if it did not get ready.
-static zactor_t *s_start(broker_config_t *config, zsock_t **dealer, zsock_t **second)
+// its ZeroMQ port and puts its HTTP port in *http (when not NULL). Returns
+// the actor, NULL if it did not get ready.
+static zactor_t *s_start(broker_config_t *config, zsock_t **dealer, zsock_t **second,
+                         uint16_t *http)
 {
     strcpy(config->http_address, "127.0.0.1:0");
     strcpy(config->zmq_address, "127.0.0.1:0");
@@ -136,6 +146,8 @@ static zactor_t *s_start(broker_config_t *config, zsock_t **dealer, zsock_t **se
         zsock_connect(*dealer, "tcp://127.0.0.1:%s", zmq_port);
         *second = zsock_new_dealer(NULL);
         zsock_connect(*second, "tcp://127.0.0.1:%s", zmq_port);
+        if (http)
+            *http = (uint16_t) atoi(http_port);
     } else {
         zactor_destroy(&broker);
     }
@@ -145,18 +157,19 @@ static zactor_t *s_start(broker_config_t *config, zsock_t **dealer, zsock_t **se
     return broker;
 }
 
-// Publishes three bodies named prefix-1..3 to "clock". Returns 0 or -1.
-static int s_publish_three(zsock_t *producer, const char *prefix)
+// Publishes count bodies named prefix-1..count to topic over ZeroMQ.
+// Returns 0 or -1.
+static int s_publish_named(zsock_t *producer, const char *topic, const char *prefix, int count)
 {
     char text[3][16];
     ProtobufCBinaryData bodies[3];
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < count && i < 3; i++) {
         bodies[i].len = (size_t) snprintf(text[i], sizeof text[i], "%s-%d", prefix, i + 1);
         bodies[i].data = (uint8_t *) text[i];
     }
     Nsq__Pub pub = NSQ__PUB__INIT;
-    pub.topic = nsq_wire_bytes("clock");
-    pub.n_bodies = 3;
+    pub.topic = nsq_wire_bytes(topic);
+    pub.n_bodies = (size_t) (count < 3 ? count : 3);
     pub.bodies = bodies;
     Nsq__Command command = NSQ__COMMAND__INIT;
     command.cmd_case = NSQ__COMMAND__CMD_PUB;
@@ -164,17 +177,15 @@ static int s_publish_three(zsock_t *producer, const char *prefix)
     return s_send(producer, &command, 20) || !s_expect_response(producer, 20, "OK") ? -1 : 0;
 }
 
-// Subscribes to clock/c and receives six messages; puts the highest id of
-// the "old-" bodies in *old_max and the lowest of the "new-" ones in
-// *new_min. Returns how many distinct ids arrived.
-static int s_receive_six(zsock_t *consumer, uint64_t *old_max, uint64_t *new_min)
+// Identifies, subscribes to topic/c and gives credit 10. Returns 0 or -1.
+static int s_consumer_start(zsock_t *consumer, const char *topic)
 {
     Nsq__Identify identify = NSQ__IDENTIFY__INIT;
     Nsq__Command hello = NSQ__COMMAND__INIT;
     hello.cmd_case = NSQ__COMMAND__CMD_IDENTIFY;
     hello.identify = &identify;
     Nsq__Sub sub = NSQ__SUB__INIT;
-    sub.topic = nsq_wire_bytes("clock");
+    sub.topic = nsq_wire_bytes(topic);
     sub.channel = nsq_wire_bytes("c");
     Nsq__Command subscribe = NSQ__COMMAND__INIT;
     subscribe.cmd_case = NSQ__COMMAND__CMD_SUB;
@@ -187,6 +198,16 @@ static int s_receive_six(zsock_t *consumer, uint64_t *old_max, uint64_t *new_min
     if (s_send(consumer, &hello, 1) || !s_expect_response(consumer, 1, NULL)
         || s_send(consumer, &subscribe, 2) || !s_expect_response(consumer, 2, "OK")
         || s_send(consumer, &credit, 3))
+        return -1;
+    return 0;
+}
+
+// Subscribes to clock/c and receives six messages; puts the highest id of
+// the "old-" bodies in *old_max and the lowest of the "new-" ones in
+// *new_min. Returns how many distinct ids arrived.
+static int s_receive_six(zsock_t *consumer, uint64_t *old_max, uint64_t *new_min)
+{
+    if (s_consumer_start(consumer, "clock") != 0)
         return -1;
     uint64_t ids[6];
     int count = 0;
@@ -223,19 +244,18 @@ static int s_test_clock_back(void)
     if (!mkdtemp(dir))
         return -1;
     broker_config_t config;
-    broker_config_defaults(&config);
-    snprintf(config.data_path, sizeof config.data_path, "%s", dir);
+    broker_config_for_test(&config, dir, 0, 0);
     config.test_clock_offset_ms = 3600000;
     zsock_t *producer = NULL, *consumer = NULL;
-    zactor_t *broker = s_start(&config, &producer, &consumer);
-    int rc = broker && s_publish_three(producer, "old") == 0 ? 0 : -1;
+    zactor_t *broker = s_start(&config, &producer, &consumer, NULL);
+    int rc = broker && s_publish_named(producer, "clock", "old", 3) == 0 ? 0 : -1;
     zsock_destroy(&producer);
     zsock_destroy(&consumer);
     zactor_destroy(&broker);  // stores the three messages
     config.test_clock_offset_ms = 0;
-    broker = rc == 0 ? s_start(&config, &producer, &consumer) : NULL;
+    broker = rc == 0 ? s_start(&config, &producer, &consumer, NULL) : NULL;
     uint64_t old_max = 0, new_min = 0;
-    if (!broker || s_publish_three(producer, "new") != 0
+    if (!broker || s_publish_named(producer, "clock", "new", 3) != 0
         || s_receive_six(consumer, &old_max, &new_min) != 6)
         rc = -1;
     if (rc == 0 && new_min <= old_max) {
@@ -253,13 +273,108 @@ static int s_test_clock_back(void)
     return rc;
 }
 
+// Posts body to /pub?topic=topic on port; returns the HTTP status (0 if
+// the request failed).
+static long s_http_pub(uint16_t port, const char *topic, const char *body)
+{
+    CURL *curl = curl_easy_init();
+    if (!curl)
+        return 0;
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/pub?topic=%s", port, topic);
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 5000L);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, s_discard);
+    long status = 0;
+    if (curl_easy_perform(curl) == CURLE_OK)
+        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(curl);
+    return status;
+}
+
+// True if the consumer's next frames hold exactly count messages whose
+// bodies start with prefix (any order).
+static bool s_receive_prefixed(zsock_t *consumer, const char *prefix, size_t count)
+{
+    size_t seen = 0;
+    Nsq__Frame *frame;
+    while (seen < count && (frame = s_receive(consumer))) {
+        for (size_t i = 0;
+             frame->frame_case == NSQ__FRAME__FRAME_MESSAGES && i < frame->messages->n_messages;
+             i++) {
+            ProtobufCBinaryData body = frame->messages->messages[i]->body;
+            if (body.len >= strlen(prefix) && memcmp(body.data, prefix, strlen(prefix)) == 0)
+                seen++;
+            else
+                seen = count + 1;  // another broker's message: fails below
+        }
+        nsq__frame__free_unpacked(frame, NULL);
+    }
+    return seen == count;
+}
+
+// Two brokers in one process, each with its own ports and data path: each
+// takes publishes over HTTP and ZeroMQ and delivers only its own, and one
+// stopping leaves the other serving (nothing is shared between them).
+static int s_test_two_brokers(void)
+{
+    char dirs[2][32] = {"/tmp/broker-two-XXXXXX", "/tmp/broker-two-XXXXXX"};
+    zactor_t *brokers[2] = {NULL, NULL};
+    zsock_t *producers[2] = {NULL, NULL}, *consumers[2] = {NULL, NULL};
+    uint16_t http[2] = {0, 0};
+    int rc = -1;
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    for (int i = 0; i < 2; i++) {
+        if (!mkdtemp(dirs[i]))
+            goto done;
+        broker_config_t config;
+        broker_config_for_test(&config, dirs[i], 0, 0);
+        config.drain_timeout_ms = 0;  // stop at once: what is in flight goes to disk
+        brokers[i] = s_start(&config, &producers[i], &consumers[i], &http[i]);
+        if (!brokers[i])
+            goto done;
+    }
+    const char *names[2] = {"first", "second"};
+    for (int i = 0; i < 2; i++)
+        if (s_http_pub(http[i], "two", names[i]) != 200
+            || s_publish_named(producers[i], "two", names[i], 2) != 0
+            || s_consumer_start(consumers[i], "two") != 0
+            || !s_receive_prefixed(consumers[i], names[i], 3))
+            goto done;
+    zsock_destroy(&producers[0]);
+    zsock_destroy(&consumers[0]);
+    zactor_destroy(&brokers[0]);
+    if (s_http_pub(http[1], "two", "second-after") != 200
+        || !s_receive_prefixed(consumers[1], "second-after", 1))
+        goto done;
+    rc = 0;
+done:
+    for (int i = 0; i < 2; i++) {
+        zsock_destroy(&producers[i]);
+        zsock_destroy(&consumers[i]);
+        zactor_destroy(&brokers[i]);
+        char command[64];
+        snprintf(command, sizeof command, "rm -rf %s", dirs[i]);
+        if (strchr(dirs[i], 'X') == NULL && system(command) != 0)
+            rc = -1;
+    }
+    curl_global_cleanup();
+    return rc;
+}
+
+int broker_test_two_brokers(void)
+{
+    return s_test_two_brokers();
+}
+
 int broker_test(void)
 {
     broker_config_t config;
-    broker_config_defaults(&config);
+    broker_config_for_test(&config, "", 0, 0);  // memory only
     strcpy(config.http_address, "127.0.0.1:0");
     strcpy(config.zmq_address, "127.0.0.1:0");
-    config.data_path[0] = '\0';  // memory only
     zactor_t *broker = zactor_new(broker_actor, &config);
     char *status = NULL, *http_port = NULL, *zmq_port = NULL;
     zstr_recvx(broker, &status, &http_port, &zmq_port, NULL);

@@ -14,6 +14,21 @@
 #include "nsq_log.h"
 #include "nsq_names.h"
 
+struct _broker_topic_t {
+    char name[65];                  // topic name, possibly with #ephemeral
+    bool ephemeral;                 // memory only, deleted with its last channel
+    bool paused;                    // holds messages instead of copying them on
+    bool lookup_hold;               // held until lookupd named its channels (not saved)
+    const broker_config_t *config;  // borrowed broker settings
+    bool deleted;                   // destroy removes the disk files too
+    broker_queue_t *held;           // messages waiting for a channel or unpause
+    nsq_diskqueue_t *disk;          // spill-over of held, NULL when memory only
+    broker_channel_t **channels;    // owned channels
+    size_t channel_count;           // entries used in channels
+    uint64_t message_count;         // messages published
+    uint64_t message_bytes;         // body bytes published
+};
+
 broker_topic_t *broker_topic_new(const char *name, const broker_config_t *config)
 {
     broker_topic_t *self = calloc(1, sizeof *self);
@@ -34,6 +49,13 @@ broker_topic_t *broker_topic_new(const char *name, const broker_config_t *config
         return NULL;
     }
     return self;
+}
+
+void broker_topic_delete(broker_topic_t **self_p)
+{
+    if (self_p && *self_p)
+        (*self_p)->deleted = true;
+    broker_topic_destroy(self_p);
 }
 
 void broker_topic_destroy(broker_topic_t **self_p)
@@ -192,7 +214,7 @@ static void s_release_held(broker_topic_t *self, int64_t now)
 broker_channel_t *broker_topic_channel(broker_topic_t *self, const char *name)
 {
     for (size_t i = 0; i < self->channel_count; i++)
-        if (strcmp(self->channels[i]->name, name) == 0)
+        if (strcmp(broker_channel_name(self->channels[i]), name) == 0)
             return self->channels[i];
     return NULL;
 }
@@ -269,12 +291,23 @@ uint64_t broker_topic_memory_bytes(const broker_topic_t *self)
     return broker_queue_bytes(self->held);
 }
 
-int broker_topic_persist(broker_topic_t *self, int64_t now)
+// Settles one queue after its messages were written (see persist).
+static int s_settle(nsq_diskqueue_t *disk, bool syncfs_follows)
+{
+    if (!disk)
+        return 0;
+    return syncfs_follows ? nsq_diskqueue_write_meta(disk) : nsq_diskqueue_sync(disk);
+}
+
+int broker_topic_persist(broker_topic_t *self, int64_t now, bool syncfs_follows)
 {
     int rc = 0;
-    for (size_t i = 0; i < self->channel_count; i++)
+    for (size_t i = 0; i < self->channel_count; i++) {
         if (broker_channel_persist(self->channels[i], now) != 0)
             rc = -1;
+        if (s_settle(broker_channel_disk(self->channels[i]), syncfs_follows) != 0)
+            rc = -1;
+    }
     if (!self->disk)
         return rc;
     size_t failed = 0;
@@ -286,7 +319,93 @@ int broker_topic_persist(broker_topic_t *self, int64_t now)
     }
     if (failed)
         nsq_error("topic %s: %zu messages could not be written to disk", self->name, failed);
-    return failed || rc ? -1 : 0;
+    return failed || rc || s_settle(self->disk, syncfs_follows) != 0 ? -1 : 0;
+}
+
+const char *broker_topic_name(const broker_topic_t *self)
+{
+    return self->name;
+}
+
+bool broker_topic_is_ephemeral(const broker_topic_t *self)
+{
+    return self->ephemeral;
+}
+
+bool broker_topic_is_paused(const broker_topic_t *self)
+{
+    return self->paused;
+}
+
+size_t broker_topic_channel_count(const broker_topic_t *self)
+{
+    return self->channel_count;
+}
+
+broker_channel_t *broker_topic_channel_at(const broker_topic_t *self, size_t index)
+{
+    return index < self->channel_count ? self->channels[index] : NULL;
+}
+
+nsq_diskqueue_t *broker_topic_disk(const broker_topic_t *self)
+{
+    return self->disk;
+}
+
+int broker_topic_stats(const broker_topic_t *self, broker_stats_topic_t *out,
+                       const char *channel_filter)
+{
+    memset(out, 0, sizeof *out);
+    snprintf(out->name, sizeof out->name, "%s", self->name);
+    out->depth = broker_topic_depth(self);
+    out->backend_depth = broker_topic_backend_depth(self);
+    out->corrupt_count = self->disk ? nsq_diskqueue_corrupt_count(self->disk) : 0;
+    out->memory_bytes = broker_topic_memory_bytes(self);
+    out->message_count = self->message_count;
+    out->message_bytes = self->message_bytes;
+    out->paused = self->paused;
+    if (self->channel_count == 0)
+        return 0;
+    out->channels = calloc(self->channel_count, sizeof *out->channels);
+    if (!out->channels)
+        return -1;
+    for (size_t i = 0; i < self->channel_count; i++) {
+        broker_channel_t *channel = self->channels[i];
+        if (*channel_filter && strcmp(channel_filter, broker_channel_name(channel)) != 0)
+            continue;
+        if (broker_channel_stats(channel, &out->channels[out->channel_count++]) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+// The message a consumer of channel receives (the test's sink keeps it).
+static nsq_message_t *s_test_delivered;
+static broker_client_t *s_test_client;
+
+static size_t s_test_deliver(void *door, broker_inflight_entry_t **entries, size_t count,
+                             int64_t now)
+{
+    (void) door;
+    (void) now;
+    s_test_delivered = count ? entries[0]->message : NULL;
+    return count;
+}
+
+// Subscribes the test's client to channel with credit 1 and returns the
+// message it receives (borrowed: the channel holds it in flight), or NULL.
+static nsq_message_t *s_test_take(broker_channel_t *channel)
+{
+    static const broker_client_sink_t sink = {s_test_deliver, NULL};
+    if (!s_test_client)
+        s_test_client = broker_client_new(&sink, NULL, "test", 1000, 1000, 0);
+    if (!s_test_client || broker_channel_add_client(channel, s_test_client))
+        return NULL;
+    broker_client_set_state(s_test_client, BROKER_CLIENT_SUBSCRIBED);
+    broker_client_set_rdy(s_test_client, broker_client_in_flight(s_test_client) + 1);
+    s_test_delivered = NULL;
+    broker_channel_dispatch(channel, 0);
+    return s_test_delivered;
 }
 
 // Publishes one message with the given id; returns the publish result.
@@ -304,9 +423,7 @@ static int s_test_publish(broker_topic_t *topic, uint64_t id)
 static int s_test_spill(const char *dir)
 {
     broker_config_t config;
-    broker_config_defaults(&config);
-    config.mem_queue_size = 2;
-    snprintf(config.data_path, sizeof config.data_path, "%s", dir);
+    broker_config_for_test(&config, dir, 2, 0);
     broker_topic_t *topic = broker_topic_new("orders", &config);
     if (!topic || !topic->disk)
         return -1;
@@ -321,8 +438,7 @@ static int s_test_spill(const char *dir)
     if (s_test_publish(topic, 6) || broker_channel_depth(channel) != 6
         || broker_channel_backend_depth(channel) != 4)
         return -1;
-    topic->deleted = true;
-    broker_topic_destroy(&topic);
+    broker_topic_delete(&topic);
     return 0;
 }
 
@@ -347,18 +463,14 @@ static int s_test_publish_sized(broker_topic_t *topic, uint64_t first, size_t co
 static int s_test_bytes(const char *dir)
 {
     broker_config_t config;
-    broker_config_defaults(&config);
-    config.mem_queue_size = 1000;
-    config.mem_queue_bytes = 3000;
-    snprintf(config.data_path, sizeof config.data_path, "%s", dir);
+    broker_config_for_test(&config, dir, 1000, 3000);
     broker_topic_t *topic = broker_topic_new("big", &config);
     if (!topic || s_test_publish_sized(topic, 1, 4, 1000) || s_test_publish_sized(topic, 5, 1, 10))
         return -1;
     if (broker_topic_memory_bytes(topic) != 3000 || broker_topic_backend_depth(topic) != 2
         || broker_topic_depth(topic) != 5)
         return -1;
-    topic->deleted = true;
-    broker_topic_destroy(&topic);
+    broker_topic_delete(&topic);
     topic = broker_topic_new("big#ephemeral", &config);
     if (!topic || s_test_publish_sized(topic, 1, 2, 1000)
         || s_test_publish_sized(topic, 3, 2, 1000) == 0  // 4000 bytes: refused as a whole
@@ -376,9 +488,7 @@ int broker_topic_test(void)
         || rmdir(dir))  // rmdir: every file was deleted
         return -1;
     broker_config_t config;
-    broker_config_defaults(&config);
-    config.mem_queue_size = 2;
-    config.data_path[0] = '\0';  // memory only
+    broker_config_for_test(&config, "", 2, 0);  // memory only
     broker_topic_t *topic = broker_topic_new("orders", &config);
     if (!topic || s_test_publish(topic, 1) || s_test_publish(topic, 2))
         return -1;
@@ -388,7 +498,7 @@ int broker_topic_test(void)
     if (!first || broker_channel_depth(first) != 2 || broker_topic_depth(topic) != 0)
         return -1;
     broker_channel_t *second = broker_topic_add_channel(topic, "b#ephemeral", 0);
-    if (!second || !second->ephemeral || broker_channel_depth(second) != 0)
+    if (!second || !broker_channel_is_ephemeral(second) || broker_channel_depth(second) != 0)
         return -1;
     // "a" is full: an atomic publish is refused everywhere.
     if (s_test_publish(topic, 4) == 0 || broker_channel_depth(second) != 0)
@@ -398,13 +508,15 @@ int broker_topic_test(void)
         || broker_channel_depth(second) != 1)
         return -1;
     // Both channels share one copy of the body.
-    broker_queue_item_t a, b;
-    broker_queue_pop(first->queue, &a);
-    broker_queue_pop(second->queue, &b);
-    if (a.message != b.message || a.message->refs != 2)
+    nsq_message_t *a = s_test_take(first), *b = s_test_take(second);
+    if (!a || a != b || a->refs != 2)
         return -1;
-    nsq_message_unref(&a.message);
-    nsq_message_unref(&b.message);
+    if (broker_channel_fin(first, s_test_client, a->id)
+        || broker_channel_fin(second, s_test_client, b->id))
+        return -1;
+    broker_channel_remove_client(first, s_test_client, 0);
+    broker_channel_remove_client(second, s_test_client, 0);
+    broker_client_destroy(&s_test_client);
     broker_topic_pause(topic);
     if (s_test_publish(topic, 6) || broker_topic_depth(topic) != 1
         || broker_channel_depth(first) != 0)

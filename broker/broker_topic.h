@@ -14,13 +14,15 @@
     write that fails (ENOSPC) refuses the message where it failed and the
     ones after it; channels that took it before keep it.
 
-    Owned by the core thread. The struct is visible for broker_stats.
+    Owned by the core thread (the server). Opaque: the rest of the broker
+    reads it through the accessors below.
 
     API: broker_topic_new, broker_topic_publish, broker_topic_channel,
     broker_topic_add_channel, broker_topic_remove_channel, broker_topic_pause,
     broker_topic_unpause, broker_topic_pump, broker_topic_empty,
-    broker_topic_depth, broker_topic_memory_bytes, broker_topic_persist,
-    broker_topic_destroy.
+    broker_topic_depth, broker_topic_memory_bytes, broker_topic_persist, the
+    accessors, broker_topic_stats, broker_topic_destroy (keeps the disk
+    files) or broker_topic_delete.
 */
 #ifndef BROKER_TOPIC_H
 #define BROKER_TOPIC_H
@@ -34,20 +36,7 @@
 #include "broker_queue.h"
 #include "nsq_diskqueue.h"
 
-typedef struct {
-    char name[65];                  // topic name, possibly with #ephemeral
-    bool ephemeral;                 // memory only, deleted with its last channel
-    bool paused;                    // holds messages instead of copying them on
-    bool lookup_hold;               // held until lookupd named its channels (not saved)
-    const broker_config_t *config;  // borrowed broker settings
-    bool deleted;                   // destroy removes the disk files too
-    broker_queue_t *held;           // messages waiting for a channel or unpause
-    nsq_diskqueue_t *disk;          // spill-over of held, NULL when memory only
-    broker_channel_t **channels;    // owned channels
-    size_t channel_count;           // entries used in channels
-    uint64_t message_count;         // messages published
-    uint64_t message_bytes;         // body bytes published
-} broker_topic_t;
+typedef struct _broker_topic_t broker_topic_t;
 
 // Returns an empty topic, opening its disk queue (restoring what it holds)
 // unless it is memory only. Caller owns it; NULL if out of memory or the
@@ -55,9 +44,13 @@ typedef struct {
 broker_topic_t *broker_topic_new(const char *name, const broker_config_t *config);
 
 // Frees the topic, its channels and every message in memory; disk queues
-// are synced and kept unless deleted is set. Clients subscribed to its
-// channels must have been detached first. Nulls *self_p.
+// are synced and kept. Clients subscribed to its channels must have been
+// detached first. Nulls *self_p; accepts NULL.
 void broker_topic_destroy(broker_topic_t **self_p);
+
+// As broker_topic_destroy, and removes the disk queues' files (the
+// topic's and its channels').
+void broker_topic_delete(broker_topic_t **self_p);
 
 // Publishes count messages (ids and timestamps already set). Each reference
 // the topic takes is nulled in messages; the channels are dispatched.
@@ -104,9 +97,27 @@ size_t broker_topic_backend_depth(const broker_topic_t *self);
 uint64_t broker_topic_memory_bytes(const broker_topic_t *self);
 
 // Writes the messages held in memory, and each channel's, to disk (for a
-// restart; the caller syncs the queues). Returns 0, or -1 if something
-// could not be written.
-int broker_topic_persist(broker_topic_t *self, int64_t now);
+// restart) and settles every queue: with syncfs_follows (the caller syncs
+// the whole file system next) only their metadata is written, without
+// fsyncs, and their files are closed; else each is synced. Returns 0, or
+// -1 if something could not be written.
+int broker_topic_persist(broker_topic_t *self, int64_t now, bool syncfs_follows);
+
+// ---- accessors ----------------------------------------------------------------
+const char *broker_topic_name(const broker_topic_t *self);
+bool broker_topic_is_ephemeral(const broker_topic_t *self);
+bool broker_topic_is_paused(const broker_topic_t *self);
+size_t broker_topic_channel_count(const broker_topic_t *self);
+// The index-th channel (index < channel_count). Borrowed.
+broker_channel_t *broker_topic_channel_at(const broker_topic_t *self, size_t index);
+// Its disk queue, NULL when memory only. Borrowed (the syncer reads it).
+nsq_diskqueue_t *broker_topic_disk(const broker_topic_t *self);
+
+// Fills out with the topic's figures and its channels' (those named by
+// channel_filter, "" = all; out->channels is malloc'd and
+// broker_stats_destroy frees it). Returns 0, or -1 if out of memory.
+int broker_topic_stats(const broker_topic_t *self, broker_stats_topic_t *out,
+                       const char *channel_filter);
 
 // Self-test; returns 0 on success.
 int broker_topic_test(void);

@@ -144,6 +144,15 @@ bool nsq_address_ipv6_loopback_usable(void)
     return usable;
 }
 
+void nsq_address_hostname(char *name, size_t size)
+{
+    if (size == 0)
+        return;
+    name[size - 1] = '\0';  // gethostname does not terminate a name it cuts
+    if (gethostname(name, size - 1) != 0 || !name[0])
+        snprintf(name, size, "localhost");
+}
+
 //  --------------------------------------------------------------------------
 //  Self-test
 
@@ -212,5 +221,10 @@ int nsq_address_test(void)
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         if (nsq_address_parse(bad[i], &address) == 0)
             return -1;
+    char name[256], small[4];
+    nsq_address_hostname(name, sizeof name);
+    nsq_address_hostname(small, sizeof small);
+    if (!name[0] || strlen(small) > 3)
+        return -1;
     return s_test_hosts();
 }

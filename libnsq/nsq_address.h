@@ -9,7 +9,8 @@
     port separator.
 
     API: nsq_address_parse, nsq_address_port, nsq_address_is_ipv6_any,
-    nsq_address_host_is_valid, nsq_address_ipv6_loopback_usable.
+    nsq_address_host_is_valid, nsq_address_ipv6_loopback_usable,
+    nsq_address_hostname.
 */
 #ifndef NSQ_ADDRESS_H
 #define NSQ_ADDRESS_H
@@ -41,6 +42,11 @@ bool nsq_address_host_is_valid(const void *data, size_t size);
 // True if this host can bind the IPv6 loopback address ::1. Containers may
 // have no IPv6 at all; tests use this to skip their IPv6 cases, and say so.
 bool nsq_address_ipv6_loopback_usable(void);
+
+// Writes this host's name into name (size bytes, NUL-terminated, cut if
+// longer), or "localhost" if it has none: what a daemon announces when no
+// --broadcast-address says otherwise, as nsqd does.
+void nsq_address_hostname(char *name, size_t size);
 
 // Self-test; returns 0 on success.
 int nsq_address_test(void);

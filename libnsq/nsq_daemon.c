@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "nsq_endpoint.h"
 #include "nsq_log.h"
 
 static bool s_has_option(const nsq_option_spec_t *specs, size_t count, const char *name)
@@ -33,14 +34,29 @@ static int s_configure_log(nsq_options_t *options, const nsq_option_spec_t *spec
     return 0;
 }
 
+// True if a row borrows its string from the parser.
+static bool s_borrows(const nsq_option_spec_t *specs, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        if (specs[i].field.kind == NSQ_OPTION_FIELD_TEXT
+            || specs[i].field.kind == NSQ_OPTION_FIELD_TEXT_LIST)
+            return true;
+    return false;
+}
+
 int nsq_daemon_configure(const char *program, const char *env_prefix,
                          const nsq_option_spec_t *specs, size_t spec_count, int argc, char **argv,
                          nsq_daemon_configure_fn *configure, void *config)
 {
     nsq_log_set_program(program);
-    nsq_options_t *options = nsq_options_new(program, env_prefix, specs, spec_count);
-    char error[512] = "out of memory";
+    bool borrows = s_borrows(specs, spec_count);
+    nsq_options_t *options =
+        borrows ? NULL : nsq_options_new(program, env_prefix, specs, spec_count);
+    char error[512];
+    snprintf(error, sizeof error, "%s", borrows ? "bad option table" : "out of memory");
     int parsed = options ? nsq_options_parse(options, argc, argv, error, sizeof error) : -1;
+    if (parsed == 0)
+        nsq_options_store(options, config);
     if (parsed == 0
         && (s_configure_log(options, specs, spec_count, error, sizeof error)
             || configure(options, config, error, sizeof error)))
@@ -71,8 +87,7 @@ zsock_t *nsq_daemon_router(const char *address, int hwm, int64_t max_message_siz
     zsock_set_rcvhwm(router, hwm);
     zmq_setsockopt(zsock_resolve(router), ZMQ_MAXMSGSIZE, &max_message_size,
                    sizeof max_message_size);
-    *port = zsock_bind(router, "tcp://%.*s:%s", (int) (colon - address), address,
-                       streq(colon + 1, "0") ? "*" : colon + 1);
+    *port = nsq_endpoint_bind(router, address, (size_t) (colon - address), colon + 1);
     if (*port < 0) {
         int saved = errno;
         zsock_destroy(&router);

@@ -22,22 +22,29 @@
 
 #include "nsq_options.h"
 
-// Fills config from parsed options. Returns 0, or -1 with a one-line reason
-// in error.
+// Checks config once the table has filled it (what one option cannot check
+// alone) and derives what the table does not say. options is the parser,
+// for what rows without a field hold. Returns 0, or -1 with a one-line
+// reason in error.
 typedef int(nsq_daemon_configure_fn)(nsq_options_t *options, void *config, char *error,
                                      size_t error_size);
 
 // Parses argv against the option table (environment variables under
-// env_prefix), applies --log-level and --log-json when the table has them,
-// then calls configure. Returns -1 when the daemon should run, else the exit
-// code to return at once: 0 after --help or --version, 1 after bad
-// configuration (one line "program: reason" on stderr).
+// env_prefix), stores the values into config (nsq_options_store: config
+// holds its defaults already, say from nsq_options_store_defaults),
+// applies --log-level and --log-json when the table has them, then calls
+// configure. The parser is gone when this returns, so the table may not
+// borrow strings (const char * fields): such a table is bad configuration.
+// Returns -1 when the daemon should run, else the exit code to return at
+// once: 0 after --help or --version, 1 after bad configuration (one line
+// "program: reason" on stderr).
 int nsq_daemon_configure(const char *program, const char *env_prefix,
                          const nsq_option_spec_t *specs, size_t spec_count, int argc, char **argv,
                          nsq_daemon_configure_fn *configure, void *config);
 
 // Actor side: creates the ROUTER a daemon serves on, bound to "host:port"
-// or "[ipv6]:port" (port 0 picks a free port), with ROUTER_MANDATORY (a
+// or "[ipv6]:port" (port 0: the kernel picks a free port at random,
+// nsq_endpoint_bind), with ROUTER_MANDATORY (a
 // send to a vanished peer fails with EHOSTUNREACH), linger 0, hwm as both
 // high-water marks (messages queued per peer each way) and max_message_size
 // as ZMQ_MAXMSGSIZE (a peer that sends a larger frame is disconnected

@@ -25,6 +25,7 @@
 
 struct _nsq_discovery_t {
     zactor_t *actor;  // the polling thread
+    zlistx_t *taken;  // brokers nsq_discovery_apply's owner took, "host:port"
 };
 
 typedef struct {
@@ -241,10 +242,12 @@ nsq_discovery_t *nsq_discovery_new(const char *topic)
     if (!self)
         return NULL;
     self->actor = zactor_new(s_actor, (void *) topic);
-    if (!self->actor) {
-        free(self);
+    self->taken = zlistx_new();
+    if (!self->actor || !self->taken) {
+        nsq_discovery_destroy(&self);
         return NULL;
     }
+    zlistx_set_destructor(self->taken, (zlistx_destructor_fn *) zstr_free);
     return self;
 }
 
@@ -254,6 +257,7 @@ void nsq_discovery_destroy(nsq_discovery_t **self_p)
     if (!self)
         return;
     zactor_destroy(&self->actor);
+    zlistx_destroy(&self->taken);
     free(self);
     *self_p = NULL;
 }
@@ -298,6 +302,30 @@ zlistx_t *nsq_discovery_recv(nsq_discovery_t *self)
     zstr_free(&kind);
     zmsg_destroy(&message);
     return brokers;
+}
+
+bool nsq_discovery_apply(nsq_discovery_t *self, const nsq_discovery_events_t *events, void *arg)
+{
+    zlistx_t *brokers = nsq_discovery_recv(self);
+    if (!brokers)
+        return false;
+    for (const char *broker = events ? zlistx_first(brokers) : NULL; broker;
+         broker = zlistx_next(brokers))
+        if (!s_listed(self->taken, broker) && events->found(arg, broker) == 0)
+            zlistx_add_end(self->taken, strdup(broker));
+    zlistx_t *vanished = events ? zlistx_new() : NULL;
+    for (char *broker = vanished ? zlistx_first(self->taken) : NULL; broker;
+         broker = zlistx_next(self->taken))
+        if (!s_listed(brokers, broker))
+            zlistx_add_end(vanished, zlistx_cursor(self->taken));
+    for (void *handle = vanished ? zlistx_first(vanished) : NULL; handle;
+         handle = zlistx_next(vanished)) {
+        events->lost(arg, zlistx_handle_item(handle));
+        zlistx_delete(self->taken, handle);
+    }
+    zlistx_destroy(&vanished);
+    zlistx_destroy(&brokers);
+    return true;
 }
 
 // ---- self-test ------------------------------------------------------------------

@@ -10,14 +10,19 @@
     (topic unknown) counts as an answer with no broker. The owner reads
     results on its own loop: curl never blocks it.
 
+    The owner either reads each result whole (nsq_discovery_recv) or lets
+    nsq_discovery_apply tell it what changed: which brokers are new, which
+    were found before and are listed by no lookupd any more.
+
     API in call order: nsq_discovery_new, nsq_discovery_add,
     nsq_discovery_set_interval, nsq_discovery_sock (read with
-    nsq_discovery_recv), nsq_discovery_destroy.
+    nsq_discovery_recv or nsq_discovery_apply), nsq_discovery_destroy.
 */
 #ifndef NSQ_DISCOVERY_H
 #define NSQ_DISCOVERY_H
 
 #include <czmq.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -47,6 +52,22 @@ zsock_t *nsq_discovery_sock(nsq_discovery_t *self);
 // Reads one result: the brokers' ZeroMQ addresses, "host:port" strings the
 // list owns. Caller destroys the list; NULL if nothing valid was waiting.
 zlistx_t *nsq_discovery_recv(nsq_discovery_t *self);
+
+// What a result changed, for nsq_discovery_apply. Brokers are "host:port",
+// borrowed for the call.
+typedef struct {
+    // A broker listed that was not taken before. Returns 0 once it is taken
+    // (say connected), -1 to have it offered again with the next result.
+    int (*found)(void *arg, const char *broker);
+    // A broker taken before that no lookupd lists any more.
+    void (*lost)(void *arg, const char *broker);
+} nsq_discovery_events_t;
+
+// Reads one result as nsq_discovery_recv does and tells events what it
+// changed since the brokers taken before (events NULL: drops the result and
+// changes nothing). Returns true if a result was read (some lookupd
+// answered, maybe listing no broker), false if nothing valid was waiting.
+bool nsq_discovery_apply(nsq_discovery_t *self, const nsq_discovery_events_t *events, void *arg);
 
 // Adds the "broadcast_address:zmq_port" of every producer in a /lookup
 // JSON body to brokers (duplicates skipped). Producers without a zmq_port

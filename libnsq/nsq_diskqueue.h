@@ -322,9 +322,6 @@ bool nsq_diskqueue_ready(const nsq_diskqueue_t *self);
 // failed since the queue was opened.
 uint64_t nsq_diskqueue_sync_failures(const nsq_diskqueue_t *self);
 
-// CRC32C (Castagnoli) of size bytes, continuing from crc (start with 0).
-uint32_t nsq_crc32c(uint32_t crc, const void *data, size_t size);
-
 // Self-test; returns 0 on success.
 int nsq_diskqueue_test(void);
 

@@ -10,6 +10,7 @@
 */
 #include <string.h>
 
+#include "nsq_crc32c.h"
 #include "nsq_diskqueue_internal.h"
 
 static void s_put_u32(uint8_t *out, uint32_t value)

@@ -10,6 +10,12 @@
 
     Asking a getter for a name that is not in the table is a bug in the
     program, not bad input, so it is asserted.
+
+    Fields: a value is checked against its field when it is set (a string
+    that does not fit, one value more than a list holds), so that
+    nsq_options_store never truncates and never fails. Numbers are written
+    with the field's size; the table check made sure that the bounds fit
+    it.
 */
 #include "nsq_options.h"
 
@@ -19,13 +25,11 @@
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
 
 #ifndef NSQ_VERSION
 #define NSQ_VERSION "unknown"
@@ -215,6 +219,14 @@ static int s_check(const option_t *option, const char *text, size_t length, cons
         return -1;
     }
     const nsq_option_spec_t *spec = &option->spec;
+    bool copied = spec->field.kind == NSQ_OPTION_FIELD_CHARS
+                  || spec->field.kind == NSQ_OPTION_FIELD_CHARS_LIST;
+    if (copied && length >= spec->field.size) {
+        int shown = length > 40 ? 40 : (int) length;  // the reason must fit a line
+        s_format(error, error_size, "invalid value '%.*s%s' for %s: longer than %zu bytes", shown,
+                 text, length > 40 ? "..." : "", source, spec->field.size - 1);
+        return -1;
+    }
     bool bounded = spec->type != NSQ_OPTION_STRING && spec->type != NSQ_OPTION_BOOL
                    && (spec->min != 0 || spec->max != 0);
     if (bounded && (*value < spec->min || *value > spec->max)) {
@@ -245,6 +257,12 @@ static int s_add(option_t *option, const char *text, bool split, const char *sou
         if (!split || item_length > 0) {
             if (s_check(option, item, item_length, source, &number, error, error_size))
                 return -1;
+            if (option->spec.field.kind == NSQ_OPTION_FIELD_CHARS_LIST
+                && option->count == option->spec.field.capacity) {
+                s_format(error, error_size, "%s: at most %zu values", source,
+                         option->spec.field.capacity);
+                return -1;
+            }
             if (s_append(option, item, item_length, number)) {
                 s_format(error, error_size, "out of memory");
                 return -1;
@@ -257,6 +275,50 @@ static int s_add(option_t *option, const char *text, bool split, const char *sou
 
 //  --------------------------------------------------------------------------
 //  Constructor and destructor
+
+// True if [min, max] fits an integer field of size bytes (signed or not).
+static bool s_bounds_fit(const nsq_option_spec_t *spec, bool is_signed, size_t size)
+{
+    if (size != 4 && size != 8)
+        return false;
+    if (is_signed && size == 8)
+        return true;  // int64_t holds every value
+    bool bounded = spec->min != 0 || spec->max != 0;
+    int64_t low = is_signed ? INT32_MIN : 0;
+    int64_t high = size == 8 ? INT64_MAX : is_signed ? INT32_MAX : UINT32_MAX;
+    return bounded && spec->min >= low && spec->max <= high;
+}
+
+// Checks that the row's field suits its type. Returns 0 or -1.
+static int s_check_field(const nsq_option_spec_t *spec)
+{
+    const nsq_option_field_t *field = &spec->field;
+    bool list =
+        field->kind == NSQ_OPTION_FIELD_CHARS_LIST || field->kind == NSQ_OPTION_FIELD_TEXT_LIST;
+    if (field->kind == NSQ_OPTION_FIELD_NONE)
+        return 0;
+    if (list != spec->repeatable)
+        return -1;  // a list takes a repeatable STRING, nothing else
+    if (list && field->count_size != 4 && field->count_size != 8)
+        return -1;
+    switch (field->kind) {
+    case NSQ_OPTION_FIELD_CHARS:
+    case NSQ_OPTION_FIELD_TEXT:
+    case NSQ_OPTION_FIELD_TEXT_LIST:
+        return spec->type == NSQ_OPTION_STRING ? 0 : -1;
+    case NSQ_OPTION_FIELD_CHARS_LIST:
+        return spec->type == NSQ_OPTION_STRING && field->size > 0 && field->capacity > 0 ? 0 : -1;
+    case NSQ_OPTION_FIELD_SIGNED:
+    case NSQ_OPTION_FIELD_UNSIGNED:
+        if (spec->type == NSQ_OPTION_STRING || spec->type == NSQ_OPTION_BOOL)
+            return -1;
+        return s_bounds_fit(spec, field->kind == NSQ_OPTION_FIELD_SIGNED, field->size) ? 0 : -1;
+    case NSQ_OPTION_FIELD_BOOL:
+        return spec->type == NSQ_OPTION_BOOL && field->size == sizeof(bool) ? 0 : -1;
+    default:
+        return -1;
+    }
+}
 
 static int s_check_spec(nsq_options_t *self, size_t index)
 {
@@ -273,6 +335,8 @@ static int s_check_spec(nsq_options_t *self, size_t index)
     if ((unsigned) spec->type > NSQ_OPTION_BOOL || spec->min > spec->max)
         return -1;
     if (spec->type == NSQ_OPTION_BOOL && spec->repeatable)
+        return -1;
+    if (s_check_field(spec))
         return -1;
     if (spec->default_value) {
         char error[256];
@@ -445,6 +509,84 @@ int nsq_options_parse(nsq_options_t *self, int argc, char **argv, char *error, s
 }
 
 //  --------------------------------------------------------------------------
+//  Storing into the caller's struct
+
+// Writes number into an integer field of size bytes (4 or 8; the table
+// check made sure it fits).
+static void s_store_integer(void *field, size_t size, int64_t number)
+{
+    if (size == 4) {
+        int32_t narrow = (int32_t) (uint32_t) number;  // the bit pattern, signed or not
+        memcpy(field, &narrow, sizeof narrow);
+    } else
+        memcpy(field, &number, sizeof number);
+}
+
+// Stores option's values into config. text_default: point a TEXT field at
+// the table's default instead of the parser's copy.
+static void s_store(const option_t *option, void *config, bool text_default)
+{
+    const nsq_option_field_t *field = &option->spec.field;
+    char *target = (char *) config + field->offset;
+    if (option->count == 0)
+        return;
+    switch (field->kind) {
+    case NSQ_OPTION_FIELD_CHARS:
+        memcpy(target, option->values[0], strlen(option->values[0]) + 1);  // checked to fit
+        break;
+    case NSQ_OPTION_FIELD_TEXT: {
+        const char *text = text_default ? option->spec.default_value : option->values[0];
+        memcpy(target, &text, sizeof text);
+        break;
+    }
+    case NSQ_OPTION_FIELD_SIGNED:
+    case NSQ_OPTION_FIELD_UNSIGNED:
+        s_store_integer(target, field->size, option->number);
+        break;
+    case NSQ_OPTION_FIELD_BOOL:
+        *(bool *) target = option->number != 0;
+        break;
+    case NSQ_OPTION_FIELD_CHARS_LIST:
+        for (size_t index = 0; index < option->count; index++)
+            memcpy(target + index * field->size, option->values[index],
+                   strlen(option->values[index]) + 1);
+        s_store_integer((char *) config + field->count_offset, field->count_size,
+                        (int64_t) option->count);
+        break;
+    case NSQ_OPTION_FIELD_TEXT_LIST: {
+        const char **list = (const char **) option->values;
+        memcpy(target, &list, sizeof list);
+        s_store_integer((char *) config + field->count_offset, field->count_size,
+                        (int64_t) option->count);
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+void nsq_options_store(const nsq_options_t *self, void *config)
+{
+    for (size_t index = 0; index < self->count; index++)
+        s_store(&self->options[index], config, false);
+}
+
+int nsq_options_store_defaults(const nsq_option_spec_t *specs, size_t spec_count, void *config)
+{
+    nsq_options_t *self = nsq_options_new("defaults", NULL, specs, spec_count);
+    char *argv[] = {"defaults", NULL};
+    int rc = self ? nsq_options_parse(self, 1, argv, NULL, 0) : -1;
+    for (size_t index = 0; rc == 0 && index < self->count; index++)
+        if (self->options[index].count
+            && self->options[index].spec.field.kind == NSQ_OPTION_FIELD_TEXT_LIST)
+            rc = -1;  // its values would not outlive the parser
+    for (size_t index = 0; rc == 0 && index < self->count; index++)
+        s_store(&self->options[index], config, true);
+    nsq_options_destroy(&self);
+    return rc;
+}
+
+//  --------------------------------------------------------------------------
 //  Getters
 
 const char *nsq_options_string(nsq_options_t *self, const char *name)
@@ -510,304 +652,15 @@ static void s_print_option(const option_t *option, FILE *out)
 void nsq_options_print_help(nsq_options_t *self, FILE *out)
 {
     fprintf(out, "Usage: %s [OPTIONS]\n\n", self->program);
+    nsq_options_print_options(self, out);
+}
+
+void nsq_options_print_options(nsq_options_t *self, FILE *out)
+{
     fprintf(out, "Options (flags override environment variables; SIZE takes k/m/g suffixes,\n"
                  "DURATION is written like 250ms, 60s, 15m, 1h):\n");
     for (size_t index = 0; index < self->count; index++)
         s_print_option(&self->options[index], out);
     fprintf(out, "  --help\n        print this help and exit\n");
     fprintf(out, "  --version\n        print the version and exit\n");
-}
-
-//  --------------------------------------------------------------------------
-//  Self-test
-
-#define TEST_PREFIX "NSQ_OPTTEST"
-
-static const nsq_option_spec_t s_test_specs[] = {
-    {"http-address", NSQ_OPTION_STRING, "0.0.0.0:4151", 0, 0, false, "address for HTTP"},
-    {"mem-queue-size", NSQ_OPTION_INT, "10000", 0, 1000000, false, "messages kept in memory"},
-    {"max-bytes-per-file", NSQ_OPTION_SIZE, "100m", 1024, INT64_C(1) << 40, false, "segment"},
-    {"msg-timeout", NSQ_OPTION_DURATION, "60s", 1000, 900000, false, "in-flight timeout"},
-    {"lookupd-address", NSQ_OPTION_STRING, NULL, 0, 0, true, "lookupd ZeroMQ address"},
-    {"verbose", NSQ_OPTION_BOOL, "false", 0, 0, false, "log more"},
-    {"offset", NSQ_OPTION_INT, NULL, 0, 0, false, "any integer"},
-};
-#define TEST_SPEC_COUNT (sizeof(s_test_specs) / sizeof(s_test_specs[0]))
-
-// Parses the NULL-terminated flags that follow error_size.
-static int s_run(nsq_options_t *options, char *error, size_t error_size, ...)
-{
-    char *argv[32] = {"nsq-test"};
-    int argc = 1;
-    va_list args;
-    va_start(args, error_size);
-    for (char *arg = va_arg(args, char *); arg && argc < 31; arg = va_arg(args, char *))
-        argv[argc++] = arg;
-    va_end(args);
-    return nsq_options_parse(options, argc, argv, error, error_size);
-}
-
-// True if parsing the two flags fails with a one-line error containing expected.
-static bool s_fails_with(nsq_options_t *options, const char *expected, char *first, char *second)
-{
-    char error[256] = "";
-    int rc = s_run(options, error, sizeof(error), first, second, NULL);
-    return rc == -1 && strstr(error, expected) && !strchr(error, '\n');
-}
-
-static void s_unset_test_env(void)
-{
-    const char *names[] = {"HTTP_ADDRESS", "MEM_QUEUE_SIZE",  "MAX_BYTES_PER_FILE",
-                           "MSG_TIMEOUT",  "LOOKUPD_ADDRESS", "VERBOSE",
-                           "OFFSET"};
-    for (size_t index = 0; index < sizeof(names) / sizeof(names[0]); index++) {
-        char name[64];
-        snprintf(name, sizeof(name), "%s_%s", TEST_PREFIX, names[index]);
-        unsetenv(name);
-    }
-}
-
-static int s_test_defaults(nsq_options_t *options)
-{
-    char error[256];
-    if (s_run(options, error, sizeof(error), NULL) != 0)
-        return -1;
-    if (strcmp(nsq_options_string(options, "http-address"), "0.0.0.0:4151")
-        || nsq_options_int(options, "mem-queue-size") != 10000
-        || nsq_options_int(options, "max-bytes-per-file") != 100 * 1024 * 1024
-        || nsq_options_int(options, "msg-timeout") != 60000
-        || nsq_options_count(options, "lookupd-address") != 0
-        || nsq_options_string(options, "lookupd-address")
-        || nsq_options_string_at(options, "lookupd-address", 0)
-        || nsq_options_bool(options, "verbose") || nsq_options_string(options, "offset")
-        || nsq_options_int(options, "offset") != 0)
-        return -1;
-    for (size_t index = 0; index < TEST_SPEC_COUNT; index++)
-        if (nsq_options_is_set(options, s_test_specs[index].name))
-            return -1;
-    return 0;
-}
-
-static int s_test_flags(nsq_options_t *options)
-{
-    char error[256];
-    if (s_run(options, error, sizeof(error), "--http-address=127.0.0.1:0", "--mem-queue-size", "5",
-              "--max-bytes-per-file=2k", "-msg-timeout=1m30s", "--lookupd-address=a:1",
-              "--lookupd-address", "b:2", "--verbose", "--offset", "-7", "--", NULL))
-        return -1;
-    if (strcmp(nsq_options_string(options, "http-address"), "127.0.0.1:0")
-        || nsq_options_int(options, "mem-queue-size") != 5
-        || nsq_options_int(options, "max-bytes-per-file") != 2048
-        || nsq_options_int(options, "msg-timeout") != 90000
-        || nsq_options_count(options, "lookupd-address") != 2
-        || strcmp(nsq_options_string_at(options, "lookupd-address", 1), "b:2")
-        || strcmp(nsq_options_string(options, "lookupd-address"), "a:1")
-        || nsq_options_string_at(options, "lookupd-address", 2)
-        || !nsq_options_bool(options, "verbose") || nsq_options_int(options, "offset") != -7
-        || !nsq_options_is_set(options, "offset") || !nsq_options_is_set(options, "verbose"))
-        return -1;
-    const struct {
-        char *flag;     // given
-        int64_t bytes;  // expected
-    } sizes[] = {{"1K", 1024}, {"3m", 3 << 20}, {"1G", 1 << 30}, {"4096", 4096}};
-    for (size_t index = 0; index < sizeof(sizes) / sizeof(sizes[0]); index++)
-        if (s_run(options, error, sizeof(error), "--max-bytes-per-file", sizes[index].flag, NULL)
-            || nsq_options_int(options, "max-bytes-per-file") != sizes[index].bytes)
-            return -1;
-    if (s_run(options, error, sizeof(error), "--verbose=false", NULL)
-        || nsq_options_bool(options, "verbose") || !nsq_options_is_set(options, "verbose"))
-        return -1;
-    if (s_run(options, error, sizeof(error), "--verbose=TRUE", NULL)
-        || !nsq_options_bool(options, "verbose"))
-        return -1;
-    return s_test_defaults(options);  // a new parse starts over
-}
-
-static int s_test_errors(nsq_options_t *options)
-{
-    if (!s_fails_with(options, "unknown flag --nope", "--nope=1", NULL)
-        || !s_fails_with(options, "flag --mem-queue-size needs a value", "--mem-queue-size", NULL)
-        || !s_fails_with(options, "needs a value", "--mem-queue-size", "--verbose")
-        || !s_fails_with(options, "'abc' for --mem-queue-size: not an integer",
-                         "--mem-queue-size=abc", NULL)
-        || !s_fails_with(options, "not an integer", "--mem-queue-size=99999999999999999999", NULL)
-        || !s_fails_with(options, "for --mem-queue-size: must be in 0..1000000",
-                         "--mem-queue-size=1000001", NULL)
-        || !s_fails_with(options, "must be in 0..1000000", "--mem-queue-size", "-1")
-        || !s_fails_with(options, "--msg-timeout: must be in 1s..15m", "--msg-timeout=16m", NULL)
-        || !s_fails_with(options, "not a duration", "--msg-timeout=soon", NULL)
-        || !s_fails_with(options, "not a duration", "--msg-timeout=-5s", NULL)
-        || !s_fails_with(options, "not a size", "--max-bytes-per-file=1x", NULL)
-        || !s_fails_with(options, "not a size", "--max-bytes-per-file=-1k", NULL)
-        || !s_fails_with(options, "must be in 1024..", "--max-bytes-per-file=1023", NULL)
-        || !s_fails_with(options, "not true or false", "--verbose=maybe", NULL)
-        || !s_fails_with(options, "--http-address given twice", "--http-address=a",
-                         "--http-address=b")
-        || !s_fails_with(options, "unexpected argument 'stray'", "stray", NULL)
-        || !s_fails_with(options, "unexpected argument 'x'", "--", "x"))
-        return -1;
-    return 0;
-}
-
-static int s_test_env(nsq_options_t *options)
-{
-    char error[256];
-    setenv(TEST_PREFIX "_MEM_QUEUE_SIZE", "100", 1);
-    setenv(TEST_PREFIX "_LOOKUPD_ADDRESS", "x:1, y:2,,", 1);
-    setenv(TEST_PREFIX "_VERBOSE", "true", 1);
-    setenv(TEST_PREFIX "_HTTP_ADDRESS", "", 1);  // empty counts as unset
-    if (s_run(options, error, sizeof(error), NULL)
-        || nsq_options_int(options, "mem-queue-size") != 100
-        || !nsq_options_is_set(options, "mem-queue-size")
-        || nsq_options_count(options, "lookupd-address") != 2
-        || strcmp(nsq_options_string_at(options, "lookupd-address", 0), "x:1")
-        || strcmp(nsq_options_string_at(options, "lookupd-address", 1), "y:2")
-        || !nsq_options_bool(options, "verbose") || nsq_options_is_set(options, "http-address")
-        || strcmp(nsq_options_string(options, "http-address"), "0.0.0.0:4151"))
-        return -1;
-    // The command line wins, and replaces a repeatable list as a whole.
-    if (s_run(options, error, sizeof(error), "--mem-queue-size=7", "--lookupd-address=z:3", NULL)
-        || nsq_options_int(options, "mem-queue-size") != 7
-        || nsq_options_count(options, "lookupd-address") != 1
-        || strcmp(nsq_options_string(options, "lookupd-address"), "z:3"))
-        return -1;
-    setenv(TEST_PREFIX "_MSG_TIMEOUT", "soon", 1);
-    if (!s_fails_with(options, "for " TEST_PREFIX "_MSG_TIMEOUT (--msg-timeout): not a duration",
-                      NULL, NULL))
-        return -1;
-    setenv(TEST_PREFIX "_MSG_TIMEOUT", "1h", 1);
-    if (!s_fails_with(options, "must be in 1s..15m", NULL, NULL))
-        return -1;
-    s_unset_test_env();
-    return s_test_defaults(options);
-}
-
-// Runs parse with stdout sent to /dev/null; returns its result.
-static int s_run_quietly(nsq_options_t *options, char *first, char *second)
-{
-    char error[256];
-    fflush(stdout);
-    int saved = dup(STDOUT_FILENO);
-    FILE *null = fopen("/dev/null", "w");
-    if (saved < 0 || !null)
-        return -2;
-    dup2(fileno(null), STDOUT_FILENO);
-    int rc = s_run(options, error, sizeof(error), first, second, NULL);
-    fflush(stdout);
-    dup2(saved, STDOUT_FILENO);
-    close(saved);
-    fclose(null);
-    return rc;
-}
-
-static int s_test_help(nsq_options_t *options)
-{
-    if (s_run_quietly(options, "--help", NULL) != 1
-        || s_run_quietly(options, "--version", NULL) != 1
-        || s_run_quietly(options, "--nope", "-h") != 1)
-        return -1;
-    char *text = NULL;
-    size_t size = 0;
-    FILE *out = open_memstream(&text, &size);
-    if (!out)
-        return -1;
-    nsq_options_print_help(options, out);
-    fclose(out);
-    const char *expected[] = {"Usage: nsq-test [OPTIONS]",
-                              "--mem-queue-size=INT  (env NSQ_OPTTEST_MEM_QUEUE_SIZE)",
-                              "messages kept in memory [default: 10000] [range: 0..1000000]",
-                              "--msg-timeout=DURATION",
-                              "[default: 60s] [range: 1s..15m]",
-                              "--max-bytes-per-file=SIZE",
-                              "--verbose[=true|false]",
-                              "--lookupd-address=STRING",
-                              "[repeatable",
-                              "--help",
-                              "--version"};
-    int rc = 0;
-    for (size_t index = 0; index < sizeof(expected) / sizeof(expected[0]); index++)
-        if (!strstr(text, expected[index]))
-            rc = -1;
-    free(text);
-    return rc;
-}
-
-// Bad tables are refused; a second table parses independently of the first.
-static int s_test_tables(nsq_options_t *first)
-{
-#define OK_SPEC                                                                                    \
-    {                                                                                              \
-        "ok", NSQ_OPTION_INT, NULL, 0, 0, false, ""                                                \
-    }
-    const nsq_option_spec_t bad[][2] = {
-        {{"ok", NSQ_OPTION_STRING, NULL, 0, 0, false, ""}, OK_SPEC},
-        {{"help", NSQ_OPTION_BOOL, NULL, 0, 0, false, ""}, OK_SPEC},
-        {{"count", NSQ_OPTION_INT, "ten", 0, 0, false, ""}, OK_SPEC},
-        {{"count", NSQ_OPTION_INT, "11", 0, 10, false, ""}, OK_SPEC},
-        {{"count", NSQ_OPTION_INT, NULL, 5, 1, false, ""}, OK_SPEC},
-        {{"flag", NSQ_OPTION_BOOL, NULL, 0, 0, true, ""}, OK_SPEC},
-        {{NULL, NSQ_OPTION_INT, NULL, 0, 0, false, ""}, OK_SPEC},
-        {{"Upper", NSQ_OPTION_INT, NULL, 0, 0, false, ""}, OK_SPEC},
-        {{"a b", NSQ_OPTION_INT, NULL, 0, 0, false, ""}, OK_SPEC},
-    };
-#undef OK_SPEC
-    int null_fd = open("/dev/null", O_WRONLY);
-    nsq_log_set_stream_fd(null_fd);  // new logs why it refuses a table
-    int refused = 0;
-    for (size_t index = 0; index < sizeof(bad) / sizeof(bad[0]); index++) {
-        nsq_options_t *options = nsq_options_new("bad", NULL, bad[index], 2);
-        refused += options == NULL;
-        nsq_options_destroy(&options);
-    }
-    nsq_log_set_stream_fd(-1);
-    if (null_fd >= 0)
-        close(null_fd);
-    if (refused != (int) (sizeof(bad) / sizeof(bad[0])))
-        return -1;
-
-    const nsq_option_spec_t specs[] = {
-        {"topic", NSQ_OPTION_STRING, NULL, 0, 0, false, "topic"},
-        {"mem-queue-size", NSQ_OPTION_INT, "1", 0, 0, false, "same name, other table"},
-    };
-    nsq_options_t *second = nsq_options_new("second", NULL, specs, 2);
-    char error[256];
-    int rc = second ? 0 : -1;
-    setenv(TEST_PREFIX "_MEM_QUEUE_SIZE", "100", 1);  // read by first only
-    if (rc == 0
-        && (s_run(second, error, sizeof(error), "--topic=t", NULL)
-            || s_run(first, error, sizeof(error), "--mem-queue-size=3", NULL)
-            || strcmp(nsq_options_string(second, "topic"), "t")
-            || nsq_options_int(second, "mem-queue-size") != 1
-            || nsq_options_int(first, "mem-queue-size") != 3))
-        rc = -1;
-    if (rc == 0 && s_fails_with(second, "unknown flag --verbose", "--verbose", NULL) == false)
-        rc = -1;
-    s_unset_test_env();
-    nsq_options_destroy(&second);
-    return rc;
-}
-
-int nsq_options_test(void)
-{
-    s_unset_test_env();
-    nsq_options_t *options =
-        nsq_options_new("nsq-test", TEST_PREFIX, s_test_specs, TEST_SPEC_COUNT);
-    if (!options)
-        return -1;
-    int rc = s_test_defaults(options);
-    if (rc == 0)
-        rc = s_test_flags(options);
-    if (rc == 0)
-        rc = s_test_errors(options);
-    if (rc == 0)
-        rc = s_test_env(options);
-    if (rc == 0)
-        rc = s_test_help(options);
-    if (rc == 0)
-        rc = s_test_tables(options);
-    s_unset_test_env();
-    nsq_options_destroy(&options);
-    nsq_options_destroy(&options);  // NULL is accepted
-    nsq_options_destroy(NULL);
-    return rc;
 }

@@ -1,7 +1,10 @@
-/*  nsq_peer - where a ZeroMQ message came from, as "IP:port"
+/*  nsq_peer - the peers of a ROUTER: reading a routed message, a peer's
+    key, and where a message came from, as "IP:port"
     SPDX-License-Identifier: MIT
 */
 #include "nsq_peer.h"
+
+#include "nsq_endpoint.h"
 
 #include <czmq.h>
 #include <netdb.h>
@@ -23,6 +26,35 @@ static int s_numeric(int fd, bool peer, char *host, size_t host_size, char *port
                        (socklen_t) port_size, NI_NUMERICHOST | NI_NUMERICSERV)
                ? -1
                : 0;
+}
+
+int nsq_peer_recv(void *router, zmq_msg_t *identity, zmq_msg_t *body)
+{
+    if (zmq_msg_recv(identity, router, ZMQ_DONTWAIT) < 0)
+        return -1;
+    if (!zmq_msg_more(identity))
+        return 0;  // no body at all: an empty one
+    zmq_msg_recv(body, router, 0);
+    int extra = 0;
+    for (bool more = zmq_msg_more(body); more; extra = 1) {
+        zmq_msg_t skip;
+        zmq_msg_init(&skip);
+        zmq_msg_recv(&skip, router, 0);
+        more = zmq_msg_more(&skip);
+        zmq_msg_close(&skip);
+    }
+    return extra;
+}
+
+void nsq_peer_key(const void *identity, size_t size, char *key)
+{
+    static const char digits[] = "0123456789abcdef";
+    const uint8_t *bytes = identity;
+    for (size_t i = 0; i < size; i++) {
+        key[2 * i] = digits[bytes[i] >> 4];
+        key[2 * i + 1] = digits[bytes[i] & 0xf];
+    }
+    key[2 * size] = '\0';
 }
 
 const char *nsq_peer_address(zmq_msg_t *msg, char *out, size_t size)
@@ -57,7 +89,8 @@ static int s_test_receive(zsock_t *router, zmq_msg_t *identity, zmq_msg_t *body)
 
 int nsq_peer_test(void)
 {
-    zsock_t *router = zsock_new_router("tcp://127.0.0.1:*");
+    zsock_t *router = zsock_new(ZMQ_ROUTER);
+    int bound = router ? nsq_endpoint_bind(router, "127.0.0.1", 9, "0") : -1;  // a random port
     zsock_t *dealer = zsock_new_dealer(NULL);
     zsock_t *inproc_router = zsock_new_router("inproc://nsq-peer-test");
     zsock_t *inproc_dealer = zsock_new_dealer("inproc://nsq-peer-test");
@@ -67,8 +100,8 @@ int nsq_peer_test(void)
     zmq_msg_init(&reply);
     int rc = -1;
     char address[NSQ_PEER_ADDRESS_MAX];
-    S_CHECK(router && dealer && inproc_router && inproc_dealer);
-    S_CHECK(zsock_connect(dealer, "%s", zsock_endpoint(router)) == 0);
+    S_CHECK(bound > 0 && dealer && inproc_router && inproc_dealer);
+    S_CHECK(zsock_connect(dealer, "tcp://127.0.0.1:%d", bound) == 0);
     S_CHECK(zstr_send(dealer, "hello") == 0);
     S_CHECK(s_test_receive(router, &identity, &body) == 0);
     nsq_peer_address(&body, address, sizeof address);
@@ -92,6 +125,23 @@ int nsq_peer_test(void)
     zmq_msg_init(&body);
     S_CHECK(s_test_receive(inproc_router, &identity, &body) == 0);
     S_CHECK(streq(nsq_peer_address(&body, address, sizeof address), ""));
+
+    // A message of several frames is read whole, its first frame kept.
+    S_CHECK(zstr_sendx(inproc_dealer, "first", "second", "third", NULL) == 0);
+    S_CHECK(zstr_send(inproc_dealer, "single") == 0);
+    void *handle = zsock_resolve(inproc_router);
+    int64_t deadline = zclock_mono() + 2000;
+    int got;
+    while ((got = nsq_peer_recv(handle, &identity, &body)) < 0 && zclock_mono() < deadline)
+        zclock_sleep(1);
+    S_CHECK(got == 1 && zmq_msg_size(&body) == 5 && memcmp(zmq_msg_data(&body), "first", 5) == 0);
+    while ((got = nsq_peer_recv(handle, &identity, &body)) < 0 && zclock_mono() < deadline)
+        zclock_sleep(1);
+    S_CHECK(got == 0 && zmq_msg_size(&body) == 6);
+    S_CHECK(nsq_peer_recv(handle, &identity, &body) == -1);
+    char key[5];
+    nsq_peer_key("\x00\xab", 2, key);
+    S_CHECK(streq(key, "00ab"));
     rc = 0;
 done:
     zmq_msg_close(&identity);

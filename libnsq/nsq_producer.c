@@ -18,7 +18,9 @@
     nsq_producer_destroy.
 */
 #include "nsq.h"
-#include "nsq_client_test.h"
+#include "nsq_endpoint.h"
+#include "nsq_fake_broker.h"
+#include "nsq_selftest.h"
 #include "nsq_wire.h"
 
 #include <errno.h>
@@ -31,31 +33,21 @@
 #define S_ERROR_MAX          64     // longest error code kept, NUL included
 
 struct _nsq_producer_t {
-    char endpoint[NSQ_CLIENT_ENDPOINT_MAX];  // "tcp://host:port"
-    zsock_t *sock;                           // DEALER to the broker
-    int timeout_ms;                          // answer timeout
-    uint64_t next_seq;                       // seq of the next publish
-    uint64_t oldest;                         // oldest unanswered seq; next_seq if none
-    bool *answered;                          // ring of flags, indexed by seq % ring_size
-    size_t ring_size;                        // capacity of the window
-    bool failed;                             // a publish failed since the last report
-    char error[S_ERROR_MAX];                 // last error code, "" if none
+    char endpoint[NSQ_ENDPOINT_MAX];  // "tcp://host:port"
+    zsock_t *sock;                    // DEALER to the broker
+    int timeout_ms;                   // answer timeout
+    uint64_t next_seq;                // seq of the next publish
+    uint64_t oldest;                  // oldest unanswered seq; next_seq if none
+    bool *answered;                   // ring of flags, indexed by seq % ring_size
+    size_t ring_size;                 // capacity of the window
+    bool failed;                      // a publish failed since the last report
+    char error[S_ERROR_MAX];          // last error code, "" if none
 };
 
 static int s_socket_open(nsq_producer_t *self)
 {
-    self->sock = zsock_new(ZMQ_DEALER);
-    if (!self->sock)
-        return -1;
-    zsock_set_linger(self->sock, self->timeout_ms);
-    zsock_set_sndhwm(self->sock, S_WINDOW_MAX + 16);
-    zsock_set_rcvhwm(self->sock, S_WINDOW_MAX + 16);
-    zsock_set_ipv6(self->sock, strchr(self->endpoint, '[') != NULL);  // "tcp://[::1]:4152"
-    if (zsock_connect(self->sock, "%s", self->endpoint)) {
-        zsock_destroy(&self->sock);
-        return -1;
-    }
-    return 0;
+    self->sock = nsq_endpoint_dealer(self->endpoint, S_WINDOW_MAX + 16, self->timeout_ms);
+    return self->sock ? 0 : -1;
 }
 
 // Drops the socket and whatever it still queues; opens a fresh one.
@@ -83,7 +75,7 @@ nsq_producer_t *nsq_producer_new(const char *address)
     self->next_seq = self->oldest = 1;
     self->ring_size = 1;
     self->answered = calloc(1, sizeof(bool));
-    if (!self->answered || nsq_client_endpoint(address, self->endpoint, sizeof self->endpoint)
+    if (!self->answered || nsq_endpoint_parse(address, self->endpoint, sizeof self->endpoint)
         || s_socket_open(self)) {
         nsq_producer_destroy(&self);
         return NULL;
@@ -209,29 +201,13 @@ static int s_send(nsq_producer_t *self, const char *topic, const void *const *bo
                   const size_t *sizes, size_t count, uint32_t defer_ms)
 {
     s_wait(self, self->ring_size - 1);  // a free slot in the ring
-    ProtobufCBinaryData one;
-    ProtobufCBinaryData *data = count == 1 ? &one : calloc(count, sizeof *data);
-    if (!data || !topic) {
+    if (!topic || count == 0) {
         s_set_error(self, "E_INVALID");
         return -1;
     }
-    for (size_t i = 0; i < count; i++) {
-        data[i].len = sizes[i];
-        data[i].data = (uint8_t *) bodies[i];
-    }
-    Nsq__Pub pub = NSQ__PUB__INIT;
-    pub.topic = nsq_wire_bytes(topic);
-    pub.n_bodies = count;
-    pub.bodies = data;
-    pub.defer_ms = defer_ms;
-    Nsq__Command command = NSQ__COMMAND__INIT;
-    command.cmd_case = NSQ__COMMAND__CMD_PUB;
-    command.pub = &pub;
-    command.seq = self->next_seq;
-    int rc =
-        self->sock ? nsq_wire_send_command(zsock_resolve(self->sock), &command, ZMQ_DONTWAIT) : -1;
-    if (data != &one)
-        free(data);
+    int rc = self->sock ? nsq_wire_send_pub(zsock_resolve(self->sock), self->next_seq, topic,
+                                            bodies, sizes, count, defer_ms, ZMQ_DONTWAIT)
+                        : -1;
     if (rc) {
         s_set_error(self, "E_SEND_FAILED");
         return -1;
@@ -300,50 +276,11 @@ int nsq_producer_flush(nsq_producer_t *self)
 // E_BAD_TOPIC, and never answers topic "silent". "COUNT" on the pipe returns
 // the number of bodies accepted so far.
 
-static void s_fake_answer(zsock_t *router, zframe_t *peer, const Nsq__Command *command,
-                          size_t *accepted)
-{
-    if (command->cmd_case != NSQ__COMMAND__CMD_PUB
-        || nsq_wire_bytes_equal(command->pub->topic, "silent"))
-        return;
-    Nsq__Frame frame = NSQ__FRAME__INIT;
-    Nsq__Response response = NSQ__RESPONSE__INIT;
-    Nsq__Error error = NSQ__ERROR__INIT;
-    if (nsq_wire_bytes_equal(command->pub->topic, "bad")) {
-        error.seq = command->seq;
-        error.code = "E_BAD_TOPIC";
-        frame.frame_case = NSQ__FRAME__FRAME_ERROR;
-        frame.error = &error;
-    } else {
-        *accepted += command->pub->n_bodies;
-        response.seq = command->seq;
-        response.text = "OK";
-        frame.frame_case = NSQ__FRAME__FRAME_RESPONSE;
-        frame.response = &response;
-    }
-    nsq_wire_send_frame(zsock_resolve(router), zframe_data(peer), zframe_size(peer), &frame, 0);
-}
-
-static void s_fake_read(zsock_t *router, size_t *accepted)
-{
-    zmsg_t *msg = zmsg_recv(router);
-    zframe_t *peer = msg ? zmsg_pop(msg) : NULL;
-    zframe_t *body = msg ? zmsg_pop(msg) : NULL;
-    Nsq__Command *command =
-        body ? nsq_wire_command_unpack(zframe_data(body), zframe_size(body)) : NULL;
-    if (command)
-        s_fake_answer(router, peer, command, accepted);
-    nsq__command__free_unpacked(command, NULL);
-    zframe_destroy(&body);
-    zframe_destroy(&peer);
-    zmsg_destroy(&msg);
-}
-
 static void s_fake_broker(zsock_t *pipe, void *arg)
 {
     (void) arg;
     zsock_t *router = zsock_new(ZMQ_ROUTER);
-    int port = zsock_bind(router, "tcp://127.0.0.1:*");
+    int port = nsq_endpoint_bind(router, "127.0.0.1", 9, "0");  // a random port
     zpoller_t *poller = zpoller_new(pipe, router, NULL);
     zsock_signal(pipe, 0);
     zstr_sendf(pipe, "%d", port);
@@ -351,7 +288,7 @@ static void s_fake_broker(zsock_t *pipe, void *arg)
     while (true) {
         void *which = zpoller_wait(poller, -1);
         if (which == router) {
-            s_fake_read(router, &accepted);
+            nsq_fake_broker_read_pub(router, &accepted);
             continue;
         }
         char *command = which ? zstr_recv(pipe) : NULL;

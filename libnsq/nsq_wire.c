@@ -81,6 +81,32 @@ int nsq_wire_send_command(void *socket, Nsq__Command *command, int flags)
     return s_send_packed(socket, &command->base, flags);
 }
 
+int nsq_wire_send_pub(void *socket, uint64_t seq, const char *topic, const void *const *bodies,
+                      const size_t *sizes, size_t count, uint32_t defer_ms, int flags)
+{
+    ProtobufCBinaryData one;
+    ProtobufCBinaryData *data = count == 1 ? &one : calloc(count, sizeof *data);
+    if (!topic || !count || !data) {
+        errno = data ? EINVAL : ENOMEM;
+        return -1;
+    }
+    for (size_t i = 0; i < count; i++)
+        data[i] = (ProtobufCBinaryData){sizes[i], (uint8_t *) bodies[i]};
+    Nsq__Pub pub = NSQ__PUB__INIT;
+    pub.topic = nsq_wire_bytes(topic);
+    pub.n_bodies = count;
+    pub.bodies = data;
+    pub.defer_ms = defer_ms;
+    Nsq__Command command = NSQ__COMMAND__INIT;
+    command.cmd_case = NSQ__COMMAND__CMD_PUB;
+    command.pub = &pub;
+    command.seq = seq;
+    int rc = nsq_wire_send_command(socket, &command, flags);
+    if (data != &one)
+        free(data);
+    return rc;
+}
+
 int nsq_wire_send_frame(void *socket, const void *identity, size_t identity_size, Nsq__Frame *frame,
                         int flags)
 {

@@ -10,7 +10,7 @@
     part only, so once the identity is queued the body follows. A half-sent
     message would glue the next message, identity and all, onto this peer.
 
-    API: nsq_wire_send_command, nsq_wire_send_frame, nsq_wire_command_unpack,
+    API: nsq_wire_send_command, nsq_wire_send_pub, nsq_wire_send_frame, nsq_wire_command_unpack,
     nsq_wire_frame_unpack, nsq_wire_send_lookup_command,
     nsq_wire_send_lookup_frame (free results with nsq__*__free_unpacked(x, NULL));
     nsq_wire_pack_frame + nsq_wire_send_routed for a caller that keeps a frame it
@@ -22,6 +22,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <zmq.h>
 
 #include "nsq.pb-c.h"
@@ -35,6 +36,12 @@
 // frame on a raw libzmq socket. flags as for zmq_msg_send (e.g. ZMQ_DONTWAIT).
 // Returns 0, or -1 with errno from libzmq.
 int nsq_wire_send_command(void *socket, Nsq__Command *command, int flags);
+
+// Sends a Pub command numbered seq: count bodies (sizes[i] bytes at
+// bodies[i]) to topic, visible after defer_ms. Returns as
+// nsq_wire_send_command (EINVAL: no topic or no body; ENOMEM).
+int nsq_wire_send_pub(void *socket, uint64_t seq, const char *topic, const void *const *bodies,
+                      const size_t *sizes, size_t count, uint32_t defer_ms, int flags);
 
 // Sends [identity][packed frame] on a raw ROUTER socket, all or nothing.
 // Returns 0, or -1 with errno (EHOSTUNREACH when the peer is gone and

@@ -8,12 +8,14 @@
 */
 #include "lookupd.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "lookupd_console.h"
 #include "lookupd_http.h"
 #include "lookupd_registry.h"
 #include "nsq_address.h"
@@ -32,7 +34,7 @@
 #define S_ROUTER_HWM   100000   // frames queued per broker: a re-registration burst fits
 #define S_FRAME_MAX    1048576  // a lookup command is names and ports: far below this
 
-typedef struct {
+struct _lookupd_core_t {
     lookupd_config_t config;       // settings
     zsock_t *pipe;                 // the actor pipe
     zsock_t *router;               // brokers
@@ -40,28 +42,20 @@ typedef struct {
     zloop_t *loop;                 // the one reactor
     lookupd_http_t *http;          // HTTP server
     lookupd_registry_t *registry;  // producers and registrations
+    lookupd_console_t *console;    // the web console's API
     char requests_endpoint[64];    // inproc endpoint of requests
     char hostname[256];            // ours, for /info
     uint16_t http_port, zmq_port;  // bound ports
     uint64_t bad_commands;         // frames that were not valid commands
-} s_lookupd_t;
-
-void lookupd_config_defaults(lookupd_config_t *config)
-{
-    memset(config, 0, sizeof *config);
-    snprintf(config->http_address, sizeof config->http_address, "0.0.0.0:4161");
-    snprintf(config->zmq_address, sizeof config->zmq_address, "0.0.0.0:4160");
-    if (gethostname(config->broadcast_address, sizeof config->broadcast_address - 1) != 0)
-        snprintf(config->broadcast_address, sizeof config->broadcast_address, "localhost");
-    config->inactive_producer_timeout_ms = 300000;
-    config->tombstone_lifetime_ms = 45000;
-}
+};
+typedef lookupd_core_t s_lookupd_t;  // the actor's name for it
 
 // ---- broker commands --------------------------------------------------------
 
 typedef struct {
     s_lookupd_t *lookupd;              // owner
-    zmq_msg_t *identity;               // the broker's ROUTER identity
+    const void *identity;              // the broker's ROUTER identity
+    size_t identity_size;              // its length
     char key[2 * S_IDENTITY_MAX + 1];  // the identity in hex
     char peer[NSQ_PEER_ADDRESS_MAX];   // its IP:port
     uint64_t seq;                      // of the command being answered
@@ -70,8 +64,8 @@ typedef struct {
 static void s_send(s_peer_t *peer, Nsq__LookupFrame *frame)
 {
     void *socket = zsock_resolve(peer->lookupd->router);
-    if (nsq_wire_send_lookup_frame(socket, zmq_msg_data(peer->identity),
-                                   zmq_msg_size(peer->identity), frame, ZMQ_DONTWAIT)) {
+    if (nsq_wire_send_lookup_frame(socket, peer->identity, peer->identity_size, frame,
+                                   ZMQ_DONTWAIT)) {
         // A broker that went away is normal; a full queue means it stopped reading.
         if (errno == EHOSTUNREACH)
             nsq_debug("broker %s (%s): reply dropped: it is gone", peer->key, peer->peer);
@@ -247,41 +241,40 @@ static void s_handle(s_peer_t *peer, const Nsq__LookupCommand *command)
     }
 }
 
+void lookupd_core_handle_frame(lookupd_core_t *self, const void *identity, size_t identity_size,
+                               const char *address, const void *body, size_t size)
+{
+    s_peer_t peer = {.lookupd = self, .identity = identity, .identity_size = identity_size};
+    nsq_peer_key(identity, identity_size < S_IDENTITY_MAX ? identity_size : S_IDENTITY_MAX,
+                 peer.key);
+    snprintf(peer.peer, sizeof peer.peer, "%s", address);
+    Nsq__LookupCommand *command = body ? nsq__lookup_command__unpack(NULL, size, body) : NULL;
+    if (command) {
+        s_handle(&peer, command);
+        nsq__lookup_command__free_unpacked(command, NULL);
+        return;
+    }
+    self->bad_commands++;
+    nsq_warn("peer %s: frame is not a valid lookup command (%zu bytes)", peer.peer, size);
+    s_error(&peer, "E_BAD_COMMAND", "not a valid LookupCommand frame", false);
+}
+
 // Reads one [identity][command]; returns -1 when nothing is waiting.
 static int s_read_command(s_lookupd_t *self, void *socket)
 {
     zmq_msg_t identity, body;
     zmq_msg_init(&identity);
-    if (zmq_msg_recv(&identity, socket, ZMQ_DONTWAIT) < 0) {
+    zmq_msg_init(&body);
+    int extra = nsq_peer_recv(socket, &identity, &body);  // single-frame commands only
+    if (extra < 0) {
         zmq_msg_close(&identity);
+        zmq_msg_close(&body);
         return -1;
     }
-    zmq_msg_init(&body);
-    bool extra = false;
-    if (zmq_msg_more(&identity))
-        zmq_msg_recv(&body, socket, 0);
-    while (zmq_msg_more(&body)) {
-        zmq_msg_close(&body);  // single-frame commands only: drain the rest
-        zmq_msg_init(&body);
-        zmq_msg_recv(&body, socket, 0);
-        extra = true;
-    }
-    s_peer_t peer = {.lookupd = self, .identity = &identity};
-    size_t size = zmq_msg_size(&identity);
-    for (size_t i = 0; i < size && i < S_IDENTITY_MAX; i++)
-        snprintf(peer.key + 2 * i, 3, "%02x", ((unsigned char *) zmq_msg_data(&identity))[i]);
-    nsq_peer_address(&body, peer.peer, sizeof peer.peer);
-    Nsq__LookupCommand *command =
-        extra ? NULL : nsq__lookup_command__unpack(NULL, zmq_msg_size(&body), zmq_msg_data(&body));
-    if (command) {
-        s_handle(&peer, command);
-        nsq__lookup_command__free_unpacked(command, NULL);
-    } else {
-        self->bad_commands++;
-        nsq_warn("peer %s: frame is not a valid lookup command (%zu bytes)", peer.peer,
-                 zmq_msg_size(&body));
-        s_error(&peer, "E_BAD_COMMAND", "not a valid LookupCommand frame", false);
-    }
+    char address[NSQ_PEER_ADDRESS_MAX];
+    nsq_peer_address(&body, address, sizeof address);
+    lookupd_core_handle_frame(self, zmq_msg_data(&identity), zmq_msg_size(&identity), address,
+                              extra ? NULL : zmq_msg_data(&body), zmq_msg_size(&body));
     zmq_msg_close(&identity);
     zmq_msg_close(&body);
     return 0;
@@ -324,13 +317,21 @@ static void s_answer_json(s_answer_t *answer, char *body)
 }
 
 // GET /info; the broadcast address is the operator's, escaped all the same.
+// "console" tells how the console polls and what its history holds.
 static void s_answer_info(s_lookupd_t *self, s_answer_t *answer)
 {
     char broadcast[sizeof self->config.broadcast_address * 6];
     nsq_json_escape(broadcast, sizeof broadcast, self->config.broadcast_address);
-    s_answer_json(answer, zsys_sprintf("{\"version\":\"%s\",\"broadcast_address\":\"%s\","
-                                       "\"http_port\":%u,\"zmq_port\":%u}",
-                                       NSQ_VERSION, broadcast, self->http_port, self->zmq_port));
+    json_t *console = lookupd_console_info_json(self->console);
+    char *console_text = console ? json_dumps(console, JSON_COMPACT) : NULL;
+    json_decref(console);
+    s_answer_json(answer, console_text ? zsys_sprintf("{\"version\":\"%s\",\"broadcast_address\":"
+                                                      "\"%s\",\"http_port\":%u,\"zmq_port\":%u,"
+                                                      "\"console\":%s}",
+                                                      NSQ_VERSION, broadcast, self->http_port,
+                                                      self->zmq_port, console_text)
+                                       : NULL);
+    free(console_text);
 }
 
 // A query argument as the HTTP thread sent it: its decoded bytes, which may
@@ -341,7 +342,8 @@ typedef struct {
 } s_arg_t;
 
 typedef struct {
-    s_arg_t topic, channel, node;
+    s_arg_t topic, channel, node, id;  // query arguments
+    s_arg_t remote, user_agent;        // who asks
 } s_args_t;
 
 // Checks the topic (and channel when wanted) arguments; fills an error
@@ -436,6 +438,32 @@ static bool s_path_in(const char *path, const char *const *paths)
     return false;
 }
 
+// Hands a console API request to the console.
+static void s_route_console(s_lookupd_t *self, const char *method, const char *path,
+                            const s_args_t *args, s_answer_t *answer)
+{
+    lookupd_console_request_t request = {method,
+                                         path,
+                                         args->topic.text,
+                                         args->channel.text,
+                                         args->node.text,
+                                         args->id.text,
+                                         args->topic.size,
+                                         args->channel.size,
+                                         args->node.size,
+                                         args->remote.text,
+                                         args->user_agent.text};
+    lookupd_console_answer_t reply = {0, NULL, NULL};
+    lookupd_console_handle(self->console, &request, &reply);
+    if (!reply.body) {
+        s_answer_error(answer, 500, "INTERNAL_ERROR");
+        return;
+    }
+    answer->status = reply.status;
+    answer->type = reply.type;
+    answer->body = reply.body;
+}
+
 // Routes one request; 405 for a known path with the wrong method.
 static void s_route(s_lookupd_t *self, const char *method, const char *path, const s_args_t *args,
                     s_answer_t *answer)
@@ -451,6 +479,8 @@ static void s_route(s_lookupd_t *self, const char *method, const char *path, con
     else if (s_path_in(path, writes))
         streq(method, "POST") ? s_route_post(self, path, args, answer)
                               : s_answer_error(answer, 405, "METHOD_NOT_ALLOWED");
+    else if (lookupd_console_owns(path))
+        s_route_console(self, method, path, args, answer);
     else
         s_answer_error(answer, 404, "NOT_FOUND");
 }
@@ -477,7 +507,11 @@ static int s_on_request(zloop_t *loop, zsock_t *requests, void *arg)
     s_args_t args;  // every argument popped, so that each can be freed below
     bool topic = s_pop_arg(request, &args.topic);
     bool channel = s_pop_arg(request, &args.channel);
-    bool complete = s_pop_arg(request, &args.node) && topic && channel;
+    bool node = s_pop_arg(request, &args.node);
+    bool id = s_pop_arg(request, &args.id);
+    bool remote = s_pop_arg(request, &args.remote);
+    bool complete =
+        s_pop_arg(request, &args.user_agent) && topic && channel && node && id && remote;
     s_answer_t answer = {0, NULL, NULL};
     if (method && path && complete)
         s_route(self, method, path, &args, &answer);
@@ -502,6 +536,9 @@ static int s_on_request(zloop_t *loop, zsock_t *requests, void *arg)
     zstr_free(&args.topic.text);
     zstr_free(&args.channel.text);
     zstr_free(&args.node.text);
+    zstr_free(&args.id.text);
+    zstr_free(&args.remote.text);
+    zstr_free(&args.user_agent.text);
     free(answer.body);
     zmsg_destroy(&request);
     return 0;
@@ -520,35 +557,107 @@ static int s_on_expire(zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
+// ---- the console's view of the registry -------------------------------------------
+
+static char *s_console_nodes(void *arg)
+{
+    s_lookupd_t *self = arg;
+    return lookupd_registry_nodes_json(self->registry, zclock_mono());
+}
+
+static int s_console_registry(void *arg, const char *action, const char *topic, const char *channel,
+                              const char *node, char *code, size_t size)
+{
+    s_lookupd_t *self = arg;
+    int rc = 0;
+    if (streq(action, "create"))
+        rc = lookupd_registry_create(self->registry, topic, channel);
+    else if (streq(action, "delete"))
+        rc = lookupd_registry_delete(self->registry, topic, channel);
+    else if (streq(action, "tombstone")) {
+        rc = lookupd_registry_tombstone(self->registry, topic, node, zclock_mono());
+        if (rc == 0)
+            nsq_info("topic %s: producer %s tombstoned", topic, node);
+    }
+    if (rc)
+        snprintf(code, size, "%s",
+                 streq(action, "tombstone") ? "PRODUCER_NOT_FOUND"
+                 : streq(action, "create")  ? "INTERNAL_ERROR"
+                 : channel[0]               ? "CHANNEL_NOT_FOUND"
+                                            : "TOPIC_NOT_FOUND");
+    return rc;
+}
+
+static int s_console_new(s_lookupd_t *self)
+{
+    const char *peers[LOOKUPD_PEERS_MAX];
+    for (size_t i = 0; i < self->config.peer_count && i < LOOKUPD_PEERS_MAX; i++)
+        peers[i] = self->config.peers[i];
+    lookupd_console_config_t config = {self->config.stats_interval_ms,
+                                       self->config.history_window_ms,
+                                       self->config.history_max_bytes,
+                                       NULL,
+                                       self->config.peer_count,
+                                       s_console_nodes,
+                                       s_console_registry,
+                                       self};
+    config.peers = peers;  // copied by the console: the strings live in self->config
+    self->console = lookupd_console_new(&config);
+    return self->console ? 0 : -1;
+}
+
+lookupd_core_t *lookupd_core_new(const lookupd_config_t *config, zsock_t *router)
+{
+    lookupd_core_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->config = *config;
+    self->router = router;
+    if (gethostname(self->hostname, sizeof self->hostname - 1))
+        snprintf(self->hostname, sizeof self->hostname, "localhost");
+    self->registry =
+        lookupd_registry_new(config->inactive_producer_timeout_ms, config->tombstone_lifetime_ms);
+    if (!self->registry)
+        lookupd_core_destroy(&self);
+    return self;
+}
+
+lookupd_registry_t *lookupd_core_registry(lookupd_core_t *self)
+{
+    return self->registry;
+}
+
+void lookupd_core_destroy(lookupd_core_t **self_p)
+{
+    lookupd_core_t *self = *self_p;
+    if (!self)
+        return;
+    lookupd_registry_destroy(&self->registry);
+    free(self);
+    *self_p = NULL;
+}
+
 static void s_destroy(s_lookupd_t **self_p)
 {
     s_lookupd_t *self = *self_p;
     if (!self)
         return;
     lookupd_http_destroy(&self->http);
+    lookupd_console_destroy(&self->console);
     zloop_destroy(&self->loop);
-    lookupd_registry_destroy(&self->registry);
     zsock_destroy(&self->requests);
     zsock_destroy(&self->router);
-    free(self);
-    *self_p = NULL;
+    lookupd_core_destroy(self_p);
 }
 
 static s_lookupd_t *s_new(zsock_t *pipe, const lookupd_config_t *config, char *error, size_t size)
 {
-    s_lookupd_t *self = calloc(1, sizeof *self);
+    s_lookupd_t *self = lookupd_core_new(config, NULL);
     if (!self)
         return NULL;
-    self->config = *config;
     self->pipe = pipe;
-    if (gethostname(self->hostname, sizeof self->hostname - 1))
-        snprintf(self->hostname, sizeof self->hostname, "localhost");
-    self->registry =
-        lookupd_registry_new(config->inactive_producer_timeout_ms, config->tombstone_lifetime_ms);
     int port = -1;
-    self->router = self->registry
-                       ? nsq_daemon_router(config->zmq_address, S_ROUTER_HWM, S_FRAME_MAX, &port)
-                       : NULL;
+    self->router = nsq_daemon_router(config->zmq_address, S_ROUTER_HWM, S_FRAME_MAX, &port);
     if (!self->router) {
         snprintf(error, size, "cannot bind ZeroMQ on %s: %s", config->zmq_address,
                  zmq_strerror(errno));
@@ -567,6 +676,11 @@ static s_lookupd_t *s_new(zsock_t *pipe, const lookupd_config_t *config, char *e
         return NULL;
     }
     self->http_port = lookupd_http_port(self->http);
+    if (s_console_new(self)) {
+        snprintf(error, size, "cannot start the console: %s", strerror(errno));
+        s_destroy(&self);
+        return NULL;
+    }
     int64_t scan = config->inactive_producer_timeout_ms / 4;
     scan = scan < 10 ? 10 : scan > S_EXPIRE_MAX ? S_EXPIRE_MAX : scan;
     self->loop = zloop_new();
@@ -575,6 +689,17 @@ static s_lookupd_t *s_new(zsock_t *pipe, const lookupd_config_t *config, char *e
     zloop_reader(self->loop, self->requests, s_on_request, self);
     zloop_reader(self->loop, pipe, nsq_daemon_on_pipe, NULL);
     zloop_timer(self->loop, (size_t) scan, 0, s_on_expire, self);
+    json_t *info =
+        json_pack("{s:s, s:s, s:i, s:i, s:s}", "version", NSQ_VERSION, "broadcast_address",
+                  config->broadcast_address, "http_port", (int) self->http_port, "zmq_port",
+                  (int) self->zmq_port, "hostname", self->hostname);
+    int started = lookupd_console_start(self->console, self->loop, info);
+    json_decref(info);
+    if (started) {
+        snprintf(error, size, "cannot start the console's timer");
+        s_destroy(&self);
+        return NULL;
+    }
     return self;
 }
 
@@ -629,6 +754,7 @@ static bool s_test_answer(Nsq__LookupFrame *answer, const char *error_code)
 
 int lookupd_test(void)
 {
+    curl_global_init(CURL_GLOBAL_DEFAULT);  // here, as main does: not on the actor's thread
     lookupd_config_t config;
     lookupd_config_defaults(&config);
     snprintf(config.http_address, sizeof config.http_address, "127.0.0.1:0");
@@ -700,6 +826,7 @@ int lookupd_test(void)
     zstr_free(&http_port);
     zstr_free(&zmq_port);
     zactor_destroy(&actor);
+    curl_global_cleanup();
     return 0;
 failed:
     zsock_destroy(&dealer);
@@ -707,5 +834,6 @@ failed:
     zstr_free(&http_port);
     zstr_free(&zmq_port);
     zactor_destroy(&actor);
+    curl_global_cleanup();
     return -1;
 }

@@ -3,10 +3,13 @@
 
     The server thread parses each request and hands it to the lookupd actor,
     which owns the registry, over an inproc REQ socket: the request goes out
-    as [method][path][topic][channel][node] (each argument's decoded bytes,
-    an escaped NUL included; absent arguments are empty) and the answer comes back as
-   [status][content type][body]. Lookupd is not on the hot path, so one server thread and one round
-   trip per request are plenty; the registry keeps a single owner.
+    as [method][path][topic][channel][node][id][remote][user agent] (each
+    argument's decoded bytes, an escaped NUL included; absent arguments are
+    empty; remote is the client's "address:port") and the answer comes back
+    as [status][content type][body]. Lookupd is not on the hot path, so one
+    server thread and one round trip per request are plenty; the registry
+    keeps a single owner. The console's static files are answered by the
+    server thread itself (lookupd_assets.h).
 
     API: lookupd_http_new, lookupd_http_port, lookupd_http_destroy.
 */

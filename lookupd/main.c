@@ -2,12 +2,14 @@
     ZeroMQ, consumers and tools ask over HTTP
     SPDX-License-Identifier: MIT
 
-    A thin shell: options (flags and NSQ_LOOKUPD_* environment), logging,
+    A thin shell: options (flags and NSQ_LOOKUPD_* environment, declared in
+    lookupd_config.c, where each fills its field of lookupd_config_t), logging,
     start the lookupd actor, print the READY line, wait for SIGTERM/SIGINT,
     stop the actor, exit 0. Bad configuration or a failed start exits 1 with
     one line on stderr.
 */
 #include <czmq.h>
+#include <curl/curl.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -16,42 +18,18 @@
 #include "nsq_log.h"
 #include "nsq_options.h"
 
-#define DAY_MS (24LL * 3600 * 1000)
-
-static const nsq_option_spec_t s_options[] = {
-    {"http-address", NSQ_OPTION_STRING, "0.0.0.0:4161", 0, 0, false,
-     "HOST:PORT for the HTTP API (port 0 picks a free port)"},
-    {"zmq-address", NSQ_OPTION_STRING, "0.0.0.0:4160", 0, 0, false,
-     "HOST:PORT where brokers register (port 0 picks a free port)"},
-    {"broadcast-address", NSQ_OPTION_STRING, NULL, 0, 0, false,
-     "address of this lookupd reported by /info (default: hostname)"},
-    {"inactive-producer-timeout", NSQ_OPTION_DURATION, "300s", 100, DAY_MS, false,
-     "forget a broker that sent nothing for this long"},
-    {"tombstone-lifetime", NSQ_OPTION_DURATION, "45s", 1, DAY_MS, false,
-     "how long a tombstoned producer stays hidden from /lookup"},
-    {"log-level", NSQ_OPTION_STRING, "info", 0, 0, false, "debug, info, warn or error"},
-    {"log-json", NSQ_OPTION_BOOL, "false", 0, 0, false, "log one JSON object per line"},
-};
-
-static void s_copy(char *target, size_t size, const char *value)
-{
-    snprintf(target, size, "%s", value ? value : "");
-}
-
-// Fills config from parsed options. Returns 0, or -1 with a reason.
+// Checks what the table cannot and fills the broadcast address. Returns 0,
+// or -1 with a reason.
 static int s_configure(nsq_options_t *options, void *config_p, char *error, size_t size)
 {
+    (void) options;
     lookupd_config_t *config = config_p;
-    lookupd_config_defaults(config);
-    s_copy(config->http_address, sizeof config->http_address,
-           nsq_options_string(options, "http-address"));
-    s_copy(config->zmq_address, sizeof config->zmq_address,
-           nsq_options_string(options, "zmq-address"));
-    if (nsq_options_is_set(options, "broadcast-address"))
-        s_copy(config->broadcast_address, sizeof config->broadcast_address,
-               nsq_options_string(options, "broadcast-address"));
-    config->inactive_producer_timeout_ms = nsq_options_int(options, "inactive-producer-timeout");
-    config->tombstone_lifetime_ms = nsq_options_int(options, "tombstone-lifetime");
+    lookupd_config_default_broadcast(config);
+    for (size_t i = 0; i < config->peer_count; i++)
+        if (!strrchr(config->peers[i], ':'))
+            return snprintf(error, size, "--peer-http-address %s is not HOST:PORT",
+                            config->peers[i]),
+                   -1;
     if (!strrchr(config->http_address, ':') || !strrchr(config->zmq_address, ':'))
         return snprintf(error, size, "--http-address and --zmq-address must be HOST:PORT"), -1;
     return 0;
@@ -60,10 +38,16 @@ static int s_configure(nsq_options_t *options, void *config_p, char *error, size
 int main(int argc, char **argv)
 {
     lookupd_config_t config;
-    int exit_code = nsq_daemon_configure("nsq-lookupd", "NSQ_LOOKUPD", s_options,
-                                         sizeof s_options / sizeof *s_options, argc, argv,
-                                         s_configure, &config);
+    lookupd_config_defaults(&config);
+    int exit_code =
+        nsq_daemon_configure("nsq-lookupd", "NSQ_LOOKUPD", lookupd_config_options,
+                             lookupd_config_option_count, argc, argv, s_configure, &config);
     if (exit_code >= 0)
         return exit_code;
-    return nsq_daemon_run(lookupd_actor, &config, config.http_address, config.zmq_address);
+    // libcurl (the console's polls) is set up here, before any thread: its
+    // TLS library keeps per-thread state for the thread that initialises it.
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    exit_code = nsq_daemon_run(lookupd_actor, &config, config.http_address, config.zmq_address);
+    curl_global_cleanup();
+    return exit_code;
 }

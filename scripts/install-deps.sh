@@ -2,30 +2,37 @@
 # install-deps.sh - install the Debian packages needed to build, test and
 # format-check the project. Installs only what is missing, so it is safe to
 # run before every build; runs apt-get through sudo when not root.
+# --fuzz adds what the fuzz targets need (clang with libFuzzer, jansson).
 set -euo pipefail
 
 packages=(meson ninja-build pkg-config gcc libzmq3-dev libczmq-dev libprotobuf-c-dev
-    protobuf-c-compiler libcurl4-openssl-dev libmicrohttpd-dev libjansson-dev curl clang-format
-    strace iproute2)
+    protobuf-c-compiler libcurl4-openssl-dev libmicrohttpd-dev libjansson-dev zlib1g-dev libsnappy-dev
+    libgnutls28-dev curl clang-format strace iproute2 chromium python3 openssl gnutls-bin)
+if [ "${1:-}" = --fuzz ]; then
+    packages+=(clang libclang-rt-14-dev)
+fi
 
 # node and npm run the deployment checks (tests/deploy); any node will do.
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 
-# The npm packages of tests/deploy (package-lock.json), installed once; later
-# runs need no network. Called after the Debian packages are in place.
+# The npm packages of tests/deploy and tests/console (each a package-lock.json),
+# installed once; later runs need no network. Called after the Debian
+# packages are in place (chromium is the browser tests/console drives).
 install_npm_packages() {
-    local dir
-    dir="$(cd "$(dirname "$0")/.." && pwd)/tests/deploy"
-    if [ -f "$dir/node_modules/.package-lock.json" ] &&
-        [ ! "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
-        return 0
-    fi
-    echo "install-deps: npm ci in tests/deploy"
-    if ! (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error); then
-        echo "install-deps: npm ci failed in $dir" >&2
-        return 1
-    fi
+    local root dir
+    root="$(cd "$(dirname "$0")/.." && pwd)"
+    for dir in "$root/tests/deploy" "$root/tests/console"; do
+        if [ -f "$dir/node_modules/.package-lock.json" ] &&
+            [ ! "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+            continue
+        fi
+        echo "install-deps: npm ci in ${dir#"$root"/}"
+        if ! (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error); then
+            echo "install-deps: npm ci failed in $dir" >&2
+            return 1
+        fi
+    done
 }
 
 if ! command -v dpkg >/dev/null 2>&1; then

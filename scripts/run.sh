@@ -39,5 +39,6 @@ The cluster runs in the background (logs and data in .cluster/).
              watch -n1 "curl -s 'http://$http/stats?format=text'"
   metrics:   curl 'http://$http/metrics'
   status:    deploy/cluster.sh status
+  example:   examples/primes/README.md      (a two-stage pipeline: a Python stage finds primes)
   stop:      deploy/cluster.sh down              (add --purge to delete .cluster/)
 MSG

@@ -4,6 +4,8 @@
 # status is non-zero if anything failed.
 #
 #   SANITIZE=1           build in build-asan with AddressSanitizer and UBSan
+#   FUZZ=1               build in build-fuzz with clang and -Dfuzz=true (the
+#                        libFuzzer targets); run it with SUITES=fuzz
 #   SUITES="unit ..."    run only these meson suites (the format check runs
 #                        when SUITES is empty or names "format")
 #   BUILD_DIR=dir        build directory (default build, or build-asan)
@@ -70,7 +72,9 @@ run_meson_tests() {
         return # only the format check was asked for
     fi
     rm -f "$log"
-    meson test -C "$build" --print-errorlogs "${suite_args[@]}"
+    local rebuild=()
+    [ ${#compile_targets[@]} -eq 0 ] || rebuild=(--no-rebuild)  # built what the suites need
+    meson test -C "$build" --print-errorlogs "${rebuild[@]}" "${suite_args[@]}"
     local status=$?
     local counts=(0 0 0)
     [ -f "$log" ] && read -r -a counts < <(count_results "$log")
@@ -89,11 +93,11 @@ format_check() {
     *) return ;;
     esac
     local dirs=() dir
-    for dir in libnsq broker lookupd worker tests bench; do
+    for dir in libnsq broker lookupd worker tools tests bench; do
         [ -d "$dir" ] && dirs+=("$dir")
     done
     local files=() unformatted=() file
-    mapfile -t files < <(find "${dirs[@]}" -name '*.[ch]' -type f | sort)
+    mapfile -t files < <(find "${dirs[@]}" -name node_modules -prune -o -name '*.[ch]' -type f -print | sort)
     for file in "${files[@]}"; do
         clang-format --dry-run --Werror "$file" >/dev/null 2>&1 || unformatted+=("$file")
     done
@@ -108,17 +112,26 @@ format_check() {
     fi
 }
 
-if ! scripts/install-deps.sh; then
+install_args=()
+[ "${FUZZ:-0}" = 1 ] && install_args=(--fuzz)
+if ! scripts/install-deps.sh "${install_args[@]}"; then
     failed=$((failed + 1))
     finish
 fi
 
 options=()
+compile_targets=()
 build=${BUILD_DIR:-build}
 if [ "${SANITIZE:-0}" = 1 ]; then
     build=${BUILD_DIR:-build-asan}
     # shellcheck disable=SC2054 # the commas belong to the meson option
     options=(-Db_sanitize=address,undefined -Db_lundef=false -Dc_args=-fno-sanitize-recover=all)
+elif [ "${FUZZ:-0}" = 1 ]; then
+    build=${BUILD_DIR:-build-fuzz}
+    export CC=clang  # used when the build directory is first set up
+    # shellcheck disable=SC2054 # the commas belong to the meson option
+    options=(-Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false -Dintegration=false)
+    compile_targets=(fuzz-targets)  # the fuzz targets only, not the daemons and tools
 fi
 
 if [ -f "$build/build.ninja" ]; then
@@ -130,7 +143,7 @@ configured=$?
 if [ "$configured" -ne 0 ]; then
     echo "test.sh: meson setup failed" >&2
     failed=$((failed + 1))
-elif ! meson compile -C "$build"; then
+elif ! meson compile -C "$build" "${compile_targets[@]}"; then
     echo "test.sh: build failed" >&2
     failed=$((failed + 1))
 else

@@ -28,11 +28,15 @@
                       MPUBs of --batch (a failed batch is sent again) and
                       consumed at once; reports messages lost and duplicated
                       (bench_soak.h); bench/soak.sh restarts the broker midway
+        tcp-pub       MPUBs of --batch over --connections NSQ TCP (V2)
+                      connections, --window messages unanswered on each
+        tcp-consume   as zmq-consume, the consumer on NSQ TCP (bench_tcp.h)
         raw-zmq       plain zmq_send/zmq_recv PUSH/PULL between two processes
                       over tcp loopback: the ceiling for zmq-consume
                       (alias zmq-raw-push)
 */
 #include "bench_soak.h"
+#include "bench_tcp.h"
 #include "nsq.h"
 #include "nsq_log.h"
 #include "nsq_options.h"
@@ -49,45 +53,63 @@
 #include <unistd.h>
 #include <zmq.h>
 
+typedef struct {
+    const char *mode;          // --mode
+    int64_t count;             // messages
+    size_t size;               // body bytes
+    int64_t batch;             // messages per /mpub or MPUB
+    int64_t connections;       // HTTP connections or producer threads
+    size_t window;             // unacknowledged ZeroMQ publishes
+    uint32_t max_in_flight;    // consumer credit
+    int64_t rate;              // messages per second, 0 = unpaced
+    int64_t duration_ms;       // soak: how long to publish
+    const char *http_address;  // broker HTTP
+    const char *zmq_address;   // broker ZeroMQ
+    const char *tcp_address;   // broker NSQ TCP
+    const char *log_level;     // --log-level
+    uint64_t run_id;           // starts every body this run publishes
+    char topic[65];            // --topic, or bench-RUNID
+    char channel[65];          // --channel, or bench-RUNID
+} s_config_t;
+
+// Each option fills its field of s_config_t.
 static const nsq_option_spec_t s_specs[] = {
     {"mode", NSQ_OPTION_STRING, "zmq-pub", 0, 0, false,
-     "http-pub, http-mpub, zmq-pub, zmq-consume, zmq-e2e, soak or raw-zmq"},
-    {"count", NSQ_OPTION_INT, "100000", 1, 1000000000, false, "messages to send or receive"},
-    {"size", NSQ_OPTION_SIZE, "100", 1, 1048576, false, "message body size in bytes"},
+     "http-pub, http-mpub, zmq-pub, zmq-consume, zmq-e2e, tcp-pub, tcp-consume, soak or raw-zmq",
+     NSQ_OPTION_FIELD(s_config_t, mode)},
+    {"count", NSQ_OPTION_INT, "100000", 1, 1000000000, false, "messages to send or receive",
+     NSQ_OPTION_FIELD(s_config_t, count)},
+    {"size", NSQ_OPTION_SIZE, "100", 1, 1048576, false, "message body size in bytes",
+     NSQ_OPTION_FIELD(s_config_t, size)},
     {"batch", NSQ_OPTION_INT, "100", 1, 100000, false,
-     "messages per /mpub request (soak: per MPUB)"},
+     "messages per /mpub request (soak: per MPUB)", NSQ_OPTION_FIELD(s_config_t, batch)},
     {"connections", NSQ_OPTION_INT, "1", 1, 1024, false,
-     "concurrent HTTP connections or ZeroMQ producer threads"},
-    {"window", NSQ_OPTION_INT, "1000", 1, 65536, false, "unacknowledged ZeroMQ publishes"},
-    {"max-in-flight", NSQ_OPTION_INT, "2500", 1, 1000000, false, "consumer credit"},
+     "concurrent HTTP connections or ZeroMQ producer threads",
+     NSQ_OPTION_FIELD(s_config_t, connections)},
+    {"window", NSQ_OPTION_INT, "1000", 1, 65536, false, "unacknowledged ZeroMQ publishes",
+     NSQ_OPTION_FIELD(s_config_t, window)},
+    {"max-in-flight", NSQ_OPTION_INT, "2500", 1, 1000000, false, "consumer credit",
+     NSQ_OPTION_FIELD(s_config_t, max_in_flight)},
     {"rate", NSQ_OPTION_INT, "0", 0, 100000000, false,
-     "zmq-e2e, soak: messages per second to publish (0 = as fast as possible)"},
-    {"duration", NSQ_OPTION_DURATION, "10m", 1000, 86400000, false, "soak: how long to publish"},
-    {"http-address", NSQ_OPTION_STRING, "127.0.0.1:4151", 0, 0, false, "broker HTTP address"},
-    {"zmq-address", NSQ_OPTION_STRING, "127.0.0.1:4152", 0, 0, false, "broker ZeroMQ address"},
+     "zmq-e2e, soak: messages per second to publish (0 = as fast as possible)",
+     NSQ_OPTION_FIELD(s_config_t, rate)},
+    {"duration", NSQ_OPTION_DURATION, "10m", 1000, 86400000, false, "soak: how long to publish",
+     NSQ_OPTION_FIELD(s_config_t, duration_ms)},
+    {"http-address", NSQ_OPTION_STRING, "127.0.0.1:4151", 0, 0, false, "broker HTTP address",
+     NSQ_OPTION_FIELD(s_config_t, http_address)},
+    {"zmq-address", NSQ_OPTION_STRING, "127.0.0.1:4152", 0, 0, false, "broker ZeroMQ address",
+     NSQ_OPTION_FIELD(s_config_t, zmq_address)},
+    {"tcp-address", NSQ_OPTION_STRING, "127.0.0.1:4150", 0, 0, false, "broker NSQ TCP address",
+     NSQ_OPTION_FIELD(s_config_t, tcp_address)},
     {"topic", NSQ_OPTION_STRING, "", 0, 0, false,
-     "topic to publish to and consume; empty: bench-RUNID, new for each run"},
+     "topic to publish to and consume; empty: bench-RUNID, new for each run",
+     NSQ_OPTION_FIELD(s_config_t, topic)},
     {"channel", NSQ_OPTION_STRING, "", 0, 0, false,
-     "channel to consume; empty: bench-RUNID, new for each run"},
-    {"log-level", NSQ_OPTION_STRING, "warn", 0, 0, false, "debug, info, warn or error"},
+     "channel to consume; empty: bench-RUNID, new for each run",
+     NSQ_OPTION_FIELD(s_config_t, channel)},
+    {"log-level", NSQ_OPTION_STRING, "warn", 0, 0, false, "debug, info, warn or error",
+     NSQ_OPTION_FIELD(s_config_t, log_level)},
 };
-
-typedef struct {
-    const char *mode;
-    int64_t count;
-    size_t size;
-    int64_t batch;
-    int64_t connections;
-    size_t window;
-    uint32_t max_in_flight;
-    int64_t rate;
-    int64_t duration_ms;
-    const char *http_address;
-    const char *zmq_address;
-    uint64_t run_id;   // starts every body this run publishes
-    char topic[65];    // --topic, or bench-RUNID
-    char channel[65];  // --channel, or bench-RUNID
-} s_config_t;
 
 // What every published body starts with.
 typedef struct {
@@ -581,27 +603,19 @@ static uint64_t s_run_id(void)
     return id ? id : 1;
 }
 
-static void s_configure(s_config_t *config, nsq_options_t *options)
+// Completes the parsed config: the run id, and the run's own topic and
+// channel where none was named.
+static void s_configure(s_config_t *config)
 {
-    config->mode = nsq_options_string(options, "mode");
-    config->count = nsq_options_int(options, "count");
-    config->size = (size_t) nsq_options_int(options, "size");
-    config->batch = nsq_options_int(options, "batch");
-    config->connections = nsq_options_int(options, "connections");
-    config->window = (size_t) nsq_options_int(options, "window");
-    config->max_in_flight = (uint32_t) nsq_options_int(options, "max-in-flight");
-    config->rate = nsq_options_int(options, "rate");
-    config->duration_ms = nsq_options_int(options, "duration");
-    config->http_address = nsq_options_string(options, "http-address");
-    config->zmq_address = nsq_options_string(options, "zmq-address");
     config->run_id = s_run_id();
-    const char *topic = nsq_options_string(options, "topic");
-    const char *channel = nsq_options_string(options, "channel");
     char own[32];
     snprintf(own, sizeof own, "bench-%08x", (unsigned) (config->run_id & 0xffffffffu));
-    snprintf(config->topic, sizeof config->topic, "%s", *topic ? topic : own);
-    snprintf(config->channel, sizeof config->channel, "%s", *channel ? channel : own);
-    bool reads_tags = streq(config->mode, "zmq-consume") || streq(config->mode, "zmq-e2e");
+    if (!config->topic[0])
+        snprintf(config->topic, sizeof config->topic, "%s", own);
+    if (!config->channel[0])
+        snprintf(config->channel, sizeof config->channel, "%s", own);
+    bool reads_tags = streq(config->mode, "zmq-consume") || streq(config->mode, "zmq-e2e")
+                      || streq(config->mode, "tcp-consume");
     if (streq(config->mode, "soak") && config->size < 24)
         config->size = 24;  // run id, sequence number, send time
     if (reads_tags && config->size < sizeof(s_tag_t))
@@ -628,6 +642,34 @@ static int s_soak_bench(const s_config_t *config)
     return bench_soak_run(&soak);
 }
 
+// ---- NSQ TCP ------------------------------------------------------------------
+
+static int s_tcp_bench(const s_config_t *config, bool consume)
+{
+    bench_tcp_config_t tcp = {config->tcp_address,    config->topic,
+                              config->channel,        config->run_id,
+                              config->count,          config->size,
+                              (size_t) config->batch, (size_t) config->connections,
+                              config->window,         config->max_in_flight};
+    bench_tcp_result_t result;
+    if (!consume) {
+        int rc = bench_tcp_publish(&tcp, &result);
+        s_report(config, result.count, result.seconds, NULL, 0, result.errors, 0);
+        return rc;
+    }
+    // As zmq-consume: subscribed before the (ZeroMQ) publishing, then timed.
+    bench_tcp_consumer_t *consumer = bench_tcp_subscribe(&tcp);
+    if (!consumer)
+        return 1;
+    pthread_t ids[1024];
+    s_publisher_t *publishers = s_publishers_start(config, (size_t) config->connections, ids);
+    int64_t failed = s_publishers_join(publishers, (size_t) config->connections, ids);
+    int rc = bench_tcp_consume(consumer, config->count - failed, &result);
+    bench_tcp_consumer_destroy(&consumer);
+    s_report(config, result.count, result.seconds, NULL, 0, failed + result.errors, result.foreign);
+    return rc || failed ? 1 : 0;
+}
+
 static int s_bench(const s_config_t *config)
 {
     if (streq(config->mode, "raw-zmq") || streq(config->mode, "zmq-raw-push"))
@@ -644,6 +686,8 @@ static int s_bench(const s_config_t *config)
         return s_zmq_e2e_bench(config);
     if (streq(config->mode, "soak"))
         return s_soak_bench(config);
+    if (streq(config->mode, "tcp-pub") || streq(config->mode, "tcp-consume"))
+        return s_tcp_bench(config, streq(config->mode, "tcp-consume"));
     fprintf(stderr, "nsq-bench: unknown --mode %s\n", config->mode);
     return 2;
 }
@@ -659,9 +703,12 @@ int main(int argc, char **argv)
     if (!options)
         return 2;
     char error[256] = "";
+    s_config_t config = {0};
     int parsed = nsq_options_parse(options, argc, argv, error, sizeof error);
+    if (parsed == 0)
+        nsq_options_store(options, &config);
     nsq_log_level_t level = NSQ_LOG_WARN;
-    if (parsed == 0 && nsq_log_level_parse(nsq_options_string(options, "log-level"), &level)) {
+    if (parsed == 0 && nsq_log_level_parse(config.log_level, &level)) {
         snprintf(error, sizeof error, "invalid --log-level");
         parsed = -1;
     }
@@ -670,8 +717,7 @@ int main(int argc, char **argv)
     int rc = parsed < 0 ? 2 : 0;
     if (parsed == 0) {
         nsq_log_set_level(level);
-        s_config_t config;
-        s_configure(&config, options);
+        s_configure(&config);
         rc = s_bench(&config);
     }
     nsq_options_destroy(&options);

@@ -28,19 +28,6 @@
 
 #define S_BATCH_BYTES (1 << 20)  // a batch is sent at this size whatever its line count
 
-static const nsq_option_spec_t s_specs[] = {
-    {"topic", NSQ_OPTION_STRING, NULL, 0, 0, false, "topic to publish to (required)"},
-    {"http-address", NSQ_OPTION_STRING, NULL, 0, 0, false,
-     "broker HTTP address host:port (publish with /mpub)"},
-    {"broker-address", NSQ_OPTION_STRING, NULL, 0, 0, false,
-     "broker ZeroMQ address host:port (publish with PUB)"},
-    {"batch-size", NSQ_OPTION_INT, "100", 1, 10000, false,
-     "lines per /mpub or MPUB (a batch is also sent at 1 MiB)"},
-    {"timeout", NSQ_OPTION_DURATION, "10s", 100, 3600000, false,
-     "how long one publish may take before it counts as failed"},
-    {"log-level", NSQ_OPTION_STRING, "info", 0, 0, false, "debug, info, warn or error"},
-};
-
 typedef struct {
     const char *topic;         // where to publish
     const char *http_address;  // HTTP mode, or NULL
@@ -51,11 +38,30 @@ typedef struct {
     char *batch;               // HTTP mode: lines joined by '\n'
     size_t batch_size;         // bytes in batch
     size_t batch_lines;        // lines in batch
-    size_t batch_max;          // --batch-size
+    size_t batch_max;          // lines per batch
     size_t *starts;            // offset of each line in batch (batch_max entries)
     long timeout_ms;           // per publish
+    const char *log_level;     // --log-level
     uint64_t published;        // lines acknowledged
 } s_pub_t;
+
+// Each option fills its field of s_pub_t.
+static const nsq_option_spec_t s_specs[] = {
+    {"topic", NSQ_OPTION_STRING, NULL, 0, 0, false, "topic to publish to (required)",
+     NSQ_OPTION_FIELD(s_pub_t, topic)},
+    {"http-address", NSQ_OPTION_STRING, NULL, 0, 0, false,
+     "broker HTTP address host:port (publish with /mpub)", NSQ_OPTION_FIELD(s_pub_t, http_address)},
+    {"broker-address", NSQ_OPTION_STRING, NULL, 0, 0, false,
+     "broker ZeroMQ address host:port (publish with PUB)", NSQ_OPTION_FIELD(s_pub_t, zmq_address)},
+    {"batch-size", NSQ_OPTION_INT, "100", 1, 10000, false,
+     "lines per /mpub or MPUB (a batch is also sent at 1 MiB)",
+     NSQ_OPTION_FIELD(s_pub_t, batch_max)},
+    {"timeout", NSQ_OPTION_DURATION, "10s", 100, 3600000, false,
+     "how long one publish may take before it counts as failed",
+     NSQ_OPTION_FIELD(s_pub_t, timeout_ms)},
+    {"log-level", NSQ_OPTION_STRING, "info", 0, 0, false, "debug, info, warn or error",
+     NSQ_OPTION_FIELD(s_pub_t, log_level)},
+};
 
 // Keeps the start of the broker's answer for error messages.
 static size_t s_reply(char *data, size_t size, size_t count, void *arg)
@@ -219,11 +225,8 @@ static int s_run(s_pub_t *self)
 // Checks the options and sets up the chosen transport. Returns 0 or -1.
 static int s_setup(s_pub_t *self, nsq_options_t *options, char *error, size_t size)
 {
-    self->topic = nsq_options_string(options, "topic");
-    self->http_address = nsq_options_string(options, "http-address");
-    const char *zmq_address = self->zmq_address = nsq_options_string(options, "broker-address");
-    self->batch_max = (size_t) nsq_options_int(options, "batch-size");
-    self->timeout_ms = (long) nsq_options_int(options, "timeout");
+    nsq_options_store(options, self);
+    const char *zmq_address = self->zmq_address;
     self->starts = malloc(self->batch_max * sizeof *self->starts);
     if (!self->starts)
         return snprintf(error, size, "out of memory"), -1;
@@ -232,7 +235,7 @@ static int s_setup(s_pub_t *self, nsq_options_t *options, char *error, size_t si
         return snprintf(error, size, self->topic ? "invalid --topic" : "--topic is required"), -1;
     if (!self->http_address == !zmq_address)
         return snprintf(error, size, "give one of --http-address or --broker-address"), -1;
-    if (nsq_log_level_parse(nsq_options_string(options, "log-level"), &level))
+    if (nsq_log_level_parse(self->log_level, &level))
         return snprintf(error, size, "invalid --log-level"), -1;
     nsq_log_set_level(level);
     if (zmq_address) {

@@ -35,6 +35,17 @@
     Dead-letter publishing waits for the broker's acknowledgement (local
     broker, a fraction of a millisecond; S_PUBLISH_TIMEOUT_MS at worst); if
     it fails the message is requeued instead, so nothing is lost.
+
+    Pipelines (--publish-topic): a job that ends OK with output stays on
+    the list (TOUCHed as before) while worker_publisher sends the output
+    to the broker its message came from without blocking the loop; the
+    broker's OK brings the FIN, a refusal or a timeout a REQ (a failure
+    like any other). So the output is stored before its input is FINed: a
+    crash in between duplicates it, never loses it.
+
+    After the drain the handler winds down (worker_handler_finish: the
+    processes of --process read EOF and exit) while the loop runs, until
+    it is finished or the shutdown deadline passes; destroy stops the rest.
 */
 #include "worker.h"
 
@@ -45,6 +56,7 @@
 #include "worker_handler.h"
 #include "worker_http.h"
 #include "worker_metrics.h"
+#include "worker_publisher.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -54,30 +66,40 @@
 #include <time.h>
 
 #define S_TICK_MS            100
-#define S_PUBLISH_TIMEOUT_MS 2000  // dead-letter publish
-#define S_FINAL_FLUSH_MS     1000  // after the drain, to send the last REQs
-#define S_NO_BROKER_WARN_MS  5000  // how often to say that no broker is connected
+#define S_PUBLISH_TIMEOUT_MS 2000       // dead-letter publish
+#define S_FINAL_FLUSH_MS     1000       // after the drain, to send the last REQs
+#define S_NO_BROKER_WARN_MS  5000       // how often to say that no broker is connected
+#define S_OUTPUT_MAX_DEFAULT (1 << 20)  // --max-output-size 0
 
 struct _worker_t {
-    worker_config_t config;        // copy; strings borrowed
-    char dead_letter_topic[128];   // resolved name
-    nsq_consumer_t *consumer;      // the subscription
-    worker_handler_t *handler;     // the one handler
-    worker_backoff_t *backoff;     // failure pauses
-    worker_metrics_t *metrics;     // shared with the HTTP thread
-    worker_http_t *http;           // probes and metrics, NULL if none
-    zhashx_t *producers;           // broker endpoint -> nsq_producer_t, for dead letters
-    worker_job_t *jobs;            // running jobs, newest first
-    int tick_timer;                // the periodic tick
-    int64_t without_broker_since;  // zclock_mono since when none is connected, 0 while one is
-    int64_t without_broker_said;   // when that was last logged
-    uint32_t credit;               // credit announced now
-    int64_t started;               // jobs handed to the handler
-    int64_t handled;               // results received
-    bool draining;                 // shutting down: no new work
-    bool aborting;                 // the drain timed out: results are requeued at once
-    bool broken;                   // the handler cannot go on: exit 1
+    worker_config_t config;         // copy; strings borrowed
+    char dead_letter_topic[128];    // resolved name
+    nsq_consumer_t *consumer;       // the subscription
+    worker_handler_t *handler;      // the one handler
+    worker_backoff_t *backoff;      // failure pauses
+    worker_metrics_t *metrics;      // shared with the HTTP thread
+    worker_http_t *http;            // probes and metrics, NULL if none
+    zhashx_t *producers;            // broker endpoint -> nsq_producer_t, for dead letters
+    worker_publisher_t *publisher;  // handlers' output (--publish-topic), NULL if none
+    worker_job_t *jobs;             // running jobs, newest first
+    int tick_timer;                 // the periodic tick
+    int64_t without_broker_since;   // zclock_mono since when none is connected, 0 while one is
+    int64_t without_broker_said;    // when that was last logged
+    uint32_t credit;                // credit announced now
+    int64_t started;                // jobs handed to the handler
+    int64_t handled;                // results received
+    bool draining;                  // shutting down: no new work
+    bool aborting;                  // the drain timed out: results are requeued at once
+    bool broken;                    // the handler cannot go on: exit 1
+    int64_t wind_down_until;        // after the drain: wait for the handler until then
 };
+
+// A job as the runtime allocates it: the handlers' view, and the way back
+// from a publish callback.
+typedef struct {
+    worker_job_t job;  // first
+    worker_t *worker;  // owner
+} s_job_t;
 
 void worker_job_fail(worker_job_t *job, nsq_failure_kind_t kind, int64_t code, const char *format,
                      ...)
@@ -88,6 +110,23 @@ void worker_job_fail(worker_job_t *job, nsq_failure_kind_t kind, int64_t code, c
     va_start(args, format);
     vsnprintf(job->failure.detail, sizeof job->failure.detail, format, args);
     va_end(args);
+}
+
+int worker_job_output_add(worker_job_t *job, const void *data, size_t size, size_t max)
+{
+    if (size > max || job->output_size > max - size) {
+        errno = EFBIG;
+        return -1;
+    }
+    if (size == 0)
+        return 0;
+    uint8_t *grown = realloc(job->output, job->output_size + size);
+    if (!grown)
+        return -1;
+    memcpy(grown + job->output_size, data, size);
+    job->output = grown;
+    job->output_size += size;
+    return 0;
 }
 
 static void s_job_link(worker_t *self, worker_job_t *job)
@@ -208,30 +247,34 @@ static void s_apply_credit(worker_t *self)
     }
 }
 
-static void s_on_failure(worker_t *self, nsq_msg_t *msg, const nsq_failure_t *failure)
+// delay_ms: the REQ delay the handler asked for (capped), or -1 for the
+// runtime's own.
+static void s_on_failure(worker_t *self, nsq_msg_t *msg, const nsq_failure_t *failure,
+                         int64_t delay_ms)
 {
     worker_metrics_add(self->metrics, WORKER_METRIC_FAILURES, 1);
     if (worker_backoff_failure(self->backoff, zclock_mono()))
         worker_metrics_add(self->metrics, WORKER_METRIC_BACKOFFS, 1);
+    if (delay_ms < 0)
+        delay_ms = s_requeue_delay(self, msg);
+    else if (delay_ms > self->config.max_requeue_delay_ms)
+        delay_ms = self->config.max_requeue_delay_ms;
     if (self->config.max_attempts && nsq_msg_attempts(msg) >= self->config.max_attempts)
         s_dead_letter(self, msg, failure);
     else
-        s_requeue(self, msg, s_requeue_delay(self, msg));
+        s_requeue(self, msg, delay_ms);
 }
 
-static void s_on_done(void *arg, worker_job_t *job, worker_result_t result)
+// Settles job's message by result and frees job.
+static void s_settle(worker_t *self, worker_job_t *job, worker_result_t result)
 {
-    worker_t *self = arg;
     int64_t now = zclock_mono();
-    worker_metrics_observe(self->metrics, now - job->started_ms);
     s_job_unlink(self, job);
     nsq_msg_t *msg = job->msg;
-    if (worker_handler_broken(self->handler))
-        self->broken = true;
     if (result == WORKER_RESULT_RETRY && (self->aborting || self->broken))
         s_requeue(self, msg, 0);  // not the message's fault: let another worker have it now
     else if (result == WORKER_RESULT_RETRY)
-        s_on_failure(self, msg, &job->failure);
+        s_on_failure(self, msg, &job->failure, job->req_delay_ms);
     else {
         nsq_consumer_fin(self->consumer, msg);
         worker_metrics_add(
@@ -239,12 +282,68 @@ static void s_on_done(void *arg, worker_job_t *job, worker_result_t result)
             result == WORKER_RESULT_OK ? WORKER_METRIC_FINISHED : WORKER_METRIC_REJECTED, 1);
         worker_backoff_success(self->backoff, now);
     }
+    free(job->output);
     free(job);
     self->handled++;
     bool done = self->config.max_messages && self->handled >= self->config.max_messages;
     if ((done || self->broken) && !self->draining)
         nsq_consumer_stop(self->consumer);
     s_apply_credit(self);
+}
+
+// The broker answered the publish of a job's output: FIN or REQ its input.
+static void s_on_published(void *arg, const char *error)
+{
+    s_job_t *owned = arg;
+    worker_t *self = owned->worker;
+    worker_job_t *job = &owned->job;
+    if (!error) {
+        worker_metrics_add(self->metrics, WORKER_METRIC_PUBLISHED, 1);
+        s_settle(self, job, WORKER_RESULT_OK);
+        return;
+    }
+    worker_job_fail(job, NSQ_FAILURE_ERROR, 0, "%s refused the output for topic %s: %s",
+                    nsq_msg_broker(job->msg), self->config.publish_topic, error);
+    nsq_warn("message %s: %s: requeued", nsq_msg_id(job->msg), job->failure.detail);
+    s_settle(self, job, WORKER_RESULT_RETRY);
+}
+
+// Sends job's output to the publish topic on the broker its message came
+// from; the answer settles the job.
+static void s_publish_output(worker_t *self, worker_job_t *job)
+{
+    const char *broker = nsq_msg_broker(job->msg);
+    if (worker_publisher_send(self->publisher, broker, self->config.publish_topic, job->output,
+                              job->output_size, s_on_published, job)) {
+        worker_job_fail(job, NSQ_FAILURE_ERROR, errno, "cannot publish the output to %s: %s",
+                        broker, strerror(errno));
+        nsq_warn("message %s: %s: requeued", nsq_msg_id(job->msg), job->failure.detail);
+        s_settle(self, job, WORKER_RESULT_RETRY);
+        return;
+    }
+    nsq_debug("message %s: output of %zu bytes sent to topic %s on %s", nsq_msg_id(job->msg),
+              job->output_size, self->config.publish_topic, broker);
+    free(job->output);  // the publisher keeps its own copy
+    job->output = NULL;
+}
+
+static void s_on_done(void *arg, worker_job_t *job, worker_result_t result)
+{
+    worker_t *self = arg;
+    worker_metrics_observe(self->metrics, zclock_mono() - job->started_ms);
+    if (worker_handler_broken(self->handler))
+        self->broken = true;
+    if (result == WORKER_RESULT_OK && job->output_size && self->publisher && !self->broken)
+        s_publish_output(self, job);
+    else
+        s_settle(self, job, result);
+}
+
+static void s_on_touch(void *arg, worker_job_t *job)
+{
+    worker_t *self = arg;
+    nsq_consumer_touch(self->consumer, job->msg);
+    job->touched_ms = zclock_mono();
 }
 
 static void s_on_message(nsq_consumer_t *consumer, nsq_msg_t *msg, void *arg)
@@ -265,12 +364,15 @@ static void s_on_message(nsq_consumer_t *consumer, nsq_msg_t *msg, void *arg)
         s_dead_letter(self, msg, &failure);  // its handler kept timing out
         return;
     }
-    worker_job_t *job = calloc(1, sizeof *job);
-    if (!job) {
+    s_job_t *owned = calloc(1, sizeof *owned);
+    if (!owned) {
         s_requeue(self, msg, 0);
         return;
     }
+    owned->worker = self;
+    worker_job_t *job = &owned->job;
     job->msg = msg;
+    job->req_delay_ms = -1;
     job->started_ms = job->touched_ms = zclock_mono();
     worker_job_fail(job, NSQ_FAILURE_ERROR, 0, "the %s handler could not start",
                     self->handler->name);  // the handler may say more
@@ -278,7 +380,8 @@ static void s_on_message(nsq_consumer_t *consumer, nsq_msg_t *msg, void *arg)
     self->started++;
     if (worker_handler_start(self->handler, job)) {
         s_job_unlink(self, job);
-        s_on_failure(self, msg, &job->failure);
+        s_on_failure(self, msg, &job->failure, -1);
+        free(job->output);
         free(job);
     }
 }
@@ -330,6 +433,8 @@ static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
             job->touched_ms = now;
         }
     worker_handler_tick(self->handler, now);
+    if (self->publisher)
+        worker_publisher_tick(self->publisher, now);
     s_apply_credit(self);
     size_t connected = nsq_consumer_connected_count(self->consumer);
     worker_metrics_set(self->metrics, WORKER_METRIC_CONNECTIONS, connected);
@@ -349,12 +454,18 @@ static worker_handler_t *s_handler_new(worker_t *self)
         .channel = self->config.channel,
         .timeout_ms = self->config.max_msg_timeout_ms,
         .done = s_on_done,
+        .touch = s_on_touch,
         .done_arg = self,
         .metrics = self->metrics,
+        .capture_output = self->config.publish_topic != NULL,
+        .max_output = self->config.max_output_size,
     };
     const worker_config_t *config = &self->config;
     if (config->exec_command)
         return worker_handler_exec_new(&context, config->exec_command);
+    if (config->process_command)
+        return worker_handler_process_new(&context, config->process_command, config->processes,
+                                          config->process_window);
     if (config->http_url)
         return worker_handler_http_new(&context, config->http_url, config->http_timeout_ms);
     if (config->file_path)
@@ -375,6 +486,19 @@ static int s_resolve_dead_letter_topic(worker_t *self)
         return 0;
     nsq_error("invalid dead-letter topic %s (set --dead-letter-topic)", self->dead_letter_topic);
     return -1;
+}
+
+// The publisher of --publish-topic. Returns 0, or -1 (logged).
+static int s_publisher_start(worker_t *self)
+{
+    if (!self->config.publish_topic)
+        return 0;
+    if (!nsq_name_is_valid(self->config.publish_topic)) {
+        nsq_error("invalid --publish-topic %s", self->config.publish_topic);
+        return -1;
+    }
+    self->publisher = worker_publisher_new(nsq_consumer_loop(self->consumer), S_PUBLISH_TIMEOUT_MS);
+    return self->publisher ? 0 : -1;
 }
 
 // Starts the probes. Returns 0, or -1 (logged) if the address was asked
@@ -401,6 +525,8 @@ worker_t *worker_new(const worker_config_t *config)
     if (!self)
         return NULL;
     self->config = *config;
+    if (!self->config.max_output_size)
+        self->config.max_output_size = S_OUTPUT_MAX_DEFAULT;
     self->without_broker_since = self->without_broker_said = zclock_mono();
     self->credit = config->max_in_flight;
     self->metrics = worker_metrics_new();
@@ -408,7 +534,8 @@ worker_t *worker_new(const worker_config_t *config)
     self->producers = zhashx_new();
     self->consumer = nsq_consumer_new(config->topic, config->channel);
     if (!self->metrics || !self->backoff || !self->producers || !self->consumer
-        || s_resolve_dead_letter_topic(self) || !(self->handler = s_handler_new(self))) {
+        || s_resolve_dead_letter_topic(self) || s_publisher_start(self)
+        || !(self->handler = s_handler_new(self))) {
         if (!self->consumer)
             nsq_error("cannot create the consumer: %s", strerror(errno));
         worker_destroy(&self);
@@ -436,9 +563,11 @@ void worker_destroy(worker_t **self_p)
     worker_t *self = *self_p;
     worker_http_destroy(&self->http);
     worker_handler_destroy(&self->handler);
+    worker_publisher_destroy(&self->publisher);
     while (self->jobs) {
         worker_job_t *job = self->jobs;
         s_job_unlink(self, job);
+        free(job->output);
         free(job);
     }
     if (self->consumer && self->tick_timer > 0)
@@ -466,25 +595,56 @@ uint16_t worker_http_port_bound(worker_t *self)
     return self->http ? worker_http_port(self->http) : 0;
 }
 
+static int s_on_wind_down(zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    worker_t *self = arg;
+    return worker_handler_finished(self->handler) || zclock_mono() >= self->wind_down_until ? -1
+                                                                                            : 0;
+}
+
+// After the drain: the handler winds down (processes read EOF and exit)
+// while the loop runs, until it is finished or deadline passes, but at
+// least S_FINAL_FLUSH_MS.
+static void s_wind_down(worker_t *self, int64_t deadline)
+{
+    worker_handler_finish(self->handler);
+    if (worker_handler_finished(self->handler))
+        return;
+    int64_t least = zclock_mono() + S_FINAL_FLUSH_MS;
+    self->wind_down_until = deadline > least ? deadline : least;
+    zloop_t *loop = nsq_consumer_loop(self->consumer);
+    int timer = zloop_timer(loop, 10, 0, s_on_wind_down, self);
+    if (timer < 0)
+        return;
+    zloop_set_nonstop(loop, true);  // SIGTERM was seen: zloop would not start otherwise
+    zloop_start(loop);
+    zloop_set_nonstop(loop, false);
+    zloop_timer_end(loop, timer);
+}
+
 // Lets in-flight handlers finish within the shutdown timeout; stops and
 // requeues the rest.
 static void s_drain(worker_t *self)
 {
+    int64_t deadline = zclock_mono() + self->config.shutdown_timeout_ms;
     self->draining = true;
     worker_metrics_set(self->metrics, WORKER_METRIC_DRAINING, 1);
     worker_metrics_set(self->metrics, WORKER_METRIC_CREDIT, 0);
     size_t running = nsq_consumer_in_flight(self->consumer);
     nsq_info("draining: %zu message(s) in flight, waiting up to %lld ms", running,
              (long long) self->config.shutdown_timeout_ms);
-    if (nsq_consumer_close(self->consumer, (int) self->config.shutdown_timeout_ms) == 0)
-        return;
-    nsq_warn("shutdown timeout: stopping %zu handler(s) and requeueing their messages",
-             nsq_consumer_in_flight(self->consumer));
-    self->aborting = true;
-    worker_handler_abort_all(self->handler);
-    if (nsq_consumer_close(self->consumer, S_FINAL_FLUSH_MS))
-        nsq_warn("%zu message(s) still unsettled, the broker will requeue them",
+    if (nsq_consumer_close(self->consumer, (int) self->config.shutdown_timeout_ms)) {
+        nsq_warn("shutdown timeout: stopping %zu handler(s) and requeueing their messages",
                  nsq_consumer_in_flight(self->consumer));
+        self->aborting = true;
+        worker_handler_abort_all(self->handler);
+        if (nsq_consumer_close(self->consumer, S_FINAL_FLUSH_MS))
+            nsq_warn("%zu message(s) still unsettled, the broker will requeue them",
+                     nsq_consumer_in_flight(self->consumer));
+    }
+    s_wind_down(self, deadline);
 }
 
 int worker_run(worker_t *self)

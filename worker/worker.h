@@ -1,8 +1,9 @@
 /*  worker - the nsq-worker runtime: consume, hand to a handler, settle
     SPDX-License-Identifier: MIT
 
-    Owns the consumer, the one handler (exec, http, file or stdout), the
-    backoff, the dead-letter producers, the metrics and the HTTP probes. All
+    Owns the consumer, the one handler (exec, process, http, file or
+    stdout), the backoff, the dead-letter producers, the output publisher
+    (pipelines), the metrics and the HTTP probes. All
     of it runs on the consumer's zloop on the caller's thread, except the
     HTTP server, which reads the metrics from its own thread.
 
@@ -25,6 +26,9 @@ typedef struct {
     uint32_t msg_timeout_ms;          // asked of brokers (0 = broker default); clamped to their max
     int64_t max_messages;             // stop after this many results (0 = never)
     const char *exec_command;         // handler: run this per message, or NULL
+    const char *process_command;      // handler: long-lived processes running this, or NULL
+    int processes;                    // how many (at least 1)
+    int process_window;               // messages in flight per process (at least 1)
     const char *http_url;             // handler: POST here, or NULL
     const char *file_path;            // handler: append here, or NULL
     bool to_stdout;                   // handler: write to stdout
@@ -41,6 +45,8 @@ typedef struct {
     const char *http_address;         // probes and metrics, NULL or "" = none
     bool http_address_optional;       // the default: if it cannot be bound, warn and run without
     int64_t shutdown_timeout_ms;      // drain at most this long
+    const char *publish_topic;        // handlers' output goes here (NULL = not captured)
+    size_t max_output_size;           // output beyond this fails the message (0 = 1 MiB)
 } worker_config_t;
 
 typedef struct _worker_t worker_t;

@@ -10,13 +10,23 @@
     calls done. A handler that reports RETRY first says why with
     worker_job_fail (the dead letter carries the last reason).
 
+    Output (pipelines): when the context asks for it (capture_output), a
+    handler that reports OK may first hang what the work produced on
+    job->output (malloc'ed, at most max_output bytes; the runtime frees it)
+    and the runtime publishes it before the FIN. A handler may also ask for
+    a REQ delay of its own (job->req_delay_ms) and report TOUCHes it
+    received through the context's touch callback.
+
     Handlers: worker_handler_exec_new (a shell command per message),
+    worker_handler_process_new (long-lived processes, many messages each),
     worker_handler_http_new (POST to a URL), worker_handler_file_new (append
     to a file, or to stdout). Each embeds worker_handler_t first.
 
     Calls, on the loop thread: worker_handler_start per job,
     worker_handler_tick periodically (timeouts), worker_handler_abort_all
-    once at the end of a drain, worker_handler_destroy.
+    at the shutdown timeout, worker_handler_finish once the drain is over
+    (then the loop runs until worker_handler_finished or the shutdown
+    deadline), worker_handler_destroy.
 */
 #ifndef WORKER_HANDLER_H
 #define WORKER_HANDLER_H
@@ -41,6 +51,9 @@ struct _worker_job_t {
     int64_t touched_ms;     // last TOUCH sent for it
     void *state;            // the handler's per-job state
     nsq_failure_t failure;  // why it failed, set with worker_job_fail before RETRY
+    uint8_t *output;        // what the handler produced (OK only), NULL if none; runtime frees
+    size_t output_size;     // its length
+    int64_t req_delay_ms;   // REQ delay the handler asked for (RETRY), -1 = the runtime's
     worker_job_t *prev;     // neighbours on the runtime's list of running jobs
     worker_job_t *next;
 };
@@ -48,10 +61,18 @@ struct _worker_job_t {
 // Reports a job's result. The runtime settles job->msg and frees job.
 typedef void(worker_done_fn)(void *arg, worker_job_t *job, worker_result_t result);
 
+// The handler heard that job is still being worked on: the runtime TOUCHes it.
+typedef void(worker_touch_fn)(void *arg, worker_job_t *job);
+
 // Records why job failed (kind, code and a printf-style detail, cut to
 // NSQ_FAILURE_DETAIL_MAX); the last one recorded goes into the dead letter.
 void worker_job_fail(worker_job_t *job, nsq_failure_kind_t kind, int64_t code, const char *format,
                      ...) __attribute__((format(printf, 4, 5)));
+
+// Appends size bytes of data to job->output, unless that would take it
+// beyond max bytes. Returns 0, or -1 (errno EFBIG over max, ENOMEM); the
+// output is then unchanged.
+int worker_job_output_add(worker_job_t *job, const void *data, size_t size, size_t max);
 
 typedef struct {
     zloop_t *loop;              // the consumer's loop: handlers add readers and timers here
@@ -59,8 +80,11 @@ typedef struct {
     const char *channel;        // likewise
     int64_t timeout_ms;         // a job running longer is stopped and retried (0 = never)
     worker_done_fn *done;       // where results go
+    worker_touch_fn *touch;     // where TOUCHes go (same argument)
     void *done_arg;             // its argument
     worker_metrics_t *metrics;  // handlers count their timeouts here
+    bool capture_output;        // hang output on the job (--publish-topic)
+    size_t max_output;          // more output than this is a failure
 } worker_handler_context_t;
 
 typedef struct _worker_handler_t worker_handler_t;
@@ -73,6 +97,11 @@ typedef struct {
     void (*tick)(worker_handler_t *self, int64_t now);
     // Stops every running job at once and reports each as RETRY (shutdown).
     void (*abort_all)(worker_handler_t *self);
+    // The drain is over, no job will come: wind down (processes get EOF).
+    // May be NULL.
+    void (*finish)(worker_handler_t *self);
+    // True once finish has nothing left to wait for. May be NULL (true).
+    bool (*finished)(worker_handler_t *self);
     // True once the handler cannot work any more (stdout closed).
     bool (*broken)(worker_handler_t *self);
     // Frees the handler; running jobs are dropped without a result.
@@ -81,13 +110,20 @@ typedef struct {
 
 struct _worker_handler_t {
     const worker_handler_ops_t *ops;  // the implementation
-    const char *name;                 // "exec", "http", "file", "stdout"
+    const char *name;                 // "exec", "process", "http", "file", "stdout"
 };
 
 // Runs a shell command per message (see worker_handler_exec.c). NULL on
 // failure. Caller owns the result. command is copied.
 worker_handler_t *worker_handler_exec_new(const worker_handler_context_t *context,
                                           const char *command);
+
+// Runs count long-lived copies of a shell command and hands each up to
+// window messages at a time over the --process protocol (see
+// worker_handler_process.c and worker_frame.h). NULL on failure (logged).
+// command is copied.
+worker_handler_t *worker_handler_process_new(const worker_handler_context_t *context,
+                                             const char *command, int count, int window);
 
 // POSTs each body to url (see worker_handler_http.c). request_timeout_ms
 // bounds one request. NULL on failure. url is copied.
@@ -117,6 +153,17 @@ static inline void worker_handler_tick(worker_handler_t *self, int64_t now)
 static inline void worker_handler_abort_all(worker_handler_t *self)
 {
     self->ops->abort_all(self);
+}
+
+static inline void worker_handler_finish(worker_handler_t *self)
+{
+    if (self->ops->finish)
+        self->ops->finish(self);
+}
+
+static inline bool worker_handler_finished(worker_handler_t *self)
+{
+    return !self->ops->finished || self->ops->finished(self);
 }
 
 static inline bool worker_handler_broken(worker_handler_t *self)

@@ -1,12 +1,15 @@
 /*  worker_handler_exec - run a shell command per message
     SPDX-License-Identifier: MIT
 
-    Each job runs /bin/sh -c COMMAND in a process group of its own (so a
-    signal to the worker does not reach it, and a timeout kills the whole
-    group), with the body on stdin and NSQ_MSG_ID, NSQ_MSG_ATTEMPTS,
-    NSQ_MSG_TIMESTAMP (ns), NSQ_TOPIC and NSQ_CHANNEL in its environment;
-    stdout and stderr are the worker's. Exit status 0 is OK, anything else
-    RETRY.
+    Each job runs /bin/sh -c COMMAND in a process group of its own
+    (worker_spawn: a signal to the worker does not reach it, and a timeout
+    kills the whole group), with the body on stdin and NSQ_MSG_ID,
+    NSQ_MSG_ATTEMPTS, NSQ_MSG_TIMESTAMP (ns), NSQ_TOPIC and NSQ_CHANNEL in
+    its environment; stderr is the worker's, and so is stdout unless the
+    output is captured (--publish-topic): then stdout is read through a
+    non-blocking pipe straight into the job's output (more than max_output
+    bytes fails the job; the rest is read and dropped so the command never
+    blocks on a full pipe). Exit status 0 is OK, anything else RETRY.
 
     Nothing blocks the loop: the child is started with posix_spawn, the body
     is written through a non-blocking pipe as the child reads it (a writer
@@ -21,11 +24,11 @@
 #include "worker_handler.h"
 
 #include "nsq_log.h"
+#include "worker_spawn.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,14 +39,14 @@
 #define S_KILL_GRACE_MS 2000  // SIGTERM, then this long before SIGKILL
 #define S_ENV_EXTRA     5     // variables added per message
 
-extern char **environ;
-
 typedef struct _s_child_t s_child_t;
 struct _s_child_t {
     worker_job_t *job;  // what it handles
     pid_t pid;          // the shell; also its process group
     int pidfd;          // readable once it exited
     int stdin_fd;       // write end of its stdin, -1 once closed
+    int stdout_fd;      // read end of its stdout when captured, -1 if not or once closed
+    bool output_over;   // it wrote more than max_output (or memory ran out)
     size_t written;     // body bytes written so far
     int64_t term_ms;    // when SIGTERM was sent, 0 if not
     bool timed_out;     // stopped by the timeout
@@ -60,15 +63,17 @@ typedef struct {
 
 static int s_on_exit(zloop_t *loop, zmq_pollitem_t *item, void *arg);
 static int s_on_writable(zloop_t *loop, zmq_pollitem_t *item, void *arg);
+static int s_on_output(zloop_t *loop, zmq_pollitem_t *item, void *arg);
 
-static void s_close_stdin(s_exec_t *self, s_child_t *child)
+// Ends the poller on *fd and closes it; -1 afterwards.
+static void s_close_pipe(s_exec_t *self, int *fd, short events)
 {
-    if (child->stdin_fd < 0)
+    if (*fd < 0)
         return;
-    zmq_pollitem_t item = {NULL, child->stdin_fd, ZMQ_POLLOUT, 0};
+    zmq_pollitem_t item = {NULL, *fd, events, 0};
     zloop_poller_end(self->context.loop, &item);
-    close(child->stdin_fd);
-    child->stdin_fd = -1;
+    close(*fd);
+    *fd = -1;
 }
 
 // Writes as much of the body as the pipe takes; closes stdin when done or
@@ -87,82 +92,79 @@ static void s_feed(s_exec_t *self, s_child_t *child)
             break;  // EPIPE: the command does not read its stdin, which is fine
         child->written += (size_t) wrote;
     }
-    s_close_stdin(self, child);
+    s_close_pipe(self, &child->stdin_fd, ZMQ_POLLOUT);
 }
 
-// The environment for one message: ours minus stale NSQ_MSG_* and friends,
-// plus the message's, formatted into extra. Caller frees the array only.
-static char **s_environment(s_exec_t *self, nsq_msg_t *msg, char extra[S_ENV_EXTRA][96])
+// Starts the shell with stdin_read and stdout_write (-1: the worker's) and
+// the message in its environment. Returns its pid or -1.
+static pid_t s_spawn(s_exec_t *self, nsq_msg_t *msg, int stdin_read, int stdout_write)
 {
-    size_t count = 0;
-    while (environ[count])
-        count++;
-    char **env = calloc(count + S_ENV_EXTRA + 1, sizeof *env);
-    if (!env)
-        return NULL;
-    size_t used = 0;
-    for (size_t i = 0; i < count; i++)
-        if (strncmp(environ[i], "NSQ_MSG_", 8) && strncmp(environ[i], "NSQ_TOPIC=", 10)
-            && strncmp(environ[i], "NSQ_CHANNEL=", 12))
-            env[used++] = environ[i];
+    char extra[S_ENV_EXTRA][96];  // names are at most 64 bytes
     snprintf(extra[0], 96, "NSQ_MSG_ID=%s", nsq_msg_id(msg));
     snprintf(extra[1], 96, "NSQ_MSG_ATTEMPTS=%u", nsq_msg_attempts(msg));
     snprintf(extra[2], 96, "NSQ_MSG_TIMESTAMP=%lld", (long long) nsq_msg_timestamp(msg));
     snprintf(extra[3], 96, "NSQ_TOPIC=%s", self->context.topic);
     snprintf(extra[4], 96, "NSQ_CHANNEL=%s", self->context.channel);
-    for (int i = 0; i < S_ENV_EXTRA; i++)
-        env[used++] = extra[i];
-    return env;
+    const char *add[] = {extra[0], extra[1], extra[2], extra[3], extra[4], NULL};
+    const int fds[3] = {stdin_read, stdout_write, -1};
+    return worker_spawn(self->command, fds, add);
 }
 
-// Starts the shell with stdin_read as its stdin. Returns its pid or -1.
-static pid_t s_spawn(s_exec_t *self, nsq_msg_t *msg, int stdin_read)
+// Reads what the command wrote to its stdout so far: into the job's
+// output up to max_output, beyond that nowhere. Closes the pipe at its end.
+static void s_read_output(s_exec_t *self, s_child_t *child)
 {
-    char extra[S_ENV_EXTRA][96];  // names are at most 64 bytes
-    char **env = s_environment(self, msg, extra);
-    if (!env)
-        return -1;
-    posix_spawn_file_actions_t actions;
-    posix_spawnattr_t attr;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, stdin_read, STDIN_FILENO);
-    posix_spawnattr_init(&attr);
-    sigset_t none, defaults;
-    sigemptyset(&none);
-    sigemptyset(&defaults);
-    sigaddset(&defaults, SIGPIPE);  // the worker ignores it; the command must not
-    sigaddset(&defaults, SIGINT);
-    sigaddset(&defaults, SIGTERM);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &defaults);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK
-                                        | POSIX_SPAWN_SETSIGDEF);
-    char *argv[] = {"/bin/sh", "-c", self->command, NULL};
-    pid_t pid = -1;
-    int rc = posix_spawn(&pid, "/bin/sh", &actions, &attr, argv, env);
-    posix_spawnattr_destroy(&attr);
-    posix_spawn_file_actions_destroy(&actions);
-    free(env);
-    if (rc) {
-        errno = rc;
-        return -1;
+    uint8_t buffer[16384];
+    while (child->stdout_fd >= 0) {
+        ssize_t got = read(child->stdout_fd, buffer, sizeof buffer);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0 && errno == EAGAIN)
+            return;
+        if (got <= 0)
+            break;  // EOF
+        if (!child->output_over
+            && worker_job_output_add(child->job, buffer, (size_t) got, self->context.max_output))
+            child->output_over = true;
     }
-    return pid;
+    s_close_pipe(self, &child->stdout_fd, ZMQ_POLLIN);
+}
+
+// The pipe for the command's stdout when the output is captured: fds[0]
+// ours (non-blocking), fds[1] its. Returns 0 (fds -1 when not captured),
+// or -1.
+static int s_output_pipe(s_exec_t *self, int fds[2])
+{
+    fds[0] = fds[1] = -1;
+    if (!self->context.capture_output)
+        return 0;
+    if (pipe2(fds, O_CLOEXEC))
+        return -1;
+    fcntl(fds[0], F_SETFL, O_NONBLOCK | fcntl(fds[0], F_GETFL));
+    return 0;
 }
 
 static int s_start(worker_handler_t *base, worker_job_t *job)
 {
     s_exec_t *self = (s_exec_t *) base;
-    int fds[2];
+    int fds[2], out[2];
     if (pipe2(fds, O_CLOEXEC)) {
         worker_job_fail(job, NSQ_FAILURE_ERROR, errno, "cannot start the command: %s",
                         strerror(errno));
         return -1;
     }
+    if (s_output_pipe(self, out)) {
+        worker_job_fail(job, NSQ_FAILURE_ERROR, errno, "cannot start the command: %s",
+                        strerror(errno));
+        close(fds[0]);
+        close(fds[1]);
+        return -1;
+    }
     s_child_t *child = calloc(1, sizeof *child);
-    pid_t pid = child ? s_spawn(self, job->msg, fds[0]) : -1;
+    pid_t pid = child ? s_spawn(self, job->msg, fds[0], out[1]) : -1;
     close(fds[0]);
+    if (out[1] >= 0)
+        close(out[1]);
     int pidfd = pid > 0 ? pidfd_open(pid, 0) : -1;
     if (pidfd < 0 && pid > 0 && (errno == ENOSYS || errno == EPERM)) {
         if (!self->poll_exits)
@@ -177,11 +179,14 @@ static int s_start(worker_handler_t *base, worker_job_t *job)
             waitpid(pid, NULL, 0);
         }
         close(fds[1]);
+        if (out[0] >= 0)
+            close(out[0]);
         free(child);
         return -1;
     }
     fcntl(fds[1], F_SETFL, O_NONBLOCK | fcntl(fds[1], F_GETFL));
-    *child = (s_child_t){.job = job, .pid = pid, .pidfd = pidfd, .stdin_fd = fds[1]};
+    *child = (s_child_t){
+        .job = job, .pid = pid, .pidfd = pidfd, .stdin_fd = fds[1], .stdout_fd = out[0]};
     child->next = self->children;
     self->children = child;
     job->state = child;
@@ -189,6 +194,11 @@ static int s_start(worker_handler_t *base, worker_job_t *job)
         zmq_pollitem_t exit_item = {NULL, pidfd, ZMQ_POLLIN, 0};
         zloop_poller(self->context.loop, &exit_item, s_on_exit, self);
         zloop_poller_set_tolerant(self->context.loop, &exit_item);
+    }
+    if (child->stdout_fd >= 0) {
+        zmq_pollitem_t output_item = {NULL, child->stdout_fd, ZMQ_POLLIN, 0};
+        zloop_poller(self->context.loop, &output_item, s_on_output, self);
+        zloop_poller_set_tolerant(self->context.loop, &output_item);
     }
     s_feed(self, child);
     if (child->stdin_fd >= 0) {
@@ -200,11 +210,17 @@ static int s_start(worker_handler_t *base, worker_job_t *job)
     return 0;
 }
 
-static s_child_t *s_find(s_exec_t *self, int fd, bool by_pidfd)
+typedef enum { S_BY_PIDFD, S_BY_STDIN, S_BY_STDOUT } s_by_t;
+
+static s_child_t *s_find(s_exec_t *self, int fd, s_by_t by)
 {
-    for (s_child_t *child = self->children; child; child = child->next)
-        if ((by_pidfd ? child->pidfd : child->stdin_fd) == fd)
+    for (s_child_t *child = self->children; child; child = child->next) {
+        int mine = by == S_BY_PIDFD   ? child->pidfd
+                   : by == S_BY_STDIN ? child->stdin_fd
+                                      : child->stdout_fd;
+        if (mine == fd)
             return child;
+    }
     return NULL;
 }
 
@@ -220,7 +236,10 @@ static void s_unlink(s_exec_t *self, s_child_t *child)
 // Releases everything the child held; returns its result.
 static worker_result_t s_reap(s_exec_t *self, s_child_t *child, int status)
 {
-    s_close_stdin(self, child);
+    s_close_pipe(self, &child->stdin_fd, ZMQ_POLLOUT);
+    s_read_output(self, child);  // what it wrote before it exited
+    s_close_pipe(self, &child->stdout_fd,
+                 ZMQ_POLLIN);  // a process it left behind may hold the pipe
     if (child->pidfd >= 0) {
         zmq_pollitem_t item = {NULL, child->pidfd, ZMQ_POLLIN, 0};
         zloop_poller_end(self->context.loop, &item);
@@ -233,6 +252,12 @@ static worker_result_t s_reap(s_exec_t *self, s_child_t *child, int status)
         worker_job_fail(job, NSQ_FAILURE_TIMEOUT, self->context.timeout_ms,
                         "command stopped after the %lld ms timeout",
                         (long long) self->context.timeout_ms);
+        nsq_warn("exec handler: message %s: %s", id, job->failure.detail);
+        return WORKER_RESULT_RETRY;
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && child->output_over) {
+        worker_job_fail(job, NSQ_FAILURE_ERROR, 0, "command wrote more than %zu bytes of output",
+                        self->context.max_output);
         nsq_warn("exec handler: message %s: %s", id, job->failure.detail);
         return WORKER_RESULT_RETRY;
     }
@@ -267,7 +292,7 @@ static int s_on_exit(zloop_t *loop, zmq_pollitem_t *item, void *arg)
 {
     (void) loop;
     s_exec_t *self = arg;
-    s_child_t *child = s_find(self, item->fd, true);
+    s_child_t *child = s_find(self, item->fd, S_BY_PIDFD);
     if (child)
         s_check_exit(self, child);  // a stale wake-up finds no child, or one still running
     return 0;
@@ -277,16 +302,25 @@ static int s_on_writable(zloop_t *loop, zmq_pollitem_t *item, void *arg)
 {
     (void) loop;
     s_exec_t *self = arg;
-    s_child_t *child = s_find(self, item->fd, false);
+    s_child_t *child = s_find(self, item->fd, S_BY_STDIN);
     if (child)
         s_feed(self, child);
     return 0;
 }
 
+static int s_on_output(zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    (void) loop;
+    s_exec_t *self = arg;
+    s_child_t *child = s_find(self, item->fd, S_BY_STDOUT);
+    if (child)
+        s_read_output(self, child);
+    return 0;
+}
+
 static void s_signal(s_child_t *child, int signal)
 {
-    if (kill(-child->pid, signal) && errno == ESRCH)
-        kill(child->pid, signal);  // the group is gone; the shell may not be reaped yet
+    worker_spawn_signal(child->pid, signal);
 }
 
 static void s_tick(worker_handler_t *base, int64_t now)

@@ -310,7 +310,7 @@ worker_handler_t *worker_handler_file_new(const worker_handler_context_t *contex
 
 // ---- self-test ------------------------------------------------------------------
 
-#include "nsq_client_test.h"
+#include "nsq_msg.h"
 
 #include <dirent.h>
 
@@ -342,7 +342,7 @@ static void s_test_done(void *arg, worker_job_t *job, worker_result_t result)
 static worker_job_t *s_test_job(const char *body)
 {
     worker_job_t *job = calloc(1, sizeof *job);
-    if (job && !(job->msg = nsq_client_test_msg_new(body, strlen(body)))) {
+    if (job && !(job->msg = nsq_msg_new_detached(body, strlen(body)))) {
         free(job);
         job = NULL;
     }

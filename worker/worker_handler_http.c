@@ -14,7 +14,9 @@
     good: FIN and log); 5xx, other statuses, timeouts and connection errors →
     RETRY. The body is sent straight from the message (it stays valid until
     the job is done), with X-NSQ-Message-Id and X-NSQ-Attempts headers so
-    that an endpoint can recognise a redelivery.
+    that an endpoint can recognise a redelivery. When the output is
+    captured (--publish-topic) the response body of a 2xx is the job's
+    output; a body over max_output fails the request.
 
     Loop safety: a poller removed earlier in the same zloop pass may still be
     called; curl ignores a descriptor it no longer knows. The timer callback
@@ -33,6 +35,7 @@ struct _s_request_t {
     worker_job_t *job;           // what it delivers
     CURL *easy;                  // its transfer
     struct curl_slist *headers;  // its request headers
+    size_t output_max;           // a longer response body fails the request
     s_request_t *next;           // the handler's list of running requests
 };
 
@@ -116,6 +119,16 @@ static size_t s_discard(char *data, size_t size, size_t count, void *arg)
     return size * count;
 }
 
+// Keeps the response body as the job's output; more than max_output ends
+// the transfer (CURLE_WRITE_ERROR).
+static size_t s_keep(char *data, size_t size, size_t count, void *arg)
+{
+    s_request_t *request = arg;
+    if (worker_job_output_add(request->job, data, size * count, request->output_max))
+        return 0;
+    return size * count;
+}
+
 static void s_unlink(s_http_t *self, s_request_t *request)
 {
     for (s_request_t **at = &self->running; *at; at = &(*at)->next)
@@ -149,7 +162,11 @@ static worker_result_t s_result(s_http_t *self, s_request_t *request, CURLcode c
         worker_metrics_add(self->context.metrics, WORKER_METRIC_TIMEOUTS, 1);
         worker_job_fail(job, NSQ_FAILURE_TIMEOUT, self->request_timeout_ms,
                         "no answer within %lld ms", (long long) self->request_timeout_ms);
-    } else if (code != CURLE_OK)
+    } else if (code == CURLE_WRITE_ERROR)
+        worker_job_fail(job, NSQ_FAILURE_ERROR, code,
+                        "response body over --max-output-size (%zu bytes) or out of memory",
+                        self->context.max_output);
+    else if (code != CURLE_OK)
         worker_job_fail(job, NSQ_FAILURE_ERROR, code, "%s", curl_easy_strerror(code));
     if (code != CURLE_OK) {
         nsq_info("http handler: message %s: %s", id, job->failure.detail);
@@ -228,7 +245,11 @@ static CURL *s_easy(s_http_t *self, s_request_t *request)
     curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) self->request_timeout_ms);
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, s_discard);
+    if (self->context.capture_output) {
+        curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, s_keep);
+        curl_easy_setopt(easy, CURLOPT_WRITEDATA, request);
+    } else
+        curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, s_discard);
     curl_easy_setopt(easy, CURLOPT_PRIVATE, request);
     return easy;
 }
@@ -240,6 +261,7 @@ static int s_start(worker_handler_t *base, worker_job_t *job)
     if (!request)
         return -1;
     request->job = job;
+    request->output_max = self->context.max_output;
     request->easy = s_easy(self, request);
     if (!request->easy || curl_multi_add_handle(self->multi, request->easy) != CURLM_OK) {
         if (request->easy)

@@ -42,6 +42,11 @@ static const s_describe_t s_describe[WORKER_METRIC_COUNT] = {
     {"nsq_worker_draining", "gauge", "1 while shutting down."},
     {"nsq_worker_lookupd_answered", "gauge",
      "1 once a lookupd answered a query (also for a topic that does not exist yet)."},
+    {"nsq_worker_outputs_published_total", "counter",
+     "Handler outputs the broker acknowledged (--publish-topic)."},
+    {"nsq_worker_process_restarts_total", "counter",
+     "--process processes started again after they exited or were stopped."},
+    {"nsq_worker_processes", "gauge", "--process processes running."},
 };
 
 struct _worker_metrics_t {

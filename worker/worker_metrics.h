@@ -31,6 +31,9 @@ typedef enum {
     WORKER_METRIC_IN_FLIGHT,      // gauge: messages being handled
     WORKER_METRIC_DRAINING,       // gauge: 1 while shutting down
     WORKER_METRIC_LOOKUPD_OK,     // gauge: 1 once a lookupd answered (even "topic not found")
+    WORKER_METRIC_PUBLISHED,      // counter: outputs the broker took (--publish-topic)
+    WORKER_METRIC_RESTARTS,       // counter: --process processes started again after a stop
+    WORKER_METRIC_PROCESSES,      // gauge: --process processes running
     WORKER_METRIC_COUNT
 } worker_metric_t;
 

@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <jansson.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
@@ -459,7 +460,8 @@ it_child_t *it_worker_start(it_broker_t *broker, const char *topic, const char *
     const char *argv[IT_MAX_ARGS] = {s_env_binary("NSQ_WORKER"), address, topic_flag, channel_flag};
     size_t count = 4;
     if (!s_has_flag(extra_flags, "--exec=") && !s_has_flag(extra_flags, "--http=")
-        && !s_has_flag(extra_flags, "--file=") && !s_has_flag(extra_flags, "--stdout"))
+        && !s_has_flag(extra_flags, "--file=") && !s_has_flag(extra_flags, "--stdout")
+        && !s_has_flag(extra_flags, "--process="))
         argv[count++] = "--stdout";
     if (!s_has_flag(extra_flags, "--http-address="))
         argv[count++] = "--http-address=127.0.0.1:0";
@@ -472,14 +474,18 @@ const char *it_child_log_path(it_child_t *self)
     return s_logs[self->log_index].path;
 }
 
-int it_child_wait_log(it_child_t *self, const char *prefix, char *line, size_t size, int timeout_ms)
+// Waits for a line of log number index that starts with text, or holds it
+// anywhere when anywhere is true; as it_child_wait_log.
+static int s_wait_log(size_t index, const char *text, bool anywhere, char *line, size_t size,
+                      int timeout_ms)
 {
     int64_t deadline = it_now_ms() + timeout_ms;
     char buffer[4096];
     do {
-        FILE *log = fopen(s_logs[self->log_index].path, "r");
+        FILE *log = fopen(s_logs[index].path, "r");
         while (log && fgets(buffer, sizeof buffer, log)) {
-            if (strncmp(buffer, prefix, strlen(prefix)) == 0) {
+            if (anywhere ? strstr(buffer, text) != NULL
+                         : strncmp(buffer, text, strlen(text)) == 0) {
                 buffer[strcspn(buffer, "\n")] = '\0';
                 snprintf(line, size, "%s", buffer);
                 fclose(log);
@@ -491,6 +497,11 @@ int it_child_wait_log(it_child_t *self, const char *prefix, char *line, size_t s
         it_sleep_ms(10);
     } while (it_now_ms() < deadline);
     return 0;
+}
+
+int it_child_wait_log(it_child_t *self, const char *prefix, char *line, size_t size, int timeout_ms)
+{
+    return s_wait_log(self->log_index, prefix, false, line, size, timeout_ms);
 }
 
 void it_worker_wait_ready(it_child_t *worker, char *http, size_t size)
@@ -623,13 +634,134 @@ pid_t it_broker_pid(it_broker_t *self)
     return self->child ? self->child->pid : -1;
 }
 
-int it_broker_stop(it_broker_t **self_p)
+int it_broker_wait_log(it_broker_t *self, const char *text, char *line, size_t size, int timeout_ms)
+{
+    return self->child ? s_wait_log(self->child->log_index, text, true, line, size, timeout_ms) : 0;
+}
+
+// Sends signal (0 = none) and waits, as it_child_stop; frees the broker.
+static int s_broker_end(it_broker_t **self_p, int signal)
 {
     it_broker_t *self = *self_p;
     *self_p = NULL;
-    int status = it_child_stop(&self->child, SIGTERM, IT_STOP_MS);
+    int status = it_child_stop(&self->child, signal, IT_STOP_MS);
     free(self);
     return status;
+}
+
+int it_broker_stop(it_broker_t **self_p)
+{
+    return s_broker_end(self_p, SIGTERM);
+}
+
+int it_broker_wait(it_broker_t **self_p)
+{
+    return s_broker_end(self_p, 0);
+}
+
+// ---- JSON -------------------------------------------------------------
+//
+// Read with jansson. it_json_get and it_json_find hand out JSON text, as
+// their contract says; the text is jansson's compact dump of the value,
+// kept until the case's process ends (a few lookups per case). Polling
+// helpers (/stats, error codes) read the parsed document directly, so
+// polling keeps no text.
+
+static char **s_json_kept;  // texts handed out
+static size_t s_json_kept_count;
+static size_t s_json_kept_size;  // slots allocated
+
+// The JSON value at the start of text; what follows it is ignored (an
+// element inside an array is followed by the rest of the array). NULL if
+// it does not parse. Caller decrefs.
+static json_t *s_json_parse(const char *text)
+{
+    json_error_t error;
+    return text ? json_loads(text, JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK, &error) : NULL;
+}
+
+// value as JSON text, kept until the process ends; NULL if value is.
+static const char *s_json_keep(const json_t *value)
+{
+    if (!value)
+        return NULL;
+    if (s_json_kept_count == s_json_kept_size) {
+        s_json_kept_size = s_json_kept_size ? 2 * s_json_kept_size : 16;
+        s_json_kept = realloc(s_json_kept, s_json_kept_size * sizeof *s_json_kept);
+        IT_ASSERT(s_json_kept, "out of memory");
+    }
+    char *text = json_dumps(value, JSON_ENCODE_ANY | JSON_COMPACT);
+    IT_ASSERT(text, "out of memory");
+    return s_json_kept[s_json_kept_count++] = text;
+}
+
+// The first object of array whose key is the string value. Borrowed.
+static json_t *s_json_find(const json_t *array, const char *key, const char *value)
+{
+    size_t index;
+    json_t *element;
+    json_array_foreach(array, index, element)
+    {
+        const char *found = json_string_value(json_object_get(element, key));
+        if (found && strcmp(found, value) == 0)
+            return element;
+    }
+    return NULL;
+}
+
+// A number or a boolean (1/0) as an integer. Returns true on success.
+static bool s_json_number(const json_t *value, int64_t *out)
+{
+    if (json_is_integer(value))
+        *out = json_integer_value(value);
+    else if (json_is_real(value))
+        *out = (int64_t) json_real_value(value);
+    else if (json_is_boolean(value))
+        *out = json_is_true(value);
+    else
+        return false;
+    return true;
+}
+
+// Copies a string value, cut to size - 1 bytes. Returns true on success.
+static bool s_json_text(const json_t *value, char *out, size_t size)
+{
+    if (!json_is_string(value) || size == 0)
+        return false;
+    snprintf(out, size, "%s", json_string_value(value));
+    return true;
+}
+
+const char *it_json_get(const char *json, const char *key)
+{
+    json_t *document = s_json_parse(json);
+    const char *value = s_json_keep(json_object_get(document, key));
+    json_decref(document);
+    return value;
+}
+
+const char *it_json_find(const char *json, const char *key, const char *value)
+{
+    json_t *document = s_json_parse(json);
+    const char *found = s_json_keep(s_json_find(document, key, value));
+    json_decref(document);
+    return found;
+}
+
+bool it_json_int(const char *value, int64_t *out)
+{
+    json_t *document = s_json_parse(value);
+    bool ok = s_json_number(document, out);
+    json_decref(document);
+    return ok;
+}
+
+bool it_json_string(const char *value, char *out, size_t size)
+{
+    json_t *document = s_json_parse(value);
+    bool ok = s_json_text(document, out, size);
+    json_decref(document);
+    return ok;
 }
 
 // ---- HTTP -------------------------------------------------------------
@@ -719,9 +851,9 @@ void it_http_expect_at(const char *file, int line, it_broker_t *broker, const ch
     char *reply = NULL;
     int got = it_http(broker, method, path, body, size, &reply);
     char message[128] = "";
-    const char *value = it_json_get(reply, "message");
-    if (value)
-        it_json_string(value, message, sizeof message);
+    json_t *document = s_json_parse(reply);
+    s_json_text(json_object_get(document, "message"), message, sizeof message);
+    json_decref(document);
     if (got != status || (code && !s_code_matches(code, message))) {
         char check[256];
         snprintf(check, sizeof check, "%s %s -> %d %s", method, path, status, code ? code : "");
@@ -775,146 +907,6 @@ char *it_mpub_binary(uint32_t declared_count, const char *const *bodies, size_t 
     return buffer;
 }
 
-// ---- JSON -------------------------------------------------------------
-
-static const char *s_space(const char *p)
-{
-    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
-        p++;
-    return p;
-}
-
-// p at '"'; returns the character after the closing quote, or NULL.
-static const char *s_skip_string(const char *p)
-{
-    for (p++; *p && *p != '"'; p++)
-        if (*p == '\\' && p[1])
-            p++;
-    return *p == '"' ? p + 1 : NULL;
-}
-
-static const char *s_skip_value(const char *p);
-
-// p at '{' or '['; returns the character after the matching close, or NULL.
-static const char *s_skip_container(const char *p)
-{
-    char close = *p == '{' ? '}' : ']';
-    p = s_space(p + 1);
-    if (*p == close)
-        return p + 1;
-    while (p && *p) {
-        if (close == '}') {
-            p = *p == '"' ? s_skip_string(p) : NULL;
-            p = p ? s_space(p) : NULL;
-            if (!p || *p != ':')
-                return NULL;
-            p = s_space(p + 1);
-        }
-        p = s_skip_value(p);
-        if (!p)
-            return NULL;
-        p = s_space(p);
-        if (*p == close)
-            return p + 1;
-        if (*p != ',')
-            return NULL;
-        p = s_space(p + 1);
-    }
-    return NULL;
-}
-
-static const char *s_skip_value(const char *p)
-{
-    p = s_space(p);
-    if (*p == '"')
-        return s_skip_string(p);
-    if (*p == '{' || *p == '[')
-        return s_skip_container(p);
-    const char *start = p;
-    while (*p && !strchr(",}] \t\r\n", *p))
-        p++;
-    return p > start ? p : NULL;
-}
-
-// Whether the string at p (at '"') is exactly text.
-static bool s_string_is(const char *p, const char *text)
-{
-    size_t length = strlen(text);
-    return *p == '"' && strncmp(p + 1, text, length) == 0 && p[1 + length] == '"';
-}
-
-const char *it_json_get(const char *json, const char *key)
-{
-    const char *p = json ? s_space(json) : NULL;
-    if (!p || *p != '{')
-        return NULL;
-    p = s_space(p + 1);
-    while (*p == '"') {
-        bool match = s_string_is(p, key);
-        p = s_skip_string(p);
-        p = p ? s_space(p) : NULL;
-        if (!p || *p != ':')
-            return NULL;
-        p = s_space(p + 1);
-        if (match)
-            return p;
-        p = s_skip_value(p);
-        p = p ? s_space(p) : NULL;
-        if (!p || *p != ',')
-            return NULL;
-        p = s_space(p + 1);
-    }
-    return NULL;
-}
-
-const char *it_json_find(const char *json, const char *key, const char *value)
-{
-    const char *p = json ? s_space(json) : NULL;
-    if (!p || *p != '[')
-        return NULL;
-    p = s_space(p + 1);
-    while (p && *p && *p != ']') {
-        const char *found = it_json_get(p, key);
-        if (found && s_string_is(found, value))
-            return p;
-        p = s_skip_value(p);
-        p = p ? s_space(p) : NULL;
-        if (p && *p == ',')
-            p = s_space(p + 1);
-    }
-    return NULL;
-}
-
-bool it_json_int(const char *value, int64_t *out)
-{
-    if (!value)
-        return false;
-    if (strncmp(value, "true", 4) == 0 || strncmp(value, "false", 5) == 0) {
-        *out = value[0] == 't';
-        return true;
-    }
-    char *end;
-    errno = 0;
-    double number = strtod(value, &end);
-    if (end == value || errno)
-        return false;
-    *out = (int64_t) number;
-    return true;
-}
-
-bool it_json_string(const char *value, char *out, size_t size)
-{
-    const char *end = value && *value == '"' ? s_skip_string(value) : NULL;
-    if (!end || size == 0)
-        return false;
-    size_t length = (size_t) (end - value) - 2;
-    if (length >= size)
-        length = size - 1;
-    memcpy(out, value + 1, length);
-    out[length] = '\0';
-    return true;
-}
-
 // ---- /stats -----------------------------------------------------------
 
 char *it_stats(it_broker_t *broker)
@@ -931,24 +923,34 @@ char *it_stats(it_broker_t *broker)
     return NULL;
 }
 
-// The object of topic (and of channel when not NULL) inside stats.
-static const char *s_stats_find(const char *stats, const char *topic, const char *channel)
+// The object of topic (and of channel when not NULL) in a parsed /stats,
+// or NULL. Borrowed.
+static json_t *s_stats_find(const json_t *stats, const char *topic, const char *channel)
 {
-    const char *found = it_json_find(it_json_get(stats, "topics"), "topic_name", topic);
+    json_t *found = s_json_find(json_object_get(stats, "topics"), "topic_name", topic);
     if (found && channel)
-        found = it_json_find(it_json_get(found, "channels"), "channel_name", channel);
+        found = s_json_find(json_object_get(found, "channels"), "channel_name", channel);
     return found;
+}
+
+// /stats, parsed; NULL unless 200 and JSON. Caller decrefs.
+static json_t *s_stats_parsed(it_broker_t *broker)
+{
+    char *stats = it_stats(broker);
+    json_t *document = s_json_parse(stats);
+    free(stats);
+    return document;
 }
 
 static int64_t s_stat(it_broker_t *broker, const char *topic, const char *channel,
                       const char *field)
 {
-    char *stats = it_stats(broker);
+    json_t *stats = s_stats_parsed(broker);
+    json_t *object = s_stats_find(stats, topic, channel);
     int64_t value = -1;
-    const char *object = stats ? s_stats_find(stats, topic, channel) : NULL;
-    if (object && !it_json_int(it_json_get(object, field), &value))
+    if (!object || !s_json_number(json_object_get(object, field), &value))
         value = -1;
-    free(stats);
+    json_decref(stats);
     return value;
 }
 
@@ -965,11 +967,53 @@ int64_t it_channel_stat(it_broker_t *broker, const char *topic, const char *chan
 
 bool it_channel_exists(it_broker_t *broker, const char *topic, const char *channel)
 {
-    char *stats = it_stats(broker);
+    json_t *stats = s_stats_parsed(broker);
     IT_ASSERT(stats, "GET /stats failed");
     bool exists = s_stats_find(stats, topic, channel) != NULL;
-    free(stats);
+    json_decref(stats);
     return exists;
+}
+
+bool it_channel_settled(it_broker_t *broker, const char *topic, const char *channel)
+{
+    return it_channel_stat(broker, topic, channel, "depth") == 0
+           && it_channel_stat(broker, topic, channel, "in_flight_count") == 0
+           && it_channel_stat(broker, topic, channel, "deferred_count") == 0;
+}
+
+void it_wait_clients(it_broker_t *broker, const char *topic, const char *channel, int clients)
+{
+    IT_ASSERT_EVENTUALLY(it_channel_stat(broker, topic, channel, "client_count") == clients, 5000,
+                         "%d consumer(s) did not subscribe to %s/%s", clients, topic, channel);
+}
+
+int64_t it_worker_metric(const char *http, const char *name)
+{
+    char *text = NULL;
+    int status = it_http_to(http, "GET", "/metrics", NULL, 0, &text);
+    int64_t value = -1;
+    size_t length = strlen(name);
+    for (const char *at = text; status == 200 && at && *at; at = strchr(at, '\n')) {
+        at += *at == '\n';
+        if (strncmp(at, name, length) == 0 && at[length] == ' ') {
+            value = strtoll(at + length + 1, NULL, 10);
+            break;
+        }
+    }
+    free(text);
+    return value;
+}
+
+int it_count_lines(const char *path, const char *needle)
+{
+    FILE *file = fopen(path, "r");
+    int count = 0;
+    char line[4096];
+    while (file && fgets(line, sizeof line, file))
+        count += !needle || strstr(line, needle) != NULL;
+    if (file)
+        fclose(file);
+    return count;
 }
 
 // ---- consumer sink ----------------------------------------------------

@@ -179,8 +179,19 @@ const char *it_broker_http(it_broker_t *self);
 const char *it_broker_zmq(it_broker_t *self);
 pid_t it_broker_pid(it_broker_t *self);
 
+// Waits up to timeout_ms for a line of the broker's (or lookupd's) stderr
+// log that contains text; copies it (newline stripped) into line. Returns
+// 1, or 0 on timeout.
+int it_broker_wait_log(it_broker_t *self, const char *text, char *line, size_t size,
+                       int timeout_ms);
+
 // SIGTERM by PID, waits up to 10 s (then SIGKILL). Returns as it_child_stop.
 int it_broker_stop(it_broker_t **self_p);
+
+// Waits up to 10 s (then SIGKILL) for a broker the test has signalled
+// already: a second SIGTERM could reach it after it restored the default
+// handler on its way out. Returns as it_child_stop.
+int it_broker_wait(it_broker_t **self_p);
 
 // ---- HTTP -------------------------------------------------------------
 
@@ -219,13 +230,18 @@ char *it_mpub_binary(uint32_t declared_count, const char *const *bodies, size_t 
 
 // ---- JSON and /stats --------------------------------------------------
 
-// The value of key in the object at json (whitespace allowed), or NULL.
+// Read with jansson. json and value are JSON text; what follows the first
+// value in them is ignored, so "[{...},{...}]" + 1 reads the first element.
+// The value of key in the object at json, or NULL: JSON text, kept until
+// the process ends.
 const char *it_json_get(const char *json, const char *key);
-// The first object in the array at json whose key is the string value.
+// The first object in the array at json whose key is the string value (JSON
+// text, kept as above), or NULL.
 const char *it_json_find(const char *json, const char *key, const char *value);
 // Reads a number (true/false read as 1/0). Returns true on success.
 bool it_json_int(const char *value, int64_t *out);
-// Copies a string value (escapes kept as written). Returns true on success.
+// Copies a string value, escapes decoded, cut to size - 1 bytes. Returns
+// true on success.
 bool it_json_string(const char *value, char *out, size_t size);
 
 // True if text parses as JSON with a real parser: /usr/bin/python3's json
@@ -244,6 +260,18 @@ int64_t it_topic_stat(it_broker_t *broker, const char *topic, const char *field)
 int64_t it_channel_stat(it_broker_t *broker, const char *topic, const char *channel,
                         const char *field);
 bool it_channel_exists(it_broker_t *broker, const char *topic, const char *channel);
+// True if the channel holds nothing: no message queued, in flight or deferred.
+bool it_channel_settled(it_broker_t *broker, const char *topic, const char *channel);
+// Waits up to 5 s until clients consumers are subscribed to the channel.
+void it_wait_clients(it_broker_t *broker, const char *topic, const char *channel, int clients);
+
+// A value of the worker's /metrics at http (HOST:PORT); -1 if absent or
+// unreachable.
+int64_t it_worker_metric(const char *http, const char *name);
+
+// Lines of the file at path (0 if it does not exist) that contain needle
+// (every line if needle is NULL).
+int it_count_lines(const char *path, const char *needle);
 
 // ---- consumer sink (client API) ---------------------------------------
 

@@ -517,6 +517,31 @@ static void s_bad_config(void)
     IT_ASSERT_INT(it_broker_stop(&first), ==, 0);
 }
 
+// A value longer than its setting holds is refused, not cut short: a
+// --data-path cut at 1023 bytes would put the queues in another directory,
+// a cut --broadcast-address would send consumers elsewhere.
+static void s_config_too_long(void)
+{
+    static char data_path[1200], broadcast[300], flag[1300];
+    int length = snprintf(data_path, sizeof data_path, "%s", it_tmp_dir());
+    while (length < 1100)
+        length += snprintf(data_path + length, sizeof data_path - (size_t) length, "/directory");
+    memset(broadcast, 'b', sizeof broadcast - 1);
+    const char *values[][2] = {{"--data-path", data_path}, {"--broadcast-address", broadcast}};
+    for (size_t index = 0; index < sizeof values / sizeof values[0]; index++) {
+        snprintf(flag, sizeof flag, "%s=%s", values[index][0], values[index][1]);
+        const char *flags[] = {flag, NULL};
+        char line[512];
+        int status = it_broker_refuses(flags, line, sizeof line);
+        it_note("%s (%zu bytes) -> status %d, \"%.200s\"", values[index][0],
+                strlen(values[index][1]), status, line);
+        IT_ASSERT(status > 0 && status < 128, "nsq-broker %s too long: status %d", values[index][0],
+                  status);
+        IT_ASSERT(strstr(line, "longer than"), "nsq-broker %s too long: \"%s\"", values[index][0],
+                  line);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const it_case_t cases[] = {
@@ -536,6 +561,7 @@ int main(int argc, char **argv)
         {"rdy_above_max", s_rdy_above_max},
         {"queue_full", s_queue_full},
         {"bad_config", s_bad_config},
+        {"config_too_long", s_config_too_long},
     };
     return it_run(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }

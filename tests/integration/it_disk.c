@@ -691,6 +691,8 @@ static void s_state_retry(void)
     IT_ASSERT(!s_file_has(pair), "the state file was written despite the obstacle");
     IT_ASSERT(rmdir(blocker) == 0, "rmdir %s: %s", blocker, strerror(errno));
     IT_ASSERT(it_wait_until(s_file_has, pair, 5000), "the save was never retried");
+    // The line comes after the directory's fsync, which follows the rename
+    IT_ASSERT_EVENTUALLY(s_log_lines("saved after") >= 1, 5000, "the retried save was not logged");
     IT_ASSERT_INT(s_log_lines("saved after"), ==, 1);
     IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
     broker = s_start(dir, NULL, NULL);
@@ -925,9 +927,9 @@ static void s_drain_on_term(void)
     it_http_expect(broker, "POST", "/pub?topic=orders", "late", 4, 200, NULL);
     for (size_t i = 0; i < HELD; i++)
         it_sink_fin(sink, i);
-    it_sink_pump(&sink, 1, 200);                   // the FINs leave; the broker then ends
-    IT_ASSERT_INT(it_sink_count(sink), ==, HELD);  // nothing new while draining
-    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+    it_sink_pump(&sink, 1, 200);                    // the FINs leave; the broker then ends
+    IT_ASSERT_INT(it_sink_count(sink), ==, HELD);   // nothing new while draining
+    IT_ASSERT_INT(it_broker_wait(&broker), ==, 0);  // signalled once already
     it_sink_destroy(&sink);
 
     broker = s_start(dir, NULL, NULL);

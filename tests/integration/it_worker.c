@@ -33,19 +33,7 @@
 // A value from the worker's /metrics, -1 if absent or unreachable.
 static int64_t s_metric(const char *http, const char *name)
 {
-    char *text = NULL;
-    int status = it_http_to(http, "GET", "/metrics", NULL, 0, &text);
-    int64_t value = -1;
-    size_t length = strlen(name);
-    for (const char *at = text; status == 200 && at && *at; at = strchr(at, '\n')) {
-        at += *at == '\n';
-        if (strncmp(at, name, length) == 0 && at[length] == ' ') {
-            value = strtoll(at + length + 1, NULL, 10);
-            break;
-        }
-    }
-    free(text);
-    return value;
+    return it_worker_metric(http, name);
 }
 
 static int s_probe(const char *http, const char *path)
@@ -56,14 +44,7 @@ static int s_probe(const char *http, const char *path)
 // Lines of path (0 if absent) that contain needle (all lines if NULL).
 static int s_count_lines(const char *path, const char *needle)
 {
-    FILE *file = fopen(path, "r");
-    int count = 0;
-    char line[1024];
-    while (file && fgets(line, sizeof line, file))
-        count += !needle || strstr(line, needle) != NULL;
-    if (file)
-        fclose(file);
-    return count;
+    return it_count_lines(path, needle);
 }
 
 static void s_wait_subscribed(it_broker_t *broker, const char *topic, const char *channel)
@@ -87,9 +68,7 @@ static int s_count_files(const char *prefix)
 // The channel is empty: nothing queued, in flight or deferred.
 static bool s_settled(it_broker_t *broker, const char *topic, const char *channel)
 {
-    return it_channel_stat(broker, topic, channel, "depth") == 0
-           && it_channel_stat(broker, topic, channel, "in_flight_count") == 0
-           && it_channel_stat(broker, topic, channel, "deferred_count") == 0;
+    return it_channel_settled(broker, topic, channel);
 }
 
 static int64_t s_wall_clock_ns(void)

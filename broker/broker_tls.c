@@ -1,0 +1,155 @@
+/*  broker_tls - the broker's TLS certificate and key (--tls-cert, --tls-key),
+    loaded once into GnuTLS credentials
+    SPDX-License-Identifier: MIT
+*/
+#include "broker_tls.h"
+
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+struct _broker_tls_t {
+    gnutls_certificate_credentials_t credentials;  // certificate and key
+};
+
+broker_tls_t *broker_tls_new(const char *cert_file, const char *key_file, char *error, size_t size)
+{
+    broker_tls_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        snprintf(error, size, "out of memory");
+        return NULL;
+    }
+    int rc = gnutls_certificate_allocate_credentials(&self->credentials);
+    if (rc == GNUTLS_E_SUCCESS)
+        rc = gnutls_certificate_set_x509_key_file(self->credentials, cert_file, key_file,
+                                                  GNUTLS_X509_FMT_PEM);
+    if (rc < 0) {
+        snprintf(error, size, "cannot load --tls-cert=%s --tls-key=%s: %s", cert_file, key_file,
+                 gnutls_strerror(rc));
+        broker_tls_destroy(&self);
+        return NULL;
+    }
+    return self;
+}
+
+void broker_tls_destroy(broker_tls_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    if ((*self_p)->credentials)
+        gnutls_certificate_free_credentials((*self_p)->credentials);
+    free(*self_p);
+    *self_p = NULL;
+}
+
+void *broker_tls_credentials(const broker_tls_t *self)
+{
+    return self->credentials;
+}
+
+// Writes a PEM export of a certificate or key to path.
+static int s_write_pem(const char *path,
+                       int (*export)(void *, gnutls_x509_crt_fmt_t, void *, size_t *), void *object)
+{
+    char pem[8192];
+    size_t size = sizeof pem;
+    if (export(object, GNUTLS_X509_FMT_PEM, pem, &size) < 0)
+        return -1;
+    FILE *file = fopen(path, "w");
+    if (!file)
+        return -1;
+    int rc = fwrite(pem, 1, size, file) == size ? 0 : -1;
+    return fclose(file) == 0 ? rc : -1;
+}
+
+static int s_export_crt(void *crt, gnutls_x509_crt_fmt_t format, void *out, size_t *size)
+{
+    return gnutls_x509_crt_export(crt, format, out, size);
+}
+
+static int s_export_key(void *key, gnutls_x509_crt_fmt_t format, void *out, size_t *size)
+{
+    return gnutls_x509_privkey_export(key, format, out, size);
+}
+
+int broker_tls_write_test_pair(const char *cert_file, const char *key_file)
+{
+    gnutls_x509_privkey_t key = NULL;
+    gnutls_x509_crt_t crt = NULL;
+    const unsigned char address[4] = {127, 0, 0, 1};
+    time_t now = time(NULL);
+    unsigned char serial[8];
+    for (size_t i = 0; i < sizeof serial; i++)
+        serial[i] = (unsigned char) ((uint64_t) now >> (8 * i) ^ (unsigned) getpid());
+    serial[0] &= 0x7f;  // positive
+    int rc = -1;
+    if (gnutls_x509_privkey_init(&key) < 0
+        || gnutls_x509_privkey_generate(key, GNUTLS_PK_ECDSA,
+                                        GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1), 0)
+               < 0
+        || gnutls_x509_crt_init(&crt) < 0 || gnutls_x509_crt_set_version(crt, 3) < 0
+        || gnutls_x509_crt_set_serial(crt, serial, sizeof serial) < 0
+        || gnutls_x509_crt_set_activation_time(crt, now - 3600) < 0
+        || gnutls_x509_crt_set_expiration_time(crt, now + 86400) < 0
+        || gnutls_x509_crt_set_dn(crt, "CN=127.0.0.1", NULL) < 0
+        || gnutls_x509_crt_set_subject_alt_name(crt, GNUTLS_SAN_IPADDRESS, address, 4,
+                                                GNUTLS_FSAN_SET)
+               < 0
+        || gnutls_x509_crt_set_key(crt, key) < 0
+        || gnutls_x509_crt_sign2(crt, crt, key, GNUTLS_DIG_SHA256, 0) < 0
+        || s_write_pem(cert_file, s_export_crt, crt) < 0
+        || s_write_pem(key_file, s_export_key, key) < 0)
+        goto done;
+    rc = 0;
+done:
+    if (crt)
+        gnutls_x509_crt_deinit(crt);
+    if (key)
+        gnutls_x509_privkey_deinit(key);
+    return rc;
+}
+
+// ---- self-test -----------------------------------------------------------
+
+#define S_CHECK(condition)                                                                         \
+    do {                                                                                           \
+        if (!(condition)) {                                                                        \
+            fprintf(stderr, "broker_tls_test: %s:%d: %s\n", __FILE__, __LINE__, #condition);       \
+            goto done;                                                                             \
+        }                                                                                          \
+    } while (0)
+
+int broker_tls_test(void)
+{
+    int rc = -1;
+    char dir[] = "/tmp/broker_tls_test.XXXXXX", cert[64], key[64], other[64], error[512];
+    broker_tls_t *tls = NULL;
+    S_CHECK(mkdtemp(dir));
+    snprintf(cert, sizeof cert, "%s/cert.pem", dir);
+    snprintf(key, sizeof key, "%s/key.pem", dir);
+    snprintf(other, sizeof other, "%s/other.pem", dir);
+    S_CHECK(broker_tls_write_test_pair(cert, key) == 0);
+    tls = broker_tls_new(cert, key, error, sizeof error);
+    S_CHECK(tls && broker_tls_credentials(tls));
+    broker_tls_destroy(&tls);
+    // A missing file and a key that is not the certificate's are refused
+    // with a reason naming the files.
+    tls = broker_tls_new(cert, "/nonexistent/key.pem", error, sizeof error);
+    S_CHECK(!tls && strstr(error, "--tls-key=/nonexistent/key.pem"));
+    S_CHECK(broker_tls_write_test_pair(other, other) == 0);
+    tls = broker_tls_new(cert, other, error, sizeof error);
+    S_CHECK(!tls && strstr(error, "cannot load"));
+    rc = 0;
+done:
+    broker_tls_destroy(&tls);
+    unlink(cert);
+    unlink(key);
+    unlink(other);
+    rmdir(dir);
+    return rc;
+}

@@ -1,0 +1,40 @@
+/*  broker_tls - the broker's TLS certificate and key (--tls-cert, --tls-key),
+    loaded once into GnuTLS credentials
+    SPDX-License-Identifier: MIT
+
+    nsqd names its options --tls-cert and --tls-key (PEM files); without
+    them it offers no TLS and answers tls_v1:false to IDENTIFY. The same
+    credentials serve every TLS session the broker starts (GnuTLS shares
+    them read-only between sessions of one thread).
+
+    API: broker_tls_new, broker_tls_credentials, broker_tls_destroy;
+    broker_tls_write_test_pair for tests.
+*/
+#ifndef BROKER_TLS_H
+#define BROKER_TLS_H
+
+#include <stddef.h>
+
+typedef struct _broker_tls_t broker_tls_t;
+
+// Loads the PEM certificate (chain) and private key. Caller owns the
+// result; NULL with a one-line reason in error (size bytes) if a file is
+// missing, unreadable, not PEM, or the key does not match the certificate.
+broker_tls_t *broker_tls_new(const char *cert_file, const char *key_file, char *error, size_t size);
+
+// Frees the credentials. Nulls *self_p; accepts NULL. Every session that
+// uses them must be gone.
+void broker_tls_destroy(broker_tls_t **self_p);
+
+// The gnutls_certificate_credentials_t (borrowed; as void * so that
+// callers need not include GnuTLS).
+void *broker_tls_credentials(const broker_tls_t *self);
+
+// Tests: writes a fresh self-signed ECDSA certificate for 127.0.0.1 (valid
+// for a day) and its key as PEM files. Returns 0, or -1.
+int broker_tls_write_test_pair(const char *cert_file, const char *key_file);
+
+// Self-test; returns 0 on success.
+int broker_tls_test(void);
+
+#endif
