@@ -84,8 +84,10 @@
       queue starts a data sync and a metadata replacement by itself (at
       most one data sync in flight; more records wait for the next).
     - --sync-timeout T: call nsq_diskqueue_maybe_sync(q, now, T) from a
-      timer; a due queue hands its data and metadata to the actor and
-      releases its descriptors (an idle queue holds none).
+      timer; a due queue hands its data and metadata to the actor. A
+      queue put to or read since the previous timed sync keeps its
+      descriptors (its next put or get needs no open); one idle since
+      releases them (an idle queue holds none).
     - durable acknowledgements with group commit: put every message of a
       batch, then call nsq_diskqueue_commit(q, done, batch) once per queue
       written; acknowledge the batch when every queue's done reported 0,
@@ -286,6 +288,9 @@ int nsq_diskqueue_write_meta(nsq_diskqueue_t *self);
 
 // Syncs if there is anything to sync and timeout_ms passed since the last
 // sync (monotonic now_ms). Returns as nsq_diskqueue_sync (0 if nothing done).
+// Async mode: the descriptors stay open if the queue was put to or read
+// since the previous call that synced, and are released (also with
+// nothing to sync) once it was not.
 int nsq_diskqueue_maybe_sync(nsq_diskqueue_t *self, int64_t now_ms, int64_t timeout_ms);
 
 // For group commit off the owner's thread: if records were appended since

@@ -129,6 +129,9 @@ typedef struct {
     uint64_t meta_submitted;      // replacements submitted
     uint64_t meta_completed;      // replacements completed
     uint64_t sync_failures;       // data syncs and metadata replacements that failed
+    uint64_t seen_puts;           // put_count at the last timed sync (maybe_sync)
+    int64_t seen_read_file;       // read_file then
+    int64_t seen_read_pos;        // read_pos then
 } dq_async_t;
 
 struct _nsq_diskqueue_t {

@@ -376,6 +376,8 @@ static int s_write_meta_async(nsq_diskqueue_t *self)
     dq_async_t *async = self->async;
     if (async->state != DQ_READY)
         return errno = async->state == DQ_FAILED ? async->open_error : EAGAIN, -1;
+    if (s_written(self) > async->submitted)
+        self->meta_dirty = true;  // the write position moved since the last metadata
     if (async->waiters) {
         dq_submit_data_sync(self, true);  // those callers hear the truth from their own sync
     } else {
@@ -402,6 +404,8 @@ int nsq_diskqueue_write_meta(nsq_diskqueue_t *self)
         errno = saved;
         return rc;
     }
+    if (self->unsynced_writes > 0)
+        self->meta_dirty = true;  // the write position moved since the last metadata
     self->unsynced_writes = 0;
     self->taken_count = self->put_count;
     if ((self->meta_dirty || self->dir_unsynced) && dq_meta_replace(self, false) != 0)
@@ -446,9 +450,34 @@ bool nsq_diskqueue_dirty(const nsq_diskqueue_t *self)
     return self->unsynced_writes > 0 || self->meta_dirty || self->dir_unsynced;
 }
 
+// Async timed sync. A queue put to or read since the last one keeps its
+// descriptors (its next put or get would otherwise wait for an open on
+// the actor, behind every sync of the tick); one idle since releases
+// them, also when nothing is left to sync.
+static int s_maybe_sync_async(nsq_diskqueue_t *self)
+{
+    dq_async_t *async = self->async;
+    bool busy = self->put_count != async->seen_puts || self->read_file != async->seen_read_file
+                || self->read_pos != async->seen_read_pos;
+    bool holds = self->write_fd >= 0 || self->read_fd >= 0 || async->next_fd >= 0;
+    if (!nsq_diskqueue_dirty(self) && (busy || !holds))
+        return 0;
+    async->seen_puts = self->put_count;
+    async->seen_read_file = self->read_file;
+    async->seen_read_pos = self->read_pos;
+    dq_enter(self);
+    int rc = s_sync_async(self, !busy, NULL, NULL);
+    int saved = errno;
+    dq_leave(self);
+    errno = saved;
+    return rc;
+}
+
 int nsq_diskqueue_maybe_sync(nsq_diskqueue_t *self, int64_t now_ms, int64_t timeout_ms)
 {
-    if (!nsq_diskqueue_dirty(self) || now_ms - self->last_sync_ms < timeout_ms)
+    if (now_ms - self->last_sync_ms < timeout_ms)
         return 0;
-    return nsq_diskqueue_sync(self);
+    if (self->async)
+        return s_maybe_sync_async(self);
+    return nsq_diskqueue_dirty(self) ? nsq_diskqueue_sync(self) : 0;
 }

@@ -498,7 +498,8 @@ static int s_test_gap(const dq_test_t *t)
 
 // An idle queue holds no descriptor and no buffer: a new one creates no
 // file before its first put, and a sync closes what put and get opened
-// (async: and the next segment created ahead). Queues opened through one
+// (async: and the next segment created ahead; a timed sync only once the
+// queue was idle since the previous one). Queues opened through one
 // listing find their files.
 static int s_test_idle(const dq_test_t *t)
 {
@@ -515,6 +516,13 @@ static int s_test_idle(const dq_test_t *t)
     DQ_TEST_CHECK(dq_test_expect(t, queue, 1) == 0 && dq_test_fill(queue, 6, 1) == 0);
     DQ_TEST_CHECK(nsq_diskqueue_maybe_sync(queue, dq_now_ms() + 1000, 1000) == 0);
     dq_test_settle(t);
+    if (queue->async) {
+        // Used since the last timed sync, it keeps its descriptors; idle
+        // until the next, it lets them go.
+        DQ_TEST_CHECK(queue->write_fd >= 0 && !nsq_diskqueue_dirty(queue));
+        DQ_TEST_CHECK(nsq_diskqueue_maybe_sync(queue, dq_now_ms() + 1000, 1000) == 0);
+        dq_test_settle(t);
+    }
     DQ_TEST_CHECK(nsq_diskio_open_fds() == before && !queue->buffer);
     dq_test_close(t, &queue);
     nsq_diskqueue_t *other = dq_test_open(t, "idle2", 64, 1024, NULL);
@@ -541,6 +549,30 @@ static int s_test_idle(const dq_test_t *t)
     return 0;
 }
 
+// write_meta (a shutdown, before one syncfs) records where the records
+// written since the last sync end, so a restart finds the metadata right
+// instead of recovering (and rewriting it durably) queue by queue.
+static int s_test_write_meta(const dq_test_t *t)
+{
+    nsq_diskqueue_t *queue = dq_test_open(t, "wmeta", 1024, 64, NULL);
+    DQ_TEST_CHECK(queue && dq_test_fill(queue, 0, 3) == 0);
+    dq_test_settle(t);
+    int64_t end = queue->write_pos;
+    DQ_TEST_CHECK(end > 0 && nsq_diskqueue_write_meta(queue) == 0);
+    dq_test_settle(t);
+    char path[DQ_PATH_MAX], text[160], expected[32];
+    dq_meta_path(queue, path, "");
+    FILE *file = fopen(path, "r");
+    size_t size = file ? fread(text, 1, sizeof text - 1, file) : 0;
+    if (file)
+        fclose(file);
+    text[size] = '\0';
+    snprintf(expected, sizeof expected, "\n0,%lld", (long long) end);
+    DQ_TEST_CHECK(strstr(text, expected) != NULL);
+    dq_test_delete(t, &queue);
+    return 0;
+}
+
 // Runs every case in one mode, in a directory of its own.
 static int s_test_mode(bool async)
 {
@@ -554,7 +586,7 @@ static int s_test_mode(bool async)
     int rc = s_test_roll_and_reopen(t) || s_test_sizes(t) || s_test_truncated_tail(t)
                      || s_test_flipped(t) || s_test_old_metadata(t) || s_test_failed_write(t)
                      || s_test_keep(t) || s_test_meta_before_roll(t) || s_test_sparse(t)
-                     || s_test_gap(t) || s_test_idle(t)
+                     || s_test_gap(t) || s_test_idle(t) || s_test_write_meta(t)
                  ? -1
                  : 0;
     nsq_diskio_destroy(&test.diskio);
