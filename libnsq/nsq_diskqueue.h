@@ -119,9 +119,9 @@
     nsq_diskqueue_listing_destroy, nsq_diskqueue_put / putv,
     nsq_diskqueue_get, nsq_diskqueue_position, nsq_diskqueue_keep_from,
     nsq_diskqueue_depth, nsq_diskqueue_sync, nsq_diskqueue_maybe_sync,
-    nsq_diskqueue_commit, nsq_diskqueue_sync_then,
-    nsq_diskqueue_take_sync_fd, nsq_diskqueue_write_meta (many queues, one
-    syncfs), nsq_diskqueue_empty, nsq_diskqueue_corrupt_count,
+    nsq_diskqueue_commit, nsq_diskqueue_sync_then, nsq_diskqueue_write_meta
+    (many queues, one syncfs), nsq_diskqueue_empty,
+    nsq_diskqueue_corrupt_count,
     nsq_diskqueue_destroy (keeps the files) or nsq_diskqueue_delete
     (removes them).
 */
@@ -292,19 +292,6 @@ int nsq_diskqueue_write_meta(nsq_diskqueue_t *self);
 // since the previous call that synced, and are released (also with
 // nothing to sync) once it was not.
 int nsq_diskqueue_maybe_sync(nsq_diskqueue_t *self, int64_t now_ms, int64_t timeout_ms);
-
-// For group commit off the owner's thread: if records were appended since
-// the last call (and not synced since by nsq_diskqueue_sync), returns 1
-// and hands over the write segment's descriptor in *fd (the caller
-// fdatasyncs and closes it, on any thread; the queue opens the segment
-// again on its next put; records before a roll were synced by the roll; a
-// new segment's directory entry is synced here). Returns 0 if nothing was
-// written since, -1 (errno) if the segment cannot be opened. Synchronous
-// mode only (async: -1, EINVAL; use nsq_diskqueue_commit).
-int nsq_diskqueue_take_sync_fd(nsq_diskqueue_t *self, int *fd);
-
-// Records appended since the last nsq_diskqueue_take_sync_fd.
-uint64_t nsq_diskqueue_untaken_puts(const nsq_diskqueue_t *self);
 
 // True if writes or reads happened since the last sync.
 bool nsq_diskqueue_dirty(const nsq_diskqueue_t *self);

@@ -164,7 +164,6 @@ struct _nsq_diskqueue_t {
     uint64_t last_position;      // position of the record get returned last
     int64_t unsynced_writes;     // records written since the last data sync (or hand-over)
     uint64_t put_count;          // puts since open (async: pending ones too)
-    uint64_t taken_count;        // put_count at the last take_sync_fd (or data sync)
     bool meta_dirty;             // positions changed since the last metadata write
     int64_t last_sync_ms;        // monotonic ms of the last sync
     uint64_t corrupt_count;      // damaged records and missing segments skipped

@@ -49,7 +49,6 @@ static int s_sync_now(nsq_diskqueue_t *self, bool release)
         if (dq_open_writer(self) != 0 || fdatasync(self->write_fd) != 0)
             return -1;
         self->unsynced_writes = 0;
-        self->taken_count = self->put_count;
         self->meta_dirty = true;
     }
     if ((self->meta_dirty || self->dir_unsynced) && dq_meta_replace(self, true) != 0)
@@ -67,7 +66,6 @@ static int s_commit_now(nsq_diskqueue_t *self)
         if (dq_open_writer(self) != 0 || fdatasync(self->write_fd) != 0)
             return errno;
         self->unsynced_writes = 0;
-        self->taken_count = self->put_count;
         self->meta_dirty = true;
     }
     if (self->dir_unsynced) {
@@ -179,7 +177,6 @@ int dq_submit_data_sync(nsq_diskqueue_t *self, bool close_fd)
         return 0;
     }
     self->unsynced_writes = 0;
-    self->taken_count = self->put_count;
     if (!close_fd && (fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
         s_untracked(self, errno);
         return -1;
@@ -386,7 +383,6 @@ static int s_write_meta_async(nsq_diskqueue_t *self)
             async->durable = async->submitted;
     }
     self->unsynced_writes = 0;
-    self->taken_count = self->put_count;
     if ((self->meta_dirty || self->dir_unsynced) && !dq_meta_submit(self, false))
         return -1;
     dq_release(self);
@@ -407,40 +403,11 @@ int nsq_diskqueue_write_meta(nsq_diskqueue_t *self)
     if (self->unsynced_writes > 0)
         self->meta_dirty = true;  // the write position moved since the last metadata
     self->unsynced_writes = 0;
-    self->taken_count = self->put_count;
     if ((self->meta_dirty || self->dir_unsynced) && dq_meta_replace(self, false) != 0)
         return -1;
     self->dir_unsynced = false;
     dq_release(self);
     return 0;
-}
-
-int nsq_diskqueue_take_sync_fd(nsq_diskqueue_t *self, int *fd)
-{
-    if (self->async)
-        return errno = EINVAL, -1;
-    if (self->put_count == self->taken_count)
-        return 0;
-    if (dq_open_writer(self) != 0)
-        return -1;
-    if (self->dir_unsynced) {  // a new segment: its name must survive a crash too
-        if (nsq_diskio_sync_dir(self->dir) != 0)
-            return -1;
-        self->dir_unsynced = false;
-    }
-    // The caller's descriptor syncs the file; the queue reopens it on its
-    // next put, so a queue between group commits holds no descriptor.
-    *fd = self->write_fd;
-    self->write_fd = -1;
-    self->taken_count = self->put_count;
-    return 1;
-}
-
-uint64_t nsq_diskqueue_untaken_puts(const nsq_diskqueue_t *self)
-{
-    if (self->async)
-        return self->put_count - self->async->submitted;
-    return self->put_count - self->taken_count;
 }
 
 bool nsq_diskqueue_dirty(const nsq_diskqueue_t *self)
