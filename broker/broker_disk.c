@@ -42,7 +42,8 @@ nsq_diskqueue_t *broker_disk_open(const broker_config_t *config, const char *top
         .name = name,
         .max_bytes_per_file = config->max_bytes_per_file,
         .max_msg_size = (uint32_t) config->max_msg_size + BROKER_DISK_HEADER_SIZE,
-        .sync_every = config->diskio ? config->sync_every : 0,  // synchronous: never in put
+        // Durable: the group commit syncs (broker_sync); synchronous: never in put.
+        .sync_every = config->diskio && !config->durable ? config->sync_every : 0,
         .listing = config->disk_listing,
         .diskio = config->diskio,
         .wake = wake,
