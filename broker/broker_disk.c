@@ -14,20 +14,20 @@
 
 #include "nsq_log.h"
 
-// True if at least two more descriptors can be had now (a queue's write
-// segment and the one created ahead of its roll); probed with eventfds,
-// which touch no file system.
+// True if two more descriptors can be had now: the disk I/O thread
+// creates the queue's first segment with both it and its directory open
+// (the directory is fsynced, so the name survives a crash). Probed with
+// eventfds, which touch no file system.
 static bool s_descriptors_left(void)
 {
     int first = eventfd(0, EFD_CLOEXEC);
     int second = first >= 0 ? eventfd(0, EFD_CLOEXEC) : -1;
-    int error = errno;
     if (first >= 0)
         close(first);
-    if (second >= 0)
-        close(second);
-    errno = error;
-    return second >= 0;
+    if (second < 0)
+        return false;
+    close(second);
+    return true;
 }
 
 nsq_diskqueue_t *broker_disk_open(const broker_config_t *config, const char *topic,

@@ -38,9 +38,9 @@
 // async mode over config->diskio when it is set; wake(queue, arg) then
 // runs when a get that answered NSQ_DISKQUEUE_WAIT may be retried. Caller
 // owns the result; NULL (errno: EMFILE...) on failure. Async mode opens
-// files later, so it checks first that descriptors are left (EMFILE):
-// a queue that could not open its files would only gather records in
-// memory.
+// files later, so it checks first that the two descriptors creating a
+// segment takes are left (EMFILE): a queue that could not open its files
+// would only gather records in memory.
 nsq_diskqueue_t *broker_disk_open(const broker_config_t *config, const char *topic,
                                   const char *channel, nsq_diskqueue_wake_fn *wake, void *arg);
 

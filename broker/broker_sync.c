@@ -57,7 +57,7 @@ struct _commit_t {
 // Answers every wait in list: BROKER_OK, or BROKER_SYNC_FAILED if error.
 static void s_answer_all(zlistx_t *list, int error)
 {
-    if (error)
+    if (error && zlistx_size(list) > 0)
         nsq_error("durable sync failed: %s; %zu publishes answered with an error", strerror(error),
                   zlistx_size(list));
     durable_wait_t *wait;
