@@ -1,10 +1,10 @@
 /*  broker - the broker actor: one thread, one zloop, driving a broker node
-    (the server, its state file and syncer), its doors and the lookupd
+    (the server, its state file and disk I/O actor), its doors and the lookupd
     links
     SPDX-License-Identifier: MIT
 
     Life cycle: s_broker_new makes the node (the data path's lock, the
-    state file restored, the syncer), binds the doors (or reports ERROR)
+    state file restored, the disk I/O actor), binds the doors (or reports ERROR)
     and connects the lookupd links; the loop runs until $TERM (draining
     first, see s_on_pipe); s_broker_destroy answers what the doors handed
     over, stops the HTTP server, writes what is in memory to disk and frees
@@ -12,7 +12,7 @@
 
     The parts never call each other in a circle: the doors call the
     server, the server calls the node's hooks, and the node calls the
-    lookupd links, the state file and the syncer, which reach back only
+    lookupd links, the state file and the group commit, which reach back only
     through callbacks.
 */
 #include "broker.h"
@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 #include "broker_http.h"
 #include "broker_http_serve.h"
@@ -42,7 +43,7 @@ typedef struct {
     broker_config_t config;   // settings, read-only after start
     zsock_t *pipe;            // the actor pipe
     zloop_t *loop;            // the one reactor
-    broker_node_t *node;      // the server, its state file and syncer
+    broker_node_t *node;      // the server, its state file and disk I/O actor
     zsock_t *router;          // the ZeroMQ door's ROUTER
     broker_zmq_t *zmq;        // the ZeroMQ door
     broker_http_t *http;      // the HTTP door (its own threads)
@@ -76,12 +77,13 @@ static int s_on_request(zloop_t *loop, zmq_pollitem_t *item, void *arg)
     return 0;
 }
 
-static int s_on_synced(zloop_t *loop, zsock_t *reader, void *arg)
+// The disk I/O actor's completions: opens, syncs, saves.
+static int s_on_disk(zloop_t *loop, zsock_t *reader, void *arg)
 {
     (void) loop;
     (void) reader;
     broker_t *self = arg;
-    broker_node_on_synced(self->node);
+    broker_node_on_disk(self->node);
     return 0;
 }
 
@@ -189,8 +191,7 @@ static broker_t *s_broker_new(zsock_t *pipe, const broker_config_t *config, char
     self->config = *config;
     self->pipe = pipe;
     self->node = broker_node_new(config, error, error_size);
-    if (!self->node || broker_node_start_sync(self->node, error, error_size) != 0
-        || s_open_doors(self, error, error_size) != 0) {
+    if (!self->node || s_open_doors(self, error, error_size) != 0) {
         s_broker_destroy(&self);
         return NULL;
     }
@@ -201,8 +202,8 @@ static broker_t *s_broker_new(zsock_t *pipe, const broker_config_t *config, char
     zloop_poller(self->loop, &requests, s_on_request, self);
     zloop_reader(self->loop, pipe, s_on_pipe, self);
     zloop_timer(self->loop, BROKER_TICK_MS, 0, s_on_tick, self);
-    if (broker_node_sync_socket(self->node))
-        zloop_reader(self->loop, broker_node_sync_socket(self->node), s_on_synced, self);
+    if (broker_node_disk_socket(self->node))
+        zloop_reader(self->loop, broker_node_disk_socket(self->node), s_on_disk, self);
     broker_lookup_source_t source = broker_node_lookup_source(self->node);
     if (config->lookupd_count > 0
         && !(self->lookup =
@@ -254,6 +255,7 @@ void broker_actor(zsock_t *pipe, void *args)
         zstr_sendx(pipe, "ERROR", error, NULL);
         return;
     }
+    prctl(PR_SET_NAME, "nsq-core");  // the core thread, for top -H and the strace test
     nsq_daemon_send_ready(pipe, self->http_port, self->zmq_port);
     zloop_start(self->loop);
     nsq_info("broker stopping");

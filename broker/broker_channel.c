@@ -116,6 +116,13 @@ static void s_kept_clear(broker_channel_t *self)
 // a channel take turns even when each has a large credit.
 #define CHANNEL_TURN_MAX 256
 
+// The disk queue can be read again (async): consumers waiting get messages.
+static void s_disk_wake(nsq_diskqueue_t *disk, void *arg)
+{
+    (void) disk;
+    broker_channel_dispatch(arg, zclock_mono());
+}
+
 broker_channel_t *broker_channel_new(const char *topic, const char *name,
                                      const broker_config_t *config)
 {
@@ -130,7 +137,7 @@ broker_channel_t *broker_channel_new(const char *topic, const char *name,
     self->deferred = broker_inflight_new();
     bool on_disk = config->data_path[0] && !self->ephemeral && !nsq_name_is_ephemeral(topic);
     if (on_disk && self->queue)
-        self->disk = broker_disk_open(config, topic, name);
+        self->disk = broker_disk_open(config, topic, name, s_disk_wake, self);
     if (!self->queue || !self->in_flight || !self->deferred || (on_disk && !self->disk))
         broker_channel_destroy(&self);
     else if (self->disk)
@@ -205,7 +212,7 @@ int broker_channel_put(broker_channel_t *self, nsq_message_t *message, int64_t r
         return 0;
     }
     if (self->disk
-        && (self->config->durable || !nsq_diskqueue_is_empty(self->disk)
+        && (self->config->durable || broker_disk_holds_some(self->disk)
             || !s_memory_has_room(self, 1, message->size))) {
         int rc = broker_disk_put(self->disk, message, 0, ready_at, now);
         nsq_message_unref(&message);

@@ -6,9 +6,10 @@
 
     Plain data, read-only after start-up; shared by the core and the HTTP
     server threads without locks because nobody writes it after broker_new.
-    One exception, used by the core thread alone: disk_listing, the one
+    Two exceptions, used by the core thread alone: disk_listing, the one
     listing of the data directory that the core makes at start and every
-    disk queue opens from (the queues take their entries from it).
+    disk queue opens from (the queues take their entries from it), and
+    diskio, the disk I/O actor the queues hand their blocking work to.
 */
 #ifndef BROKER_CONFIG_H
 #define BROKER_CONFIG_H
@@ -21,13 +22,6 @@
 
 #define BROKER_ADDRESS_MAX 256
 #define BROKER_LOOKUPD_MAX 16  // --lookupd-address values
-
-// Failures the tests inject into the sync thread (test_sync_fault).
-typedef enum {
-    BROKER_SYNC_FAULT_NONE,       // the real thing
-    BROKER_SYNC_FAULT_HANDOFF,    // handing a sync to the syncer thread fails
-    BROKER_SYNC_FAULT_FDATASYNC,  // every fdatasync of the syncer fails (EIO), after 100 ms
-} broker_sync_fault_t;
 
 typedef struct {
     char http_address[BROKER_ADDRESS_MAX];       // host:port for HTTP; port 0 = any free port
@@ -56,8 +50,9 @@ typedef struct {
     int64_t lookupd_heartbeat_ms;                                    // heartbeat to each lookupd
     nsq_diskqueue_listing_t *disk_listing;  // data_path's files at start, owned by the core
                                             // (NULL: each disk queue lists the directory)
+    nsq_diskio_t *diskio;          // the node's disk I/O actor: queues run in async mode over it
+                                   // (NULL: synchronous queues, for self-tests)
     int64_t test_clock_offset_ms;  // tests only: added to the wall clock message ids come from
-    broker_sync_fault_t test_sync_fault;  // tests only: a failure to inject into durable syncs
 } broker_config_t;
 
 // nsq-broker's options: one row per flag, with its default and its field.

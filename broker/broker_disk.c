@@ -8,20 +8,54 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "nsq_log.h"
 
+// True if two more descriptors can be had now: the disk I/O thread
+// creates the queue's first segment with both it and its directory open
+// (the directory is fsynced, so the name survives a crash). Probed with
+// eventfds, which touch no file system.
+static bool s_descriptors_left(void)
+{
+    int first = eventfd(0, EFD_CLOEXEC);
+    int second = first >= 0 ? eventfd(0, EFD_CLOEXEC) : -1;
+    if (first >= 0)
+        close(first);
+    if (second < 0)
+        return false;
+    close(second);
+    return true;
+}
+
 nsq_diskqueue_t *broker_disk_open(const broker_config_t *config, const char *topic,
-                                  const char *channel)
+                                  const char *channel, nsq_diskqueue_wake_fn *wake, void *arg)
 {
     char name[2 * 65 + 2];
     snprintf(name, sizeof name, "%s%s%s", topic, channel ? ":" : "", channel ? channel : "");
-    // No syncs inside put: broker_sync does them off the core thread.
-    return nsq_diskqueue_new_listed(config->data_path, name, config->max_bytes_per_file,
-                                    (uint32_t) config->max_msg_size + BROKER_DISK_HEADER_SIZE, 0,
-                                    config->disk_listing);
+    if (config->diskio && !s_descriptors_left())
+        return NULL;
+    nsq_diskqueue_config_t queue = {
+        .dir = config->data_path,
+        .name = name,
+        .max_bytes_per_file = config->max_bytes_per_file,
+        .max_msg_size = (uint32_t) config->max_msg_size + BROKER_DISK_HEADER_SIZE,
+        // Durable: the group commit syncs (broker_sync); synchronous: never in put.
+        .sync_every = config->diskio && !config->durable ? config->sync_every : 0,
+        .listing = config->disk_listing,
+        .diskio = config->diskio,
+        .wake = wake,
+        .wake_arg = arg,
+    };
+    return nsq_diskqueue_open(&queue);
+}
+
+bool broker_disk_holds_some(const nsq_diskqueue_t *queue)
+{
+    return nsq_diskqueue_ready(queue) ? !nsq_diskqueue_is_empty(queue)
+                                      : nsq_diskqueue_depth(queue) > 0;
 }
 
 static int64_t s_unix_ms(void)
@@ -138,7 +172,7 @@ int broker_disk_test(void)
         return -1;
     broker_config_t config;
     broker_config_for_test(&config, dir, 0, 0);
-    nsq_diskqueue_t *queue = broker_disk_open(&config, "orders", "billing");
+    nsq_diskqueue_t *queue = broker_disk_open(&config, "orders", "billing", NULL, NULL);
     nsq_message_t *message = nsq_message_new("hello", 5);
     int rc = -1;
     if (!queue || !message)

@@ -10,11 +10,20 @@
     Files: the topic's queue is named after the topic, a channel's after
     "topic:channel" (names cannot contain ':'), in --data-path.
 
-    API: broker_disk_open, broker_disk_put, broker_disk_get.
+    With config.diskio set the queues run in async mode (nsq_diskqueue.h):
+    the core thread only writes and reads the page cache, the disk I/O
+    actor opens, syncs and removes the files. A queue still recovering
+    holds, as far as the broker can tell, only what was put since it
+    opened (broker_disk_holds_some): a topic created at run time then
+    starts in memory instead of waiting on its first open.
+
+    API: broker_disk_open, broker_disk_put, broker_disk_get,
+    broker_disk_holds_some.
 */
 #ifndef BROKER_DISK_H
 #define BROKER_DISK_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "broker_config.h"
@@ -25,10 +34,19 @@
 #define BROKER_DISK_HEADER_SIZE 28
 
 // Opens (or creates) the disk queue of topic, or of its channel when
-// channel is not NULL, from config's disk_listing when there is one.
-// Caller owns the result; NULL (errno: EMFILE...) on failure.
+// channel is not NULL, from config's disk_listing when there is one, in
+// async mode over config->diskio when it is set; wake(queue, arg) then
+// runs when a get that answered NSQ_DISKQUEUE_WAIT may be retried. Caller
+// owns the result; NULL (errno: EMFILE...) on failure. Async mode opens
+// files later, so it checks first that the two descriptors creating a
+// segment takes are left (EMFILE): a queue that could not open its files
+// would only gather records in memory.
 nsq_diskqueue_t *broker_disk_open(const broker_config_t *config, const char *topic,
-                                  const char *channel);
+                                  const char *channel, nsq_diskqueue_wake_fn *wake, void *arg);
+
+// True if the queue holds records (async: while it recovers, only those
+// put since it opened count).
+bool broker_disk_holds_some(const nsq_diskqueue_t *queue);
 
 // Appends message with its attempts and monotonic ready_at (0 = now; now is
 // monotonic ms). Returns 0, or -1 with errno (the queue is unchanged).
@@ -37,10 +55,9 @@ int broker_disk_put(nsq_diskqueue_t *queue, const nsq_message_t *message, uint32
 
 // Pops the oldest message: returns 1 with *message (caller owns it),
 // *attempts and *ready_at (monotonic, 0 = now), 0 if the queue is empty, -1
-// on a read error. Records too short to be messages are skipped (logged).
-// A record deferred further than max_wait_ms from now (a clock stepped
-// back, a damaged record) waits max_wait_ms; nothing read is trusted
-// before it is bounded.
+// on a read error, NSQ_DISKQUEUE_WAIT if nothing is readable yet (async). Records too short to be
+// messages are skipped (logged). A record deferred further than max_wait_ms from now (a clock
+// stepped back, a damaged record) waits max_wait_ms; nothing read is trusted before it is bounded.
 int broker_disk_get(nsq_diskqueue_t *queue, nsq_message_t **message, uint32_t *attempts,
                     int64_t *ready_at, int64_t now, int64_t max_wait_ms);
 

@@ -10,13 +10,15 @@
 
 #include "broker_state.h"
 #include "broker_sync.h"
+#include "nsq_diskio.h"
 #include "nsq_log.h"
 
 struct _broker_node_t {
-    broker_config_t config;   // for the syncer: durable, sync_every, sync_timeout_ms
+    broker_config_t config;   // data_path, sync_timeout_ms
+    nsq_diskio_t *diskio;     // the disk I/O actor; NULL in memory
     broker_state_t *state;    // the state file and the data path's lock
     broker_server_t *server;  // topics, channels, clients
-    broker_sync_t *sync;      // off-thread syncs, durable acknowledgements; NULL in memory
+    broker_sync_t *sync;      // durable acknowledgements; NULL unless durable on disk
     broker_lookup_t *lookup;  // the lookupd links (borrowed), or NULL
 };
 
@@ -58,7 +60,7 @@ static void s_state_changed(void *arg)
 static void s_ids_reserved(void *arg)
 {
     broker_node_t *self = arg;
-    broker_state_save(self->state);  // a failure is logged and retried by the tick
+    broker_state_save(self->state, NULL, NULL);  // a failure is logged and retried by the tick
 }
 
 static int s_wait_durable(void *arg, broker_durable_fn *fn, void *fn_arg)
@@ -134,10 +136,10 @@ static void s_each_disk(void *arg, broker_sync_disk_fn *fn, void *fn_arg)
     broker_server_each_disk(self->server, fn, fn_arg);
 }
 
-static void s_before_commit(void *arg)
+static void s_flush_state(void *arg, broker_sync_report_fn *report, void *report_arg)
 {
     broker_node_t *self = arg;
-    broker_state_flush(self->state);  // an acknowledged topic must be listed
+    broker_state_flush(self->state, report, report_arg);  // an acknowledged topic must be listed
 }
 
 static void s_each_name(void *arg, broker_lookup_name_fn *fn, void *fn_arg)
@@ -165,6 +167,23 @@ static void s_release(void *arg, const char *topic)
 
 // ---- life cycle ---------------------------------------------------------------
 
+// Makes the disk I/O actor and the state file (the data path's lock
+// taken). Returns 0, or -1 with a reason in error.
+static int s_open_disk(broker_node_t *self, char *error, size_t size)
+{
+    if (self->config.data_path[0] && !(self->diskio = nsq_diskio_new())) {
+        snprintf(error, size, "cannot start the disk I/O thread");
+        return -1;
+    }
+    self->config.diskio = self->diskio;
+    self->state = broker_state_new(self->config.data_path, self->diskio, s_state_list, self);
+    if (!self->state) {
+        snprintf(error, size, "out of memory");
+        return -1;
+    }
+    return broker_state_lock(self->state, error, size);
+}
+
 broker_node_t *broker_node_new(const broker_config_t *config, char *error, size_t size)
 {
     broker_node_t *self = calloc(1, sizeof *self);
@@ -172,12 +191,11 @@ broker_node_t *broker_node_new(const broker_config_t *config, char *error, size_
         return snprintf(error, size, "out of memory"), NULL;
     self->config = *config;
     self->config.disk_listing = NULL;  // the server's
-    broker_config_t copy = *config;
-    self->state = broker_state_new(config->data_path, s_state_list, self);
-    if (!self->state || broker_state_lock(self->state, error, size) != 0) {
+    if (s_open_disk(self, error, size) != 0) {
         broker_node_destroy(&self);
         return NULL;
     }
+    broker_config_t copy = self->config;
     if (copy.data_path[0] && !(copy.disk_listing = nsq_diskqueue_listing_new(copy.data_path))) {
         snprintf(error, size, "cannot list --data-path %.400s: %s", copy.data_path,
                  strerror(errno));
@@ -197,18 +215,20 @@ broker_node_t *broker_node_new(const broker_config_t *config, char *error, size_
         nsq_diskqueue_listing_destroy(&copy.disk_listing);
         snprintf(error, size, "out of memory");
     }
-    if (!self->server || broker_state_load(self->state, s_state_restore, self, error, size) != 0)
+    broker_sync_source_t source = {self, s_each_disk, s_flush_state};
+    if (self->server && copy.durable && copy.data_path[0]
+        && !(self->sync = broker_sync_new(&source))) {
+        snprintf(error, size, "out of memory");
         broker_node_destroy(&self);
+        return NULL;
+    }
+    if (!self->server || broker_state_load(self->state, s_state_restore, self, error, size) != 0) {
+        broker_node_destroy(&self);
+        return NULL;
+    }
+    if (self->diskio)
+        nsq_diskio_wait(self->diskio, -1);  // start-up: the restored queues have recovered
     return self;
-}
-
-int broker_node_start_sync(broker_node_t *self, char *error, size_t size)
-{
-    broker_sync_source_t source = {self, s_each_disk, s_before_commit};
-    if (!self->config.data_path[0] || (self->sync = broker_sync_new(&self->config, &source)))
-        return 0;
-    snprintf(error, size, "cannot start the sync thread");
-    return -1;
 }
 
 void broker_node_destroy(broker_node_t **self_p)
@@ -217,8 +237,9 @@ void broker_node_destroy(broker_node_t **self_p)
     if (!self)
         return;
     broker_sync_destroy(&self->sync);
-    broker_server_destroy(&self->server);
-    broker_state_destroy(&self->state);  // releases the lock
+    broker_server_destroy(&self->server);  // the queues hand their last work to the actor
+    nsq_diskio_destroy(&self->diskio);     // waits for it: then nothing calls back
+    broker_state_destroy(&self->state);    // releases the lock
     free(self);
     *self_p = NULL;
 }
@@ -228,14 +249,15 @@ broker_server_t *broker_node_server(broker_node_t *self)
     return self->server;
 }
 
-zsock_t *broker_node_sync_socket(broker_node_t *self)
+zsock_t *broker_node_disk_socket(broker_node_t *self)
 {
-    return broker_sync_socket(self->sync);
+    return self->diskio ? nsq_diskio_sock(self->diskio) : NULL;
 }
 
-void broker_node_on_synced(broker_node_t *self)
+void broker_node_on_disk(broker_node_t *self)
 {
-    broker_sync_on_synced(self->sync);
+    if (self->diskio)
+        nsq_diskio_dispatch(self->diskio);
 }
 
 broker_lookup_source_t broker_node_lookup_source(broker_node_t *self)
@@ -269,6 +291,7 @@ static void s_sync_one(void *arg, nsq_diskqueue_t *disk, const char *name)
 
 void broker_node_tick(broker_node_t *self, int64_t now)
 {
+    broker_node_on_disk(self);  // a node driven without a loop (fuzz targets) hears its disk here
     broker_server_tick(self->server, now);
     timeout_scan_t scan = {now, self->config.sync_timeout_ms};
     broker_server_each_disk(self->server, s_sync_one, &scan);
@@ -277,16 +300,42 @@ void broker_node_tick(broker_node_t *self, int64_t now)
 
 void broker_node_settle(broker_node_t *self)
 {
+    broker_sync_kick(self->sync);
+    if (self->diskio)
+        nsq_diskio_wait(self->diskio, -1);  // every group commit ends and answers
     broker_sync_destroy(&self->sync);
+}
+
+static void s_synced_fs(void *arg, int result, int error)
+{
+    (void) result;
+    broker_node_t *self = arg;
+    if (error)
+        nsq_error("cannot sync %s: %s", self->config.data_path, strerror(error));
 }
 
 void broker_node_persist(broker_node_t *self, int64_t now)
 {
+    if (!self->diskio)
+        return;
+    nsq_diskio_wait(self->diskio, -1);  // every queue recovered, every pending record written
     broker_server_persist(self->server, now);
-    broker_state_save(self->state);
+    broker_state_save(self->state, NULL, NULL);
+    if (nsq_diskio_syncfs(self->diskio, self->config.data_path, s_synced_fs, self) != 0)
+        nsq_error("cannot sync %s: out of memory", self->config.data_path);
+    nsq_diskio_wait(self->diskio, -1);
+}
+
+static void s_test_saved(void *arg, int error)
+{
+    *(int *) arg = error;
 }
 
 int broker_node_save_state(broker_node_t *self)
 {
-    return broker_state_save(self->state);
+    int error = -1;
+    broker_state_save(self->state, s_test_saved, &error);
+    if (self->diskio)
+        nsq_diskio_wait(self->diskio, -1);
+    return error == 0 ? 0 : -1;
 }

@@ -250,8 +250,9 @@ uint64_t broker_server_in_flight(const broker_server_t *self);
 void broker_server_drain(broker_server_t *self);
 
 // At shutdown: writes every message held in memory (queued, in flight,
-// deferred) to disk and makes it durable. Returns 0, or -1 if something
-// could not be saved (logged).
+// deferred) to disk and each queue's metadata, without fsyncs; the caller
+// makes it durable with a syncfs of the data path (broker_node_persist).
+// Returns 0, or -1 if something could not be saved (logged).
 int broker_server_persist(broker_server_t *self, int64_t now);
 
 // ---- iterators ----------------------------------------------------------------------

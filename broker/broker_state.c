@@ -27,12 +27,28 @@
 // otherwise write it 10,000 times.
 #define STATE_SAVE_MIN_MS 100
 
+// A caller waiting for a save.
+typedef struct _state_waiter_t state_waiter_t;
+struct _state_waiter_t {
+    state_waiter_t *next;        // the next one
+    broker_state_done_fn *done;  // its callback
+    void *arg;                   // its argument
+};
+
+// One save on its way to the disk.
+typedef struct {
+    broker_state_t *state;    // whose
+    state_waiter_t *waiters;  // who hears its result
+} state_save_t;
+
 struct _broker_state_t {
     char data_path[1024];        // "" = memory only
+    nsq_diskio_t *diskio;        // does the saves (borrowed); NULL: on this thread
     broker_state_list_fn *list;  // what the file should hold
     void *list_arg;              // its argument
     int lock_fd;                 // flock'd lock file, -1 if none
-    uint64_t saved_hash;         // of the file as last written (or loaded)
+    uint64_t written_hash;       // of the file as last handed to the disk (or loaded)
+    state_save_t *newest;        // the last save on its way, NULL if none
     bool changed;                // something listed changed since the last save
     bool unsaved;                // the last save failed: the tick retries
     uint64_t failures;           // saves failed since the last success
@@ -40,12 +56,14 @@ struct _broker_state_t {
     int64_t saved_ms;            // monotonic ms of the last save
 };
 
-broker_state_t *broker_state_new(const char *data_path, broker_state_list_fn *list, void *arg)
+broker_state_t *broker_state_new(const char *data_path, nsq_diskio_t *diskio,
+                                 broker_state_list_fn *list, void *arg)
 {
     broker_state_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
     snprintf(self->data_path, sizeof self->data_path, "%s", data_path);
+    self->diskio = diskio;
     self->list = list;
     self->list_arg = arg;
     self->lock_fd = -1;
@@ -126,70 +144,100 @@ static uint64_t s_hash(const char *bytes, size_t size)
     return hash;
 }
 
-// Replaces the file at path with bytes. Returns 0, or -1 with errno.
-static int s_write_file(const char *data_path, const char *path, const char *bytes, size_t size)
+// ---- saving -------------------------------------------------------------------------
+
+// Adds done to the callers of save. Returns 0, or -1 if out of memory.
+static int s_join(state_save_t *save, broker_state_done_fn *done, void *arg)
 {
-    char temp[1210];
-    snprintf(temp, sizeof temp, "%s.tmp", path);
-    FILE *file = fopen(temp, "we");
-    if (!file)
+    if (!done)
+        return 0;
+    state_waiter_t *waiter = malloc(sizeof *waiter);
+    if (!waiter)
         return -1;
-    if (fwrite(bytes, 1, size, file) != size || fflush(file) != 0 || fdatasync(fileno(file)) != 0) {
-        int saved = errno;
-        fclose(file);
-        errno = saved;
-        return -1;
-    }
-    fclose(file);
-    if (rename(temp, path) != 0)
-        return -1;
-    int dir = open(data_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir >= 0) {
-        fsync(dir);
-        close(dir);
-    }
+    *waiter = (state_waiter_t){save->waiters, done, arg};
+    save->waiters = waiter;
     return 0;
 }
 
-// ---- saving -------------------------------------------------------------------------
-
-// Writes bytes as the state file; logs and keeps a failure for the tick.
-static int s_save_bytes(broker_state_t *self, const char *bytes, size_t size)
+// A save ended with error (0: success): logs, keeps a failure for the
+// tick to retry, tells the callers.
+static void s_saved(state_save_t *save, int error)
 {
-    char path[1200];
-    snprintf(path, sizeof path, "%s/%s", self->data_path, STATE_FILE);
-    if (bytes && s_write_file(self->data_path, path, bytes, size) == 0) {
+    broker_state_t *self = save->state;
+    if (self->newest == save)
+        self->newest = NULL;
+    if (!error) {
         if (self->failures)
-            nsq_info("%s saved after %" PRIu64 " failed attempts", path, self->failures);
+            nsq_info("%s/%s saved after %" PRIu64 " failed attempts", self->data_path, STATE_FILE,
+                     self->failures);
         self->failures = 0;
         self->unsaved = false;
-        self->saved_hash = s_hash(bytes, size);
-        return 0;
+    } else {
+        // One line now and then says it still fails.
+        self->unsaved = true;
+        int64_t now = zclock_mono();
+        if (self->failures++ == 0 || now - self->logged_ms >= STATE_RETRY_LOG_MS) {
+            nsq_error("cannot write %s/%s: %s (attempt %" PRIu64 "; retrying every tick)",
+                      self->data_path, STATE_FILE, strerror(error), self->failures);
+            self->logged_ms = now;
+        }
     }
-    if (!bytes)
-        errno = ENOMEM;
-    // Kept for the tick to retry; one line now and then says it still fails.
-    self->unsaved = true;
-    int64_t now = zclock_mono();
-    if (self->failures++ == 0 || now - self->logged_ms >= STATE_RETRY_LOG_MS) {
-        nsq_error("cannot write %s: %s (attempt %" PRIu64 "; retrying every tick)", path,
-                  strerror(errno), self->failures);
-        self->logged_ms = now;
+    state_waiter_t *waiter;
+    while ((waiter = save->waiters)) {
+        save->waiters = waiter->next;
+        waiter->done(waiter->arg, error);
+        free(waiter);
     }
-    return -1;
+    free(save);
 }
 
-int broker_state_save(broker_state_t *self)
+// The disk I/O actor's completion of a save.
+static void s_replaced(void *arg, int result, int error)
 {
-    if (!self->data_path[0])
-        return 0;
+    (void) result;
+    s_saved(arg, error);
+}
+
+// Hands bytes (NULL: rendering ran out of memory) to the disk as the
+// state file; done joins the save.
+static void s_submit(broker_state_t *self, const char *bytes, size_t size,
+                     broker_state_done_fn *done, void *arg)
+{
     self->saved_ms = zclock_mono();
     self->changed = false;
+    state_save_t *save = calloc(1, sizeof *save);
+    if (save)
+        save->state = self;
+    if (!save || !bytes || s_join(save, done, arg) != 0) {
+        if (save)
+            s_saved(save, ENOMEM);
+        if (done)
+            done(arg, ENOMEM);
+        return;
+    }
+    self->written_hash = s_hash(bytes, size);
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s", self->data_path, STATE_FILE);
+    if (!self->diskio) {
+        s_saved(save, nsq_diskio_replace_file(path, bytes, size, true) == 0 ? 0 : errno);
+        return;
+    }
+    self->newest = save;
+    if (nsq_diskio_replace(self->diskio, path, bytes, size, true, s_replaced, save) != 0)
+        s_saved(save, ENOMEM);
+}
+
+void broker_state_save(broker_state_t *self, broker_state_done_fn *done, void *arg)
+{
+    if (!self->data_path[0]) {
+        if (done)
+            done(arg, 0);
+        return;
+    }
     size_t size = 0;
     char *bytes = s_render(self, &size);
-    int rc = s_save_bytes(self, bytes, size);
+    s_submit(self, bytes, size, done, arg);
     free(bytes);
-    return rc;
 }
 
 void broker_state_changed(broker_state_t *self)
@@ -197,32 +245,46 @@ void broker_state_changed(broker_state_t *self)
     self->changed = true;
 }
 
-void broker_state_flush(broker_state_t *self)
+void broker_state_flush(broker_state_t *self, broker_state_done_fn *done, void *arg)
 {
-    if (!self->changed || !self->data_path[0])
+    if (!self->data_path[0]) {
+        if (done)
+            done(arg, 0);
         return;
-    self->changed = false;
-    size_t size = 0;
-    char *bytes = s_render(self, &size);
-    if (!bytes || s_hash(bytes, size) != self->saved_hash) {
-        self->saved_ms = zclock_mono();
-        s_save_bytes(self, bytes, size);
     }
-    free(bytes);
+    if (self->changed) {
+        self->changed = false;
+        size_t size = 0;
+        char *bytes = s_render(self, &size);
+        bool same = bytes && s_hash(bytes, size) == self->written_hash;
+        if (!same)
+            s_submit(self, bytes, size, done, arg);
+        free(bytes);
+        if (!same)
+            return;
+    }
+    if (self->newest) {
+        if (s_join(self->newest, done, arg) != 0)
+            done(arg, ENOMEM);
+    } else if (self->unsaved) {
+        broker_state_save(self, done, arg);
+    } else if (done) {
+        done(arg, 0);
+    }
 }
 
 void broker_state_check(broker_state_t *self, int64_t now)
 {
     if (self->changed && now - self->saved_ms >= STATE_SAVE_MIN_MS)
-        broker_state_flush(self);
+        broker_state_flush(self, NULL, NULL);
 }
 
 void broker_state_tick(broker_state_t *self, int64_t now)
 {
     if (!self->data_path[0])
         return;
-    if (self->unsaved)
-        broker_state_save(self);
+    if (self->unsaved && !self->newest)
+        broker_state_save(self, NULL, NULL);
     broker_state_check(self, now);
 }
 
@@ -278,7 +340,7 @@ int broker_state_load(broker_state_t *self, broker_state_entry_fn *restore, void
     fclose(file);
     size_t rendered = 0;
     char *bytes = s_render(self, &rendered);  // what was restored counts as saved
-    self->saved_hash = bytes ? s_hash(bytes, rendered) : 0;
+    self->written_hash = bytes ? s_hash(bytes, rendered) : 0;
     self->changed = false;
     free(bytes);
     nsq_info("restored %zu topics and %zu channels from %s", topics, channels, path);
@@ -319,6 +381,47 @@ static int s_test_restore(void *arg, const broker_state_entry_t *entry)
     return 0;
 }
 
+static void s_test_done(void *arg, int error)
+{
+    *(int *) arg = error;
+}
+
+// Through a disk I/O actor: a save reports only once the actor replaced
+// the file, a flush joins the save on its way, a failed save reaches its
+// callers and the tick retries it.
+static int s_test_async(const char *dir, const char *path, test_broker_t *broker)
+{
+    nsq_diskio_t *diskio = nsq_diskio_new();
+    broker_state_t *state = diskio ? broker_state_new(dir, diskio, s_test_list, broker) : NULL;
+    int saved = -1, flushed = -1, failed = -1, rc = -1;
+    if (!state)
+        goto done;
+    unlink(path);
+    nsq_diskio_hold(diskio, true);
+    broker_state_save(state, s_test_done, &saved);
+    broker_state_flush(state, s_test_done, &flushed);
+    bool waited =
+        nsq_diskio_dispatch(diskio) == 0 && saved == -1 && flushed == -1 && access(path, F_OK) != 0;
+    nsq_diskio_hold(diskio, false);
+    nsq_diskio_wait(diskio, -1);
+    if (!waited || saved != 0 || flushed != 0 || access(path, F_OK) != 0)
+        goto done;
+    nsq_diskio_fail_next(diskio, NSQ_DISKIO_REPLACE, EIO);
+    broker_state_changed(state);
+    broker->channel_paused = !broker->channel_paused;
+    broker_state_flush(state, s_test_done, &failed);
+    nsq_diskio_wait(diskio, -1);
+    saved = -1;
+    broker_state_flush(state, s_test_done, &saved);  // the retry
+    nsq_diskio_wait(diskio, -1);
+    rc = failed == EIO && saved == 0 && nsq_diskio_performed(diskio, NSQ_DISKIO_REPLACE) == 3 ? 0
+                                                                                              : -1;
+done:
+    nsq_diskio_destroy(&diskio);
+    broker_state_destroy(&state);
+    return rc;
+}
+
 int broker_state_test(void)
 {
     char dir[] = "/tmp/broker-state-test-XXXXXX", path[128], text[256] = "", error[256];
@@ -326,15 +429,16 @@ int broker_state_test(void)
         return -1;
     snprintf(path, sizeof path, "%s/%s", dir, STATE_FILE);
     test_broker_t broker = {.channel_paused = false};
-    broker_state_t *state = broker_state_new(dir, s_test_list, &broker);
-    broker_state_t *second = broker_state_new(dir, s_test_list, &broker);
-    int rc = -1;
+    broker_state_t *state = broker_state_new(dir, NULL, s_test_list, &broker);
+    broker_state_t *second = broker_state_new(dir, NULL, s_test_list, &broker);
+    int rc = -1, saved = -1;
     // One broker per data path.
     if (!state || !second || broker_state_lock(state, error, sizeof error) != 0
         || broker_state_lock(second, error, sizeof error) == 0 || !strstr(error, "in use"))
         goto done;
     // The file lists the ids and the durable names only.
-    FILE *file = broker_state_save(state) == 0 ? fopen(path, "r") : NULL;
+    broker_state_save(state, s_test_done, &saved);
+    FILE *file = saved == 0 ? fopen(path, "r") : NULL;
     size_t size = file ? fread(text, 1, sizeof text - 1, file) : 0;
     if (file)
         fclose(file);
@@ -347,7 +451,7 @@ int broker_state_test(void)
     // A change that renders the same file writes nothing; a real one does.
     unlink(path);
     broker_state_changed(state);
-    broker_state_flush(state);
+    broker_state_flush(state, NULL, NULL);
     if (access(path, F_OK) == 0)
         goto done;
     broker.channel_paused = true;
@@ -355,7 +459,7 @@ int broker_state_test(void)
     broker_state_check(state, zclock_mono() + STATE_SAVE_MIN_MS);
     if (access(path, F_OK) != 0)
         goto done;
-    rc = 0;
+    rc = s_test_async(dir, path, &broker);
 done:
     broker_state_destroy(&second);
     broker_state_destroy(&state);

@@ -1,44 +1,43 @@
-/*  broker_sync - fdatasync of the disk queues off the core thread, and
-    durable mode: a publish is acknowledged only after its data is on disk,
-    concurrent publishes sharing one fsync (group commit)
+/*  broker_sync - durable mode: a publish is acknowledged only after its
+    data is on disk, concurrent publishes sharing one fdatasync per queue
+    (group commit)
     SPDX-License-Identifier: MIT
 
     In durable mode every message of a disk-backed topic or channel is
     written to its disk queue (memory holds only what is read back for
     delivery), and the acknowledgement of a publish waits in a list. The
-    kick after the batch hands the written queues to the syncer; meanwhile
-    the core keeps serving, and publishes arriving during the sync wait
-    for the next one. When the syncer reports back over its pipe, every
-    acknowledgement the sync covered is called with its result.
+    kick after the batch starts a group commit if none runs: the waiting
+    publishes move into it, and every queue is asked to commit what was
+    put so far (nsq_diskqueue_commit: one fdatasync in flight per queue,
+    what arrives meanwhile joins the next), plus the state file. Each
+    report counts down; the last one answers the publishes, with
+    BROKER_SYNC_FAILED if any report carried an error, and starts the next
+    commit if publishes arrived meanwhile.
 
     Only the data is synced per commit; the queues' metadata follows the
     --sync-timeout timer, and opening a queue finds records written after
     its metadata (nsq_diskqueue.h), so nothing acknowledged is lost.
 
-    No publish is acknowledged unless its sync succeeded, and none waits
-    for ever: a sync that cannot be handed to the syncer is answered with
-    an error at once, and at shutdown the running sync's own answer is
-    awaited (destroying the actor would discard it) before the rest is
-    synced here. The tests inject both failures through
-    config.test_sync_fault.
+    No publish is acknowledged unless every sync covering it succeeded,
+    and none waits for ever: a commit that cannot start counts as a
+    failure at once, and the queues report every commit (also when they
+    are destroyed or deleted meanwhile).
 */
 #include "broker_sync.h"
 
+#include <czmq.h>
 #include <errno.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "nsq_log.h"
 
+typedef struct _commit_t commit_t;
+
 struct _broker_sync_t {
-    broker_config_t config;       // durable, sync_every, test_sync_fault
-    broker_sync_source_t source;  // the queues, and the state flush
-    zactor_t *syncer;             // fdatasyncs batches off the core's thread
-    zlistx_t *waiting;            // durable: waits for the next sync
-    zlistx_t *syncing;            // durable: waits the running sync covers
-    bool running;                 // the syncer is busy
+    broker_sync_source_t source;  // the queues, and the state file
+    zlistx_t *waiting;            // waits for the next group commit
+    commit_t *running;            // the group commit that runs, or NULL
 };
 
 // A durable publish waiting for its sync.
@@ -47,53 +46,18 @@ typedef struct {
     void *arg;                // fn's argument
 } durable_wait_t;
 
-// fdatasync, or the failure a test asked for (after a pause long enough
-// for a shutdown to find the sync still running).
-static int s_fdatasync(int fd, broker_sync_fault_t fault)
-{
-    if (fault != BROKER_SYNC_FAULT_FDATASYNC)
-        return fdatasync(fd);
-    zclock_sleep(100);
-    errno = EIO;
-    return -1;
-}
-
-// The syncer thread: "SYNC" + an array of descriptors in, errno out. args
-// is the test fault (broker_sync_fault_t), cast to a pointer.
-static void s_syncer(zsock_t *pipe, void *args)
-{
-    broker_sync_fault_t fault = (broker_sync_fault_t) (intptr_t) args;
-    zsock_signal(pipe, 0);
-    while (true) {
-        zmsg_t *message = zmsg_recv(pipe);
-        char *command = message ? zmsg_popstr(message) : NULL;
-        if (!command || streq(command, "$TERM")) {
-            zstr_free(&command);
-            zmsg_destroy(&message);
-            break;
-        }
-        zframe_t *frame = zmsg_pop(message);
-        int error = 0;
-        size_t count = frame ? zframe_size(frame) / sizeof(int) : 0;
-        for (size_t i = 0; i < count; i++) {
-            int fd;
-            memcpy(&fd, zframe_data(frame) + i * sizeof fd, sizeof fd);
-            if (s_fdatasync(fd, fault) != 0 && !error)
-                error = errno;
-            close(fd);
-        }
-        zframe_destroy(&frame);
-        zstr_free(&command);
-        zmsg_destroy(&message);
-        if (zsock_send(pipe, "i", error) != 0)
-            break;  // the core is gone
-    }
-}
+// One group commit: the publishes it answers and the reports it awaits.
+struct _commit_t {
+    broker_sync_t *sync;  // whose; NULL once the sync is gone
+    zlistx_t *waits;      // durable_wait_t it answers
+    size_t reports;       // reports still to come
+    int error;            // the first failure reported
+};
 
 // Answers every wait in list: BROKER_OK, or BROKER_SYNC_FAILED if error.
 static void s_answer_all(zlistx_t *list, int error)
 {
-    if (error)
+    if (error && zlistx_size(list) > 0)
         nsq_error("durable sync failed: %s; %zu publishes answered with an error", strerror(error),
                   zlistx_size(list));
     durable_wait_t *wait;
@@ -103,132 +67,74 @@ static void s_answer_all(zlistx_t *list, int error)
     }
 }
 
-typedef struct {
-    uint64_t every;  // --sync-every
-    bool due;        // some queue holds that many
-} due_scan_t;
-
-static void s_due_one(void *arg, nsq_diskqueue_t *disk, const char *name)
+// One report to a commit; the last answers its publishes and starts the
+// next commit.
+static void s_report(void *arg, int error)
 {
-    (void) name;
-    due_scan_t *scan = arg;
-    if (nsq_diskqueue_untaken_puts(disk) >= scan->every)
-        scan->due = true;
-}
-
-// True if some queue holds sync_every records not yet handed over.
-static bool s_sync_due(broker_sync_t *self)
-{
-    due_scan_t scan = {(uint64_t) self->config.sync_every, false};
-    self->source.each_disk(self->source.arg, s_due_one, &scan);
-    return scan.due;
-}
-
-typedef struct {
-    int *fds;         // descriptors collected
-    size_t count;     // used
-    size_t capacity;  // allocated
-    int error;        // the first failure
-} fd_collection_t;
-
-static void s_collect_one(void *arg, nsq_diskqueue_t *disk, const char *name)
-{
-    (void) name;
-    fd_collection_t *collection = arg;
-    int fd, rc = nsq_diskqueue_take_sync_fd(disk, &fd);
-    if (rc < 0)
-        collection->error = errno;
-    if (rc != 1)
+    commit_t *commit = arg;
+    if (error && !commit->error)
+        commit->error = error;
+    if (--commit->reports > 0)
         return;
-    if (collection->count == collection->capacity) {
-        size_t capacity = collection->capacity ? 2 * collection->capacity : 8;
-        int *grown = realloc(collection->fds, capacity * sizeof *grown);
-        if (!grown) {
-            close(fd);
-            collection->error = ENOMEM;
-            return;
-        }
-        collection->fds = grown;
-        collection->capacity = capacity;
-    }
-    collection->fds[collection->count++] = fd;
+    broker_sync_t *self = commit->sync;
+    if (self)
+        self->running = NULL;
+    s_answer_all(commit->waits, commit->error);
+    zlistx_destroy(&commit->waits);
+    free(commit);
+    broker_sync_kick(self);
 }
 
-// Collects a descriptor of every queue written since the last collection.
-static fd_collection_t s_collect(broker_sync_t *self)
+// Asks one queue for its commit.
+static void s_commit_one(void *arg, nsq_diskqueue_t *disk, const char *name)
 {
-    fd_collection_t collection = {NULL, 0, 0, 0};
-    self->source.each_disk(self->source.arg, s_collect_one, &collection);
-    return collection;
+    commit_t *commit = arg;
+    commit->reports++;
+    if (nsq_diskqueue_commit(disk, s_report, commit) != 0) {
+        nsq_error("queue %s: cannot start a durable commit: %s", name, strerror(errno));
+        s_report(commit, errno ? errno : EIO);
+    }
 }
 
-broker_sync_t *broker_sync_new(const broker_config_t *config, const broker_sync_source_t *source)
+broker_sync_t *broker_sync_new(const broker_sync_source_t *source)
 {
     broker_sync_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
-    self->config = *config;
-    self->config.disk_listing = NULL;  // not ours
     self->source = *source;
     self->waiting = zlistx_new();
-    self->syncing = zlistx_new();
-    self->syncer = zactor_new(s_syncer, (void *) (intptr_t) config->test_sync_fault);
-    if (!self->waiting || !self->syncing || !self->syncer)
+    if (!self->waiting)
         broker_sync_destroy(&self);
     return self;
 }
 
-zsock_t *broker_sync_socket(broker_sync_t *self)
-{
-    return self ? zactor_sock(self->syncer) : NULL;
-}
-
 bool broker_sync_is_running(const broker_sync_t *self)
 {
-    return self && self->running;
+    return self && self->running != NULL;
 }
 
 void broker_sync_kick(broker_sync_t *self)
 {
-    if (!self || self->running)
+    if (!self || self->running || zlistx_size(self->waiting) == 0)
         return;
-    bool due = self->config.durable ? zlistx_size(self->waiting) > 0 : s_sync_due(self);
-    if (!due)
+    commit_t *commit = calloc(1, sizeof *commit);
+    zlistx_t *fresh = commit ? zlistx_new() : NULL;
+    if (!fresh) {
+        free(commit);
+        s_answer_all(self->waiting, ENOMEM);  // nobody would answer them: never "OK"
         return;
-    if (self->config.durable && self->source.before_commit)
-        self->source.before_commit(self->source.arg);  // an acknowledged topic must be listed
-    fd_collection_t collection = s_collect(self);
-    int error = collection.error;
-    zlistx_t *swap = self->syncing;
-    self->syncing = self->waiting;
-    self->waiting = swap;
-    if (collection.count > 0 && !error) {
-        if (self->config.test_sync_fault != BROKER_SYNC_FAULT_HANDOFF
-            && zsock_send(self->syncer, "sb", "SYNC", collection.fds,
-                          collection.count * sizeof *collection.fds)
-                   == 0) {
-            free(collection.fds);
-            self->running = true;
-            return;
-        }
-        // Nobody will sync these or answer: answer now, never "OK".
-        error = errno && self->config.test_sync_fault != BROKER_SYNC_FAULT_HANDOFF ? errno : EIO;
-        nsq_error("durable: cannot hand a sync to the syncer thread: %s", strerror(error));
     }
-    for (size_t i = 0; i < collection.count; i++)
-        close(collection.fds[i]);
-    free(collection.fds);
-    s_answer_all(self->syncing, error);
-}
-
-void broker_sync_on_synced(broker_sync_t *self)
-{
-    int error = 0;
-    if (!self || zsock_recv(zactor_sock(self->syncer), "i", &error) != 0)
-        return;
-    self->running = false;
-    s_answer_all(self->syncing, error);
-    broker_sync_kick(self);
+    commit->sync = self;
+    commit->waits = self->waiting;
+    self->waiting = fresh;
+    self->running = commit;
+    commit->reports = 1;  // held until every queue was asked
+    self->source.each_disk(self->source.arg, s_commit_one, commit);
+    if (self->source.flush_state) {
+        commit->reports++;
+        self->source.flush_state(self->source.arg, s_report, commit);
+    }
+    s_report(commit, 0);
 }
 
 int broker_sync_wait(broker_sync_t *self, broker_sync_done_fn *fn, void *arg)
@@ -249,24 +155,10 @@ void broker_sync_destroy(broker_sync_t **self_p)
     broker_sync_t *self = self_p ? *self_p : NULL;
     if (!self)
         return;
-    // The running sync's answer decides for the publishes it covers.
-    int running_error = 0;
-    if (self->running && zsock_recv(zactor_sock(self->syncer), "i", &running_error) != 0)
-        running_error = EIO;  // its answer is lost: do not claim success
-    zactor_destroy(&self->syncer);
-    if (self->waiting && self->syncing) {
-        fd_collection_t collection = s_collect(self);
-        int error = collection.error;
-        for (size_t i = 0; i < collection.count; i++) {
-            if (fdatasync(collection.fds[i]) != 0 && !error)
-                error = errno;
-            close(collection.fds[i]);
-        }
-        free(collection.fds);
-        s_answer_all(self->syncing, running_error);
-        s_answer_all(self->waiting, error);
-    }
-    zlistx_destroy(&self->syncing);
+    if (self->running)
+        self->running->sync = NULL;  // its last report answers its publishes
+    if (self->waiting)
+        s_answer_all(self->waiting, ECANCELED);
     zlistx_destroy(&self->waiting);
     free(self);
     *self_p = NULL;

@@ -4,6 +4,7 @@
 */
 #include "broker_topic.h"
 
+#include <czmq.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,13 @@ struct _broker_topic_t {
     uint64_t message_bytes;         // body bytes published
 };
 
+// The disk queue can be read again (async): the held messages move on.
+static void s_disk_wake(nsq_diskqueue_t *disk, void *arg)
+{
+    (void) disk;
+    broker_topic_pump(arg, zclock_mono());
+}
+
 broker_topic_t *broker_topic_new(const char *name, const broker_config_t *config)
 {
     broker_topic_t *self = calloc(1, sizeof *self);
@@ -40,7 +48,7 @@ broker_topic_t *broker_topic_new(const char *name, const broker_config_t *config
     self->held = broker_queue_new();
     bool on_disk = config->data_path[0] && !self->ephemeral;
     if (on_disk && self->held)
-        self->disk = broker_disk_open(config, name, NULL);
+        self->disk = broker_disk_open(config, name, NULL, s_disk_wake, self);
     if (!self->held || (on_disk && !self->disk)) {
         int saved = errno;
         broker_queue_destroy(&self->held);
@@ -87,7 +95,7 @@ static bool s_delivers_to_channels(const broker_topic_t *self)
 static bool s_holds_nothing(const broker_topic_t *self)
 {
     return broker_queue_size(self->held) == 0
-           && (!self->disk || nsq_diskqueue_is_empty(self->disk));
+           && (!self->disk || !broker_disk_holds_some(self->disk));
 }
 
 // True if count more messages of bytes body bytes fit in the topic's
@@ -126,7 +134,7 @@ static int s_fan_out(broker_topic_t *self, nsq_message_t *message, int64_t ready
 static int s_hold(broker_topic_t *self, nsq_message_t **message, int64_t ready_at, int64_t now)
 {
     if (self->disk
-        && (self->config->durable || !nsq_diskqueue_is_empty(self->disk)
+        && (self->config->durable || broker_disk_holds_some(self->disk)
             || !s_memory_has_room(self, 1, (*message)->size))) {
         if (broker_disk_put(self->disk, *message, 0, ready_at, now) != 0)
             return -1;
@@ -291,21 +299,25 @@ uint64_t broker_topic_memory_bytes(const broker_topic_t *self)
     return broker_queue_bytes(self->held);
 }
 
-// Settles one queue after its messages were written (see persist).
-static int s_settle(nsq_diskqueue_t *disk, bool syncfs_follows)
+// Settles one queue after its messages were written (see persist). In
+// async mode its records first reach the file (at shutdown, one queue at
+// a time: else every queue's write segment would be open at once).
+static int s_settle(const broker_config_t *config, nsq_diskqueue_t *disk)
 {
     if (!disk)
         return 0;
-    return syncfs_follows ? nsq_diskqueue_write_meta(disk) : nsq_diskqueue_sync(disk);
+    if (config->diskio)
+        nsq_diskio_wait(config->diskio, -1);
+    return nsq_diskqueue_write_meta(disk);
 }
 
-int broker_topic_persist(broker_topic_t *self, int64_t now, bool syncfs_follows)
+int broker_topic_persist(broker_topic_t *self, int64_t now)
 {
     int rc = 0;
     for (size_t i = 0; i < self->channel_count; i++) {
         if (broker_channel_persist(self->channels[i], now) != 0)
             rc = -1;
-        if (s_settle(broker_channel_disk(self->channels[i]), syncfs_follows) != 0)
+        if (s_settle(self->config, broker_channel_disk(self->channels[i])) != 0)
             rc = -1;
     }
     if (!self->disk)
@@ -319,7 +331,7 @@ int broker_topic_persist(broker_topic_t *self, int64_t now, bool syncfs_follows)
     }
     if (failed)
         nsq_error("topic %s: %zu messages could not be written to disk", self->name, failed);
-    return failed || rc || s_settle(self->disk, syncfs_follows) != 0 ? -1 : 0;
+    return failed || rc || s_settle(self->config, self->disk) != 0 ? -1 : 0;
 }
 
 const char *broker_topic_name(const broker_topic_t *self)

@@ -97,11 +97,11 @@ size_t broker_topic_backend_depth(const broker_topic_t *self);
 uint64_t broker_topic_memory_bytes(const broker_topic_t *self);
 
 // Writes the messages held in memory, and each channel's, to disk (for a
-// restart) and settles every queue: with syncfs_follows (the caller syncs
-// the whole file system next) only their metadata is written, without
-// fsyncs, and their files are closed; else each is synced. Returns 0, or
-// -1 if something could not be written.
-int broker_topic_persist(broker_topic_t *self, int64_t now, bool syncfs_follows);
+// restart) and settles every queue: only their metadata is written,
+// without fsyncs, and their files are closed; the caller syncs the whole
+// file system next (syncfs). Returns 0, or -1 if something could not be
+// written.
+int broker_topic_persist(broker_topic_t *self, int64_t now);
 
 // ---- accessors ----------------------------------------------------------------
 const char *broker_topic_name(const broker_topic_t *self);

@@ -48,6 +48,7 @@
 #include "nsq_daemon.h"
 #include "nsq_deadletter.h"
 #include "nsq_discovery.h"
+#include "nsq_diskio.h"
 #include "nsq_diskqueue.h"
 #include "nsq_address.h"
 #include "nsq_duration.h"
@@ -149,6 +150,7 @@ static const selftest_t s_tests[] = {
     {"nsq_daemon", nsq_daemon_test},
     {"nsq_deadletter", nsq_deadletter_test},
     {"nsq_discovery", nsq_discovery_test},
+    {"nsq_diskio", nsq_diskio_test},
     {"nsq_diskqueue", nsq_diskqueue_test},
     {"nsq_address", nsq_address_test},
     {"nsq_duration", nsq_duration_test},
