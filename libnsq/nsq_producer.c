@@ -14,7 +14,8 @@
 
     API in call order: nsq_producer_new, nsq_producer_set_timeout,
     nsq_producer_publish / _dpublish / _mpublish or
-    nsq_producer_publish_async + nsq_producer_flush, nsq_producer_error,
+    nsq_producer_publish_async / _mpublish_async + nsq_producer_flush,
+    nsq_producer_error,
     nsq_producer_destroy.
 */
 #include "nsq.h"
@@ -250,8 +251,8 @@ int nsq_producer_mpublish(nsq_producer_t *self, const char *topic, const void *c
     return s_publish(self, topic, bodies, sizes, count, 0);
 }
 
-int nsq_producer_publish_async(nsq_producer_t *self, const char *topic, const void *body,
-                               size_t size, size_t window)
+int nsq_producer_mpublish_async(nsq_producer_t *self, const char *topic, const void *const *bodies,
+                                const size_t *sizes, size_t count, size_t window)
 {
     window = window < 1 ? 1 : window > S_WINDOW_MAX ? S_WINDOW_MAX : window;
     if (s_ring_reserve(self, window)) {
@@ -259,10 +260,16 @@ int nsq_producer_publish_async(nsq_producer_t *self, const char *topic, const vo
         return s_report(self);
     }
     s_wait(self, window - 1);
-    s_send(self, topic, &body, &size, 1, 0);
+    s_send(self, topic, bodies, sizes, count, 0);
     while (self->oldest < self->next_seq && s_receive(self, 0))
         ;  // collect answers that are already here
     return s_report(self);
+}
+
+int nsq_producer_publish_async(nsq_producer_t *self, const char *topic, const void *body,
+                               size_t size, size_t window)
+{
+    return nsq_producer_mpublish_async(self, topic, &body, &size, 1, window);
 }
 
 int nsq_producer_flush(nsq_producer_t *self)
@@ -351,6 +358,14 @@ static int s_test_async(nsq_producer_t *producer, zactor_t *fake)
         failures++;
     S_CHECK(failures == 1 && streq(nsq_producer_error(producer), "E_BAD_TOPIC"));
     S_CHECK(nsq_producer_flush(producer) == 0);
+    // Batches: 20 MPUBs of 3, at most 4 unanswered.
+    const void *bodies[] = {"a", "bb", "ccc"};
+    const size_t sizes[] = {1, 2, 3};
+    for (int i = 0; i < 20; i++)
+        if (nsq_producer_mpublish_async(producer, "orders", bodies, sizes, 3, 4))
+            failures++;
+    S_CHECK(nsq_producer_flush(producer) == 0 && failures == 1);
+    S_CHECK(s_fake_accepted(fake) == 1005 + 49 + 60);
     return 0;
 }
 
