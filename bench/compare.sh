@@ -17,6 +17,8 @@
 #                 (nsq-bench zmq-e2e), each against its rate alone
 #   durable       --durable: /pub with 16 connections, /mpub x100 with 16
 #                 connections (absolute rates; the disk issue's figures)
+# The memory rows run with --mem-queue-size and --mem-queue-bytes above the
+# run, so nothing spills to disk (bench-disk.sh measures that).
 # Prints one line per measurement and a summary of every ratio at the end.
 # A row whose tool is missing (wrk, nginx) is skipped with a message.
 #
@@ -78,7 +80,7 @@ stop_broker() { kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true; unse
 bench() { echo "+ nsq-bench $*" >&2; "$BENCH" "$@"; }
 
 # --- HTTP /pub against nginx ------------------------------------------------------
-start_broker memory --mem-queue-size=100000000
+start_broker memory --mem-queue-size=100000000 --mem-queue-bytes=4000000000
 if have wrk && have nginx; then
     NGINX_PORT=$(free_port)
     mkdir -p "$WORK/nginx"
@@ -129,7 +131,7 @@ echo "raw_ping_pong: $PING"
 RAW_RATE=$(echo "$RAW" | field msgs_per_sec)
 PING_RATE=$(echo "$PING" | field msgs_per_sec)
 
-start_broker zmq --mem-queue-size=100000000
+start_broker zmq --mem-queue-size=100000000 --mem-queue-bytes=4000000000
 # zmq-consume publishes its own backlog first (its own topic), then times the consumer.
 CONSUME=$(bench --mode=zmq-consume --zmq-address="$ZMQ" --count="$COUNT" --size=100 \
     --batch=200 --connections=2 --window=2000 --max-in-flight=2500)
