@@ -81,7 +81,8 @@ typedef struct {
 // Each option fills its field of s_config_t.
 static const nsq_option_spec_t s_specs[] = {
     {"mode", NSQ_OPTION_STRING, "zmq-pub", 0, 0, false,
-     "http-pub, http-mpub, zmq-pub, zmq-consume, zmq-e2e, tcp-pub, tcp-consume, soak or raw-zmq",
+     "http-pub, http-mpub, zmq-pub, zmq-consume, zmq-e2e, tcp-pub, tcp-consume, soak, raw-zmq or "
+     "raw-zmq-ping-pong",
      NSQ_OPTION_FIELD(s_config_t, mode)},
     {"count", NSQ_OPTION_INT, "100000", 1, 1000000000, false, "messages to send or receive",
      NSQ_OPTION_FIELD(s_config_t, count)},
@@ -93,7 +94,8 @@ static const nsq_option_spec_t s_specs[] = {
     {"connections", NSQ_OPTION_INT, "1", 1, 1024, false,
      "concurrent HTTP connections or ZeroMQ producer threads",
      NSQ_OPTION_FIELD(s_config_t, connections)},
-    {"window", NSQ_OPTION_INT, "1000", 1, 65536, false, "unacknowledged ZeroMQ publishes",
+    {"window", NSQ_OPTION_INT, "1000", 1, 65536, false,
+     "unacknowledged messages per ZeroMQ producer (at least one PUB)",
      NSQ_OPTION_FIELD(s_config_t, window)},
     {"max-in-flight", NSQ_OPTION_INT, "2500", 1, 1000000, false, "consumer credit",
      NSQ_OPTION_FIELD(s_config_t, max_in_flight)},
