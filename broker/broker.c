@@ -77,21 +77,56 @@ static int s_on_request(zloop_t *loop, zmq_pollitem_t *item, void *arg)
     return 0;
 }
 
-// The disk I/O actor's completions: opens, syncs, saves.
-static int s_on_disk(zloop_t *loop, zsock_t *reader, void *arg)
+// ---- the quiet sockets ----------------------------------------------------------
+// The actor pipe and the disk I/O actor's socket are watched through their file
+// descriptors, not as ZeroMQ sockets: zmq_poll asks each ZeroMQ socket in
+// its set for its events twice per wake-up (a poll and a getpid each time),
+// which made these two, nearly always empty, half the system calls of a
+// single publish. A socket's descriptor signals only once a read found it
+// empty, so each handler reads until the socket says it is empty, and the
+// tick looks at both in case a signal came before the first such read.
+
+static bool s_readable(zsock_t *sock)
+{
+    return sock && (zsock_events(sock) & ZMQ_POLLIN);
+}
+
+static int s_on_pipe(zloop_t *loop, zsock_t *pipe, void *arg);
+
+static int s_on_pipe_fd(zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    (void) item;
+    broker_t *self = arg;
+    while (s_readable(self->pipe))
+        if (s_on_pipe(loop, self->pipe, self) != 0)
+            return -1;
+    return 0;
+}
+
+static int s_on_disk_fd(zloop_t *loop, zmq_pollitem_t *item, void *arg)
 {
     (void) loop;
-    (void) reader;
+    (void) item;
     broker_t *self = arg;
-    broker_node_on_disk(self->node);
+    broker_node_on_disk(self->node);  // drains the socket, then runs every completion
     return 0;
+}
+
+// Reads what waits on both; -1 ends the loop. Once at the start, then
+// every tick.
+static int s_check_quiet(zloop_t *loop, int timer_id, void *arg)
+{
+    (void) timer_id;
+    if (s_on_pipe_fd(loop, NULL, arg) != 0)
+        return -1;
+    return s_on_disk_fd(loop, NULL, arg);
 }
 
 static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
 {
-    (void) loop;
-    (void) timer_id;
     broker_t *self = arg;
+    if (s_check_quiet(loop, timer_id, self) != 0)
+        return -1;
     int64_t now = zclock_mono();
     broker_zmq_tick(self->zmq, now);
     broker_node_tick(self->node, now);
@@ -200,10 +235,14 @@ static broker_t *s_broker_new(zsock_t *pipe, const broker_config_t *config, char
     zloop_reader(self->loop, self->router, s_on_router, self);
     zmq_pollitem_t requests = {NULL, broker_http_handoff_fd(self->http), ZMQ_POLLIN, 0};
     zloop_poller(self->loop, &requests, s_on_request, self);
-    zloop_reader(self->loop, pipe, s_on_pipe, self);
+    zmq_pollitem_t pipe_item = {NULL, zsock_fd(pipe), ZMQ_POLLIN, 0};
+    zloop_poller(self->loop, &pipe_item, s_on_pipe_fd, self);
     zloop_timer(self->loop, BROKER_TICK_MS, 0, s_on_tick, self);
-    if (broker_node_disk_socket(self->node))
-        zloop_reader(self->loop, broker_node_disk_socket(self->node), s_on_disk, self);
+    zloop_timer(self->loop, 1, 1, s_check_quiet, self);
+    if (broker_node_disk_socket(self->node)) {
+        zmq_pollitem_t disk = {NULL, zsock_fd(broker_node_disk_socket(self->node)), ZMQ_POLLIN, 0};
+        zloop_poller(self->loop, &disk, s_on_disk_fd, self);
+    }
     broker_lookup_source_t source = broker_node_lookup_source(self->node);
     if (config->lookupd_count > 0
         && !(self->lookup =

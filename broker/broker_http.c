@@ -14,7 +14,8 @@
     only when the queue was empty, so a busy core is woken once per batch,
     not per request. The core reads the eventfd before it takes the queue
     (a request queued after the take writes it again). Handing back takes
-    the lock too, so a connection is never resumed before it is suspended.
+    the lock too, so a connection is never resumed before it is suspended;
+    a batch answered at once is handed back under one lock.
     Connections handed over sit on a second list until they are handed
     back, so that destroy can answer those the core never will.
 
@@ -165,6 +166,22 @@ int broker_http_handoff_fd(broker_http_t *self)
     return self->wakeup;
 }
 
+//  Hands back the connections on the done list (linked through queued):
+//  off the waiting list under one lock for them all, then resumed. They
+//  came off the queue, so they are suspended already.
+static void s_hand_back(broker_http_t *self, connection_t *done)
+{
+    pthread_mutex_lock(&self->lock);
+    for (connection_t *conn = done; conn; conn = conn->queued)
+        s_waiting_remove(self, conn);
+    pthread_mutex_unlock(&self->lock);
+    while (done) {
+        connection_t *next = done->queued;  // a resumed connection may be queued again
+        MHD_resume_connection(done->mhd);
+        done = next;
+    }
+}
+
 size_t broker_http_take(broker_http_t *self, broker_http_handler_fn *handler, void *arg)
 {
     uint64_t count;
@@ -175,13 +192,19 @@ size_t broker_http_take(broker_http_t *self, broker_http_handler_fn *handler, vo
     self->queue_head = self->queue_tail = NULL;
     pthread_mutex_unlock(&self->lock);
     size_t taken = 0;
+    connection_t *done = NULL;  // answered now, handed back together below
     while (conn) {
-        connection_t *next = conn->queued;  // conn may be resumed and reused below
-        if (handler(arg, &conn->call.request))
-            broker_http_request_done(&conn->call.request);
+        connection_t *next = conn->queued;
+        if (handler(arg, &conn->call.request)) {
+            conn->call.request.message_count = 0;  // the core took them; the array stays ours
+            conn->queued = done;
+            done = conn;
+        }
         conn = next;
         taken++;
     }
+    if (done)
+        s_hand_back(self, done);
     return taken;
 }
 
@@ -189,12 +212,9 @@ void broker_http_request_done(broker_http_request_t *request)
 {
     connection_t *conn = (connection_t *) ((char *) request - offsetof(connection_t, call)
                                            - offsetof(broker_http_call_t, request));
-    broker_http_t *self = conn->server;
-    request->message_count = 0;       // the core took them; the array stays ours
-    pthread_mutex_lock(&self->lock);  // waits for s_hand_over to have suspended it
-    s_waiting_remove(self, conn);
-    pthread_mutex_unlock(&self->lock);
-    MHD_resume_connection(conn->mhd);
+    request->message_count = 0;  // the core took them; the array stays ours
+    conn->queued = NULL;
+    s_hand_back(conn->server, conn);
 }
 
 void broker_http_set_exiting(broker_http_t *self, bool exiting)

@@ -10,6 +10,10 @@
     A durable PUB is answered when the server reports its sync: the waiter
     remembers the peer's key and the command's seq, so a peer that left
     meanwhile is simply not answered.
+
+    Commands are unpacked into an arena taken back after each one: a PUB
+    of 200 bodies is otherwise 200 mallocs and frees, a seventh of the
+    door's time (the server copies what it keeps).
 */
 #include "broker_zmq.h"
 
@@ -19,6 +23,7 @@
 
 #include "broker_zmq_commands.h"
 #include "broker_zmq_peer.h"
+#include "nsq_arena.h"
 #include "nsq_log.h"
 #include "nsq_peer.h"
 #include "nsq_wire.h"
@@ -28,6 +33,7 @@ struct _broker_zmq_t {
     zsock_t *router;               // consumers and producers (borrowed)
     zhashx_t *peers;               // hex identity -> broker_zmq_peer_t, owned
     broker_zmq_blocked_t blocked;  // frames that met a full queue
+    nsq_arena_t *arena;            // where the command being handled is unpacked
 };
 
 // A durable PUB waiting for its sync.
@@ -48,8 +54,9 @@ broker_zmq_t *broker_zmq_new(broker_server_t *server, zsock_t *router)
     if (!self)
         return NULL;
     self->peers = zhashx_new();
-    if (!self->peers) {
-        free(self);
+    self->arena = nsq_arena_new();
+    if (!self->peers || !self->arena) {
+        broker_zmq_destroy(&self);
         return NULL;
     }
     zhashx_set_destructor(self->peers, s_peer_destructor);
@@ -65,6 +72,7 @@ void broker_zmq_destroy(broker_zmq_t **self_p)
     if (!self)
         return;
     zhashx_destroy(&self->peers);
+    nsq_arena_destroy(&self->arena);
     free(self);
     *self_p = NULL;
 }
@@ -171,13 +179,15 @@ static void s_frame(broker_zmq_t *self, broker_zmq_peer_t *peer, const void *bod
                     int64_t now)
 {
     broker_client_heard(broker_zmq_peer_client(peer), now);
-    Nsq__Command *command = body ? nsq_wire_command_unpack(body, size) : NULL;
+    Nsq__Command *command =
+        body ? nsq__command__unpack(nsq_arena_allocator(self->arena), size, body) : NULL;
     if (!command) {
         broker_server_counters(self->server)->bad_commands++;
         nsq_warn("client %s: frame is not a valid command (%zu bytes)", broker_zmq_peer_key(peer),
                  size);
         broker_zmq_peer_send_error(peer, 0, "E_BAD_COMMAND", "not a valid Command frame", false,
                                    now);
+        nsq_arena_reset(self->arena);  // a failed unpack may leave some behind
         return;
     }
     broker_zmq_outcome_t outcome = broker_zmq_commands_handle(self->server, peer, command, now);
@@ -185,7 +195,7 @@ static void s_frame(broker_zmq_t *self, broker_zmq_peer_t *peer, const void *bod
         s_close(self, peer, now);
     else if (outcome == BROKER_ZMQ_DURABLE)
         s_wait_durable(self, peer, command->seq, now);
-    nsq__command__free_unpacked(command, NULL);
+    nsq_arena_reset(self->arena);  // the command and everything in it
 }
 
 void broker_zmq_frame(broker_zmq_t *self, const void *identity, size_t identity_size,

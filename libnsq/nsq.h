@@ -224,6 +224,10 @@ int nsq_producer_mpublish(nsq_producer_t *self, const char *topic, const void *c
 // -1 if any outstanding publish failed or timed out.
 int nsq_producer_publish_async(nsq_producer_t *self, const char *topic, const void *body,
                                size_t size, size_t window);
+// The same for count messages in one atomic PUB (an MPUB); window counts
+// PUBs, not messages. The bodies are copied before it returns.
+int nsq_producer_mpublish_async(nsq_producer_t *self, const char *topic, const void *const *bodies,
+                                const size_t *sizes, size_t count, size_t window);
 int nsq_producer_flush(nsq_producer_t *self);
 
 // The last error code, or "" if none. Borrowed.

@@ -16,14 +16,17 @@
         http-pub      N x POST /pub over --connections keep-alive connections
                       (libcurl multi, one easy handle per connection)
         http-mpub     the same with /mpub?binary=true, --batch messages each
-        zmq-pub       nsq_producer_publish_async with --window, --connections
-                      producers in threads
+        zmq-pub       nsq_producer_publish_async (--batch 1) or
+                      nsq_producer_mpublish_async (MPUBs of --batch) with
+                      --window messages unanswered, --connections producers
+                      in threads
         zmq-consume   publishes N messages (as zmq-pub, consumer subscribed but
                       paused), then a consumer with --max-in-flight receives
                       them; timed from its first to its last message
         zmq-e2e       publisher threads (optionally paced by --rate) and a
                       consumer at once; latency from the send time in the body
-                      to receipt (one process, one monotonic clock)
+                      to receipt (one process, one monotonic clock); a second
+                      line, mode=zmq-e2e-publish, gives the publishers' rate
         soak          --rate messages per second for --duration, published in
                       MPUBs of --batch (a failed batch is sent again) and
                       consumed at once; reports messages lost and duplicated
@@ -32,9 +35,13 @@
                       connections, --window messages unanswered on each
         tcp-consume   as zmq-consume, the consumer on NSQ TCP (bench_tcp.h)
         raw-zmq       plain zmq_send/zmq_recv PUSH/PULL between two processes
-                      over tcp loopback: the ceiling for zmq-consume
-                      (alias zmq-raw-push)
+                      over tcp loopback: the ceiling for zmq-consume and
+                      batched zmq-pub (alias zmq-raw-push; bench_raw.h)
+        raw-zmq-ping-pong  plain DEALER/ROUTER, one message of --size out
+                      and back at a time: the ceiling for zmq-pub with
+                      --batch=1 --window=1; reports the round trip's p50/p99
 */
+#include "bench_raw.h"
 #include "bench_soak.h"
 #include "bench_tcp.h"
 #include "nsq.h"
@@ -48,7 +55,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -75,18 +81,21 @@ typedef struct {
 // Each option fills its field of s_config_t.
 static const nsq_option_spec_t s_specs[] = {
     {"mode", NSQ_OPTION_STRING, "zmq-pub", 0, 0, false,
-     "http-pub, http-mpub, zmq-pub, zmq-consume, zmq-e2e, tcp-pub, tcp-consume, soak or raw-zmq",
+     "http-pub, http-mpub, zmq-pub, zmq-consume, zmq-e2e, tcp-pub, tcp-consume, soak, raw-zmq or "
+     "raw-zmq-ping-pong",
      NSQ_OPTION_FIELD(s_config_t, mode)},
     {"count", NSQ_OPTION_INT, "100000", 1, 1000000000, false, "messages to send or receive",
      NSQ_OPTION_FIELD(s_config_t, count)},
     {"size", NSQ_OPTION_SIZE, "100", 1, 1048576, false, "message body size in bytes",
      NSQ_OPTION_FIELD(s_config_t, size)},
-    {"batch", NSQ_OPTION_INT, "100", 1, 100000, false,
-     "messages per /mpub request (soak: per MPUB)", NSQ_OPTION_FIELD(s_config_t, batch)},
+    {"batch", NSQ_OPTION_INT, "0", 0, 100000, false,
+     "messages per /mpub request or MPUB; 0: 1 for the zmq modes, else 100",
+     NSQ_OPTION_FIELD(s_config_t, batch)},
     {"connections", NSQ_OPTION_INT, "1", 1, 1024, false,
      "concurrent HTTP connections or ZeroMQ producer threads",
      NSQ_OPTION_FIELD(s_config_t, connections)},
-    {"window", NSQ_OPTION_INT, "1000", 1, 65536, false, "unacknowledged ZeroMQ publishes",
+    {"window", NSQ_OPTION_INT, "1000", 1, 65536, false,
+     "unacknowledged messages per ZeroMQ producer (at least one PUB)",
      NSQ_OPTION_FIELD(s_config_t, window)},
     {"max-in-flight", NSQ_OPTION_INT, "2500", 1, 1000000, false, "consumer credit",
      NSQ_OPTION_FIELD(s_config_t, max_in_flight)},
@@ -297,7 +306,8 @@ static int s_http_bench(const s_config_t *config, bool mpub)
 typedef struct {
     const s_config_t *config;
     int64_t count;   // messages this thread publishes
-    int64_t failed;  // publishes that failed
+    int64_t failed;  // messages whose publish failed (roughly: a failure is seen late)
+    int64_t end_ns;  // monotonic ns when its last publish was answered
 } s_publisher_t;
 
 // Sleeps until message number index is due at config->rate per second.
@@ -320,33 +330,46 @@ static void s_stamp(const s_config_t *config, char *body)
     memcpy(body, &tag, config->size < sizeof tag ? config->size : sizeof tag);
 }
 
+// Publishes self->count messages in PUBs of up to config->batch bodies,
+// with config->window messages (at least one PUB) unanswered.
 static void *s_publisher_run(void *arg)
 {
     s_publisher_t *self = arg;
     const s_config_t *config = self->config;
+    size_t batch = (size_t) config->batch;
+    size_t window = config->window / batch ? config->window / batch : 1;  // in PUBs
     nsq_producer_t *producer = nsq_producer_new(config->zmq_address);
-    char *body = calloc(1, config->size);
-    if (!producer || !body) {
+    char *buffer = calloc(batch, config->size);
+    const void **bodies = calloc(batch, sizeof *bodies);
+    size_t *sizes = calloc(batch, sizeof *sizes);
+    if (!producer || !buffer || !bodies || !sizes)
         self->failed = self->count;
-        nsq_producer_destroy(&producer);
-        free(body);
-        return NULL;
+    for (size_t i = 0; !self->failed && i < batch; i++) {
+        bodies[i] = buffer + i * config->size;
+        sizes[i] = config->size;
     }
-    memset(body, 'z', config->size);
+    if (buffer)
+        memset(buffer, 'z', batch * config->size);
     int64_t start = s_clock_ns(CLOCK_MONOTONIC);
-    for (int64_t i = 0; i < self->count && !zsys_interrupted; i++) {
+    for (int64_t i = 0; !self->failed && i < self->count && !zsys_interrupted;) {
+        size_t count = (size_t) (self->count - i) < batch ? (size_t) (self->count - i) : batch;
         s_pace(config, start, i);
-        s_stamp(config, body);
-        if (nsq_producer_publish_async(producer, config->topic, body, config->size, config->window))
-            self->failed++;
+        for (size_t j = 0; j < count; j++)
+            s_stamp(config, buffer + j * config->size);
+        if (nsq_producer_mpublish_async(producer, config->topic, bodies, sizes, count, window))
+            self->failed += (int64_t) count;
+        i += (int64_t) count;
     }
-    if (nsq_producer_flush(producer))
+    if (producer && nsq_producer_flush(producer))
         self->failed++;
+    self->end_ns = s_clock_ns(CLOCK_MONOTONIC);
     if (self->failed)
         nsq_warn("publisher: %lld failure(s), last %s", (long long) self->failed,
-                 nsq_producer_error(producer));
+                 producer ? nsq_producer_error(producer) : "E_NOMEM");
     nsq_producer_destroy(&producer);
-    free(body);
+    free(buffer);
+    free(bodies);
+    free(sizes);
     return NULL;
 }
 
@@ -363,13 +386,17 @@ static s_publisher_t *s_publishers_start(const s_config_t *config, size_t thread
     return publishers;
 }
 
-// Joins the publishers; returns the number of failures.
-static int64_t s_publishers_join(s_publisher_t *publishers, size_t threads, pthread_t *ids)
+// Joins the publishers; returns the number of failures. *end_ns (if not
+// NULL) becomes the time the last of them finished.
+static int64_t s_publishers_join(s_publisher_t *publishers, size_t threads, pthread_t *ids,
+                                 int64_t *end_ns)
 {
     int64_t failed = 0;
     for (size_t i = 0; publishers && i < threads; i++) {
         pthread_join(ids[i], NULL);
         failed += publishers[i].failed;
+        if (end_ns && publishers[i].end_ns > *end_ns)
+            *end_ns = publishers[i].end_ns;
     }
     free(publishers);
     return failed;
@@ -381,7 +408,7 @@ static int s_zmq_pub_bench(const s_config_t *config)
     pthread_t ids[1024];
     int64_t start = s_clock_ns(CLOCK_MONOTONIC);
     s_publisher_t *publishers = s_publishers_start(config, threads, ids);
-    int64_t failed = s_publishers_join(publishers, threads, ids);
+    int64_t failed = s_publishers_join(publishers, threads, ids, NULL);
     double seconds = (double) (s_clock_ns(CLOCK_MONOTONIC) - start) / 1e9;
     s_report(config, config->count - failed, seconds, NULL, 0, failed, 0);
     return failed ? 1 : 0;
@@ -478,7 +505,7 @@ static int s_zmq_consume_bench(const s_config_t *config)
     size_t threads = (size_t) config->connections;
     pthread_t ids[1024];
     s_publisher_t *publishers = s_publishers_start(config, threads, ids);
-    int64_t failed = s_publishers_join(publishers, threads, ids);
+    int64_t failed = s_publishers_join(publishers, threads, ids, NULL);
     counter.target = config->count - failed;  // a failed publish never arrives
     nsq_consumer_set_max_in_flight(consumer, config->max_in_flight);
     if (counter.target > 0)
@@ -506,87 +533,34 @@ static int s_zmq_e2e_bench(const s_config_t *config)
     s_publisher_t *publishers = s_publishers_start(config, threads, ids);
     nsq_consumer_run(consumer);
     double seconds = (double) (s_clock_ns(CLOCK_MONOTONIC) - start) / 1e9;
-    int64_t failed = s_publishers_join(publishers, threads, ids);
+    int64_t published_ns = start;
+    int64_t failed = s_publishers_join(publishers, threads, ids, &published_ns);
     nsq_consumer_close(consumer, 1000);
     nsq_consumer_destroy(&consumer);
     size_t measured =
         (size_t) (counter.received < counter.target ? counter.received : counter.target);
     s_report(config, counter.received, seconds, counter.latencies, measured, failed,
              counter.foreign);
+    s_config_t publishing = *config;
+    publishing.mode = "zmq-e2e-publish";
+    s_report(&publishing, config->count - failed, (double) (published_ns - start) / 1e9, NULL, 0,
+             failed, 0);
     free(counter.latencies);
     return counter.received >= counter.target && !failed ? 0 : 1;
 }
 
-// ---- raw ZeroMQ baseline -------------------------------------------------------
+// ---- raw ZeroMQ ceilings ------------------------------------------------------
 
-// Child: PULL bound on loopback; writes its port to fd, receives count
-// messages, writes the seconds from first to last to fd.
-static int s_raw_receiver(int fd, int64_t count, size_t size)
+static int s_raw_bench(const s_config_t *config, bool ping_pong)
 {
-    void *context = zmq_ctx_new();
-    void *pull = zmq_socket(context, ZMQ_PULL);
-    char endpoint[64];
-    size_t length = sizeof endpoint;
-    zmq_bind(pull, "tcp://127.0.0.1:*");
-    zmq_getsockopt(pull, ZMQ_LAST_ENDPOINT, endpoint, &length);
-    if (write(fd, endpoint, sizeof endpoint) != (ssize_t) sizeof endpoint)
-        return 1;
-    char *buffer = malloc(size);
-    int64_t first = 0;
-    for (int64_t i = 0; i < count; i++) {
-        if (zmq_recv(pull, buffer, size, 0) < 0)
-            break;
-        if (i == 0)
-            first = s_clock_ns(CLOCK_MONOTONIC);
-    }
-    double seconds = (double) (s_clock_ns(CLOCK_MONOTONIC) - first) / 1e9;
-    int rc = write(fd, &seconds, sizeof seconds) == (ssize_t) sizeof seconds ? 0 : 1;
-    free(buffer);
-    zmq_close(pull);
-    zmq_ctx_term(context);
+    bench_raw_result_t result;
+    int rc = ping_pong ? bench_raw_ping_pong(config->count, config->size, &result)
+                       : bench_raw_push_pull(config->count, config->size, &result);
+    if (rc == 0)
+        s_report(config, result.count, result.seconds, result.latencies, (size_t) result.count, 0,
+                 0);
+    free(result.latencies);
     return rc;
-}
-
-// Parent: PUSH connected to the child's endpoint, count messages of size.
-static void s_raw_sender(const char *endpoint, int64_t count, size_t size)
-{
-    void *context = zmq_ctx_new();
-    void *push = zmq_socket(context, ZMQ_PUSH);
-    int linger = -1;
-    zmq_setsockopt(push, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_connect(push, endpoint);
-    char *buffer = malloc(size);
-    memset(buffer, 'r', size);
-    for (int64_t i = 0; i < count; i++)
-        zmq_send(push, buffer, size, 0);
-    free(buffer);
-    zmq_close(push);
-    zmq_ctx_term(context);
-}
-
-static int s_raw_bench(const s_config_t *config)
-{
-    int fds[2];
-    if (pipe(fds))
-        return 1;
-    pid_t child = fork();
-    if (child == 0) {
-        close(fds[0]);
-        _exit(s_raw_receiver(fds[1], config->count, config->size));
-    }
-    close(fds[1]);
-    char endpoint[64];
-    double seconds = 0;
-    int status = 1;
-    if (child > 0 && read(fds[0], endpoint, sizeof endpoint) == (ssize_t) sizeof endpoint) {
-        s_raw_sender(endpoint, config->count, config->size);
-        if (read(fds[0], &seconds, sizeof seconds) == (ssize_t) sizeof seconds)
-            s_report(config, config->count, seconds, NULL, 0, 0, 0);
-    }
-    close(fds[0]);
-    if (child > 0)
-        waitpid(child, &status, 0);
-    return status == 0 && seconds > 0 ? 0 : 1;
 }
 
 // ---- main ----------------------------------------------------------------------
@@ -616,6 +590,9 @@ static void s_configure(s_config_t *config)
         snprintf(config->channel, sizeof config->channel, "%s", own);
     bool reads_tags = streq(config->mode, "zmq-consume") || streq(config->mode, "zmq-e2e")
                       || streq(config->mode, "tcp-consume");
+    bool zmq_mode = strncmp(config->mode, "zmq-", 4) == 0;
+    if (config->batch == 0)
+        config->batch = zmq_mode ? 1 : 100;
     if (streq(config->mode, "soak") && config->size < 24)
         config->size = 24;  // run id, sequence number, send time
     if (reads_tags && config->size < sizeof(s_tag_t))
@@ -663,7 +640,7 @@ static int s_tcp_bench(const s_config_t *config, bool consume)
         return 1;
     pthread_t ids[1024];
     s_publisher_t *publishers = s_publishers_start(config, (size_t) config->connections, ids);
-    int64_t failed = s_publishers_join(publishers, (size_t) config->connections, ids);
+    int64_t failed = s_publishers_join(publishers, (size_t) config->connections, ids, NULL);
     int rc = bench_tcp_consume(consumer, config->count - failed, &result);
     bench_tcp_consumer_destroy(&consumer);
     s_report(config, result.count, result.seconds, NULL, 0, failed + result.errors, result.foreign);
@@ -672,8 +649,11 @@ static int s_tcp_bench(const s_config_t *config, bool consume)
 
 static int s_bench(const s_config_t *config)
 {
+    // First: these fork before any ZeroMQ socket or thread exists.
     if (streq(config->mode, "raw-zmq") || streq(config->mode, "zmq-raw-push"))
-        return s_raw_bench(config);  // first: forks before any ZeroMQ socket or thread exists
+        return s_raw_bench(config, false);
+    if (streq(config->mode, "raw-zmq-ping-pong"))
+        return s_raw_bench(config, true);
     if (streq(config->mode, "http-pub"))
         return s_http_bench(config, false);
     if (streq(config->mode, "http-mpub"))

@@ -634,6 +634,22 @@ static void s_bench_named_topic(void)
     IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
 }
 
+// zmq-pub --batch publishes MPUBs: every message arrives once, the last
+// short batch included.
+static void s_bench_batches(void)
+{
+    it_broker_t *broker = it_broker_start(NULL);
+    char line[512];
+    const char *flags[] = {"--mode=zmq-pub", "--count=10001", "--batch=64", "--connections=2",
+                           "--window=256",   "--topic=mpub",  NULL};
+    s_bench_run(broker, flags, line, sizeof line);
+    IT_ASSERT(!strstr(line, "errors="), "publishes failed: %s", line);
+    IT_ASSERT_INT(s_field(line, "count"), ==, 10001);
+    IT_ASSERT_INT(it_topic_stat(broker, "mpub", "message_count"), ==, 10001);
+    IT_ASSERT_INT(it_topic_stat(broker, "mpub", "depth"), ==, 10001);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+}
+
 int main(int argc, char **argv)
 {
     const it_case_t cases[] = {
@@ -650,6 +666,7 @@ int main(int argc, char **argv)
         {"nodes_remote_address", s_nodes_remote_address},
         {"bench_leftovers", s_bench_leftovers},
         {"bench_named_topic", s_bench_named_topic},
+        {"bench_batches", s_bench_batches},
     };
     return it_run(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }
