@@ -56,7 +56,7 @@ NGINX_RATE=$(wrk -t2 -c32 -d"$DURATION" -s "$WORK/post.lua" "http://127.0.0.1:$N
 
 # --- broker /pub ---
 mkdir -p "$WORK/data"
-"$BUILD/broker/nsq-broker" --http-address=127.0.0.1:0 --zmq-address=127.0.0.1:0 \
+"$BUILD/broker/nsq-broker" --http-address=127.0.0.1:0 --zmq-address=127.0.0.1:0 --tcp-address=127.0.0.1:0 \
     --data-path="$WORK/data" --mem-queue-size=100000000 --log-level=warn > "$WORK/broker.out" & PIDS+=($!)
 for _ in $(seq 50); do grep -q READY "$WORK/broker.out" 2>/dev/null && break; sleep 0.1; done
 HTTP=$(sed -n 's/.*http=\([^ ]*\).*/\1/p' "$WORK/broker.out")

@@ -32,6 +32,17 @@ typedef enum {
 typedef struct {
     char http_address[BROKER_ADDRESS_MAX];       // host:port for HTTP; port 0 = any free port
     char zmq_address[BROKER_ADDRESS_MAX];        // host:port for the ROUTER; port 0 = any
+    char tcp_address[BROKER_ADDRESS_MAX];        // host:port for NSQ TCP V2; "" = none
+    char tls_cert[1024];                         // PEM certificate for TLS ("" = no TLS)
+    char tls_key[1024];                          // its PEM private key
+    bool tls_required;                           // TCP clients must upgrade to TLS first
+    bool deflate;                                // TCP clients may negotiate deflate
+    int64_t max_deflate_level;                   // 1..9, the most a client gets
+    bool snappy;                                 // TCP clients may negotiate snappy
+    int64_t output_buffer_timeout_ms;            // TCP: default wait before buffered frames go
+    int64_t min_output_buffer_timeout_ms;        // TCP: shortest a client may ask for
+    int64_t max_output_buffer_timeout_ms;        // TCP: longest a client may ask for
+    int64_t max_output_buffer_size;              // TCP: largest output buffer a client may ask
     char broadcast_address[BROKER_ADDRESS_MAX];  // what we tell others to dial
     char data_path[1024];                        // directory for disk queues and metadata
     int64_t mem_queue_size;                      // messages kept in memory per queue
@@ -70,7 +81,8 @@ extern const size_t broker_config_option_count;
 void broker_config_defaults(broker_config_t *self);
 
 // What the self-tests start from: the defaults, data_path ("" = memory
-// only) and the memory bounds (0 keeps a default).
+// only), the NSQ TCP door on 127.0.0.1 at a free port, and the memory
+// bounds (0 keeps a default).
 void broker_config_for_test(broker_config_t *self, const char *data_path, int64_t mem_queue_size,
                             int64_t mem_queue_bytes);
 
