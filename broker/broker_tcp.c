@@ -43,12 +43,11 @@ static broker_tcp_session_t *s_find(broker_tcp_t *self, uint64_t connection)
     return zhashx_lookup(self->sessions, key);
 }
 
-// Lists the session for the next flush (once per flush is enough; a
-// duplicate costs a lookup).
+// Lists the session for the next flush, once.
 static void s_dirty(broker_tcp_t *self, broker_tcp_session_t *session)
 {
     uint64_t connection = broker_tcp_session_connection(session);
-    if (self->dirty_count > 0 && self->dirty[self->dirty_count - 1] == connection)
+    if (!broker_tcp_session_list(session))
         return;
     if (self->dirty_count == self->dirty_size) {
         size_t size = self->dirty_size ? 2 * self->dirty_size : DIRTY_START;
@@ -56,6 +55,7 @@ static void s_dirty(broker_tcp_t *self, broker_tcp_session_t *session)
         if (!grown) {
             nsq_error("tcp: out of memory listing a client's answers; closing it");
             broker_tcp_session_close(session);
+            broker_tcp_io_post(self->io, connection, NULL, BROKER_TCP_POST_CLOSE, 0);
             return;
         }
         self->dirty = grown;

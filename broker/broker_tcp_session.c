@@ -39,6 +39,7 @@ struct _broker_tcp_session_t {
     broker_client_t *client;  // its server client (borrowed), or NULL
     bool closing;             // a fatal answer went out, or the client was dropped
     int sample_rate;          // percent of messages sent, 0 = all
+    bool listed;              // in the door's list for the next flush
     segment_t *head, *tail;   // what waits to be posted, oldest first
     uint64_t *sampled;        // ids left out by the sample rate, to finish
     size_t sampled_count;     // used
@@ -308,13 +309,16 @@ broker_tcp_session_t *broker_tcp_session_settle(broker_tcp_wait_t *wait, broker_
 
 // ---- posting --------------------------------------------------------------------
 
-bool broker_tcp_session_pending(const broker_tcp_session_t *self)
+bool broker_tcp_session_list(broker_tcp_session_t *self)
 {
-    return self->head && !self->head->waiting;
+    bool listed = self->listed;
+    self->listed = true;
+    return !listed;
 }
 
 int broker_tcp_session_post(broker_tcp_session_t *self, broker_tcp_io_t *io)
 {
+    self->listed = false;
     while (self->head && !self->head->waiting) {
         segment_t *segment = self->head;
         if (segment->done || segment->flags

@@ -116,7 +116,8 @@ broker_tcp_session_t *broker_tcp_session_settle(broker_tcp_wait_t *wait, broker_
 // Returns 0, or -1 if a post could not be staged (out of memory).
 int broker_tcp_session_post(broker_tcp_session_t *self, broker_tcp_io_t *io);
 
-// True if something is queued for the next post.
-bool broker_tcp_session_pending(const broker_tcp_session_t *self);
+// The door's mark for "listed for the next flush": returns true if it was
+// not set (and sets it); broker_tcp_session_post clears it.
+bool broker_tcp_session_list(broker_tcp_session_t *self);
 
 #endif
