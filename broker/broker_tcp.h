@@ -62,4 +62,8 @@ void broker_tcp_tick(broker_tcp_t *self, int64_t now);
 // to the I/O thread in one wake-up.
 void broker_tcp_flush(broker_tcp_t *self, int64_t now);
 
+// Self-test (tests/broker_tcp_test.c: a broker actor in durable mode);
+// returns 0 on success.
+int broker_tcp_test(void);
+
 #endif

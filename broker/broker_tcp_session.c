@@ -316,11 +316,29 @@ bool broker_tcp_session_list(broker_tcp_session_t *self)
     return !listed;
 }
 
+// After a closing post nothing reaches the client: the segments behind it
+// go (a waiting one is orphaned, its callback frees it).
+static void s_drop_behind(broker_tcp_session_t *self)
+{
+    segment_t *segment = self->head;
+    self->head = self->tail = NULL;
+    while (segment) {
+        segment_t *next = segment->next;
+        segment->next = NULL;
+        if (segment->waiting)
+            segment->session = NULL;
+        else
+            s_segment_free(segment);
+        segment = next;
+    }
+}
+
 int broker_tcp_session_post(broker_tcp_session_t *self, broker_tcp_io_t *io)
 {
     self->listed = false;
     while (self->head && !self->head->waiting) {
         segment_t *segment = self->head;
+        bool closing = segment->flags & BROKER_TCP_POST_CLOSE;
         if (segment->done || segment->flags
             || (segment->bytes && broker_buffer_size(segment->bytes) > 0)) {
             broker_buffer_t *bytes = segment->bytes;
@@ -335,6 +353,8 @@ int broker_tcp_session_post(broker_tcp_session_t *self, broker_tcp_io_t *io)
         if (!self->head)
             self->tail = NULL;
         s_segment_free(segment);
+        if (closing)
+            s_drop_behind(self);  // as nsqd: nothing after a fatal answer
     }
     return 0;
 }

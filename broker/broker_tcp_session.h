@@ -14,7 +14,9 @@
       (broker_tcp_session_settle), so answers leave in command order while
       publishes pipelined behind it share a group commit.
     broker_tcp_session_post hands over the segments from the front up to
-    the first one still waiting.
+    the first one still waiting; after one that closes the connection (a
+    fatal answer, a failed sync) it drops the rest, as nsqd answers
+    nothing after a fatal error.
 
     A fatal answer (nsqd closes the connection after it) marks the session
     closing: later commands are counted as finished and not carried out,
