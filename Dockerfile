@@ -5,7 +5,7 @@
 # check, and a non-root user. The default command runs a broker with its
 # data in the /data volume; run another binary by naming it:
 #
-#   docker run -p 4151:4151 -p 4152:4152 IMAGE
+#   docker run -p 4150:4150 -p 4151:4151 -p 4152:4152 IMAGE   (4150: NSQ TCP clients)
 #   docker run IMAGE nsq-worker --broker-address=HOST:4152 --topic=T --channel=C --stdout
 #
 # No registry is reachable on our machines: deploy/image-test.sh builds a
@@ -41,8 +41,8 @@ RUN ldconfig \
 USER nsq
 WORKDIR /data
 VOLUME /data
-# broker HTTP, broker ZeroMQ, lookupd ZeroMQ, lookupd HTTP, worker HTTP
-EXPOSE 4151 4152 4160 4161 4171
+# broker NSQ TCP, broker HTTP, broker ZeroMQ, lookupd ZeroMQ, lookupd HTTP, worker HTTP
+EXPOSE 4150 4151 4152 4160 4161 4171
 # Checks whichever binary runs as PID 1 on its own HTTP port (see the script).
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 CMD ["nsq-healthcheck"]
 CMD ["nsq-broker", "--data-path=/data"]

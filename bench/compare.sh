@@ -69,7 +69,7 @@ wrk_p99() { awk '$1 == "99%" { v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+
 start_broker() {
     local name=$1; shift
     mkdir -p "$WORK/$name"
-    "$BROKER" --http-address=127.0.0.1:0 --zmq-address=127.0.0.1:0 --data-path="$WORK/$name" \
+    "$BROKER" --http-address=127.0.0.1:0 --zmq-address=127.0.0.1:0 --tcp-address= --data-path="$WORK/$name" \
         --log-level=warn "$@" > "$WORK/$name.out" & PIDS+=($!)
     for _ in $(seq 100); do grep -q READY "$WORK/$name.out" 2>/dev/null && break; sleep 0.1; done
     HTTP=$(sed -n 's/.*http=\([^ ]*\).*/\1/p' "$WORK/$name.out")

@@ -34,7 +34,7 @@ BENCH=$BUILD/worker/nsq-bench
 # Starts the broker on the given ports (0 = any) and sets HTTP and ZMQ.
 start_broker() {
     "$BUILD/broker/nsq-broker" --http-address="127.0.0.1:$1" --zmq-address="127.0.0.1:$2" \
-        --data-path="$WORK/data" --log-level=warn >"$WORK/ready" 2>>"$WORK/broker.log" &
+        --tcp-address=127.0.0.1:0 --data-path="$WORK/data" --log-level=warn >"$WORK/ready" 2>>"$WORK/broker.log" &
     BROKER_PID=$!
     for _ in $(seq 100); do
         grep -q '^READY' "$WORK/ready" 2>/dev/null && break

@@ -26,6 +26,7 @@
 #include "broker_http_serve.h"
 #include "broker_lookup.h"
 #include "broker_node.h"
+#include "broker_tcp.h"
 #include "broker_zmq.h"
 #include "nsq_daemon.h"
 #include "nsq_log.h"
@@ -47,14 +48,26 @@ typedef struct {
     zsock_t *router;          // the ZeroMQ door's ROUTER
     broker_zmq_t *zmq;        // the ZeroMQ door
     broker_http_t *http;      // the HTTP door (its own threads)
+    broker_tcp_t *tcp;        // the NSQ TCP door (its I/O thread), NULL if off
     broker_lookup_t *lookup;  // links to lookupds, NULL if none configured
     uint16_t http_port;       // bound HTTP port
     uint16_t zmq_port;        // bound ZeroMQ port
+    uint16_t tcp_port;        // bound NSQ TCP port, 0 if off
     bool draining;            // $TERM came: no new deliveries, the loop ends soon
     int64_t drain_deadline;   // monotonic ms when draining gives up
 } broker_t;
 
 // ---- socket handlers ------------------------------------------------------------
+
+// After each batch of work: the node catches up, and what it delivered to
+// NSQ TCP clients goes to their I/O thread in one wake-up.
+static void s_after_batch(broker_t *self)
+{
+    int64_t now = zclock_mono();
+    broker_node_after_batch(self->node, now);
+    if (self->tcp)
+        broker_tcp_flush(self->tcp, now);
+}
 
 static int s_on_router(zloop_t *loop, zsock_t *router, void *arg)
 {
@@ -62,7 +75,18 @@ static int s_on_router(zloop_t *loop, zsock_t *router, void *arg)
     (void) router;
     broker_t *self = arg;
     broker_zmq_read(self->zmq, BROKER_DRAIN_MAX);
-    broker_node_after_batch(self->node, zclock_mono());
+    s_after_batch(self);
+    return 0;
+}
+
+// The NSQ TCP door's eventfd: its I/O thread handed over events.
+static int s_on_tcp(zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    (void) loop;
+    (void) item;
+    broker_t *self = arg;
+    broker_tcp_take(self->tcp, zclock_mono());
+    s_after_batch(self);
     return 0;
 }
 
@@ -73,7 +97,7 @@ static int s_on_request(zloop_t *loop, zmq_pollitem_t *item, void *arg)
     (void) item;
     broker_t *self = arg;
     broker_http_take(self->http, broker_http_serve, broker_node_server(self->node));
-    broker_node_after_batch(self->node, zclock_mono());
+    s_after_batch(self);
     return 0;
 }
 
@@ -109,6 +133,8 @@ static int s_on_disk_fd(zloop_t *loop, zmq_pollitem_t *item, void *arg)
     (void) item;
     broker_t *self = arg;
     broker_node_on_disk(self->node);  // drains the socket, then runs every completion
+    if (self->tcp)
+        broker_tcp_flush(self->tcp, zclock_mono());  // durable publishes answered
     return 0;
 }
 
@@ -129,7 +155,11 @@ static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
         return -1;
     int64_t now = zclock_mono();
     broker_zmq_tick(self->zmq, now);
+    if (self->tcp)
+        broker_tcp_tick(self->tcp, now);
     broker_node_tick(self->node, now);
+    if (self->tcp)
+        broker_tcp_flush(self->tcp, now);
     return 0;
 }
 
@@ -214,6 +244,13 @@ static int s_open_doors(broker_t *self, char *error, size_t error_size)
     }
     self->http_port = broker_http_port(self->http);
     broker_http_set_zmq_port(self->http, self->zmq_port);
+    if (config->tcp_address[0]) {
+        self->tcp = broker_tcp_new(broker_node_server(self->node), config, error, error_size);
+        if (!self->tcp)
+            return -1;
+        self->tcp_port = broker_tcp_port(self->tcp);
+        broker_http_set_tcp_port(self->http, self->tcp_port);
+    }
     return 0;
 }
 
@@ -235,6 +272,10 @@ static broker_t *s_broker_new(zsock_t *pipe, const broker_config_t *config, char
     zloop_reader(self->loop, self->router, s_on_router, self);
     zmq_pollitem_t requests = {NULL, broker_http_handoff_fd(self->http), ZMQ_POLLIN, 0};
     zloop_poller(self->loop, &requests, s_on_request, self);
+    if (self->tcp) {
+        zmq_pollitem_t events = {NULL, broker_tcp_fd(self->tcp), ZMQ_POLLIN, 0};
+        zloop_poller(self->loop, &events, s_on_tcp, self);
+    }
     zmq_pollitem_t pipe_item = {NULL, zsock_fd(pipe), ZMQ_POLLIN, 0};
     zloop_poller(self->loop, &pipe_item, s_on_pipe_fd, self);
     zloop_timer(self->loop, BROKER_TICK_MS, 0, s_on_tick, self);
@@ -245,8 +286,8 @@ static broker_t *s_broker_new(zsock_t *pipe, const broker_config_t *config, char
     }
     broker_lookup_source_t source = broker_node_lookup_source(self->node);
     if (config->lookupd_count > 0
-        && !(self->lookup =
-                 broker_lookup_new(config, self->loop, self->http_port, self->zmq_port, &source))) {
+        && !(self->lookup = broker_lookup_new(config, self->loop, self->http_port, self->zmq_port,
+                                              self->tcp_port, &source))) {
         snprintf(error, error_size, "cannot set up the lookupd links");
         s_broker_destroy(&self);
         return NULL;
@@ -278,6 +319,7 @@ static void s_broker_destroy(broker_t **self_p)
         broker_node_persist(self->node, zclock_mono());
     broker_node_destroy(&self->node);
     broker_zmq_destroy(&self->zmq);
+    broker_tcp_destroy(&self->tcp);  // its sessions' clients went with the node
     if (self->router)
         zsock_set_linger(self->router, 1000);  // the last answers still leave
     zsock_destroy(&self->router);
@@ -295,7 +337,13 @@ void broker_actor(zsock_t *pipe, void *args)
         return;
     }
     prctl(PR_SET_NAME, "nsq-core");  // the core thread, for top -H and the strace test
-    nsq_daemon_send_ready(pipe, self->http_port, self->zmq_port);
+    char tcp[BROKER_ADDRESS_MAX + 8] = "";
+    if (self->tcp) {
+        const char *colon = strrchr(self->config.tcp_address, ':');
+        int host = colon ? (int) (colon - self->config.tcp_address) : 0;
+        snprintf(tcp, sizeof tcp, "%.*s:%u", host, self->config.tcp_address, self->tcp_port);
+    }
+    nsq_daemon_send_ready_tcp(pipe, self->http_port, self->zmq_port, self->tcp ? tcp : NULL);
     zloop_start(self->loop);
     nsq_info("broker stopping");
     s_broker_destroy(&self);

@@ -38,7 +38,7 @@ static size_t s_test_deliver(void *door, broker_inflight_entry_t **entries, size
     return count;
 }
 
-static const broker_client_sink_t s_test_sink = {s_test_deliver, NULL};
+static const broker_client_sink_t s_test_sink = {s_test_deliver, NULL, "test"};
 
 // A client of door named name, as a door would open it.
 static broker_client_t *s_test_client(test_door_t *door, const char *name)

@@ -30,6 +30,8 @@ struct _broker_client_t {
     bool gone;                          // unreachable: dropped by the next tick
     bool blocked;                       // the door cannot take messages now
     char remote_address[64];            // "IP:port" of its connection, "" if unknown
+    bool tls, deflate, snappy;          // what its connection negotiated (TCP door)
+    int sample_rate;                    // percent of messages it samples, 0 = all
     char client_id[65];                 // from IDENTIFY
     char hostname[256];                 // from IDENTIFY
     char user_agent[128];               // from IDENTIFY
@@ -162,6 +164,11 @@ void broker_client_stats(const broker_client_t *self, broker_stats_client_t *out
     out->finish_count = self->finish_count;
     out->requeue_count = self->requeue_count;
     out->connect_ts = self->connect_ts;
+    snprintf(out->door, sizeof out->door, "%s", self->sink->name ? self->sink->name : "");
+    out->tls = self->tls;
+    out->deflate = self->deflate;
+    out->snappy = self->snappy;
+    out->sample_rate = self->sample_rate;
 }
 
 void broker_client_set_state(broker_client_t *self, broker_client_state_t state)
@@ -225,6 +232,15 @@ void broker_client_set_remote_address(broker_client_t *self, const char *address
     snprintf(self->remote_address, sizeof self->remote_address, "%s", address);
 }
 
+void broker_client_set_transport(broker_client_t *self, bool tls, bool deflate, bool snappy,
+                                 int sample_rate)
+{
+    self->tls = tls;
+    self->deflate = deflate;
+    self->snappy = snappy;
+    self->sample_rate = sample_rate;
+}
+
 // ---- self-test -----------------------------------------------------------
 
 typedef struct {
@@ -253,7 +269,7 @@ static void s_test_dropped(void *door, broker_drop_reason_t reason, const char *
 
 int broker_client_test(void)
 {
-    static const broker_client_sink_t sink = {s_test_deliver, s_test_dropped};
+    static const broker_client_sink_t sink = {s_test_deliver, s_test_dropped, "test"};
     test_door_t door = {.accept = 3};
     broker_client_t *client = broker_client_new(&sink, &door, "c1", 1000, 2000, 5);
     if (!client || broker_client_credit(client) != 0 || broker_client_last_received(client) != 5)

@@ -64,6 +64,8 @@ typedef struct {
     // The server is dropping the client: the door sends what the reason
     // calls for and forgets it; the client is freed right after.
     void (*dropped)(void *door, broker_drop_reason_t reason, const char *detail, int64_t now);
+    // The door's name for /stats and /metrics ("zmq", "tcp"; NULL: "").
+    const char *name;
 } broker_client_sink_t;
 
 // Returns a client in state NEW, heard from now. sink is borrowed (static
@@ -136,6 +138,10 @@ void broker_client_set_gone(broker_client_t *self);
 void broker_client_set_blocked(broker_client_t *self, bool blocked);
 // "IP:port" of its connection (copied, cut to fit).
 void broker_client_set_remote_address(broker_client_t *self, const char *address);
+// What its connection negotiated, for /stats: TLS, compression, and the
+// percentage of messages it samples (0 = all).
+void broker_client_set_transport(broker_client_t *self, bool tls, bool deflate, bool snappy,
+                                 int sample_rate);
 
 // Self-test; returns 0 on success.
 int broker_client_test(void);

@@ -22,6 +22,37 @@ const nsq_option_spec_t broker_config_options[] = {
     {"zmq-address", NSQ_OPTION_STRING, "0.0.0.0:4152", 0, 0, false,
      "HOST:PORT for ZeroMQ consumers and producers (port 0 picks a free port)",
      NSQ_OPTION_FIELD(broker_config_t, zmq_address)},
+    {"tcp-address", NSQ_OPTION_STRING, "0.0.0.0:4150", 0, 0, false,
+     "HOST:PORT for NSQ TCP (protocol V2) clients: go-nsq, pynsq, nsqjs... (port 0 picks a free "
+     "port; empty: off)",
+     NSQ_OPTION_FIELD(broker_config_t, tcp_address)},
+    {"tls-cert", NSQ_OPTION_STRING, NULL, 0, 0, false,
+     "path to a PEM certificate: TCP clients may then negotiate tls_v1",
+     NSQ_OPTION_FIELD(broker_config_t, tls_cert)},
+    {"tls-key", NSQ_OPTION_STRING, NULL, 0, 0, false, "path to the certificate's PEM private key",
+     NSQ_OPTION_FIELD(broker_config_t, tls_key)},
+    {"tls-required", NSQ_OPTION_BOOL, "false", 0, 0, false,
+     "TCP clients must upgrade to TLS (IDENTIFY tls_v1) before any other command",
+     NSQ_OPTION_FIELD(broker_config_t, tls_required)},
+    {"deflate", NSQ_OPTION_BOOL, "true", 0, 0, false, "TCP clients may negotiate deflate",
+     NSQ_OPTION_FIELD(broker_config_t, deflate)},
+    {"max-deflate-level", NSQ_OPTION_INT, "6", 1, 9, false,
+     "highest deflate level a TCP client may ask for",
+     NSQ_OPTION_FIELD(broker_config_t, max_deflate_level)},
+    {"snappy", NSQ_OPTION_BOOL, "true", 0, 0, false, "TCP clients may negotiate snappy",
+     NSQ_OPTION_FIELD(broker_config_t, snappy)},
+    {"output-buffer-timeout", NSQ_OPTION_DURATION, "250ms", 1, 3600000, false,
+     "TCP: longest a message frame waits in a client's output buffer (default)",
+     NSQ_OPTION_FIELD(broker_config_t, output_buffer_timeout_ms)},
+    {"min-output-buffer-timeout", NSQ_OPTION_DURATION, "25ms", 1, 3600000, false,
+     "TCP: shortest output_buffer_timeout a client may ask for",
+     NSQ_OPTION_FIELD(broker_config_t, min_output_buffer_timeout_ms)},
+    {"max-output-buffer-timeout", NSQ_OPTION_DURATION, "30s", 1, 3600000, false,
+     "TCP: longest output_buffer_timeout a client may ask for",
+     NSQ_OPTION_FIELD(broker_config_t, max_output_buffer_timeout_ms)},
+    {"max-output-buffer-size", NSQ_OPTION_SIZE, "65536", 64, 1LL << 30, false,
+     "TCP: largest output_buffer_size a client may ask for",
+     NSQ_OPTION_FIELD(broker_config_t, max_output_buffer_size)},
     {"broadcast-address", NSQ_OPTION_STRING, NULL, 0, 0, false,
      "address other nodes dial to reach this broker (default: hostname)",
      NSQ_OPTION_FIELD(broker_config_t, broadcast_address)},
@@ -113,6 +144,7 @@ void broker_config_for_test(broker_config_t *self, const char *data_path, int64_
 {
     broker_config_defaults(self);
     snprintf(self->data_path, sizeof(self->data_path), "%s", data_path);
+    snprintf(self->tcp_address, sizeof(self->tcp_address), "127.0.0.1:0");  // never 4150
     if (mem_queue_size)
         self->mem_queue_size = mem_queue_size;
     if (mem_queue_bytes)

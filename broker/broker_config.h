@@ -26,6 +26,17 @@
 typedef struct {
     char http_address[BROKER_ADDRESS_MAX];       // host:port for HTTP; port 0 = any free port
     char zmq_address[BROKER_ADDRESS_MAX];        // host:port for the ROUTER; port 0 = any
+    char tcp_address[BROKER_ADDRESS_MAX];        // host:port for NSQ TCP V2; "" = none
+    char tls_cert[1024];                         // PEM certificate for TLS ("" = no TLS)
+    char tls_key[1024];                          // its PEM private key
+    bool tls_required;                           // TCP clients must upgrade to TLS first
+    bool deflate;                                // TCP clients may negotiate deflate
+    int64_t max_deflate_level;                   // 1..9, the most a client gets
+    bool snappy;                                 // TCP clients may negotiate snappy
+    int64_t output_buffer_timeout_ms;            // TCP: default wait before buffered frames go
+    int64_t min_output_buffer_timeout_ms;        // TCP: shortest a client may ask for
+    int64_t max_output_buffer_timeout_ms;        // TCP: longest a client may ask for
+    int64_t max_output_buffer_size;              // TCP: largest output buffer a client may ask
     char broadcast_address[BROKER_ADDRESS_MAX];  // what we tell others to dial
     char data_path[1024];                        // directory for disk queues and metadata
     int64_t mem_queue_size;                      // messages kept in memory per queue
@@ -53,6 +64,7 @@ typedef struct {
     nsq_diskio_t *diskio;          // the node's disk I/O actor: queues run in async mode over it
                                    // (NULL: synchronous queues, for self-tests)
     int64_t test_clock_offset_ms;  // tests only: added to the wall clock message ids come from
+    int test_datasync_errno;       // tests only: the disk I/O actor's first fdatasync fails so
 } broker_config_t;
 
 // nsq-broker's options: one row per flag, with its default and its field.
@@ -65,7 +77,8 @@ extern const size_t broker_config_option_count;
 void broker_config_defaults(broker_config_t *self);
 
 // What the self-tests start from: the defaults, data_path ("" = memory
-// only) and the memory bounds (0 keeps a default).
+// only), the NSQ TCP door on 127.0.0.1 at a free port, and the memory
+// bounds (0 keeps a default).
 void broker_config_for_test(broker_config_t *self, const char *data_path, int64_t mem_queue_size,
                             int64_t mem_queue_bytes);
 

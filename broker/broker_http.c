@@ -62,6 +62,7 @@ struct _broker_http_t {
     int64_t start_time;          // unix seconds, for /info
     uint16_t port;               // bound HTTP port
     _Atomic uint16_t zmq_port;   // for /info; set by the core
+    _Atomic uint16_t tcp_port;   // for /info; set by the core (0: no TCP door)
     atomic_bool starting;        // libmicrohttpd's log goes to start_error
     char start_error[256];       // why the server could not start
     int wakeup;                  // eventfd: readable while requests are queued
@@ -102,7 +103,7 @@ static enum MHD_Result s_answer_fixed(connection_t *conn, struct MHD_Connection 
     if (conn->call.action == BROKER_HTTP_PING)
         return broker_http_answer_shared(mhd, self->ok);
     broker_http_info_t info = {self->hostname, self->port, atomic_load(&self->zmq_port),
-                               self->start_time};
+                               atomic_load(&self->tcp_port), self->start_time};
     return broker_http_answer_info(mhd, &self->config, &info);
 }
 
@@ -467,6 +468,11 @@ uint16_t broker_http_port(broker_http_t *self)
 void broker_http_set_zmq_port(broker_http_t *self, uint16_t port)
 {
     atomic_store(&self->zmq_port, port);
+}
+
+void broker_http_set_tcp_port(broker_http_t *self, uint16_t port)
+{
+    atomic_store(&self->tcp_port, port);
 }
 
 void broker_http_destroy(broker_http_t **self_p)

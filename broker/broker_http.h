@@ -50,6 +50,10 @@ uint16_t broker_http_port(broker_http_t *self);
 // config->zmq_address, which may be 0). Safe from any thread.
 void broker_http_set_zmq_port(broker_http_t *self, uint16_t port);
 
+// Tells /info the bound NSQ TCP port (0 until set: no TCP door). Safe
+// from any thread.
+void broker_http_set_tcp_port(broker_http_t *self, uint16_t port);
+
 // A descriptor (eventfd) that is readable while requests wait for the
 // core: poll it in the core's loop. Borrowed.
 int broker_http_handoff_fd(broker_http_t *self);

@@ -151,10 +151,10 @@ enum MHD_Result broker_http_answer_info(struct MHD_Connection *mhd, const broker
     nsq_json_escape(broadcast, sizeof broadcast, config->broadcast_address);
     snprintf(text, sizeof text,
              "{\"version\":\"%s\",\"broadcast_address\":\"%s\",\"hostname\":\"%s\","
-             "\"http_port\":%u,\"tcp_port\":0,\"zmq_port\":%u,\"start_time\":%lld,"
+             "\"http_port\":%u,\"tcp_port\":%u,\"zmq_port\":%u,\"start_time\":%lld,"
              "\"max_msg_size\":%lld,\"max_body_size\":%lld,\"max_rdy_count\":%lld,"
              "\"msg_timeout\":%lld,\"max_msg_timeout\":%lld,\"max_heartbeat_interval\":%lld}",
-             NSQ_VERSION, broadcast, hostname, info->http_port, info->zmq_port,
+             NSQ_VERSION, broadcast, hostname, info->http_port, info->tcp_port, info->zmq_port,
              (long long) info->start_time, (long long) config->max_msg_size,
              (long long) config->max_body_size, (long long) config->max_rdy_count,
              (long long) config->msg_timeout_ms, (long long) config->max_msg_timeout_ms,

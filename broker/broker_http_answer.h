@@ -51,6 +51,7 @@ typedef struct {
     const char *hostname;  // this host's name
     uint16_t http_port;    // bound HTTP port
     uint16_t zmq_port;     // bound ZeroMQ port
+    uint16_t tcp_port;     // bound NSQ TCP port, 0 if none
     int64_t start_time;    // unix seconds
 } broker_http_info_t;
 

@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "nsq_json.h"
 
@@ -44,10 +45,14 @@ static void s_json_client(FILE *out, const broker_stats_client_t *client)
     fprintf(out,
             ",\"state\":%d,\"ready_count\":%u,\"in_flight_count\":%u,"
             "\"message_count\":%llu,\"finish_count\":%llu,\"requeue_count\":%llu,"
-            "\"connect_ts\":%lld}",
+            "\"connect_ts\":%lld,\"sample_rate\":%d,\"deflate\":%s,\"snappy\":%s,\"tls\":%s,"
+            "\"version\":\"%s\",\"door\":\"%s\"}",
             client->state, client->ready_count, client->in_flight_count,
             (unsigned long long) client->message_count, (unsigned long long) client->finish_count,
-            (unsigned long long) client->requeue_count, (long long) client->connect_ts);
+            (unsigned long long) client->requeue_count, (long long) client->connect_ts,
+            client->sample_rate, client->deflate ? "true" : "false",
+            client->snappy ? "true" : "false", client->tls ? "true" : "false",
+            strcmp(client->door, "tcp") == 0 ? "V2" : client->door, client->door);
 }
 
 static void s_json_channel(FILE *out, const broker_stats_channel_t *channel)
@@ -199,8 +204,14 @@ static void s_write_metrics(FILE *out, const broker_stats_t *stats)
                         topics[i].name, topics[i].channels[j].name,
                         s_channel_value(&topics[i].channels[j], f));
     }
+    fputs("# HELP nsq_broker_door_clients Connected clients per door (zmq, tcp).\n"
+          "# TYPE nsq_broker_door_clients gauge\n",
+          out);
+    for (size_t i = 0; i < stats->door_count; i++)
+        fprintf(out, "nsq_broker_door_clients{door=\"%s\"} %zu\n", stats->doors[i].name,
+                stats->doors[i].count);
     fprintf(out,
-            "# HELP nsq_broker_clients Connected ZeroMQ clients.\n# TYPE nsq_broker_clients "
+            "# HELP nsq_broker_clients Connected clients (every door).\n# TYPE nsq_broker_clients "
             "gauge\nnsq_broker_clients %zu\n"
             "# HELP nsq_broker_bad_commands_total Frames that were not valid commands.\n"
             "# TYPE nsq_broker_bad_commands_total counter\nnsq_broker_bad_commands_total %llu\n"

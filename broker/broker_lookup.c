@@ -47,6 +47,7 @@ struct _broker_lookup_t {
     zloop_t *loop;                  // the core's loop (borrowed)
     uint16_t http_port;             // announced
     uint16_t zmq_port;              // announced
+    uint16_t tcp_port;              // announced (NSQ TCP), 0 if none
     s_link_t *links;                // one per --lookupd-address
     size_t link_count;
     zhashx_t *pending;       // topic -> s_pending_t, owned
@@ -103,6 +104,7 @@ static void s_sync(s_link_t *link)
     identify.hostname = nsq_wire_bytes(hostname);
     identify.http_port = owner->http_port;
     identify.zmq_port = owner->zmq_port;
+    identify.tcp_port = owner->tcp_port;
     identify.version = NSQ_VERSION;
     Nsq__LookupCommand command = NSQ__LOOKUP_COMMAND__INIT;
     command.cmd_case = NSQ__LOOKUP_COMMAND__CMD_IDENTIFY;
@@ -322,7 +324,8 @@ static int s_link_open(s_link_t *link, const char *address)
 }
 
 broker_lookup_t *broker_lookup_new(const broker_config_t *config, zloop_t *loop, uint16_t http_port,
-                                   uint16_t zmq_port, const broker_lookup_source_t *source)
+                                   uint16_t zmq_port, uint16_t tcp_port,
+                                   const broker_lookup_source_t *source)
 {
     broker_lookup_t *self = calloc(1, sizeof *self);
     if (!self)
@@ -333,6 +336,7 @@ broker_lookup_t *broker_lookup_new(const broker_config_t *config, zloop_t *loop,
     self->loop = loop;
     self->http_port = http_port;
     self->zmq_port = zmq_port;
+    self->tcp_port = tcp_port;
     self->pending = zhashx_new();
     self->links = calloc(config->lookupd_count ? config->lookupd_count : 1, sizeof *self->links);
     if (!self->pending || !self->links) {

@@ -53,12 +53,13 @@ typedef struct {
 } broker_lookup_source_t;
 
 // Connects to every lookupd of config (copied) and adds the sockets and a
-// timer to loop (borrowed; it must outlive the links); http_port and
-// zmq_port are what the broker announces. source is copied. Returns NULL
+// timer to loop (borrowed; it must outlive the links); http_port,
+// zmq_port and tcp_port (0: none) are what the broker announces. source is copied. Returns NULL
 // if a lookupd address is malformed (the reason is logged) or out of
 // memory. Caller owns the result.
 broker_lookup_t *broker_lookup_new(const broker_config_t *config, zloop_t *loop, uint16_t http_port,
-                                   uint16_t zmq_port, const broker_lookup_source_t *source);
+                                   uint16_t zmq_port, uint16_t tcp_port,
+                                   const broker_lookup_source_t *source);
 
 // Says goodbye to every lookupd (waiting a little for it to leave), removes
 // the sockets from the loop, releases topics still waiting for lookupd's

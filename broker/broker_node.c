@@ -176,6 +176,8 @@ static int s_open_disk(broker_node_t *self, char *error, size_t size)
         return -1;
     }
     self->config.diskio = self->diskio;
+    if (self->diskio && self->config.test_datasync_errno)
+        nsq_diskio_fail_next(self->diskio, NSQ_DISKIO_DATASYNC, self->config.test_datasync_errno);
     self->state = broker_state_new(self->config.data_path, self->diskio, s_state_list, self);
     if (!self->state) {
         snprintf(error, size, "out of memory");

@@ -626,6 +626,25 @@ int broker_server_persist(broker_server_t *self, int64_t now)
 
 // ---- snapshots and iterators ------------------------------------------------------------
 
+// Counts the clients per door (by their sink's name).
+static void s_count_doors(broker_server_t *self, broker_stats_t *stats)
+{
+    for (broker_client_t *client = zlistx_first(self->clients); client;
+         client = zlistx_next(self->clients)) {
+        broker_stats_client_t one;
+        broker_client_stats(client, &one);
+        size_t i = 0;
+        while (i < stats->door_count && !streq(stats->doors[i].name, one.door))
+            i++;
+        if (i == BROKER_STATS_DOORS)
+            continue;
+        if (i == stats->door_count)
+            snprintf(stats->doors[stats->door_count++].name, sizeof stats->doors[0].name, "%s",
+                     one.door);
+        stats->doors[i].count++;
+    }
+}
+
 broker_stats_t *broker_server_stats(broker_server_t *self, const char *topic_filter,
                                     const char *channel_filter)
 {
@@ -638,6 +657,7 @@ broker_stats_t *broker_server_stats(broker_server_t *self, const char *topic_fil
         return NULL;
     stats->start_time = self->start_time;
     stats->client_count = zlistx_size(self->clients);
+    s_count_doors(self, stats);
     stats->counters = self->counters;
     for (broker_topic_t *topic = zhashx_first(self->topics); topic;
          topic = zhashx_next(self->topics)) {

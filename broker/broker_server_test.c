@@ -43,7 +43,7 @@ static void s_test_dropped(void *door, broker_drop_reason_t reason, const char *
     snprintf(test->detail, sizeof test->detail, "%s", detail ? detail : "");
 }
 
-static const broker_client_sink_t s_test_sink = {s_test_deliver, s_test_dropped};
+static const broker_client_sink_t s_test_sink = {s_test_deliver, s_test_dropped, "test"};
 
 // What the hooks saw.
 typedef struct {

@@ -28,18 +28,29 @@ typedef struct {
 } broker_counters_t;
 
 typedef struct {
-    char client_id[65];        // from IDENTIFY
-    char hostname[256];        // from IDENTIFY
-    char user_agent[128];      // from IDENTIFY
-    char remote_address[64];   // "IP:port" of its connection, "" if unknown
-    int state;                 // broker_client_state_t
-    uint32_t ready_count;      // its credit (RDY)
-    uint32_t in_flight_count;  // messages it holds
-    uint64_t message_count;    // messages delivered to it
-    uint64_t finish_count;     // FINs that matched
-    uint64_t requeue_count;    // REQs that matched
-    int64_t connect_ts;        // unix seconds of its first frame
+    char client_id[65];         // from IDENTIFY
+    char hostname[256];         // from IDENTIFY
+    char user_agent[128];       // from IDENTIFY
+    char remote_address[64];    // "IP:port" of its connection, "" if unknown
+    int state;                  // broker_client_state_t
+    uint32_t ready_count;       // its credit (RDY)
+    uint32_t in_flight_count;   // messages it holds
+    uint64_t message_count;     // messages delivered to it
+    uint64_t finish_count;      // FINs that matched
+    uint64_t requeue_count;     // REQs that matched
+    int64_t connect_ts;         // unix seconds of its first frame
+    char door[8];               // the door it came through ("zmq", "tcp")
+    bool tls, deflate, snappy;  // what its connection negotiated
+    int sample_rate;            // percent of messages sampled, 0 = all
 } broker_stats_client_t;
+
+#define BROKER_STATS_DOORS 4  // doors counted in broker_stats_t
+
+// Clients connected through one door.
+typedef struct {
+    char name[8];  // the door's name ("zmq", "tcp")
+    size_t count;  // its clients
+} broker_stats_door_t;
 
 typedef struct {
     char name[65];                   // channel name
@@ -71,11 +82,13 @@ typedef struct {
 } broker_stats_topic_t;
 
 typedef struct {
-    int64_t start_time;            // unix seconds the broker started
-    size_t client_count;           // clients connected (every door)
-    broker_counters_t counters;    // copied from the server
-    size_t topic_count;            // entries in topics
-    broker_stats_topic_t *topics;  // in name order once sorted, owned
+    int64_t start_time;                             // unix seconds the broker started
+    size_t client_count;                            // clients connected (every door)
+    broker_stats_door_t doors[BROKER_STATS_DOORS];  // clients per door, first seen first
+    size_t door_count;                              // entries used
+    broker_counters_t counters;                     // copied from the server
+    size_t topic_count;                             // entries in topics
+    broker_stats_topic_t *topics;                   // in name order once sorted, owned
 } broker_stats_t;
 
 // Returns a zeroed snapshot with room for topic_count topics (their

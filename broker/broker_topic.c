@@ -408,7 +408,7 @@ static size_t s_test_deliver(void *door, broker_inflight_entry_t **entries, size
 // message it receives (borrowed: the channel holds it in flight), or NULL.
 static nsq_message_t *s_test_take(broker_channel_t *channel)
 {
-    static const broker_client_sink_t sink = {s_test_deliver, NULL};
+    static const broker_client_sink_t sink = {s_test_deliver, NULL, "test"};
     if (!s_test_client)
         s_test_client = broker_client_new(&sink, NULL, "test", 1000, 1000, 0);
     if (!s_test_client || broker_channel_add_client(channel, s_test_client))

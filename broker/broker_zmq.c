@@ -105,7 +105,7 @@ static void s_dropped(void *door, broker_drop_reason_t reason, const char *detai
     zhashx_delete(self->peers, broker_zmq_peer_key(peer));  // the destructor frees it
 }
 
-static const broker_client_sink_t s_sink = {s_deliver, s_dropped};
+static const broker_client_sink_t s_sink = {s_deliver, s_dropped, "zmq"};
 
 // ---- reading ----------------------------------------------------------------------
 

@@ -53,7 +53,7 @@ static size_t s_deliver(void *door, broker_inflight_entry_t **entries, size_t co
     return broker_zmq_peer_send_messages(door, entries, count, now);
 }
 
-static const broker_client_sink_t s_sink = {s_deliver, NULL};
+static const broker_client_sink_t s_sink = {s_deliver, NULL, "test"};
 
 // A peer and its client, subscribed with credit rdy.
 static broker_zmq_peer_t *s_test_peer(zsock_t *router, const char *identity,

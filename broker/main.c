@@ -66,6 +66,16 @@ static int s_configure(nsq_options_t *options, void *config_p, char *error, size
         return snprintf(error, size, "--msg-timeout is above --max-msg-timeout"), -1;
     if (config->max_msg_size > config->max_body_size)
         return snprintf(error, size, "--max-msg-size is above --max-body-size"), -1;
+    if (!config->tls_cert[0] != !config->tls_key[0])
+        return snprintf(error, size, "--tls-cert and --tls-key go together"), -1;
+    if (config->tls_required && !config->tls_cert[0])
+        return snprintf(error, size, "--tls-required needs --tls-cert and --tls-key"), -1;
+    if (config->min_output_buffer_timeout_ms > config->output_buffer_timeout_ms
+        || config->output_buffer_timeout_ms > config->max_output_buffer_timeout_ms)
+        return snprintf(error, size,
+                        "--output-buffer-timeout must lie between --min-output-buffer-timeout and "
+                        "--max-output-buffer-timeout"),
+               -1;
     if (config->mem_queue_bytes > 0 && config->mem_queue_bytes < config->max_msg_size)
         return snprintf(error, size,
                         "--mem-queue-bytes is below --max-msg-size (0 keeps nothing in memory)"),

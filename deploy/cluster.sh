@@ -16,7 +16,7 @@
 #   --brokers N        brokers (default 2)
 #   --workers M        workers (default 1); each runs --stdout into DIR/worker-K/messages.log
 #   --lookupds L       lookupds (default 1, 0 for none; ignored while nsq-lookupd is not built)
-#   --base-port P      ports are P+offset (default 4150): broker K http P+1+100K, zmq P+2+100K;
+#   --base-port P      ports are P+offset (default 4150): broker K tcp P+100K, http P+1+100K, zmq P+2+100K;
 #                      lookupd K zmq P+10+100K, http P+11+100K; worker K http P+21+100K
 #   --topic T          topic the workers consume (default test)
 #   --channel C        channel the workers consume (default tail)
@@ -98,6 +98,7 @@ broker_bin=$build/broker/nsq-broker
 worker_bin=$build/worker/nsq-worker
 lookupd_bin=$build/lookupd/nsq-lookupd
 
+broker_tcp() { echo $((base_port + 100 * $1)); }
 broker_http() { echo $((base_port + 1 + 100 * $1)); }
 broker_zmq() { echo $((base_port + 2 + 100 * $1)); }
 lookupd_zmq() { echo $((base_port + 10 + 100 * $1)); }
@@ -216,7 +217,7 @@ do_up() {
         worker_accepts lookupd-http-address && worker_lookupd=1
         worker_accepts http-address && worker_http_flag=1
         local ports=() i port
-        for ((i = 0; i < brokers; i++)); do ports+=("$(broker_http $i)" "$(broker_zmq $i)"); done
+        for ((i = 0; i < brokers; i++)); do ports+=("$(broker_tcp $i)" "$(broker_http $i)" "$(broker_zmq $i)"); done
         for ((i = 0; i < lookupds * have_lookupd; i++)); do
             ports+=("$(lookupd_zmq $i)" "$(lookupd_http $i)")
         done
@@ -255,6 +256,7 @@ start_all() {
         [ "$dry_run" = 1 ] || mkdir -p "$dir/broker-$i/data"
         start "broker-$i" "" "127.0.0.1:$(broker_http $i)" -- "$broker_bin" \
             --http-address="127.0.0.1:$(broker_http $i)" \
+            --tcp-address="127.0.0.1:$(broker_tcp $i)" \
             --zmq-address="127.0.0.1:$(broker_zmq $i)" --broadcast-address=127.0.0.1 \
             --data-path="$dir/broker-$i/data" --node-id="$i" "${lookupd_flags[@]}"
         [ "$have_lookupd$worker_lookupd" = 11 ] ||

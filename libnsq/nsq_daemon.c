@@ -108,11 +108,20 @@ int nsq_daemon_on_pipe(zloop_t *loop, zsock_t *pipe, void *arg)
 
 void nsq_daemon_send_ready(zsock_t *pipe, uint16_t http_port, uint16_t zmq_port)
 {
+    nsq_daemon_send_ready_tcp(pipe, http_port, zmq_port, NULL);
+}
+
+void nsq_daemon_send_ready_tcp(zsock_t *pipe, uint16_t http_port, uint16_t zmq_port,
+                               const char *tcp)
+{
     char http[8], zmq[8];
     snprintf(http, sizeof http, "%u", http_port);
     snprintf(zmq, sizeof zmq, "%u", zmq_port);
-    zstr_sendx(pipe, "READY", http, zmq, NULL);
-    nsq_info("listening: http port %s, zmq port %s", http, zmq);
+    zstr_sendx(pipe, "READY", http, zmq, tcp, NULL);
+    if (tcp)
+        nsq_info("listening: http port %s, zmq port %s, tcp %s", http, zmq, tcp);
+    else
+        nsq_info("listening: http port %s, zmq port %s", http, zmq);
 }
 
 // Length of the host part of "host:port" (all of it without a colon).
@@ -129,19 +138,21 @@ static zactor_t *s_start(zactor_fn *actor_fn, void *args, const char *http_addre
     zactor_t *actor = zactor_new(actor_fn, args);
     if (!actor)
         return NULL;
-    char *status = NULL, *first = NULL, *second = NULL;
-    zstr_recvx(actor, &status, &first, &second, NULL);
+    char *status = NULL, *first = NULL, *second = NULL, *third = NULL;
+    zstr_recvx(actor, &status, &first, &second, &third, NULL);
     if (!status || !streq(status, "READY")) {
         nsq_error("cannot start: %s", first ? first : "unknown error");
         zactor_destroy(&actor);
     } else {
-        printf("READY http=%.*s:%s zmq=%.*s:%s\n", s_host_length(http_address), http_address, first,
-               s_host_length(zmq_address), zmq_address, second ? second : "0");
+        printf("READY http=%.*s:%s zmq=%.*s:%s%s%s\n", s_host_length(http_address), http_address,
+               first, s_host_length(zmq_address), zmq_address, second ? second : "0",
+               third ? " tcp=" : "", third ? third : "");
         fflush(stdout);
     }
     zstr_free(&status);
     zstr_free(&first);
     zstr_free(&second);
+    zstr_free(&third);
     return actor;
 }
 

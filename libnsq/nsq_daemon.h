@@ -3,9 +3,10 @@
     SPDX-License-Identifier: MIT
 
     The actor (broker, lookupd) signals its pipe at once and then sends one
-    message: ["READY", http_port, zmq_port] once it listens, or ["ERROR",
+    message: ["READY", http_port, zmq_port(, tcp)] once it listens, or ["ERROR",
     reason] after which it has ended. Tests and scripts wait for the line
-    `READY http=HOST:PORT zmq=HOST:PORT` that nsq_daemon_run prints.
+    `READY http=HOST:PORT zmq=HOST:PORT` (and ` tcp=HOST:PORT` when the
+    broker listens for NSQ TCP) that nsq_daemon_run prints.
 
     The actor sends nothing else while it runs: anything readable on its
     pipe afterwards is czmq's signal that the actor function returned.
@@ -61,6 +62,11 @@ int nsq_daemon_on_pipe(zloop_t *loop, zsock_t *pipe, void *arg);
 // Actor side: announces on pipe that it listens (["READY", http, zmq]) and
 // logs it.
 void nsq_daemon_send_ready(zsock_t *pipe, uint16_t http_port, uint16_t zmq_port);
+
+// The same with a third listener, tcp ("HOST:PORT", borrowed; NULL: none):
+// READY then ends in " tcp=HOST:PORT".
+void nsq_daemon_send_ready_tcp(zsock_t *pipe, uint16_t http_port, uint16_t zmq_port,
+                               const char *tcp);
 
 // Runs actor(args) until SIGINT or SIGTERM. http_address and zmq_address are
 // the configured "host:port" strings; READY names their hosts with the

@@ -17,7 +17,7 @@ trap cleanup EXIT
 # start_broker DIR FLAGS...: sets broker_pid and http
 start_broker() {
     local dir=$1; shift
-    "$build/broker/nsq-broker" --http-address=127.0.0.1:0 --zmq-address=127.0.0.1:0 \
+    "$build/broker/nsq-broker" --http-address=127.0.0.1:0 --zmq-address=127.0.0.1:0 --tcp-address=127.0.0.1:0 \
         --data-path="$dir" --log-level=warn "$@" >"$dir/out" 2>"$dir/err" &
     broker_pid=$!
     for _ in $(seq 200); do grep -q READY "$dir/out" 2>/dev/null && break; sleep 0.05; done

@@ -27,7 +27,7 @@ now_ms() { echo $(($(date +%s%N) / 1000000)); }
 # start_broker: starts it on $dir/data, sets broker_pid and http, waits for READY
 start_broker() {
     : >"$dir/broker.out"
-    "$build/broker/nsq-broker" --http-address=127.0.0.1:0 --zmq-address=127.0.0.1:0 \
+    "$build/broker/nsq-broker" --http-address=127.0.0.1:0 --zmq-address=127.0.0.1:0 --tcp-address=127.0.0.1:0 \
         --data-path="$dir/data" --log-level=warn >"$dir/broker.out" 2>>"$dir/broker.err" &
     broker_pid=$!
     until grep -q READY "$dir/broker.out" 2>/dev/null; do

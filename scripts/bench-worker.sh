@@ -31,7 +31,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$build/broker/nsq-broker" --http-address=127.0.0.1:0 --zmq-address=127.0.0.1:0 \
+"$build/broker/nsq-broker" --http-address=127.0.0.1:0 --zmq-address=127.0.0.1:0 --tcp-address=127.0.0.1:0 \
     --data-path="$dir" --mem-queue-size=1000000 >"$dir/broker.out" 2>"$dir/broker.err" &
 broker_pid=$!
 for _ in $(seq 100); do grep -q READY "$dir/broker.out" && break; sleep 0.05; done

@@ -16,13 +16,14 @@ fi
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 
-# The npm packages of tests/deploy and tests/console (each a package-lock.json),
+# The npm packages of tests/deploy, tests/console and tests/nsqjs (a real NSQ
+# client for the TCP door's end-to-end test; each a package-lock.json),
 # installed once; later runs need no network. Called after the Debian
 # packages are in place (chromium is the browser tests/console drives).
 install_npm_packages() {
     local root dir
     root="$(cd "$(dirname "$0")/.." && pwd)"
-    for dir in "$root/tests/deploy" "$root/tests/console"; do
+    for dir in "$root/tests/deploy" "$root/tests/console" "$root/tests/nsqjs"; do
         if [ -f "$dir/node_modules/.package-lock.json" ] &&
             [ ! "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
             continue

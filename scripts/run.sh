@@ -26,6 +26,7 @@ for argument in "$@"; do
 done
 http=127.0.0.1:$((base + 1))
 zmq=127.0.0.1:$((base + 2))
+tcp=127.0.0.1:$base
 second=127.0.0.1:$((base + 101))
 
 cat <<MSG
@@ -35,6 +36,7 @@ The cluster runs in the background (logs and data in .cluster/).
              curl -d 'world' 'http://$second/pub?topic=test'     (the second broker)
   consumed:  tail -f .cluster/worker-0/messages.log              (the worker prints each body)
   consume:   ./build/worker/nsq-worker --broker-address=$zmq --topic=test --channel=mine --stdout
+  NSQ apps:  point go-nsq, pynsq, nsqjs or nsq_tail at $tcp (NSQ TCP, as an nsqd's)
   stats:     curl 'http://$http/stats?format=json'
              watch -n1 "curl -s 'http://$http/stats?format=text'"
   metrics:   curl 'http://$http/metrics'

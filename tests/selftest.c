@@ -26,6 +26,7 @@
 #include "broker_queue.h"
 #include "broker_server.h"
 #include "broker_state.h"
+#include "broker_tcp.h"
 #include "broker_tcp_codec.h"
 #include "broker_tcp_identify.h"
 #include "broker_tcp_io.h"
@@ -130,6 +131,7 @@ static const selftest_t s_tests[] = {
     {"broker_tcp_codec", broker_tcp_codec_test},
     {"broker_tcp_identify", broker_tcp_identify_test},
     {"broker_tcp_io", broker_tcp_io_test},
+    {"broker_tcp", broker_tcp_test},
     {"broker_tcp_snappy", broker_tcp_snappy_test},
     {"broker_tcp_stream", broker_tcp_stream_test},
     {"broker_tls", broker_tls_test},

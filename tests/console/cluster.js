@@ -72,7 +72,7 @@ async function startCluster(lookupdFlags = []) {
   for (let i = 1; i <= 2; i++) {
     const data = path.join(dir, 'broker-' + i);
     fs.mkdirSync(data);
-    brokers.push(await start(brokerBin, ['--http-address=127.0.0.1:0', '--zmq-address=127.0.0.1:0',
+    brokers.push(await start(brokerBin, ['--http-address=127.0.0.1:0', '--zmq-address=127.0.0.1:0', '--tcp-address=127.0.0.1:0',
       '--broadcast-address=127.0.0.1', '--data-path=' + data, '--lookupd-address=' + lookupd.zmq,
       '--lookupd-heartbeat-interval=1s'], 'broker-' + i, dir));
   }

@@ -755,7 +755,7 @@ function checkDockerfile() {
     if (!user || user === 'root' || user === '0')
         fail(where, 'the runtime stage must switch to a non-root USER');
     const exposed = ((runtime.match(/^EXPOSE (.*)$/m) || [])[1] || '').split(/\s+/);
-    for (const port of ['4151', '4152', '4160', '4161', '4171'])
+    for (const port of ['4150', '4151', '4152', '4160', '4161', '4171'])
         if (!exposed.includes(port))
             fail(where, `EXPOSE lacks ${port}`);
     if (!/^VOLUME \/data\b/m.test(runtime))

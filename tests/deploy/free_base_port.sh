@@ -12,7 +12,7 @@ free_base_port() {
     for _ in $(seq 50); do
         base=$((10000 + (RANDOM % 220) * 100))
         ok=1
-        for offset in 1 2 10 11 21 101 102 110 111 121; do
+        for offset in 0 1 2 10 11 21 100 101 102 110 111 121; do
             port_free $((base + offset)) || ok=0
         done
         [ "$ok" = 0 ] || { echo "$base"; return 0; }

@@ -52,6 +52,7 @@ struct _it_broker_t {
     it_child_t *child;   // the nsq-broker process
     char http[64];       // "127.0.0.1:PORT" from the READY line
     char zmq[64];        // "127.0.0.1:PORT" from the READY line
+    char tcp[64];        // "127.0.0.1:PORT" from the READY line, "" if none
     char dir[PATH_MAX];  // its data path
 };
 
@@ -533,8 +534,8 @@ static it_child_t *s_broker_spawn(const char *const *flags, char *dir, size_t di
     IT_ASSERT(mkdtemp(dir), "mkdtemp %s: %s", dir, strerror(errno));
     char data_flag[PATH_MAX + 16];
     snprintf(data_flag, sizeof data_flag, "--data-path=%s", dir);
-    const char *defaults[] = {"--http-address=127.0.0.1:0", "--zmq-address=127.0.0.1:0", data_flag,
-                              "--log-level=debug"};
+    const char *defaults[] = {"--http-address=127.0.0.1:0", "--zmq-address=127.0.0.1:0",
+                              "--tcp-address=127.0.0.1:0", data_flag, "--log-level=debug"};
     const char *argv[IT_MAX_ARGS] = {s_env_binary("NSQ_BROKER")};
     size_t count = 1;
     for (size_t index = 0; index < sizeof defaults / sizeof defaults[0]; index++) {
@@ -562,7 +563,8 @@ static void s_wait_ready(it_broker_t *self, const char *program)
                     status);
         }
         IT_ASSERT(got == 1, "%s printed no READY line within %d ms", program, IT_READY_MS);
-        if (sscanf(line, "READY http=%63s zmq=%63s", self->http, self->zmq) == 2)
+        if (sscanf(line, "READY http=%63s zmq=%63s tcp=%63s", self->http, self->zmq, self->tcp)
+            >= 2)
             break;
         it_note("%s stdout before READY: %s", program, line);
     }
@@ -627,6 +629,13 @@ const char *it_broker_http(it_broker_t *self)
 const char *it_broker_zmq(it_broker_t *self)
 {
     return self->zmq;
+}
+
+uint16_t it_broker_tcp_port(it_broker_t *self)
+{
+    const char *colon = strrchr(self->tcp, ':');
+    IT_ASSERT(colon, "the broker announced no NSQ TCP port");
+    return (uint16_t) atoi(colon + 1);
 }
 
 pid_t it_broker_pid(it_broker_t *self)

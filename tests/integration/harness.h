@@ -177,6 +177,10 @@ int it_broker_refuses(const char *const *flags, char *last_line, size_t size);
 // "127.0.0.1:PORT". Borrowed.
 const char *it_broker_http(it_broker_t *self);
 const char *it_broker_zmq(it_broker_t *self);
+// The NSQ TCP port from the READY line (the harness starts brokers with
+// --tcp-address=127.0.0.1:0 unless the flags set it); fails the case if
+// the broker announced none.
+uint16_t it_broker_tcp_port(it_broker_t *self);
 pid_t it_broker_pid(it_broker_t *self);
 
 // Waits up to timeout_ms for a line of the broker's (or lookupd's) stderr
