@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "nsq_diskqueue.h"
+#include "nsq_http_server.h"
 #include "nsq_options.h"
 
 #define BROKER_ADDRESS_MAX 256
@@ -51,6 +52,10 @@ typedef struct {
     int64_t drain_timeout_ms;                    // on $TERM, wait this long for in-flight FINs
     int64_t node_id;                             // 0..1023, part of every message id
     int http_threads;                            // libmicrohttpd thread pool size
+    NSQ_HTTP_TLS_FIELDS;                         // --https-address, --tls-* (nsq_http_server.h)
+    char zmq_curve_secret_key_file[1024];        // CURVE server key pair ("" = no CURVE)
+    char zmq_curve_allow_dir[1024];              // allowed clients' public keys ("" = any)
+    char zmq_curve_lookupd_key_file[1024];       // lookupd's public certificate (CURVE to lookupd)
     char lookupd_addresses[BROKER_LOOKUPD_MAX][BROKER_ADDRESS_MAX];  // lookupd ZeroMQ host:port
     int lookupd_count;                                               // entries used
     int64_t lookupd_heartbeat_ms;                                    // heartbeat to each lookupd
