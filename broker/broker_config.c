@@ -85,8 +85,8 @@ const nsq_option_spec_t broker_config_options[] = {
      NSQ_OPTION_FIELD(broker_config_t, node_id)},
     {"http-threads", NSQ_OPTION_INT, "2", 1, 64, false, "HTTP server threads",
      NSQ_OPTION_FIELD(broker_config_t, http_threads)},
-    NSQ_HTTP_TLS_OPTION_ROWS(broker_config_t),
-    NSQ_CURVE_SERVER_OPTION_ROWS(broker_config_t),
+    NSQ_HTTP_TLS_OPTION_ROWS(broker_config_t, ),
+    NSQ_CURVE_SERVER_OPTION_ROWS(broker_config_t, ),
     {"zmq-curve-lookupd-key-file", NSQ_OPTION_STRING, NULL, 0, 0, false,
      "CURVE towards lookupds: their public certificate (this broker's key pair is "
      "--zmq-curve-secret-key-file)",

@@ -427,6 +427,18 @@ void nsq_consumer_set_client_id(nsq_consumer_t *self, const char *client_id)
     self->settings.client_id = self->client_id;
 }
 
+int nsq_consumer_set_curve(nsq_consumer_t *self, const char *key_file, const char *server_key_file)
+{
+    char error[512];
+    if (nsq_curve_client_load(&self->settings.curve, key_file, server_key_file, error,
+                              sizeof error)) {
+        nsq_error("consumer: %s", error);
+        errno = EINVAL;
+        return -1;
+    }
+    return 0;
+}
+
 int nsq_consumer_connect(nsq_consumer_t *self, const char *address)
 {
     char endpoint[NSQ_ENDPOINT_MAX];

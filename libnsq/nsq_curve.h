@@ -47,20 +47,20 @@
 // zmq_curve_allow_dir; a client's zmq_curve_key_file and
 // zmq_curve_server_key_file.
 // clang-format off
-#define NSQ_CURVE_SERVER_OPTION_ROWS(type)                                                         \
+#define NSQ_CURVE_SERVER_OPTION_ROWS(type, at)                                                      \
     {"zmq-curve-secret-key-file", NSQ_OPTION_STRING, NULL, 0, 0, false,                            \
      "CURVE: this server's czmq certificate with its secret key (nsq-keygen; mode 0600); "         \
-     "ZeroMQ clients must then use CURVE", NSQ_OPTION_FIELD(type, zmq_curve_secret_key_file)},     \
+     "ZeroMQ clients must then use CURVE", NSQ_OPTION_FIELD(type, at zmq_curve_secret_key_file)},     \
     {"zmq-curve-allow-dir", NSQ_OPTION_STRING, NULL, 0, 0, false,                                  \
      "CURVE: directory of the public certificates of allowed clients (read again on SIGHUP); "     \
-     "unset = any client with a key", NSQ_OPTION_FIELD(type, zmq_curve_allow_dir)}
-#define NSQ_CURVE_CLIENT_OPTION_ROWS(type)                                                         \
+     "unset = any client with a key", NSQ_OPTION_FIELD(type, at zmq_curve_allow_dir)}
+#define NSQ_CURVE_CLIENT_OPTION_ROWS(type, at)                                                      \
     {"zmq-curve-key-file", NSQ_OPTION_STRING, NULL, 0, 0, false,                                   \
      "CURVE: this client's czmq certificate with its secret key (nsq-keygen; mode 0600)",          \
-     NSQ_OPTION_FIELD(type, zmq_curve_key_file)},                                                  \
+     NSQ_OPTION_FIELD(type, at zmq_curve_key_file)},                                                  \
     {"zmq-curve-server-key-file", NSQ_OPTION_STRING, NULL, 0, 0, false,                            \
      "CURVE: the broker's public certificate (with --zmq-curve-key-file)",                         \
-     NSQ_OPTION_FIELD(type, zmq_curve_server_key_file)}
+     NSQ_OPTION_FIELD(type, at zmq_curve_server_key_file)}
 // clang-format on
 
 // A client's keys, loaded once. enabled is false when no key file was

@@ -21,6 +21,8 @@
     --process-window, so that every window can be full.
 */
 #include "nsq.h"
+#include "nsq_curve.h"
+#include "nsq_http_server.h"
 #include "nsq_log.h"
 #include "nsq_names.h"
 #include "nsq_options.h"
@@ -141,6 +143,8 @@ static const nsq_option_spec_t s_specs[] = {
      "on SIGTERM let running handlers finish this long, then stop and requeue them (--process: "
      "the processes then read EOF; those still running at the timeout get SIGTERM)",
      FIELD(worker.shutdown_timeout_ms)},
+    NSQ_HTTP_TLS_OPTION_ROWS(s_settings_t, worker.),
+    NSQ_CURVE_CLIENT_OPTION_ROWS(s_settings_t, worker.),
 };
 
 static int s_handler_count(const worker_config_t *config)
