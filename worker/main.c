@@ -177,7 +177,8 @@ static int s_check(const s_settings_t *settings, char *error, size_t size)
                  "--publish-topic needs a handler with output: --process, --exec or --http");
     else if (nsq_log_level_parse(settings->log_level, &level))
         snprintf(error, size, "invalid --log-level %s", settings->log_level);
-    else {
+    else if (nsq_http_tls_check(&NSQ_HTTP_TLS_OF(config), config->https_address, error, size)
+             == 0) {
         nsq_log_set_level(level);
         return 0;
     }
