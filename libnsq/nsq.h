@@ -102,6 +102,12 @@ void nsq_consumer_set_msg_timeout(nsq_consumer_t *self, uint32_t milliseconds);
 // Client id announced in IDENTIFY (default: hostname). Copied.
 void nsq_consumer_set_client_id(nsq_consumer_t *self, const char *client_id);
 
+// TLS for lookupds given as "https://host:port": the PEM CA file their
+// certificates chain to (NULL = the system's CAs) and a client certificate
+// and key for lookupds that require one (NULL = none). Copied.
+void nsq_consumer_set_lookupd_tls(nsq_consumer_t *self, const char *root_ca_file,
+                                  const char *cert_file, const char *key_file);
+
 // CURVE encryption and authentication towards brokers: key_file is this
 // client's czmq certificate with its secret key (nsq-keygen's NAME_secret,
 // mode 0600 or narrower), server_key_file the brokers' public certificate.
@@ -115,9 +121,10 @@ int nsq_consumer_set_curve(nsq_consumer_t *self, const char *key_file, const cha
 // or already connected. Connection failures are retried by ZeroMQ.
 int nsq_consumer_connect(nsq_consumer_t *self, const char *address);
 
-// Finds brokers through a lookupd's HTTP API ("host:port" or
-// "http://host:port"; repeat for several lookupds): every poll interval the
-// consumer asks each lookupd which brokers hold its topic (in a background
+// Finds brokers through a lookupd's HTTP API ("host:port",
+// "http://host:port" or "https://host:port", see
+// nsq_consumer_set_lookupd_tls; repeat for several lookupds): every poll
+// interval the consumer asks each lookupd which brokers hold its topic (in a background
 // thread; the loop never waits for HTTP), connects to those it is not
 // connected to and drops the ones no lookupd lists any more. While no
 // lookupd answers it keeps the brokers it has. Returns 0, or -1 (errno

@@ -54,6 +54,7 @@
 #include "nsq_duration.h"
 #include "nsq_endpoint.h"
 #include "nsq_http.h"
+#include "nsq_http_client.h"
 #include "nsq_http_server.h"
 #include "nsq_json.h"
 #include "nsq_log.h"
@@ -158,6 +159,7 @@ static const selftest_t s_tests[] = {
     {"nsq_endpoint", nsq_endpoint_test},
     {"nsq_http", nsq_http_test},
     {"nsq_http_server", nsq_http_server_test},
+    {"nsq_http_client", nsq_http_client_test},
     {"nsq_secret", nsq_secret_test},
     {"nsq_curve", nsq_curve_test},
     {"nsq_json", nsq_json_test},

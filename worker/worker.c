@@ -467,6 +467,7 @@ static worker_handler_t *s_handler_new(worker_t *self)
         .metrics = self->metrics,
         .capture_output = self->config.publish_topic != NULL,
         .max_output = self->config.max_output_size,
+        .tls = {self->config.tls_root_ca_file, self->config.tls_cert, self->config.tls_key},
     };
     const worker_config_t *config = &self->config;
     if (config->exec_command)
@@ -558,6 +559,9 @@ worker_t *worker_new(const worker_config_t *config)
         worker_destroy(&self);
         return NULL;
     }
+    if (self->consumer)
+        nsq_consumer_set_lookupd_tls(self->consumer, config->tls_root_ca_file, config->tls_cert,
+                                     config->tls_key);
     if (!self->metrics || !self->backoff || !self->producers || !self->consumer
         || s_resolve_dead_letter_topic(self) || s_publisher_start(self)
         || !(self->handler = s_handler_new(self))) {

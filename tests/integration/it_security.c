@@ -614,6 +614,55 @@ static void tls_key_hygiene(void)
     free(key);
 }
 
+// The libcurl clients over HTTPS: nsq-pub with a client certificate to a
+// broker that requires one (and refused without it), and a worker that
+// finds its broker through an https:// lookupd.
+static void tls_clients(void)
+{
+    s_certificates();
+    it_broker_t *lookupd = it_lookupd_start(s_tls_flags(NULL));
+    char to_lookupd[300];
+    snprintf(to_lookupd, sizeof to_lookupd, "--lookupd-address=%s", it_broker_zmq(lookupd));
+    const char *extra[] = {"--tls-client-auth-policy=require-verify", to_lookupd,
+                           "--broadcast-address=127.0.0.1", "--lookupd-heartbeat-interval=200ms",
+                           NULL};
+    it_broker_t *broker = it_broker_start(s_tls_flags(extra));
+    int port = s_https_port(broker);
+    char command[1024];
+    snprintf(command, sizeof command,
+             "echo " S_BODY " | '%s' --topic=" S_TOPIC " --http-address=https://127.0.0.1:%d"
+             " --tls-root-ca-file=ca.pem --tls-cert=client.pem --tls-key=client.key",
+             getenv("NSQ_PUB"), port);
+    s_run(command);
+    snprintf(command, sizeof command,
+             "! echo refused | '%s' --topic=" S_TOPIC " --http-address=https://127.0.0.1:%d"
+             " --tls-root-ca-file=ca.pem --timeout=2s",
+             getenv("NSQ_PUB"), port);
+    s_run(command);
+    IT_ASSERT_INT(it_topic_stat(broker, S_TOPIC, "message_count"), ==, 1);
+
+    char lookup_http[300], ca[600];
+    snprintf(lookup_http, sizeof lookup_http, "--lookupd-http-address=https://127.0.0.1:%d",
+             s_https_port(lookupd));
+    snprintf(ca, sizeof ca, "--tls-root-ca-file=%s", s_path("ca.pem"));
+    const char *worker_argv[] = {getenv("NSQ_WORKER"),
+                                 "--topic=" S_TOPIC,
+                                 "--channel=" S_CHANNEL,
+                                 lookup_http,
+                                 "--lookupd-poll-interval=200ms",
+                                 "--stdout",
+                                 "--http-address=127.0.0.1:0",
+                                 ca,
+                                 NULL};
+    it_child_t *worker = it_child_start("worker", worker_argv);
+    char line[256] = "";
+    IT_ASSERT(it_child_read_line(worker, line, sizeof line, 15000) == 1, "the worker got nothing");
+    IT_ASSERT_STR(line, S_BODY);
+    IT_ASSERT_INT(it_child_stop(&worker, SIGTERM, 10000), ==, 0);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+    IT_ASSERT_INT(it_broker_stop(&lookupd), ==, 0);
+}
+
 int main(int argc, char **argv)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -627,6 +676,7 @@ int main(int argc, char **argv)
         {"tls_client_certificates", tls_client_certificates},
         {"tls_capture", tls_capture},
         {"tls_key_hygiene", tls_key_hygiene},
+        {"tls_clients", tls_clients},
     };
     return it_run(argc, argv, cases, sizeof cases / sizeof *cases);
 }
