@@ -123,10 +123,6 @@ int nsq_http_tls_check(const nsq_http_tls_t *tls, const char *https_address, cha
         snprintf(error, size, "--https-address needs --tls-cert and --tls-key");
         return -1;
     }
-    if (tls->required && !s_set(https_address)) {
-        snprintf(error, size, "--tls-required needs --https-address (plain HTTP is refused)");
-        return -1;
-    }
     if (s_set(tls->key_file) && nsq_secret_file_check("tls-key", tls->key_file, error, size) != 0)
         return -1;
     return 0;
@@ -243,14 +239,22 @@ static int s_door_start(nsq_http_server_t *self, s_door_t *door, const char *tex
     flags |= (config->turbo ? MHD_USE_TURBO : 0)
              | (config->suspend_resume ? MHD_ALLOW_SUSPEND_RESUME : 0)
              | (door->tls ? MHD_USE_TLS : 0);
-    struct MHD_OptionItem tls_options[] = {
-        {door->tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, files->cert},
-        {MHD_OPTION_HTTPS_MEM_KEY, 0, files->key},
-        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *) s_priorities(config->tls.min_version)},
-        {files->trust ? MHD_OPTION_HTTPS_MEM_TRUST : MHD_OPTION_END, 0, files->trust},
-        {MHD_OPTION_END, 0, NULL},
-    };
-    unsigned threads = config->threads > 1 ? config->threads : 0;
+    // What only some doors take: a pool (libmicrohttpd warns about a size of
+    // 0 or 1), the TLS files.
+    struct MHD_OptionItem options[8];
+    size_t count = 0;
+    if (config->threads > 1)
+        options[count++] =
+            (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, config->threads, NULL};
+    if (door->tls) {
+        options[count++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, files->cert};
+        options[count++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, files->key};
+        options[count++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0,
+                                                   (void *) s_priorities(config->tls.min_version)};
+    }
+    if (door->tls && files->trust)
+        options[count++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, files->trust};
+    options[count] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     unsigned timeout =
         config->connection_timeout_s ? config->connection_timeout_s : S_TIMEOUT_DEFAULT_S;
     atomic_store(&self->starting, true);
@@ -258,13 +262,12 @@ static int s_door_start(nsq_http_server_t *self, s_door_t *door, const char *tex
     door->daemon = MHD_start_daemon(
         flags, nsq_address_port(&address), NULL, NULL, s_access, door,  //
         MHD_OPTION_SOCK_ADDR, &address,                                 //
-        MHD_OPTION_THREAD_POOL_SIZE, threads,                           //
         MHD_OPTION_CONNECTION_LIMIT, s_connection_limit(),              //
         MHD_OPTION_CONNECTION_TIMEOUT, timeout,                         //
         MHD_OPTION_NOTIFY_CONNECTION, config->notify_connection, config->notify_connection_arg,
         MHD_OPTION_NOTIFY_COMPLETED, config->notify_completed, config->notify_completed_arg,
         MHD_OPTION_EXTERNAL_LOGGER, s_log, self,  //
-        MHD_OPTION_ARRAY, tls_options,            //
+        MHD_OPTION_ARRAY, options,                //
         MHD_OPTION_END);
     atomic_store(&self->starting, false);
     if (!door->daemon) {
@@ -305,6 +308,9 @@ nsq_http_server_t *nsq_http_server_new(const nsq_http_server_config_t *config, c
                           size);
     if (rc != 0)
         nsq_http_server_destroy(&self);
+    else if (config->tls.required && !self->secure.daemon)
+        nsq_warn("http: --tls-required without --https-address: every HTTP request gets 403 "
+                 "TLS_REQUIRED (as nsqd's)");
     return self;
 }
 
@@ -376,7 +382,7 @@ int nsq_http_server_test(void)
         {{key, key, key, "optional", NULL, false}, "127.0.0.1:0", "want require"},
         {{key, key, NULL, NULL, "ssl3.0", false}, "127.0.0.1:0", "--tls-min-version=ssl3.0"},
         {{NULL, NULL, NULL, NULL, NULL, false}, "127.0.0.1:0", "needs --tls-cert"},
-        {{key, key, NULL, NULL, NULL, true}, NULL, "--tls-required needs --https-address"},
+        {{key, key, NULL, NULL, NULL, true}, NULL, NULL},
         {{key, "/nonexistent/key.pem", NULL, NULL, NULL, false}, NULL, "--tls-key=/nonexistent"},
     };
     int failed = 0;

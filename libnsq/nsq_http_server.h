@@ -119,8 +119,9 @@ typedef struct _nsq_http_server_t nsq_http_server_t;
 // configure step): cert and key both or neither; a policy is "require" or
 // "require-verify" and has a root CA file; a known minimum version; the
 // key file readable and not wider than 0600; https_address needs cert and
-// key; required needs https_address. Returns 0, or -1 with one line in
-// error.
+// key. Returns 0, or -1 with one line in error. (required without an
+// https_address is allowed, as in nsqd, where it concerns the NSQ TCP
+// door too: the HTTP API then refuses every request, with a warning.)
 int nsq_http_tls_check(const nsq_http_tls_t *tls, const char *https_address, char *error,
                        size_t size);
 
