@@ -333,6 +333,18 @@ static void s_actor(zsock_t *pipe, void *args)
 //  --------------------------------------------------------------------------
 //  Server
 
+int nsq_curve_server_check(const char *secret_key_file, const char *allow_dir, char *error,
+                           size_t size)
+{
+    if (s_set(allow_dir) && !s_set(secret_key_file)) {
+        snprintf(error, size, "--zmq-curve-allow-dir needs --zmq-curve-secret-key-file");
+        return -1;
+    }
+    if (s_set(secret_key_file))
+        return nsq_secret_file_check("zmq-curve-secret-key-file", secret_key_file, error, size);
+    return 0;
+}
+
 nsq_curve_server_t *nsq_curve_server_new(const char *secret_key_file, const char *allow_dir,
                                          char *error, size_t size)
 {
@@ -470,6 +482,13 @@ int nsq_curve_test(void)
     S_CHECK(strstr(error, "wider than 0600") != NULL);
     chmod(b_secret, 0600);
 
+    S_CHECK(nsq_curve_server_check(NULL, "", error, sizeof error) == 0);
+    S_CHECK(nsq_curve_server_check(secret, allow, error, sizeof error) == 0);
+    S_CHECK(nsq_curve_server_check("", allow, error, sizeof error) == -1);
+    chmod(secret, 0604);
+    S_CHECK(nsq_curve_server_check(secret, NULL, error, sizeof error) == -1);
+    S_CHECK(strstr(error, "mode 0604 is wider than 0600") != NULL);
+    chmod(secret, 0600);
     nsq_curve_server_t *self = nsq_curve_server_new(secret, allow, error, sizeof error);
     S_CHECK(self != NULL);
     nsq_curve_server_t *second = nsq_curve_server_new(secret, NULL, error, sizeof error);

@@ -45,19 +45,20 @@
 // Option rows for a daemon's table, written once here. A server's config
 // struct has char array fields zmq_curve_secret_key_file and
 // zmq_curve_allow_dir; a client's zmq_curve_key_file and
-// zmq_curve_server_key_file.
+// zmq_curve_server_key_file (char arrays or const char *); at is empty or
+// the path of a nested struct holding them ("worker.").
 // clang-format off
-#define NSQ_CURVE_SERVER_OPTION_ROWS(type, at)                                                      \
+#define NSQ_CURVE_SERVER_OPTION_ROWS(type, at)                                                     \
     {"zmq-curve-secret-key-file", NSQ_OPTION_STRING, NULL, 0, 0, false,                            \
      "CURVE: this server's czmq certificate with its secret key (nsq-keygen; mode 0600); "         \
-     "ZeroMQ clients must then use CURVE", NSQ_OPTION_FIELD(type, at zmq_curve_secret_key_file)},     \
+     "ZeroMQ clients must then use CURVE", NSQ_OPTION_FIELD(type, at zmq_curve_secret_key_file)},  \
     {"zmq-curve-allow-dir", NSQ_OPTION_STRING, NULL, 0, 0, false,                                  \
      "CURVE: directory of the public certificates of allowed clients (read again on SIGHUP); "     \
      "unset = any client with a key", NSQ_OPTION_FIELD(type, at zmq_curve_allow_dir)}
-#define NSQ_CURVE_CLIENT_OPTION_ROWS(type, at)                                                      \
+#define NSQ_CURVE_CLIENT_OPTION_ROWS(type, at)                                                     \
     {"zmq-curve-key-file", NSQ_OPTION_STRING, NULL, 0, 0, false,                                   \
      "CURVE: this client's czmq certificate with its secret key (nsq-keygen; mode 0600)",          \
-     NSQ_OPTION_FIELD(type, at zmq_curve_key_file)},                                                  \
+     NSQ_OPTION_FIELD(type, at zmq_curve_key_file)},                                               \
     {"zmq-curve-server-key-file", NSQ_OPTION_STRING, NULL, 0, 0, false,                            \
      "CURVE: the broker's public certificate (with --zmq-curve-key-file)",                         \
      NSQ_OPTION_FIELD(type, at zmq_curve_server_key_file)}
@@ -85,6 +86,12 @@ int nsq_curve_client_load(nsq_curve_client_t *self, const char *key_file,
 void nsq_curve_client_apply(const nsq_curve_client_t *self, zsock_t *socket);
 
 typedef struct _nsq_curve_server_t nsq_curve_server_t;
+
+// Checks a server's settings without starting anything (a daemon's
+// configure step): an allow directory needs a secret key file, which must
+// be mode 0600 or narrower. Returns 0, or -1 with one line in error.
+int nsq_curve_server_check(const char *secret_key_file, const char *allow_dir, char *error,
+                           size_t size);
 
 // Loads the server's key pair from secret_key_file (a _secret certificate,
 // mode 0600) and starts the ZAP handler; allow_dir (NULL or "" = any

@@ -32,7 +32,7 @@ typedef struct {
      "https: PEM CA certificates the server's certificate must chain to (default: the system's)",  \
      NSQ_OPTION_FIELD(type, at tls_root_ca_file)},                                                 \
     {"tls-cert", NSQ_OPTION_STRING, NULL, 0, 0, false,                                             \
-     "https: client certificate (PEM) for servers that require one",                              \
+     "https: client certificate (PEM) for servers that require one",                               \
      NSQ_OPTION_FIELD(type, at tls_cert)},                                                         \
     {"tls-key", NSQ_OPTION_STRING, NULL, 0, 0, false,                                              \
      "https: the client certificate's key (PEM, mode 0600)",                                       \

@@ -230,7 +230,7 @@ static int s_door_start(nsq_http_server_t *self, s_door_t *door, const char *tex
     struct sockaddr_storage address;
     const char *flag = door->tls ? "--https-address" : "--http-address";
     if (nsq_address_parse(text, &address) != 0) {
-        snprintf(error, size, "%s=%s: not a host:port or [ipv6]:port", flag, text);
+        snprintf(error, size, "invalid %s %s: not a host:port or [ipv6]:port", flag, text);
         return -1;
     }
     unsigned flags =
@@ -271,7 +271,7 @@ static int s_door_start(nsq_http_server_t *self, s_door_t *door, const char *tex
         MHD_OPTION_END);
     atomic_store(&self->starting, false);
     if (!door->daemon) {
-        snprintf(error, size, "cannot listen on %s=%s: %s", flag, text,
+        snprintf(error, size, "cannot listen on %s %s: %s", flag, text,
                  self->start_error[0] ? self->start_error : strerror(errno));
         return -1;
     }
@@ -411,7 +411,7 @@ int nsq_http_server_test(void)
         config.http_address = taken;
         error[0] = '\0';
         nsq_http_server_t *refused = nsq_http_server_new(&config, error, sizeof error);
-        failed |= refused != NULL || !strstr(error, "cannot listen on --http-address=127.0.0.1:");
+        failed |= refused != NULL || !strstr(error, "cannot listen on --http-address 127.0.0.1:");
         nsq_http_server_destroy(&refused);
     }
     nsq_http_server_destroy(&self);

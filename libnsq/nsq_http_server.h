@@ -57,25 +57,25 @@ typedef struct {
 // tls_required (NSQ_HTTP_TLS_FIELDS declares them); at is empty or the
 // path of a nested struct holding them ("worker.").
 // clang-format off
-#define NSQ_HTTP_TLS_OPTION_ROWS(type, at)                                                          \
+#define NSQ_HTTP_TLS_OPTION_ROWS(type, at)                                                         \
     {"https-address", NSQ_OPTION_STRING, NULL, 0, 0, false,                                        \
      "HOST:PORT for HTTPS, with --tls-cert and --tls-key (port 0 picks a free port)",              \
-     NSQ_OPTION_FIELD(type, at https_address)},                                                       \
+     NSQ_OPTION_FIELD(type, at https_address)},                                                    \
     {"tls-cert", NSQ_OPTION_STRING, NULL, 0, 0, false,                                             \
      "PEM certificate (chain) for HTTPS",                                                          \
-     NSQ_OPTION_FIELD(type, at tls_cert)},                                                            \
+     NSQ_OPTION_FIELD(type, at tls_cert)},                                                         \
     {"tls-key", NSQ_OPTION_STRING, NULL, 0, 0, false,                                              \
      "PEM private key of --tls-cert (mode 0600 or narrower)",                                      \
-     NSQ_OPTION_FIELD(type, at tls_key)},                                                             \
+     NSQ_OPTION_FIELD(type, at tls_key)},                                                          \
     {"tls-root-ca-file", NSQ_OPTION_STRING, NULL, 0, 0, false,                                     \
      "PEM CA certificates that client certificates must chain to",                                 \
-     NSQ_OPTION_FIELD(type, at tls_root_ca_file)},                                                    \
+     NSQ_OPTION_FIELD(type, at tls_root_ca_file)},                                                 \
     {"tls-client-auth-policy", NSQ_OPTION_STRING, NULL, 0, 0, false,                               \
      "client certificates: require (any) or require-verify (signed by --tls-root-ca-file)",        \
-     NSQ_OPTION_FIELD(type, at tls_client_auth_policy)},                                              \
+     NSQ_OPTION_FIELD(type, at tls_client_auth_policy)},                                           \
     {"tls-min-version", NSQ_OPTION_STRING, "tls1.2", 0, 0, false,                                  \
      "oldest TLS version accepted: tls1.0, tls1.1, tls1.2 or tls1.3",                              \
-     NSQ_OPTION_FIELD(type, at tls_min_version)},                                                     \
+     NSQ_OPTION_FIELD(type, at tls_min_version)},                                                  \
     {"tls-required", NSQ_OPTION_BOOL, "false", 0, 0, false,                                        \
      "refuse plain HTTP (403 TLS_REQUIRED): clients must use the HTTPS address",                   \
      NSQ_OPTION_FIELD(type, at tls_required)}

@@ -33,6 +33,9 @@ static int s_configure(nsq_options_t *options, void *config_p, char *error, size
     if (!strrchr(config->http_address, ':') || !strrchr(config->zmq_address, ':'))
         return snprintf(error, size, "--http-address and --zmq-address must be HOST:PORT"), -1;
     nsq_http_tls_t tls = NSQ_HTTP_TLS_OF(config);
+    if (nsq_curve_server_check(config->zmq_curve_secret_key_file, config->zmq_curve_allow_dir,
+                               error, size))
+        return -1;
     return nsq_http_tls_check(&tls, config->https_address, error, size);
 }
 
