@@ -58,6 +58,10 @@ echo "zmq-consume: plain=${CONSUME_PLAIN} curve=${CONSUME_CURVE} msg/s" \
 BODY=$(head -c 100 /dev/zero | tr '\0' 'x')
 printf 'wrk.method = "POST"\nwrk.body = "%s"\n' "$BODY" > post.lua
 wrk_rate() { wrk -t2 -c32 -d"$DURATION" -s post.lua "$1" | awk '/Requests\/sec/ {print int($2)}'; }
-HTTP_RATE=$(wrk_rate "http://$plain_HTTP/pub?topic=web")
-HTTPS_RATE=$(wrk_rate "https://127.0.0.1:$HTTPS_PORT/pub?topic=web")
-echo "/pub: http=${HTTP_RATE} https=${HTTPS_RATE} req/s ratio=$(ratio "$HTTPS_RATE" "$HTTP_RATE")"
+# Alternating rounds: on a shared machine the load moves between runs.
+for round in $(seq "${ROUNDS:-3}"); do
+    HTTP_RATE=$(wrk_rate "http://$plain_HTTP/pub?topic=web")
+    HTTPS_RATE=$(wrk_rate "https://127.0.0.1:$HTTPS_PORT/pub?topic=web")
+    echo "/pub round $round: http=${HTTP_RATE} https=${HTTPS_RATE} req/s" \
+         "ratio=$(ratio "$HTTPS_RATE" "$HTTP_RATE")"
+done
