@@ -45,8 +45,8 @@
 #include "nsq_http_server.h"
 #include "nsq_log.h"
 
-#define S_CONNECTION_TIMEOUT_S 60     // idle connections are closed after this
-#define S_ABANDON_WAIT_S       1      // destroy waits this long for its 503s to leave
+#define S_CONNECTION_TIMEOUT_S 60  // idle connections are closed after this
+#define S_ABANDON_WAIT_S       1   // destroy waits this long for its 503s to leave
 
 typedef struct _connection_t connection_t;
 

@@ -244,7 +244,9 @@ static void s_monitor_event(s_actor_t *self, zsock_t *monitor)
         memcpy(&value, zframe_data(event) + 2, 4);
         const char *where = endpoint ? endpoint : "?";
         s_refusal_t refusal = S_REFUSED_OTHER;
-        const char *why = "its handshake failed";
+        // A plain client may notice the mismatch first and hang up: the
+        // server then sees a reset, not the mechanism.
+        const char *why = "its handshake failed (a plain client hung up?)";
         if (kind == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
             && value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
             refusal = S_REFUSED_PLAIN, why = "it does not speak CURVE";
