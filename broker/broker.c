@@ -41,20 +41,21 @@
 #define BROKER_ROUTER_HWM 200000
 
 typedef struct {
-    broker_config_t config;   // settings, read-only after start
-    zsock_t *pipe;            // the actor pipe
-    zloop_t *loop;            // the one reactor
-    broker_node_t *node;      // the server, its state file and disk I/O actor
-    zsock_t *router;          // the ZeroMQ door's ROUTER
-    broker_zmq_t *zmq;        // the ZeroMQ door
-    broker_http_t *http;      // the HTTP door (its own threads)
-    broker_tcp_t *tcp;        // the NSQ TCP door (its I/O thread), NULL if off
-    broker_lookup_t *lookup;  // links to lookupds, NULL if none configured
-    uint16_t http_port;       // bound HTTP port
-    uint16_t zmq_port;        // bound ZeroMQ port
-    uint16_t tcp_port;        // bound NSQ TCP port, 0 if off
-    bool draining;            // $TERM came: no new deliveries, the loop ends soon
-    int64_t drain_deadline;   // monotonic ms when draining gives up
+    broker_config_t config;     // settings, read-only after start
+    zsock_t *pipe;              // the actor pipe
+    zloop_t *loop;              // the one reactor
+    broker_node_t *node;        // the server, its state file and disk I/O actor
+    zsock_t *router;            // the ZeroMQ door's ROUTER
+    broker_zmq_t *zmq;          // the ZeroMQ door
+    broker_http_t *http;        // the HTTP door (its own threads)
+    broker_tcp_t *tcp;          // the NSQ TCP door (its I/O thread), NULL if off
+    broker_lookup_t *lookup;    // links to lookupds, NULL if none configured
+    nsq_curve_server_t *curve;  // CURVE on the ROUTER (ZAP handler), NULL if off
+    uint16_t http_port;         // bound HTTP port
+    uint16_t zmq_port;          // bound ZeroMQ port
+    uint16_t tcp_port;          // bound NSQ TCP port, 0 if off
+    bool draining;              // $TERM came: no new deliveries, the loop ends soon
+    int64_t drain_deadline;     // monotonic ms when draining gives up
 } broker_t;
 
 // ---- socket handlers ------------------------------------------------------------
@@ -228,8 +229,12 @@ static int s_open_doors(broker_t *self, char *error, size_t error_size)
 {
     const broker_config_t *config = &self->config;
     int port = -1;
-    self->router =
-        nsq_daemon_router(config->zmq_address, BROKER_ROUTER_HWM, s_max_frame(config), &port);
+    if (config->zmq_curve_secret_key_file[0]
+        && !(self->curve = nsq_curve_server_new(config->zmq_curve_secret_key_file,
+                                                config->zmq_curve_allow_dir, error, error_size)))
+        return -1;
+    self->router = nsq_daemon_router(config->zmq_address, BROKER_ROUTER_HWM, s_max_frame(config),
+                                     self->curve, &port);
     if (!self->router) {
         snprintf(error, error_size, "cannot bind ZeroMQ on %s: %s", config->zmq_address,
                  zmq_strerror(errno));
@@ -323,6 +328,7 @@ static void s_broker_destroy(broker_t **self_p)
     if (self->router)
         zsock_set_linger(self->router, 1000);  // the last answers still leave
     zsock_destroy(&self->router);
+    nsq_curve_server_destroy(&self->curve);
     free(self);
     *self_p = NULL;
 }

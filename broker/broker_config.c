@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "nsq_address.h"
+#include "nsq_curve.h"
 
 #define DAY_MS (24LL * 3600 * 1000)
 
@@ -26,14 +27,6 @@ const nsq_option_spec_t broker_config_options[] = {
      "HOST:PORT for NSQ TCP (protocol V2) clients: go-nsq, pynsq, nsqjs... (port 0 picks a free "
      "port; empty: off)",
      NSQ_OPTION_FIELD(broker_config_t, tcp_address)},
-    {"tls-cert", NSQ_OPTION_STRING, NULL, 0, 0, false,
-     "path to a PEM certificate: TCP clients may then negotiate tls_v1",
-     NSQ_OPTION_FIELD(broker_config_t, tls_cert)},
-    {"tls-key", NSQ_OPTION_STRING, NULL, 0, 0, false, "path to the certificate's PEM private key",
-     NSQ_OPTION_FIELD(broker_config_t, tls_key)},
-    {"tls-required", NSQ_OPTION_BOOL, "false", 0, 0, false,
-     "TCP clients must upgrade to TLS (IDENTIFY tls_v1) before any other command",
-     NSQ_OPTION_FIELD(broker_config_t, tls_required)},
     {"deflate", NSQ_OPTION_BOOL, "true", 0, 0, false, "TCP clients may negotiate deflate",
      NSQ_OPTION_FIELD(broker_config_t, deflate)},
     {"max-deflate-level", NSQ_OPTION_INT, "6", 1, 9, false,
@@ -115,6 +108,12 @@ const nsq_option_spec_t broker_config_options[] = {
      NSQ_OPTION_FIELD(broker_config_t, node_id)},
     {"http-threads", NSQ_OPTION_INT, "2", 1, 64, false, "HTTP server threads",
      NSQ_OPTION_FIELD(broker_config_t, http_threads)},
+    NSQ_HTTP_TLS_OPTION_ROWS(broker_config_t, ),
+    NSQ_CURVE_SERVER_OPTION_ROWS(broker_config_t, ),
+    {"zmq-curve-lookupd-key-file", NSQ_OPTION_STRING, NULL, 0, 0, false,
+     "CURVE towards lookupds: their public certificate (this broker's key pair is "
+     "--zmq-curve-secret-key-file)",
+     NSQ_OPTION_FIELD(broker_config_t, zmq_curve_lookupd_key_file)},
     {"log-level", NSQ_OPTION_STRING, "info", 0, 0, false, "debug, info, warn or error",
      NSQ_OPTION_NO_FIELD},
     {"log-json", NSQ_OPTION_BOOL, "false", 0, 0, false, "log one JSON object per line",

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "nsq_diskqueue.h"
+#include "nsq_http_server.h"
 #include "nsq_options.h"
 
 #define BROKER_ADDRESS_MAX 256
@@ -27,9 +28,6 @@ typedef struct {
     char http_address[BROKER_ADDRESS_MAX];       // host:port for HTTP; port 0 = any free port
     char zmq_address[BROKER_ADDRESS_MAX];        // host:port for the ROUTER; port 0 = any
     char tcp_address[BROKER_ADDRESS_MAX];        // host:port for NSQ TCP V2; "" = none
-    char tls_cert[1024];                         // PEM certificate for TLS ("" = no TLS)
-    char tls_key[1024];                          // its PEM private key
-    bool tls_required;                           // TCP clients must upgrade to TLS first
     bool deflate;                                // TCP clients may negotiate deflate
     int64_t max_deflate_level;                   // 1..9, the most a client gets
     bool snappy;                                 // TCP clients may negotiate snappy
@@ -56,6 +54,10 @@ typedef struct {
     int64_t drain_timeout_ms;                    // on $TERM, wait this long for in-flight FINs
     int64_t node_id;                             // 0..1023, part of every message id
     int http_threads;                            // libmicrohttpd thread pool size
+    NSQ_HTTP_TLS_FIELDS;                         // --https-address, --tls-* (nsq_http_server.h)
+    char zmq_curve_secret_key_file[1024];        // CURVE server key pair ("" = no CURVE)
+    char zmq_curve_allow_dir[1024];              // allowed clients' public keys ("" = any)
+    char zmq_curve_lookupd_key_file[1024];       // lookupd's public certificate (CURVE to lookupd)
     char lookupd_addresses[BROKER_LOOKUPD_MAX][BROKER_ADDRESS_MAX];  // lookupd ZeroMQ host:port
     int lookupd_count;                                               // entries used
     int64_t lookupd_heartbeat_ms;                                    // heartbeat to each lookupd

@@ -30,14 +30,12 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,17 +43,17 @@
 #include "broker_http_routes.h"
 #include "nsq_address.h"
 #include "nsq_http.h"
+#include "nsq_http_server.h"
 #include "nsq_log.h"
 
-#define S_CONNECTION_TIMEOUT_S 60     // idle connections are closed after this
-#define S_CONNECTION_LIMIT_MAX 10000  // upper bound, lowered to fit RLIMIT_NOFILE
-#define S_ABANDON_WAIT_S       1      // destroy waits this long for its 503s to leave
+#define S_CONNECTION_TIMEOUT_S 60  // idle connections are closed after this
+#define S_ABANDON_WAIT_S       1   // destroy waits this long for its 503s to leave
 
 typedef struct _connection_t connection_t;
 
 struct _broker_http_t {
     broker_config_t config;      // our copy, read-only
-    struct MHD_Daemon *daemon;   // the running server
+    nsq_http_server_t *server;   // the running server (HTTP and HTTPS)
     struct MHD_Response *ok;     // 200 "OK", shared by every thread
     struct MHD_Response *empty;  // 200 with an empty body, shared
     char hostname[256];          // for /info
@@ -63,8 +61,6 @@ struct _broker_http_t {
     uint16_t port;               // bound HTTP port
     _Atomic uint16_t zmq_port;   // for /info; set by the core
     _Atomic uint16_t tcp_port;   // for /info; set by the core (0: no TCP door)
-    atomic_bool starting;        // libmicrohttpd's log goes to start_error
-    char start_error[256];       // why the server could not start
     int wakeup;                  // eventfd: readable while requests are queued
     pthread_mutex_t lock;        // guards the fields below
     connection_t *queue_head;    // handed over, not taken by the core yet (oldest first)
@@ -351,20 +347,6 @@ static void s_connection_notify(void *cls, struct MHD_Connection *mhd, void **so
     }
 }
 
-static void s_log(void *cls, const char *format, va_list args)
-{
-    broker_http_t *self = cls;
-    char text[512];
-    vsnprintf(text, sizeof(text), format, args);
-    size_t size = strlen(text);
-    while (size && (text[size - 1] == '\n' || text[size - 1] == ' '))
-        text[--size] = '\0';
-    if (atomic_load(&self->starting))
-        snprintf(self->start_error, sizeof(self->start_error), "%s", text);
-    else
-        nsq_warn("http: %s", text);
-}
-
 //  --------------------------------------------------------------------------
 //  Server
 
@@ -379,31 +361,24 @@ static uint16_t s_address_port(const char *text)
     return (uint16_t) port;
 }
 
-//  As many connections as file descriptors allow, keeping some for the rest.
-static unsigned s_connection_limit(void)
+static nsq_http_server_t *s_start(broker_http_t *self)
 {
-    struct rlimit limit;
-    if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY)
-        return S_CONNECTION_LIMIT_MAX;
-    rlim_t usable = limit.rlim_cur > 256 ? limit.rlim_cur - 128 : limit.rlim_cur / 2;
-    return usable < S_CONNECTION_LIMIT_MAX ? (unsigned) usable : S_CONNECTION_LIMIT_MAX;
-}
-
-static struct MHD_Daemon *s_start(broker_http_t *self, struct sockaddr_storage *address)
-{
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_TURBO
-                     | MHD_ALLOW_SUSPEND_RESUME | nsq_http_address_flags(address);
-    flags |= MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES ? MHD_USE_EPOLL : MHD_USE_AUTO;
-    unsigned threads = self->config.http_threads > 0 ? (unsigned) self->config.http_threads : 1;
-    return MHD_start_daemon(flags, nsq_address_port(address), NULL, NULL, s_access, self,  //
-                            MHD_OPTION_SOCK_ADDR, address,                                 //
-                            MHD_OPTION_THREAD_POOL_SIZE, threads,                          //
-                            MHD_OPTION_CONNECTION_LIMIT, s_connection_limit(),             //
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) S_CONNECTION_TIMEOUT_S,
-                            MHD_OPTION_NOTIFY_CONNECTION, s_connection_notify, self,  //
-                            MHD_OPTION_NOTIFY_COMPLETED, s_request_completed, self,   //
-                            MHD_OPTION_EXTERNAL_LOGGER, s_log, self,                  //
-                            MHD_OPTION_END);
+    nsq_http_server_config_t server = {0};
+    server.http_address = self->config.http_address;
+    server.https_address = self->config.https_address;
+    server.tls = NSQ_HTTP_TLS_OF(&self->config);
+    server.threads = self->config.http_threads > 0 ? (unsigned) self->config.http_threads : 1;
+    server.connection_timeout_s = S_CONNECTION_TIMEOUT_S;
+    server.turbo = server.suspend_resume = true;
+    server.access = s_access;
+    server.notify_connection = s_connection_notify;
+    server.notify_connection_arg = self;
+    server.notify_completed = s_request_completed;
+    char error[512];
+    nsq_http_server_t *http = nsq_http_server_new(&server, error, sizeof error);
+    if (!http)
+        nsq_error("http: %s", error);
+    return http;
 }
 
 //  The lock is held for a few instructions at a time by the HTTP threads and
@@ -425,12 +400,6 @@ static void s_sync_init(broker_http_t *self)
 
 broker_http_t *broker_http_new(const broker_config_t *config)
 {
-    struct sockaddr_storage address;
-    if (nsq_address_parse(config->http_address, &address) != 0) {
-        nsq_error("http: cannot listen on '%s': not a host:port or [ipv6]:port",
-                  config->http_address);
-        return NULL;
-    }
     broker_http_t *self = calloc(1, sizeof(broker_http_t));
     if (!self)
         return NULL;
@@ -444,19 +413,15 @@ broker_http_t *broker_http_new(const broker_config_t *config)
     atomic_store(&self->zmq_port, s_address_port(config->zmq_address));
     self->ok = broker_http_answer_shared_new("OK");
     self->empty = broker_http_answer_shared_new("");
-    if (self->wakeup >= 0 && self->ok && self->empty) {
-        atomic_store(&self->starting, true);
-        self->daemon = s_start(self, &address);
-        atomic_store(&self->starting, false);
-    }
-    if (!self->daemon) {
-        nsq_error("http: cannot listen on %s: %s", config->http_address,
-                  self->start_error[0] ? self->start_error : strerror(errno));
+    if (self->wakeup >= 0 && self->ok && self->empty)
+        self->server = s_start(self);
+    if (!self->server) {
         broker_http_destroy(&self);
         return NULL;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(self->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    self->port = info ? info->port : nsq_address_port(&address);
+    self->port = nsq_http_server_port(self->server);
+    if (nsq_http_server_https_port(self->server))
+        nsq_info("http: HTTPS on port %u", nsq_http_server_https_port(self->server));
     return self;
 }
 
@@ -480,9 +445,9 @@ void broker_http_destroy(broker_http_t **self_p)
     if (!self_p || !*self_p)
         return;
     broker_http_t *self = *self_p;
-    if (self->daemon) {
+    if (self->server) {
         s_abandon_waiting(self);
-        MHD_stop_daemon(self->daemon);
+        nsq_http_server_destroy(&self->server);
     }
     if (self->ok)
         MHD_destroy_response(self->ok);

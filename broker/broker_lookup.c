@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "nsq_curve.h"
 #include "nsq_log.h"
 #include "nsq_names.h"
 #include "nsq_wire.h"
@@ -50,9 +51,10 @@ struct _broker_lookup_t {
     uint16_t tcp_port;              // announced (NSQ TCP), 0 if none
     s_link_t *links;                // one per --lookupd-address
     size_t link_count;
-    zhashx_t *pending;       // topic -> s_pending_t, owned
-    int64_t next_heartbeat;  // zclock_mono when heartbeats are due
-    int timer;               // the tick timer
+    zhashx_t *pending;         // topic -> s_pending_t, owned
+    int64_t next_heartbeat;    // zclock_mono when heartbeats are due
+    int timer;                 // the tick timer
+    nsq_curve_client_t curve;  // CURVE keys towards lookupds (disabled = plain)
 };
 
 // ---- sending ----------------------------------------------------------------
@@ -320,6 +322,7 @@ static int s_link_open(s_link_t *link, const char *address)
     zsock_set_rcvhwm(link->sock, S_HWM);
     zsock_set_linger(link->sock, 0);
     zsock_set_ipv6(link->sock, link->address[0] == '[');  // "[::1]:4160"
+    nsq_curve_client_apply(&link->owner->curve, link->sock);
     return zsock_connect(link->sock, "tcp://%s", link->address);
 }
 
@@ -344,6 +347,14 @@ broker_lookup_t *broker_lookup_new(const broker_config_t *config, zloop_t *loop,
         return NULL;
     }
     zhashx_set_destructor(self->pending, (zhashx_destructor_fn *) zstr_free);
+    char error[512];
+    if (config->zmq_curve_lookupd_key_file[0]
+        && nsq_curve_client_load(&self->curve, config->zmq_curve_secret_key_file,
+                                 config->zmq_curve_lookupd_key_file, error, sizeof error)) {
+        nsq_error("lookupd links: %s", error);
+        broker_lookup_destroy(&self);
+        return NULL;
+    }
     for (int i = 0; i < config->lookupd_count; i++) {
         s_link_t *link = &self->links[self->link_count++];
         link->owner = self;

@@ -80,6 +80,17 @@ static int s_configure(nsq_options_t *options, void *config_p, char *error, size
         return snprintf(error, size,
                         "--mem-queue-bytes is below --max-msg-size (0 keeps nothing in memory)"),
                -1;
+    nsq_http_tls_t tls = NSQ_HTTP_TLS_OF(config);
+    if (nsq_http_tls_check(&tls, config->https_address, error, size) != 0
+        || nsq_curve_server_check(config->zmq_curve_secret_key_file, config->zmq_curve_allow_dir,
+                                  error, size)
+               != 0)
+        return -1;
+    if (config->zmq_curve_lookupd_key_file[0] && !config->zmq_curve_secret_key_file[0])
+        return snprintf(error, size,
+                        "--zmq-curve-lookupd-key-file needs --zmq-curve-secret-key-file (the "
+                        "broker's key pair)"),
+               -1;
     return s_data_path_ready(config->data_path, error, size);
 }
 
@@ -92,5 +103,8 @@ int main(int argc, char **argv)
                              broker_config_option_count, argc, argv, s_configure, &config);
     if (exit_code >= 0)
         return exit_code;
+    const char *listening[] = {config.http_address, config.https_address, config.zmq_address};
+    nsq_daemon_warn_if_open(listening, 3,
+                            config.zmq_curve_secret_key_file[0] || config.tls_required);
     return nsq_daemon_run(broker_actor, &config, config.http_address, config.zmq_address);
 }

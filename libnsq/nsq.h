@@ -102,14 +102,29 @@ void nsq_consumer_set_msg_timeout(nsq_consumer_t *self, uint32_t milliseconds);
 // Client id announced in IDENTIFY (default: hostname). Copied.
 void nsq_consumer_set_client_id(nsq_consumer_t *self, const char *client_id);
 
+// TLS for lookupds given as "https://host:port": the PEM CA file their
+// certificates chain to (NULL = the system's CAs) and a client certificate
+// and key for lookupds that require one (NULL = none). Copied.
+void nsq_consumer_set_lookupd_tls(nsq_consumer_t *self, const char *root_ca_file,
+                                  const char *cert_file, const char *key_file);
+
+// CURVE encryption and authentication towards brokers: key_file is this
+// client's czmq certificate with its secret key (nsq-keygen's NAME_secret,
+// mode 0600 or narrower), server_key_file the brokers' public certificate.
+// Both NULL turns CURVE off. Applies to connections opened afterwards:
+// call it before connecting. Returns 0, or -1 (errno EINVAL, the reason
+// logged) if a file cannot be read, is wider than 0600, or one is missing.
+int nsq_consumer_set_curve(nsq_consumer_t *self, const char *key_file, const char *server_key_file);
+
 // Connects to a broker's ZeroMQ endpoint, "host:port" or "tcp://host:port",
 // then IDENTIFY, SUB and RDY. Returns 0, or -1 if the address is malformed
 // or already connected. Connection failures are retried by ZeroMQ.
 int nsq_consumer_connect(nsq_consumer_t *self, const char *address);
 
-// Finds brokers through a lookupd's HTTP API ("host:port" or
-// "http://host:port"; repeat for several lookupds): every poll interval the
-// consumer asks each lookupd which brokers hold its topic (in a background
+// Finds brokers through a lookupd's HTTP API ("host:port",
+// "http://host:port" or "https://host:port", see
+// nsq_consumer_set_lookupd_tls; repeat for several lookupds): every poll
+// interval the consumer asks each lookupd which brokers hold its topic (in a background
 // thread; the loop never waits for HTTP), connects to those it is not
 // connected to and drops the ones no lookupd lists any more. While no
 // lookupd answers it keeps the brokers it has. Returns 0, or -1 (errno
@@ -229,6 +244,11 @@ int nsq_producer_publish_async(nsq_producer_t *self, const char *topic, const vo
 int nsq_producer_mpublish_async(nsq_producer_t *self, const char *topic, const void *const *bodies,
                                 const size_t *sizes, size_t count, size_t window);
 int nsq_producer_flush(nsq_producer_t *self);
+
+// CURVE towards the broker, as nsq_consumer_set_curve. The socket is
+// replaced (call it before publishing: nothing outstanding is waited for).
+// Returns 0, or -1 (errno EINVAL, the reason logged).
+int nsq_producer_set_curve(nsq_producer_t *self, const char *key_file, const char *server_key_file);
 
 // The last error code, or "" if none. Borrowed.
 const char *nsq_producer_error(nsq_producer_t *self);

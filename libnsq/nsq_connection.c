@@ -280,7 +280,7 @@ static void s_monitor_open(nsq_connection_t *self)
 int nsq_connection_open(nsq_connection_t *self)
 {
     int64_t now = zclock_mono();
-    zsock_t *sock = nsq_endpoint_dealer(self->endpoint, S_HWM, S_LINGER_MS);
+    zsock_t *sock = nsq_endpoint_dealer(self->endpoint, S_HWM, S_LINGER_MS, &self->settings->curve);
     if (sock && zloop_reader(self->loop, sock, self->reader, self->reader_arg))
         zsock_destroy(&sock);
     if (!sock) {

@@ -29,6 +29,7 @@
 #ifndef NSQ_CONNECTION_H
 #define NSQ_CONNECTION_H
 
+#include "nsq_curve.h"
 #include "nsq_wire.h"
 
 #include <czmq.h>
@@ -41,12 +42,13 @@ typedef struct _nsq_connection_t nsq_connection_t;
 // consumer and borrowed by its connections, which read it at each
 // handshake, so a change applies from the next one.
 typedef struct {
-    const char *topic;        // subscription
-    const char *channel;      //
-    const char *client_id;    // announced in IDENTIFY
-    const char *hostname;     // announced in IDENTIFY
-    uint32_t heartbeat_ms;    // asked, 0 = the broker's default
-    uint32_t msg_timeout_ms;  // asked, 0 = the broker's default; clamped to the broker's maximum
+    const char *topic;         // subscription
+    const char *channel;       //
+    const char *client_id;     // announced in IDENTIFY
+    const char *hostname;      // announced in IDENTIFY
+    uint32_t heartbeat_ms;     // asked, 0 = the broker's default
+    uint32_t msg_timeout_ms;   // asked, 0 = the broker's default; clamped to the broker's maximum
+    nsq_curve_client_t curve;  // CURVE keys for each new socket (disabled = plain)
 } nsq_connection_settings_t;
 
 // What a frame means for the owner (nsq_connection_handle).

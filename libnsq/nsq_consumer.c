@@ -74,6 +74,7 @@ struct _nsq_consumer_t {
     bool draining;                   // nsq_consumer_close: break once drained
     bool closing;                    // CLS sent: RDY 0, no reconnects
     nsq_discovery_t *discovery;      // lookupd poller, NULL until connect_lookupd
+    char *lookupd_tls[3];            // https lookupds: CA file, client cert, key (NULL = unset)
     bool lookupd_answered;           // some lookupd answered a query (even "topic not found")
     uint32_t lookupd_poll_ms;        // poll interval, 0 = the default
 };
@@ -388,6 +389,8 @@ void nsq_consumer_destroy(nsq_consumer_t **self_p)
     free(self->topic);
     free(self->channel);
     free(self->client_id);
+    for (int index = 0; index < 3; index++)
+        free(self->lookupd_tls[index]);
     free(self);
     *self_p = NULL;
 }
@@ -420,6 +423,30 @@ void nsq_consumer_set_client_id(nsq_consumer_t *self, const char *client_id)
     free(self->client_id);
     self->client_id = client_id ? strdup(client_id) : NULL;
     self->settings.client_id = self->client_id;
+}
+
+void nsq_consumer_set_lookupd_tls(nsq_consumer_t *self, const char *root_ca_file,
+                                  const char *cert_file, const char *key_file)
+{
+    const char *given[3] = {root_ca_file, cert_file, key_file};
+    for (int index = 0; index < 3; index++) {
+        free(self->lookupd_tls[index]);
+        self->lookupd_tls[index] = given[index] ? strdup(given[index]) : NULL;
+    }
+    if (self->discovery)
+        nsq_discovery_set_tls(self->discovery, root_ca_file, cert_file, key_file);
+}
+
+int nsq_consumer_set_curve(nsq_consumer_t *self, const char *key_file, const char *server_key_file)
+{
+    char error[512];
+    if (nsq_curve_client_load(&self->settings.curve, key_file, server_key_file, error,
+                              sizeof error)) {
+        nsq_error("consumer: %s", error);
+        errno = EINVAL;
+        return -1;
+    }
+    return 0;
 }
 
 int nsq_consumer_connect(nsq_consumer_t *self, const char *address)
@@ -500,6 +527,9 @@ int nsq_consumer_connect_lookupd(nsq_consumer_t *self, const char *http_address)
 {
     if (!self->discovery) {
         self->discovery = nsq_discovery_new(self->topic);
+        if (self->discovery)
+            nsq_discovery_set_tls(self->discovery, self->lookupd_tls[0], self->lookupd_tls[1],
+                                  self->lookupd_tls[2]);
         if (!self->discovery) {
             errno = ENOMEM;
             return -1;

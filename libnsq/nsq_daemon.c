@@ -3,11 +3,14 @@
 */
 #include "nsq_daemon.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "nsq_address.h"
 #include "nsq_endpoint.h"
 #include "nsq_log.h"
 
@@ -67,7 +70,8 @@ int nsq_daemon_configure(const char *program, const char *env_prefix,
     return parsed == 0 ? -1 : parsed < 0 ? 1 : 0;
 }
 
-zsock_t *nsq_daemon_router(const char *address, int hwm, int64_t max_message_size, int *port)
+zsock_t *nsq_daemon_router(const char *address, int hwm, int64_t max_message_size,
+                           nsq_curve_server_t *curve, int *port)
 {
     const char *colon = strrchr(address, ':');
     if (!colon || colon == address) {
@@ -87,6 +91,10 @@ zsock_t *nsq_daemon_router(const char *address, int hwm, int64_t max_message_siz
     zsock_set_rcvhwm(router, hwm);
     zmq_setsockopt(zsock_resolve(router), ZMQ_MAXMSGSIZE, &max_message_size,
                    sizeof max_message_size);
+    if (curve && nsq_curve_server_apply(curve, router) != 0) {
+        zsock_destroy(&router);
+        return NULL;
+    }
     *port = nsq_endpoint_bind(router, address, (size_t) (colon - address), colon + 1);
     if (*port < 0) {
         int saved = errno;
@@ -173,9 +181,46 @@ static bool s_actor_ended(zactor_t *actor)
     return ended;
 }
 
+// SIGHUP: read the CURVE allow-list again (async-signal-safe: an atomic add).
+static void s_on_hangup(int signal_number)
+{
+    (void) signal_number;
+    nsq_curve_reload_request();
+}
+
+bool nsq_daemon_is_exposed(const char *address)
+{
+    struct sockaddr_storage parsed;
+    if (nsq_address_parse(address, &parsed) != 0)
+        return true;  // a name: it may resolve to anything
+    if (parsed.ss_family == AF_INET6)
+        return !IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *) &parsed)->sin6_addr);
+    uint32_t host = ntohl(((struct sockaddr_in *) &parsed)->sin_addr.s_addr);
+    return (host >> 24) != 127;
+}
+
+void nsq_daemon_warn_if_open(const char *const *addresses, size_t count, bool secured)
+{
+    char listing[1024] = "";
+    size_t used = 0;
+    for (size_t index = 0; index < count && !secured; index++)
+        if (addresses[index] && *addresses[index] && nsq_daemon_is_exposed(addresses[index])
+            && used < sizeof listing)
+            used += (size_t) snprintf(listing + used, sizeof listing - used, "%s%s",
+                                      used ? ", " : "", addresses[index]);
+    if (used)
+        nsq_warn("listening on %s with no authentication and no encryption: anyone who reaches "
+                 "these ports can publish, consume and delete (README: Security)",
+                 listing);
+}
+
 int nsq_daemon_run(zactor_fn *actor_fn, void *args, const char *http_address,
                    const char *zmq_address)
 {
+    struct sigaction hangup = {.sa_handler = s_on_hangup};
+    sigemptyset(&hangup.sa_mask);
+    hangup.sa_flags = SA_RESTART;
+    sigaction(SIGHUP, &hangup, NULL);
     zsys_init();
     zsys_set_logstream(NULL);
     zactor_t *actor = s_start(actor_fn, args, http_address, zmq_address);

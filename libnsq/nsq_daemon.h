@@ -11,7 +11,11 @@
     The actor sends nothing else while it runs: anything readable on its
     pipe afterwards is czmq's signal that the actor function returned.
 
-    API in call order: nsq_daemon_configure (main), nsq_daemon_run (main);
+    SIGHUP asks nsq_curve to read its allow-list again (nsq_daemon_run
+    installs the handler; the default would end the process).
+
+    API in call order: nsq_daemon_configure (main), nsq_daemon_warn_if_open
+    (main), nsq_daemon_run (main);
     in the actor nsq_daemon_router, nsq_daemon_on_pipe (its loop's pipe
     reader), nsq_daemon_send_ready.
 */
@@ -21,6 +25,7 @@
 #include <czmq.h>
 #include <stdint.h>
 
+#include "nsq_curve.h"
 #include "nsq_options.h"
 
 // Checks config once the table has filled it (what one option cannot check
@@ -50,10 +55,20 @@ int nsq_daemon_configure(const char *program, const char *env_prefix,
 // high-water marks (messages queued per peer each way) and max_message_size
 // as ZMQ_MAXMSGSIZE (a peer that sends a larger frame is disconnected
 // before it is read; -1 = no limit). The options are set before bind:
-// libzmq applies them only to connections made after they are set. Stores
+// libzmq applies them only to connections made after they are set. With
+// curve (not NULL) it is a CURVE server (nsq_curve_server_apply). Stores
 // the bound port in *port. Caller owns the result; NULL (errno) if the
 // address is malformed or cannot be bound.
-zsock_t *nsq_daemon_router(const char *address, int hwm, int64_t max_message_size, int *port);
+zsock_t *nsq_daemon_router(const char *address, int hwm, int64_t max_message_size,
+                           nsq_curve_server_t *curve, int *port);
+
+// True if address ("host:port", "[ipv6]:port") is reachable from other
+// hosts: not a loopback address (a name counts as reachable).
+bool nsq_daemon_is_exposed(const char *address);
+
+// Logs one warning at start if any of addresses is reachable from other
+// hosts while nothing is secured (secured: CURVE, TLS required or auth).
+void nsq_daemon_warn_if_open(const char *const *addresses, size_t count, bool secured);
 
 // Actor side: a zloop reader for the actor pipe that ends the loop on
 // $TERM and ignores anything else.

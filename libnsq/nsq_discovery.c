@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nsq_http_client.h"
 #include "nsq_log.h"
 
 #define S_CONNECT_TIMEOUT_MS 1000               // per lookupd
@@ -42,6 +43,7 @@ typedef struct {
     int64_t interval_ms;  // between rounds
     int64_t next_poll;    // zclock_mono of the next round
     CURL *curl;           // reused handle
+    char *tls[3];         // https: CA file, client certificate, its key (NULL = unset)
 } s_poller_t;
 
 static pthread_once_t s_curl_once = PTHREAD_ONCE_INIT;
@@ -125,10 +127,13 @@ static int s_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_
 // Asks one lookupd; adds its brokers. Returns true if it answered.
 static bool s_ask(s_poller_t *self, const char *lookupd, zlistx_t *brokers)
 {
-    char url[512];
-    snprintf(url, sizeof url, "http://%s/lookup?topic=%s", lookupd, self->topic);
+    char url[512], path[200];
+    snprintf(path, sizeof path, "/lookup?topic=%s", self->topic);
+    nsq_http_client_url(url, sizeof url, lookupd, path);
     s_buffer_t buffer = {NULL, 0, false};
     curl_easy_setopt(self->curl, CURLOPT_URL, url);
+    nsq_http_client_tls_t tls = {self->tls[0], self->tls[1], self->tls[2]};
+    nsq_http_client_tls_apply(self->curl, &tls);
     curl_easy_setopt(self->curl, CURLOPT_WRITEFUNCTION, s_collect);
     curl_easy_setopt(self->curl, CURLOPT_WRITEDATA, &buffer);
     curl_easy_setopt(self->curl, CURLOPT_CONNECTTIMEOUT_MS, (long) S_CONNECT_TIMEOUT_MS);
@@ -190,6 +195,11 @@ static int s_on_pipe(s_poller_t *self)
         if (!s_listed(self->lookupds, value))
             zlistx_add_end(self->lookupds, value);  // copied by the list's duplicator
         self->next_poll = 0;
+    } else if (command && value && streq(command, "TLS")) {
+        for (int index = 0; index < 3; index++) {
+            free(self->tls[index]);
+            self->tls[index] = index ? zmsg_popstr(message) : strdup(value);
+        }
     } else if (command && value && streq(command, "INTERVAL")) {
         self->interval_ms = atoll(value);
         if (self->next_poll > zclock_mono() + self->interval_ms)
@@ -231,6 +241,8 @@ static void s_actor(zsock_t *pipe, void *args)
         curl_easy_cleanup(self.curl);
     zhashx_destroy(&self.failing);
     zlistx_destroy(&self.lookupds);
+    for (int index = 0; index < 3; index++)
+        free(self.tls[index]);
 }
 
 // ---- owner side -----------------------------------------------------------------
@@ -264,7 +276,10 @@ void nsq_discovery_destroy(nsq_discovery_t **self_p)
 
 int nsq_discovery_add(nsq_discovery_t *self, const char *address)
 {
-    const char *hostport = strncmp(address, "http://", 7) == 0 ? address + 7 : address;
+    bool https = strncmp(address, "https://", 8) == 0;
+    const char *hostport = strncmp(address, "http://", 7) == 0 ? address + 7
+                           : https                             ? address + 8
+                                                               : address;
     const char *colon = strrchr(hostport, ':');
     char *end = NULL;
     long port = colon ? strtol(colon + 1, &end, 10) : 0;
@@ -273,7 +288,14 @@ int nsq_discovery_add(nsq_discovery_t *self, const char *address)
         errno = EINVAL;
         return -1;
     }
-    return zstr_sendx(self->actor, "ADD", hostport, NULL);
+    return zstr_sendx(self->actor, "ADD", https ? address : hostport, NULL);
+}
+
+void nsq_discovery_set_tls(nsq_discovery_t *self, const char *root_ca_file, const char *cert_file,
+                           const char *key_file)
+{
+    zstr_sendx(self->actor, "TLS", root_ca_file ? root_ca_file : "", cert_file ? cert_file : "",
+               key_file ? key_file : "", NULL);
 }
 
 void nsq_discovery_set_interval(nsq_discovery_t *self, uint32_t milliseconds)

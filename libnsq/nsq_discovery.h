@@ -38,10 +38,16 @@ nsq_discovery_t *nsq_discovery_new(const char *topic);
 // *self_p; accepts NULL.
 void nsq_discovery_destroy(nsq_discovery_t **self_p);
 
-// Adds a lookupd HTTP address, "host:port" or "http://host:port", and polls
+// Adds a lookupd HTTP address, "host:port", "http://host:port" or
+// "https://host:port" (nsq_discovery_set_tls), and polls
 // at once (an address added twice is polled once). Returns 0, or -1 (errno
 // EINVAL) if the address is malformed.
 int nsq_discovery_add(nsq_discovery_t *self, const char *address);
+
+// TLS for https:// lookupds (nsq_http_client.h): the CA file to trust and
+// a client certificate and key ("" or NULL = unset). Copied.
+void nsq_discovery_set_tls(nsq_discovery_t *self, const char *root_ca_file, const char *cert_file,
+                           const char *key_file);
 
 // Sets the poll interval (at least 10 ms) from the next round on.
 void nsq_discovery_set_interval(nsq_discovery_t *self, uint32_t milliseconds);

@@ -70,7 +70,8 @@ bool nsq_endpoint_is_ipv6(const char *endpoint)
     return endpoint[0] == '[';
 }
 
-zsock_t *nsq_endpoint_dealer(const char *endpoint, int hwm, int linger_ms)
+zsock_t *nsq_endpoint_dealer(const char *endpoint, int hwm, int linger_ms,
+                             const nsq_curve_client_t *curve)
 {
     zsock_t *sock = zsock_new(ZMQ_DEALER);
     if (!sock)
@@ -80,6 +81,7 @@ zsock_t *nsq_endpoint_dealer(const char *endpoint, int hwm, int linger_ms)
     zsock_set_sndhwm(sock, hwm);
     zsock_set_rcvhwm(sock, hwm);
     zsock_set_ipv6(sock, nsq_endpoint_is_ipv6(endpoint));
+    nsq_curve_client_apply(curve, sock);
     if (zsock_connect(sock, "%s", endpoint)) {
         int saved = errno;
         zsock_destroy(&sock);
@@ -159,7 +161,7 @@ int nsq_endpoint_test(void)
         return -1;
     if (!nsq_endpoint_is_ipv6("tcp://[::1]:1") || nsq_endpoint_is_ipv6("tcp://127.0.0.1:1"))
         return -1;
-    zsock_t *dealer = nsq_endpoint_dealer("tcp://127.0.0.1:9", 10, 0);
+    zsock_t *dealer = nsq_endpoint_dealer("tcp://127.0.0.1:9", 10, 0, NULL);
     bool ok = dealer && zsock_sndhwm(dealer) == 10 && zsock_linger(dealer) == 0;
     zsock_destroy(&dealer);
     // Port 0 is the kernel's pick, in its ephemeral range, not czmq's

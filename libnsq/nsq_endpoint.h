@@ -17,6 +17,7 @@
 #define NSQ_ENDPOINT_H
 
 #include <czmq.h>
+#include "nsq_curve.h"
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -35,9 +36,11 @@ bool nsq_endpoint_is_ipv6(const char *endpoint);
 
 // A DEALER connecting to endpoint (as nsq_endpoint_parse wrote it), with
 // hwm as both high-water marks and linger_ms as its linger, set before it
-// connects. Caller owns the result; NULL (errno) if it cannot be created.
+// connects, and CURVE keys when curve is enabled (NULL = plain). Caller
+// owns the result; NULL (errno) if it cannot be created.
 // The connection itself is made, and retried, by ZeroMQ in the background.
-zsock_t *nsq_endpoint_dealer(const char *endpoint, int hwm, int linger_ms);
+zsock_t *nsq_endpoint_dealer(const char *endpoint, int hwm, int linger_ms,
+                             const nsq_curve_client_t *curve);
 
 // Binds sock to "tcp://host:port", host being host_length bytes ("[::1]"
 // for IPv6, with the socket's IPv6 option set). Port "0" lets the kernel

@@ -21,6 +21,7 @@
 #include "nsq.h"
 #include "nsq_endpoint.h"
 #include "nsq_fake_broker.h"
+#include "nsq_log.h"
 #include "nsq_selftest.h"
 #include "nsq_wire.h"
 
@@ -43,11 +44,13 @@ struct _nsq_producer_t {
     size_t ring_size;                 // capacity of the window
     bool failed;                      // a publish failed since the last report
     char error[S_ERROR_MAX];          // last error code, "" if none
+    nsq_curve_client_t curve;         // CURVE keys (disabled = plain)
 };
 
 static int s_socket_open(nsq_producer_t *self)
 {
-    self->sock = nsq_endpoint_dealer(self->endpoint, S_WINDOW_MAX + 16, self->timeout_ms);
+    self->sock =
+        nsq_endpoint_dealer(self->endpoint, S_WINDOW_MAX + 16, self->timeout_ms, &self->curve);
     return self->sock ? 0 : -1;
 }
 
@@ -100,6 +103,18 @@ void nsq_producer_set_timeout(nsq_producer_t *self, int timeout_ms)
     self->timeout_ms = timeout_ms < 0 ? 0 : timeout_ms;
     if (self->sock)
         zsock_set_linger(self->sock, self->timeout_ms);
+}
+
+int nsq_producer_set_curve(nsq_producer_t *self, const char *key_file, const char *server_key_file)
+{
+    char error[512];
+    if (nsq_curve_client_load(&self->curve, key_file, server_key_file, error, sizeof error)) {
+        nsq_error("producer: %s", error);
+        errno = EINVAL;
+        return -1;
+    }
+    s_socket_reset(self);  // nothing sent on the old one is waited for
+    return self->sock ? 0 : -1;
 }
 
 const char *nsq_producer_error(nsq_producer_t *self)

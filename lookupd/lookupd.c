@@ -36,6 +36,7 @@ struct _lookupd_core_t {
     lookupd_config_t config;       // settings
     zsock_t *pipe;                 // the actor pipe
     zsock_t *router;               // brokers
+    nsq_curve_server_t *curve;     // CURVE on the router (ZAP handler), NULL if off
     zsock_t *requests;             // inproc ROUTER the HTTP thread calls
     zloop_t *loop;                 // the one reactor
     lookupd_http_t *http;          // HTTP server
@@ -208,6 +209,7 @@ static void s_destroy(s_lookupd_t **self_p)
     zloop_destroy(&self->loop);
     zsock_destroy(&self->requests);
     zsock_destroy(&self->router);
+    nsq_curve_server_destroy(&self->curve);
     lookupd_core_destroy(self_p);
 }
 
@@ -218,7 +220,14 @@ static s_lookupd_t *s_new(zsock_t *pipe, const lookupd_config_t *config, char *e
         return NULL;
     self->pipe = pipe;
     int port = -1;
-    self->router = nsq_daemon_router(config->zmq_address, S_ROUTER_HWM, S_FRAME_MAX, &port);
+    if (config->zmq_curve_secret_key_file[0]
+        && !(self->curve = nsq_curve_server_new(config->zmq_curve_secret_key_file,
+                                                config->zmq_curve_allow_dir, error, size))) {
+        s_destroy(&self);
+        return NULL;
+    }
+    self->router =
+        nsq_daemon_router(config->zmq_address, S_ROUTER_HWM, S_FRAME_MAX, self->curve, &port);
     if (!self->router) {
         snprintf(error, size, "cannot bind ZeroMQ on %s: %s", config->zmq_address,
                  zmq_strerror(errno));
@@ -229,10 +238,11 @@ static s_lookupd_t *s_new(zsock_t *pipe, const lookupd_config_t *config, char *e
     snprintf(self->requests_endpoint, sizeof self->requests_endpoint,
              "inproc://lookupd-requests-%p", (void *) self);
     self->requests = zsock_new_router(self->requests_endpoint);
+    if (!self->requests)
+        snprintf(error, size, "cannot bind %s", self->requests_endpoint);
     self->http =
-        self->requests ? lookupd_http_new(config->http_address, self->requests_endpoint) : NULL;
+        self->requests ? lookupd_http_new(config, self->requests_endpoint, error, size) : NULL;
     if (!self->http) {
-        snprintf(error, size, "cannot listen for HTTP on %s", config->http_address);
         s_destroy(&self);
         return NULL;
     }

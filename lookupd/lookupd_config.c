@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "nsq_address.h"
+#include "nsq_curve.h"
 
 #define DAY_MS (24LL * 3600 * 1000)
 
@@ -40,6 +41,8 @@ const nsq_option_spec_t lookupd_config_options[] = {
      "console: another lookupd's HTTP host:port, listed and checked, and told of topic "
      "creations, deletions and tombstones (repeatable)",
      NSQ_OPTION_LIST(lookupd_config_t, peers, peer_count)},
+    NSQ_HTTP_TLS_OPTION_ROWS(lookupd_config_t, ),
+    NSQ_CURVE_SERVER_OPTION_ROWS(lookupd_config_t, ),
     {"log-level", NSQ_OPTION_STRING, "info", 0, 0, false, "debug, info, warn or error",
      NSQ_OPTION_NO_FIELD},
     {"log-json", NSQ_OPTION_BOOL, "false", 0, 0, false, "log one JSON object per line",

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "nsq_http_server.h"
 #include "nsq_options.h"
 
 #define LOOKUPD_ADDRESS_MAX 256
@@ -31,6 +32,9 @@ typedef struct {
     size_t history_max_bytes;                            // console: its memory bound; 0 = none
     char peers[LOOKUPD_PEERS_MAX][LOOKUPD_ADDRESS_MAX];  // console: other lookupds' HTTP
     size_t peer_count;                                   // entries in peers
+    NSQ_HTTP_TLS_FIELDS;                   // --https-address, --tls-* (nsq_http_server.h)
+    char zmq_curve_secret_key_file[1024];  // CURVE server key pair ("" = no CURVE)
+    char zmq_curve_allow_dir[1024];        // allowed brokers' public keys ("" = any)
 } lookupd_config_t;
 
 // nsq-lookupd's options: one row per flag, with its default and its field.

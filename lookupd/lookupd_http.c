@@ -1,8 +1,10 @@
-/*  lookupd_http - lookupd's HTTP front end (libmicrohttpd, one thread)
+/*  lookupd_http - lookupd's HTTP front end (libmicrohttpd: one thread for
+    HTTP, one for HTTPS when it is on; nsq_http_server)
     SPDX-License-Identifier: MIT
 
-    MHD runs its own polling thread; the access handler is called on it only,
-    so that thread alone uses the REQ socket (created there on first use).
+    The servers' threads share one REQ socket to the actor (created on
+    first use), taken in turn under a lock: lookupd's requests are few and
+    the actor answers in microseconds.
     The body of a POST is ignored (NSQ's lookupd reads only the query), but
     a request whose body length is ambiguous is refused (nsq_http.h).
 
@@ -20,12 +22,14 @@
 
 #include <czmq.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lookupd_assets.h"
 #include "nsq_http.h"
+#include "nsq_http_server.h"
 #include "nsq_log.h"
 
 #include <netdb.h>
@@ -33,9 +37,10 @@
 #define S_REPLY_TIMEOUT_MS 2000  // the actor answers in microseconds; this is a safety net
 
 struct _lookupd_http_t {
-    struct MHD_Daemon *daemon;  // the server and its thread
+    nsq_http_server_t *server;  // the servers and their threads
     char endpoint[128];         // inproc endpoint of the actor's ROUTER
-    zsock_t *request;           // REQ to the actor, used by the server thread only
+    pthread_mutex_t lock;       // guards request
+    zsock_t *request;           // REQ to the actor, used under lock
     uint16_t port;              // bound port
 };
 
@@ -179,7 +184,10 @@ static enum MHD_Result s_access(void *cls, struct MHD_Connection *connection, co
         return MHD_YES;
     }
     char *status = NULL, *type = NULL, *body = NULL;
-    if (s_forward(self, connection, method, url, &status, &type, &body))
+    pthread_mutex_lock(&self->lock);
+    int forwarded = s_forward(self, connection, method, url, &status, &type, &body);
+    pthread_mutex_unlock(&self->lock);
+    if (forwarded != 0)
         return nsq_http_answer(connection, 500, "application/json",
                                "{\"message\":\"INTERNAL_ERROR\"}");
     enum MHD_Result result = nsq_http_answer(connection, (unsigned) atoi(status), type, body);
@@ -189,26 +197,32 @@ static enum MHD_Result s_access(void *cls, struct MHD_Connection *connection, co
     return result;
 }
 
-lookupd_http_t *lookupd_http_new(const char *address, const char *endpoint)
+lookupd_http_t *lookupd_http_new(const lookupd_config_t *config, const char *endpoint, char *error,
+                                 size_t size)
 {
-    struct sockaddr_storage bind_address;
-    if (nsq_address_parse(address, &bind_address))
-        return NULL;
     lookupd_http_t *self = calloc(1, sizeof *self);
-    if (!self)
-        return NULL;
-    snprintf(self->endpoint, sizeof self->endpoint, "%s", endpoint);
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL;
-    self->daemon = MHD_start_daemon(flags | nsq_http_address_flags(&bind_address),
-                                    nsq_address_port(&bind_address), NULL, NULL, s_access, self,
-                                    MHD_OPTION_SOCK_ADDR, &bind_address,
-                                    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) 30, MHD_OPTION_END);
-    if (!self->daemon) {
-        free(self);
+    if (!self) {
+        snprintf(error, size, "out of memory");
         return NULL;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(self->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    self->port = info ? info->port : nsq_address_port(&bind_address);
+    snprintf(self->endpoint, sizeof self->endpoint, "%s", endpoint);
+    pthread_mutex_init(&self->lock, NULL);
+    nsq_http_server_config_t server = {0};
+    server.http_address = config->http_address;
+    server.https_address = config->https_address;
+    server.tls = NSQ_HTTP_TLS_OF(config);
+    server.access = s_access;
+    server.access_arg = self;
+    char reason[512];
+    self->server = nsq_http_server_new(&server, reason, sizeof reason);
+    if (!self->server) {
+        snprintf(error, size, "http: %s", reason);
+        lookupd_http_destroy(&self);
+        return NULL;
+    }
+    self->port = nsq_http_server_port(self->server);
+    if (nsq_http_server_https_port(self->server))
+        nsq_info("http: HTTPS on port %u", nsq_http_server_https_port(self->server));
     return self;
 }
 
@@ -222,8 +236,9 @@ void lookupd_http_destroy(lookupd_http_t **self_p)
     lookupd_http_t *self = self_p ? *self_p : NULL;
     if (!self)
         return;
-    MHD_stop_daemon(self->daemon);
-    zsock_destroy(&self->request);  // its thread has ended
+    nsq_http_server_destroy(&self->server);
+    zsock_destroy(&self->request);  // the threads have ended
+    pthread_mutex_destroy(&self->lock);
     free(self);
     *self_p = NULL;
 }

@@ -16,14 +16,20 @@
 #ifndef LOOKUPD_HTTP_H
 #define LOOKUPD_HTTP_H
 
+#include <stddef.h>
 #include <stdint.h>
+
+#include "lookupd_config.h"
 
 typedef struct _lookupd_http_t lookupd_http_t;
 
-// Listens on address ("host:port" or "[ipv6]:port"; port 0 = any free port) and
-// forwards requests to the inproc ROUTER at endpoint. Returns NULL if the
-// address does not parse or cannot be bound. Caller owns the result.
-lookupd_http_t *lookupd_http_new(const char *address, const char *endpoint);
+// Listens on config's --http-address (and --https-address with its TLS
+// settings; "host:port" or "[ipv6]:port"; port 0 = any free port) and
+// forwards requests to the inproc ROUTER at endpoint. Caller owns the
+// result; NULL with one line in error if an address does not parse or
+// cannot be bound, or a TLS file is wrong.
+lookupd_http_t *lookupd_http_new(const lookupd_config_t *config, const char *endpoint, char *error,
+                                 size_t size);
 
 // The bound port.
 uint16_t lookupd_http_port(lookupd_http_t *self);

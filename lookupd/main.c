@@ -32,7 +32,11 @@ static int s_configure(nsq_options_t *options, void *config_p, char *error, size
                    -1;
     if (!strrchr(config->http_address, ':') || !strrchr(config->zmq_address, ':'))
         return snprintf(error, size, "--http-address and --zmq-address must be HOST:PORT"), -1;
-    return 0;
+    nsq_http_tls_t tls = NSQ_HTTP_TLS_OF(config);
+    if (nsq_curve_server_check(config->zmq_curve_secret_key_file, config->zmq_curve_allow_dir,
+                               error, size))
+        return -1;
+    return nsq_http_tls_check(&tls, config->https_address, error, size);
 }
 
 int main(int argc, char **argv)
@@ -44,6 +48,9 @@ int main(int argc, char **argv)
                              lookupd_config_option_count, argc, argv, s_configure, &config);
     if (exit_code >= 0)
         return exit_code;
+    const char *listening[] = {config.http_address, config.https_address, config.zmq_address};
+    nsq_daemon_warn_if_open(listening, 3,
+                            config.zmq_curve_secret_key_file[0] || config.tls_required);
     // libcurl (the console's polls) is set up here, before any thread: its
     // TLS library keeps per-thread state for the thread that initialises it.
     curl_global_init(CURL_GLOBAL_DEFAULT);

@@ -126,6 +126,8 @@ if [ "${SANITIZE:-0}" = 1 ]; then
     build=${BUILD_DIR:-build-asan}
     # shellcheck disable=SC2054 # the commas belong to the meson option
     options=(-Db_sanitize=address,undefined -Db_lundef=false -Dc_args=-fno-sanitize-recover=all)
+    # Children inherit it (tests/lsan.supp says what and why).
+    export LSAN_OPTIONS="suppressions=$(cd "$(dirname "$0")/.." && pwd)/tests/lsan.supp:print_suppressions=0"
 elif [ "${FUZZ:-0}" = 1 ]; then
     build=${BUILD_DIR:-build-fuzz}
     export CC=clang  # used when the build directory is first set up

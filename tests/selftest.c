@@ -45,6 +45,7 @@
 #include "nsq_arena.h"
 #include "nsq_connection.h"
 #include "nsq_crc32c.h"
+#include "nsq_curve.h"
 #include "nsq_credit.h"
 #include "nsq_daemon.h"
 #include "nsq_deadletter.h"
@@ -55,11 +56,14 @@
 #include "nsq_duration.h"
 #include "nsq_endpoint.h"
 #include "nsq_http.h"
+#include "nsq_http_client.h"
+#include "nsq_http_server.h"
 #include "nsq_json.h"
 #include "nsq_log.h"
 #include "nsq_message.h"
 #include "nsq_msg.h"
 #include "nsq_names.h"
+#include "nsq_secret.h"
 #include "nsq_options.h"
 #include "nsq_peer.h"
 #include "nsq_selftest.h"
@@ -158,6 +162,10 @@ static const selftest_t s_tests[] = {
     {"nsq_duration", nsq_duration_test},
     {"nsq_endpoint", nsq_endpoint_test},
     {"nsq_http", nsq_http_test},
+    {"nsq_http_server", nsq_http_server_test},
+    {"nsq_http_client", nsq_http_client_test},
+    {"nsq_secret", nsq_secret_test},
+    {"nsq_curve", nsq_curve_test},
     {"nsq_json", nsq_json_test},
     {"nsq_log", nsq_log_test},
     {"nsq_message", nsq_message_test},

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "ctl.h"
+#include "nsq_http_client.h"
 #include "nsq_log.h"
 #include "nsq_options.h"
 
@@ -41,6 +42,7 @@ static const nsq_option_spec_t s_options[] = {
      NSQ_OPTION_FIELD(ctl_t, count)},
     {"log-level", NSQ_OPTION_STRING, "warn", 0, 0, false, "debug, info, warn or error",
      NSQ_OPTION_NO_FIELD},
+    NSQ_HTTP_CLIENT_TLS_OPTION_ROWS(ctl_t, ),
 };
 
 #define S_OPTION_COUNT (sizeof s_options / sizeof *s_options)

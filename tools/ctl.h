@@ -30,16 +30,20 @@ enum {
 };
 
 typedef struct {
-    const char *lookupd;      // lookupd HTTP host:port, or NULL
-    const char *broker_http;  // broker HTTP host:port, or NULL
-    const char *broker_zmq;   // broker ZeroMQ host:port, or NULL
-    bool json;                // machine output
-    int64_t timeout_ms;       // per request; jobs get this long per broker round
-    int64_t interval_ms;      // watch: between refreshes
-    int64_t count;            // watch: refreshes, tail: messages; 0 = no end
+    const char *lookupd;           // lookupd HTTP host:port, or NULL
+    const char *broker_http;       // broker HTTP host:port, or NULL
+    const char *broker_zmq;        // broker ZeroMQ host:port, or NULL
+    bool json;                     // machine output
+    int64_t timeout_ms;            // per request; jobs get this long per broker round
+    int64_t interval_ms;           // watch: between refreshes
+    int64_t count;                 // watch: refreshes, tail: messages; 0 = no end
+    const char *tls_root_ca_file;  // https: CA to trust (NULL = the system's)
+    const char *tls_cert;          // https: client certificate, or NULL
+    const char *tls_key;           // https: its key, or NULL
 } ctl_t;
 
-// One HTTP request to address ("host:port") + path. Returns the status, or
+// One HTTP request to address ("host:port", "http://..." or "https://...")
+// + path. Returns the status, or
 // 0 when no answer came (error says why). *body (may be NULL) gets the
 // answer, NUL-terminated; caller frees.
 long ctl_http_request(const ctl_t *ctl, const char *method, const char *address, const char *path,

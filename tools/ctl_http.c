@@ -6,6 +6,7 @@
     64 MiB.
 */
 #include "ctl.h"
+#include "nsq_http_client.h"
 
 #include <curl/curl.h>
 #include <stdarg.h>
@@ -47,7 +48,7 @@ long ctl_http_request(const ctl_t *ctl, const char *method, const char *address,
                       char **body, char *error, size_t error_size)
 {
     char url[2048], curl_error[CURL_ERROR_SIZE] = "";
-    snprintf(url, sizeof url, "http://%s%s", address, path);
+    nsq_http_client_url(url, sizeof url, address, path);
     s_buffer_t buffer = {NULL, 0, 0};
     long status = 0;
     CURL *curl = curl_easy_init();
@@ -57,6 +58,8 @@ long ctl_http_request(const ctl_t *ctl, const char *method, const char *address,
     }
     curl_easy_setopt(curl, CURLOPT_URL, url);
     curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    nsq_http_client_tls_t tls = {ctl->tls_root_ca_file, ctl->tls_cert, ctl->tls_key};
+    nsq_http_client_tls_apply(curl, &tls);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long) ctl->timeout_ms);
     curl_easy_setopt(curl, CURLOPT_USERAGENT, "nsq-ctl/" NSQ_VERSION);

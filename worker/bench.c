@@ -45,6 +45,7 @@
 #include "bench_soak.h"
 #include "bench_tcp.h"
 #include "nsq.h"
+#include "nsq_curve.h"
 #include "nsq_log.h"
 #include "nsq_options.h"
 
@@ -60,22 +61,24 @@
 #include <zmq.h>
 
 typedef struct {
-    const char *mode;          // --mode
-    int64_t count;             // messages
-    size_t size;               // body bytes
-    int64_t batch;             // messages per /mpub or MPUB
-    int64_t connections;       // HTTP connections or producer threads
-    size_t window;             // unacknowledged ZeroMQ publishes
-    uint32_t max_in_flight;    // consumer credit
-    int64_t rate;              // messages per second, 0 = unpaced
-    int64_t duration_ms;       // soak: how long to publish
-    const char *http_address;  // broker HTTP
-    const char *zmq_address;   // broker ZeroMQ
-    const char *tcp_address;   // broker NSQ TCP
-    const char *log_level;     // --log-level
-    uint64_t run_id;           // starts every body this run publishes
-    char topic[65];            // --topic, or bench-RUNID
-    char channel[65];          // --channel, or bench-RUNID
+    const char *mode;                       // --mode
+    int64_t count;                          // messages
+    size_t size;                            // body bytes
+    int64_t batch;                          // messages per /mpub or MPUB
+    int64_t connections;                    // HTTP connections or producer threads
+    size_t window;                          // unacknowledged ZeroMQ publishes
+    uint32_t max_in_flight;                 // consumer credit
+    int64_t rate;                           // messages per second, 0 = unpaced
+    int64_t duration_ms;                    // soak: how long to publish
+    const char *http_address;               // broker HTTP
+    const char *zmq_address;                // broker ZeroMQ
+    const char *tcp_address;                // broker NSQ TCP
+    const char *log_level;                  // --log-level
+    uint64_t run_id;                        // starts every body this run publishes
+    char topic[65];                         // --topic, or bench-RUNID
+    char channel[65];                       // --channel, or bench-RUNID
+    const char *zmq_curve_key_file;         // CURVE: our key pair, NULL = plain
+    const char *zmq_curve_server_key_file;  // CURVE: the broker's public certificate
 } s_config_t;
 
 // Each option fills its field of s_config_t.
@@ -118,6 +121,7 @@ static const nsq_option_spec_t s_specs[] = {
      NSQ_OPTION_FIELD(s_config_t, channel)},
     {"log-level", NSQ_OPTION_STRING, "warn", 0, 0, false, "debug, info, warn or error",
      NSQ_OPTION_FIELD(s_config_t, log_level)},
+    NSQ_CURVE_CLIENT_OPTION_ROWS(s_config_t, ),
 };
 
 // What every published body starts with.
@@ -339,6 +343,10 @@ static void *s_publisher_run(void *arg)
     size_t batch = (size_t) config->batch;
     size_t window = config->window / batch ? config->window / batch : 1;  // in PUBs
     nsq_producer_t *producer = nsq_producer_new(config->zmq_address);
+    if (producer && config->zmq_curve_key_file
+        && nsq_producer_set_curve(producer, config->zmq_curve_key_file,
+                                  config->zmq_curve_server_key_file))
+        nsq_producer_destroy(&producer);
     char *buffer = calloc(batch, config->size);
     const void **bodies = calloc(batch, sizeof *bodies);
     size_t *sizes = calloc(batch, sizeof *sizes);
@@ -478,6 +486,10 @@ static nsq_consumer_t *s_consumer_start(const s_config_t *config, s_counter_t *c
                                         uint32_t max_in_flight)
 {
     nsq_consumer_t *consumer = nsq_consumer_new(config->topic, config->channel);
+    if (consumer && config->zmq_curve_key_file
+        && nsq_consumer_set_curve(consumer, config->zmq_curve_key_file,
+                                  config->zmq_curve_server_key_file))
+        nsq_consumer_destroy(&consumer);
     if (consumer && nsq_consumer_connect(consumer, config->zmq_address) == 0) {
         nsq_consumer_set_handler(consumer, s_count_handler, counter);
         nsq_consumer_set_max_in_flight(consumer, max_in_flight);

@@ -21,6 +21,8 @@
     --process-window, so that every window can be full.
 */
 #include "nsq.h"
+#include "nsq_curve.h"
+#include "nsq_http_server.h"
 #include "nsq_log.h"
 #include "nsq_names.h"
 #include "nsq_options.h"
@@ -141,6 +143,8 @@ static const nsq_option_spec_t s_specs[] = {
      "on SIGTERM let running handlers finish this long, then stop and requeue them (--process: "
      "the processes then read EOF; those still running at the timeout get SIGTERM)",
      FIELD(worker.shutdown_timeout_ms)},
+    NSQ_HTTP_TLS_OPTION_ROWS(s_settings_t, worker.),
+    NSQ_CURVE_CLIENT_OPTION_ROWS(s_settings_t, worker.),
 };
 
 static int s_handler_count(const worker_config_t *config)
@@ -173,7 +177,8 @@ static int s_check(const s_settings_t *settings, char *error, size_t size)
                  "--publish-topic needs a handler with output: --process, --exec or --http");
     else if (nsq_log_level_parse(settings->log_level, &level))
         snprintf(error, size, "invalid --log-level %s", settings->log_level);
-    else {
+    else if (nsq_http_tls_check(&NSQ_HTTP_TLS_OF(config), config->https_address, error, size)
+             == 0) {
         nsq_log_set_level(level);
         return 0;
     }

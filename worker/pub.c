@@ -13,6 +13,8 @@
     not published); 2 on bad configuration.
 */
 #include "nsq.h"
+#include "nsq_curve.h"
+#include "nsq_http_client.h"
 #include "nsq_log.h"
 #include "nsq_names.h"
 #include "nsq_options.h"
@@ -29,20 +31,25 @@
 #define S_BATCH_BYTES (1 << 20)  // a batch is sent at this size whatever its line count
 
 typedef struct {
-    const char *topic;         // where to publish
-    const char *http_address;  // HTTP mode, or NULL
-    const char *zmq_address;   // ZeroMQ mode, or NULL
-    nsq_producer_t *producer;  // ZeroMQ mode, or NULL
-    CURL *curl;                // HTTP mode
-    char url[512];             // /mpub URL
-    char *batch;               // HTTP mode: lines joined by '\n'
-    size_t batch_size;         // bytes in batch
-    size_t batch_lines;        // lines in batch
-    size_t batch_max;          // lines per batch
-    size_t *starts;            // offset of each line in batch (batch_max entries)
-    long timeout_ms;           // per publish
-    const char *log_level;     // --log-level
-    uint64_t published;        // lines acknowledged
+    const char *topic;                      // where to publish
+    const char *http_address;               // HTTP mode, or NULL
+    const char *zmq_address;                // ZeroMQ mode, or NULL
+    nsq_producer_t *producer;               // ZeroMQ mode, or NULL
+    CURL *curl;                             // HTTP mode
+    char url[512];                          // /mpub URL
+    char *batch;                            // HTTP mode: lines joined by '\n'
+    size_t batch_size;                      // bytes in batch
+    size_t batch_lines;                     // lines in batch
+    size_t batch_max;                       // lines per batch
+    size_t *starts;                         // offset of each line in batch (batch_max entries)
+    long timeout_ms;                        // per publish
+    const char *log_level;                  // --log-level
+    uint64_t published;                     // lines acknowledged
+    const char *zmq_curve_key_file;         // CURVE: our key pair, NULL = plain
+    const char *zmq_curve_server_key_file;  // CURVE: the broker's public certificate
+    const char *tls_root_ca_file;           // https: CA to trust (NULL = the system's)
+    const char *tls_cert;                   // https: client certificate, or NULL
+    const char *tls_key;                    // https: its key, or NULL
 } s_pub_t;
 
 // Each option fills its field of s_pub_t.
@@ -61,6 +68,8 @@ static const nsq_option_spec_t s_specs[] = {
      NSQ_OPTION_FIELD(s_pub_t, timeout_ms)},
     {"log-level", NSQ_OPTION_STRING, "info", 0, 0, false, "debug, info, warn or error",
      NSQ_OPTION_FIELD(s_pub_t, log_level)},
+    NSQ_CURVE_CLIENT_OPTION_ROWS(s_pub_t, ),
+    NSQ_HTTP_CLIENT_TLS_OPTION_ROWS(s_pub_t, ),
 };
 
 // Keeps the start of the broker's answer for error messages.
@@ -243,16 +252,24 @@ static int s_setup(s_pub_t *self, nsq_options_t *options, char *error, size_t si
         if (!self->producer)
             return snprintf(error, size, "invalid --broker-address %s", zmq_address), -1;
         nsq_producer_set_timeout(self->producer, (int) self->timeout_ms);
+        if ((self->zmq_curve_key_file || self->zmq_curve_server_key_file)
+            && nsq_producer_set_curve(self->producer, self->zmq_curve_key_file,
+                                      self->zmq_curve_server_key_file))
+            return snprintf(error, size, "CURVE keys refused (see the line above)"), -1;
         return 0;
     }
     if (!strchr(self->http_address, ':'))
         return snprintf(error, size, "invalid --http-address %s", self->http_address), -1;
-    snprintf(self->url, sizeof self->url, "http://%s/mpub?topic=%s", self->http_address,
-             self->topic);
+    char path[256];
+    snprintf(path, sizeof path, "/mpub?topic=%s", self->topic);
+    if (nsq_http_client_url(self->url, sizeof self->url, self->http_address, path))
+        return snprintf(error, size, "invalid --http-address %s", self->http_address), -1;
     self->curl = curl_easy_init();
     if (!self->curl)
         return snprintf(error, size, "cannot initialise libcurl"), -1;
     curl_easy_setopt(self->curl, CURLOPT_NOSIGNAL, 1L);
+    nsq_http_client_tls_t tls = {self->tls_root_ca_file, self->tls_cert, self->tls_key};
+    nsq_http_client_tls_apply(self->curl, &tls);
     curl_easy_setopt(self->curl, CURLOPT_CONNECTTIMEOUT_MS, self->timeout_ms);
     return 0;
 }

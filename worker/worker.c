@@ -50,6 +50,7 @@
 #include "worker.h"
 
 #include "nsq.h"
+#include "nsq_curve.h"
 #include "nsq_log.h"
 #include "nsq_names.h"
 #include "worker_backoff.h"
@@ -75,6 +76,7 @@ struct _worker_t {
     worker_config_t config;         // copy; strings borrowed
     char dead_letter_topic[128];    // resolved name
     nsq_consumer_t *consumer;       // the subscription
+    nsq_curve_client_t curve;       // CURVE keys towards brokers (disabled = plain)
     worker_handler_t *handler;      // the one handler
     worker_backoff_t *backoff;      // failure pauses
     worker_metrics_t *metrics;      // shared with the HTTP thread
@@ -140,6 +142,12 @@ static nsq_producer_t *s_producer(worker_t *self, const char *broker)
         if (!producer)
             return NULL;
         nsq_producer_set_timeout(producer, S_PUBLISH_TIMEOUT_MS);
+        if (self->curve.enabled
+            && nsq_producer_set_curve(producer, self->config.zmq_curve_key_file,
+                                      self->config.zmq_curve_server_key_file)) {
+            nsq_producer_destroy(&producer);
+            return NULL;
+        }
         zhashx_insert(self->producers, broker, producer);
     }
     return producer;
@@ -431,6 +439,7 @@ static worker_handler_t *s_handler_new(worker_t *self)
         .metrics = self->metrics,
         .capture_output = self->config.publish_topic != NULL,
         .max_output = self->config.max_output_size,
+        .tls = {self->config.tls_root_ca_file, self->config.tls_cert, self->config.tls_key},
     };
     const worker_config_t *config = &self->config;
     if (config->exec_command)
@@ -470,6 +479,8 @@ static int s_publisher_start(worker_t *self)
         return -1;
     }
     self->publisher = worker_publisher_new(nsq_consumer_loop(self->consumer), S_PUBLISH_TIMEOUT_MS);
+    if (self->publisher)
+        worker_publisher_set_curve(self->publisher, &self->curve);
     return self->publisher ? 0 : -1;
 }
 
@@ -478,7 +489,9 @@ static int s_publisher_start(worker_t *self)
 static int s_http_start(worker_t *self)
 {
     char error[320];
-    self->http = worker_http_new(self->config.http_address, self->metrics, error, sizeof error);
+    nsq_http_tls_t tls = NSQ_HTTP_TLS_OF(&self->config);
+    self->http = worker_http_new(self->config.http_address, self->config.https_address, &tls,
+                                 self->metrics, error, sizeof error);
     if (self->http)
         return 0;
     if (!self->config.http_address_optional) {
@@ -505,6 +518,22 @@ worker_t *worker_new(const worker_config_t *config)
     self->backoff = worker_backoff_new(config->backoff_ms, config->max_backoff_ms);
     self->producers = zhashx_new();
     self->consumer = nsq_consumer_new(config->topic, config->channel);
+    char curve_error[512];
+    if (nsq_curve_client_load(&self->curve, config->zmq_curve_key_file,
+                              config->zmq_curve_server_key_file, curve_error, sizeof curve_error)) {
+        nsq_error("%s", curve_error);
+        worker_destroy(&self);
+        return NULL;
+    }
+    if (self->consumer && self->curve.enabled
+        && nsq_consumer_set_curve(self->consumer, config->zmq_curve_key_file,
+                                  config->zmq_curve_server_key_file)) {
+        worker_destroy(&self);
+        return NULL;
+    }
+    if (self->consumer)
+        nsq_consumer_set_lookupd_tls(self->consumer, config->tls_root_ca_file, config->tls_cert,
+                                     config->tls_key);
     if (!self->metrics || !self->backoff || !self->producers || !self->consumer
         || s_resolve_dead_letter_topic(self) || s_publisher_start(self)
         || !(self->handler = s_handler_new(self))) {
@@ -521,7 +550,8 @@ worker_t *worker_new(const worker_config_t *config)
     worker_metrics_set(self->metrics, WORKER_METRIC_CREDIT, config->max_in_flight);
     self->tick_timer =
         zloop_timer(nsq_consumer_loop(self->consumer), S_TICK_MS, 0, s_on_tick, self);
-    if (config->http_address && *config->http_address && s_http_start(self)) {
+    bool http = (config->http_address && *config->http_address) || config->https_address[0];
+    if (http && s_http_start(self)) {
         worker_destroy(&self);
         return NULL;
     }
@@ -645,7 +675,7 @@ int worker_test(void)
     worker_metrics_t *metrics = worker_metrics_new();
     char error[320], taken[64];
     worker_http_t *holder =
-        metrics ? worker_http_new("127.0.0.1:0", metrics, error, sizeof error) : NULL;
+        metrics ? worker_http_new("127.0.0.1:0", NULL, NULL, metrics, error, sizeof error) : NULL;
     if (!holder) {
         worker_metrics_destroy(&metrics);
         return -1;

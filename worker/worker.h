@@ -14,6 +14,7 @@
 #define WORKER_H
 
 #include "nsq.h"
+#include "nsq_http_server.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -47,6 +48,9 @@ typedef struct {
     int64_t shutdown_timeout_ms;      // drain at most this long
     const char *publish_topic;        // handlers' output goes here (NULL = not captured)
     size_t max_output_size;           // output beyond this fails the message (0 = 1 MiB)
+    NSQ_HTTP_TLS_FIELDS;  // HTTPS probes; the cert, key and CA serve libcurl's requests too
+    char zmq_curve_key_file[1024];         // CURVE towards brokers: our key pair ("" = off)
+    char zmq_curve_server_key_file[1024];  // CURVE: the brokers' public certificate
 } worker_config_t;
 
 typedef struct _worker_t worker_t;

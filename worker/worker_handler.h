@@ -32,6 +32,7 @@
 #define WORKER_HANDLER_H
 
 #include "nsq.h"
+#include "nsq_http_client.h"
 #include "nsq_deadletter.h"
 #include "worker_metrics.h"
 
@@ -85,6 +86,7 @@ typedef struct {
     worker_metrics_t *metrics;  // handlers count their timeouts here
     bool capture_output;        // hang output on the job (--publish-topic)
     size_t max_output;          // more output than this is a failure
+    nsq_http_client_tls_t tls;  // --http to https: CA and client certificate (borrowed)
 } worker_handler_context_t;
 
 typedef struct _worker_handler_t worker_handler_t;

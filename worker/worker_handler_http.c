@@ -245,6 +245,7 @@ static CURL *s_easy(s_http_t *self, s_request_t *request)
     curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) self->request_timeout_ms);
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+    nsq_http_client_tls_apply(easy, &self->context.tls);
     if (self->context.capture_output) {
         curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, s_keep);
         curl_easy_setopt(easy, CURLOPT_WRITEDATA, request);

@@ -10,39 +10,20 @@
 #include "nsq_address.h"
 
 #include "nsq_http.h"
+#include "nsq_http_server.h"
 #include "nsq_log.h"
 
 #include <curl/curl.h>
 #include <microhttpd.h>
-#include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct _worker_http_t {
-    struct MHD_Daemon *daemon;  // the running server
+    nsq_http_server_t *server;  // the running servers (HTTP, HTTPS)
     worker_metrics_t *metrics;  // what it reports (borrowed)
     uint16_t port;              // bound port
-    atomic_bool starting;       // MHD_start_daemon runs: its errors go to start_error
-    char start_error[256];      // why the server did not start
 };
-
-// libmicrohttpd's error messages: kept while starting (the caller reports
-// the failure once), logged afterwards.
-static void s_log(void *arg, const char *format, va_list args)
-{
-    worker_http_t *self = arg;
-    char text[256];
-    vsnprintf(text, sizeof text, format, args);
-    size_t size = strlen(text);
-    while (size && (text[size - 1] == '\n' || text[size - 1] == ' '))
-        text[--size] = '\0';
-    if (atomic_load(&self->starting))
-        snprintf(self->start_error, sizeof self->start_error, "%s", text);
-    else
-        nsq_warn("http: %s", text);
-}
 
 static enum MHD_Result s_answer(struct MHD_Connection *connection, unsigned status,
                                 const char *text, bool copy, const char *type)
@@ -99,36 +80,31 @@ static enum MHD_Result s_access(void *arg, struct MHD_Connection *connection, co
     return s_answer(connection, MHD_HTTP_NOT_FOUND, "not found\n", true, plain);
 }
 
-worker_http_t *worker_http_new(const char *address, worker_metrics_t *metrics, char *error,
+worker_http_t *worker_http_new(const char *address, const char *https_address,
+                               const nsq_http_tls_t *tls, worker_metrics_t *metrics, char *error,
                                size_t size)
 {
-    struct sockaddr_storage sockaddr;
-    if (!address || nsq_address_parse(address, &sockaddr)) {
-        snprintf(error, size, "invalid --http-address %s", address ? address : "(none)");
-        return NULL;
-    }
     worker_http_t *self = calloc(1, sizeof *self);
     if (!self) {
         snprintf(error, size, "out of memory");
         return NULL;
     }
     self->metrics = metrics;
-    atomic_init(&self->starting, true);
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
-    self->daemon =
-        MHD_start_daemon(flags | nsq_http_address_flags(&sockaddr), nsq_address_port(&sockaddr),
-                         NULL, NULL, s_access, self, MHD_OPTION_SOCK_ADDR, &sockaddr,  //
-                         MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_EXTERNAL_LOGGER, s_log,
-                         self, MHD_OPTION_END);
-    atomic_store(&self->starting, false);
-    if (!self->daemon) {
-        snprintf(error, size, "cannot listen on --http-address %s: %s", address,
-                 self->start_error[0] ? self->start_error : "failed to start");
+    nsq_http_server_config_t server = {0};
+    server.http_address = address;
+    server.https_address = https_address;
+    if (tls)
+        server.tls = *tls;
+    server.access = s_access;
+    server.access_arg = self;
+    self->server = nsq_http_server_new(&server, error, size);
+    if (!self->server) {
         free(self);
         return NULL;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(self->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    self->port = info ? info->port : nsq_address_port(&sockaddr);
+    self->port = nsq_http_server_port(self->server);
+    if (nsq_http_server_https_port(self->server))
+        nsq_info("http: HTTPS on port %u", nsq_http_server_https_port(self->server));
     return self;
 }
 
@@ -136,7 +112,7 @@ void worker_http_destroy(worker_http_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
-    MHD_stop_daemon((*self_p)->daemon);
+    nsq_http_server_destroy(&(*self_p)->server);
     free(*self_p);
     *self_p = NULL;
 }
@@ -177,16 +153,18 @@ int worker_http_test(void)
 {
     worker_metrics_t *metrics = worker_metrics_new();
     char error[256] = "";
-    worker_http_t *refused = worker_http_new("127.0.0.1:99999", metrics, error, sizeof error);
+    worker_http_t *refused =
+        worker_http_new("127.0.0.1:99999", NULL, NULL, metrics, error, sizeof error);
     int failed = refused || !strstr(error, "127.0.0.1:99999");
-    worker_http_t *self = worker_http_new("127.0.0.1:0", metrics, error, sizeof error);
+    worker_http_t *self = worker_http_new("127.0.0.1:0", NULL, NULL, metrics, error, sizeof error);
     failed |= !metrics || !self || worker_http_port(self) == 0;
     if (!failed) {
         uint16_t port = worker_http_port(self);
         char taken[64];
         snprintf(taken, sizeof taken, "127.0.0.1:%u", port);
         error[0] = '\0';
-        refused = worker_http_new(taken, metrics, error, sizeof error);  // the port is ours
+        refused =
+            worker_http_new(taken, NULL, NULL, metrics, error, sizeof error);  // the port is ours
         failed |= refused || !strstr(error, taken) || !strstr(error, ": ");
         worker_http_destroy(&refused);
         failed |= s_test_get(port, "/healthz") != 200;

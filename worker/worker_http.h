@@ -19,6 +19,7 @@
 #ifndef WORKER_HTTP_H
 #define WORKER_HTTP_H
 
+#include "nsq_http_server.h"
 #include "worker_metrics.h"
 
 #include <stddef.h>
@@ -27,11 +28,14 @@
 typedef struct _worker_http_t worker_http_t;
 
 // Listens on address ("host:port" or "[ipv6]:port", port 0 = any free port;
-// "" host = all) and serves metrics (borrowed: must outlive the server).
+// "" host = all; NULL or "" = no plain HTTP) and on https_address with tls
+// (NULL or "" = no HTTPS; nsq_http_server.h), and serves metrics
+// (borrowed: must outlive the server).
 // NULL if the address is malformed or cannot be bound, with the reason in
 // error (size bytes); nothing is logged, so the caller decides how loud
 // that is.
-worker_http_t *worker_http_new(const char *address, worker_metrics_t *metrics, char *error,
+worker_http_t *worker_http_new(const char *address, const char *https_address,
+                               const nsq_http_tls_t *tls, worker_metrics_t *metrics, char *error,
                                size_t size);
 
 // Stops the server and nulls *self_p; accepts NULL.

@@ -41,10 +41,11 @@ typedef struct {
 } s_link_t;
 
 struct _worker_publisher_t {
-    zloop_t *loop;       // where answers are read
-    int64_t timeout_ms;  // per publish
-    zhashx_t *links;     // endpoint -> s_link_t
-    size_t pending;      // over all links
+    zloop_t *loop;             // where answers are read
+    int64_t timeout_ms;        // per publish
+    zhashx_t *links;           // endpoint -> s_link_t
+    size_t pending;            // over all links
+    nsq_curve_client_t curve;  // CURVE keys for new links (disabled = plain)
 };
 
 static int s_on_answer(zloop_t *loop, zsock_t *sock, void *arg);
@@ -66,6 +67,7 @@ static int s_socket_open(s_link_t *link)
     zsock_set_sndhwm(link->sock, S_SEND_HWM);
     zsock_set_rcvhwm(link->sock, S_SEND_HWM);
     zsock_set_ipv6(link->sock, strchr(link->endpoint, '[') != NULL);
+    nsq_curve_client_apply(&link->owner->curve, link->sock);
     if (zsock_connect(link->sock, "%s", link->endpoint)
         || zloop_reader(link->owner->loop, link->sock, s_on_answer, link)) {
         zsock_destroy(&link->sock);
@@ -89,6 +91,11 @@ static void s_link_destroy(s_link_t **link_p)
     link->owner->pending -= link->count;
     free(link);
     *link_p = NULL;
+}
+
+void worker_publisher_set_curve(worker_publisher_t *self, const nsq_curve_client_t *curve)
+{
+    self->curve = *curve;
 }
 
 worker_publisher_t *worker_publisher_new(zloop_t *loop, int64_t timeout_ms)

@@ -21,6 +21,7 @@
 #define WORKER_PUBLISHER_H
 
 #include "nsq.h"
+#include "nsq_curve.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -34,6 +35,9 @@ typedef struct _worker_publisher_t worker_publisher_t;
 // A publisher on loop; publishes wait timeout_ms at most for their answer.
 // NULL if out of memory. Caller owns the result.
 worker_publisher_t *worker_publisher_new(zloop_t *loop, int64_t timeout_ms);
+
+// CURVE keys for the links opened from now on (copied).
+void worker_publisher_set_curve(worker_publisher_t *self, const nsq_curve_client_t *curve);
 
 // Destroys *self_p and nulls it; accepts NULL. Publishes still unanswered
 // are dropped without their callback.

@@ -687,7 +687,7 @@ function checkImageOverride(image) {
         doc.images = [{ name: image.name, newName: 'registry.example.com/team/nsq-zmq',
                         newTag: '9.9.9' }];
         fs.writeFileSync(file, YAML.stringify(doc));
-        for (const dir of ['k8s', 'k8s/keda']) {
+        for (const dir of ['k8s', 'k8s/keda', 'k8s/secure']) {
             const docs = render(tmp, dir);
             if (docs)
                 checkImages(docs, wanted, `kustomize ${dir} (registry set in k8s/base)`);
@@ -702,7 +702,7 @@ function renderKustomizations(image) {
         note('SKIP: kubectl not found, `kubectl kustomize` renderings not checked');
         return;
     }
-    for (const dir of ['k8s', 'k8s/keda']) {
+    for (const dir of ['k8s', 'k8s/keda', 'k8s/secure']) {
         const docs = render(ROOT, dir);
         if (!docs)
             continue;
