@@ -4,6 +4,7 @@
 */
 #include "broker_tls.h"
 
+#include <fcntl.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 #include <stdint.h>
@@ -60,11 +61,12 @@ static int s_write_pem(const char *path,
     size_t size = sizeof pem;
     if (export(object, GNUTLS_X509_FMT_PEM, pem, &size) < 0)
         return -1;
-    FILE *file = fopen(path, "w");
-    if (!file)
+    // 0600: a private key with wider permissions is refused (nsq_secret).
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
         return -1;
-    int rc = fwrite(pem, 1, size, file) == size ? 0 : -1;
-    return fclose(file) == 0 ? rc : -1;
+    int rc = write(fd, pem, size) == (ssize_t) size ? 0 : -1;
+    return close(fd) == 0 ? rc : -1;
 }
 
 static int s_export_crt(void *crt, gnutls_x509_crt_fmt_t format, void *out, size_t *size)

@@ -583,12 +583,23 @@ static void s_tls(void)
     IT_ASSERT(broker_tls_write_test_pair(cert, key) == 0, "cannot write a test certificate");
     snprintf(cert_flag, sizeof cert_flag, "--tls-cert=%s", cert);
     snprintf(key_flag, sizeof key_flag, "--tls-key=%s", key);
-    const char *flags[] = {cert_flag, key_flag, "--tls-required", NULL};
-    it_broker_t *broker = it_broker_start(flags);
-    // --tls-required: nothing but IDENTIFY before TLS.
+    const char *required[] = {cert_flag, key_flag, "--tls-required", NULL};
+    it_broker_t *broker = it_broker_start(required);
+    // --tls-required: nothing but IDENTIFY before TLS (plain HTTP is refused
+    // too, as nsqd's --tls-required=true, so /stats is read from a second
+    // broker below).
     v2_client_t *client = s_connect(broker);
     s_error(client, "PUB t", "x", 1, "E_INVALID", true);
     v2_client_destroy(&client);
+    client = s_connect(broker);
+    s_identify(client, "{\"feature_negotiation\":true,\"tls_v1\":true}", "{");
+    IT_ASSERT(v2_client_start_tls(client, cert) == 0, "TLS handshake failed");
+    IT_ASSERT(v2_client_expect(client, S_RESPONSE, "OK"), "no OK after TLS");
+    s_round_trip(client, "secret");
+    v2_client_destroy(&client);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+    const char *optional[] = {cert_flag, key_flag, NULL};
+    broker = it_broker_start(optional);
     client = s_connect(broker);
     s_identify(client, "{\"feature_negotiation\":true,\"tls_v1\":true}", "{");
     IT_ASSERT(v2_client_start_tls(client, cert) == 0, "TLS handshake failed");
