@@ -321,6 +321,9 @@ void broker_node_persist(broker_node_t *self, int64_t now)
     if (!self->diskio)
         return;
     nsq_diskio_wait(self->diskio, -1);  // every queue recovered, every pending record written
+    // The syncfs below makes the new segments' names durable: one
+    // directory fsync per queue took seconds for thousands of topics.
+    nsq_diskio_defer_dir_syncs(self->diskio, true);
     broker_server_persist(self->server, now);
     broker_state_save(self->state, NULL, NULL);
     if (nsq_diskio_syncfs(self->diskio, self->config.data_path, s_synced_fs, self) != 0)

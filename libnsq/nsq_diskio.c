@@ -63,10 +63,11 @@ typedef struct {
 } shared_t;
 
 struct _nsq_diskio_t {
-    zactor_t *actor;         // the thread; its pipe carries the wake-ups
-    shared_t shared;         // lists shared with the thread
-    request_t *outstanding;  // owner's list, any order
-    size_t count;            // entries in outstanding
+    zactor_t *actor;          // the thread; its pipe carries the wake-ups
+    shared_t shared;          // lists shared with the thread
+    request_t *outstanding;   // owner's list, any order
+    size_t count;             // entries in outstanding
+    bool dir_syncs_deferred;  // creates skip their directory fsync (a syncfs follows)
 };
 
 // ---- blocking helpers ----------------------------------------------------------
@@ -353,7 +354,14 @@ int nsq_diskio_open(nsq_diskio_t *self, const char *path, int flags, unsigned op
         return -1;
     request->flags = flags;
     request->options = options;
+    if (self->dir_syncs_deferred)
+        request->options &= ~NSQ_DISKIO_CREATE_DURABLE;
     return s_submit(self, request, done, arg);
+}
+
+void nsq_diskio_defer_dir_syncs(nsq_diskio_t *self, bool deferred)
+{
+    self->dir_syncs_deferred = deferred;
 }
 
 int nsq_diskio_datasync(nsq_diskio_t *self, int fd, bool close_fd, nsq_diskio_done_fn *done,

@@ -136,6 +136,11 @@ int nsq_diskio_syncfs(nsq_diskio_t *self, const char *path, nsq_diskio_done_fn *
 int nsq_diskio_call(nsq_diskio_t *self, int (*fn)(void *job), void *job, nsq_diskio_done_fn *done,
                     void *arg);
 
+// While deferred, opens submitted with NSQ_DISKIO_CREATE_DURABLE skip the
+// directory fsync: for a shutdown that syncs the whole file system
+// (nsq_diskio_syncfs) before it relies on the new names. Owner's thread.
+void nsq_diskio_defer_dir_syncs(nsq_diskio_t *self, bool deferred);
+
 // The callbacks of every outstanding request submitted with arg will not
 // run; the requests still happen (a descriptor a cancelled open returns
 // is closed by the actor).
