@@ -85,6 +85,15 @@ static int s_on_synced(zloop_t *loop, zsock_t *reader, void *arg)
     return 0;
 }
 
+static int s_on_auth(zloop_t *loop, zsock_t *reader, void *arg)
+{
+    (void) loop;
+    (void) reader;
+    broker_t *self = arg;
+    broker_node_on_auth(self->node, zclock_mono());
+    return 0;
+}
+
 static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
 {
     (void) loop;
@@ -190,6 +199,7 @@ static broker_t *s_broker_new(zsock_t *pipe, const broker_config_t *config, char
     self->pipe = pipe;
     self->node = broker_node_new(config, error, error_size);
     if (!self->node || broker_node_start_sync(self->node, error, error_size) != 0
+        || broker_node_start_auth(self->node, error, error_size) != 0
         || s_open_doors(self, error, error_size) != 0) {
         s_broker_destroy(&self);
         return NULL;
@@ -203,6 +213,8 @@ static broker_t *s_broker_new(zsock_t *pipe, const broker_config_t *config, char
     zloop_timer(self->loop, BROKER_TICK_MS, 0, s_on_tick, self);
     if (broker_node_sync_socket(self->node))
         zloop_reader(self->loop, broker_node_sync_socket(self->node), s_on_synced, self);
+    if (broker_node_auth_socket(self->node))
+        zloop_reader(self->loop, broker_node_auth_socket(self->node), s_on_auth, self);
     broker_lookup_source_t source = broker_node_lookup_source(self->node);
     if (config->lookupd_count > 0
         && !(self->lookup =

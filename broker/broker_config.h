@@ -21,6 +21,7 @@
 
 #define BROKER_ADDRESS_MAX 256
 #define BROKER_LOOKUPD_MAX 16  // --lookupd-address values
+#define BROKER_AUTHD_MAX   8   // --auth-http-address values
 
 // Failures the tests inject into the sync thread (test_sync_fault).
 typedef enum {
@@ -54,6 +55,9 @@ typedef struct {
     char lookupd_addresses[BROKER_LOOKUPD_MAX][BROKER_ADDRESS_MAX];  // lookupd ZeroMQ host:port
     int lookupd_count;                                               // entries used
     int64_t lookupd_heartbeat_ms;                                    // heartbeat to each lookupd
+    char auth_http_addresses[BROKER_AUTHD_MAX][BROKER_ADDRESS_MAX];  // auth servers; none: no auth
+    int auth_http_count;                                             // entries used
+    int64_t auth_http_timeout_ms;                                    // per auth request
     nsq_diskqueue_listing_t *disk_listing;  // data_path's files at start, owned by the core
                                             // (NULL: each disk queue lists the directory)
     int64_t test_clock_offset_ms;  // tests only: added to the wall clock message ids come from

@@ -12,6 +12,7 @@
 
     API in call order: broker_node_new, broker_node_server,
     broker_node_start_sync, broker_node_sync_socket / broker_node_on_synced,
+    broker_node_start_auth, broker_node_auth_socket / broker_node_on_auth,
     broker_node_lookup_source
     / broker_node_set_lookup, broker_node_after_batch, broker_node_tick,
     broker_node_settle, broker_node_persist, broker_node_destroy.
@@ -40,6 +41,16 @@ broker_node_t *broker_node_new(const broker_config_t *config, char *error, size_
 // metadata syncs of the tick and durable publishes are refused. Returns
 // 0, or -1 with a reason in error.
 int broker_node_start_sync(broker_node_t *self, char *error, size_t size);
+
+// Starts the auth server client when --auth-http-address is set (else
+// nothing to do) and gives it to the server. Returns 0, or -1 with a
+// reason in error.
+int broker_node_start_auth(broker_node_t *self, char *error, size_t size);
+
+// The auth client's socket for the loop (NULL without one), and what its
+// reader does: the answers' waiters run, then the work after a batch.
+zsock_t *broker_node_auth_socket(broker_node_t *self);
+void broker_node_on_auth(broker_node_t *self, int64_t now);
 
 // Stops the syncer (broker_node_settle), frees the server (nothing is
 // persisted: call broker_node_persist first) and releases the lock. Nulls
