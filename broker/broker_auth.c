@@ -332,6 +332,24 @@ static int s_read_answer(broker_auth_t *self, char **query, int *result,
     return *result < 0 ? -1 : 0;
 }
 
+// Calls each waiter, oldest first (the list is newest first).
+static void s_call_waiters(waiter_t *waiter, bool cancelled)
+{
+    waiter_t *oldest = NULL;
+    while (waiter) {
+        waiter_t *next = waiter->next;
+        waiter->next = oldest;
+        oldest = waiter;
+        waiter = next;
+    }
+    while (oldest) {
+        waiter_t *next = oldest->next;
+        oldest->fn(oldest->arg, cancelled);
+        free(oldest);
+        oldest = next;
+    }
+}
+
 void broker_auth_destroy(broker_auth_t **self_p)
 {
     broker_auth_t *self = self_p ? *self_p : NULL;
@@ -348,7 +366,11 @@ void broker_auth_destroy(broker_auth_t **self_p)
     }
     zstr_free(&query);
     zactor_destroy(&self->client);
-    zhashx_destroy(&self->cache);  // waiters are dropped: their owners are gone or going
+    for (entry_t *entry = zhashx_first(self->cache); entry; entry = zhashx_next(self->cache)) {
+        s_call_waiters(entry->waiters, true);
+        entry->waiters = NULL;
+    }
+    zhashx_destroy(&self->cache);
     s_servers_free(&self->servers);
     free(self);
     curl_global_cleanup();
@@ -443,24 +465,6 @@ broker_result_t broker_auth_lookup(broker_auth_t *self, const broker_auth_query_
     return entry->result;
 }
 
-// Calls each waiter, oldest first (the list is newest first).
-static void s_call_waiters(waiter_t *waiter)
-{
-    waiter_t *oldest = NULL;
-    while (waiter) {
-        waiter_t *next = waiter->next;
-        waiter->next = oldest;
-        oldest = waiter;
-        waiter = next;
-    }
-    while (oldest) {
-        waiter_t *next = oldest->next;
-        oldest->fn(oldest->arg);
-        free(oldest);
-        oldest = next;
-    }
-}
-
 void broker_auth_on_answer(broker_auth_t *self, int64_t now)
 {
     while (zsock_events(self->client) & ZMQ_POLLIN) {
@@ -483,7 +487,7 @@ void broker_auth_on_answer(broker_auth_t *self, int64_t now)
         entry->expires = now + (grant ? broker_auth_grant_ttl_ms(grant) : S_NEGATIVE_TTL_MS);
         waiter_t *waiters = entry->waiters;
         entry->waiters = NULL;
-        s_call_waiters(waiters);  // they may look the entry up again
+        s_call_waiters(waiters, false);  // they may look the entry up again
     }
 }
 

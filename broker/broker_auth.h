@@ -50,8 +50,9 @@ typedef struct {
     const char *common_name;
 } broker_auth_query_t;
 
-// The answer to a question that was pending is in: ask again.
-typedef void(broker_auth_wait_fn)(void *arg);
+// The answer to a question that was pending is in: ask again. cancelled:
+// the client is being destroyed and nothing will be asked (free arg only).
+typedef void(broker_auth_wait_fn)(void *arg, bool cancelled);
 
 // Starts the client thread for count addresses ("host:port" as nsqd's
 // flag, or a full "http[s]://host:port/path" URL), each request limited to
@@ -60,8 +61,7 @@ typedef void(broker_auth_wait_fn)(void *arg);
 broker_auth_t *broker_auth_new(const char *const *addresses, int count, int64_t timeout_ms);
 
 // Stops the thread, frees every answer, and calls every callback still
-// waiting (asking again then gets AUTH_UNAVAILABLE). Nulls *self_p;
-// accepts NULL.
+// waiting with cancelled true. Nulls *self_p; accepts NULL.
 void broker_auth_destroy(broker_auth_t **self_p);
 
 // The socket the core's loop reads; on input call broker_auth_on_answer.

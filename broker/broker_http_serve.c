@@ -52,7 +52,7 @@ static broker_permit_t s_permit(broker_http_kind_t kind)
     }
 }
 
-static void s_on_auth_answer(void *arg);
+static void s_on_auth_answer(void *arg, bool cancelled);
 
 // Asks the auth server (through the core's cache) whether request may go
 // on. BROKER_OK, a refusal (the request's messages are dropped), or
@@ -76,9 +76,12 @@ static broker_result_t s_authorize(broker_server_t *server, broker_http_request_
 }
 
 // The auth server answered for a request that waited: serve it now.
-static void s_on_auth_answer(void *arg)
+// Cancelled: the broker is stopping, and the door answers it 503.
+static void s_on_auth_answer(void *arg, bool cancelled)
 {
     broker_http_request_t *request = arg;
+    if (cancelled)
+        return;
     if (broker_http_serve(request->server, request))
         broker_http_request_done(request);
 }

@@ -48,6 +48,7 @@ struct _nsq_consumer_t {
     char *topic;  // subscription
     char *channel;
     char *client_id;                     // announced in IDENTIFY
+    char *auth_secret;                   // sent in IDENTIFY, never logged
     char hostname[256];                  // announced in IDENTIFY
     nsq_connection_settings_t settings;  // what every connection asks for
     nsq_handler_fn *handler;             // user's message handler
@@ -393,6 +394,7 @@ void nsq_consumer_destroy(nsq_consumer_t **self_p)
     free(self->topic);
     free(self->channel);
     free(self->client_id);
+    nsq_consumer_set_auth_secret(self, NULL);
     free(self);
     *self_p = NULL;
 }
@@ -425,6 +427,16 @@ void nsq_consumer_set_client_id(nsq_consumer_t *self, const char *client_id)
     free(self->client_id);
     self->client_id = client_id ? strdup(client_id) : NULL;
     self->settings.client_id = self->client_id;
+}
+
+void nsq_consumer_set_auth_secret(nsq_consumer_t *self, const char *secret)
+{
+    if (self->auth_secret) {  // wiped: freed memory keeps no secret around
+        memset(self->auth_secret, 0, strlen(self->auth_secret));
+        free(self->auth_secret);
+    }
+    self->auth_secret = secret && *secret ? strdup(secret) : NULL;
+    self->settings.auth_secret = self->auth_secret;
 }
 
 int nsq_consumer_connect(nsq_consumer_t *self, const char *address)

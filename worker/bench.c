@@ -67,6 +67,7 @@ typedef struct {
     const char *zmq_address;   // broker ZeroMQ
     const char *tcp_address;   // broker NSQ TCP
     const char *log_level;     // --log-level
+    char auth_secret[1024];    // --auth-secret, "" = none (blanked in argv once copied)
     uint64_t run_id;           // starts every body this run publishes
     char topic[65];            // --topic, or bench-RUNID
     char channel[65];          // --channel, or bench-RUNID
@@ -109,6 +110,10 @@ static const nsq_option_spec_t s_specs[] = {
      NSQ_OPTION_FIELD(s_config_t, channel)},
     {"log-level", NSQ_OPTION_STRING, "warn", 0, 0, false, "debug, info, warn or error",
      NSQ_OPTION_FIELD(s_config_t, log_level)},
+    {"auth-secret", NSQ_OPTION_STRING, "", 0, 0, false,
+     "secret for a broker with --auth-http-address (HTTP: Authorization: Bearer; ZeroMQ: "
+     "AUTH); prefer NSQ_BENCH_AUTH_SECRET",
+     NSQ_OPTION_FIELD(s_config_t, auth_secret)},
 };
 
 // What every published body starts with.
@@ -264,6 +269,11 @@ static int s_http_bench(const s_config_t *config, bool mpub)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     run.multi = curl_multi_init();
     run.headers = curl_slist_append(NULL, "Expect:");
+    if (config->auth_secret[0]) {
+        char header[sizeof config->auth_secret + 32];
+        snprintf(header, sizeof header, "Authorization: Bearer %s", config->auth_secret);
+        run.headers = curl_slist_append(run.headers, header);
+    }
     size_t slots_count = (size_t) config->connections;
     s_http_slot_t *slots = calloc(slots_count, sizeof *slots);
     int64_t start = s_clock_ns(CLOCK_MONOTONIC);
@@ -326,6 +336,8 @@ static void *s_publisher_run(void *arg)
     const s_config_t *config = self->config;
     nsq_producer_t *producer = nsq_producer_new(config->zmq_address);
     char *body = calloc(1, config->size);
+    if (producer)
+        nsq_producer_set_auth_secret(producer, config->auth_secret);
     if (!producer || !body) {
         self->failed = self->count;
         nsq_producer_destroy(&producer);
@@ -451,6 +463,8 @@ static nsq_consumer_t *s_consumer_start(const s_config_t *config, s_counter_t *c
                                         uint32_t max_in_flight)
 {
     nsq_consumer_t *consumer = nsq_consumer_new(config->topic, config->channel);
+    if (consumer)
+        nsq_consumer_set_auth_secret(consumer, config->auth_secret);
     if (consumer && nsq_consumer_connect(consumer, config->zmq_address) == 0) {
         nsq_consumer_set_handler(consumer, s_count_handler, counter);
         nsq_consumer_set_max_in_flight(consumer, max_in_flight);
@@ -707,6 +721,7 @@ int main(int argc, char **argv)
     int parsed = nsq_options_parse(options, argc, argv, error, sizeof error);
     if (parsed == 0)
         nsq_options_store(options, &config);
+    nsq_options_hide(argc, argv, "auth-secret");  // config has its copy
     nsq_log_level_t level = NSQ_LOG_WARN;
     if (parsed == 0 && nsq_log_level_parse(config.log_level, &level)) {
         snprintf(error, sizeof error, "invalid --log-level");

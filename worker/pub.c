@@ -29,20 +29,22 @@
 #define S_BATCH_BYTES (1 << 20)  // a batch is sent at this size whatever its line count
 
 typedef struct {
-    const char *topic;         // where to publish
-    const char *http_address;  // HTTP mode, or NULL
-    const char *zmq_address;   // ZeroMQ mode, or NULL
-    nsq_producer_t *producer;  // ZeroMQ mode, or NULL
-    CURL *curl;                // HTTP mode
-    char url[512];             // /mpub URL
-    char *batch;               // HTTP mode: lines joined by '\n'
-    size_t batch_size;         // bytes in batch
-    size_t batch_lines;        // lines in batch
-    size_t batch_max;          // lines per batch
-    size_t *starts;            // offset of each line in batch (batch_max entries)
-    long timeout_ms;           // per publish
-    const char *log_level;     // --log-level
-    uint64_t published;        // lines acknowledged
+    const char *topic;           // where to publish
+    const char *http_address;    // HTTP mode, or NULL
+    const char *zmq_address;     // ZeroMQ mode, or NULL
+    nsq_producer_t *producer;    // ZeroMQ mode, or NULL
+    CURL *curl;                  // HTTP mode
+    char url[512];               // /mpub URL
+    char *batch;                 // HTTP mode: lines joined by '\n'
+    size_t batch_size;           // bytes in batch
+    size_t batch_lines;          // lines in batch
+    size_t batch_max;            // lines per batch
+    size_t *starts;              // offset of each line in batch (batch_max entries)
+    long timeout_ms;             // per publish
+    const char *log_level;       // --log-level
+    const char *auth_secret;     // --auth-secret (borrowed until setup, blanked in argv after)
+    struct curl_slist *headers;  // HTTP mode: Authorization: Bearer, or NULL
+    uint64_t published;          // lines acknowledged
 } s_pub_t;
 
 // Each option fills its field of s_pub_t.
@@ -61,6 +63,10 @@ static const nsq_option_spec_t s_specs[] = {
      NSQ_OPTION_FIELD(s_pub_t, timeout_ms)},
     {"log-level", NSQ_OPTION_STRING, "info", 0, 0, false, "debug, info, warn or error",
      NSQ_OPTION_FIELD(s_pub_t, log_level)},
+    {"auth-secret", NSQ_OPTION_STRING, NULL, 0, 0, false,
+     "secret for a broker with --auth-http-address (HTTP: Authorization: Bearer; ZeroMQ: AUTH); "
+     "prefer NSQ_PUB_AUTH_SECRET, the flag's value is blanked from the command line",
+     NSQ_OPTION_FIELD(s_pub_t, auth_secret)},
 };
 
 // Keeps the start of the broker's answer for error messages.
@@ -243,6 +249,7 @@ static int s_setup(s_pub_t *self, nsq_options_t *options, char *error, size_t si
         if (!self->producer)
             return snprintf(error, size, "invalid --broker-address %s", zmq_address), -1;
         nsq_producer_set_timeout(self->producer, (int) self->timeout_ms);
+        nsq_producer_set_auth_secret(self->producer, self->auth_secret);
         return 0;
     }
     if (!strchr(self->http_address, ':'))
@@ -254,6 +261,16 @@ static int s_setup(s_pub_t *self, nsq_options_t *options, char *error, size_t si
         return snprintf(error, size, "cannot initialise libcurl"), -1;
     curl_easy_setopt(self->curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(self->curl, CURLOPT_CONNECTTIMEOUT_MS, self->timeout_ms);
+    if (self->auth_secret && *self->auth_secret) {
+        char *header = zsys_sprintf("Authorization: Bearer %s", self->auth_secret);
+        self->headers = header ? curl_slist_append(NULL, header) : NULL;  // curl copies it
+        if (header)
+            memset(header, 0, strlen(header));
+        zstr_free(&header);
+        if (!self->headers)
+            return snprintf(error, size, "out of memory"), -1;
+        curl_easy_setopt(self->curl, CURLOPT_HTTPHEADER, self->headers);
+    }
     return 0;
 }
 
@@ -273,6 +290,7 @@ int main(int argc, char **argv)
     int parsed = nsq_options_parse(options, argc, argv, error, sizeof error);
     if (parsed == 0 && s_setup(&pub, options, error, sizeof error))
         parsed = -1;
+    nsq_options_hide(argc, argv, "auth-secret");  // the producer or curl has its copy
     int rc = parsed == 1 ? 0 : 2;
     if (parsed < 0)
         fprintf(stderr, "nsq-pub: %s\n", error);
@@ -281,6 +299,7 @@ int main(int argc, char **argv)
     nsq_producer_destroy(&pub.producer);
     if (pub.curl)
         curl_easy_cleanup(pub.curl);
+    curl_slist_free_all(pub.headers);
     free(pub.batch);
     free(pub.starts);
     nsq_options_destroy(&options);
