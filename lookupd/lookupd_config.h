@@ -31,6 +31,7 @@ typedef struct {
     size_t history_max_bytes;                            // console: its memory bound; 0 = none
     char peers[LOOKUPD_PEERS_MAX][LOOKUPD_ADDRESS_MAX];  // console: other lookupds' HTTP
     size_t peer_count;                                   // entries in peers
+    char auth_secret[1024];                              // console: Bearer secret for brokers
 } lookupd_config_t;
 
 // nsq-lookupd's options: one row per flag, with its default and its field.

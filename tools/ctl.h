@@ -37,6 +37,7 @@ typedef struct {
     int64_t timeout_ms;       // per request; jobs get this long per broker round
     int64_t interval_ms;      // watch: between refreshes
     int64_t count;            // watch: refreshes, tail: messages; 0 = no end
+    char auth_secret[1024];   // Bearer secret for brokers with --auth-http-address, "" = none
 } ctl_t;
 
 // One HTTP request to address ("host:port") + path. Returns the status, or

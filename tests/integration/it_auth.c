@@ -457,6 +457,85 @@ static void s_secrets_hidden(void)
     it_child_stop(&authd.child, SIGTERM, 5000);
 }
 
+// Runs nsq-ctl with args (NULL-terminated); returns its exit status.
+static int s_ctl(const char *const *args)
+{
+    const char *argv[16] = {getenv("NSQ_CTL")};
+    IT_ASSERT(argv[0], "NSQ_CTL is not set");
+    size_t count = 1;
+    for (size_t i = 0; args[i] && count < 15; i++)
+        argv[count++] = args[i];
+    it_child_t *child = it_child_start("nsq-ctl", argv);
+    char line[1024];
+    while (it_child_read_line(child, line, sizeof line, 20000) == 1)
+        ;
+    return it_child_stop(&child, 0, 10000);
+}
+
+#define S_CTL(...) s_ctl((const char *const[]){__VA_ARGS__, NULL})
+
+// A topic's paused flag in /stats (read with secret ops); -1 if absent.
+static int64_t s_topic_paused(it_broker_t *broker, const char *topic)
+{
+    char *stats = NULL;
+    IT_ASSERT_INT(s_http(broker, "GET", "/stats?format=json", "ops", NULL, &stats), ==, 200);
+    const char *found = it_json_find(it_json_get(stats, "topics"), "topic_name", topic);
+    int64_t paused = -1;
+    if (found)
+        it_json_int(it_json_get(found, "paused"), &paused);
+    free(stats);
+    return paused;
+}
+
+// The depth lookupd's console shows for topic (-1 if none): its /stats
+// polls reach the broker only with lookupd's --auth-secret.
+static int64_t s_console_depth(it_broker_t *lookupd, const char *topic)
+{
+    char path[128], *reply = NULL;
+    snprintf(path, sizeof path, "/api/topics?topic=%s", topic);
+    int status = it_http(lookupd, "GET", path, NULL, 0, &reply);
+    const char *first = status == 200 ? it_json_get(reply, "topics") : NULL;
+    int64_t depth = -1;
+    if (first && first[0] == '[' && it_json_get(first + 1, "depth"))
+        it_json_int(it_json_get(first + 1, "depth"), &depth);
+    free(reply);
+    return depth;
+}
+
+// The console (lookupd --auth-secret) and nsq-ctl (--auth-secret) keep
+// working against a broker with auth; without a secret nsq-ctl is refused.
+static void s_ctl_and_console(void)
+{
+    s_authd_t authd = s_authd_start(s_file);
+    it_broker_t *lookupd =
+        it_lookupd_start((const char *[]){"--stats-interval=100ms", "--auth-secret=ops", NULL});
+    char auth_flag[128], lookupd_flag[128], lookupd_http[128], broker_http[128];
+    snprintf(auth_flag, sizeof auth_flag, "--auth-http-address=%s", authd.address);
+    snprintf(lookupd_flag, sizeof lookupd_flag, "--lookupd-address=%s", it_broker_zmq(lookupd));
+    snprintf(lookupd_http, sizeof lookupd_http, "--lookupd-http-address=%s",
+             it_broker_http(lookupd));
+    it_broker_t *broker =
+        it_broker_start((const char *[]){auth_flag, "--broadcast-address=127.0.0.1", lookupd_flag,
+                                         "--lookupd-heartbeat-interval=200ms", NULL});
+    snprintf(broker_http, sizeof broker_http, "--broker-http-address=%s", it_broker_http(broker));
+    S_EXPECT(broker, "POST", "/pub?topic=a", "pub-a", "m1", 200, NULL);
+    S_EXPECT(broker, "POST", "/pub?topic=a", "pub-a", "m2", 200, NULL);
+    IT_ASSERT_EVENTUALLY(s_console_depth(lookupd, "a") == 2, 10000,
+                         "the console does not see the broker's topic");
+    IT_ASSERT_INT(S_CTL(lookupd_http, "pause", "a"), ==, 0);
+    IT_ASSERT_INT(s_topic_paused(broker, "a"), ==, 1);
+    IT_ASSERT(S_CTL(broker_http, "unpause", "a") != 0, "nsq-ctl without a secret unpaused");
+    IT_ASSERT(S_CTL(broker_http, "--auth-secret=pub-a", "unpause", "a") != 0,
+              "nsq-ctl unpaused with a secret that is not admin");
+    IT_ASSERT_INT(s_topic_paused(broker, "a"), ==, 1);
+    IT_ASSERT_INT(S_CTL(broker_http, "--auth-secret=ops", "unpause", "a"), ==, 0);
+    IT_ASSERT_INT(s_topic_paused(broker, "a"), ==, 0);
+    IT_ASSERT_INT(S_CTL(broker_http, "--auth-secret=ops", "stats"), ==, 0);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+    IT_ASSERT_INT(it_broker_stop(&lookupd), ==, 0);
+    it_child_stop(&authd.child, SIGTERM, 5000);
+}
+
 int main(int argc, char **argv)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -464,6 +543,7 @@ int main(int argc, char **argv)
         {"http_permissions", s_http_permissions}, {"zmq_publish", s_zmq_publish},
         {"zmq_subscribe", s_zmq_subscribe},       {"ttl_expiry", s_ttl_expiry},
         {"auth_server_down", s_auth_server_down}, {"secrets_hidden", s_secrets_hidden},
+        {"ctl_and_console", s_ctl_and_console},
     };
     return it_run(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }
