@@ -40,7 +40,7 @@ const nsq_option_spec_t lookupd_config_options[] = {
      "console: another lookupd's HTTP host:port, listed and checked, and told of topic "
      "creations, deletions and tombstones (repeatable)",
      NSQ_OPTION_LIST(lookupd_config_t, peers, peer_count)},
-    {"auth-secret", NSQ_OPTION_STRING, "", 0, 0, false,
+    {"auth-secret", NSQ_OPTION_STRING, NULL, 0, 0, false,
      "console: secret sent to brokers with --auth-http-address (Authorization: Bearer) for "
      "their /stats and the console's actions; it needs admin there. Prefer "
      "NSQ_LOOKUPD_AUTH_SECRET: the flag's value is blanked from the command line",

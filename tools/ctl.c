@@ -39,7 +39,7 @@ static const nsq_option_spec_t s_options[] = {
     {"count", NSQ_OPTION_INT, "0", 0, 1000000000, false,
      "watch: refreshes, tail: messages, then exit (0 = until interrupted)",
      NSQ_OPTION_FIELD(ctl_t, count)},
-    {"auth-secret", NSQ_OPTION_STRING, "", 0, 0, false,
+    {"auth-secret", NSQ_OPTION_STRING, NULL, 0, 0, false,
      "secret for a broker with --auth-http-address (Authorization: Bearer; tail: AUTH); "
      "actions need admin. Prefer NSQ_CTL_AUTH_SECRET: the flag's value is blanked from the "
      "command line",

@@ -110,7 +110,7 @@ static const nsq_option_spec_t s_specs[] = {
      NSQ_OPTION_FIELD(s_config_t, channel)},
     {"log-level", NSQ_OPTION_STRING, "warn", 0, 0, false, "debug, info, warn or error",
      NSQ_OPTION_FIELD(s_config_t, log_level)},
-    {"auth-secret", NSQ_OPTION_STRING, "", 0, 0, false,
+    {"auth-secret", NSQ_OPTION_STRING, NULL, 0, 0, false,
      "secret for a broker with --auth-http-address (HTTP: Authorization: Bearer; ZeroMQ: "
      "AUTH); prefer NSQ_BENCH_AUTH_SECRET",
      NSQ_OPTION_FIELD(s_config_t, auth_secret)},
