@@ -27,6 +27,8 @@
 #define S_CACHE_MAX       65536      // entries, waiting ones included
 #define S_PENDING_MAX     1024       // questions on their way at once
 #define S_POLL_MS         100        // the thread's longest sleep between pipe checks
+// A query's key: every byte of secret, IP and common name may take three.
+#define S_KEY_MAX (3 * (BROKER_AUTH_SECRET_MAX + 64 + 256) + 64)
 
 // ---- the client thread --------------------------------------------------------------
 
@@ -387,21 +389,56 @@ uint64_t broker_auth_asked(const broker_auth_t *self)
     return self->asked;
 }
 
-// The cache key and URL query of query; caller frees it; NULL if out of
-// memory.
-static char *s_query_string(const broker_auth_query_t *query)
+// Appends size bytes of text to out at *used, URL-encoded (RFC 3986:
+// unreserved bytes as they are, the rest %XX), as curl_easy_escape would,
+// without an allocation per call. Returns -1 if out has no room.
+static int s_escape(char *out, size_t capacity, size_t *used, const char *text, size_t size)
 {
-    char *secret = curl_easy_escape(NULL, query->secret, (int) query->secret_size);
-    char *ip = curl_easy_escape(NULL, query->remote_ip ? query->remote_ip : "", 0);
-    char *name = curl_easy_escape(NULL, query->common_name ? query->common_name : "", 0);
-    char *text = secret && ip && name
-                     ? zsys_sprintf("remote_ip=%s&tls=%s&secret=%s&common_name=%s", ip,
-                                    query->tls ? "true" : "false", secret, name)
-                     : NULL;
-    curl_free(secret);
-    curl_free(ip);
-    curl_free(name);
-    return text;
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < size; i++) {
+        unsigned char c = (unsigned char) text[i];
+        bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+                     || c == '-' || c == '.' || c == '_' || c == '~';
+        if (*used + (plain ? 1 : 3) >= capacity)
+            return -1;
+        if (plain)
+            out[(*used)++] = (char) c;
+        else {
+            out[(*used)++] = '%';
+            out[(*used)++] = hex[c >> 4];
+            out[(*used)++] = hex[c & 15];
+        }
+    }
+    out[*used] = '\0';
+    return 0;
+}
+
+// Appends text to out at *used. Returns -1 if out has no room.
+static int s_append(char *out, size_t capacity, size_t *used, const char *text)
+{
+    size_t size = strlen(text);
+    if (*used + size >= capacity)
+        return -1;
+    memcpy(out + *used, text, size + 1);
+    *used += size;
+    return 0;
+}
+
+// Writes the cache key and URL query of query into out. Returns 0, or -1
+// if it does not fit.
+static int s_query_string(const broker_auth_query_t *query, char *out, size_t capacity)
+{
+    const char *ip = query->remote_ip ? query->remote_ip : "";
+    const char *name = query->common_name ? query->common_name : "";
+    size_t used = 0;
+    if (s_append(out, capacity, &used, "remote_ip=")
+        || s_escape(out, capacity, &used, ip, strlen(ip))
+        || s_append(out, capacity, &used, query->tls ? "&tls=true&secret=" : "&tls=false&secret=")
+        || s_escape(out, capacity, &used, query->secret, query->secret_size)
+        || s_append(out, capacity, &used, "&common_name=")
+        || s_escape(out, capacity, &used, name, strlen(name)))
+        return -1;
+    return 0;
 }
 
 // Room for one more entry: expired ones nobody waits for go first.
@@ -438,22 +475,19 @@ broker_result_t broker_auth_lookup(broker_auth_t *self, const broker_auth_query_
                                    broker_auth_wait_fn *fn, void *arg)
 {
     *grant = NULL;
-    char *key = s_query_string(query);
-    if (!key)
-        return BROKER_AUTH_UNAVAILABLE;
+    char key[S_KEY_MAX];
+    if (query->secret_size > BROKER_AUTH_SECRET_MAX || s_query_string(query, key, sizeof key) != 0)
+        return BROKER_AUTH_FAILED;  // no auth server would know a secret this long
     entry_t *entry = zhashx_lookup(self->cache, key);
     if (!entry && s_cache_room(self, now) && (entry = calloc(1, sizeof *entry))
         && zhashx_insert(self->cache, key, entry) != 0) {
         free(entry);
         entry = NULL;
     }
-    if (!entry) {
-        free(key);
+    if (!entry)
         return BROKER_AUTH_UNAVAILABLE;
-    }
     if (entry->result != BROKER_AUTH_PENDING && now >= entry->expires)
         s_ask(self, entry, key, now);
-    free(key);
     if (entry->result == BROKER_AUTH_PENDING && fn) {
         waiter_t *waiter = malloc(sizeof *waiter);
         if (!waiter)

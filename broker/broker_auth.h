@@ -38,6 +38,8 @@
 #include "broker_auth_grant.h"
 #include "broker_result.h"
 
+#define BROKER_AUTH_SECRET_MAX 1024  // bytes; a longer secret is refused (AUTH_FAILED)
+
 typedef struct _broker_auth_t broker_auth_t;
 
 // Who asks: the secret (bytes and size), the peer's IP ("" when unknown),
@@ -70,7 +72,8 @@ zsock_t *broker_auth_socket(broker_auth_t *self);
 
 // Looks query up (core thread). BROKER_OK with *grant (borrowed: valid
 // until the loop's next broker_auth_on_answer or broker_auth_tick),
-// BROKER_AUTH_FAILED (the server refused the secret), BROKER_AUTH_UNAVAILABLE
+// BROKER_AUTH_FAILED (the server refused the secret, or it is longer than
+// BROKER_AUTH_SECRET_MAX), BROKER_AUTH_UNAVAILABLE
 // (no server answered, too many questions at once, out of memory), or
 // BROKER_AUTH_PENDING: fn(arg) is called once the answer is in (fn NULL:
 // nothing is called; the question is still asked).

@@ -8,9 +8,11 @@
 */
 #include "broker_auth.h"
 
+#include <arpa/inet.h>
 #include <microhttpd.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #define S_GRANT                                                                                    \
     "{\"ttl\":1,\"identity\":\"good-id\",\"authorizations\":[{\"topic\":\"^a$\","                  \
@@ -26,7 +28,8 @@ static enum MHD_Result s_fake_access(void *cls, struct MHD_Connection *mhd, cons
     const char *ip = MHD_lookup_connection_value(mhd, MHD_GET_ARGUMENT_KIND, "remote_ip");
     unsigned status = MHD_HTTP_FORBIDDEN;
     const char *body = "{\"message\":\"AUTH_FAILED\"}";
-    if (secret && strcmp(secret, "good") == 0 && ip && strcmp(ip, "10.0.0.1") == 0)
+    bool good = secret && (strcmp(secret, "good") == 0 || strcmp(secret, "s p&a=c%e") == 0);
+    if (good && ip && strcmp(ip, "10.0.0.1") == 0)
         status = MHD_HTTP_OK, body = S_GRANT;
     else if (secret && strcmp(secret, "junk") == 0)
         status = MHD_HTTP_OK, body = "<html>";
@@ -77,6 +80,23 @@ static broker_result_t s_ask(broker_auth_t *auth, const char *secret, int64_t no
     return broker_auth_lookup(auth, &query, now, grant, NULL, NULL);
 }
 
+// A loopback port nothing listens on, held (bound, never listening) so no
+// one takes it meanwhile; returns the socket, *port gets the port.
+static int s_refused_port(unsigned *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in address = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
+    socklen_t size = sizeof address;
+    if (fd < 0 || bind(fd, (struct sockaddr *) &address, size) != 0
+        || getsockname(fd, (struct sockaddr *) &address, &size) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    *port = ntohs(address.sin_port);
+    return fd;
+}
+
 #define S_CHECK(condition)                                                                         \
     do {                                                                                           \
         if (!(condition)) {                                                                        \
@@ -89,15 +109,17 @@ int broker_auth_test(void)
 {
     printf(" * broker_auth: ");
     int rc = 1;
+    unsigned refused = 0;
+    int held = s_refused_port(&refused);
     broker_auth_t *auth = NULL, *down = NULL;
     struct MHD_Daemon *fake = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL,
                                                s_fake_access, NULL, MHD_OPTION_END);
     const union MHD_DaemonInfo *info =
         fake ? MHD_get_daemon_info(fake, MHD_DAEMON_INFO_BIND_PORT) : NULL;
-    S_CHECK(info);
+    S_CHECK(info && held >= 0);
     char address[64], closed[64];
     snprintf(address, sizeof address, "127.0.0.1:%u", info->port);
-    snprintf(closed, sizeof closed, "127.0.0.1:1");  // nothing listens on port 1
+    snprintf(closed, sizeof closed, "127.0.0.1:%u", refused);
     const char *both[] = {closed, address};
     auth = broker_auth_new(both, 2, 2000);  // a server that is down, then the fake
     S_CHECK(auth);
@@ -112,10 +134,17 @@ int broker_auth_test(void)
     S_CHECK(s_ask(auth, "good", 1000, &grant) == BROKER_OK);
     S_CHECK(broker_auth_asked(auth) == 2);  // the ttl passed: asked again
 
+    // Every byte of a secret reaches the auth server as it is (URL-encoded).
+    S_CHECK(s_ask(auth, "s p&a=c%e", 0, &grant) == BROKER_OK);
+
     // Refusals and failures: never a grant.
     S_CHECK(s_ask(auth, "bad", 2000, &grant) == BROKER_AUTH_FAILED && !grant);
     S_CHECK(s_ask(auth, "junk", 2000, &grant) == BROKER_AUTH_UNAVAILABLE && !grant);
     S_CHECK(s_ask(auth, "broken", 2000, &grant) == BROKER_AUTH_UNAVAILABLE && !grant);
+    char long_secret[BROKER_AUTH_SECRET_MAX + 2];
+    memset(long_secret, 'x', sizeof long_secret - 1);
+    long_secret[sizeof long_secret - 1] = '\0';
+    S_CHECK(s_ask(auth, long_secret, 2000, &grant) == BROKER_AUTH_FAILED && !grant);
     // ...kept a second, then asked again
     uint64_t asked = broker_auth_asked(auth);
     S_CHECK(s_ask(auth, "bad", 2500, &grant) == BROKER_AUTH_FAILED);
@@ -154,5 +183,7 @@ done:
     broker_auth_destroy(&auth);
     if (fake)
         MHD_stop_daemon(fake);
+    if (held >= 0)
+        close(held);
     return rc;
 }
