@@ -145,31 +145,21 @@ static int s_http(it_broker_t *broker, const char *method, const char *path, con
         free(reply_);                                                                              \
     } while (0)
 
-// A topic's message_count in /stats, read with secret ops; -1 if absent.
-static int64_t s_message_count(it_broker_t *broker, const char *topic)
+// A field of a topic (channel NULL) or channel in /stats, read with secret
+// ops; -1 if absent.
+static int64_t s_stat(it_broker_t *broker, const char *topic, const char *channel,
+                      const char *field)
 {
     char *stats = NULL;
     IT_ASSERT_INT(s_http(broker, "GET", "/stats?format=json", "ops", NULL, &stats), ==, 200);
     const char *found = it_json_find(it_json_get(stats, "topics"), "topic_name", topic);
-    int64_t count = -1;
+    if (found && channel)
+        found = it_json_find(it_json_get(found, "channels"), "channel_name", channel);
+    int64_t value = -1;
     if (found)
-        it_json_int(it_json_get(found, "message_count"), &count);
+        it_json_int(it_json_get(found, field), &value);
     free(stats);
-    return count;
-}
-
-// A channel's client_count in /stats (read with secret ops); -1 if absent.
-static int64_t s_client_count(it_broker_t *broker, const char *topic, const char *channel)
-{
-    char *stats = NULL;
-    IT_ASSERT_INT(s_http(broker, "GET", "/stats?format=json", "ops", NULL, &stats), ==, 200);
-    const char *found = it_json_find(it_json_get(stats, "topics"), "topic_name", topic);
-    found = found ? it_json_find(it_json_get(found, "channels"), "channel_name", channel) : NULL;
-    int64_t count = -1;
-    if (found)
-        it_json_int(it_json_get(found, "client_count"), &count);
-    free(stats);
-    return count;
+    return value;
 }
 
 // ---- ZeroMQ -------------------------------------------------------------------
@@ -238,8 +228,8 @@ static void s_http_permissions(void)
     S_EXPECT(broker, "POST", "/pub?topic=b", "pub-a", "m2", 403, "UNAUTHORIZED");
     S_EXPECT(broker, "POST", "/mpub?topic=b", "pub-a", "m3\nm4", 403, "UNAUTHORIZED");
     S_EXPECT(broker, "POST", "/pub?topic=a", "sub-a", "m5", 403, "UNAUTHORIZED");
-    IT_ASSERT_INT(s_message_count(broker, "a"), ==, 1);
-    IT_ASSERT_INT(s_message_count(broker, "b"), ==, -1);  // never created
+    IT_ASSERT_INT(s_stat(broker, "a", NULL, "message_count"), ==, 1);
+    IT_ASSERT_INT(s_stat(broker, "b", NULL, "message_count"), ==, -1);  // never created
     // stats and metrics: any identity
     S_EXPECT(broker, "GET", "/stats", NULL, NULL, 401, "AUTH_FAILED");
     S_EXPECT(broker, "GET", "/metrics", "wrong", NULL, 401, "AUTH_FAILED");
@@ -302,8 +292,8 @@ static void s_zmq_publish(void)
     IT_ASSERT(nsq_producer_publish(producer, "b", "api", 3) == -1, "published on b");
     IT_ASSERT_STR(nsq_producer_error(producer), "E_UNAUTHORIZED");
     nsq_producer_destroy(&producer);
-    IT_ASSERT_INT(s_message_count(broker, "a"), ==, 3);
-    IT_ASSERT_INT(s_message_count(broker, "b"), ==, -1);
+    IT_ASSERT_INT(s_stat(broker, "a", NULL, "message_count"), ==, 3);
+    IT_ASSERT_INT(s_stat(broker, "b", NULL, "message_count"), ==, -1);
     IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
     it_child_stop(&authd.child, SIGTERM, 5000);
 }
@@ -427,7 +417,7 @@ static void s_secrets_hidden(void)
     it_child_t *worker = it_worker_start(broker, "a", "billing", flags);
     char http[64];
     it_worker_wait_ready(worker, http, sizeof http);
-    IT_ASSERT_EVENTUALLY(s_client_count(broker, "a", "billing") == 1, 10000,
+    IT_ASSERT_EVENTUALLY(s_stat(broker, "a", "billing", "client_count") == 1, 10000,
                          "the worker did not subscribe with its secret");
     char path[64], cmdline[4096] = "";
     snprintf(path, sizeof path, "/proc/%d/cmdline", (int) it_child_pid(worker));
@@ -474,19 +464,6 @@ static int s_ctl(const char *const *args)
 
 #define S_CTL(...) s_ctl((const char *const[]){__VA_ARGS__, NULL})
 
-// A topic's paused flag in /stats (read with secret ops); -1 if absent.
-static int64_t s_topic_paused(it_broker_t *broker, const char *topic)
-{
-    char *stats = NULL;
-    IT_ASSERT_INT(s_http(broker, "GET", "/stats?format=json", "ops", NULL, &stats), ==, 200);
-    const char *found = it_json_find(it_json_get(stats, "topics"), "topic_name", topic);
-    int64_t paused = -1;
-    if (found)
-        it_json_int(it_json_get(found, "paused"), &paused);
-    free(stats);
-    return paused;
-}
-
 // The depth lookupd's console shows for topic (-1 if none): its /stats
 // polls reach the broker only with lookupd's --auth-secret.
 static int64_t s_console_depth(it_broker_t *lookupd, const char *topic)
@@ -523,13 +500,13 @@ static void s_ctl_and_console(void)
     IT_ASSERT_EVENTUALLY(s_console_depth(lookupd, "a") == 2, 10000,
                          "the console does not see the broker's topic");
     IT_ASSERT_INT(S_CTL(lookupd_http, "pause", "a"), ==, 0);
-    IT_ASSERT_INT(s_topic_paused(broker, "a"), ==, 1);
+    IT_ASSERT_INT(s_stat(broker, "a", NULL, "paused"), ==, 1);
     IT_ASSERT(S_CTL(broker_http, "unpause", "a") != 0, "nsq-ctl without a secret unpaused");
     IT_ASSERT(S_CTL(broker_http, "--auth-secret=pub-a", "unpause", "a") != 0,
               "nsq-ctl unpaused with a secret that is not admin");
-    IT_ASSERT_INT(s_topic_paused(broker, "a"), ==, 1);
+    IT_ASSERT_INT(s_stat(broker, "a", NULL, "paused"), ==, 1);
     IT_ASSERT_INT(S_CTL(broker_http, "--auth-secret=ops", "unpause", "a"), ==, 0);
-    IT_ASSERT_INT(s_topic_paused(broker, "a"), ==, 0);
+    IT_ASSERT_INT(s_stat(broker, "a", NULL, "paused"), ==, 0);
     IT_ASSERT_INT(S_CTL(broker_http, "--auth-secret=ops", "stats"), ==, 0);
     IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
     IT_ASSERT_INT(it_broker_stop(&lookupd), ==, 0);
