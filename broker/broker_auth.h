@@ -58,8 +58,10 @@ typedef void(broker_auth_wait_fn)(void *arg, bool cancelled);
 
 // Starts the client thread for count addresses ("host:port" as nsqd's
 // flag, or a full "http[s]://host:port/path" URL), each request limited to
-// timeout_ms. addresses are copied. Caller owns the result; NULL if
-// out of memory or the thread cannot start.
+// timeout_ms. addresses are copied. A program calls curl_global_init in
+// main before it starts threads (this calls it once more, from the
+// calling thread). Caller owns the result; NULL if out of memory or the
+// thread cannot start.
 broker_auth_t *broker_auth_new(const char *const *addresses, int count, int64_t timeout_ms);
 
 // Stops the thread, frees every answer, and calls every callback still

@@ -7,6 +7,7 @@
     stop the actor, exit 0. Bad configuration or a failed start exits 1
     with one line on stderr.
 */
+#include <curl/curl.h>
 #include <czmq.h>
 #include <errno.h>
 #include <stdio.h>
@@ -82,5 +83,11 @@ int main(int argc, char **argv)
                              broker_config_option_count, argc, argv, s_configure, &config);
     if (exit_code >= 0)
         return exit_code;
-    return nsq_daemon_run(broker_actor, &config, config.http_address, config.zmq_address);
+    // libcurl (the auth server client) is set up here, before any thread:
+    // its TLS library keeps per-thread state for the thread that
+    // initialises it, which must outlive the others.
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    exit_code = nsq_daemon_run(broker_actor, &config, config.http_address, config.zmq_address);
+    curl_global_cleanup();
+    return exit_code;
 }

@@ -251,6 +251,8 @@ static int s_send(nsq_producer_t *self, const char *topic, const void *const *bo
         return -1;
     }
     s_wait(self, self->ring_size - 1);  // the Auth took a slot
+    if (self->failed && self->auth_due)
+        return -1;  // the broker refused the secret (and ended the session): keep its answer
     int rc = self->sock ? nsq_wire_send_pub(zsock_resolve(self->sock), self->next_seq, topic,
                                             bodies, sizes, count, defer_ms, ZMQ_DONTWAIT)
                         : -1;

@@ -286,6 +286,11 @@ static void s_zmq_publish(void)
     IT_ASSERT_STR(nsq_producer_error(producer), "E_AUTH_FIRST");
     nsq_producer_destroy(&producer);
     producer = nsq_producer_new(it_broker_zmq(broker));
+    nsq_producer_set_auth_secret(producer, "wrong");
+    IT_ASSERT(nsq_producer_publish(producer, "a", "x", 1) == -1, "published with a wrong secret");
+    IT_ASSERT_STR(nsq_producer_error(producer), "E_AUTH_FAILED");
+    nsq_producer_destroy(&producer);
+    producer = nsq_producer_new(it_broker_zmq(broker));
     nsq_producer_set_auth_secret(producer, "pub-a");
     IT_ASSERT(nsq_producer_publish(producer, "a", "api", 3) == 0, "publish on a: %s",
               nsq_producer_error(producer));
