@@ -149,6 +149,18 @@ static int s_check_quiet(zloop_t *loop, int timer_id, void *arg)
     return s_on_disk_fd(loop, NULL, arg);
 }
 
+// The auth server client's answers: held requests go on.
+static int s_on_auth(zloop_t *loop, zsock_t *reader, void *arg)
+{
+    (void) loop;
+    (void) reader;
+    broker_t *self = arg;
+    broker_node_on_auth(self->node, zclock_mono());
+    if (self->tcp)
+        broker_tcp_flush(self->tcp, zclock_mono());  // deliveries the answers let through
+    return 0;
+}
+
 static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
 {
     broker_t *self = arg;
@@ -268,7 +280,8 @@ static broker_t *s_broker_new(zsock_t *pipe, const broker_config_t *config, char
     self->config = *config;
     self->pipe = pipe;
     self->node = broker_node_new(config, error, error_size);
-    if (!self->node || s_open_doors(self, error, error_size) != 0) {
+    if (!self->node || broker_node_start_auth(self->node, error, error_size) != 0
+        || s_open_doors(self, error, error_size) != 0) {
         s_broker_destroy(&self);
         return NULL;
     }
@@ -289,6 +302,8 @@ static broker_t *s_broker_new(zsock_t *pipe, const broker_config_t *config, char
         zmq_pollitem_t disk = {NULL, zsock_fd(broker_node_disk_socket(self->node)), ZMQ_POLLIN, 0};
         zloop_poller(self->loop, &disk, s_on_disk_fd, self);
     }
+    if (broker_node_auth_socket(self->node))
+        zloop_reader(self->loop, broker_node_auth_socket(self->node), s_on_auth, self);
     broker_lookup_source_t source = broker_node_lookup_source(self->node);
     if (config->lookupd_count > 0
         && !(self->lookup = broker_lookup_new(config, self->loop, self->http_port, self->zmq_port,

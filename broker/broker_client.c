@@ -35,6 +35,9 @@ struct _broker_client_t {
     char client_id[65];                 // from IDENTIFY
     char hostname[256];                 // from IDENTIFY
     char user_agent[128];               // from IDENTIFY
+    char *auth_secret;                  // from AUTH (never shown), NULL before
+    size_t auth_secret_size;            // its bytes
+    char common_name[128];              // its certificate's common name, "" if none
 };
 
 broker_client_t *broker_client_new(const broker_client_sink_t *sink, void *door, const char *name,
@@ -59,6 +62,7 @@ void broker_client_destroy(broker_client_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
+    broker_client_set_auth_secret(*self_p, NULL, 0);
     free(*self_p);
     *self_p = NULL;
 }
@@ -225,6 +229,50 @@ void broker_client_set_gone(broker_client_t *self)
 void broker_client_set_blocked(broker_client_t *self, bool blocked)
 {
     self->blocked = blocked;
+}
+
+int broker_client_set_auth_secret(broker_client_t *self, const void *secret, size_t size)
+{
+    if (self->auth_secret)  // wiped: freed memory keeps no secret around
+        memset(self->auth_secret, 0, self->auth_secret_size);
+    free(self->auth_secret);
+    self->auth_secret = NULL;
+    self->auth_secret_size = 0;
+    if (!secret)
+        return 0;
+    if (!(self->auth_secret = malloc(size + 1)))
+        return -1;
+    memcpy(self->auth_secret, secret, size);
+    self->auth_secret[size] = '\0';
+    self->auth_secret_size = size;
+    return 0;
+}
+
+const char *broker_client_auth_secret(const broker_client_t *self, size_t *size)
+{
+    *size = self->auth_secret_size;
+    return self->auth_secret;
+}
+
+void broker_client_set_tls(broker_client_t *self, bool tls, const char *common_name)
+{
+    self->tls = tls;
+    snprintf(self->common_name, sizeof self->common_name, "%s", common_name ? common_name : "");
+}
+
+bool broker_client_tls(const broker_client_t *self)
+{
+    return self->tls;
+}
+
+const char *broker_client_common_name(const broker_client_t *self)
+{
+    return self->common_name;
+}
+
+const char *broker_client_remote_address(const broker_client_t *self)
+{
+    return self->remote_address;
 }
 
 void broker_client_set_remote_address(broker_client_t *self, const char *address)

@@ -111,6 +111,13 @@ const char *broker_client_name(const broker_client_t *self);  // for logs
 const char *broker_client_id(const broker_client_t *self);    // from IDENTIFY, "" before
 void *broker_client_door(const broker_client_t *self);        // the sink's argument
 
+const char *broker_client_remote_address(const broker_client_t *self);  // "IP:port" or ""
+bool broker_client_tls(const broker_client_t *self);                    // link encrypted
+const char *broker_client_common_name(const broker_client_t *self);     // "" if none
+// The secret AUTH gave (bytes, NUL-terminated, *size set), NULL before.
+// Borrowed; never log or show it.
+const char *broker_client_auth_secret(const broker_client_t *self, size_t *size);
+
 // Fills out with the client's figures and strings.
 void broker_client_stats(const broker_client_t *self, broker_stats_client_t *out);
 
@@ -125,6 +132,9 @@ void broker_client_set_timeouts(broker_client_t *self, int64_t heartbeat_interva
 void broker_client_set_identity(broker_client_t *self, const char *client_id, size_t client_id_size,
                                 const char *hostname, size_t hostname_size, const char *user_agent,
                                 size_t user_agent_size);
+// Keeps a copy of secret (size bytes, any content; NULL forgets it, the
+// old copy is wiped). Returns 0, or -1 if out of memory.
+int broker_client_set_auth_secret(broker_client_t *self, const void *secret, size_t size);
 // The server's handle for its list of clients.
 void *broker_client_handle(const broker_client_t *self);
 void broker_client_set_handle(broker_client_t *self, void *handle);
@@ -136,6 +146,9 @@ void broker_client_heard(broker_client_t *self, int64_t now);
 void broker_client_set_gone(broker_client_t *self);
 // It cannot take messages now (a full send queue): no credit meanwhile.
 void broker_client_set_blocked(broker_client_t *self, bool blocked);
+// Its link is encrypted (TLS, the NSQ TCP door), with the certificate's
+// common name ("" or NULL if none): told to the auth server.
+void broker_client_set_tls(broker_client_t *self, bool tls, const char *common_name);
 // "IP:port" of its connection (copied, cut to fit).
 void broker_client_set_remote_address(broker_client_t *self, const char *address);
 // What its connection negotiated, for /stats: TLS, compression, and the

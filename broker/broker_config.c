@@ -58,6 +58,14 @@ const nsq_option_spec_t broker_config_options[] = {
     {"lookupd-heartbeat-interval", NSQ_OPTION_DURATION, "15s", 10, 3600000, false,
      "how often each lookupd hears from this broker (keep below its inactive timeout)",
      NSQ_OPTION_FIELD(broker_config_t, lookupd_heartbeat_ms)},
+    {"auth-http-address", NSQ_OPTION_STRING, NULL, 0, 0, true,
+     "HOST:PORT (or URL) of an auth server asked GET /auth?remote_ip=&tls=&secret=&common_name= "
+     "as nsqd does (repeatable); set, every publish, subscribe, stats and admin request needs a "
+     "secret the auth server grants",
+     NSQ_OPTION_LIST(broker_config_t, auth_http_addresses, auth_http_count)},
+    {"auth-http-timeout", NSQ_OPTION_DURATION, "5s", 10, 600000, false,
+     "longest wait for one auth server's answer (connect included)",
+     NSQ_OPTION_FIELD(broker_config_t, auth_http_timeout_ms)},
     {"mem-queue-size", NSQ_OPTION_INT, "10000", 0, 1000000000, false,
      "messages kept in memory per topic and per channel",
      NSQ_OPTION_FIELD(broker_config_t, mem_queue_size)},

@@ -23,6 +23,7 @@
 
 #define BROKER_ADDRESS_MAX 256
 #define BROKER_LOOKUPD_MAX 16  // --lookupd-address values
+#define BROKER_AUTHD_MAX   8   // --auth-http-address values
 
 typedef struct {
     char http_address[BROKER_ADDRESS_MAX];       // host:port for HTTP; port 0 = any free port
@@ -61,6 +62,9 @@ typedef struct {
     char lookupd_addresses[BROKER_LOOKUPD_MAX][BROKER_ADDRESS_MAX];  // lookupd ZeroMQ host:port
     int lookupd_count;                                               // entries used
     int64_t lookupd_heartbeat_ms;                                    // heartbeat to each lookupd
+    char auth_http_addresses[BROKER_AUTHD_MAX][BROKER_ADDRESS_MAX];  // auth servers; none: no auth
+    int auth_http_count;                                             // entries used
+    int64_t auth_http_timeout_ms;                                    // per auth request
     nsq_diskqueue_listing_t *disk_listing;  // data_path's files at start, owned by the core
                                             // (NULL: each disk queue lists the directory)
     nsq_diskio_t *diskio;          // the node's disk I/O actor: queues run in async mode over it

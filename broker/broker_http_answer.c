@@ -51,6 +51,15 @@ void broker_http_answer_status(broker_result_t result, unsigned *status, const c
     case BROKER_EXITING:
         *status = MHD_HTTP_SERVICE_UNAVAILABLE, *code = "EXITING";
         break;
+    case BROKER_AUTH_FAILED:  // no secret, or one the auth server refused
+        *status = MHD_HTTP_UNAUTHORIZED, *code = "AUTH_FAILED";
+        break;
+    case BROKER_UNAUTHORIZED:
+        *status = MHD_HTTP_FORBIDDEN, *code = "UNAUTHORIZED";
+        break;
+    case BROKER_AUTH_UNAVAILABLE:  // never fails open
+        *status = MHD_HTTP_SERVICE_UNAVAILABLE, *code = "AUTH_UNAVAILABLE";
+        break;
     default:  // out of memory, or what no HTTP request can meet
         *status = MHD_HTTP_INTERNAL_SERVER_ERROR, *code = "INTERNAL_ERROR";
         break;

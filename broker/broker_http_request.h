@@ -20,6 +20,8 @@
 #include "nsq_message.h"
 #include "nsq_names.h"
 
+#define BROKER_HTTP_SECRET_MAX 1024  // bytes of an Authorization: Bearer secret
+
 typedef enum {
     BROKER_HTTP_PUB,         // messages[0..count) into topic, defer_ms
     BROKER_HTTP_STATS_JSON,  // /stats?format=json, topic/channel filters
@@ -39,13 +41,18 @@ typedef enum {
 
 typedef struct {
     // ---- filled by the HTTP thread (already checked) ----
-    broker_http_kind_t kind;         // what the core is asked to do
-    char topic[NSQ_NAME_MAX + 1];    // "" when absent (stats without filter)
-    char channel[NSQ_NAME_MAX + 1];  // "" when absent
-    int64_t defer_ms;                // PUB: hold back this long; 0 = now
-    nsq_message_t **messages;        // PUB: the core takes every reference (the array
-                                     // itself stays the HTTP thread's)
-    size_t message_count;            // PUB: 1 for /pub, n for /mpub
+    broker_http_kind_t kind;              // what the core is asked to do
+    char topic[NSQ_NAME_MAX + 1];         // "" when absent (stats without filter)
+    char channel[NSQ_NAME_MAX + 1];       // "" when absent
+    int64_t defer_ms;                     // PUB: hold back this long; 0 = now
+    nsq_message_t **messages;             // PUB: the core takes every reference (the array
+                                          // itself stays the HTTP thread's)
+    size_t message_count;                 // PUB: 1 for /pub, n for /mpub
+    bool has_secret;                      // auth on: the Bearer secret below was given
+    char secret[BROKER_HTTP_SECRET_MAX];  // never logged or shown
+    size_t secret_size;                   // its bytes
+    char remote_ip[64];                   // the client's address, for the auth server
+    void *server;                         // the core, while auth is asked (broker_http_serve)
     // ---- filled by the core before it hands the request back ----
     broker_result_t result;  // what the core answered
     broker_stats_t *stats;   // stats and metrics: the snapshot (the HTTP thread renders and

@@ -5,9 +5,11 @@
 */
 #include "broker_http_routes.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "broker_mpub.h"
 #include "nsq_names.h"
@@ -239,6 +241,48 @@ static bool s_publish_args(broker_http_call_t *call, struct MHD_Connection *mhd,
     return true;
 }
 
+//  The client's IP, for the auth server.
+static void s_remote_ip(struct MHD_Connection *mhd, char *out, size_t size)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(mhd, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *address = info ? info->client_addr : NULL;
+    out[0] = '\0';
+    if (address && address->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *) address)->sin_addr, out,
+                  (socklen_t) size);
+    else if (address && address->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *) address)->sin6_addr, out,
+                  (socklen_t) size);
+}
+
+//  With auth on, a request for the core needs "Authorization: Bearer
+//  SECRET": without one it is refused here (401) and never reaches the core.
+static bool s_auth_args(broker_http_call_t *call, struct MHD_Connection *mhd)
+{
+    const char *header = NULL;
+    size_t size = 0;
+    if (MHD_lookup_connection_value_n(mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION,
+                                      strlen(MHD_HTTP_HEADER_AUTHORIZATION), &header, &size)
+            != MHD_YES
+        || !header || size < 7 || strncasecmp(header, "Bearer ", 7) != 0)
+        return s_fail(call, MHD_HTTP_UNAUTHORIZED, "AUTH_FAILED");
+    const char *secret = header + 7;
+    size -= 7;
+    while (size && *secret == ' ')
+        secret++, size--;
+    while (size && secret[size - 1] == ' ')
+        size--;
+    broker_http_request_t *request = &call->request;
+    if (size == 0 || size > sizeof request->secret)
+        return s_fail(call, MHD_HTTP_UNAUTHORIZED, "AUTH_FAILED");
+    memcpy(request->secret, secret, size);
+    request->secret_size = size;
+    request->has_secret = true;
+    s_remote_ip(mhd, request->remote_ip, sizeof request->remote_ip);
+    return true;
+}
+
 void broker_http_routes_begin(broker_http_call_t *call, struct MHD_Connection *mhd, const char *url,
                               const char *method, const broker_config_t *config)
 {
@@ -253,6 +297,9 @@ void broker_http_routes_begin(broker_http_call_t *call, struct MHD_Connection *m
     }
     call->action = route->action;
     call->request.kind = route->kind;
+    if (config->auth_http_count > 0 && route->action == BROKER_HTTP_TO_CORE
+        && !s_auth_args(call, mhd))
+        return;
     switch (route->args) {
     case ARGS_PUB:
     case ARGS_MPUB:

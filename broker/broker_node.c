@@ -20,6 +20,7 @@ struct _broker_node_t {
     broker_server_t *server;  // topics, channels, clients
     broker_sync_t *sync;      // durable acknowledgements; NULL unless durable on disk
     broker_lookup_t *lookup;  // the lookupd links (borrowed), or NULL
+    broker_auth_t *auth;      // the auth server client; NULL without --auth-http-address
 };
 
 // ---- the server's hooks -------------------------------------------------------
@@ -233,6 +234,32 @@ broker_node_t *broker_node_new(const broker_config_t *config, char *error, size_
     return self;
 }
 
+int broker_node_start_auth(broker_node_t *self, char *error, size_t size)
+{
+    const broker_config_t *config = &self->config;
+    if (config->auth_http_count == 0)
+        return 0;
+    const char *addresses[BROKER_AUTHD_MAX];
+    for (int i = 0; i < config->auth_http_count; i++)
+        addresses[i] = config->auth_http_addresses[i];
+    self->auth = broker_auth_new(addresses, config->auth_http_count, config->auth_http_timeout_ms);
+    if (!self->auth)
+        return snprintf(error, size, "cannot start the auth server client"), -1;
+    broker_server_set_auth(self->server, self->auth);
+    return 0;
+}
+
+zsock_t *broker_node_auth_socket(broker_node_t *self)
+{
+    return self->auth ? broker_auth_socket(self->auth) : NULL;
+}
+
+void broker_node_on_auth(broker_node_t *self, int64_t now)
+{
+    broker_auth_on_answer(self->auth, now);
+    broker_node_after_batch(self, now);  // the requests it let through published
+}
+
 void broker_node_destroy(broker_node_t **self_p)
 {
     broker_node_t *self = self_p ? *self_p : NULL;
@@ -240,8 +267,9 @@ void broker_node_destroy(broker_node_t **self_p)
         return;
     broker_sync_destroy(&self->sync);
     broker_server_destroy(&self->server);  // the queues hand their last work to the actor
-    nsq_diskio_destroy(&self->diskio);     // waits for it: then nothing calls back
-    broker_state_destroy(&self->state);    // releases the lock
+    broker_auth_destroy(&self->auth);
+    nsq_diskio_destroy(&self->diskio);   // waits for it: then nothing calls back
+    broker_state_destroy(&self->state);  // releases the lock
     free(self);
     *self_p = NULL;
 }
@@ -295,6 +323,8 @@ void broker_node_tick(broker_node_t *self, int64_t now)
 {
     broker_node_on_disk(self);  // a node driven without a loop (fuzz targets) hears its disk here
     broker_server_tick(self->server, now);
+    if (self->auth)
+        broker_auth_tick(self->auth, now);
     timeout_scan_t scan = {now, self->config.sync_timeout_ms};
     broker_server_each_disk(self->server, s_sync_one, &scan);
     broker_state_tick(self->state, now);

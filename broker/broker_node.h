@@ -20,6 +20,7 @@
 
     API in call order: broker_node_new, broker_node_server,
     broker_node_disk_socket / broker_node_on_disk,
+    broker_node_start_auth, broker_node_auth_socket / broker_node_on_auth,
     broker_node_lookup_source / broker_node_set_lookup,
     broker_node_after_batch, broker_node_tick, broker_node_settle,
     broker_node_persist, broker_node_destroy.
@@ -42,6 +43,16 @@ typedef struct _broker_node_t broker_node_t;
 // reason in error (another broker holds the data path, the state file is
 // not one, out of memory...).
 broker_node_t *broker_node_new(const broker_config_t *config, char *error, size_t size);
+
+// Starts the auth server client when --auth-http-address is set (else
+// nothing to do) and gives it to the server. Returns 0, or -1 with a
+// reason in error.
+int broker_node_start_auth(broker_node_t *self, char *error, size_t size);
+
+// The auth client's socket for the loop (NULL without one), and what its
+// reader does: the answers' waiters run, then the work after a batch.
+zsock_t *broker_node_auth_socket(broker_node_t *self);
+void broker_node_on_auth(broker_node_t *self, int64_t now);
 
 // Frees the server (nothing is persisted: call broker_node_settle and
 // broker_node_persist first), waits for the disk I/O actor's last work

@@ -25,6 +25,12 @@ const char *broker_result_name(broker_result_t result)
         [BROKER_TOO_MANY_FILES] = "TOO_MANY_FILES",
         [BROKER_NO_MEMORY] = "NO_MEMORY",
         [BROKER_EXITING] = "EXITING",
+        [BROKER_AUTH_FAILED] = "AUTH_FAILED",
+        [BROKER_UNAUTHORIZED] = "UNAUTHORIZED",
+        [BROKER_AUTH_UNAVAILABLE] = "AUTH_UNAVAILABLE",
+        [BROKER_AUTH_PENDING] = "AUTH_PENDING",
+        [BROKER_AUTH_FIRST] = "AUTH_FIRST",
+        [BROKER_AUTH_DISABLED] = "AUTH_DISABLED",
     };
     if ((unsigned) result >= sizeof names / sizeof *names || !names[result])
         return "UNKNOWN";

@@ -27,6 +27,12 @@ typedef enum {
     BROKER_TOO_MANY_FILES,     // out of file descriptors (EMFILE, ENFILE)
     BROKER_NO_MEMORY,          // a topic, channel or record could not be made
     BROKER_EXITING,            // the broker is stopping and takes nothing more
+    BROKER_AUTH_FAILED,        // the auth server refused the secret, or none was given
+    BROKER_UNAUTHORIZED,       // the secret does not allow this (topic, channel, permission)
+    BROKER_AUTH_UNAVAILABLE,   // no auth server answered: refused, never allowed
+    BROKER_AUTH_PENDING,       // the auth server is being asked: retry after the callback
+    BROKER_AUTH_FIRST,         // a session must AUTH before this command
+    BROKER_AUTH_DISABLED,      // AUTH with no auth server configured
 } broker_result_t;
 
 // The result's name ("TOPIC_NOT_FOUND"), for logs. Static; "UNKNOWN" for

@@ -43,6 +43,7 @@ struct _broker_server_t {
     int64_t start_time;           // unix seconds
     bool draining;                // no new deliveries
     int64_t files_logged_ms;      // monotonic ms of the last "out of file descriptors" line
+    broker_auth_t *auth;          // the auth server client (borrowed); NULL: no auth
 };
 
 broker_server_t *broker_server_new(const broker_config_t *config,
@@ -60,6 +61,16 @@ broker_server_t *broker_server_new(const broker_config_t *config,
     if (!self->topics || !self->clients)
         broker_server_destroy(&self);
     return self;
+}
+
+void broker_server_set_auth(broker_server_t *self, broker_auth_t *auth)
+{
+    self->auth = auth;
+}
+
+broker_auth_t *broker_server_auth_client(const broker_server_t *self)
+{
+    return self->auth;
 }
 
 void broker_server_destroy(broker_server_t **self_p)

@@ -41,6 +41,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "broker_auth.h"
 #include "broker_client.h"
 #include "broker_config.h"
 #include "broker_result.h"
@@ -177,6 +178,64 @@ broker_result_t broker_server_close_wait(broker_server_t *self, broker_client_t 
 // A door's client can take messages again (its send queue drained):
 // dispatches its channel.
 void broker_server_client_ready_again(broker_server_t *self, broker_client_t *client, int64_t now);
+
+// ---- authorization (broker_server_auth.c) -------------------------------------------
+//
+// With an auth client set, every publish, subscribe, stats and admin
+// request needs a secret the auth server grants (broker_auth.h). Doors
+// call broker_server_authorize (a session) or broker_server_authorize_query
+// (a request with no session: HTTP) before the operation, and
+// broker_server_auth for AUTH. BROKER_AUTH_PENDING means the auth server
+// is being asked: fn(arg) is called on this thread when it answered, and
+// the door then carries the command out again from the start (in order
+// with what the same peer sent after it). Never fails open: an auth server
+// that does not answer gives BROKER_AUTH_UNAVAILABLE.
+
+// The auth client (borrowed, must outlive the server's use of it; NULL,
+// the default: no auth, everything is allowed).
+void broker_server_set_auth(broker_server_t *self, broker_auth_t *auth);
+broker_auth_t *broker_server_auth_client(const broker_server_t *self);
+
+// True if sessions must AUTH (an auth client is set): doors say so in their
+// IDENTIFY answer (NSQ's auth_required).
+bool broker_server_auth_required(const broker_server_t *self);
+
+// What AUTH answers (NSQ's AUTH reply). Strings borrowed until the loop
+// reads the auth client again.
+typedef struct {
+    const char *identity;
+    const char *identity_url;
+    size_t permission_count;
+} broker_auth_reply_t;
+
+// AUTH: asks about secret (size bytes) for client and, once granted, keeps
+// it in the client for the checks below. BROKER_OK (reply filled),
+// BROKER_AUTH_DISABLED (no auth client), BROKER_INVALID (the client has a
+// secret already), BROKER_AUTH_FAILED, BROKER_UNAUTHORIZED (granted
+// nothing), BROKER_AUTH_UNAVAILABLE, BROKER_AUTH_PENDING (see above).
+broker_result_t broker_server_auth(broker_server_t *self, broker_client_t *client,
+                                   const void *secret, size_t size, int64_t now,
+                                   broker_auth_reply_t *reply, broker_auth_wait_fn *fn, void *arg);
+
+// May client do permit on topic and channel (bytes; channel_size 0 for a
+// publish or a topic's administration)? BROKER_OK (also with no auth
+// client), BROKER_BAD_TOPIC, BROKER_BAD_CHANNEL, BROKER_AUTH_FIRST (no
+// AUTH yet), BROKER_AUTH_FAILED, BROKER_UNAUTHORIZED,
+// BROKER_AUTH_UNAVAILABLE, BROKER_AUTH_PENDING. An answer past its ttl is
+// asked again.
+broker_result_t broker_server_authorize(broker_server_t *self, broker_client_t *client,
+                                        broker_permit_t permit, const void *topic,
+                                        size_t topic_size, const void *channel, size_t channel_size,
+                                        int64_t now, broker_auth_wait_fn *fn, void *arg);
+
+// The same for a request with no session: query names the secret
+// (secret NULL: none was given, BROKER_AUTH_FAILED), topic and channel are
+// checked names or "" (BROKER_PERMIT_IDENTITY reads neither).
+broker_result_t broker_server_authorize_query(broker_server_t *self,
+                                              const broker_auth_query_t *query,
+                                              broker_permit_t permit, const char *topic,
+                                              const char *channel, int64_t now,
+                                              broker_auth_wait_fn *fn, void *arg);
 
 // ---- publishing and administration ------------------------------------------------
 

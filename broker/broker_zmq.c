@@ -14,6 +14,12 @@
     Commands are unpacked into an arena taken back after each one: a PUB
     of 200 bodies is otherwise 200 mallocs and frees, a seventh of the
     door's time (the server copies what it keeps).
+
+    A command held for the auth server (BROKER_ZMQ_HOLD) is copied to the
+    peer's held list, and so is everything the peer sends after it, so its
+    commands keep their order; when the answer is in (s_on_auth, by the
+    peer's key) the list is handed over again, from the start. A peer that
+    leaves drops its list.
 */
 #include "broker_zmq.h"
 
@@ -28,10 +34,16 @@
 #include "nsq_peer.h"
 #include "nsq_wire.h"
 
+// Frames a peer may have waiting for the auth server; past it the peer is
+// dropped (a client pipelining without bound).
+#define S_HELD_MAX 10000
+
 struct _broker_zmq_t {
     broker_server_t *server;       // the core (borrowed)
     zsock_t *router;               // consumers and producers (borrowed)
     zhashx_t *peers;               // hex identity -> broker_zmq_peer_t, owned
+    zhashx_t *held;                // hex identity -> zlistx_t of zframe_t: commands waiting
+                                   // for the auth server, oldest first, owned
     broker_zmq_blocked_t blocked;  // frames that met a full queue
     nsq_arena_t *arena;            // where the command being handled is unpacked
 };
@@ -48,6 +60,22 @@ static void s_peer_destructor(void **item)
     broker_zmq_peer_destroy((broker_zmq_peer_t **) item);
 }
 
+static void s_frame_destructor(void **item)
+{
+    zframe_destroy((zframe_t **) item);
+}
+
+// Drops the peer's held commands, if any (the hash has no destructor: a
+// list is taken out of it whole by s_on_auth).
+static void s_held_drop(broker_zmq_t *self, const char *key)
+{
+    zlistx_t *held = zhashx_lookup(self->held, key);
+    if (!held)
+        return;
+    zhashx_delete(self->held, key);
+    zlistx_destroy(&held);
+}
+
 broker_zmq_t *broker_zmq_new(broker_server_t *server, zsock_t *router)
 {
     broker_zmq_t *self = calloc(1, sizeof *self);
@@ -55,7 +83,8 @@ broker_zmq_t *broker_zmq_new(broker_server_t *server, zsock_t *router)
         return NULL;
     self->peers = zhashx_new();
     self->arena = nsq_arena_new();
-    if (!self->peers || !self->arena) {
+    self->held = zhashx_new();
+    if (!self->peers || !self->arena || !self->held) {
         broker_zmq_destroy(&self);
         return NULL;
     }
@@ -71,6 +100,10 @@ void broker_zmq_destroy(broker_zmq_t **self_p)
     broker_zmq_t *self = self_p ? *self_p : NULL;
     if (!self)
         return;
+    for (zlistx_t *held = self->held ? zhashx_first(self->held) : NULL; held;
+         held = zhashx_next(self->held))
+        zlistx_destroy(&held);
+    zhashx_destroy(&self->held);
     zhashx_destroy(&self->peers);
     nsq_arena_destroy(&self->arena);
     free(self);
@@ -102,6 +135,7 @@ static void s_dropped(void *door, broker_drop_reason_t reason, const char *detai
     broker_zmq_t *self = broker_zmq_peer_owner(peer);
     if (reason == BROKER_DROP_CHANNEL_DELETED)
         broker_zmq_peer_send_error(peer, 0, "E_CHANNEL_DELETED", detail, true, now);
+    s_held_drop(self, broker_zmq_peer_key(peer));
     zhashx_delete(self->peers, broker_zmq_peer_key(peer));  // the destructor frees it
 }
 
@@ -147,6 +181,7 @@ static void s_close(broker_zmq_t *self, broker_zmq_peer_t *peer, int64_t now)
 {
     broker_client_t *client = broker_zmq_peer_client(peer);
     broker_server_client_close(self->server, &client, now);
+    s_held_drop(self, broker_zmq_peer_key(peer));
     zhashx_delete(self->peers, broker_zmq_peer_key(peer));
 }
 
@@ -174,11 +209,67 @@ static void s_wait_durable(broker_zmq_t *self, broker_zmq_peer_t *peer, uint64_t
     broker_server_wait_durable(self->server, s_on_durable, wait);
 }
 
-// Handles one frame from peer (see broker_zmq_frame).
+// Keeps a copy of a frame behind the peer's held commands (a new list when
+// none is held). Returns 0, or -1 (the peer must go: too many, or out of
+// memory).
+static int s_hold(broker_zmq_t *self, broker_zmq_peer_t *peer, const void *body, size_t size)
+{
+    const char *key = broker_zmq_peer_key(peer);
+    zlistx_t *held = zhashx_lookup(self->held, key);
+    if (!held && (held = zlistx_new())) {
+        zlistx_set_destructor(held, s_frame_destructor);
+        if (zhashx_insert(self->held, key, held) != 0)
+            zlistx_destroy(&held);
+    }
+    zframe_t *frame = held && zlistx_size(held) < S_HELD_MAX ? zframe_new(body, size) : NULL;
+    if (!frame || !zlistx_add_end(held, frame)) {
+        zframe_destroy(&frame);
+        return -1;
+    }
+    return 0;
+}
+
+static void s_frame(broker_zmq_t *self, broker_zmq_peer_t *peer, const void *body, size_t size,
+                    int64_t now);
+
+// The auth server answered for a peer's held command: its held frames are
+// handled again, in order, until one is held anew (the rest then stays
+// behind it).
+static void s_on_auth(void *arg, bool cancelled)
+{
+    broker_zmq_auth_wait_t *wait = arg;
+    broker_zmq_t *self = wait->door;
+    zlistx_t *held = cancelled ? NULL : zhashx_lookup(self->held, wait->key);
+    if (held) {
+        zhashx_delete(self->held, wait->key);  // the list is ours now
+        int64_t now = zclock_mono();
+        for (zframe_t *frame = zlistx_first(held); frame; frame = zlistx_next(held)) {
+            broker_zmq_peer_t *peer = zhashx_lookup(self->peers, wait->key);
+            if (!peer)
+                break;  // it left (or was closed by one of its commands)
+            s_frame(self, peer, zframe_data(frame), zframe_size(frame), now);
+        }
+        zlistx_destroy(&held);
+    }
+    free(wait);
+}
+
+// Handles one frame from peer (see broker_zmq_frame), or holds it behind
+// the peer's held commands.
 static void s_frame(broker_zmq_t *self, broker_zmq_peer_t *peer, const void *body, size_t size,
                     int64_t now)
 {
     broker_client_heard(broker_zmq_peer_client(peer), now);
+    if (body && zhashx_lookup(self->held, broker_zmq_peer_key(peer))) {
+        if (s_hold(self, peer, body, size) != 0) {
+            nsq_warn("client %s: too many commands wait for the auth server; dropped",
+                     broker_zmq_peer_key(peer));
+            broker_zmq_peer_send_error(peer, 0, "E_AUTH_UNAVAILABLE",
+                                       "too many commands wait for the auth server", true, now);
+            s_close(self, peer, now);
+        }
+        return;
+    }
     Nsq__Command *command =
         body ? nsq__command__unpack(nsq_arena_allocator(self->arena), size, body) : NULL;
     if (!command) {
@@ -190,7 +281,13 @@ static void s_frame(broker_zmq_t *self, broker_zmq_peer_t *peer, const void *bod
         nsq_arena_reset(self->arena);  // a failed unpack may leave some behind
         return;
     }
-    broker_zmq_outcome_t outcome = broker_zmq_commands_handle(self->server, peer, command, now);
+    broker_zmq_outcome_t outcome =
+        broker_zmq_commands_handle(self->server, peer, command, now, s_on_auth);
+    if (outcome == BROKER_ZMQ_HOLD && s_hold(self, peer, body, size) != 0) {
+        broker_zmq_peer_send_error(peer, command->seq, "E_AUTH_UNAVAILABLE",
+                                   "out of memory while the auth server is asked", true, now);
+        outcome = BROKER_ZMQ_CLOSE;
+    }
     if (outcome == BROKER_ZMQ_CLOSE)
         s_close(self, peer, now);
     else if (outcome == BROKER_ZMQ_DURABLE)

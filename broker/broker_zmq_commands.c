@@ -20,12 +20,132 @@ static void s_error(broker_zmq_peer_t *peer, const Nsq__Command *command, const 
     broker_zmq_peer_send_error(peer, command->seq, code, text, false, now);
 }
 
+// ---- authorization ------------------------------------------------------------------
+
+// A waiter for this peer's held command; NULL if out of memory.
+static broker_zmq_auth_wait_t *s_wait_new(broker_zmq_peer_t *peer)
+{
+    broker_zmq_auth_wait_t *wait = malloc(sizeof *wait);
+    if (wait) {
+        wait->door = broker_zmq_peer_owner(peer);
+        snprintf(wait->key, sizeof wait->key, "%s", broker_zmq_peer_key(peer));
+    }
+    return wait;
+}
+
+// Answers an authorization that did not pass (result != BROKER_OK).
+static broker_zmq_outcome_t s_auth_refused(broker_zmq_peer_t *peer, const Nsq__Command *command,
+                                           broker_result_t result, int64_t now)
+{
+    switch (result) {
+    case BROKER_AUTH_PENDING:
+        return BROKER_ZMQ_HOLD;
+    case BROKER_AUTH_FAILED:  // no secret, or one the auth server refused: the session ends
+        nsq_info("client %s: AUTH failed", broker_zmq_peer_key(peer));
+        broker_zmq_peer_send_error(peer, command->seq, "E_AUTH_FAILED", "AUTH failed", true, now);
+        return BROKER_ZMQ_CLOSE;
+    case BROKER_UNAUTHORIZED:
+        s_error(peer, command, "E_UNAUTHORIZED", "AUTH not authorized for this", now);
+        break;
+    case BROKER_AUTH_FIRST:
+        s_error(peer, command, "E_AUTH_FIRST", "AUTH required first", now);
+        break;
+    case BROKER_AUTH_DISABLED:
+        s_error(peer, command, "E_AUTH_DISABLED", "AUTH disabled", now);
+        break;
+    case BROKER_INVALID:
+        s_error(peer, command, "E_INVALID", "AUTH already set", now);
+        break;
+    default:  // never a grant: the auth server could not be asked
+        s_error(peer, command, "E_AUTH_UNAVAILABLE", "auth server unavailable", now);
+        break;
+    }
+    return BROKER_ZMQ_DONE;
+}
+
+// May peer's client do permit on topic and channel? A waiter goes with the
+// question, kept only if the answer is pending.
+static broker_result_t s_authorize(broker_server_t *server, broker_zmq_peer_t *peer,
+                                   broker_permit_t permit, ProtobufCBinaryData topic,
+                                   ProtobufCBinaryData channel, int64_t now,
+                                   broker_auth_wait_fn *on_auth)
+{
+    if (!broker_server_auth_required(server))
+        return BROKER_OK;
+    broker_zmq_auth_wait_t *wait = s_wait_new(peer);
+    if (!wait)
+        return BROKER_AUTH_UNAVAILABLE;
+    broker_result_t result =
+        broker_server_authorize(server, broker_zmq_peer_client(peer), permit, topic.data, topic.len,
+                                channel.data, channel.len, now, on_auth, wait);
+    if (result != BROKER_AUTH_PENDING)
+        free(wait);
+    if (result == BROKER_BAD_TOPIC || result == BROKER_BAD_CHANNEL)
+        return BROKER_OK;  // the operation itself says so, in its words
+    return result;
+}
+
+// AUTH of secret for peer's client (reply filled on BROKER_OK).
+static broker_result_t s_auth(broker_server_t *server, broker_zmq_peer_t *peer,
+                              ProtobufCBinaryData secret, broker_auth_reply_t *reply, int64_t now,
+                              broker_auth_wait_fn *on_auth)
+{
+    if (!broker_server_auth_required(server))
+        return BROKER_AUTH_DISABLED;
+    broker_zmq_auth_wait_t *wait = s_wait_new(peer);
+    if (!wait)
+        return BROKER_AUTH_UNAVAILABLE;
+    broker_result_t result = broker_server_auth(server, broker_zmq_peer_client(peer), secret.data,
+                                                secret.len, now, reply, on_auth, wait);
+    if (result != BROKER_AUTH_PENDING)
+        free(wait);
+    return result;
+}
+
+static void s_auth_reply_fill(Nsq__AuthReply *answer, const broker_auth_reply_t *reply)
+{
+    answer->identity = (char *) reply->identity;
+    answer->identity_url = (char *) reply->identity_url;
+    answer->permission_count = (uint32_t) reply->permission_count;
+}
+
+static broker_zmq_outcome_t s_auth_command(broker_server_t *server, broker_zmq_peer_t *peer,
+                                           const Nsq__Command *command, int64_t now,
+                                           broker_auth_wait_fn *on_auth)
+{
+    broker_auth_reply_t reply;
+    broker_result_t result = s_auth(server, peer, command->auth->secret, &reply, now, on_auth);
+    if (result != BROKER_OK)
+        return s_auth_refused(peer, command, result, now);
+    nsq_info("client %s: AUTH identity %s", broker_zmq_peer_key(peer), reply.identity);
+    Nsq__AuthReply answer = NSQ__AUTH_REPLY__INIT;
+    s_auth_reply_fill(&answer, &reply);
+    Nsq__Response response = NSQ__RESPONSE__INIT;
+    response.seq = command->seq;
+    response.text = "OK";
+    response.auth = &answer;
+    Nsq__Frame frame = NSQ__FRAME__INIT;
+    frame.frame_case = NSQ__FRAME__FRAME_RESPONSE;
+    frame.response = &response;
+    broker_zmq_peer_send_frame(peer, &frame, now);
+    return BROKER_ZMQ_DONE;
+}
+
+// ---- commands -----------------------------------------------------------------------
+
 // The IDENTIFY answer: the effective settings and the broker's limits, as
 // an IdentifyReply inside the Response (no JSON for the client to parse).
 static void s_identify_reply(broker_zmq_peer_t *peer, uint64_t seq,
-                             const broker_identify_reply_t *reply, int64_t now)
+                             const broker_identify_reply_t *reply, bool auth_required,
+                             const broker_auth_reply_t *auth, int64_t now)
 {
     Nsq__IdentifyReply answer = NSQ__IDENTIFY_REPLY__INIT;
+    Nsq__AuthReply auth_answer = NSQ__AUTH_REPLY__INIT;
+    answer.auth_required = auth_required;
+    if (auth) {
+        s_auth_reply_fill(&auth_answer, auth);
+        answer.auth = &auth_answer;
+    }
     answer.msg_timeout_ms = (uint32_t) reply->msg_timeout_ms;
     answer.max_msg_timeout_ms = (uint32_t) reply->max_msg_timeout_ms;
     answer.max_rdy_count = (uint32_t) reply->max_rdy_count;
@@ -42,10 +162,25 @@ static void s_identify_reply(broker_zmq_peer_t *peer, uint64_t seq,
     broker_zmq_peer_send_frame(peer, &frame, now);
 }
 
-static void s_identify(broker_server_t *server, broker_zmq_peer_t *peer,
-                       const Nsq__Command *command, int64_t now)
+// IDENTIFY, with its auth secret first when it carries one (a held
+// IDENTIFY comes back whole: nothing of it was applied).
+static broker_zmq_outcome_t s_identify(broker_server_t *server, broker_zmq_peer_t *peer,
+                                       const Nsq__Command *command, int64_t now,
+                                       broker_auth_wait_fn *on_auth)
 {
     const Nsq__Identify *identify = command->identify;
+    broker_auth_reply_t auth;
+    bool authed = identify->auth_secret.len > 0;
+    if (authed && broker_client_state(broker_zmq_peer_client(peer)) != BROKER_CLIENT_NEW) {
+        s_error(peer, command, "E_INVALID", "IDENTIFY only once, first", now);
+        return BROKER_ZMQ_DONE;
+    }
+    if (authed) {
+        broker_result_t result = s_auth(server, peer, identify->auth_secret, &auth, now, on_auth);
+        if (result != BROKER_OK)
+            return s_auth_refused(peer, command, result, now);
+        nsq_info("client %s: AUTH identity %s", broker_zmq_peer_key(peer), auth.identity);
+    }
     broker_identify_t request = {
         .heartbeat_interval_ms = identify->heartbeat_interval_ms,
         .msg_timeout_ms = identify->msg_timeout_ms,
@@ -60,21 +195,27 @@ static void s_identify(broker_server_t *server, broker_zmq_peer_t *peer,
     broker_result_t result =
         broker_server_identify(server, broker_zmq_peer_client(peer), &request, &reply);
     if (result == BROKER_OK)
-        s_identify_reply(peer, command->seq, &reply, now);
+        s_identify_reply(peer, command->seq, &reply, broker_server_auth_required(server),
+                         authed ? &auth : NULL, now);
     else if (result == BROKER_BAD_BODY)
         s_error(peer, command, "E_BAD_BODY", "heartbeat_interval or msg_timeout out of range", now);
     else
         s_error(peer, command, "E_INVALID", "IDENTIFY only once, first", now);
+    return BROKER_ZMQ_DONE;
 }
 
-static void s_sub(broker_server_t *server, broker_zmq_peer_t *peer, const Nsq__Command *command,
-                  int64_t now)
+static broker_zmq_outcome_t s_sub(broker_server_t *server, broker_zmq_peer_t *peer,
+                                  const Nsq__Command *command, int64_t now,
+                                  broker_auth_wait_fn *on_auth)
 {
     const Nsq__Sub *sub = command->sub;
-    // Names are bytes: every byte is checked, a NUL included (nsq.proto)
     broker_result_t result =
-        broker_server_subscribe(server, broker_zmq_peer_client(peer), sub->topic.data,
-                                sub->topic.len, sub->channel.data, sub->channel.len, now);
+        s_authorize(server, peer, BROKER_PERMIT_SUBSCRIBE, sub->topic, sub->channel, now, on_auth);
+    if (result != BROKER_OK)
+        return s_auth_refused(peer, command, result, now);
+    // Names are bytes: every byte is checked, a NUL included (nsq.proto)
+    result = broker_server_subscribe(server, broker_zmq_peer_client(peer), sub->topic.data,
+                                     sub->topic.len, sub->channel.data, sub->channel.len, now);
     if (result == BROKER_OK)
         broker_zmq_peer_send_response(peer, command->seq, "OK", now);
     else if (result == BROKER_INVALID)
@@ -86,6 +227,7 @@ static void s_sub(broker_server_t *server, broker_zmq_peer_t *peer, const Nsq__C
     else
         s_error(peer, command, "E_SUB_FAILED",
                 result == BROKER_TOO_MANY_FILES ? "TOO_MANY_OPEN_FILES" : "out of memory", now);
+    return BROKER_ZMQ_DONE;
 }
 
 static void s_rdy(broker_server_t *server, broker_zmq_peer_t *peer, const Nsq__Command *command,
@@ -163,9 +305,15 @@ static void s_pub_refused(broker_zmq_peer_t *peer, const Nsq__Command *command,
 }
 
 static broker_zmq_outcome_t s_pub(broker_server_t *server, broker_zmq_peer_t *peer,
-                                  const Nsq__Command *command, int64_t now)
+                                  const Nsq__Command *command, int64_t now,
+                                  broker_auth_wait_fn *on_auth)
 {
     const Nsq__Pub *pub = command->pub;
+    ProtobufCBinaryData no_channel = {0, NULL};
+    broker_result_t allowed =
+        s_authorize(server, peer, BROKER_PERMIT_PUBLISH, pub->topic, no_channel, now, on_auth);
+    if (allowed != BROKER_OK)
+        return s_auth_refused(peer, command, allowed, now);
     nsq_message_t *stack[64];
     nsq_message_t **messages =
         pub->n_bodies <= 64 ? stack : malloc(pub->n_bodies * sizeof *messages);
@@ -214,6 +362,7 @@ static bool s_needs_identify(broker_zmq_peer_t *peer, const Nsq__Command *comman
     case NSQ__COMMAND__CMD_IDENTIFY:
     case NSQ__COMMAND__CMD_PUB:
     case NSQ__COMMAND__CMD_CLS:
+    case NSQ__COMMAND__CMD_AUTH:
         return false;
     default:
         break;
@@ -223,18 +372,19 @@ static bool s_needs_identify(broker_zmq_peer_t *peer, const Nsq__Command *comman
 }
 
 broker_zmq_outcome_t broker_zmq_commands_handle(broker_server_t *server, broker_zmq_peer_t *peer,
-                                                const Nsq__Command *command, int64_t now)
+                                                const Nsq__Command *command, int64_t now,
+                                                broker_auth_wait_fn *on_auth)
 {
     if (s_needs_identify(peer, command, now))
         return BROKER_ZMQ_CLOSE;
     broker_client_t *client = broker_zmq_peer_client(peer);
     switch (command->cmd_case) {
     case NSQ__COMMAND__CMD_IDENTIFY:
-        s_identify(server, peer, command, now);
-        break;
+        return s_identify(server, peer, command, now, on_auth);
+    case NSQ__COMMAND__CMD_AUTH:
+        return s_auth_command(server, peer, command, now, on_auth);
     case NSQ__COMMAND__CMD_SUB:
-        s_sub(server, peer, command, now);
-        break;
+        return s_sub(server, peer, command, now, on_auth);
     case NSQ__COMMAND__CMD_RDY:
         s_rdy(server, peer, command, now);
         break;
@@ -244,7 +394,7 @@ broker_zmq_outcome_t broker_zmq_commands_handle(broker_server_t *server, broker_
         s_settle(server, peer, command, now);
         break;
     case NSQ__COMMAND__CMD_PUB:
-        return s_pub(server, peer, command, now);
+        return s_pub(server, peer, command, now, on_auth);
     case NSQ__COMMAND__CMD_CLS:
         if (command->cls->disconnect) {  // the socket is going away: requeue now
             nsq_info("client %s (%s): disconnected", broker_zmq_peer_key(peer),

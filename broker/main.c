@@ -7,6 +7,7 @@
     stop the actor, exit 0. Bad configuration or a failed start exits 1
     with one line on stderr.
 */
+#include <curl/curl.h>
 #include <czmq.h>
 #include <errno.h>
 #include <stdio.h>
@@ -105,6 +106,13 @@ int main(int argc, char **argv)
         return exit_code;
     const char *listening[] = {config.http_address, config.https_address, config.zmq_address};
     nsq_daemon_warn_if_open(listening, 3,
-                            config.zmq_curve_secret_key_file[0] || config.tls_required);
-    return nsq_daemon_run(broker_actor, &config, config.http_address, config.zmq_address);
+                            config.zmq_curve_secret_key_file[0] || config.tls_required
+                                || config.auth_http_count > 0);
+    // libcurl (the auth server client) is set up here, before any thread:
+    // its TLS library keeps per-thread state for the thread that
+    // initialises it, which must outlive the others.
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    exit_code = nsq_daemon_run(broker_actor, &config, config.http_address, config.zmq_address);
+    curl_global_cleanup();
+    return exit_code;
 }

@@ -116,6 +116,12 @@ void nsq_consumer_set_lookupd_tls(nsq_consumer_t *self, const char *root_ca_file
 // logged) if a file cannot be read, is wider than 0600, or one is missing.
 int nsq_consumer_set_curve(nsq_consumer_t *self, const char *key_file, const char *server_key_file);
 
+// The secret a broker with --auth-http-address asks its auth server about
+// (NSQ's AUTH), sent in each connection's IDENTIFY. Copied; NULL or ""
+// forgets it. Set it before connecting. A refusal shows in the log
+// (E_AUTH_FAILED, E_UNAUTHORIZED on SUB) and the connection retries.
+void nsq_consumer_set_auth_secret(nsq_consumer_t *self, const char *secret);
+
 // Connects to a broker's ZeroMQ endpoint, "host:port" or "tcp://host:port",
 // then IDENTIFY, SUB and RDY. Returns 0, or -1 if the address is malformed
 // or already connected. Connection failures are retried by ZeroMQ.
@@ -216,6 +222,12 @@ void nsq_producer_destroy(nsq_producer_t **self_p);
 
 // How long a publish waits for the broker's answer (default 5000 ms).
 void nsq_producer_set_timeout(nsq_producer_t *self, int timeout_ms);
+
+// The secret a broker with --auth-http-address asks its auth server about
+// (NSQ's AUTH), sent before the next publish on each connection. Copied;
+// NULL or "" forgets it. A refusal fails that publish with E_AUTH_FAILED,
+// E_UNAUTHORIZED (not allowed on this topic) or E_AUTH_UNAVAILABLE.
+void nsq_producer_set_auth_secret(nsq_producer_t *self, const char *secret);
 
 // Publishes one message and waits for the acknowledgement. Returns 0, or -1
 // with the reason in nsq_producer_error (a broker code such as

@@ -119,6 +119,8 @@ static void s_send_identify(nsq_connection_t *self)
     self->timeout_asked = s_timeout_to_ask(self);
     self->msg_timeout_ms = self->timeout_asked ? self->timeout_asked : S_MSG_TIMEOUT_DEFAULT;
     identify.msg_timeout_ms = self->timeout_asked;
+    if (settings->auth_secret)
+        identify.auth_secret = nsq_wire_bytes(settings->auth_secret);
     Nsq__Command command = NSQ__COMMAND__INIT;
     command.cmd_case = NSQ__COMMAND__CMD_IDENTIFY;
     command.identify = &identify;
@@ -480,6 +482,14 @@ static void s_on_identify_refused(nsq_connection_t *self, const Nsq__Error *erro
 
 static nsq_connection_event_t s_on_error(nsq_connection_t *self, const Nsq__Error *error)
 {
+    // Authorization refused or not answered (E_AUTH_*, E_UNAUTHORIZED): say
+    // so and start over later, the auth server's answer may change.
+    if (strncmp(error->code, "E_AUTH", 6) == 0 || strcmp(error->code, "E_UNAUTHORIZED") == 0) {
+        nsq_error("consumer %s: %s (%s), retrying in %u ms", self->endpoint, error->code,
+                  error->text, self->backoff_ms);
+        s_back_off(self);
+        return NSQ_CONNECTION_RESET;
+    }
     if (!error->fatal && error->seq == self->identify_seq && !self->identified) {
         s_on_identify_refused(self, error);
         return NSQ_CONNECTION_RESET;

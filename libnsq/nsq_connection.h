@@ -49,6 +49,7 @@ typedef struct {
     uint32_t heartbeat_ms;     // asked, 0 = the broker's default
     uint32_t msg_timeout_ms;   // asked, 0 = the broker's default; clamped to the broker's maximum
     nsq_curve_client_t curve;  // CURVE keys for each new socket (disabled = plain)
+    const char *auth_secret;   // sent in IDENTIFY (NSQ's AUTH); NULL: none
 } nsq_connection_settings_t;
 
 // What a frame means for the owner (nsq_connection_handle).

@@ -48,6 +48,7 @@ struct _nsq_consumer_t {
     char *topic;  // subscription
     char *channel;
     char *client_id;                     // announced in IDENTIFY
+    char *auth_secret;                   // sent in IDENTIFY, never logged
     char hostname[256];                  // announced in IDENTIFY
     nsq_connection_settings_t settings;  // what every connection asks for
     nsq_handler_fn *handler;             // user's message handler
@@ -391,6 +392,7 @@ void nsq_consumer_destroy(nsq_consumer_t **self_p)
     free(self->client_id);
     for (int index = 0; index < 3; index++)
         free(self->lookupd_tls[index]);
+    nsq_consumer_set_auth_secret(self, NULL);
     free(self);
     *self_p = NULL;
 }
@@ -447,6 +449,16 @@ int nsq_consumer_set_curve(nsq_consumer_t *self, const char *key_file, const cha
         return -1;
     }
     return 0;
+}
+
+void nsq_consumer_set_auth_secret(nsq_consumer_t *self, const char *secret)
+{
+    if (self->auth_secret) {  // wiped: freed memory keeps no secret around
+        memset(self->auth_secret, 0, strlen(self->auth_secret));
+        free(self->auth_secret);
+    }
+    self->auth_secret = secret && *secret ? strdup(secret) : NULL;
+    self->settings.auth_secret = self->auth_secret;
 }
 
 int nsq_consumer_connect(nsq_consumer_t *self, const char *address)

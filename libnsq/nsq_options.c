@@ -390,6 +390,21 @@ nsq_options_t *nsq_options_new(const char *program, const char *env_prefix,
     return self;
 }
 
+void nsq_options_hide(int argc, char **argv, const char *name)
+{
+    size_t length = strlen(name);
+    for (int index = 1; index < argc && strcmp(argv[index], "--") != 0; index++) {
+        char *flag = argv[index] + (strncmp(argv[index], "--", 2) == 0 ? 2 : 1);
+        if (argv[index][0] != '-' || strncmp(flag, name, length) != 0)
+            continue;
+        char *value = flag[length] == '='                        ? flag + length + 1
+                      : flag[length] == '\0' && index + 1 < argc ? argv[++index]
+                                                                 : NULL;
+        for (; value && *value; value++)
+            *value = '*';
+    }
+}
+
 void nsq_options_destroy(nsq_options_t **self_p)
 {
     if (!self_p || !*self_p)

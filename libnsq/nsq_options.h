@@ -166,6 +166,12 @@ nsq_options_t *nsq_options_new(const char *program, const char *env_prefix,
 // Destroys the parser and nulls *self_p. Accepts NULL and *self_p == NULL.
 void nsq_options_destroy(nsq_options_t **self_p);
 
+// Overwrites, in argv itself, the value of every --name (or -name) flag
+// with '*', so a secret does not show in the process's command line
+// (/proc/PID/cmdline, ps). Strings the parser borrowed from argv change
+// too: copy the value first.
+void nsq_options_hide(int argc, char **argv, const char *name);
+
 // Applies defaults, then the environment, then argv[1..argc). Returns 0 when
 // the program should run; 1 when --help or --version was printed to stdout
 // (exit 0); -1 on bad input, with a one-line reason in error (unknown flag,

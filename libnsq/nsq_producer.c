@@ -12,6 +12,12 @@
     with E_TIMEOUT and the socket is replaced (linger 0), so publishes that
     were reported failed are not delivered later by a queue nobody watches.
 
+    With an auth secret, an Auth command goes ahead of the first publish on
+    each socket (and again after a fatal error, which ends the broker's
+    session). It takes a seq in the window like a publish, so its refusal
+    (E_AUTH_FAILED, E_UNAUTHORIZED...) is reported by the publish that
+    follows it.
+
     API in call order: nsq_producer_new, nsq_producer_set_timeout,
     nsq_producer_publish / _dpublish / _mpublish or
     nsq_producer_publish_async / _mpublish_async + nsq_producer_flush,
@@ -45,6 +51,8 @@ struct _nsq_producer_t {
     bool failed;                      // a publish failed since the last report
     char error[S_ERROR_MAX];          // last error code, "" if none
     nsq_curve_client_t curve;         // CURVE keys (disabled = plain)
+    char *auth_secret;                // sent in an Auth command; NULL: none
+    bool auth_due;                    // this socket's session has not sent it yet
 };
 
 static int s_socket_open(nsq_producer_t *self)
@@ -61,6 +69,7 @@ static void s_socket_reset(nsq_producer_t *self)
         zsock_set_linger(self->sock, 0);
         zsock_destroy(&self->sock);
     }
+    self->auth_due = self->auth_secret != NULL;  // a new socket is a new session
     s_socket_open(self);
 }
 
@@ -94,8 +103,19 @@ void nsq_producer_destroy(nsq_producer_t **self_p)
     nsq_producer_t *self = *self_p;
     zsock_destroy(&self->sock);
     free(self->answered);
+    nsq_producer_set_auth_secret(self, NULL);
     free(self);
     *self_p = NULL;
+}
+
+void nsq_producer_set_auth_secret(nsq_producer_t *self, const char *secret)
+{
+    if (self->auth_secret) {
+        memset(self->auth_secret, 0, strlen(self->auth_secret));
+        free(self->auth_secret);
+    }
+    self->auth_secret = secret && *secret ? strdup(secret) : NULL;
+    self->auth_due = self->auth_secret != NULL;
 }
 
 void nsq_producer_set_timeout(nsq_producer_t *self, int timeout_ms)
@@ -166,8 +186,11 @@ static void s_on_frame(nsq_producer_t *self, zmq_msg_t *frame)
     Nsq__Frame *decoded = nsq_wire_frame_unpack(zmq_msg_data(frame), zmq_msg_size(frame));
     if (decoded && decoded->frame_case == NSQ__FRAME__FRAME_RESPONSE)
         s_answer(self, decoded->response->seq, NULL);
-    else if (decoded && decoded->frame_case == NSQ__FRAME__FRAME_ERROR)
+    else if (decoded && decoded->frame_case == NSQ__FRAME__FRAME_ERROR) {
         s_answer(self, decoded->error->seq, decoded->error->code);
+        if (decoded->error->fatal)
+            self->auth_due = self->auth_secret != NULL;  // the broker ended the session
+    }
     nsq__frame__free_unpacked(decoded, NULL);
 }
 
@@ -215,6 +238,24 @@ static int s_report(nsq_producer_t *self)
     return -1;
 }
 
+// Sends the Auth command as the next seq of the window. Returns 0 or -1.
+static int s_send_auth(nsq_producer_t *self)
+{
+    Nsq__Auth auth = NSQ__AUTH__INIT;
+    auth.secret = nsq_wire_bytes(self->auth_secret);
+    Nsq__Command command = NSQ__COMMAND__INIT;
+    command.version = 1;
+    command.seq = self->next_seq;
+    command.cmd_case = NSQ__COMMAND__CMD_AUTH;
+    command.auth = &auth;
+    if (!self->sock || nsq_wire_send_command(zsock_resolve(self->sock), &command, ZMQ_DONTWAIT))
+        return -1;
+    self->answered[self->next_seq % self->ring_size] = false;
+    self->next_seq++;
+    self->auth_due = false;
+    return 0;
+}
+
 // Sends one Pub of count bodies. Returns 0, or -1 if it could not be queued.
 static int s_send(nsq_producer_t *self, const char *topic, const void *const *bodies,
                   const size_t *sizes, size_t count, uint32_t defer_ms)
@@ -224,6 +265,13 @@ static int s_send(nsq_producer_t *self, const char *topic, const void *const *bo
         s_set_error(self, "E_INVALID");
         return -1;
     }
+    if (self->auth_due && s_send_auth(self) != 0) {
+        s_set_error(self, "E_SEND_FAILED");
+        return -1;
+    }
+    s_wait(self, self->ring_size - 1);  // the Auth took a slot
+    if (self->failed && self->auth_due)
+        return -1;  // the broker refused the secret (and ended the session): keep its answer
     int rc = self->sock ? nsq_wire_send_pub(zsock_resolve(self->sock), self->next_seq, topic,
                                             bodies, sizes, count, defer_ms, ZMQ_DONTWAIT)
                         : -1;

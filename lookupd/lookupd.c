@@ -162,8 +162,10 @@ static int s_console_new(s_lookupd_t *self)
                                        self->config.peer_count,
                                        s_console_nodes,
                                        s_console_registry,
-                                       self};
+                                       self,
+                                       NULL};
     config.peers = peers;  // copied by the console: the strings live in self->config
+    config.auth_secret = self->config.auth_secret;
     self->console = lookupd_console_new(&config);
     return self->console ? 0 : -1;
 }

@@ -43,6 +43,11 @@ const nsq_option_spec_t lookupd_config_options[] = {
      NSQ_OPTION_LIST(lookupd_config_t, peers, peer_count)},
     NSQ_HTTP_TLS_OPTION_ROWS(lookupd_config_t, ),
     NSQ_CURVE_SERVER_OPTION_ROWS(lookupd_config_t, ),
+    {"auth-secret", NSQ_OPTION_STRING, NULL, 0, 0, false,
+     "console: secret sent to brokers with --auth-http-address (Authorization: Bearer) for "
+     "their /stats and the console's actions; it needs admin there. Prefer "
+     "NSQ_LOOKUPD_AUTH_SECRET: the flag's value is blanked from the command line",
+     NSQ_OPTION_FIELD(lookupd_config_t, auth_secret)},
     {"log-level", NSQ_OPTION_STRING, "info", 0, 0, false, "debug, info, warn or error",
      NSQ_OPTION_NO_FIELD},
     {"log-json", NSQ_OPTION_BOOL, "false", 0, 0, false, "log one JSON object per line",

@@ -35,6 +35,7 @@ typedef struct {
     NSQ_HTTP_TLS_FIELDS;                   // --https-address, --tls-* (nsq_http_server.h)
     char zmq_curve_secret_key_file[1024];  // CURVE server key pair ("" = no CURVE)
     char zmq_curve_allow_dir[1024];        // allowed brokers' public keys ("" = any)
+    char auth_secret[1024];                // console: Bearer secret for brokers
 } lookupd_config_t;
 
 // nsq-lookupd's options: one row per flag, with its default and its field.

@@ -57,6 +57,7 @@ typedef struct {
     lookupd_console_nodes_fn *nodes;        // the brokers
     lookupd_console_registry_fn *registry;  // our registry's side of actions
     void *arg;                              // for both callbacks
+    const char *auth_secret;                // sent to brokers (Bearer), NULL = none; copied
 } lookupd_console_config_t;
 
 // A request as lookupd's HTTP front end passed it. Arguments are their

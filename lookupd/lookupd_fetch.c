@@ -21,7 +21,8 @@
 #define S_CONNECTIONS_MAX    64  // transfers at once; curl queues the rest
 
 struct _lookupd_fetch_t {
-    zactor_t *actor;  // the thread
+    zactor_t *actor;          // the thread
+    struct curl_slist *auth;  // "Authorization: Bearer ..." for every request, or NULL
 };
 
 typedef struct {
@@ -40,9 +41,10 @@ typedef struct {
 } s_transfer_t;
 
 typedef struct {
-    zsock_t *pipe;        // to the owner
-    CURLM *multi;         // every transfer
-    zlistx_t *transfers;  // s_transfer_t, owned
+    zsock_t *pipe;            // to the owner
+    CURLM *multi;             // every transfer
+    zlistx_t *transfers;      // s_transfer_t, owned
+    struct curl_slist *auth;  // the owner's header list (read only), or NULL
 } s_thread_t;
 
 static pthread_once_t s_curl_once = PTHREAD_ONCE_INIT;
@@ -138,8 +140,8 @@ static void s_collect(s_thread_t *self)
     }
 }
 
-static s_transfer_t *s_transfer_new(s_job_t *job, size_t index, const char *method, const char *url,
-                                    long timeout_ms)
+static s_transfer_t *s_transfer_new(s_thread_t *self, s_job_t *job, size_t index,
+                                    const char *method, const char *url, long timeout_ms)
 {
     s_transfer_t *transfer = calloc(1, sizeof *transfer);
     if (!transfer)
@@ -163,6 +165,8 @@ static s_transfer_t *s_transfer_new(s_job_t *job, size_t index, const char *meth
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, transfer);
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, transfer->error);
     curl_easy_setopt(easy, CURLOPT_PRIVATE, transfer);
+    if (self->auth)
+        curl_easy_setopt(easy, CURLOPT_HTTPHEADER, self->auth);
     if (strcmp(method, "POST") == 0) {
         curl_easy_setopt(easy, CURLOPT_POST, 1L);
         curl_easy_setopt(easy, CURLOPT_POSTFIELDS, "");
@@ -187,9 +191,9 @@ static void s_start_job(s_thread_t *self, zmsg_t *message)
         char *method = zmsg_popstr(message), *url = zmsg_popstr(message);
         char *timeout = zmsg_popstr(message);
         long timeout_ms = timeout ? atol(timeout) : 0;
-        s_transfer_t *transfer =
-            method && url ? s_transfer_new(job, index, method, url, timeout_ms > 0 ? timeout_ms : 1)
-                          : NULL;
+        s_transfer_t *transfer = method && url ? s_transfer_new(self, job, index, method, url,
+                                                                timeout_ms > 0 ? timeout_ms : 1)
+                                               : NULL;
         job->pending++;
         if (!transfer || !zlistx_add_end(self->transfers, transfer)
             || curl_multi_add_handle(self->multi, transfer->easy) != CURLM_OK) {
@@ -238,8 +242,7 @@ static void s_transfer_destructor(void **item)
 
 static void s_actor(zsock_t *pipe, void *args)
 {
-    (void) args;
-    s_thread_t self = {pipe, curl_multi_init(), zlistx_new()};
+    s_thread_t self = {pipe, curl_multi_init(), zlistx_new(), args};
     zsock_signal(pipe, 0);
     if (!self.multi || !self.transfers) {
         // Nothing can run: answer $TERM only.
@@ -273,14 +276,26 @@ static void s_actor(zsock_t *pipe, void *args)
     curl_multi_cleanup(self.multi);
 }
 
-lookupd_fetch_t *lookupd_fetch_new(void)
+lookupd_fetch_t *lookupd_fetch_new(const char *auth_secret)
 {
     pthread_once(&s_curl_once, s_curl_init);
     lookupd_fetch_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
-    self->actor = zactor_new(s_actor, NULL);
+    if (auth_secret && *auth_secret) {
+        char *header = zsys_sprintf("Authorization: Bearer %s", auth_secret);
+        self->auth = header ? curl_slist_append(NULL, header) : NULL;  // curl copies it
+        if (header)
+            memset(header, 0, strlen(header));
+        zstr_free(&header);
+        if (!self->auth) {
+            free(self);
+            return NULL;
+        }
+    }
+    self->actor = zactor_new(s_actor, self->auth);
     if (!self->actor) {
+        curl_slist_free_all(self->auth);
         free(self);
         return NULL;
     }
@@ -293,6 +308,7 @@ void lookupd_fetch_destroy(lookupd_fetch_t **self_p)
     if (!self)
         return;
     zactor_destroy(&self->actor);
+    curl_slist_free_all(self->auth);  // the thread has ended
     free(self);
     *self_p = NULL;
 }
@@ -402,7 +418,7 @@ int lookupd_fetch_test(void)
 {
     zactor_t *server = zactor_new(s_test_server, "{\"ok\":1}");
     char *port = server ? zstr_recv(server) : NULL;
-    lookupd_fetch_t *fetch = lookupd_fetch_new();
+    lookupd_fetch_t *fetch = lookupd_fetch_new(NULL);
     int failed = !server || !port || atoi(port) <= 0 || !fetch;
     char good[64], refused[64];
     snprintf(good, sizeof good, "http://127.0.0.1:%s/stats", port ? port : "0");

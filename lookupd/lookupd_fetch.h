@@ -47,8 +47,10 @@ typedef struct {
 
 // Starts the thread. A program calls curl_global_init in main before it
 // starts threads (this calls it once more if not, from the calling
-// thread). Caller owns the result; NULL if out of memory.
-lookupd_fetch_t *lookupd_fetch_new(void);
+// thread). auth_secret (NULL or "": none) goes with every request as
+// "Authorization: Bearer", for brokers with --auth-http-address (other
+// lookupds ignore it). Caller owns the result; NULL if out of memory.
+lookupd_fetch_t *lookupd_fetch_new(const char *auth_secret);
 
 // Stops the thread, abandoning requests in progress, and nulls *self_p;
 // accepts NULL. Results not read yet are dropped.

@@ -46,6 +46,7 @@ int main(int argc, char **argv)
     int exit_code =
         nsq_daemon_configure("nsq-lookupd", "NSQ_LOOKUPD", lookupd_config_options,
                              lookupd_config_option_count, argc, argv, s_configure, &config);
+    nsq_options_hide(argc, argv, "auth-secret");  // config has its copy
     if (exit_code >= 0)
         return exit_code;
     const char *listening[] = {config.http_address, config.https_address, config.zmq_address};

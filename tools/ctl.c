@@ -40,6 +40,11 @@ static const nsq_option_spec_t s_options[] = {
     {"count", NSQ_OPTION_INT, "0", 0, 1000000000, false,
      "watch: refreshes, tail: messages, then exit (0 = until interrupted)",
      NSQ_OPTION_FIELD(ctl_t, count)},
+    {"auth-secret", NSQ_OPTION_STRING, NULL, 0, 0, false,
+     "secret for a broker with --auth-http-address (Authorization: Bearer; tail: AUTH); "
+     "actions need admin. Prefer NSQ_CTL_AUTH_SECRET: the flag's value is blanked from the "
+     "command line",
+     NSQ_OPTION_FIELD(ctl_t, auth_secret)},
     {"log-level", NSQ_OPTION_STRING, "warn", 0, 0, false, "debug, info, warn or error",
      NSQ_OPTION_NO_FIELD},
     NSQ_HTTP_CLIENT_TLS_OPTION_ROWS(ctl_t, ),
@@ -204,6 +209,7 @@ int main(int argc, char **argv)
         ctl_t ctl;
         nsq_log_set_level(level);
         code = s_target(options, command, &ctl);
+        nsq_options_hide(argc, argv, "auth-secret");  // ctl has its copy
         if (code == CTL_OK) {
             curl_global_init(CURL_GLOBAL_DEFAULT);
             code = s_run(&ctl, command->name, words + 1, word_count - 1);

@@ -40,6 +40,7 @@ typedef struct {
     const char *tls_root_ca_file;  // https: CA to trust (NULL = the system's)
     const char *tls_cert;          // https: client certificate, or NULL
     const char *tls_key;           // https: its key, or NULL
+    char auth_secret[1024];        // Bearer secret for brokers with --auth-http-address, "" = none
 } ctl_t;
 
 // One HTTP request to address ("host:port", "http://..." or "https://...")

@@ -66,6 +66,14 @@ long ctl_http_request(const ctl_t *ctl, const char *method, const char *address,
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, s_on_data);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &buffer);
     curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, curl_error);
+    struct curl_slist *headers = NULL;
+    if (ctl->auth_secret[0]) {
+        char header[sizeof ctl->auth_secret + 32];
+        snprintf(header, sizeof header, "Authorization: Bearer %s", ctl->auth_secret);
+        headers = curl_slist_append(NULL, header);  // curl copies it
+        memset(header, 0, sizeof header);
+        curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+    }
     if (strcmp(method, "POST") == 0) {
         curl_easy_setopt(curl, CURLOPT_POST, 1L);
         curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "");
@@ -78,6 +86,7 @@ long ctl_http_request(const ctl_t *ctl, const char *method, const char *address,
         snprintf(error, error_size, "%s: %s", address,
                  curl_error[0] ? curl_error : curl_easy_strerror(code));
     curl_easy_cleanup(curl);
+    curl_slist_free_all(headers);
     if (body && status)
         *body = buffer.data ? buffer.data : strdup("");
     else

@@ -90,6 +90,7 @@ int ctl_tail(const ctl_t *ctl, const char *topic)
     nsq_consumer_set_handler(tail.consumer, s_on_message, &tail);
     nsq_consumer_set_max_in_flight(tail.consumer, 200);
     nsq_consumer_set_client_id(tail.consumer, "nsq-ctl-tail");
+    nsq_consumer_set_auth_secret(tail.consumer, ctl->auth_secret);
     nsq_consumer_set_lookupd_poll_interval(tail.consumer, S_LOOKUPD_POLL_MS);
     int rc = ctl->lookupd ? nsq_consumer_connect_lookupd(tail.consumer, ctl->lookupd)
                           : nsq_consumer_connect(tail.consumer, ctl->broker_zmq);

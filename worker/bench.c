@@ -79,6 +79,7 @@ typedef struct {
     char channel[65];                       // --channel, or bench-RUNID
     const char *zmq_curve_key_file;         // CURVE: our key pair, NULL = plain
     const char *zmq_curve_server_key_file;  // CURVE: the broker's public certificate
+    char auth_secret[1024];  // --auth-secret, "" = none (blanked in argv once copied)
 } s_config_t;
 
 // Each option fills its field of s_config_t.
@@ -122,6 +123,10 @@ static const nsq_option_spec_t s_specs[] = {
     {"log-level", NSQ_OPTION_STRING, "warn", 0, 0, false, "debug, info, warn or error",
      NSQ_OPTION_FIELD(s_config_t, log_level)},
     NSQ_CURVE_CLIENT_OPTION_ROWS(s_config_t, ),
+    {"auth-secret", NSQ_OPTION_STRING, NULL, 0, 0, false,
+     "secret for a broker with --auth-http-address (HTTP: Authorization: Bearer; ZeroMQ: "
+     "AUTH); prefer NSQ_BENCH_AUTH_SECRET",
+     NSQ_OPTION_FIELD(s_config_t, auth_secret)},
 };
 
 // What every published body starts with.
@@ -277,6 +282,11 @@ static int s_http_bench(const s_config_t *config, bool mpub)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     run.multi = curl_multi_init();
     run.headers = curl_slist_append(NULL, "Expect:");
+    if (config->auth_secret[0]) {
+        char header[sizeof config->auth_secret + 32];
+        snprintf(header, sizeof header, "Authorization: Bearer %s", config->auth_secret);
+        run.headers = curl_slist_append(run.headers, header);
+    }
     size_t slots_count = (size_t) config->connections;
     s_http_slot_t *slots = calloc(slots_count, sizeof *slots);
     int64_t start = s_clock_ns(CLOCK_MONOTONIC);
@@ -347,6 +357,8 @@ static void *s_publisher_run(void *arg)
         && nsq_producer_set_curve(producer, config->zmq_curve_key_file,
                                   config->zmq_curve_server_key_file))
         nsq_producer_destroy(&producer);
+    if (producer)
+        nsq_producer_set_auth_secret(producer, config->auth_secret);
     char *buffer = calloc(batch, config->size);
     const void **bodies = calloc(batch, sizeof *bodies);
     size_t *sizes = calloc(batch, sizeof *sizes);
@@ -490,6 +502,8 @@ static nsq_consumer_t *s_consumer_start(const s_config_t *config, s_counter_t *c
         && nsq_consumer_set_curve(consumer, config->zmq_curve_key_file,
                                   config->zmq_curve_server_key_file))
         nsq_consumer_destroy(&consumer);
+    if (consumer)
+        nsq_consumer_set_auth_secret(consumer, config->auth_secret);
     if (consumer && nsq_consumer_connect(consumer, config->zmq_address) == 0) {
         nsq_consumer_set_handler(consumer, s_count_handler, counter);
         nsq_consumer_set_max_in_flight(consumer, max_in_flight);
@@ -699,6 +713,7 @@ int main(int argc, char **argv)
     int parsed = nsq_options_parse(options, argc, argv, error, sizeof error);
     if (parsed == 0)
         nsq_options_store(options, &config);
+    nsq_options_hide(argc, argv, "auth-secret");  // config has its copy
     nsq_log_level_t level = NSQ_LOG_WARN;
     if (parsed == 0 && nsq_log_level_parse(config.log_level, &level)) {
         snprintf(error, sizeof error, "invalid --log-level");

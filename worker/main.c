@@ -78,6 +78,10 @@ static const nsq_option_spec_t s_specs[] = {
      "exit after handling this many messages (0 = unlimited)", FIELD(worker.max_messages)},
     {"log-level", NSQ_OPTION_STRING, "info", 0, 0, false, "debug, info, warn or error",
      FIELD(log_level)},
+    {"auth-secret", NSQ_OPTION_STRING, NULL, 0, 0, false,
+     "secret for brokers with --auth-http-address (NSQ's AUTH); prefer the environment "
+     "variable, the flag's value is blanked from the process's command line",
+     FIELD(worker.auth_secret)},
     {"exec", NSQ_OPTION_STRING, NULL, 0, 0, false,
      "handler: run this /bin/sh command per message (body on stdin); exit 0 = FIN",
      FIELD(worker.exec_command)},
@@ -261,6 +265,7 @@ int main(int argc, char **argv)
     worker_t *worker = NULL;
     if (parsed == 0 && !(worker = s_start(&settings, error, sizeof error)))
         parsed = -1;
+    nsq_options_hide(argc, argv, "auth-secret");  // the worker has its copy
     int rc = parsed == 1 ? 0 : 2;
     if (parsed < 0 && *error)
         fprintf(stderr, "nsq-worker: %s\n", error);

@@ -50,6 +50,8 @@ typedef struct {
     const char *tls_root_ca_file;           // https: CA to trust (NULL = the system's)
     const char *tls_cert;                   // https: client certificate, or NULL
     const char *tls_key;                    // https: its key, or NULL
+    const char *auth_secret;     // --auth-secret (borrowed until setup, blanked in argv after)
+    struct curl_slist *headers;  // HTTP mode: Authorization: Bearer, or NULL
 } s_pub_t;
 
 // Each option fills its field of s_pub_t.
@@ -70,6 +72,10 @@ static const nsq_option_spec_t s_specs[] = {
      NSQ_OPTION_FIELD(s_pub_t, log_level)},
     NSQ_CURVE_CLIENT_OPTION_ROWS(s_pub_t, ),
     NSQ_HTTP_CLIENT_TLS_OPTION_ROWS(s_pub_t, ),
+    {"auth-secret", NSQ_OPTION_STRING, NULL, 0, 0, false,
+     "secret for a broker with --auth-http-address (HTTP: Authorization: Bearer; ZeroMQ: AUTH); "
+     "prefer NSQ_PUB_AUTH_SECRET, the flag's value is blanked from the command line",
+     NSQ_OPTION_FIELD(s_pub_t, auth_secret)},
 };
 
 // Keeps the start of the broker's answer for error messages.
@@ -256,6 +262,7 @@ static int s_setup(s_pub_t *self, nsq_options_t *options, char *error, size_t si
             && nsq_producer_set_curve(self->producer, self->zmq_curve_key_file,
                                       self->zmq_curve_server_key_file))
             return snprintf(error, size, "CURVE keys refused (see the line above)"), -1;
+        nsq_producer_set_auth_secret(self->producer, self->auth_secret);
         return 0;
     }
     if (!strchr(self->http_address, ':'))
@@ -271,6 +278,16 @@ static int s_setup(s_pub_t *self, nsq_options_t *options, char *error, size_t si
     nsq_http_client_tls_t tls = {self->tls_root_ca_file, self->tls_cert, self->tls_key};
     nsq_http_client_tls_apply(self->curl, &tls);
     curl_easy_setopt(self->curl, CURLOPT_CONNECTTIMEOUT_MS, self->timeout_ms);
+    if (self->auth_secret && *self->auth_secret) {
+        char *header = zsys_sprintf("Authorization: Bearer %s", self->auth_secret);
+        self->headers = header ? curl_slist_append(NULL, header) : NULL;  // curl copies it
+        if (header)
+            memset(header, 0, strlen(header));
+        zstr_free(&header);
+        if (!self->headers)
+            return snprintf(error, size, "out of memory"), -1;
+        curl_easy_setopt(self->curl, CURLOPT_HTTPHEADER, self->headers);
+    }
     return 0;
 }
 
@@ -290,6 +307,7 @@ int main(int argc, char **argv)
     int parsed = nsq_options_parse(options, argc, argv, error, sizeof error);
     if (parsed == 0 && s_setup(&pub, options, error, sizeof error))
         parsed = -1;
+    nsq_options_hide(argc, argv, "auth-secret");  // the producer or curl has its copy
     int rc = parsed == 1 ? 0 : 2;
     if (parsed < 0)
         fprintf(stderr, "nsq-pub: %s\n", error);
@@ -298,6 +316,7 @@ int main(int argc, char **argv)
     nsq_producer_destroy(&pub.producer);
     if (pub.curl)
         curl_easy_cleanup(pub.curl);
+    curl_slist_free_all(pub.headers);
     free(pub.batch);
     free(pub.starts);
     nsq_options_destroy(&options);

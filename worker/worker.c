@@ -73,7 +73,8 @@
 #define S_OUTPUT_MAX_DEFAULT (1 << 20)  // --max-output-size 0
 
 struct _worker_t {
-    worker_config_t config;         // copy; strings borrowed
+    worker_config_t config;         // copy; strings borrowed but auth_secret (ours)
+    char *auth_secret;              // the copy config.auth_secret points to
     char dead_letter_topic[128];    // resolved name
     nsq_consumer_t *consumer;       // the subscription
     nsq_curve_client_t curve;       // CURVE keys towards brokers (disabled = plain)
@@ -148,6 +149,7 @@ static nsq_producer_t *s_producer(worker_t *self, const char *broker)
             nsq_producer_destroy(&producer);
             return NULL;
         }
+        nsq_producer_set_auth_secret(producer, self->config.auth_secret);
         zhashx_insert(self->producers, broker, producer);
     }
     return producer;
@@ -479,8 +481,10 @@ static int s_publisher_start(worker_t *self)
         return -1;
     }
     self->publisher = worker_publisher_new(nsq_consumer_loop(self->consumer), S_PUBLISH_TIMEOUT_MS);
-    if (self->publisher)
+    if (self->publisher) {
         worker_publisher_set_curve(self->publisher, &self->curve);
+        worker_publisher_set_auth_secret(self->publisher, self->config.auth_secret);
+    }
     return self->publisher ? 0 : -1;
 }
 
@@ -510,6 +514,8 @@ worker_t *worker_new(const worker_config_t *config)
     if (!self)
         return NULL;
     self->config = *config;
+    self->auth_secret = config->auth_secret ? strdup(config->auth_secret) : NULL;
+    self->config.auth_secret = self->auth_secret;
     if (!self->config.max_output_size)
         self->config.max_output_size = S_OUTPUT_MAX_DEFAULT;
     self->without_broker_since = self->without_broker_said = zclock_mono();
@@ -544,6 +550,7 @@ worker_t *worker_new(const worker_config_t *config)
     }
     zhashx_set_destructor(self->producers, (zhashx_destructor_fn *) nsq_producer_destroy);
     nsq_consumer_set_handler(self->consumer, s_on_message, self);
+    nsq_consumer_set_auth_secret(self->consumer, self->config.auth_secret);
     nsq_consumer_set_max_in_flight(self->consumer, config->max_in_flight);
     nsq_consumer_set_heartbeat_interval(self->consumer, config->heartbeat_interval_ms);
     nsq_consumer_set_msg_timeout(self->consumer, config->msg_timeout_ms);
@@ -578,6 +585,9 @@ void worker_destroy(worker_t **self_p)
     zhashx_destroy(&self->producers);
     worker_backoff_destroy(&self->backoff);
     worker_metrics_destroy(&self->metrics);
+    if (self->auth_secret)
+        memset(self->auth_secret, 0, strlen(self->auth_secret));
+    free(self->auth_secret);
     free(self);
     *self_p = NULL;
 }

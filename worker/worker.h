@@ -47,6 +47,7 @@ typedef struct {
     bool http_address_optional;       // the default: if it cannot be bound, warn and run without
     int64_t shutdown_timeout_ms;      // drain at most this long
     const char *publish_topic;        // handlers' output goes here (NULL = not captured)
+    const char *auth_secret;          // for brokers with an auth server (copied), NULL = none
     size_t max_output_size;           // output beyond this fails the message (0 = 1 MiB)
     NSQ_HTTP_TLS_FIELDS;  // HTTPS probes; the cert, key and CA serve libcurl's requests too
     char zmq_curve_key_file[1024];         // CURVE towards brokers: our key pair ("" = off)

@@ -46,9 +46,35 @@ struct _worker_publisher_t {
     zhashx_t *links;           // endpoint -> s_link_t
     size_t pending;            // over all links
     nsq_curve_client_t curve;  // CURVE keys for new links (disabled = plain)
+    char *auth_secret;         // sent in an Auth command on each new session; NULL: none
 };
 
 static int s_on_answer(zloop_t *loop, zsock_t *sock, void *arg);
+
+// Starts the link's session with an Auth command (seq 0: its answer is
+// matched to no publish; a refusal shows in the publishes that follow).
+static void s_send_auth(s_link_t *link)
+{
+    const char *secret = link->owner->auth_secret;
+    if (!secret || !link->sock)
+        return;
+    Nsq__Auth auth = NSQ__AUTH__INIT;
+    auth.secret = nsq_wire_bytes(secret);
+    Nsq__Command command = NSQ__COMMAND__INIT;
+    command.version = 1;
+    command.cmd_case = NSQ__COMMAND__CMD_AUTH;
+    command.auth = &auth;
+    nsq_wire_send_command(zsock_resolve(link->sock), &command, ZMQ_DONTWAIT);
+}
+
+void worker_publisher_set_auth_secret(worker_publisher_t *self, const char *secret)
+{
+    if (self->auth_secret) {
+        memset(self->auth_secret, 0, strlen(self->auth_secret));
+        free(self->auth_secret);
+    }
+    self->auth_secret = secret && *secret ? strdup(secret) : NULL;
+}
 
 static void s_socket_close(s_link_t *link)
 {
@@ -74,6 +100,7 @@ static int s_socket_open(s_link_t *link)
         return -1;
     }
     zloop_reader_set_tolerant(link->owner->loop, link->sock);
+    s_send_auth(link);
     return 0;
 }
 
@@ -119,6 +146,7 @@ void worker_publisher_destroy(worker_publisher_t **self_p)
     if (!self_p || !*self_p)
         return;
     zhashx_destroy(&(*self_p)->links);
+    worker_publisher_set_auth_secret(*self_p, NULL);
     free(*self_p);
     *self_p = NULL;
 }
@@ -214,6 +242,8 @@ static void s_on_frame(s_link_t *link, const void *data, size_t size)
     else if (frame && frame->frame_case == NSQ__FRAME__FRAME_ERROR) {
         seq = frame->error->seq;
         error = frame->error->code && *frame->error->code ? frame->error->code : "E_UNKNOWN";
+        if (frame->error->fatal)
+            s_send_auth(link);  // the broker ended the session: the next one starts with it
     }
     s_pending_t *pending = seq ? s_take(link, seq) : NULL;
     if (pending)

@@ -41,6 +41,11 @@ void worker_publisher_set_curve(worker_publisher_t *self, const nsq_curve_client
 
 // Destroys *self_p and nulls it; accepts NULL. Publishes still unanswered
 // are dropped without their callback.
+// The secret sent (as an Auth command) at the start of each session with a
+// broker (--auth-secret). Copied; NULL or "" forgets it; set it before the
+// first send.
+void worker_publisher_set_auth_secret(worker_publisher_t *self, const char *secret);
+
 void worker_publisher_destroy(worker_publisher_t **self_p);
 
 // Publishes size bytes of body (copied) to topic on broker ("tcp://host:port",

@@ -639,7 +639,7 @@ function checkK8s() {
     for (const file of yamlFiles(dir)) {
         const rel = path.relative(ROOT, file);
         for (const doc of parseDocuments(fs.readFileSync(file, 'utf8'), rel)) {
-            if (doc.kind === 'Kustomization') {
+            if (doc.kind === 'Kustomization' || doc.kind === 'Component') {
                 checkKustomization(doc, file);
                 continue;
             }
