@@ -258,7 +258,7 @@ static void s_settings(const broker_config_t *config, broker_tcp_settings_t *set
     settings->deflate_enabled = config->deflate;
     settings->snappy_enabled = config->snappy;
     settings->tls_required = config->tls_required;
-    settings->auth_required = false;  // the auth module sets it when --auth-http-address is given
+    settings->auth_required = config->auth_http_count > 0;  // IDENTIFY's auth_required
     settings->version = NSQ_VERSION;
 }
 

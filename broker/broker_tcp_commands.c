@@ -51,6 +51,20 @@ static void s_identify(broker_server_t *server, broker_tcp_session_t *session,
     }
 }
 
+// AUTH. Without an auth server nsqd's answer (the parser has read the
+// body). With one (--auth-http-address) this door does not carry AUTH out
+// yet (the ZeroMQ and HTTP doors do): it refuses, and refuses every SUB and
+// publish, so a broker with authorization never serves an unauthenticated
+// TCP client (fatal errors, as nsqd's for a failed AUTH).
+static void s_auth(broker_server_t *server, broker_tcp_session_t *session)
+{
+    if (!broker_server_auth_required(server))
+        s_error(session, "E_AUTH_DISABLED", "AUTH disabled");
+    else
+        s_error(session, "E_AUTH_FAILED",
+                "AUTH failed: not supported on the NSQ TCP door yet (use ZeroMQ or HTTP)");
+}
+
 // SUB: nsqd does not require IDENTIFY first; the server does, so a client
 // that skipped it is identified with the defaults.
 static void s_sub(broker_server_t *server, broker_tcp_session_t *session,
@@ -62,8 +76,10 @@ static void s_sub(broker_server_t *server, broker_tcp_session_t *session,
         broker_identify_reply_t reply;
         broker_server_identify(server, client, &defaults, &reply);
     }
-    // Authorization (--auth-http-address) goes here when it comes: nsqd
-    // answers E_AUTH_FIRST / E_UNAUTHORIZED before subscribing.
+    if (broker_server_auth_required(server)) {  // see s_auth: never fail open
+        s_error(session, "E_AUTH_FIRST", "AUTH required before SUB");
+        return;
+    }
     const char *topic = command->topic, *channel = command->channel;
     broker_result_t result = broker_server_subscribe(server, client, topic, strlen(topic), channel,
                                                      strlen(channel), now);
@@ -173,7 +189,15 @@ static broker_tcp_outcome_t s_publish(broker_server_t *server, broker_tcp_sessio
                                       int64_t now)
 {
     const broker_tcp_command_t *command = &event->command;
-    // Authorization goes here too (nsqd checks it before publishing).
+    if (broker_server_auth_required(server)) {  // see s_auth: never fail open
+        const char *name = command->kind == BROKER_TCP_MPUB   ? "MPUB"
+                           : command->kind == BROKER_TCP_DPUB ? "DPUB"
+                                                              : "PUB";
+        char text[64];
+        snprintf(text, sizeof text, "AUTH required before %s", name);
+        s_error(session, "E_AUTH_FIRST", text);
+        return BROKER_TCP_ANSWERED;
+    }
     int64_t defer = command->kind == BROKER_TCP_DPUB ? command->ms : 0;
     broker_result_t result =
         broker_server_publish(server, command->topic, strlen(command->topic), event->messages,
@@ -206,9 +230,7 @@ broker_tcp_outcome_t broker_tcp_commands_handle(broker_server_t *server,
         s_identify(server, session, &command->identify);
         break;
     case BROKER_TCP_AUTH:
-        // No auth server configured: nsqd answers so (the parser has read
-        // the body). The auth module's check of event->secret goes here.
-        s_error(session, "E_AUTH_DISABLED", "AUTH disabled");
+        s_auth(server, session);
         break;
     case BROKER_TCP_SUB:
         s_sub(server, session, command, now);

@@ -450,6 +450,33 @@ static void s_cls(void)
 
 // ---- errors --------------------------------------------------------------------
 
+// A broker with authorization never serves an unauthenticated TCP client:
+// IDENTIFY says auth_required, and until this door carries AUTH out, AUTH,
+// SUB and PUB are refused (fatal). The auth server is never reached here.
+static void s_auth_closed(void)
+{
+    const char *flags[] = {"--auth-http-address=127.0.0.1:1", NULL};
+    it_broker_t *broker = it_broker_start(flags);
+    v2_client_t *client = s_connect(broker);
+    IT_ASSERT(s_cmd(client, "IDENTIFY", "{\"feature_negotiation\":true}", 28) == 0, "IDENTIFY");
+    char data[1024];
+    int type = -1;
+    int size = v2_client_frame(client, &type, data, sizeof data - 1, 5000);
+    IT_ASSERT(size > 0, "no IDENTIFY reply");
+    data[size] = '\0';
+    IT_ASSERT(strstr(data, "\"auth_required\":true"), "IDENTIFY reply without auth_required: %s",
+              data);
+    s_error(client, "PUB t", "x", 1, "E_AUTH_FIRST", true);
+    v2_client_destroy(&client);
+    client = s_connect(broker);
+    s_error(client, "SUB t c", NULL, 0, "E_AUTH_FIRST", true);
+    v2_client_destroy(&client);
+    client = s_connect(broker);
+    s_error(client, "AUTH", "secret", 6, "E_AUTH_FAILED", true);
+    v2_client_destroy(&client);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+}
+
 static void s_errors(void)
 {
     it_broker_t *broker = it_broker_start(NULL);
@@ -765,6 +792,7 @@ int main(int argc, char **argv)
         {"publish_failed", s_publish_failed},
         {"compression", s_compression},
         {"tls", s_tls},
+        {"auth_closed", s_auth_closed},
         {"bad_input", s_bad_input},
         {"silent_and_vanishing", s_silent_and_vanishing},
         {"lookupd", s_lookupd},
