@@ -67,7 +67,7 @@ run() {
     # LeakSanitizer cannot run under ptrace (a sanitized build).
     ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
         strace -f -qq -y -s 300 -e trace=$calls -o "$work/$mode.trace" \
-        "$broker_bin" --http-address=127.0.0.1:0 --zmq-address=127.0.0.1:0 --data-path="$dir" \
+        "$broker_bin" --http-address=127.0.0.1:0 --zmq-address=127.0.0.1:0 --tcp-address=127.0.0.1:0 --data-path="$dir" \
         --max-bytes-per-file=65536 --sync-every=100 --sync-timeout=50ms --log-level=warn "$@" \
         >"$work/$mode.out" 2>"$work/$mode.err" &
     strace_pid=$!
