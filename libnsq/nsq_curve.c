@@ -138,7 +138,7 @@ static zhashx_t *s_allowed_load(const char *dir, char *error, size_t size)
     zhashx_t *allowed = zhashx_new();
     struct dirent *entry;
     while (allowed && (entry = readdir(listing))) {
-        char path[PATH_MAX], key[NSQ_CURVE_KEY_TEXT], ignored[256];
+        char path[PATH_MAX], key[NSQ_CURVE_KEY_TEXT], ignored[PATH_MAX + 128];
         struct stat status;
         snprintf(path, sizeof path, "%s/%s", dir, entry->d_name);
         if (entry->d_name[0] == '.' || stat(path, &status) != 0 || !S_ISREG(status.st_mode)
