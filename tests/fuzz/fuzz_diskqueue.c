@@ -41,7 +41,7 @@ typedef struct {
 static nsq_diskqueue_t *s_open(s_run_t *run)
 {
     if (run->broker_records)
-        return broker_disk_open(&run->config, S_NAME, NULL);
+        return broker_disk_open(&run->config, S_NAME, NULL, NULL, NULL);  // synchronous: no wake
     return nsq_diskqueue_new(run->config.data_path, S_NAME, run->config.max_bytes_per_file,
                              S_MAX_MSG_SIZE, 0);
 }
