@@ -300,6 +300,12 @@ void broker_node_set_lookup(broker_node_t *self, broker_lookup_t *lookup)
     self->lookup = lookup;
 }
 
+void broker_node_wait_disk(broker_node_t *self)
+{
+    if (self->diskio)
+        nsq_diskio_wait(self->diskio, -1);
+}
+
 void broker_node_after_batch(broker_node_t *self, int64_t now)
 {
     broker_server_pump(self->server, now);

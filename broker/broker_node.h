@@ -83,6 +83,11 @@ void broker_node_after_batch(broker_node_t *self, int64_t now);
 // --sync-timeout, the state file's retries.
 void broker_node_tick(broker_node_t *self, int64_t now);
 
+// Waits until the disk I/O actor finished everything asked of it and runs
+// the completions (a node without a loop: fuzz targets). No-op without a
+// data path.
+void broker_node_wait_disk(broker_node_t *self);
+
 // At shutdown, while the doors can still answer: starts a last group
 // commit and waits until every durable publish is answered.
 void broker_node_settle(broker_node_t *self);

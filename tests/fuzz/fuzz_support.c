@@ -177,13 +177,29 @@ static char **s_sorted(zlistx_t *list)
     return lines;
 }
 
-void fuzz_lines_expect_same(zlistx_t *before, zlistx_t *after, const char *what)
+// True if x and y (sorted, NULL-ended) hold the same lines.
+static bool s_same(char **x, char **y)
 {
-    char **x = s_sorted(before), **y = s_sorted(after);
     size_t i = 0;
     while (x[i] && y[i] && strcmp(x[i], y[i]) == 0)
         i++;
-    bool same = !x[i] && !y[i];
+    return !x[i] && !y[i];
+}
+
+bool fuzz_lines_same(zlistx_t *x, zlistx_t *y)
+{
+    char **a = s_sorted(x), **b = s_sorted(y);
+    bool same = s_same(a, b);
+    free(a);
+    free(b);
+    return same;
+}
+
+void fuzz_lines_expect_same(zlistx_t *before, zlistx_t *after, const char *what)
+{
+    char **x = s_sorted(before), **y = s_sorted(after);
+    size_t i;
+    bool same = s_same(x, y);
     if (!same) {
         fprintf(stderr, "before %s:\n", what);
         for (i = 0; x[i]; i++)

@@ -12,7 +12,7 @@
 
     API: fuzz_input_init, fuzz_u8, fuzz_u16, fuzz_bytes, fuzz_left,
     fuzz_string; fuzz_setup_once; fuzz_scratch_dir, fuzz_clean_dir,
-    fuzz_write_file; fuzz_router; fuzz_lines_new, fuzz_lines_expect_same;
+    fuzz_write_file; fuzz_router; fuzz_lines_new, fuzz_lines_same, fuzz_lines_expect_same;
     fuzz_expect_json, fuzz_expect_sorted; FUZZ_ASSERT.
 */
 #ifndef FUZZ_SUPPORT_H
@@ -79,6 +79,9 @@ zsock_t *fuzz_router(void);
 // A list of strings (malloc'd; the list frees them): what a target records
 // before an operation to compare after it. Caller destroys.
 zlistx_t *fuzz_lines_new(void);
+
+// True if the lists hold the same lines in any order.
+bool fuzz_lines_same(zlistx_t *x, zlistx_t *y);
 
 // Aborts, printing both, unless the lists hold the same lines in any
 // order; what names the operation in the message.
