@@ -378,7 +378,7 @@ static void s_case_errors(void)
     S_EXPECT(run, 3, NULL);
     S_CTL(run, lookupd, "tail", "nope");
     S_EXPECT(run, 3, NULL);
-    S_CTL(run, lookupd, "tombstone", "orders", "10.9.9.9:4151");
+    S_CTL(run, lookupd, "tombstone", "orders", "10.9.9.9:30151");
     S_EXPECT(run, 3, NULL);
     // A broker that is down (killed: lookupd still lists it): the action
     // fails there, works on the other, and says which is which.

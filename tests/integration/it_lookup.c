@@ -431,8 +431,8 @@ static void s_bad_input(void)
     // An identify without a broadcast address is refused, and so is a
     // registration from a broker that never identified.
     Nsq__LookupIdentify identify = NSQ__LOOKUP_IDENTIFY__INIT;
-    identify.http_port = 4151;
-    identify.zmq_port = 4152;
+    identify.http_port = 30151;  // announced only: nothing listens or connects there
+    identify.zmq_port = 30152;
     Nsq__LookupCommand command = NSQ__LOOKUP_COMMAND__INIT;
     command.cmd_case = NSQ__LOOKUP_COMMAND__CMD_IDENTIFY;
     command.identify = &identify;
@@ -453,12 +453,12 @@ static void s_bad_input(void)
     // a broker starts and says why it cannot reach it.
     nsq_consumer_t *consumer = nsq_consumer_new(S_TOPIC, S_CHANNEL);
     IT_ASSERT_INT(nsq_consumer_connect_lookupd(consumer, "no-port"), ==, -1);
-    IT_ASSERT_INT(nsq_consumer_connect_lookupd(consumer, "no-such-host.invalid:4161"), ==, 0);
+    IT_ASSERT_INT(nsq_consumer_connect_lookupd(consumer, "no-such-host.invalid:30161"), ==, 0);
     nsq_consumer_set_lookupd_poll_interval(consumer, 50);
     nsq_consumer_poll(consumer, 300);
     IT_ASSERT_INT(nsq_consumer_connection_count(consumer), ==, 0);
     nsq_consumer_destroy(&consumer);
-    const char *flags[] = {"--lookupd-address=no-such-host.invalid:4160", NULL};
+    const char *flags[] = {"--lookupd-address=no-such-host.invalid:30160", NULL};
     it_broker_t *broker = it_broker_start(flags);
     it_pub(broker, "t", "still works");
     IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
@@ -504,8 +504,8 @@ static Nsq__LookupFrame *s_raw_identify(zsock_t *dealer, ProtobufCBinaryData bro
     identify.broadcast_address = broadcast;
     identify.hostname = hostname;
     identify.version = (char *) version;
-    identify.http_port = 4151;
-    identify.zmq_port = 4152;
+    identify.http_port = 30151;  // announced only: nothing listens or connects there
+    identify.zmq_port = 30152;
     Nsq__LookupCommand command = NSQ__LOOKUP_COMMAND__INIT;
     command.cmd_case = NSQ__LOOKUP_COMMAND__CMD_IDENTIFY;
     command.identify = &identify;
@@ -549,13 +549,13 @@ static void s_nul_in_names(void)
                    "INVALID_ARG_TOPIC");
     it_http_expect(lookupd, "POST", "/channel/delete?topic=lk&channel=c%00zzz", NULL, 0, 400,
                    "INVALID_ARG_CHANNEL");
-    it_http_expect(lookupd, "POST", "/topic/tombstone?topic=lk%00zzz&node=127.0.0.1:4151", NULL, 0,
+    it_http_expect(lookupd, "POST", "/topic/tombstone?topic=lk%00zzz&node=127.0.0.1:30151", NULL, 0,
                    400, "INVALID_ARG_TOPIC");
 
     zsock_t *dealer = s_raw_dealer(lookupd);
     s_expect_ok(s_raw_identify(dealer, S_BYTES("127.0.0.1"), S_BYTES("broker-1"), "1"), "identify");
     s_expect_ok(s_raw_registration(dealer, true, S_BYTES("lk"), S_BYTES("")), "register lk");
-    it_http_expect(lookupd, "POST", "/topic/tombstone?topic=lk&node=127.0.0.1:4151%00x", NULL, 0,
+    it_http_expect(lookupd, "POST", "/topic/tombstone?topic=lk&node=127.0.0.1:30151%00x", NULL, 0,
                    404, "PRODUCER_NOT_FOUND");
     s_expect_error(s_raw_registration(dealer, true, S_BYTES("zz\0x"), S_BYTES("")), "E_BAD_TOPIC");
     s_expect_error(s_raw_registration(dealer, true, S_BYTES("zz"), S_BYTES("c\0!")),
@@ -707,7 +707,7 @@ static void s_worker(void)
                           "--stdout",
                           "--http-address=127.0.0.1:0",
                           lookupd_flag,
-                          "--lookupd-http-address=no-such-host.invalid:4161",
+                          "--lookupd-http-address=no-such-host.invalid:30161",
                           "--lookupd-poll-interval=200ms",
                           NULL};
     IT_ASSERT(argv[0], "NSQ_WORKER is not set");

@@ -486,8 +486,8 @@ static void s_lookup_register(zsock_t *dealer, uint64_t seq, const char *topic, 
     Nsq__LookupIdentify identify = NSQ__LOOKUP_IDENTIFY__INIT;
     identify.broadcast_address = nsq_wire_bytes("10.9.8.7");
     identify.hostname = nsq_wire_bytes("fake");
-    identify.http_port = 4151;
-    identify.zmq_port = 4152;
+    identify.http_port = 30151;  // announced only: nothing listens or connects there
+    identify.zmq_port = 30152;
     Nsq__LookupCommand command = NSQ__LOOKUP_COMMAND__INIT;
     command.cmd_case = NSQ__LOOKUP_COMMAND__CMD_IDENTIFY;
     command.identify = &identify;
