@@ -457,7 +457,8 @@ size_t broker_channel_backend_depth(const broker_channel_t *self)
 static void s_persist_one(broker_channel_t *self, nsq_message_t *message, uint32_t attempts,
                           int64_t ready_at, int64_t now, size_t *failed)
 {
-    if (broker_disk_put(self->disk, message, attempts, ready_at, now) != 0)
+    if (broker_disk_put_waiting(self->disk, self->config->diskio, message, attempts, ready_at, now)
+        != 0)
         (*failed)++;
     nsq_message_unref(&message);
 }

@@ -92,6 +92,22 @@ int broker_disk_put(nsq_diskqueue_t *queue, const nsq_message_t *message, uint32
     return nsq_diskqueue_putv(queue, iov, message->size ? 2 : 1);
 }
 
+int broker_disk_put_waiting(nsq_diskqueue_t *queue, nsq_diskio_t *diskio,
+                            const nsq_message_t *message, uint32_t attempts, int64_t ready_at,
+                            int64_t now)
+{
+    int rc = broker_disk_put(queue, message, attempts, ready_at, now);
+    // EAGAIN: the pending buffer is full, and the writes that drain it are
+    // running on the actor; once they are done the buffer has room, unless
+    // a write failed (then the put answers that error).
+    while (rc != 0 && errno == EAGAIN && diskio && nsq_diskio_outstanding(diskio) > 0) {
+        if (nsq_diskio_wait(diskio, -1) != 0)
+            return -1;
+        rc = broker_disk_put(queue, message, attempts, ready_at, now);
+    }
+    return rc;
+}
+
 int broker_disk_get(nsq_diskqueue_t *queue, nsq_message_t **message, uint32_t *attempts,
                     int64_t *ready_at, int64_t now, int64_t max_wait_ms)
 {

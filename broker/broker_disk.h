@@ -53,6 +53,14 @@ bool broker_disk_holds_some(const nsq_diskqueue_t *queue);
 int broker_disk_put(nsq_diskqueue_t *queue, const nsq_message_t *message, uint32_t attempts,
                     int64_t ready_at, int64_t now);
 
+// broker_disk_put for shutdown: in async mode a full pending buffer
+// (EAGAIN) is drained first by waiting on diskio (blocks), then the put
+// is tried again, so persisting a backlog larger than the buffer loses
+// nothing. diskio may be NULL (sync mode). Returns as broker_disk_put.
+int broker_disk_put_waiting(nsq_diskqueue_t *queue, nsq_diskio_t *diskio,
+                            const nsq_message_t *message, uint32_t attempts, int64_t ready_at,
+                            int64_t now);
+
 // Pops the oldest message: returns 1 with *message (caller owns it),
 // *attempts and *ready_at (monotonic, 0 = now), 0 if the queue is empty, -1
 // on a read error, NSQ_DISKQUEUE_WAIT if nothing is readable yet (async). Records too short to be

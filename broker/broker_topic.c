@@ -325,7 +325,9 @@ int broker_topic_persist(broker_topic_t *self, int64_t now)
     size_t failed = 0;
     broker_queue_item_t item;
     while (broker_queue_pop(self->held, &item) == 0) {
-        if (broker_disk_put(self->disk, item.message, 0, item.ready_at, now) != 0)
+        if (broker_disk_put_waiting(self->disk, self->config->diskio, item.message, 0,
+                                    item.ready_at, now)
+            != 0)
             failed++;
         nsq_message_unref(&item.message);
     }
