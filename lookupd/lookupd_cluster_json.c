@@ -306,8 +306,11 @@ json_t *lookupd_cluster_topics_json(lookupd_cluster_t *self, const char *topic, 
     json_object_foreach(sums, name, total)
     {
         s_sort_brokers(total);
-        json_t *channels = json_object_get(total, "channel_sums");
-        json_incref(channels ? channels : (channels = json_object()));
+        // Ours to pass on: a reference to the sums (a broker never polled
+        // has none), or a new empty object.
+        json_t *channels = json_incref(json_object_get(total, "channel_sums"));
+        if (!channels)
+            channels = json_object();
         json_object_del(total, "channel_sums");
         const char *channel_name;
         json_t *channel_total;
