@@ -179,7 +179,15 @@ static bool s_memory_has_room(const broker_channel_t *self, size_t count, uint64
 
 bool broker_channel_has_room(const broker_channel_t *self, size_t count, uint64_t bytes)
 {
-    return self->ephemeral || self->disk || s_memory_has_room(self, count, bytes);
+    if (self->ephemeral)
+        return true;
+    return self->disk ? broker_disk_has_room(self->disk, count, bytes)
+                      : s_memory_has_room(self, count, bytes);
+}
+
+bool broker_channel_disk_has_room(const broker_channel_t *self, size_t count, uint64_t bytes)
+{
+    return self->ephemeral || !self->disk || broker_disk_has_room(self->disk, count, bytes);
 }
 
 uint64_t broker_channel_memory_bytes(const broker_channel_t *self)

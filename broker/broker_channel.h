@@ -64,10 +64,15 @@ void broker_channel_destroy(broker_channel_t **self_p);
 // As broker_channel_destroy, and removes the disk queue's files.
 void broker_channel_delete(broker_channel_t **self_p);
 
-// True if count new messages of bytes body bytes in all fit: always with a
-// disk queue, and for ephemeral channels (which drop what does not fit);
-// otherwise within --mem-queue-size and --mem-queue-bytes.
+// True if count new messages of bytes body bytes in all fit: always for
+// ephemeral channels (which drop what does not fit); with a disk queue if
+// its write buffer has room (broker_disk_has_room); otherwise within
+// --mem-queue-size and --mem-queue-bytes.
 bool broker_channel_has_room(const broker_channel_t *self, size_t count, uint64_t bytes);
+
+// True unless the channel's disk queue lacks write-buffer room for count
+// messages of bytes body bytes (memory bounds are not looked at).
+bool broker_channel_disk_has_room(const broker_channel_t *self, size_t count, uint64_t bytes);
 
 // Puts a new message (takes one reference: the caller passes its own ref).
 // ready_at (monotonic ms) > now defers it. Never fails for lack of memory

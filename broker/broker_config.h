@@ -70,6 +70,7 @@ typedef struct {
     nsq_diskio_t *diskio;          // the node's disk I/O actor: queues run in async mode over it
                                    // (NULL: synchronous queues, for self-tests)
     int64_t test_clock_offset_ms;  // tests only: added to the wall clock message ids come from
+    size_t test_disk_pending_max;  // tests only: disk queues' write buffer bound (0: default)
     int test_datasync_errno;       // tests only: the disk I/O actor's first fdatasync fails so
 } broker_config_t;
 

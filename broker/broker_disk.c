@@ -46,6 +46,7 @@ nsq_diskqueue_t *broker_disk_open(const broker_config_t *config, const char *top
         .sync_every = config->diskio && !config->durable ? config->sync_every : 0,
         .listing = config->disk_listing,
         .diskio = config->diskio,
+        .pending_max = config->test_disk_pending_max,
         .wake = wake,
         .wake_arg = arg,
     };
@@ -90,6 +91,11 @@ int broker_disk_put(nsq_diskqueue_t *queue, const nsq_message_t *message, uint32
     s_put(header + 20, (uint64_t) defer_until, 8);
     struct iovec iov[2] = {{header, sizeof header}, {(void *) message->body, message->size}};
     return nsq_diskqueue_putv(queue, iov, message->size ? 2 : 1);
+}
+
+bool broker_disk_has_room(const nsq_diskqueue_t *queue, size_t count, uint64_t bytes)
+{
+    return nsq_diskqueue_has_room(queue, count, count * BROKER_DISK_HEADER_SIZE + (size_t) bytes);
 }
 
 int broker_disk_put_waiting(nsq_diskqueue_t *queue, nsq_diskio_t *diskio,

@@ -53,6 +53,10 @@ bool broker_disk_holds_some(const nsq_diskqueue_t *queue);
 int broker_disk_put(nsq_diskqueue_t *queue, const nsq_message_t *message, uint32_t attempts,
                     int64_t ready_at, int64_t now);
 
+// True if count messages of bytes body bytes in all would be taken by
+// broker_disk_put now (async mode: the write buffer has room for them).
+bool broker_disk_has_room(const nsq_diskqueue_t *queue, size_t count, uint64_t bytes);
+
 // broker_disk_put for shutdown: in async mode a full pending buffer
 // (EAGAIN) is drained first by waiting on diskio (blocks), then the put
 // is tried again, so persisting a backlog larger than the buffer loses

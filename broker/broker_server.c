@@ -369,10 +369,12 @@ broker_result_t broker_server_publish(broker_server_t *self, const void *topic, 
         result = s_failure(self, errno, name, BROKER_NO_MEMORY);
     if (found) {
         s_stamp(self, messages, count);
-        // Memory full without a disk, or the disk write failed (ENOSPC...).
+        // No room (ENOBUFS: memory full without a disk, or a disk's write
+        // buffer full while the disk lags), or a disk write failed (ENOSPC...).
         if (broker_topic_publish(found, messages, count, defer_ms, now) != 0)
             result = s_failure(self, errno, name,
-                               broker_topic_disk(found) ? BROKER_DISK_FAILED : BROKER_QUEUE_FULL);
+                               broker_topic_disk(found) && errno != ENOBUFS ? BROKER_DISK_FAILED
+                                                                            : BROKER_QUEUE_FULL);
         else if (self->config.durable && self->config.data_path[0])
             result = BROKER_PENDING;
     }

@@ -108,8 +108,11 @@ static bool s_memory_has_room(const broker_topic_t *self, size_t count, uint64_t
 
 static bool s_has_room(const broker_topic_t *self, size_t count, uint64_t bytes)
 {
+    // All or none: a publish refused after some of its messages were
+    // stored would be stored twice when the client retries it.
     if (!s_delivers_to_channels(self) || !s_holds_nothing(self))
-        return self->disk || s_memory_has_room(self, count, bytes);
+        return self->disk ? broker_disk_has_room(self->disk, count, bytes)
+                          : s_memory_has_room(self, count, bytes);
     for (size_t i = 0; i < self->channel_count; i++)
         if (!broker_channel_has_room(self->channels[i], count, bytes))
             return false;
@@ -183,6 +186,15 @@ int broker_topic_publish(broker_topic_t *self, nsq_message_t **messages, size_t 
     return rc;
 }
 
+// True if every channel's disk queue can take one message of size bytes.
+static bool s_channels_disk_have_room(const broker_topic_t *self, uint64_t size)
+{
+    for (size_t i = 0; i < self->channel_count; i++)
+        if (!broker_channel_disk_has_room(self->channels[i], 1, size))
+            return false;
+    return true;
+}
+
 // Most held messages handed on per pump, so one topic's backlog does not
 // stall the core.
 #define TOPIC_PUMP_MAX 10000
@@ -190,7 +202,10 @@ int broker_topic_publish(broker_topic_t *self, nsq_message_t **messages, size_t 
 bool broker_topic_pump(broker_topic_t *self, int64_t now)
 {
     size_t moved = 0;
-    while (s_delivers_to_channels(self) && moved < TOPIC_PUMP_MAX) {
+    // A channel whose disk lags stops the pump before a message reaches
+    // only some of the channels (what is held waits for the next pump).
+    while (s_delivers_to_channels(self) && moved < TOPIC_PUMP_MAX
+           && s_channels_disk_have_room(self, self->config->max_msg_size)) {
         broker_queue_item_t item = {NULL, 0, 0};
         if (broker_queue_pop(self->held, &item) != 0 && self->disk
             && broker_disk_get(self->disk, &item.message, &item.attempts, &item.ready_at, now,
@@ -495,10 +510,54 @@ static int s_test_bytes(const char *dir)
     return 0;
 }
 
+// The disk I/O thread lags (held: the queue's recovery at open waits, so
+// records gather in its write buffer): a publish that does not fit in a
+// disk queue's write buffer is refused whole, never stored in part (a
+// retry would store the part twice), for a topic's own queue and for a
+// channel's; once the disk caught up it is taken.
+static int s_test_disk_lag(const char *dir)
+{
+    broker_config_t config;
+    broker_config_for_test(&config, dir, 0, 0);
+    config.mem_queue_size = 0;  // every message goes to disk
+    config.max_msg_size = 1000;
+    config.test_disk_pending_max = 4096;  // 7 records of 500-byte bodies
+    config.diskio = nsq_diskio_new();
+    broker_topic_t *topic = NULL;
+    int rc = -1;
+    for (int with_channel = 0; config.diskio && with_channel < 2; with_channel++) {
+        nsq_diskio_hold(config.diskio, true);
+        topic = broker_topic_new(with_channel ? "lag-channel" : "lag", &config);
+        broker_channel_t *channel = with_channel ? broker_topic_add_channel(topic, "a", 0) : NULL;
+        if (!topic || (with_channel && !channel))
+            goto done;
+        if (s_test_publish_sized(topic, 1, 4, 500) != 0
+            || s_test_publish_sized(topic, 5, 4, 500) == 0)  // over 4096: refused whole
+            goto done;
+        size_t held = channel ? broker_channel_depth(channel) : broker_topic_depth(topic);
+        nsq_diskio_hold(config.diskio, false);
+        if (held != 4 || nsq_diskio_wait(config.diskio, 5000) != 0
+            || s_test_publish_sized(topic, 5, 4, 500) != 0)
+            goto done;
+        held = channel ? broker_channel_depth(channel) : broker_topic_depth(topic);
+        if (held != 8)
+            goto done;
+        broker_topic_delete(&topic);
+        nsq_diskio_wait(config.diskio, 5000);
+    }
+    rc = config.diskio ? 0 : -1;
+done:
+    broker_topic_delete(&topic);
+    if (config.diskio)
+        nsq_diskio_wait(config.diskio, 5000);
+    nsq_diskio_destroy(&config.diskio);
+    return rc;
+}
+
 int broker_topic_test(void)
 {
     char dir[] = "/tmp/broker-topic-test-XXXXXX";
-    if (!mkdtemp(dir) || s_test_spill(dir) || s_test_bytes(dir)
+    if (!mkdtemp(dir) || s_test_spill(dir) || s_test_bytes(dir) || s_test_disk_lag(dir)
         || rmdir(dir))  // rmdir: every file was deleted
         return -1;
     broker_config_t config;

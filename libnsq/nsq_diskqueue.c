@@ -375,6 +375,14 @@ int nsq_diskqueue_error(const nsq_diskqueue_t *self)
     return self->async && self->async->state == DQ_FAILED ? self->async->open_error : 0;
 }
 
+bool nsq_diskqueue_has_room(const nsq_diskqueue_t *self, size_t records, size_t bytes)
+{
+    if (!self->async)
+        return true;
+    size_t need = records * NSQ_DISKQUEUE_HEADER_SIZE + bytes;
+    return self->async->pending_length + need <= self->async->pending_max;
+}
+
 bool nsq_diskqueue_ready(const nsq_diskqueue_t *self)
 {
     return !self->async || self->async->state == DQ_READY;

@@ -165,7 +165,7 @@ typedef struct {
     nsq_diskio_t *diskio;              // async mode's actor; NULL = synchronous mode
     nsq_diskqueue_wake_fn *wake;       // async: a waiting get or put may be retried
     void *wake_arg;                    // its argument
-    size_t pending_max;                // async: pending buffer bound; 0 = 4 MiB
+    size_t pending_max;                // async: pending buffer bound; 0 = 16 MiB
 } nsq_diskqueue_config_t;
 
 // Lists the segment files of every queue in dir, in one pass over the
@@ -309,6 +309,11 @@ int nsq_diskqueue_error(const nsq_diskqueue_t *self);
 
 // Async mode: true once the recovery at open has completed.
 bool nsq_diskqueue_ready(const nsq_diskqueue_t *self);
+
+// True if records more records of bytes bytes in all would be taken by
+// puts now: always in sync mode; in async mode if the pending buffer has
+// room for them (a caller that must store all or none checks first).
+bool nsq_diskqueue_has_room(const nsq_diskqueue_t *self, size_t records, size_t bytes);
 
 // Data syncs, writes of pending records and metadata replacements that
 // failed since the queue was opened.

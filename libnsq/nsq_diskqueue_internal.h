@@ -46,7 +46,10 @@
 // digits), so that numbering on from it cannot overflow.
 #define DQ_SEGMENT_MAX 999999999999999999LL
 // Default bound of the pending buffer (async mode).
-#define DQ_PENDING_MAX (4 * 1024 * 1024)
+// 16 MiB: about a tenth of a second of 100-byte records at a million a
+// second, which a disk I/O thread that a loaded machine schedules late
+// must be able to fall behind by without refusing publishes.
+#define DQ_PENDING_MAX (16 * 1024 * 1024)
 
 // Async mode: where the queue is in its life.
 typedef enum {
