@@ -54,6 +54,8 @@ void broker_tcp_event_destroy(broker_tcp_event_t **self_p)
     for (size_t i = 0; i < self->message_count; i++)
         nsq_message_unref(&self->messages[i]);
     free(self->messages);
+    if (self->secret)
+        explicit_bzero(self->secret, self->secret_size);  // a secret outlives no event
     free(self->secret);
     free(self);
     *self_p = NULL;
@@ -266,6 +268,7 @@ static broker_tcp_event_t *s_command_event(broker_tcp_connection_t *self,
             goto failed;
         memcpy(event->secret, command->body, command->body_size);
         event->secret[command->body_size] = '\0';
+        event->secret_size = command->body_size;
     }
     return event;
 failed:

@@ -79,6 +79,7 @@ typedef struct _broker_tcp_event_t {
     nsq_message_t **messages;      // PUB, DPUB, MPUB: the bodies as messages (owned)
     size_t message_count;          // how many
     char *secret;                  // AUTH: the body, NUL-terminated (owned)
+    size_t secret_size;            // AUTH: its length (it may hold NULs)
     const char *reason;            // CLOSED: why (static text)
 } broker_tcp_event_t;
 
