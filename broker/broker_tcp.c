@@ -219,6 +219,10 @@ static void s_event(broker_tcp_t *self, broker_tcp_event_t **event_p, int64_t no
     case BROKER_TCP_RECEIVED:
         s_received(self, session, event_p, now);
         break;
+    case BROKER_TCP_SECURED:  // the auth server hears tls=true and the common name
+        if (client)
+            broker_client_set_tls(client, true, event->common_name);
+        break;
     case BROKER_TCP_BLOCKED:
         if (client)
             broker_client_set_blocked(client, true);
@@ -338,6 +342,11 @@ broker_tcp_t *broker_tcp_new(broker_server_t *server, const broker_config_t *con
     zhashx_set_destructor(self->sessions, s_session_destructor);
     if (config->tls_cert[0]) {
         self->tls = broker_tls_new(config->tls_cert, config->tls_key, error, size);
+        if (self->tls
+            && broker_tls_set_client_policy(self->tls, config->tls_client_auth_policy,
+                                            config->tls_root_ca_file, error, size)
+                   != 0)
+            broker_tls_destroy(&self->tls);
         if (!self->tls) {
             broker_tcp_destroy(&self);
             return NULL;

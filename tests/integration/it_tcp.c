@@ -948,16 +948,53 @@ static enum MHD_Result s_fake_auth_answer(void *cls, struct MHD_Connection *conn
     return result;
 }
 
-// The tls the fake auth server saw last.
-static void s_fake_auth_tls(s_fake_auth_t *fake, char *tls, size_t size)
+// What the fake auth server saw last: "tls=... common_name=...".
+static void s_fake_auth_query(s_fake_auth_t *fake, char *query, size_t size)
 {
     pthread_mutex_lock(&fake->lock);
-    snprintf(tls, size, "%s", fake->tls);
+    snprintf(query, size, "tls=%s common_name=%s", fake->tls, fake->common_name);
     pthread_mutex_unlock(&fake->lock);
 }
 
-// After a tls_v1 upgrade the auth server hears tls=true, as nsqd tells it;
-// a plain connection tls=false.
+// Starts a broker with TLS (the test pair in it_tmp_dir: cert.pem, key.pem)
+// asking the auth server at address; more: one more flag or NULL.
+static it_broker_t *s_tls_auth_broker(const char *address, const char *more, char *cert, char *key,
+                                      size_t size)
+{
+    snprintf(cert, size, "%s/cert.pem", it_tmp_dir());
+    snprintf(key, size, "%s/key.pem", it_tmp_dir());
+    if (access(cert, R_OK) != 0)
+        IT_ASSERT(broker_tls_write_test_pair(cert, key) == 0, "cannot write a test certificate");
+    char cert_flag[700], key_flag[700], auth_flag[128], ca_flag[700];
+    snprintf(cert_flag, sizeof cert_flag, "--tls-cert=%s", cert);
+    snprintf(key_flag, sizeof key_flag, "--tls-key=%s", key);
+    snprintf(ca_flag, sizeof ca_flag, "--tls-root-ca-file=%s", cert);
+    snprintf(auth_flag, sizeof auth_flag, "--auth-http-address=%s", address);
+    const char *flags[] = {auth_flag, cert_flag, key_flag, ca_flag, more, NULL};
+    return it_broker_start(flags);
+}
+
+// A client over tls_v1 (showing the test pair as its certificate when
+// with_cert) that AUTHs; returns what the auth server was told.
+static void s_tls_auth_query(it_broker_t *broker, s_fake_auth_t *fake, const char *cert,
+                             const char *key, bool with_cert, char *query, size_t size)
+{
+    v2_client_t *client = s_connect(broker);
+    s_identify(client, "{\"feature_negotiation\":true,\"tls_v1\":true}", "{");
+    IT_ASSERT(v2_client_start_tls_as(client, cert, with_cert ? cert : NULL, with_cert ? key : NULL)
+                  == 0,
+              "TLS handshake failed");
+    IT_ASSERT(v2_client_expect(client, S_RESPONSE, "OK"), "no OK after TLS");
+    IT_ASSERT(s_cmd(client, "AUTH", "over-tls", 8) == 0, "send AUTH");
+    s_auth_answer(client, "fake");
+    s_fake_auth_query(fake, query, size);
+    s_ok(client, "PUB t", "over tls");
+    v2_client_destroy(&client);
+}
+
+// After a tls_v1 upgrade the auth server hears tls=true, as nsqd tells it
+// (a plain connection tls=false), and with --tls-client-auth-policy the
+// common name of the client's certificate.
 static void s_auth_tls(void)
 {
     static s_fake_auth_t fake = {.lock = PTHREAD_MUTEX_INITIALIZER};
@@ -967,35 +1004,28 @@ static void s_auth_tls(void)
         &(struct sockaddr_in){.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)},
         MHD_OPTION_END);
     IT_ASSERT(daemon, "cannot start the fake auth server");
-    char address[64];
+    char address[64], cert[600], key[600], query[128];
     snprintf(address, sizeof address, "127.0.0.1:%u",
              MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT)->port);
-    char cert[600], key[600], cert_flag[700], key_flag[700];
-    snprintf(cert, sizeof cert, "%s/cert.pem", it_tmp_dir());
-    snprintf(key, sizeof key, "%s/key.pem", it_tmp_dir());
-    IT_ASSERT(broker_tls_write_test_pair(cert, key) == 0, "cannot write a test certificate");
-    snprintf(cert_flag, sizeof cert_flag, "--tls-cert=%s", cert);
-    snprintf(key_flag, sizeof key_flag, "--tls-key=%s", key);
-    char auth_flag[128];
-    snprintf(auth_flag, sizeof auth_flag, "--auth-http-address=%s", address);
-    const char *flags[] = {auth_flag, cert_flag, key_flag, NULL};
-    it_broker_t *broker = it_broker_start(flags);
+    it_broker_t *broker = s_tls_auth_broker(address, NULL, cert, key, sizeof cert);
+    s_tls_auth_query(broker, &fake, cert, key, false, query, sizeof query);
+    IT_ASSERT_STR(query, "tls=true common_name=");
     v2_client_t *client = s_connect(broker);
-    s_identify(client, "{\"feature_negotiation\":true,\"tls_v1\":true}", "{");
-    IT_ASSERT(v2_client_start_tls(client, cert) == 0, "TLS handshake failed");
-    IT_ASSERT(v2_client_expect(client, S_RESPONSE, "OK"), "no OK after TLS");
-    IT_ASSERT(s_cmd(client, "AUTH", "over-tls", 8) == 0, "send AUTH");
-    s_auth_answer(client, "fake");
-    char tls[16];
-    s_fake_auth_tls(&fake, tls, sizeof tls);
-    IT_ASSERT_STR(tls, "true");
-    s_ok(client, "PUB t", "over tls");
-    v2_client_destroy(&client);
-    client = s_connect(broker);
     IT_ASSERT(s_cmd(client, "AUTH", "in-clear", 8) == 0, "send AUTH");
     s_auth_answer(client, "fake");
-    s_fake_auth_tls(&fake, tls, sizeof tls);
-    IT_ASSERT_STR(tls, "false");
+    s_fake_auth_query(&fake, query, sizeof query);
+    IT_ASSERT_STR(query, "tls=false common_name=");
+    v2_client_destroy(&client);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+    // require-verify: the certificate's common name (the test pair's).
+    broker = s_tls_auth_broker(address, "--tls-client-auth-policy=require-verify", cert, key,
+                               sizeof cert);
+    s_tls_auth_query(broker, &fake, cert, key, true, query, sizeof query);
+    IT_ASSERT_STR(query, "tls=true common_name=127.0.0.1");
+    client = s_connect(broker);  // no certificate: no TLS session
+    s_identify(client, "{\"feature_negotiation\":true,\"tls_v1\":true}", "{");
+    IT_ASSERT(v2_client_start_tls(client, cert) != 0 || !v2_client_expect(client, S_RESPONSE, "OK"),
+              "TLS without a client certificate under require-verify");
     v2_client_destroy(&client);
     IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
     MHD_stop_daemon(daemon);
