@@ -1022,11 +1022,20 @@ static void s_auth_tls(void)
                                sizeof cert);
     s_tls_auth_query(broker, &fake, cert, key, true, query, sizeof query);
     IT_ASSERT_STR(query, "tls=true common_name=127.0.0.1");
-    client = s_connect(broker);  // no certificate: no TLS session
-    s_identify(client, "{\"feature_negotiation\":true,\"tls_v1\":true}", "{");
-    IT_ASSERT(v2_client_start_tls(client, cert) != 0 || !v2_client_expect(client, S_RESPONSE, "OK"),
-              "TLS without a client certificate under require-verify");
-    v2_client_destroy(&client);
+    // No certificate, or one the root CA did not sign: no TLS session.
+    char other_cert[700], other_key[700];
+    snprintf(other_cert, sizeof other_cert, "%s/other-cert.pem", it_tmp_dir());
+    snprintf(other_key, sizeof other_key, "%s/other-key.pem", it_tmp_dir());
+    IT_ASSERT(broker_tls_write_test_pair(other_cert, other_key) == 0, "cannot write a pair");
+    for (int i = 0; i < 2; i++) {
+        client = s_connect(broker);
+        s_identify(client, "{\"feature_negotiation\":true,\"tls_v1\":true}", "{");
+        IT_ASSERT(v2_client_start_tls_as(client, cert, i ? other_cert : NULL, other_key) != 0
+                      || !v2_client_expect(client, S_RESPONSE, "OK"),
+                  "TLS %s under require-verify",
+                  i ? "with a certificate the root CA did not sign" : "without a certificate");
+        v2_client_destroy(&client);
+    }
     IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
     MHD_stop_daemon(daemon);
 }
