@@ -169,16 +169,17 @@ static broker_tcp_outcome_t s_auth(broker_server_t *server, broker_tcp_session_t
         s_error(session, "E_AUTH_FAILED", "AUTH failed");
         return BROKER_TCP_ANSWERED;
     }
-    json_t *answer = json_pack("{s:s, s:s, s:I}", "identity", reply.identity ? reply.identity : "",
-                               "identity_url", reply.identity_url ? reply.identity_url : "",
-                               "permission_count", (json_int_t) reply.permission_count);
+    const char *identity = reply.identity ? reply.identity : "";
+    json_t *answer = json_pack("{s:s, s:s, s:I}", "identity", identity, "identity_url",
+                               reply.identity_url ? reply.identity_url : "", "permission_count",
+                               (json_int_t) reply.permission_count);
     char *text = answer ? json_dumps(answer, JSON_COMPACT) : NULL;
     json_decref(answer);
     if (!text) {
         s_error(session, "E_AUTH_ERROR", "AUTH error out of memory");
         return BROKER_TCP_ANSWERED;
     }
-    nsq_info("client %s: AUTH identity %s", broker_tcp_session_name(session), reply.identity);
+    nsq_info("client %s: AUTH identity %s", broker_tcp_session_name(session), identity);
     broker_tcp_session_respond(session, text);
     free(text);
     return BROKER_TCP_ANSWERED;
