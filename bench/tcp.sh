@@ -3,7 +3,9 @@
 # broker, nsq-bench's publish and consume modes through both doors,
 # alternating, ROUNDS times; prints each result and the TCP/ZeroMQ ratios
 # (issue 10's targets: TCP consume and TCP publish in MPUB batches at least
-# 70% of ZeroMQ's).
+# 70% of ZeroMQ's). Publishing is compared batch for batch: TCP MPUB of
+# BATCH messages against ZeroMQ PUB frames of BATCH bodies, and single
+# TCP PUBs against single ZeroMQ PUBs.
 #
 # Usage: bench/tcp.sh [BUILD_DIR] (env: COUNT=200000 ROUNDS=3 SIZE=100
 #        BATCH=100 BROKER_FLAGS="...")
@@ -44,16 +46,18 @@ run() {
 declare -A total=()
 for round in $(seq "$ROUNDS"); do
     echo "-- round $round"
-    run zmq-pub; total[zmq-pub]=$((${total[zmq-pub]:-0} + RATE))
+    run zmq-pub --batch=1; total[zmq-pub1]=$((${total[zmq-pub1]:-0} + RATE))
     run tcp-pub --batch=1; total[tcp-pub1]=$((${total[tcp-pub1]:-0} + RATE))
+    run zmq-pub --batch="$BATCH"; total[zmq-pub]=$((${total[zmq-pub]:-0} + RATE))
     run tcp-pub --batch="$BATCH"; total[tcp-pub]=$((${total[tcp-pub]:-0} + RATE))
     run zmq-consume; total[zmq-consume]=$((${total[zmq-consume]:-0} + RATE))
     run tcp-consume; total[tcp-consume]=$((${total[tcp-consume]:-0} + RATE))
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f%%", 100 * a / b }'; }
-echo "-- means over $ROUNDS rounds (msgs/s): zmq-pub $((total[zmq-pub] / ROUNDS))," \
-    "tcp-pub(batch 1) $((total[tcp-pub1] / ROUNDS)), tcp-pub(batch $BATCH) $((total[tcp-pub] / ROUNDS))," \
+echo "-- means over $ROUNDS rounds (msgs/s): zmq-pub(batch 1) $((total[zmq-pub1] / ROUNDS))," \
+    "tcp-pub(batch 1) $((total[tcp-pub1] / ROUNDS)), zmq-pub(batch $BATCH) $((total[zmq-pub] / ROUNDS))," \
+    "tcp-pub(batch $BATCH) $((total[tcp-pub] / ROUNDS))," \
     "zmq-consume $((total[zmq-consume] / ROUNDS)), tcp-consume $((total[tcp-consume] / ROUNDS))"
-echo "tcp publish (MPUB $BATCH) / zmq publish: $(ratio "${total[tcp-pub]}" "${total[zmq-pub]}")"
-echo "tcp publish (PUB) / zmq publish: $(ratio "${total[tcp-pub1]}" "${total[zmq-pub]}")"
+echo "tcp publish (MPUB $BATCH) / zmq publish (batch $BATCH): $(ratio "${total[tcp-pub]}" "${total[zmq-pub]}")"
+echo "tcp publish (PUB) / zmq publish (batch 1): $(ratio "${total[tcp-pub1]}" "${total[zmq-pub1]}")"
 echo "tcp consume / zmq consume: $(ratio "${total[tcp-consume]}" "${total[zmq-consume]}")"

@@ -156,8 +156,7 @@ static int s_on_auth(zloop_t *loop, zsock_t *reader, void *arg)
     (void) reader;
     broker_t *self = arg;
     broker_node_on_auth(self->node, zclock_mono());
-    if (self->tcp)
-        broker_tcp_flush(self->tcp, zclock_mono());  // deliveries the answers let through
+    s_after_batch(self);  // what held commands published, and the TCP door's answers
     return 0;
 }
 

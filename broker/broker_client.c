@@ -38,6 +38,8 @@ struct _broker_client_t {
     char *auth_secret;                  // from AUTH (never shown), NULL before
     size_t auth_secret_size;            // its bytes
     char common_name[128];              // its certificate's common name, "" if none
+    char auth_identity[128];            // the identity its AUTH was granted, "" before
+    char auth_identity_url[256];        // and its URL
 };
 
 broker_client_t *broker_client_new(const broker_client_sink_t *sink, void *door, const char *name,
@@ -173,6 +175,9 @@ void broker_client_stats(const broker_client_t *self, broker_stats_client_t *out
     out->deflate = self->deflate;
     out->snappy = self->snappy;
     out->sample_rate = self->sample_rate;
+    out->authed = self->auth_secret != NULL;
+    memcpy(out->auth_identity, self->auth_identity, sizeof out->auth_identity);
+    memcpy(out->auth_identity_url, self->auth_identity_url, sizeof out->auth_identity_url);
 }
 
 void broker_client_set_state(broker_client_t *self, broker_client_state_t state)
@@ -252,6 +257,15 @@ const char *broker_client_auth_secret(const broker_client_t *self, size_t *size)
 {
     *size = self->auth_secret_size;
     return self->auth_secret;
+}
+
+void broker_client_set_auth_identity(broker_client_t *self, const char *identity,
+                                     const char *identity_url)
+{
+    nsq_utf8_sanitize(self->auth_identity, sizeof self->auth_identity, identity ? identity : "",
+                      identity ? strlen(identity) : 0);
+    nsq_utf8_sanitize(self->auth_identity_url, sizeof self->auth_identity_url,
+                      identity_url ? identity_url : "", identity_url ? strlen(identity_url) : 0);
 }
 
 void broker_client_set_tls(broker_client_t *self, bool tls, const char *common_name)

@@ -135,6 +135,10 @@ void broker_client_set_identity(broker_client_t *self, const char *client_id, si
 // Keeps a copy of secret (size bytes, any content; NULL forgets it, the
 // old copy is wiped). Returns 0, or -1 if out of memory.
 int broker_client_set_auth_secret(broker_client_t *self, const void *secret, size_t size);
+// The identity (and its URL) the auth server granted its AUTH, for
+// /stats (copied, cut to fit; NULL = "").
+void broker_client_set_auth_identity(broker_client_t *self, const char *identity,
+                                     const char *identity_url);
 // The server's handle for its list of clients.
 void *broker_client_handle(const broker_client_t *self);
 void broker_client_set_handle(broker_client_t *self, void *handle);

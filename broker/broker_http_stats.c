@@ -46,13 +46,25 @@ static void s_json_client(FILE *out, const broker_stats_client_t *client)
             ",\"state\":%d,\"ready_count\":%u,\"in_flight_count\":%u,"
             "\"message_count\":%llu,\"finish_count\":%llu,\"requeue_count\":%llu,"
             "\"connect_ts\":%lld,\"sample_rate\":%d,\"deflate\":%s,\"snappy\":%s,\"tls\":%s,"
-            "\"version\":\"%s\",\"door\":\"%s\"}",
+            "\"version\":\"%s\",\"door\":\"%s\"",
             client->state, client->ready_count, client->in_flight_count,
             (unsigned long long) client->message_count, (unsigned long long) client->finish_count,
             (unsigned long long) client->requeue_count, (long long) client->connect_ts,
             client->sample_rate, client->deflate ? "true" : "false",
             client->snappy ? "true" : "false", client->tls ? "true" : "false",
             strcmp(client->door, "tcp") == 0 ? "V2" : client->door, client->door);
+    if (client->authed) {  // as nsqd's (omitempty): only for a client that AUTHed
+        fputs(",\"authed\":true", out);
+        if (client->auth_identity[0]) {
+            fputs(",\"auth_identity\":", out);
+            nsq_json_write_string(out, client->auth_identity);
+        }
+        if (client->auth_identity_url[0]) {
+            fputs(",\"auth_identity_url\":", out);
+            nsq_json_write_string(out, client->auth_identity_url);
+        }
+    }
+    fputc('}', out);
 }
 
 static void s_json_channel(FILE *out, const broker_stats_channel_t *channel)

@@ -62,6 +62,7 @@ broker_result_t broker_server_auth(broker_server_t *self, broker_client_t *clien
         return BROKER_AUTH_UNAVAILABLE;
     reply->identity = broker_auth_grant_identity(grant);
     reply->identity_url = broker_auth_grant_identity_url(grant);
+    broker_client_set_auth_identity(client, reply->identity, reply->identity_url);
     reply->permission_count = broker_auth_grant_count(grant);
     return BROKER_OK;
 }

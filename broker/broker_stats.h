@@ -28,20 +28,23 @@ typedef struct {
 } broker_counters_t;
 
 typedef struct {
-    char client_id[65];         // from IDENTIFY
-    char hostname[256];         // from IDENTIFY
-    char user_agent[128];       // from IDENTIFY
-    char remote_address[64];    // "IP:port" of its connection, "" if unknown
-    int state;                  // broker_client_state_t
-    uint32_t ready_count;       // its credit (RDY)
-    uint32_t in_flight_count;   // messages it holds
-    uint64_t message_count;     // messages delivered to it
-    uint64_t finish_count;      // FINs that matched
-    uint64_t requeue_count;     // REQs that matched
-    int64_t connect_ts;         // unix seconds of its first frame
-    char door[8];               // the door it came through ("zmq", "tcp")
-    bool tls, deflate, snappy;  // what its connection negotiated
-    int sample_rate;            // percent of messages sampled, 0 = all
+    char client_id[65];           // from IDENTIFY
+    char hostname[256];           // from IDENTIFY
+    char user_agent[128];         // from IDENTIFY
+    char remote_address[64];      // "IP:port" of its connection, "" if unknown
+    int state;                    // broker_client_state_t
+    uint32_t ready_count;         // its credit (RDY)
+    uint32_t in_flight_count;     // messages it holds
+    uint64_t message_count;       // messages delivered to it
+    uint64_t finish_count;        // FINs that matched
+    uint64_t requeue_count;       // REQs that matched
+    int64_t connect_ts;           // unix seconds of its first frame
+    char door[8];                 // the door it came through ("zmq", "tcp")
+    bool tls, deflate, snappy;    // what its connection negotiated
+    int sample_rate;              // percent of messages sampled, 0 = all
+    bool authed;                  // its AUTH was granted
+    char auth_identity[128];      // the identity granted, "" if none
+    char auth_identity_url[256];  // its URL, "" if none
 } broker_stats_client_t;
 
 #define BROKER_STATS_DOORS 4  // doors counted in broker_stats_t

@@ -137,18 +137,76 @@ static void s_on_durable(void *arg, broker_result_t result)
         s_dirty(broker_tcp_session_door(session), session);
 }
 
-static void s_received(broker_tcp_t *self, broker_tcp_session_t *session, broker_tcp_event_t *event,
-                       int64_t now)
+static void s_received(broker_tcp_t *self, broker_tcp_session_t *session,
+                       broker_tcp_event_t **event_p, int64_t now);
+
+// The auth server answered for a session's held command: its held events
+// are handled again, in order, until one is held anew (the rest then
+// stays behind it). A session that closed meanwhile is not found.
+static void s_on_auth(void *arg, bool cancelled)
 {
-    broker_tcp_wait_t *wait = NULL;
-    if (broker_tcp_commands_handle(self->server, session, event, &wait, now) == BROKER_TCP_DURABLE)
-        broker_server_wait_durable(self->server, s_on_durable, wait);
+    broker_tcp_auth_wait_t *wait = arg;
+    broker_tcp_t *self = wait->door;
+    broker_tcp_session_t *session = cancelled ? NULL : s_find(self, wait->connection);
+    free(wait);
+    if (!session)
+        return;
+    broker_tcp_event_t *event = broker_tcp_session_take_held(session);
+    int64_t now = zclock_mono();
+    while (event) {
+        broker_tcp_event_t *next = event->next;
+        s_received(self, session, &event, now);
+        broker_tcp_event_destroy(&event);
+        event = next;
+    }
     s_dirty(self, session);
 }
 
-// One event from the I/O thread.
-static void s_event(broker_tcp_t *self, broker_tcp_event_t *event, int64_t now)
+// Holds *event_p (taken) behind the session's held commands; past the
+// bound the client is closed with a fatal error and what was held is
+// dropped unanswered.
+static void s_hold(broker_tcp_t *self, broker_tcp_session_t *session, broker_tcp_event_t **event_p)
 {
+    (void) self;
+    if (broker_tcp_session_hold(session, event_p) == 0)
+        return;
+    nsq_warn("client %s: too many commands wait for the auth server; closing it",
+             broker_tcp_session_name(session));
+    broker_tcp_event_t *event = broker_tcp_session_take_held(session);
+    while (event) {
+        broker_tcp_event_t *next = event->next;
+        broker_tcp_event_destroy(&event);
+        broker_tcp_session_finished(session, 0);
+        event = next;
+    }
+    broker_tcp_session_error(session, "E_AUTH_FAILED AUTH failed: too many commands wait for "
+                                      "the auth server");
+}
+
+// A command: carried out, or held while the auth server is asked (then
+// *event_p is taken).
+static void s_received(broker_tcp_t *self, broker_tcp_session_t *session,
+                       broker_tcp_event_t **event_p, int64_t now)
+{
+    broker_tcp_wait_t *wait = NULL;
+    if (broker_tcp_session_holding(session)) {
+        s_hold(self, session, event_p);
+        s_dirty(self, session);
+        return;
+    }
+    broker_tcp_outcome_t outcome =
+        broker_tcp_commands_handle(self->server, session, *event_p, &wait, s_on_auth, now);
+    if (outcome == BROKER_TCP_DURABLE)
+        broker_server_wait_durable(self->server, s_on_durable, wait);
+    else if (outcome == BROKER_TCP_HELD)
+        s_hold(self, session, event_p);
+    s_dirty(self, session);
+}
+
+// One event from the I/O thread (*event_p is taken if it is held).
+static void s_event(broker_tcp_t *self, broker_tcp_event_t **event_p, int64_t now)
+{
+    broker_tcp_event_t *event = *event_p;
     if (event->kind == BROKER_TCP_OPENED) {
         s_opened(self, event, now);
         return;
@@ -159,7 +217,11 @@ static void s_event(broker_tcp_t *self, broker_tcp_event_t *event, int64_t now)
     broker_client_t *client = broker_tcp_session_client(session);
     switch (event->kind) {
     case BROKER_TCP_RECEIVED:
-        s_received(self, session, event, now);
+        s_received(self, session, event_p, now);
+        break;
+    case BROKER_TCP_SECURED:  // the auth server hears tls=true and the common name
+        if (client)
+            broker_client_set_tls(client, true, event->common_name);
         break;
     case BROKER_TCP_BLOCKED:
         if (client)
@@ -184,7 +246,7 @@ void broker_tcp_take(broker_tcp_t *self, int64_t now)
     broker_tcp_event_t *event = broker_tcp_io_take(self->io);
     while (event) {
         broker_tcp_event_t *next = event->next;
-        s_event(self, event, now);
+        s_event(self, &event, now);
         broker_tcp_event_destroy(&event);
         event = next;
     }
@@ -280,6 +342,11 @@ broker_tcp_t *broker_tcp_new(broker_server_t *server, const broker_config_t *con
     zhashx_set_destructor(self->sessions, s_session_destructor);
     if (config->tls_cert[0]) {
         self->tls = broker_tls_new(config->tls_cert, config->tls_key, error, size);
+        if (self->tls
+            && broker_tls_set_client_policy(self->tls, config->tls_client_auth_policy,
+                                            config->tls_root_ca_file, error, size)
+                   != 0)
+            broker_tls_destroy(&self->tls);
         if (!self->tls) {
             broker_tcp_destroy(&self);
             return NULL;

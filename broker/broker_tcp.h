@@ -7,11 +7,20 @@
     output buffering, heartbeats and liveness; this door runs on the core
     thread and turns its events into server operations: OPENED opens a
     server client (a session, broker_tcp_session.h), each command becomes
-    one operation (broker_tcp_commands.c), BLOCKED/UNBLOCKED switch the
+    one operation (broker_tcp_commands.c), SECURED tells the client its
+    TLS common name (for the auth server), BLOCKED/UNBLOCKED switch the
     client's deliveries off and on, CLOSED closes the client (its
     in-flight messages go back at once). The clients' sink writes nsqd's
     message frames. What the sessions queue goes back to the I/O thread
     once per batch (broker_tcp_flush).
+
+    A command the auth server must be asked about first (AUTH, or a SUB or
+    publish whose grant is past its ttl) is held in its session, and so is
+    everything the client sends after it; when the answer is in (by
+    connection id: a session that closed meanwhile is not found) the held
+    commands are handled again, in order, until one is held anew. This is
+    the ZeroMQ door's approach (broker_zmq.c); what is held differs (parsed
+    events here, raw frames there), so each door keeps its own list.
 
     Liveness is the I/O thread's (a client silent for two heartbeat
     intervals is disconnected, which arrives here as CLOSED), so the door

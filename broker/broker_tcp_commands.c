@@ -6,7 +6,9 @@
 */
 #include "broker_tcp_commands.h"
 
+#include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "nsq_log.h"
@@ -51,24 +53,145 @@ static void s_identify(broker_server_t *server, broker_tcp_session_t *session,
     }
 }
 
-// AUTH. Without an auth server nsqd's answer (the parser has read the
-// body). With one (--auth-http-address) this door does not carry AUTH out
-// yet (the ZeroMQ and HTTP doors do): it refuses, and refuses every SUB and
-// publish, so a broker with authorization never serves an unauthenticated
-// TCP client (fatal errors, as nsqd's for a failed AUTH).
-static void s_auth(broker_server_t *server, broker_tcp_session_t *session)
+// ---- authorization --------------------------------------------------------------------
+// As nsqd's CheckAuth: with an auth server, SUB and every publish need a
+// grant for their topic (and channel), asked again past its ttl; every
+// refusal is fatal, and an auth server that cannot be asked refuses
+// (never fails open).
+
+static const char *s_name(broker_tcp_kind_t kind)
+{
+    return kind == BROKER_TCP_SUB    ? "SUB"
+           : kind == BROKER_TCP_MPUB ? "MPUB"
+           : kind == BROKER_TCP_DPUB ? "DPUB"
+                                     : "PUB";
+}
+
+// A waiter for the session's command, for the door's callback; NULL if
+// out of memory.
+static broker_tcp_auth_wait_t *s_wait_new(broker_tcp_session_t *session)
+{
+    broker_tcp_auth_wait_t *wait = malloc(sizeof *wait);
+    if (wait) {
+        wait->door = broker_tcp_session_door(session);
+        wait->connection = broker_tcp_session_connection(session);
+    }
+    return wait;
+}
+
+// The answer to an authorization that did not pass (result != BROKER_OK).
+// What the auth server said stays in the log, as nsqd keeps it from
+// untrusted clients.
+static broker_tcp_outcome_t s_refused(broker_tcp_session_t *session,
+                                      const broker_tcp_command_t *command, broker_result_t result)
+{
+    const char *name = s_name(command->kind);
+    char text[256];
+    switch (result) {
+    case BROKER_AUTH_PENDING:
+        return BROKER_TCP_HELD;
+    case BROKER_AUTH_FIRST:
+        snprintf(text, sizeof text, "AUTH required before %s", name);
+        s_error(session, "E_AUTH_FIRST", text);
+        break;
+    case BROKER_UNAUTHORIZED:
+        snprintf(text, sizeof text, "AUTH failed for %s on \"%s\" \"%s\"", name, command->topic,
+                 command->kind == BROKER_TCP_SUB ? command->channel : "");
+        s_error(session, "E_UNAUTHORIZED", text);
+        break;
+    default:
+        nsq_warn("client %s: AUTH failed for %s: %s", broker_tcp_session_name(session), name,
+                 result == BROKER_AUTH_FAILED ? "the auth server refused the secret"
+                                              : "no auth server answered");
+        s_error(session, "E_AUTH_FAILED", "AUTH failed");
+        break;
+    }
+    return BROKER_TCP_ANSWERED;
+}
+
+// May the session's client do command (SUB, PUB, MPUB, DPUB)? The waiter
+// goes with the question, kept only if the answer is pending.
+static broker_result_t s_authorize(broker_server_t *server, broker_tcp_session_t *session,
+                                   const broker_tcp_command_t *command,
+                                   broker_auth_wait_fn *on_auth, int64_t now)
 {
     if (!broker_server_auth_required(server))
-        s_error(session, "E_AUTH_DISABLED", "AUTH disabled");
-    else
-        s_error(session, "E_AUTH_FAILED",
-                "AUTH failed: not supported on the NSQ TCP door yet (use ZeroMQ or HTTP)");
+        return BROKER_OK;
+    broker_tcp_auth_wait_t *wait = s_wait_new(session);
+    if (!wait)
+        return BROKER_AUTH_UNAVAILABLE;
+    bool sub = command->kind == BROKER_TCP_SUB;
+    const char *channel = sub ? command->channel : "";
+    broker_result_t result = broker_server_authorize(
+        server, broker_tcp_session_client(session),
+        sub ? BROKER_PERMIT_SUBSCRIBE : BROKER_PERMIT_PUBLISH, command->topic,
+        strlen(command->topic), channel, strlen(channel), now, on_auth, wait);
+    if (result != BROKER_AUTH_PENDING)
+        free(wait);
+    if (result == BROKER_BAD_TOPIC || result == BROKER_BAD_CHANNEL)
+        return BROKER_OK;  // the operation itself says so, in nsqd's words
+    return result;
 }
+
+// AUTH <secret>, as nsqd: once per connection, answered with the
+// identity the auth server gave.
+static broker_tcp_outcome_t s_auth(broker_server_t *server, broker_tcp_session_t *session,
+                                   const broker_tcp_event_t *event, broker_auth_wait_fn *on_auth,
+                                   int64_t now)
+{
+    if (!broker_server_auth_required(server)) {
+        s_error(session, "E_AUTH_DISABLED", "AUTH disabled");
+        return BROKER_TCP_ANSWERED;
+    }
+    broker_tcp_auth_wait_t *wait = s_wait_new(session);
+    broker_auth_reply_t reply;
+    broker_result_t result =
+        wait ? broker_server_auth(server, broker_tcp_session_client(session), event->secret,
+                                  event->secret_size, now, &reply, on_auth, wait)
+             : BROKER_AUTH_UNAVAILABLE;
+    if (result != BROKER_AUTH_PENDING)
+        free(wait);
+    switch (result) {
+    case BROKER_OK:
+        break;
+    case BROKER_AUTH_PENDING:
+        return BROKER_TCP_HELD;
+    case BROKER_INVALID:
+        s_error(session, "E_INVALID", "AUTH already set");
+        return BROKER_TCP_ANSWERED;
+    case BROKER_UNAUTHORIZED:
+        s_error(session, "E_UNAUTHORIZED", "AUTH no authorizations found");
+        return BROKER_TCP_ANSWERED;
+    default:  // refused, or no answer: never a grant
+        nsq_warn("client %s: AUTH failed: %s", broker_tcp_session_name(session),
+                 result == BROKER_AUTH_FAILED ? "the auth server refused the secret"
+                                              : "no auth server answered");
+        s_error(session, "E_AUTH_FAILED", "AUTH failed");
+        return BROKER_TCP_ANSWERED;
+    }
+    const char *identity = reply.identity ? reply.identity : "";
+    json_t *answer = json_pack("{s:s, s:s, s:I}", "identity", identity, "identity_url",
+                               reply.identity_url ? reply.identity_url : "", "permission_count",
+                               (json_int_t) reply.permission_count);
+    char *text = answer ? json_dumps(answer, JSON_COMPACT) : NULL;
+    json_decref(answer);
+    if (!text) {
+        s_error(session, "E_AUTH_ERROR", "AUTH error out of memory");
+        return BROKER_TCP_ANSWERED;
+    }
+    nsq_info("client %s: AUTH identity %s", broker_tcp_session_name(session), identity);
+    broker_tcp_session_respond(session, text);
+    free(text);
+    return BROKER_TCP_ANSWERED;
+}
+
+// ---- commands -------------------------------------------------------------------------
 
 // SUB: nsqd does not require IDENTIFY first; the server does, so a client
 // that skipped it is identified with the defaults.
-static void s_sub(broker_server_t *server, broker_tcp_session_t *session,
-                  const broker_tcp_command_t *command, int64_t now)
+static broker_tcp_outcome_t s_sub(broker_server_t *server, broker_tcp_session_t *session,
+                                  const broker_tcp_command_t *command, broker_auth_wait_fn *on_auth,
+                                  int64_t now)
 {
     broker_client_t *client = broker_tcp_session_client(session);
     if (broker_client_state(client) == BROKER_CLIENT_NEW) {
@@ -76,10 +199,9 @@ static void s_sub(broker_server_t *server, broker_tcp_session_t *session,
         broker_identify_reply_t reply;
         broker_server_identify(server, client, &defaults, &reply);
     }
-    if (broker_server_auth_required(server)) {  // see s_auth: never fail open
-        s_error(session, "E_AUTH_FIRST", "AUTH required before SUB");
-        return;
-    }
+    broker_result_t allowed = s_authorize(server, session, command, on_auth, now);
+    if (allowed != BROKER_OK)
+        return s_refused(session, command, allowed);
     const char *topic = command->topic, *channel = command->channel;
     broker_result_t result = broker_server_subscribe(server, client, topic, strlen(topic), channel,
                                                      strlen(channel), now);
@@ -105,6 +227,7 @@ static void s_sub(broker_server_t *server, broker_tcp_session_t *session,
         s_error(session, "E_SUB_FAILED", text);
         break;
     }
+    return BROKER_TCP_ANSWERED;
 }
 
 static void s_rdy(broker_server_t *server, broker_tcp_session_t *session,
@@ -150,9 +273,7 @@ static void s_settle(broker_server_t *server, broker_tcp_session_t *session,
 static void s_publish_refused(broker_tcp_session_t *session, const broker_tcp_command_t *command,
                               broker_result_t result)
 {
-    const char *name = command->kind == BROKER_TCP_MPUB   ? "MPUB"
-                       : command->kind == BROKER_TCP_DPUB ? "DPUB"
-                                                          : "PUB";
+    const char *name = s_name(command->kind);
     char code[24], text[256];
     switch (result) {
     case BROKER_BAD_TOPIC:
@@ -186,18 +307,12 @@ static void s_publish_refused(broker_tcp_session_t *session, const broker_tcp_co
 
 static broker_tcp_outcome_t s_publish(broker_server_t *server, broker_tcp_session_t *session,
                                       broker_tcp_event_t *event, broker_tcp_wait_t **wait,
-                                      int64_t now)
+                                      broker_auth_wait_fn *on_auth, int64_t now)
 {
     const broker_tcp_command_t *command = &event->command;
-    if (broker_server_auth_required(server)) {  // see s_auth: never fail open
-        const char *name = command->kind == BROKER_TCP_MPUB   ? "MPUB"
-                           : command->kind == BROKER_TCP_DPUB ? "DPUB"
-                                                              : "PUB";
-        char text[64];
-        snprintf(text, sizeof text, "AUTH required before %s", name);
-        s_error(session, "E_AUTH_FIRST", text);
-        return BROKER_TCP_ANSWERED;
-    }
+    broker_result_t allowed = s_authorize(server, session, command, on_auth, now);
+    if (allowed != BROKER_OK)
+        return s_refused(session, command, allowed);  // held: the messages stay in event
     int64_t defer = command->kind == BROKER_TCP_DPUB ? command->ms : 0;
     broker_result_t result =
         broker_server_publish(server, command->topic, strlen(command->topic), event->messages,
@@ -218,7 +333,7 @@ static broker_tcp_outcome_t s_publish(broker_server_t *server, broker_tcp_sessio
 broker_tcp_outcome_t broker_tcp_commands_handle(broker_server_t *server,
                                                 broker_tcp_session_t *session,
                                                 broker_tcp_event_t *event, broker_tcp_wait_t **wait,
-                                                int64_t now)
+                                                broker_auth_wait_fn *on_auth, int64_t now)
 {
     const broker_tcp_command_t *command = &event->command;
     if (broker_tcp_session_closing(session) || !broker_tcp_session_client(session)) {
@@ -230,11 +345,9 @@ broker_tcp_outcome_t broker_tcp_commands_handle(broker_server_t *server,
         s_identify(server, session, &command->identify);
         break;
     case BROKER_TCP_AUTH:
-        s_auth(server, session);
-        break;
+        return s_auth(server, session, event, on_auth, now);
     case BROKER_TCP_SUB:
-        s_sub(server, session, command, now);
-        break;
+        return s_sub(server, session, command, on_auth, now);
     case BROKER_TCP_RDY:
         s_rdy(server, session, command, now);
         break;
@@ -250,7 +363,7 @@ broker_tcp_outcome_t broker_tcp_commands_handle(broker_server_t *server,
     case BROKER_TCP_PUB:
     case BROKER_TCP_MPUB:
     case BROKER_TCP_DPUB:
-        return s_publish(server, session, event, wait, now);
+        return s_publish(server, session, event, wait, on_auth, now);
     case BROKER_TCP_NOP:
         broker_tcp_session_finished(session, 0);  // the I/O thread keeps NOPs; never here
         break;

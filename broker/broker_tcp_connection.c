@@ -54,6 +54,8 @@ void broker_tcp_event_destroy(broker_tcp_event_t **self_p)
     for (size_t i = 0; i < self->message_count; i++)
         nsq_message_unref(&self->messages[i]);
     free(self->messages);
+    if (self->secret)
+        explicit_bzero(self->secret, self->secret_size);  // a secret outlives no event
     free(self->secret);
     free(self);
     *self_p = NULL;
@@ -266,6 +268,7 @@ static broker_tcp_event_t *s_command_event(broker_tcp_connection_t *self,
             goto failed;
         memcpy(event->secret, command->body, command->body_size);
         event->secret[command->body_size] = '\0';
+        event->secret_size = command->body_size;
     }
     return event;
 failed:
@@ -336,12 +339,24 @@ static void s_parse(broker_tcp_connection_t *self, int64_t now)
 
 // ---- IDENTIFY and the upgrades ---------------------------------------------
 
+// Tells the core the TLS handshake is done, with the client certificate's
+// common name (for the auth server), before any command sent over TLS.
+static void s_secured(broker_tcp_connection_t *self)
+{
+    broker_tcp_event_t *event = s_event_new(self, BROKER_TCP_SECURED);
+    if (!event)
+        return;  // the core keeps tls=true from the IDENTIFY, without a name
+    broker_tcp_stream_peer_common_name(self->stream, event->common_name, sizeof event->common_name);
+    self->context->emit(self->context->arg, event);
+}
+
 // After the TLS handshake, or at once without TLS: the compression, each
 // upgrade confirmed by an OK in its new stream; then parsing goes on.
 static void s_finish_upgrades(broker_tcp_connection_t *self, int64_t now)
 {
     bool tls = self->upgrade == UPGRADE_HANDSHAKE;
     if (tls) {
+        s_secured(self);
         s_write_response(self, "OK");
         s_flush(self);
     }

@@ -63,6 +63,7 @@
 
 typedef enum {
     BROKER_TCP_OPENED,     // a client connected (remote_address)
+    BROKER_TCP_SECURED,    // its TLS handshake is done (common_name: its certificate's, or "")
     BROKER_TCP_RECEIVED,   // a command (command; messages or secret moved out of its body)
     BROKER_TCP_BLOCKED,    // its output is full: deliver nothing until UNBLOCKED
     BROKER_TCP_UNBLOCKED,  // it drained
@@ -75,10 +76,12 @@ typedef struct _broker_tcp_event_t {
     broker_tcp_event_kind_t kind;
     uint64_t connection;           // which client
     char remote_address[64];       // OPENED: "IP:port"
+    char common_name[65];          // SECURED: the client certificate's common name, or ""
     broker_tcp_command_t command;  // RECEIVED: the command (body NULL; see below)
     nsq_message_t **messages;      // PUB, DPUB, MPUB: the bodies as messages (owned)
     size_t message_count;          // how many
     char *secret;                  // AUTH: the body, NUL-terminated (owned)
+    size_t secret_size;            // AUTH: its length (it may hold NULs)
     const char *reason;            // CLOSED: why (static text)
 } broker_tcp_event_t;
 

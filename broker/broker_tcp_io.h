@@ -15,8 +15,8 @@
     as the HTTP threads' hand-off does.
 
     Hand-off, both ways in batches:
-    - I/O -> core: events (OPENED, RECEIVED with the command, BLOCKED,
-      UNBLOCKED, CLOSED) on a mutex-guarded list; an eventfd
+    - I/O -> core: events (OPENED, SECURED, RECEIVED with the command,
+      BLOCKED, UNBLOCKED, CLOSED) on a mutex-guarded list; an eventfd
       (broker_tcp_io_fd, for zloop) becomes readable when the list is not
       empty; the core takes the whole list (broker_tcp_io_take). A client's
       events arrive in the order it sent its commands.

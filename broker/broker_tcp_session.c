@@ -33,17 +33,20 @@ struct _broker_tcp_wait_t {
 };
 
 struct _broker_tcp_session_t {
-    uint64_t connection;      // the I/O thread's id
-    void *door;               // the owner (borrowed)
-    char name[32];            // "tcp-N" for logs
-    broker_client_t *client;  // its server client (borrowed), or NULL
-    bool closing;             // a fatal answer went out, or the client was dropped
-    int sample_rate;          // percent of messages sent, 0 = all
-    bool listed;              // in the door's list for the next flush
-    segment_t *head, *tail;   // what waits to be posted, oldest first
-    uint64_t *sampled;        // ids left out by the sample rate, to finish
-    size_t sampled_count;     // used
-    size_t sampled_size;      // allocated
+    uint64_t connection;            // the I/O thread's id
+    void *door;                     // the owner (borrowed)
+    char name[32];                  // "tcp-N" for logs
+    broker_client_t *client;        // its server client (borrowed), or NULL
+    bool closing;                   // a fatal answer went out, or the client was dropped
+    int sample_rate;                // percent of messages sent, 0 = all
+    bool listed;                    // in the door's list for the next flush
+    segment_t *head, *tail;         // what waits to be posted, oldest first
+    uint64_t *sampled;              // ids left out by the sample rate, to finish
+    size_t sampled_count;           // used
+    size_t sampled_size;            // allocated
+    broker_tcp_event_t *held;       // commands waiting for the auth server, oldest first, owned
+    broker_tcp_event_t *held_tail;  // the newest of them
+    size_t held_bytes;              // what they hold (bodies, secrets, events)
 };
 
 broker_tcp_session_t *broker_tcp_session_new(uint64_t connection, void *door)
@@ -80,6 +83,12 @@ void broker_tcp_session_destroy(broker_tcp_session_t **self_p)
             s_segment_free(segment);
         }
         segment = next;
+    }
+    broker_tcp_event_t *event = broker_tcp_session_take_held(self);
+    while (event) {
+        broker_tcp_event_t *next = event->next;
+        broker_tcp_event_destroy(&event);
+        event = next;
     }
     free(self->sampled);
     free(self);
@@ -305,6 +314,48 @@ broker_tcp_session_t *broker_tcp_session_settle(broker_tcp_wait_t *wait, broker_
             broker_client_set_gone(self->client);
     }
     return self;
+}
+
+// ---- commands waiting for the auth server ------------------------------------------
+
+bool broker_tcp_session_holding(const broker_tcp_session_t *self)
+{
+    return self->held != NULL;
+}
+
+// What a held event keeps in memory.
+static size_t s_event_bytes(const broker_tcp_event_t *event)
+{
+    size_t bytes = sizeof *event + event->secret_size;
+    for (size_t i = 0; i < event->message_count; i++)
+        bytes += event->messages[i]->size;
+    return bytes;
+}
+
+int broker_tcp_session_hold(broker_tcp_session_t *self, broker_tcp_event_t **event_p)
+{
+    broker_tcp_event_t *event = *event_p;
+    size_t bytes = s_event_bytes(event);
+    // The first one always: a single command is bounded by --max-body-size.
+    if (self->held && self->held_bytes + bytes > BROKER_TCP_HELD_MAX)
+        return -1;
+    event->next = NULL;
+    if (self->held_tail)
+        self->held_tail->next = event;
+    else
+        self->held = event;
+    self->held_tail = event;
+    self->held_bytes += bytes;
+    *event_p = NULL;
+    return 0;
+}
+
+broker_tcp_event_t *broker_tcp_session_take_held(broker_tcp_session_t *self)
+{
+    broker_tcp_event_t *held = self->held;
+    self->held = self->held_tail = NULL;
+    self->held_bytes = 0;
+    return held;
 }
 
 // ---- posting --------------------------------------------------------------------

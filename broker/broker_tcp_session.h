@@ -22,9 +22,18 @@
     closing: later commands are counted as finished and not carried out,
     and the client gets no more messages.
 
+    A command waiting for the auth server (AUTH, or a SUB or publish whose
+    grant is past its ttl) is held here with every command the client
+    sends after it, in order, not carried out, until the door hands them
+    over again (broker_tcp_session_take_held). The hold is bounded in
+    bytes (BROKER_TCP_HELD_MAX, past the first command); the I/O thread's
+    BROKER_TCP_OUTSTANDING_MAX bounds it in commands (it stops reading a
+    client with that many unanswered).
+
     API in call order: broker_tcp_session_new, broker_tcp_session_set_client,
     broker_tcp_session_respond / _error / _finished / _deliver / _close,
     broker_tcp_session_wait + broker_tcp_session_settle,
+    broker_tcp_session_hold + broker_tcp_session_take_held,
     broker_tcp_session_take_sampled, broker_tcp_session_post,
     broker_tcp_session_destroy.
 */
@@ -41,6 +50,8 @@
 #include "broker_tcp_codec.h"
 #include "broker_tcp_io.h"
 
+#define BROKER_TCP_HELD_MAX (16u << 20)  // bytes a client may have waiting for the auth server
+
 typedef struct _broker_tcp_session_t broker_tcp_session_t;
 
 // A durable publish's place in its session's answers.
@@ -51,7 +62,7 @@ typedef struct _broker_tcp_wait_t broker_tcp_wait_t;
 // of memory.
 broker_tcp_session_t *broker_tcp_session_new(uint64_t connection, void *door);
 
-// Frees the session and what waits in it (not its client). A durable
+// Frees the session and what waits in it (not its client; held events too). A durable
 // publish still waiting is orphaned: broker_tcp_session_settle frees it
 // when its sync ends. Nulls *self_p; accepts NULL.
 void broker_tcp_session_destroy(broker_tcp_session_t **self_p);
@@ -113,6 +124,19 @@ broker_tcp_wait_t *broker_tcp_session_wait(broker_tcp_session_t *self, broker_tc
 // E_PUB_FAILED / E_MPUB_FAILED / E_DPUB_FAILED) and frees the wait.
 // Returns its session (to be posted), or NULL if the session is gone.
 broker_tcp_session_t *broker_tcp_session_settle(broker_tcp_wait_t *wait, broker_result_t result);
+
+// True while commands wait for the auth server (what comes now must wait
+// behind them).
+bool broker_tcp_session_holding(const broker_tcp_session_t *self);
+
+// Holds a RECEIVED event behind the ones held (ownership moves; *event_p
+// is nulled). Returns 0, or -1 if the hold would pass BROKER_TCP_HELD_MAX
+// (*event_p is left to the caller: the client is to be closed).
+int broker_tcp_session_hold(broker_tcp_session_t *self, broker_tcp_event_t **event_p);
+
+// Takes the held events, oldest first, linked by ->next (NULL if none);
+// caller destroys each. The session holds nothing after.
+broker_tcp_event_t *broker_tcp_session_take_held(broker_tcp_session_t *self);
 
 // Stages the segments from the front that are not waiting (broker_tcp_io_post).
 // Returns 0, or -1 if a post could not be staged (out of memory).

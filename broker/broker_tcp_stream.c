@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -132,6 +133,11 @@ int broker_tcp_stream_start_tls(broker_tcp_stream_t *self, const broker_tls_t *t
         self->failed = true;
         return -1;
     }
+    broker_tls_client_policy_t policy = broker_tls_client_policy(tls);
+    if (policy != BROKER_TLS_CLIENT_NONE)
+        gnutls_certificate_server_set_request(self->session, GNUTLS_CERT_REQUIRE);
+    if (policy == BROKER_TLS_CLIENT_REQUIRE_VERIFY)
+        gnutls_session_set_verify_cert(self->session, NULL, 0);  // the handshake fails if not
     gnutls_transport_set_ptr(self->session, self);
     gnutls_transport_set_pull_function(self->session, s_tls_pull);
     gnutls_transport_set_push_function(self->session, s_tls_push);
@@ -291,6 +297,25 @@ bool broker_tcp_stream_has_input(const broker_tcp_stream_t *self)
 bool broker_tcp_stream_handshaking(const broker_tcp_stream_t *self)
 {
     return self->handshaking;
+}
+
+void broker_tcp_stream_peer_common_name(const broker_tcp_stream_t *self, char *out, size_t size)
+{
+    out[0] = '\0';
+    unsigned count = 0;
+    const gnutls_datum_t *certificates = self->session && !self->handshaking
+                                             ? gnutls_certificate_get_peers(self->session, &count)
+                                             : NULL;
+    gnutls_x509_crt_t certificate;
+    if (!certificates || count == 0 || gnutls_x509_crt_init(&certificate) < 0)
+        return;
+    size_t length = size;
+    if (gnutls_x509_crt_import(certificate, &certificates[0], GNUTLS_X509_FMT_DER) < 0
+        || gnutls_x509_crt_get_dn_by_oid(certificate, GNUTLS_OID_X520_COMMON_NAME, 0, 0, out,
+                                         &length)
+               < 0)
+        out[0] = '\0';  // none, or longer than out: told as none
+    gnutls_x509_crt_deinit(certificate);
 }
 
 bool broker_tcp_stream_is_tls(const broker_tcp_stream_t *self)

@@ -47,8 +47,8 @@ broker_tcp_stream_t *broker_tcp_stream_new(void);
 // Frees the stream (and its TLS session). Nulls *self_p; accepts NULL.
 void broker_tcp_stream_destroy(broker_tcp_stream_t **self_p);
 
-// Starts TLS as the server with tls's credentials (borrowed; they must
-// outlive the stream). behind holds bytes received after the upgrade
+// Starts TLS as the server with tls's credentials and client policy
+// (borrowed; they must outlive the stream). behind holds bytes received after the upgrade
 // point: they are moved in as ciphertext. Returns 0, or -1 (the stream is
 // then unusable). Call broker_tcp_stream_read to go on.
 int broker_tcp_stream_start_tls(broker_tcp_stream_t *self, const broker_tls_t *tls,
@@ -75,6 +75,10 @@ bool broker_tcp_stream_has_input(const broker_tcp_stream_t *self);
 
 // True while the TLS handshake is under way.
 bool broker_tcp_stream_handshaking(const broker_tcp_stream_t *self);
+
+// The common name of the certificate the TLS client showed, into out
+// (size bytes, NUL-terminated; "" if none, no TLS, or longer than out).
+void broker_tcp_stream_peer_common_name(const broker_tcp_stream_t *self, char *out, size_t size);
 
 // Which layers are on (for /stats).
 bool broker_tcp_stream_is_tls(const broker_tcp_stream_t *self);

@@ -15,7 +15,8 @@
 #include <unistd.h>
 
 struct _broker_tls_t {
-    gnutls_certificate_credentials_t credentials;  // certificate and key
+    gnutls_certificate_credentials_t credentials;  // certificate, key, trusted root CAs
+    broker_tls_client_policy_t client_policy;      // what a client must show
 };
 
 broker_tls_t *broker_tls_new(const char *cert_file, const char *key_file, char *error, size_t size)
@@ -36,6 +37,43 @@ broker_tls_t *broker_tls_new(const char *cert_file, const char *key_file, char *
         return NULL;
     }
     return self;
+}
+
+int broker_tls_set_client_policy(broker_tls_t *self, const char *policy, const char *root_ca_file,
+                                 char *error, size_t size)
+{
+    broker_tls_client_policy_t client_policy;
+    if (!policy || !*policy)
+        client_policy = BROKER_TLS_CLIENT_NONE;
+    else if (strcmp(policy, "require") == 0)
+        client_policy = BROKER_TLS_CLIENT_REQUIRE;
+    else if (strcmp(policy, "require-verify") == 0)
+        client_policy = BROKER_TLS_CLIENT_REQUIRE_VERIFY;
+    else {
+        snprintf(error, size, "--tls-client-auth-policy=%s: want require or require-verify",
+                 policy);
+        return -1;
+    }
+    if (client_policy == BROKER_TLS_CLIENT_REQUIRE_VERIFY && !(root_ca_file && *root_ca_file)) {
+        snprintf(error, size, "--tls-client-auth-policy=require-verify needs --tls-root-ca-file");
+        return -1;
+    }
+    if (client_policy != BROKER_TLS_CLIENT_NONE && root_ca_file && *root_ca_file) {
+        int rc = gnutls_certificate_set_x509_trust_file(self->credentials, root_ca_file,
+                                                        GNUTLS_X509_FMT_PEM);
+        if (rc < 1) {
+            snprintf(error, size, "cannot load --tls-root-ca-file=%s: %s", root_ca_file,
+                     rc < 0 ? gnutls_strerror(rc) : "no certificate in it");
+            return -1;
+        }
+    }
+    self->client_policy = client_policy;
+    return 0;
+}
+
+broker_tls_client_policy_t broker_tls_client_policy(const broker_tls_t *self)
+{
+    return self->client_policy;
 }
 
 void broker_tls_destroy(broker_tls_t **self_p)

@@ -7,7 +7,13 @@
     credentials serve every TLS session the broker starts (GnuTLS shares
     them read-only between sessions of one thread).
 
-    API: broker_tls_new, broker_tls_credentials, broker_tls_destroy;
+    A client certificate is asked for as nsqd's --tls-client-auth-policy
+    says: require (any certificate, not verified, as Go's
+    RequireAnyClientCert) or require-verify (verified against
+    --tls-root-ca-file); without a policy none is asked for.
+
+    API: broker_tls_new, broker_tls_set_client_policy,
+    broker_tls_credentials, broker_tls_client_policy, broker_tls_destroy;
     broker_tls_write_test_pair for tests.
 */
 #ifndef BROKER_TLS_H
@@ -17,10 +23,28 @@
 
 typedef struct _broker_tls_t broker_tls_t;
 
+// What a TLS client must show (--tls-client-auth-policy).
+typedef enum {
+    BROKER_TLS_CLIENT_NONE,            // nothing asked
+    BROKER_TLS_CLIENT_REQUIRE,         // a certificate, not verified
+    BROKER_TLS_CLIENT_REQUIRE_VERIFY,  // a certificate verified against the root CAs
+} broker_tls_client_policy_t;
+
 // Loads the PEM certificate (chain) and private key. Caller owns the
 // result; NULL with a one-line reason in error (size bytes) if a file is
 // missing, unreadable, not PEM, or the key does not match the certificate.
 broker_tls_t *broker_tls_new(const char *cert_file, const char *key_file, char *error, size_t size);
+
+// Sets the client certificate policy: policy "" (none), "require" or
+// "require-verify"; root_ca_file (PEM, "" for none; needed by
+// require-verify) is trusted for verifying client certificates. Call
+// before the credentials serve a session. Returns 0, or -1 with a one-line
+// reason in error.
+int broker_tls_set_client_policy(broker_tls_t *self, const char *policy, const char *root_ca_file,
+                                 char *error, size_t size);
+
+// The policy set (BROKER_TLS_CLIENT_NONE by default).
+broker_tls_client_policy_t broker_tls_client_policy(const broker_tls_t *self);
 
 // Frees the credentials. Nulls *self_p; accepts NULL. Every session that
 // uses them must be gone.

@@ -22,6 +22,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -1459,4 +1460,35 @@ const char *it_self_path(void)
     IT_ASSERT(length > 0, "readlink /proc/self/exe: %s", strerror(errno));
     path[length] = '\0';
     return path;
+}
+
+// ---- the reference auth server ---------------------------------------------
+
+void it_write_file(const char *path, const char *text)
+{
+    char temporary[600];
+    snprintf(temporary, sizeof temporary, "%s.new", path);
+    FILE *file = fopen(temporary, "w");
+    IT_ASSERT(file, "cannot write %s", temporary);
+    fputs(text, file);
+    fclose(file);
+    IT_ASSERT(rename(temporary, path) == 0, "cannot rename %s", temporary);
+}
+
+it_authd_t it_authd_start(const char *text)
+{
+    it_authd_t authd = {0};
+    snprintf(authd.path, sizeof authd.path, "%s/auth.json", it_tmp_dir());
+    it_write_file(authd.path, text);
+    char file_flag[600];
+    snprintf(file_flag, sizeof file_flag, "--auth-file=%s", authd.path);
+    const char *argv[] = {getenv("NSQ_AUTH_SERVER"), file_flag, "--http-address=127.0.0.1:0", NULL};
+    IT_ASSERT(argv[0], "NSQ_AUTH_SERVER is not set");
+    authd.child = it_child_start("nsq-auth-server", argv);
+    char line[128];
+    IT_ASSERT(it_child_read_line(authd.child, line, sizeof line, 10000) == 1
+                  && strncmp(line, "READY http=", 11) == 0,
+              "nsq-auth-server did not get ready");
+    snprintf(authd.address, sizeof authd.address, "%.63s", line + 11);
+    return authd;
 }

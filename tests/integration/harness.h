@@ -145,6 +145,22 @@ int it_child_stop(it_child_t **self_p, int signal, int timeout_ms);
 int it_child_wait_log(it_child_t *self, const char *prefix, char *line, size_t size,
                       int timeout_ms);
 
+// The reference auth server (nsq-auth-server, $NSQ_AUTH_SERVER) a case
+// starts on a free port with a file of secrets.
+typedef struct {
+    it_child_t *child;  // nsq-auth-server
+    char address[64];   // its HOST:PORT (for --auth-http-address)
+    char path[512];     // its file
+} it_authd_t;
+
+// Writes text to path at once (a temporary file renamed over it, so a
+// reader sees the old file or the new one). Fails the case if it cannot.
+void it_write_file(const char *path, const char *text);
+
+// Starts nsq-auth-server with text as its file (in it_tmp_dir) and waits
+// for its READY line. Stop it with it_child_stop(&authd.child, ...).
+it_authd_t it_authd_start(const char *text);
+
 // Starts nsq-worker --broker-address=ZMQ --topic --channel plus extra flags
 // (NULL-terminated list, may be NULL), adding --stdout unless the flags name
 // a handler and --http-address=127.0.0.1:0 unless they set one.

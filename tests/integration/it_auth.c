@@ -35,44 +35,7 @@ static const char *s_file =
     "   {\"topic\": \"^a$\", \"channels\": [\".*\"], \"permissions\": [\"publish\"]}]}\n"
     "}}\n";
 
-typedef struct {
-    it_child_t *child;  // nsq-auth-server
-    char address[64];   // its HOST:PORT
-    char path[512];     // its file
-} s_authd_t;
-
-static void s_write_file(const char *path, const char *text)
-{
-    char temporary[600];
-    snprintf(temporary, sizeof temporary, "%s.new", path);
-    FILE *file = fopen(temporary, "w");
-    IT_ASSERT(file, "cannot write %s", temporary);
-    fputs(text, file);
-    fclose(file);
-    IT_ASSERT(rename(temporary, path) == 0, "cannot rename %s", temporary);
-}
-
-// Starts nsq-auth-server ($NSQ_AUTH_SERVER) on a free port with text as
-// its file.
-static s_authd_t s_authd_start(const char *text)
-{
-    s_authd_t authd = {0};
-    snprintf(authd.path, sizeof authd.path, "%s/auth.json", it_tmp_dir());
-    s_write_file(authd.path, text);
-    char file_flag[600];
-    snprintf(file_flag, sizeof file_flag, "--auth-file=%s", authd.path);
-    const char *argv[] = {getenv("NSQ_AUTH_SERVER"), file_flag, "--http-address=127.0.0.1:0", NULL};
-    IT_ASSERT(argv[0], "NSQ_AUTH_SERVER is not set");
-    authd.child = it_child_start("nsq-auth-server", argv);
-    char line[128];
-    IT_ASSERT(it_child_read_line(authd.child, line, sizeof line, 10000) == 1
-                  && strncmp(line, "READY http=", 11) == 0,
-              "nsq-auth-server did not get ready");
-    snprintf(authd.address, sizeof authd.address, "%.63s", line + 11);
-    return authd;
-}
-
-static it_broker_t *s_broker_start(const s_authd_t *authd)
+static it_broker_t *s_broker_start(const it_authd_t *authd)
 {
     char flag[128];
     snprintf(flag, sizeof flag, "--auth-http-address=%s", authd->address);
@@ -220,7 +183,7 @@ static bool s_expect_error(it_raw_t *raw, uint64_t seq, const char *code)
 // endpoints admin; no secret or an unknown one is 401; /ping stays open.
 static void s_http_permissions(void)
 {
-    s_authd_t authd = s_authd_start(s_file);
+    it_authd_t authd = it_authd_start(s_file);
     it_broker_t *broker = s_broker_start(&authd);
     S_EXPECT(broker, "POST", "/pub?topic=a", NULL, "m", 401, "AUTH_FAILED");
     S_EXPECT(broker, "POST", "/pub?topic=a", "wrong", "m", 401, "AUTH_FAILED");
@@ -257,7 +220,7 @@ static void s_http_permissions(void)
 // session. The client API does the same with nsq_producer_set_auth_secret.
 static void s_zmq_publish(void)
 {
-    s_authd_t authd = s_authd_start(s_file);
+    it_authd_t authd = it_authd_start(s_file);
     it_broker_t *broker = s_broker_start(&authd);
     it_raw_t *raw = it_raw_new(broker);
     s_raw_pub(raw, 1, "a", "before-auth");
@@ -307,7 +270,7 @@ static void s_zmq_publish(void)
 // pattern and the topic; a consumer with the secret receives messages.
 static void s_zmq_subscribe(void)
 {
-    s_authd_t authd = s_authd_start(s_file);
+    it_authd_t authd = it_authd_start(s_file);
     it_broker_t *broker = s_broker_start(&authd);
     it_raw_t *raw = it_raw_new(broker);
     Nsq__Identify identify = NSQ__IDENTIFY__INIT;
@@ -359,7 +322,7 @@ static void s_zmq_subscribe(void)
 // working over HTTP and ZeroMQ within a few seconds.
 static void s_ttl_expiry(void)
 {
-    s_authd_t authd = s_authd_start(s_file);
+    it_authd_t authd = it_authd_start(s_file);
     it_broker_t *broker = s_broker_start(&authd);
     S_EXPECT(broker, "POST", "/pub?topic=a", "short", "m", 200, NULL);
     it_raw_t *raw = it_raw_new(broker);
@@ -374,7 +337,7 @@ static void s_ttl_expiry(void)
     char *entry = strstr(revoked, ",\n \"short\"");
     IT_ASSERT(entry, "the file has no short entry");
     snprintf(entry, sizeof revoked - (size_t) (entry - revoked), "\n}}\n");
-    s_write_file(authd.path, revoked);
+    it_write_file(authd.path, revoked);
     IT_ASSERT_EVENTUALLY(s_http(broker, "POST", "/pub?topic=a", "short", "m", NULL) == 401, 10000,
                          "the revoked secret still publishes");
     s_raw_pub(raw, 3, "a", "after");
@@ -389,7 +352,7 @@ static void s_ttl_expiry(void)
 // never a success, for new secrets and for one whose ttl ran out.
 static void s_auth_server_down(void)
 {
-    s_authd_t authd = s_authd_start(s_file);
+    it_authd_t authd = it_authd_start(s_file);
     it_broker_t *broker = s_broker_start(&authd);
     S_EXPECT(broker, "POST", "/pub?topic=a", "short", "m", 200, NULL);
     IT_ASSERT_INT(it_child_stop(&authd.child, SIGTERM, 5000), ==, 0);
@@ -414,7 +377,7 @@ static void s_auth_server_down(void)
 // command line.
 static void s_secrets_hidden(void)
 {
-    s_authd_t authd = s_authd_start(s_file);
+    it_authd_t authd = it_authd_start(s_file);
     it_broker_t *broker = s_broker_start(&authd);
     S_EXPECT(broker, "POST", "/pub?topic=a", "pub-a", "m", 200, NULL);
     S_EXPECT(broker, "POST", "/pub?topic=a", "not-a-known-secret", "m", 401, "AUTH_FAILED");
@@ -488,7 +451,7 @@ static int64_t s_console_depth(it_broker_t *lookupd, const char *topic)
 // working against a broker with auth; without a secret nsq-ctl is refused.
 static void s_ctl_and_console(void)
 {
-    s_authd_t authd = s_authd_start(s_file);
+    it_authd_t authd = it_authd_start(s_file);
     it_broker_t *lookupd =
         it_lookupd_start((const char *[]){"--stats-interval=100ms", "--auth-secret=ops", NULL});
     char auth_flag[128], lookupd_flag[128], lookupd_http[128], broker_http[128];

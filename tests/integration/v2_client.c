@@ -274,9 +274,19 @@ static ssize_t s_push(gnutls_transport_ptr_t arg, const void *data, size_t size)
 
 int v2_client_start_tls(v2_client_t *self, const char *ca_file)
 {
+    return v2_client_start_tls_as(self, ca_file, NULL, NULL);
+}
+
+int v2_client_start_tls_as(v2_client_t *self, const char *ca_file, const char *cert_file,
+                           const char *key_file)
+{
     if (self->session || gnutls_certificate_allocate_credentials(&self->credentials) < 0
         || gnutls_certificate_set_x509_trust_file(self->credentials, ca_file, GNUTLS_X509_FMT_PEM)
                < 1
+        || (cert_file
+            && gnutls_certificate_set_x509_key_file(self->credentials, cert_file, key_file,
+                                                    GNUTLS_X509_FMT_PEM)
+                   < 0)
         || gnutls_init(&self->session, GNUTLS_CLIENT) < 0)
         return -1;
     if (gnutls_set_default_priority(self->session) < 0

@@ -14,7 +14,8 @@
 
     API: v2_client_connect, v2_client_send, v2_client_command,
     v2_client_frame, v2_client_expect, v2_client_message, v2_client_ended,
-    v2_client_compress, v2_client_start_tls, v2_client_fd,
+    v2_client_compress, v2_client_start_tls, v2_client_start_tls_as,
+    v2_client_fd,
     v2_client_destroy.
 */
 #ifndef V2_CLIENT_H
@@ -68,5 +69,10 @@ void v2_client_compress(v2_client_t *self, bool snappy, int level);
 // Runs the TLS handshake (after the IDENTIFY reply that negotiated it),
 // trusting ca_file and checking the name 127.0.0.1. Returns 0, or -1.
 int v2_client_start_tls(v2_client_t *self, const char *ca_file);
+
+// The same, showing the client certificate cert_file (PEM, with its key
+// key_file) when the server asks for one (NULL: none).
+int v2_client_start_tls_as(v2_client_t *self, const char *ca_file, const char *cert_file,
+                           const char *key_file);
 
 #endif
