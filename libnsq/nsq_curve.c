@@ -100,6 +100,15 @@ int nsq_curve_client_load(nsq_curve_client_t *self, const char *key_file,
     return 0;
 }
 
+int nsq_curve_client_check(const char *key_file, const char *server_key_file, char *error,
+                           size_t size)
+{
+    nsq_curve_client_t keys;
+    int rc = nsq_curve_client_load(&keys, key_file, server_key_file, error, size);
+    explicit_bzero(&keys, sizeof keys);
+    return rc;
+}
+
 void nsq_curve_client_apply(const nsq_curve_client_t *self, zsock_t *socket)
 {
     if (!self || !self->enabled)
@@ -405,6 +414,8 @@ int nsq_curve_test(void)
     chmod(b_secret, 0644);
     S_CHECK(nsq_curve_client_load(&none, b_secret, server, error, sizeof error) == -1);
     S_CHECK(strstr(error, "wider than 0600") != NULL);
+    S_CHECK(nsq_curve_client_check(b_secret, server, error, sizeof error) == -1);
+    S_CHECK(nsq_curve_client_check(NULL, NULL, error, sizeof error) == 0);
     chmod(b_secret, 0600);
 
     S_CHECK(nsq_curve_server_check(NULL, "", error, sizeof error) == 0);

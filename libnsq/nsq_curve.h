@@ -31,7 +31,8 @@
     that has the wrong server key), seen on the socket's monitor.
     Secret keys are never logged.
 
-    API in call order: nsq_curve_client_load, nsq_curve_client_apply;
+    API in call order: nsq_curve_client_check, nsq_curve_client_load,
+    nsq_curve_client_apply;
     nsq_curve_server_new, nsq_curve_server_apply, nsq_curve_reload_request,
     nsq_curve_server_destroy; nsq_curve_keys_write (nsq-keygen, tests).
 */
@@ -82,6 +83,12 @@ typedef struct {
 // one line in error.
 int nsq_curve_client_load(nsq_curve_client_t *self, const char *key_file,
                           const char *server_key_file, char *error, size_t size);
+
+// Checks a client's key files as nsq_curve_client_load does, keeping
+// nothing (a tool's configure step: refuse a bad key with one line before
+// starting). Returns 0, or -1 with one line in error.
+int nsq_curve_client_check(const char *key_file, const char *server_key_file, char *error,
+                           size_t size);
 
 // Makes socket a CURVE client of the server (call before connect).
 // Nothing happens when self is NULL or disabled.

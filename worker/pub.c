@@ -258,13 +258,10 @@ static int s_setup(s_pub_t *self, nsq_options_t *options, char *error, size_t si
         if (!self->producer)
             return snprintf(error, size, "invalid --broker-address %s", zmq_address), -1;
         nsq_producer_set_timeout(self->producer, (int) self->timeout_ms);
-        nsq_curve_client_t keys;  // loaded here too for the reason: one line, ours
-        if (nsq_curve_client_load(&keys, self->zmq_curve_key_file, self->zmq_curve_server_key_file,
-                                  error, size))
-            return -1;
-        bool curve = keys.enabled;
-        explicit_bzero(&keys, sizeof keys);
-        if (curve
+        if (nsq_curve_client_check(self->zmq_curve_key_file, self->zmq_curve_server_key_file, error,
+                                   size))
+            return -1;  // one line, ours, rather than the producer's log and ours
+        if ((self->zmq_curve_key_file || self->zmq_curve_server_key_file)
             && nsq_producer_set_curve(self->producer, self->zmq_curve_key_file,
                                       self->zmq_curve_server_key_file))
             return snprintf(error, size, "CURVE keys refused (see the line above)"), -1;

@@ -741,7 +741,8 @@ static void tls_console(void)
 
 // Client secret keys wider than 0600 are refused with one line naming the
 // flag: nsq-pub's and nsq-ctl's --tls-key, lookupd's
-// --http-client-tls-key, and a client's --zmq-curve-key-file.
+// --http-client-tls-key, and nsq-pub's and nsq-bench's --zmq-curve-key-file;
+// public certificates may stay readable.
 static void client_key_mode(void)
 {
     s_certificates();
@@ -762,6 +763,13 @@ static void client_key_mode(void)
              " test $? = 2 && test $(wc -l < curve.err) = 1"
              " && grep -q 'zmq-curve-key-file=client_secret: mode 0644 is wider' curve.err",
              getenv("NSQ_PUB"));
+    s_run(command);
+    snprintf(command, sizeof command,
+             "'%s' --mode=zmq-pub --count=1 --zmq-address=127.0.0.1:1"
+             " --zmq-curve-key-file=client_secret --zmq-curve-server-key-file=server 2> bench.err;"
+             " test $? = 2 && test $(wc -l < bench.err) = 1"
+             " && grep -q 'zmq-curve-key-file=client_secret: mode 0644 is wider' bench.err",
+             getenv("NSQ_BENCH"));
     s_run(command);
     snprintf(command, sizeof command,
              "'%s' --broker-http-address=https://127.0.0.1:1 --tls-cert=client.pem"
