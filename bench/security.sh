@@ -31,10 +31,15 @@ broker() {
     shift
     mkdir -p "$name"
     "$BUILD/broker/nsq-broker" --http-address=127.0.0.1:0 --zmq-address=127.0.0.1:0 \
+        --tcp-address=127.0.0.1:0 \
         --data-path="$name" --mem-queue-size=100000000 --mem-queue-bytes=4g \
         --log-level=info "$@" > "$name.out" 2> "$name.err" &
     PIDS+=($!)
     for _ in $(seq 100); do grep -q READY "$name.out" 2>/dev/null && break; sleep 0.1; done
+    if ! grep -q READY "$name.out"; then
+        echo "security.sh: broker $name did not start: $(tail -1 "$name.err")" >&2
+        exit 1
+    fi
     printf -v "${name}_HTTP" '%s' "$(sed -n 's/.*http=\([^ ]*\).*/\1/p' "$name.out")"
     printf -v "${name}_ZMQ" '%s' "$(sed -n 's/.*zmq=\([^ ]*\).*/\1/p' "$name.out")"
 }
