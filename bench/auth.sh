@@ -42,6 +42,7 @@ start_broker() {  # name, extra flags...
     local name=$1
     shift
     "$BUILD/broker/nsq-broker" --http-address=127.0.0.1:0 --zmq-address=127.0.0.1:0 \
+        --tcp-address=127.0.0.1:0 \
         --data-path="$WORK/$name" --mem-queue-size=100000000 --mem-queue-bytes=0 \
         --log-level=warn "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
     PIDS+=($!)

@@ -305,8 +305,11 @@ static broker_t *s_broker_new(zsock_t *pipe, const broker_config_t *config, char
         zloop_reader(self->loop, broker_node_auth_socket(self->node), s_on_auth, self);
     broker_lookup_source_t source = broker_node_lookup_source(self->node);
     if (config->lookupd_count > 0
-        && !(self->lookup = broker_lookup_new(config, self->loop, self->http_port, self->zmq_port,
-                                              self->tcp_port, &source))) {
+        && !(self->lookup = broker_lookup_new(
+                 config, self->loop,
+                 &(broker_lookup_ports_t){self->http_port, broker_http_https_port(self->http),
+                                          self->zmq_port, self->tcp_port},
+                 &source))) {
         snprintf(error, error_size, "cannot set up the lookupd links");
         s_broker_destroy(&self);
         return NULL;

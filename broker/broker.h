@@ -33,5 +33,6 @@ int broker_test(void);
 // Self-test: two actors in one process, each publishing and consuming
 // over HTTP and ZeroMQ, one outliving the other. Returns 0 on success.
 int broker_test_two_brokers(void);
+int broker_test_two_brokers_curve(void);
 
 #endif

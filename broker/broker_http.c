@@ -430,6 +430,11 @@ uint16_t broker_http_port(broker_http_t *self)
     return self->port;
 }
 
+uint16_t broker_http_https_port(broker_http_t *self)
+{
+    return nsq_http_server_https_port(self->server);
+}
+
 void broker_http_set_zmq_port(broker_http_t *self, uint16_t port)
 {
     atomic_store(&self->zmq_port, port);

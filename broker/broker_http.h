@@ -14,7 +14,7 @@
     the queue and its flag belong to this door: two brokers in one process
     share nothing.
 
-    API in call order: broker_http_new, broker_http_port,
+    API in call order: broker_http_new, broker_http_port, broker_http_https_port,
     broker_http_set_zmq_port, broker_http_handoff_fd, broker_http_take,
     broker_http_request_done, broker_http_set_exiting, broker_http_destroy.
 */
@@ -45,6 +45,9 @@ broker_http_t *broker_http_new(const broker_config_t *config);
 
 // Returns the port the server listens on.
 uint16_t broker_http_port(broker_http_t *self);
+
+// Returns the HTTPS port (--https-address), 0 when HTTPS is off.
+uint16_t broker_http_https_port(broker_http_t *self);
 
 // Tells /info the bound ZeroMQ port (it starts as the port in
 // config->zmq_address, which may be 0). Safe from any thread.

@@ -46,9 +46,7 @@ struct _broker_lookup_t {
     broker_config_t config;         // broadcast address, lookupds, heartbeat
     broker_lookup_source_t source;  // the broker's names, channel creation, release
     zloop_t *loop;                  // the core's loop (borrowed)
-    uint16_t http_port;             // announced
-    uint16_t zmq_port;              // announced
-    uint16_t tcp_port;              // announced (NSQ TCP), 0 if none
+    broker_lookup_ports_t ports;    // announced
     s_link_t *links;                // one per --lookupd-address
     size_t link_count;
     zhashx_t *pending;         // topic -> s_pending_t, owned
@@ -104,9 +102,10 @@ static void s_sync(s_link_t *link)
     Nsq__LookupIdentify identify = NSQ__LOOKUP_IDENTIFY__INIT;
     identify.broadcast_address = nsq_wire_bytes(owner->config.broadcast_address);
     identify.hostname = nsq_wire_bytes(hostname);
-    identify.http_port = owner->http_port;
-    identify.zmq_port = owner->zmq_port;
-    identify.tcp_port = owner->tcp_port;
+    identify.http_port = owner->ports.http;
+    identify.https_port = owner->ports.https;
+    identify.zmq_port = owner->ports.zmq;
+    identify.tcp_port = owner->ports.tcp;
     identify.version = NSQ_VERSION;
     Nsq__LookupCommand command = NSQ__LOOKUP_COMMAND__INIT;
     command.cmd_case = NSQ__LOOKUP_COMMAND__CMD_IDENTIFY;
@@ -326,8 +325,8 @@ static int s_link_open(s_link_t *link, const char *address)
     return zsock_connect(link->sock, "tcp://%s", link->address);
 }
 
-broker_lookup_t *broker_lookup_new(const broker_config_t *config, zloop_t *loop, uint16_t http_port,
-                                   uint16_t zmq_port, uint16_t tcp_port,
+broker_lookup_t *broker_lookup_new(const broker_config_t *config, zloop_t *loop,
+                                   const broker_lookup_ports_t *ports,
                                    const broker_lookup_source_t *source)
 {
     broker_lookup_t *self = calloc(1, sizeof *self);
@@ -337,9 +336,7 @@ broker_lookup_t *broker_lookup_new(const broker_config_t *config, zloop_t *loop,
     self->config.disk_listing = NULL;  // not ours
     self->source = *source;
     self->loop = loop;
-    self->http_port = http_port;
-    self->zmq_port = zmq_port;
-    self->tcp_port = tcp_port;
+    self->ports = *ports;
     self->pending = zhashx_new();
     self->links = calloc(config->lookupd_count ? config->lookupd_count : 1, sizeof *self->links);
     if (!self->pending || !self->links) {

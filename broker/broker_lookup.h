@@ -52,13 +52,21 @@ typedef struct {
     void (*release)(void *arg, const char *topic);
 } broker_lookup_source_t;
 
+// The bound ports a broker announces to lookupds (0: none).
+typedef struct {
+    uint16_t http;   // plain HTTP
+    uint16_t https;  // HTTPS (--https-address), 0 if off
+    uint16_t zmq;    // ZeroMQ
+    uint16_t tcp;    // NSQ TCP, 0 if off
+} broker_lookup_ports_t;
+
 // Connects to every lookupd of config (copied) and adds the sockets and a
-// timer to loop (borrowed; it must outlive the links); http_port,
-// zmq_port and tcp_port (0: none) are what the broker announces. source is copied. Returns NULL
-// if a lookupd address is malformed (the reason is logged) or out of
-// memory. Caller owns the result.
-broker_lookup_t *broker_lookup_new(const broker_config_t *config, zloop_t *loop, uint16_t http_port,
-                                   uint16_t zmq_port, uint16_t tcp_port,
+// timer to loop (borrowed; it must outlive the links); ports are what the
+// broker announces. source is copied. Returns NULL if a lookupd address is
+// malformed (the reason is logged) or out of memory. Caller owns the
+// result.
+broker_lookup_t *broker_lookup_new(const broker_config_t *config, zloop_t *loop,
+                                   const broker_lookup_ports_t *ports,
                                    const broker_lookup_source_t *source);
 
 // Says goodbye to every lookupd (waiting a little for it to leave), removes

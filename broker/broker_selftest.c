@@ -7,9 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "broker.h"
 #include "broker_sync.h"
+#include "nsq_curve.h"
 #include "nsq_wire.h"
 
 static size_t s_discard(char *data, size_t size, size_t count, void *arg)
@@ -364,9 +367,96 @@ done:
     return rc;
 }
 
+// A DEALER to the broker's ZeroMQ port as a CURVE client with keys.
+static zsock_t *s_curve_dealer(const nsq_curve_client_t *keys, const char *port)
+{
+    zsock_t *dealer = zsock_new(ZMQ_DEALER);
+    if (dealer) {
+        zsock_set_linger(dealer, 0);
+        nsq_curve_client_apply(keys, dealer);
+        zsock_connect(dealer, "tcp://127.0.0.1:%s", port);
+    }
+    return dealer;
+}
+
+// Two CURVE brokers in one process, each with its own allow-list: each
+// takes a publish from the client it allows and refuses the other's.
+static int s_test_two_brokers_curve(void)
+{
+    char dir[] = "/tmp/broker-two-curve-XXXXXX";
+    if (!mkdtemp(dir))
+        return -1;
+    char path[256], secret[264], error[512] = "";
+    zactor_t *brokers[2] = {NULL, NULL};
+    char *ports[2] = {NULL, NULL};
+    nsq_curve_client_t clients[2];
+    int rc = -1;
+    snprintf(path, sizeof path, "%s/server", dir);
+    if (nsq_curve_keys_write(path, error, sizeof error))
+        goto done;
+    snprintf(secret, sizeof secret, "%s_secret", path);
+    for (int i = 0; i < 2; i++) {
+        // client i is on broker i's list alone
+        char allow[272], client[280], client_secret[288];
+        snprintf(allow, sizeof allow, "%s/allow-%d", dir, i);
+        snprintf(client, sizeof client, "%s/client", allow);
+        snprintf(client_secret, sizeof client_secret, "%s_secret", client);
+        if (mkdir(allow, 0700) || nsq_curve_keys_write(client, error, sizeof error)
+            || nsq_curve_client_load(&clients[i], client_secret, path, error, sizeof error))
+            goto done;
+        unlink(client_secret);  // the allow directory holds public certificates
+        broker_config_t config;
+        snprintf(path + strlen(dir), sizeof path - strlen(dir), "/data-%d", i);
+        if (mkdir(path, 0700))
+            goto done;
+        broker_config_for_test(&config, path, 0, 0);
+        snprintf(path, sizeof path, "%s/server", dir);
+        config.drain_timeout_ms = 0;
+        strcpy(config.http_address, "127.0.0.1:0");
+        strcpy(config.zmq_address, "127.0.0.1:0");
+        snprintf(config.zmq_curve_secret_key_file, sizeof config.zmq_curve_secret_key_file, "%s",
+                 secret);
+        snprintf(config.zmq_curve_allow_dir, sizeof config.zmq_curve_allow_dir, "%s", allow);
+        brokers[i] = zactor_new(broker_actor, &config);
+        char *status = NULL, *http = NULL;
+        zstr_recvx(brokers[i], &status, &http, &ports[i], NULL);
+        bool ready = status && streq(status, "READY");
+        zstr_free(&status);
+        zstr_free(&http);
+        if (!ready)
+            goto done;
+    }
+    rc = 0;
+    for (int i = 0; i < 2 && rc == 0; i++)
+        for (int client = 0; client < 2 && rc == 0; client++) {
+            zsock_t *dealer = s_curve_dealer(&clients[client], ports[i]);
+            bool published = dealer && s_publish_named(dealer, "curve", "x", 1) == 0;
+            if (published != (client == i))
+                rc = -1;
+            zsock_destroy(&dealer);
+        }
+done:
+    if (rc)
+        fprintf(stderr, "broker_two_brokers_curve: failed (%s)\n", error);
+    for (int i = 0; i < 2; i++) {
+        zactor_destroy(&brokers[i]);
+        zstr_free(&ports[i]);
+    }
+    char command[PATH_MAX + 16];
+    snprintf(command, sizeof command, "rm -rf %s", dir);
+    if (system(command) != 0)
+        rc = -1;
+    return rc;
+}
+
 int broker_test_two_brokers(void)
 {
     return s_test_two_brokers();
+}
+
+int broker_test_two_brokers_curve(void)
+{
+    return s_test_two_brokers_curve();
 }
 
 int broker_test(void)

@@ -104,9 +104,11 @@ void nsq_consumer_set_client_id(nsq_consumer_t *self, const char *client_id);
 
 // TLS for lookupds given as "https://host:port": the PEM CA file their
 // certificates chain to (NULL = the system's CAs) and a client certificate
-// and key for lookupds that require one (NULL = none). Copied.
-void nsq_consumer_set_lookupd_tls(nsq_consumer_t *self, const char *root_ca_file,
-                                  const char *cert_file, const char *key_file);
+// and key for lookupds that require one (NULL = none). Copied. Returns 0,
+// or -1 (errno EINVAL, the reason logged, nothing changed) if key_file is
+// not a regular file of mode 0600 or narrower.
+int nsq_consumer_set_lookupd_tls(nsq_consumer_t *self, const char *root_ca_file,
+                                 const char *cert_file, const char *key_file);
 
 // CURVE encryption and authentication towards brokers: key_file is this
 // client's czmq certificate with its secret key (nsq-keygen's NAME_secret,

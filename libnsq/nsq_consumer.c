@@ -32,6 +32,7 @@
 #include "nsq_credit.h"
 #include "nsq_discovery.h"
 #include "nsq_endpoint.h"
+#include "nsq_http_client.h"
 #include "nsq_log.h"
 #include "nsq_msg.h"
 #include "nsq_names.h"
@@ -427,9 +428,16 @@ void nsq_consumer_set_client_id(nsq_consumer_t *self, const char *client_id)
     self->settings.client_id = self->client_id;
 }
 
-void nsq_consumer_set_lookupd_tls(nsq_consumer_t *self, const char *root_ca_file,
-                                  const char *cert_file, const char *key_file)
+int nsq_consumer_set_lookupd_tls(nsq_consumer_t *self, const char *root_ca_file,
+                                 const char *cert_file, const char *key_file)
 {
+    char error[512];
+    nsq_http_client_tls_t tls = {root_ca_file, cert_file, key_file};
+    if (nsq_http_client_tls_check(&tls, "tls-key", error, sizeof error)) {
+        nsq_error("consumer: %s", error);
+        errno = EINVAL;
+        return -1;
+    }
     const char *given[3] = {root_ca_file, cert_file, key_file};
     for (int index = 0; index < 3; index++) {
         free(self->lookupd_tls[index]);
@@ -437,6 +445,7 @@ void nsq_consumer_set_lookupd_tls(nsq_consumer_t *self, const char *root_ca_file
     }
     if (self->discovery)
         nsq_discovery_set_tls(self->discovery, root_ca_file, cert_file, key_file);
+    return 0;
 }
 
 int nsq_consumer_set_curve(nsq_consumer_t *self, const char *key_file, const char *server_key_file)

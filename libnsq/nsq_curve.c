@@ -2,13 +2,15 @@
     side, and the server side (a ZAP handler with an allow-list)
     SPDX-License-Identifier: MIT
 
-    The ZAP handler is an actor of its own rather than czmq's zauth: zauth
-    logs through czmq's log (another format, to stdout) and reports every
-    accepted connection; ours logs refusals only, in the daemon's log, and
-    adds what zauth cannot see: handshakes that fail before ZAP is asked
-    (read from the server socket's monitor). The allow-list is a set of
-    public keys, read from the directory at start and after SIGHUP, owned
-    by the actor thread alone.
+    The ZAP handler is our own rather than czmq's zauth: zauth logs
+    through czmq's log (another format, to stdout), reports every accepted
+    connection, and binds the process's one ZAP endpoint per instance. Ours
+    (nsq_curve_zap.c) is shared by every server of the process, each with a
+    ZAP domain and allow-list of its own, and logs refusals only, in the
+    daemon's log. Each server also runs an actor that adds what ZAP cannot
+    see: handshakes that fail before ZAP is asked (read from the server
+    socket's monitor); it also reads the allow directory again after SIGHUP
+    and hands the new set of public keys to the handler.
 */
 #include "nsq_curve.h"
 
@@ -21,13 +23,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "nsq_curve_zap.h"
 #include "nsq_log.h"
 #include "nsq_secret.h"
 
-#define S_ZAP_ENDPOINT "inproc://zeromq.zap.01"  // RFC 27: one per context
-#define S_ZAP_DOMAIN   "nsq"
-#define S_KEY_LENGTH   40   // Z85 text of 32 bytes
-#define S_POLL_MS      250  // how soon a SIGHUP is noticed
+#define S_KEY_LENGTH 40   // Z85 text of 32 bytes
+#define S_POLL_MS    250  // how soon a SIGHUP is noticed
 
 static atomic_uint s_reloads;  // SIGHUPs so far; the actors compare with theirs
 
@@ -35,9 +36,8 @@ struct _nsq_curve_server_t {
     char public_key[NSQ_CURVE_KEY_TEXT];  // ours
     char secret_key[NSQ_CURVE_KEY_TEXT];  // ours (never logged)
     char allow_dir[1024];                 // "" = any client
-    zhashx_t *allowed;                    // public keys (Z85) -> "", until the actor takes it
-    zsock_t *handler;                     // the ZAP socket, bound, until the actor takes it
-    zactor_t *actor;                      // the ZAP handler and the monitors' reader
+    nsq_curve_zap_domain_t *domain;       // our ZAP domain and allow-list
+    zactor_t *actor;                      // the monitors' reader, the reloads
     unsigned monitors;                    // monitors started, to name their endpoints
 };
 
@@ -100,6 +100,15 @@ int nsq_curve_client_load(nsq_curve_client_t *self, const char *key_file,
     return 0;
 }
 
+int nsq_curve_client_check(const char *key_file, const char *server_key_file, char *error,
+                           size_t size)
+{
+    nsq_curve_client_t keys;
+    int rc = nsq_curve_client_load(&keys, key_file, server_key_file, error, size);
+    explicit_bzero(&keys, sizeof keys);
+    return rc;
+}
+
 void nsq_curve_client_apply(const nsq_curve_client_t *self, zsock_t *socket)
 {
     if (!self || !self->enabled)
@@ -153,84 +162,17 @@ static zhashx_t *s_allowed_load(const char *dir, char *error, size_t size)
 }
 
 //  --------------------------------------------------------------------------
-//  The actor: ZAP requests, monitor events, reloads
+//  The actor: monitor events, reloads
 
-//  Refusals come again with every reconnection of the client (every
-//  100 ms by default): one line per kind per interval, with a count.
-#define S_LOG_INTERVAL_MS 10000
-
-typedef enum {
-    S_REFUSED_KEY,
-    S_REFUSED_PLAIN,
-    S_REFUSED_CRYPTO,
-    S_REFUSED_OTHER,
-    S_REFUSED_KINDS
-} s_refusal_t;
+typedef enum { S_REFUSED_PLAIN, S_REFUSED_CRYPTO, S_REFUSED_OTHER, S_REFUSED_KINDS } s_refusal_t;
 
 typedef struct {
-    int64_t last_ms;      // when the last line was logged
-    unsigned suppressed;  // refusals since, not logged
-} s_limit_t;
-
-typedef struct {
-    nsq_curve_server_t *server;         // for allow_dir
-    zhashx_t *allowed;                  // owned here; NULL = any client
-    unsigned reloads;                   // s_reloads when last read
-    zpoller_t *poller;                  // pipe, handler, monitors
-    zlist_t *monitors;                  // PAIR sockets, owned
-    s_limit_t limits[S_REFUSED_KINDS];  // log rate per kind of refusal
+    nsq_curve_server_t *server;                 // for allow_dir and the domain
+    unsigned reloads;                           // s_reloads when last read
+    zpoller_t *poller;                          // pipe, monitors
+    zlist_t *monitors;                          // PAIR sockets, owned
+    nsq_curve_limit_t limits[S_REFUSED_KINDS];  // log rate per kind of refusal
 } s_actor_t;
-
-//  True if a refusal of kind may be logged now; *suppressed gets how many
-//  were not since the last line.
-static bool s_may_log(s_actor_t *self, s_refusal_t kind, unsigned *suppressed)
-{
-    s_limit_t *limit = &self->limits[kind];
-    int64_t now = zclock_mono();
-    if (limit->last_ms && now - limit->last_ms < S_LOG_INTERVAL_MS) {
-        limit->suppressed++;
-        return false;
-    }
-    *suppressed = limit->suppressed;
-    limit->suppressed = 0;
-    limit->last_ms = now;
-    return true;
-}
-
-//  Answers one ZAP request (RFC 27): CURVE keys must be on the list when
-//  there is one; other mechanisms are not ours to judge.
-static void s_zap_answer(s_actor_t *self, zsock_t *handler)
-{
-    zmsg_t *request = zmsg_recv(handler);
-    if (!request)
-        return;
-    char *version = zmsg_popstr(request), *sequence = zmsg_popstr(request);
-    char *domain = zmsg_popstr(request), *address = zmsg_popstr(request);
-    char *identity = zmsg_popstr(request), *mechanism = zmsg_popstr(request);
-    zframe_t *credentials = zmsg_pop(request);
-    bool allowed = true;
-    if (mechanism && streq(mechanism, "CURVE") && self->allowed) {
-        char key[NSQ_CURVE_KEY_TEXT] = "";
-        if (credentials && zframe_size(credentials) == 32)
-            zmq_z85_encode(key, zframe_data(credentials), 32);
-        allowed = key[0] && zhashx_lookup(self->allowed, key);
-        unsigned more = 0;
-        if (!allowed && s_may_log(self, S_REFUSED_KEY, &more))
-            nsq_warn("zmq: refused CURVE client %s: key %s is not in --zmq-curve-allow-dir "
-                     "(%u more refused since the last such line)",
-                     address ? address : "?", key[0] ? key : "(none)", more);
-    }
-    zstr_sendm(handler, "1.0");
-    zstr_sendm(handler, sequence ? sequence : "");
-    zstr_sendm(handler, allowed ? "200" : "400");
-    zstr_sendm(handler, allowed ? "OK" : "key not allowed");
-    zstr_sendm(handler, "");
-    zstr_send(handler, "");
-    zstr_free(&version), zstr_free(&sequence), zstr_free(&domain), zstr_free(&address);
-    zstr_free(&identity), zstr_free(&mechanism);
-    zframe_destroy(&credentials);
-    zmsg_destroy(&request);
-}
 
 //  Logs a failed handshake seen on a server socket's monitor.
 static void s_monitor_event(s_actor_t *self, zsock_t *monitor)
@@ -254,7 +196,7 @@ static void s_monitor_event(s_actor_t *self, zsock_t *monitor)
                  && value == ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC)
             refusal = S_REFUSED_CRYPTO, why = "CURVE handshake failed (wrong server key?)";
         unsigned more = 0;
-        if (s_may_log(self, refusal, &more))
+        if (nsq_curve_limit_pass(&self->limits[refusal], &more))
             nsq_warn("zmq: refused a client on %s: %s (0x%x; %u more refused since the last "
                      "such line)",
                      where, why, (unsigned) value, more);
@@ -274,10 +216,9 @@ static void s_reload(s_actor_t *self)
         nsq_error("zmq: SIGHUP: keeping the allow-list: %s", error);
         return;
     }
-    zhashx_destroy(&self->allowed);
-    self->allowed = allowed;
-    nsq_info("zmq: SIGHUP: %zu CURVE client keys allowed from %s", zhashx_size(allowed),
-             self->server->allow_dir);
+    size_t count = zhashx_size(allowed);
+    nsq_curve_zap_allow(self->server->domain, &allowed);
+    nsq_info("zmq: SIGHUP: %zu CURVE client keys allowed from %s", count, self->server->allow_dir);
 }
 
 //  A command from the pipe. Returns false on $TERM.
@@ -301,12 +242,8 @@ static bool s_command(s_actor_t *self, zsock_t *pipe)
 
 static void s_actor(zsock_t *pipe, void *args)
 {
-    s_actor_t self = {args, NULL, atomic_load(&s_reloads), NULL, zlist_new(), {{0, 0}}};
-    self.allowed = self.server->allowed;  // ours from now on
-    self.server->allowed = NULL;
-    zsock_t *handler = self.server->handler;
-    self.server->handler = NULL;
-    self.poller = zpoller_new(pipe, handler, NULL);
+    s_actor_t self = {args, atomic_load(&s_reloads), NULL, zlist_new(), {{0, 0}}};
+    self.poller = zpoller_new(pipe, NULL);
     zsock_signal(pipe, 0);
     bool running = true;
     while (running) {
@@ -315,8 +252,6 @@ static void s_actor(zsock_t *pipe, void *args)
             s_reload(&self);
         if (which == pipe)
             running = s_command(&self, pipe);
-        else if (which == handler)
-            s_zap_answer(&self, handler);
         else if (which)
             s_monitor_event(&self, which);
         else if (zpoller_terminated(self.poller))
@@ -328,8 +263,6 @@ static void s_actor(zsock_t *pipe, void *args)
         zsock_destroy(&monitor);
     }
     zlist_destroy(&self.monitors);
-    zsock_destroy(&handler);
-    zhashx_destroy(&self.allowed);
 }
 
 //  --------------------------------------------------------------------------
@@ -356,19 +289,19 @@ nsq_curve_server_t *nsq_curve_server_new(const char *secret_key_file, const char
         return NULL;
     }
     snprintf(self->allow_dir, sizeof self->allow_dir, "%s", s_set(allow_dir) ? allow_dir : "");
+    zhashx_t *keys = NULL;
     if (s_cert_read("zmq-curve-secret-key-file", secret_key_file, self->public_key,
                     self->secret_key, error, size)
-        || (self->allow_dir[0]
-            && !(self->allowed = s_allowed_load(self->allow_dir, error, size)))) {
+        || (self->allow_dir[0] && !(keys = s_allowed_load(self->allow_dir, error, size)))) {
         nsq_curve_server_destroy(&self);
         return NULL;
     }
-    size_t allowed = self->allowed ? zhashx_size(self->allowed) : 0;
-    self->handler = zsock_new(ZMQ_REP);
-    if (self->handler && zsock_bind(self->handler, S_ZAP_ENDPOINT) == 0)
-        self->actor = zactor_new(s_actor, self);  // takes the handler
+    size_t allowed = keys ? zhashx_size(keys) : 0;
+    self->domain = nsq_curve_zap_join(&keys, error, size);
+    if (self->domain && !(self->actor = zactor_new(s_actor, self)))
+        snprintf(error, size, "out of memory");
     if (!self->actor) {
-        snprintf(error, size, "cannot start the ZAP handler (is another one running here?)");
+        zhashx_destroy(&keys);
         nsq_curve_server_destroy(&self);
         return NULL;
     }
@@ -381,7 +314,7 @@ nsq_curve_server_t *nsq_curve_server_new(const char *secret_key_file, const char
 
 int nsq_curve_server_apply(nsq_curve_server_t *self, zsock_t *socket)
 {
-    zsock_set_zap_domain(socket, S_ZAP_DOMAIN);
+    zsock_set_zap_domain(socket, nsq_curve_zap_domain(self->domain));
     zsock_set_curve_server(socket, 1);
     zsock_set_curve_secretkey(socket, self->secret_key);
     char endpoint[96];
@@ -400,8 +333,7 @@ void nsq_curve_server_destroy(nsq_curve_server_t **self_p)
         return;
     nsq_curve_server_t *self = *self_p;
     zactor_destroy(&self->actor);
-    zsock_destroy(&self->handler);
-    zhashx_destroy(&self->allowed);
+    nsq_curve_zap_leave(&self->domain);
     explicit_bzero(self->secret_key, sizeof self->secret_key);
     free(self);
     *self_p = NULL;
@@ -482,6 +414,8 @@ int nsq_curve_test(void)
     chmod(b_secret, 0644);
     S_CHECK(nsq_curve_client_load(&none, b_secret, server, error, sizeof error) == -1);
     S_CHECK(strstr(error, "wider than 0600") != NULL);
+    S_CHECK(nsq_curve_client_check(b_secret, server, error, sizeof error) == -1);
+    S_CHECK(nsq_curve_client_check(NULL, NULL, error, sizeof error) == 0);
     chmod(b_secret, 0600);
 
     S_CHECK(nsq_curve_server_check(NULL, "", error, sizeof error) == 0);
@@ -493,13 +427,27 @@ int nsq_curve_test(void)
     chmod(secret, 0600);
     nsq_curve_server_t *self = nsq_curve_server_new(secret, allow, error, sizeof error);
     S_CHECK(self != NULL);
-    nsq_curve_server_t *second = nsq_curve_server_new(secret, NULL, error, sizeof error);
-    S_CHECK(second == NULL && strstr(error, "ZAP handler"));
-    zsock_t *router = zsock_new(ZMQ_ROUTER);
-    int port = -1;
+    // A second server in the process, with its own list (b alone)
+    char allow_second[PATH_MAX], b_second[PATH_MAX + 8];
+    snprintf(allow_second, sizeof allow_second, "%s/allow-second", dir);
+    snprintf(b_second, sizeof b_second, "%s/b", allow_second);
+    S_CHECK(mkdir(allow_second, 0700) == 0 && link(b, b_second) == 0);
+    nsq_curve_server_t *second = nsq_curve_server_new(secret, allow_second, error, sizeof error);
+    S_CHECK(second != NULL);
+    zsock_t *router = zsock_new(ZMQ_ROUTER), *router_second = zsock_new(ZMQ_ROUTER);
+    int port = -1, port_second = -1;
     if (self && router && nsq_curve_server_apply(self, router) == 0)
         port = zsock_bind(router, "tcp://127.0.0.1:*");
-    S_CHECK(port > 0);
+    if (second && router_second && nsq_curve_server_apply(second, router_second) == 0)
+        port_second = zsock_bind(router_second, "tcp://127.0.0.1:*");
+    S_CHECK(port > 0 && port_second > 0);
+    if (port_second > 0) {
+        zsock_t *client_a = s_test_client(&keys_a, port_second);
+        zsock_t *client_b = s_test_client(&keys_b, port_second);
+        S_CHECK(s_test_reaches(router_second, client_b, 5000));
+        S_CHECK(!s_test_reaches(router_second, client_a, 300));
+        zsock_destroy(&client_a), zsock_destroy(&client_b);
+    }
     if (port > 0) {
         zsock_t *plain = s_test_client(NULL, port), *client_a = s_test_client(&keys_a, port);
         zsock_t *client_b = s_test_client(&keys_b, port);
@@ -525,6 +473,8 @@ int nsq_curve_test(void)
         zsock_destroy(&lost);
     }
     zsock_destroy(&router);
+    zsock_destroy(&router_second);
+    nsq_curve_server_destroy(&second);
     nsq_curve_server_destroy(&self);
     nsq_curve_server_destroy(&self);
     char command[PATH_MAX + 16];

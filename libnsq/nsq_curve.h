@@ -13,9 +13,11 @@
     read). nsq_curve_client_apply sets them on a socket before connect.
 
     Server (broker, lookupd): its key pair; nsq_curve_server_apply makes a
-    socket a CURVE server before bind. The server object runs an actor
-    that answers ZAP (RFC 27) for the whole process (libzmq allows one ZAP
-    handler per context, so one server object per process):
+    socket a CURVE server before bind. ZAP (RFC 27) is answered by one
+    handler per process (libzmq asks one per context) shared by every
+    server object, each with a ZAP domain and allow-list of its own
+    (nsq_curve_zap.h): two brokers, or a broker and a lookupd, in one
+    process each admit their own clients:
       - without an allow directory any client that speaks CURVE with the
         server's public key is accepted;
       - with one (--zmq-curve-allow-dir: public certificate files), only
@@ -29,7 +31,8 @@
     that has the wrong server key), seen on the socket's monitor.
     Secret keys are never logged.
 
-    API in call order: nsq_curve_client_load, nsq_curve_client_apply;
+    API in call order: nsq_curve_client_check, nsq_curve_client_load,
+    nsq_curve_client_apply;
     nsq_curve_server_new, nsq_curve_server_apply, nsq_curve_reload_request,
     nsq_curve_server_destroy; nsq_curve_keys_write (nsq-keygen, tests).
 */
@@ -81,6 +84,12 @@ typedef struct {
 int nsq_curve_client_load(nsq_curve_client_t *self, const char *key_file,
                           const char *server_key_file, char *error, size_t size);
 
+// Checks a client's key files as nsq_curve_client_load does, keeping
+// nothing (a tool's configure step: refuse a bad key with one line before
+// starting). Returns 0, or -1 with one line in error.
+int nsq_curve_client_check(const char *key_file, const char *server_key_file, char *error,
+                           size_t size);
+
 // Makes socket a CURVE client of the server (call before connect).
 // Nothing happens when self is NULL or disabled.
 void nsq_curve_client_apply(const nsq_curve_client_t *self, zsock_t *socket);
@@ -94,11 +103,11 @@ int nsq_curve_server_check(const char *secret_key_file, const char *allow_dir, c
                            size_t size);
 
 // Loads the server's key pair from secret_key_file (a _secret certificate,
-// mode 0600) and starts the ZAP handler; allow_dir (NULL or "" = any
+// mode 0600) and joins the ZAP handler with its own domain; allow_dir (NULL or "" = any
 // client) holds the allowed clients' public certificates. Caller owns the
 // result; NULL with one line in error (a file that cannot be read, a
 // secret file wider than 0600, an allow directory that cannot be read,
-// or another ZAP handler in this process).
+// or a ZAP handler that cannot start: one not ours bound already).
 nsq_curve_server_t *nsq_curve_server_new(const char *secret_key_file, const char *allow_dir,
                                          char *error, size_t size);
 
@@ -107,9 +116,9 @@ nsq_curve_server_t *nsq_curve_server_new(const char *secret_key_file, const char
 // socket. Returns 0, or -1 if the monitor cannot be started.
 int nsq_curve_server_apply(nsq_curve_server_t *self, zsock_t *socket);
 
-// Stops the ZAP handler (clients connecting afterwards are refused until
-// the socket closes). Nulls *self_p; accepts NULL. Destroy it after the
-// sockets it was applied to.
+// Leaves the ZAP handler (clients connecting afterwards are refused until
+// the socket closes; the handler stops with its last server). Nulls *self_p; accepts NULL. Destroy
+// it after the sockets it was applied to.
 void nsq_curve_server_destroy(nsq_curve_server_t **self_p);
 
 // Asks every server object to read its allow directory again. Safe to

@@ -6,7 +6,12 @@
 
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "nsq_secret.h"
 
 static bool s_set(const char *text)
 {
@@ -18,6 +23,14 @@ int nsq_http_client_url(char *out, size_t size, const char *address, const char 
     bool scheme = strncmp(address, "http://", 7) == 0 || strncmp(address, "https://", 8) == 0;
     int length = snprintf(out, size, "%s%s%s", scheme ? "" : "http://", address, path);
     return length >= 0 && (size_t) length < size ? 0 : -1;
+}
+
+int nsq_http_client_tls_check(const nsq_http_client_tls_t *tls, const char *key_option, char *error,
+                              size_t size)
+{
+    if (!tls || !s_set(tls->key_file))
+        return 0;
+    return nsq_secret_file_check(key_option, tls->key_file, error, size);
 }
 
 void nsq_http_client_tls_apply(CURL *curl, const nsq_http_client_tls_t *tls)
@@ -47,5 +60,18 @@ int nsq_http_client_test(void)
     nsq_http_client_tls_apply(curl, &tls);
     nsq_http_client_tls_apply(curl, NULL);
     curl_easy_cleanup(curl);
+    // The key must be 0600 or narrower; the certificate may be readable.
+    char key[] = "/tmp/nsq_http_client_test.XXXXXX", error[256] = "";
+    int fd = mkstemp(key);
+    failed |= fd < 0;
+    if (fd >= 0)
+        close(fd);
+    nsq_http_client_tls_t files = {NULL, "/etc/hostname", key};
+    failed |= nsq_http_client_tls_check(&files, "tls-key", error, sizeof error) != 0;
+    failed |= nsq_http_client_tls_check(NULL, "tls-key", error, sizeof error) != 0;
+    failed |= chmod(key, 0644) != 0;
+    failed |= nsq_http_client_tls_check(&files, "http-client-tls-key", error, sizeof error) != -1;
+    failed |= !strstr(error, "--http-client-tls-key=") || !strstr(error, "wider than 0600");
+    unlink(key);
     return failed ? -1 : 0;
 }

@@ -6,10 +6,13 @@
     "http://host:port" or "https://host:port". Over https libcurl checks
     the server's certificate against --tls-root-ca-file (or the system's
     CAs without it) and presents --tls-cert/--tls-key when they are set
-    (for servers with --tls-client-auth-policy).
+    (for servers with --tls-client-auth-policy). The key is a secret: a
+    key file wider than 0600 is refused, with one line, as the servers'
+    are (nsq_http_client_tls_check); certificates and CAs stay readable.
 
     API: NSQ_HTTP_CLIENT_TLS_OPTION_ROWS (option tables),
-    nsq_http_client_url, nsq_http_client_tls_apply.
+    nsq_http_client_tls_check (configure time), nsq_http_client_url,
+    nsq_http_client_tls_apply.
 */
 #ifndef NSQ_HTTP_CLIENT_H
 #define NSQ_HTTP_CLIENT_H
@@ -43,6 +46,13 @@ typedef struct {
 // and "http://..." give http://, "https://..." gives https://. Returns 0,
 // or -1 if it does not fit.
 int nsq_http_client_url(char *out, size_t size, const char *address, const char *path);
+
+// Checks tls's key file (tls may be NULL; an unset key passes): a regular
+// file of mode 0600 or narrower. key_option names the flag in the error
+// ("tls-key" gives --tls-key=PATH: ...). Returns 0, or -1 with one line in
+// error.
+int nsq_http_client_tls_check(const nsq_http_client_tls_t *tls, const char *key_option, char *error,
+                              size_t size);
 
 // Sets tls on curl (nothing for unset fields; tls may be NULL).
 void nsq_http_client_tls_apply(CURL *curl, const nsq_http_client_tls_t *tls);

@@ -163,9 +163,13 @@ static int s_console_new(s_lookupd_t *self)
                                        s_console_nodes,
                                        s_console_registry,
                                        self,
-                                       NULL};
+                                       NULL,
+                                       {NULL, NULL, NULL}};
     config.peers = peers;  // copied by the console: the strings live in self->config
     config.auth_secret = self->config.auth_secret;
+    config.tls = (nsq_http_client_tls_t){self->config.http_client_tls_root_ca_file,
+                                         self->config.http_client_tls_cert,
+                                         self->config.http_client_tls_key};
     self->console = lookupd_console_new(&config);
     return self->console ? 0 : -1;
 }

@@ -136,16 +136,42 @@ zlistx_t *lookupd_cluster_nodes(lookupd_cluster_t *self)
     return nodes;
 }
 
-int lookupd_cluster_url(const char *node, const char *path, char *url, size_t size)
+// Writes scheme://host:port + path, host (host_size bytes) in brackets if
+// it is an IPv6 address without them.
+static int s_url(const char *scheme, const char *host, int host_size, unsigned long port,
+                 const char *path, char *url, size_t size)
 {
-    const char *colon = strrchr(node, ':');
+    bool ipv6 = memchr(host, ':', (size_t) host_size) != NULL;
+    int length = snprintf(url, size, "%s://%s%.*s%s:%lu%s", scheme, ipv6 ? "[" : "", host_size,
+                          host, ipv6 ? "]" : "", port, path);
+    return length < 0 || (size_t) length >= size ? -1 : 0;
+}
+
+int lookupd_cluster_url(const char *address, const char *path, char *url, size_t size)
+{
+    const char *scheme = "http";
+    if (strncmp(address, "https://", 8) == 0)
+        scheme = "https", address += 8;
+    else if (strncmp(address, "http://", 7) == 0)
+        address += 7;
+    const char *colon = strrchr(address, ':');
     if (!colon)
         return -1;
-    int host_size = (int) (colon - node);
-    bool ipv6 = memchr(node, ':', (size_t) host_size) != NULL;
-    int length = snprintf(url, size, "http://%s%.*s%s%s%s", ipv6 ? "[" : "", host_size, node,
-                          ipv6 ? "]" : "", colon, path);
-    return length < 0 || (size_t) length >= size ? -1 : 0;
+    bool bracketed = address[0] == '[' && colon > address && colon[-1] == ']';
+    const char *host = address + bracketed;
+    return s_url(scheme, host, (int) (colon - host) - bracketed, strtoul(colon + 1, NULL, 10), path,
+                 url, size);
+}
+
+int lookupd_cluster_broker_url(lookupd_cluster_t *self, const char *node, const char *path,
+                               char *url, size_t size)
+{
+    s_broker_t *broker = zhashx_lookup(self->brokers, node);
+    uint64_t https_port = broker ? lookupd_json_uint(broker->info, "https_port") : 0;
+    if (https_port == 0 || https_port > 65535)
+        return lookupd_cluster_url(node, path, url, size);
+    const char *host = lookupd_json_str(broker->info, "broadcast_address");
+    return s_url("https", host, (int) strlen(host), (unsigned long) https_port, path, url, size);
 }
 
 int lookupd_cluster_zmq_address(lookupd_cluster_t *self, const char *node, char *out, size_t size)

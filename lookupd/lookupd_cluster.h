@@ -16,7 +16,7 @@
     reads each broker's record through lookupd_cluster_first/next.
 
     API in call order: lookupd_cluster_new, lookupd_cluster_set_nodes,
-    lookupd_cluster_nodes (what to poll) and lookupd_cluster_url,
+    lookupd_cluster_nodes (what to poll) and lookupd_cluster_broker_url,
     lookupd_cluster_update, lookupd_cluster_holders and
     lookupd_cluster_zmq_address (for actions), lookupd_cluster_set_sample,
     the renderers' reads, lookupd_cluster_destroy.
@@ -51,9 +51,16 @@ int lookupd_cluster_set_nodes(lookupd_cluster_t *self, json_t *nodes);
 // its strings).
 zlistx_t *lookupd_cluster_nodes(lookupd_cluster_t *self);
 
-// Writes "http://host:port" of node (brackets around an IPv6 host) and
-// path into url. Returns 0, or -1 if it does not fit.
-int lookupd_cluster_url(const char *node, const char *path, char *url, size_t size);
+// Writes the URL of path at address ("host:port", "http://host:port" or
+// "https://host:port"; brackets added around an IPv6 host) into url.
+// Returns 0, or -1 if address has no port or the URL does not fit.
+int lookupd_cluster_url(const char *address, const char *path, char *url, size_t size);
+
+// Writes the URL of path on broker node into url: https://host:https_port
+// when the broker announced an HTTPS port (so a broker with --tls-required
+// is reached), else http://node. Returns 0, or -1 as lookupd_cluster_url.
+int lookupd_cluster_broker_url(lookupd_cluster_t *self, const char *node, const char *path,
+                               char *url, size_t size);
 
 // Takes one poll's answer for node: status 200 and a /stats document (body,
 // size bytes) replace its stats, anything else (error says why when status

@@ -19,7 +19,8 @@
 
 static const char *s_test_nodes =
     "{\"producers\":[{\"broadcast_address\":\"10.0.0.1\",\"http_port\":4151,\"zmq_port\":4152,"
-    "\"version\":\"0.1.0\",\"topics\":[\"orders\"]},{\"broadcast_address\":\"::1\","
+    "\"https_port\":4153,\"version\":\"0.1.0\",\"topics\":[\"orders\"]},{\"broadcast_address\":\"::"
+    "1\","
     "\"http_port\":4251,\"zmq_port\":4252,\"topics\":[\"orders\",\"orders.dead\"]}]}";
 
 // A /stats document with one topic "orders" (channel "billing") and a
@@ -111,6 +112,15 @@ int lookupd_cluster_test(void)
     S_CHECK(list && zlistx_size(list) == 2 && streq(zlistx_first(list), "10.0.0.1:4151"));
     zlistx_destroy(&list);
     S_CHECK(lookupd_cluster_url("::1:4251", "/stats", url, sizeof url) == 0
+            && streq(url, "http://[::1]:4251/stats"));
+    S_CHECK(lookupd_cluster_url("https://[::1]:4263", "/info", url, sizeof url) == 0
+            && streq(url, "https://[::1]:4263/info"));
+    S_CHECK(lookupd_cluster_url("http://peer:4161", "/info", url, sizeof url) == 0
+            && streq(url, "http://peer:4161/info"));
+    // A broker that announced HTTPS is reached there; one that did not, over HTTP.
+    S_CHECK(lookupd_cluster_broker_url(cluster, "10.0.0.1:4151", "/stats", url, sizeof url) == 0
+            && streq(url, "https://10.0.0.1:4153/stats"));
+    S_CHECK(lookupd_cluster_broker_url(cluster, "::1:4251", "/stats", url, sizeof url) == 0
             && streq(url, "http://[::1]:4251/stats"));
     S_CHECK(lookupd_cluster_zmq_address(cluster, "::1:4251", url, sizeof url) == 0
             && streq(url, "[::1]:4252"));

@@ -48,6 +48,16 @@ const nsq_option_spec_t lookupd_config_options[] = {
      "their /stats and the console's actions; it needs admin there. Prefer "
      "NSQ_LOOKUPD_AUTH_SECRET: the flag's value is blanked from the command line",
      NSQ_OPTION_FIELD(lookupd_config_t, auth_secret)},
+    {"http-client-tls-root-ca-file", NSQ_OPTION_STRING, NULL, 0, 0, false,
+     "console: PEM CA certificates brokers' (and peers') HTTPS certificates must chain to "
+     "(default: the system's); a broker that announces an HTTPS port is polled there",
+     NSQ_OPTION_FIELD(lookupd_config_t, http_client_tls_root_ca_file)},
+    {"http-client-tls-cert", NSQ_OPTION_STRING, NULL, 0, 0, false,
+     "console: client certificate (PEM) for brokers with --tls-client-auth-policy",
+     NSQ_OPTION_FIELD(lookupd_config_t, http_client_tls_cert)},
+    {"http-client-tls-key", NSQ_OPTION_STRING, NULL, 0, 0, false,
+     "console: the client certificate's key (PEM, mode 0600)",
+     NSQ_OPTION_FIELD(lookupd_config_t, http_client_tls_key)},
     {"log-level", NSQ_OPTION_STRING, "info", 0, 0, false, "debug, info, warn or error",
      NSQ_OPTION_NO_FIELD},
     {"log-json", NSQ_OPTION_BOOL, "false", 0, 0, false, "log one JSON object per line",

@@ -32,10 +32,13 @@ typedef struct {
     size_t history_max_bytes;                            // console: its memory bound; 0 = none
     char peers[LOOKUPD_PEERS_MAX][LOOKUPD_ADDRESS_MAX];  // console: other lookupds' HTTP
     size_t peer_count;                                   // entries in peers
-    NSQ_HTTP_TLS_FIELDS;                   // --https-address, --tls-* (nsq_http_server.h)
-    char zmq_curve_secret_key_file[1024];  // CURVE server key pair ("" = no CURVE)
-    char zmq_curve_allow_dir[1024];        // allowed brokers' public keys ("" = any)
-    char auth_secret[1024];                // console: Bearer secret for brokers
+    NSQ_HTTP_TLS_FIELDS;                      // --https-address, --tls-* (nsq_http_server.h)
+    char zmq_curve_secret_key_file[1024];     // CURVE server key pair ("" = no CURVE)
+    char zmq_curve_allow_dir[1024];           // allowed brokers' public keys ("" = any)
+    char auth_secret[1024];                   // console: Bearer secret for brokers
+    char http_client_tls_root_ca_file[1024];  // console: CA of brokers' HTTPS ("" = system's)
+    char http_client_tls_cert[1024];          // console: client certificate for brokers, or ""
+    char http_client_tls_key[1024];           // console: its key (mode 0600), or ""
 } lookupd_config_t;
 
 // nsq-lookupd's options: one row per flag, with its default and its field.

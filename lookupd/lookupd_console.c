@@ -40,7 +40,7 @@ lookupd_console_t *lookupd_console_new(const lookupd_console_config_t *config)
                                                   config->history_max_bytes)
                             : NULL;
     self->cluster = lookupd_cluster_new(self->history);
-    self->fetch = lookupd_fetch_new(config->auth_secret);
+    self->fetch = lookupd_fetch_new(config->auth_secret, &config->tls);
     self->jobs = lookupd_jobs_new(S_JOBS_KEPT);
     self->fetches = zlistx_new();
     self->replays = zlistx_new();

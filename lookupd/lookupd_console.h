@@ -38,6 +38,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "nsq_http_client.h"
+
 // Renders the registry's /nodes document. Caller frees; NULL on failure.
 typedef char *(lookupd_console_nodes_fn) (void *arg);
 
@@ -58,6 +60,7 @@ typedef struct {
     lookupd_console_registry_fn *registry;  // our registry's side of actions
     void *arg;                              // for both callbacks
     const char *auth_secret;                // sent to brokers (Bearer), NULL = none; copied
+    nsq_http_client_tls_t tls;              // https to brokers and peers: CA, client cert; copied
 } lookupd_console_config_t;
 
 // A request as lookupd's HTTP front end passed it. Arguments are their

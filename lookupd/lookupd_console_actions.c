@@ -256,7 +256,10 @@ static void s_fan_out(lookupd_console_t *self, lookupd_job_t *job, const s_actio
         char label[300];
         snprintf(label, sizeof label, "%s%s", i < peers ? "lookupd " : "", node);
         size_t row = lookupd_job_add_target(job, label);
-        if (lookupd_cluster_url(node, path, urls[used], LOOKUPD_CONSOLE_URL_MAX)) {
+        int rc = i < peers ? lookupd_cluster_url(node, path, urls[used], LOOKUPD_CONSOLE_URL_MAX)
+                           : lookupd_cluster_broker_url(self->cluster, node, path, urls[used],
+                                                        LOOKUPD_CONSOLE_URL_MAX);
+        if (rc) {
             lookupd_job_settle(job, row, false, "address does not fit a URL");
             continue;
         }

@@ -92,7 +92,8 @@ int lookupd_console_on_poll(zloop_t *loop, int timer_id, void *arg)
     size_t used = 0;
     for (const char *node = brokers ? zlistx_first(brokers) : NULL;
          requests && targets && urls && node; node = zlistx_next(brokers))
-        if (lookupd_cluster_url(node, "/stats?format=json", urls[used], LOOKUPD_CONSOLE_URL_MAX)
+        if (lookupd_cluster_broker_url(self->cluster, node, "/stats?format=json", urls[used],
+                                       LOOKUPD_CONSOLE_URL_MAX)
             == 0) {
             requests[used] = (lookupd_fetch_request_t){"GET", urls[used], S_POLL_TIMEOUT};
             targets[used++] = strdup(node);

@@ -21,8 +21,10 @@
 #define S_CONNECTIONS_MAX    64  // transfers at once; curl queues the rest
 
 struct _lookupd_fetch_t {
-    zactor_t *actor;          // the thread
-    struct curl_slist *auth;  // "Authorization: Bearer ..." for every request, or NULL
+    zactor_t *actor;            // the thread
+    struct curl_slist *auth;    // "Authorization: Bearer ..." for every request, or NULL
+    char *tls_files[3];         // CA, client certificate, its key (owned; NULL = unset)
+    nsq_http_client_tls_t tls;  // borrows tls_files; read by the thread
 };
 
 typedef struct {
@@ -41,10 +43,10 @@ typedef struct {
 } s_transfer_t;
 
 typedef struct {
-    zsock_t *pipe;            // to the owner
-    CURLM *multi;             // every transfer
-    zlistx_t *transfers;      // s_transfer_t, owned
-    struct curl_slist *auth;  // the owner's header list (read only), or NULL
+    zsock_t *pipe;                 // to the owner
+    CURLM *multi;                  // every transfer
+    zlistx_t *transfers;           // s_transfer_t, owned
+    const lookupd_fetch_t *owner;  // its header list and TLS files (read only)
 } s_thread_t;
 
 static pthread_once_t s_curl_once = PTHREAD_ONCE_INIT;
@@ -165,8 +167,9 @@ static s_transfer_t *s_transfer_new(s_thread_t *self, s_job_t *job, size_t index
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, transfer);
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, transfer->error);
     curl_easy_setopt(easy, CURLOPT_PRIVATE, transfer);
-    if (self->auth)
-        curl_easy_setopt(easy, CURLOPT_HTTPHEADER, self->auth);
+    if (self->owner->auth)
+        curl_easy_setopt(easy, CURLOPT_HTTPHEADER, self->owner->auth);
+    nsq_http_client_tls_apply(easy, &self->owner->tls);
     if (strcmp(method, "POST") == 0) {
         curl_easy_setopt(easy, CURLOPT_POST, 1L);
         curl_easy_setopt(easy, CURLOPT_POSTFIELDS, "");
@@ -276,7 +279,19 @@ static void s_actor(zsock_t *pipe, void *args)
     curl_multi_cleanup(self.multi);
 }
 
-lookupd_fetch_t *lookupd_fetch_new(const char *auth_secret)
+// Copies tls's files into self. Returns 0, or -1 if out of memory.
+static int s_tls_copy(lookupd_fetch_t *self, const nsq_http_client_tls_t *tls)
+{
+    const char *given[3] = {tls ? tls->root_ca_file : NULL, tls ? tls->cert_file : NULL,
+                            tls ? tls->key_file : NULL};
+    for (int i = 0; i < 3; i++)
+        if (given[i] && *given[i] && !(self->tls_files[i] = strdup(given[i])))
+            return -1;
+    self->tls = (nsq_http_client_tls_t){self->tls_files[0], self->tls_files[1], self->tls_files[2]};
+    return 0;
+}
+
+lookupd_fetch_t *lookupd_fetch_new(const char *auth_secret, const nsq_http_client_tls_t *tls)
 {
     pthread_once(&s_curl_once, s_curl_init);
     lookupd_fetch_t *self = calloc(1, sizeof *self);
@@ -289,16 +304,12 @@ lookupd_fetch_t *lookupd_fetch_new(const char *auth_secret)
             memset(header, 0, strlen(header));
         zstr_free(&header);
         if (!self->auth) {
-            free(self);
+            lookupd_fetch_destroy(&self);
             return NULL;
         }
     }
-    self->actor = zactor_new(s_actor, self->auth);
-    if (!self->actor) {
-        curl_slist_free_all(self->auth);
-        free(self);
-        return NULL;
-    }
+    if (s_tls_copy(self, tls) || !(self->actor = zactor_new(s_actor, self)))
+        lookupd_fetch_destroy(&self);
     return self;
 }
 
@@ -309,6 +320,8 @@ void lookupd_fetch_destroy(lookupd_fetch_t **self_p)
         return;
     zactor_destroy(&self->actor);
     curl_slist_free_all(self->auth);  // the thread has ended
+    for (int i = 0; i < 3; i++)
+        free(self->tls_files[i]);
     free(self);
     *self_p = NULL;
 }
@@ -418,7 +431,7 @@ int lookupd_fetch_test(void)
 {
     zactor_t *server = zactor_new(s_test_server, "{\"ok\":1}");
     char *port = server ? zstr_recv(server) : NULL;
-    lookupd_fetch_t *fetch = lookupd_fetch_new(NULL);
+    lookupd_fetch_t *fetch = lookupd_fetch_new(NULL, NULL);
     int failed = !server || !port || atoi(port) <= 0 || !fetch;
     char good[64], refused[64];
     snprintf(good, sizeof good, "http://127.0.0.1:%s/stats", port ? port : "0");

@@ -22,6 +22,8 @@
 
 #include <czmq.h>
 #include <stdbool.h>
+
+#include "nsq_http_client.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,8 +51,10 @@ typedef struct {
 // starts threads (this calls it once more if not, from the calling
 // thread). auth_secret (NULL or "": none) goes with every request as
 // "Authorization: Bearer", for brokers with --auth-http-address (other
-// lookupds ignore it). Caller owns the result; NULL if out of memory.
-lookupd_fetch_t *lookupd_fetch_new(const char *auth_secret);
+// lookupds ignore it). tls (NULL: none; strings copied) applies to https://
+// URLs: the CA to trust and a client certificate. Caller owns the result;
+// NULL if out of memory.
+lookupd_fetch_t *lookupd_fetch_new(const char *auth_secret, const nsq_http_client_tls_t *tls);
 
 // Stops the thread, abandoning requests in progress, and nulls *self_p;
 // accepts NULL. Results not read yet are dropped.

@@ -27,6 +27,7 @@ typedef struct {
     uint32_t http_port;       // broker HTTP port
     uint32_t zmq_port;        // broker ZeroMQ port
     uint32_t tcp_port;        // NSQ TCP port, 0 if none
+    uint32_t https_port;      // broker HTTPS port, 0 if none
     int64_t last_update;      // monotonic ms of its last command
     zhashx_t *tombstones;     // topic -> int64_t expiry (owned), while tombstoned
 } s_producer_t;
@@ -208,13 +209,15 @@ static void s_producer_fill(s_producer_t *producer, const lookupd_producer_info_
     producer->http_port = info->http_port;
     producer->zmq_port = info->zmq_port;
     producer->tcp_port = info->tcp_port;
+    producer->https_port = info->https_port;
 }
 
 int lookupd_registry_identify(lookupd_registry_t *self, const char *id,
                               const lookupd_producer_info_t *info, int64_t now)
 {
     if (!info->broadcast_address || !info->broadcast_address[0] || info->http_port == 0
-        || info->http_port > 65535 || info->zmq_port == 0 || info->zmq_port > 65535) {
+        || info->http_port > 65535 || info->zmq_port == 0 || info->zmq_port > 65535
+        || info->tcp_port > 65535 || info->https_port > 65535) {
         errno = EINVAL;
         return -1;
     }
@@ -467,9 +470,8 @@ static void s_json_producer(FILE *out, const s_producer_t *producer)
     nsq_json_write_string(out, producer->hostname);
     fputs(",\"broadcast_address\":", out);
     nsq_json_write_string(out, producer->broadcast_address);
-    fprintf(out,
-            ",\"tcp_port\":%u,\"http_port\":%u,\"zmq_port\":%u,\"version\":", producer->tcp_port,
-            producer->http_port, producer->zmq_port);
+    fprintf(out, ",\"tcp_port\":%u,\"http_port\":%u,\"zmq_port\":%u,\"https_port\":%u,\"version\":",
+            producer->tcp_port, producer->http_port, producer->zmq_port, producer->https_port);
     nsq_json_write_string(out, producer->version);
 }
 

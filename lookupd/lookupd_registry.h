@@ -35,6 +35,7 @@ typedef struct {
     uint32_t http_port;             // required
     uint32_t zmq_port;              // required
     uint32_t tcp_port;              // NSQ-compatible TCP port, 0 if none
+    uint32_t https_port;            // HTTPS port, 0 if none (ours: nsqd announces none)
 } lookupd_producer_info_t;
 
 typedef struct _lookupd_registry_t lookupd_registry_t;
@@ -49,7 +50,8 @@ void lookupd_registry_destroy(lookupd_registry_t **self_p);
 
 // Adds producer id, or updates its info (an identify again keeps its
 // registrations). Strings are copied. Returns 0, or -1 if the info lacks
-// broadcast_address, http_port or zmq_port (errno EINVAL) or out of memory.
+// broadcast_address, http_port or zmq_port, or a port is past 65535
+// (errno EINVAL), or out of memory.
 int lookupd_registry_identify(lookupd_registry_t *self, const char *id,
                               const lookupd_producer_info_t *info, int64_t now);
 

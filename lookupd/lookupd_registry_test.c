@@ -26,7 +26,7 @@ static bool s_contains(const char *text, const char *part)
 static int s_test_sorted(void)
 {
     lookupd_registry_t *self = lookupd_registry_new(1000, 500);
-    lookupd_producer_info_t info = {"127.0.0.1", "host-a", "10.0.0.1", "0.1.0", 4151, 4152, 0};
+    lookupd_producer_info_t info = {"127.0.0.1", "host-a", "10.0.0.1", "0.1.0", 4151, 4152, 0, 0};
     char *json = NULL, *expected = NULL;
     zlistx_t *channels = NULL;
     S_CHECK(self && lookupd_registry_identify(self, "aa", &info, 0) == 0);
@@ -80,12 +80,15 @@ int lookupd_registry_test(void)
     char *json = NULL;
     zlistx_t *channels = NULL;
     S_CHECK(self);
-    lookupd_producer_info_t info = {"127.0.0.1", "host-a", "10.0.0.1", "0.1.0", 4151, 4152, 0};
+    lookupd_producer_info_t info = {"127.0.0.1", "host-a", "10.0.0.1", "0.1.0", 4151, 4152, 0, 0};
     lookupd_producer_info_t missing = info;
     missing.broadcast_address = "";
     S_CHECK(lookupd_registry_identify(self, "aa", &missing, 0) == -1 && errno == EINVAL);
     missing = info;
     missing.zmq_port = 0;
+    S_CHECK(lookupd_registry_identify(self, "aa", &missing, 0) == -1);
+    missing = info;
+    missing.https_port = 70000;
     S_CHECK(lookupd_registry_identify(self, "aa", &missing, 0) == -1);
     S_CHECK(!lookupd_registry_known(self, "aa"));
     S_CHECK(lookupd_registry_register(self, "aa", "orders", NULL) == -1 && errno == ENOENT);
@@ -93,6 +96,7 @@ int lookupd_registry_test(void)
     S_CHECK(lookupd_registry_identify(self, "aa", &info, 0) == 0);
     info.broadcast_address = "10.0.0.2";
     info.hostname = "host-\"b\"";
+    info.https_port = 4153;
     S_CHECK(lookupd_registry_identify(self, "bb", &info, 0) == 0);
     S_CHECK(lookupd_registry_register(self, "aa", "orders", "billing") == 0);
     S_CHECK(lookupd_registry_register(self, "bb", "orders", NULL) == 0);
@@ -105,6 +109,8 @@ int lookupd_registry_test(void)
     S_CHECK(s_contains(json, "\"broadcast_address\":\"10.0.0.2\""));
     S_CHECK(s_contains(json, "\"hostname\":\"host-\\\"b\\\"\""));
     S_CHECK(s_contains(json, "\"tcp_port\":0,\"http_port\":4151,\"zmq_port\":4152"));
+    S_CHECK(s_contains(json, "\"zmq_port\":4152,\"https_port\":0,"));
+    S_CHECK(s_contains(json, "\"zmq_port\":4152,\"https_port\":4153,"));
     zstr_free(&json);
     S_CHECK(lookupd_registry_lookup_json(self, "nothing", 10) == NULL);
 

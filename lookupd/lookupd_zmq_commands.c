@@ -101,8 +101,8 @@ static void s_identify(s_peer_t *peer, const Nsq__LookupIdentify *identify)
     }
     nsq_utf8_sanitize(version, sizeof version, identify->version, strlen(identify->version));
     lookupd_producer_info_t info = {
-        peer->peer,          hostname,           broadcast,         version,
-        identify->http_port, identify->zmq_port, identify->tcp_port};
+        peer->peer,          hostname,           broadcast,          version,
+        identify->http_port, identify->zmq_port, identify->tcp_port, identify->https_port};
     if (lookupd_registry_identify(self->registry, peer->key, &info, zclock_mono())) {
         s_error(peer, "E_BAD_BODY", "broadcast_address, http_port and zmq_port are required",
                 false);

@@ -14,7 +14,9 @@
 #include <string.h>
 
 #include "lookupd.h"
+#include "nsq_curve.h"
 #include "nsq_daemon.h"
+#include "nsq_http_client.h"
 #include "nsq_log.h"
 #include "nsq_options.h"
 
@@ -33,8 +35,11 @@ static int s_configure(nsq_options_t *options, void *config_p, char *error, size
     if (!strrchr(config->http_address, ':') || !strrchr(config->zmq_address, ':'))
         return snprintf(error, size, "--http-address and --zmq-address must be HOST:PORT"), -1;
     nsq_http_tls_t tls = NSQ_HTTP_TLS_OF(config);
+    nsq_http_client_tls_t client = {config->http_client_tls_root_ca_file,
+                                    config->http_client_tls_cert, config->http_client_tls_key};
     if (nsq_curve_server_check(config->zmq_curve_secret_key_file, config->zmq_curve_allow_dir,
-                               error, size))
+                               error, size)
+        || nsq_http_client_tls_check(&client, "http-client-tls-key", error, size))
         return -1;
     return nsq_http_tls_check(&tls, config->https_address, error, size);
 }

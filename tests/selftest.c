@@ -125,6 +125,7 @@ static const selftest_t s_tests[] = {
     {"broker_auth", broker_auth_test},
     {"broker_auth_grant", broker_auth_grant_test},
     {"broker_two_brokers", broker_test_two_brokers},
+    {"broker_two_brokers_curve", broker_test_two_brokers_curve},
     {"broker_buffer", broker_buffer_test},
     {"broker_channel", s_broker_channel_test},
     {"broker_client", broker_client_test},

@@ -150,6 +150,10 @@ static int s_target(nsq_options_t *options, const s_command_t *command, ctl_t *c
     if (command->needs == 'z' && !ctl->lookupd && !ctl->broker_zmq)
         return ctl_fail(CTL_USAGE, "%s needs --lookupd-http-address or --broker-address",
                         command->name);
+    char error[512];
+    nsq_http_client_tls_t tls = {ctl->tls_root_ca_file, ctl->tls_cert, ctl->tls_key};
+    if (nsq_http_client_tls_check(&tls, "tls-key", error, sizeof error))
+        return ctl_fail(CTL_USAGE, "%s", error);
     return CTL_OK;
 }
 

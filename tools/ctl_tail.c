@@ -92,6 +92,8 @@ int ctl_tail(const ctl_t *ctl, const char *topic)
     nsq_consumer_set_client_id(tail.consumer, "nsq-ctl-tail");
     nsq_consumer_set_auth_secret(tail.consumer, ctl->auth_secret);
     nsq_consumer_set_lookupd_poll_interval(tail.consumer, S_LOOKUPD_POLL_MS);
+    nsq_consumer_set_lookupd_tls(tail.consumer, ctl->tls_root_ca_file, ctl->tls_cert,
+                                 ctl->tls_key);  // the key was checked at start
     int rc = ctl->lookupd ? nsq_consumer_connect_lookupd(tail.consumer, ctl->lookupd)
                           : nsq_consumer_connect(tail.consumer, ctl->broker_zmq);
     if (rc == 0

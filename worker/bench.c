@@ -708,7 +708,7 @@ int main(int argc, char **argv)
         nsq_options_new("nsq-bench", "NSQ_BENCH", s_specs, sizeof s_specs / sizeof s_specs[0]);
     if (!options)
         return 2;
-    char error[256] = "";
+    char error[512] = "";
     s_config_t config = {0};
     int parsed = nsq_options_parse(options, argc, argv, error, sizeof error);
     if (parsed == 0)
@@ -719,6 +719,10 @@ int main(int argc, char **argv)
         snprintf(error, sizeof error, "invalid --log-level");
         parsed = -1;
     }
+    if (parsed == 0
+        && nsq_curve_client_check(config.zmq_curve_key_file, config.zmq_curve_server_key_file,
+                                  error, sizeof error))
+        parsed = -1;  // a refused key stops here, not in every publisher thread
     if (parsed < 0)
         fprintf(stderr, "nsq-bench: %s\n", error);
     int rc = parsed < 0 ? 2 : 0;

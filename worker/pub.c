@@ -258,6 +258,9 @@ static int s_setup(s_pub_t *self, nsq_options_t *options, char *error, size_t si
         if (!self->producer)
             return snprintf(error, size, "invalid --broker-address %s", zmq_address), -1;
         nsq_producer_set_timeout(self->producer, (int) self->timeout_ms);
+        if (nsq_curve_client_check(self->zmq_curve_key_file, self->zmq_curve_server_key_file, error,
+                                   size))
+            return -1;  // one line, ours, rather than the producer's log and ours
         if ((self->zmq_curve_key_file || self->zmq_curve_server_key_file)
             && nsq_producer_set_curve(self->producer, self->zmq_curve_key_file,
                                       self->zmq_curve_server_key_file))
@@ -271,11 +274,13 @@ static int s_setup(s_pub_t *self, nsq_options_t *options, char *error, size_t si
     snprintf(path, sizeof path, "/mpub?topic=%s", self->topic);
     if (nsq_http_client_url(self->url, sizeof self->url, self->http_address, path))
         return snprintf(error, size, "invalid --http-address %s", self->http_address), -1;
+    nsq_http_client_tls_t tls = {self->tls_root_ca_file, self->tls_cert, self->tls_key};
+    if (nsq_http_client_tls_check(&tls, "tls-key", error, size))
+        return -1;
     self->curl = curl_easy_init();
     if (!self->curl)
         return snprintf(error, size, "cannot initialise libcurl"), -1;
     curl_easy_setopt(self->curl, CURLOPT_NOSIGNAL, 1L);
-    nsq_http_client_tls_t tls = {self->tls_root_ca_file, self->tls_cert, self->tls_key};
     nsq_http_client_tls_apply(self->curl, &tls);
     curl_easy_setopt(self->curl, CURLOPT_CONNECTTIMEOUT_MS, self->timeout_ms);
     if (self->auth_secret && *self->auth_secret) {

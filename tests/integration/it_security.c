@@ -675,6 +675,117 @@ static void tls_clients(void)
     IT_ASSERT_INT(it_broker_stop(&lookupd), ==, 0);
 }
 
+// The topic's message_count as the lookupd console last polled it (from
+// the broker's /stats); -1 until a poll reached the broker.
+static bool s_console_counted(void *arg)
+{
+    char *reply = NULL;
+    int64_t count = -1;
+    if (it_http(arg, "GET", "/api/topics?topic=" S_TOPIC, NULL, 0, &reply) == 200) {
+        const char *topics = it_json_get(reply, "topics");
+        const char *count_text =
+            topics && topics[0] == '[' ? it_json_get(topics + 1, "message_count") : NULL;
+        if (!count_text || !it_json_int(count_text, &count))
+            count = -1;
+    }
+    free(reply);
+    return count == 1;
+}
+
+// Brokers on --tls-required (plain HTTP answers 403) announce their HTTPS
+// port to lookupd, which polls them there with --http-client-tls-root-ca-file:
+// the console shows their topics, nsq-ctl's stats through lookupd too, and
+// nsq-ctl tail finds the broker through an https:// lookupd.
+static void tls_console(void)
+{
+    s_certificates();
+    char ca[600];
+    snprintf(ca, sizeof ca, "--http-client-tls-root-ca-file=%s", s_path("ca.pem"));
+    const char *console[] = {"--stats-interval=100ms", ca, NULL};
+    it_broker_t *lookupd = it_lookupd_start(s_tls_flags(console));
+    char to_lookupd[300];
+    snprintf(to_lookupd, sizeof to_lookupd, "--lookupd-address=%s", it_broker_zmq(lookupd));
+    const char *extra[] = {"--tls-required", to_lookupd, "--broadcast-address=127.0.0.1",
+                           "--lookupd-heartbeat-interval=200ms", NULL};
+    it_broker_t *broker = it_broker_start(s_tls_flags(extra));
+    char reply[1024], url[128];
+    snprintf(url, sizeof url, "https://127.0.0.1:%d/pub?topic=" S_TOPIC, s_https_port(broker));
+    IT_ASSERT_INT(s_request("POST", url, S_BODY, NULL, reply), ==, 200);
+    it_http_expect(broker, "GET", "/stats?format=json", NULL, 0, 403, "TLS_REQUIRED");
+    IT_ASSERT(it_wait_until(s_console_counted, lookupd, 15000),
+              "the console never showed the topic's message from the broker");
+
+    char command[1024];
+    snprintf(command, sizeof command,
+             "'%s' --lookupd-http-address=%s stats " S_TOPIC " --json > stats.json",
+             getenv("NSQ_CTL"), it_broker_http(lookupd));
+    s_run(command);
+    char *stats = s_slurp(s_path("stats.json"));
+    const char *topics = it_json_get(stats, "topics");
+    int64_t count = -1;
+    IT_ASSERT(topics && topics[0] == '['
+                  && it_json_int(it_json_get(topics + 1, "message_count"), &count) && count == 1,
+              "nsq-ctl stats: %s", stats);
+    free(stats);
+    snprintf(command, sizeof command,
+             "'%s' --lookupd-http-address=https://127.0.0.1:%d --tls-root-ca-file=ca.pem"
+             " --count=1 --timeout=10s tail " S_TOPIC " > tail.out",
+             getenv("NSQ_CTL"), s_https_port(lookupd));
+    s_run(command);
+    char *tail = s_slurp(s_path("tail.out"));
+    IT_ASSERT(strstr(tail, S_BODY), "nsq-ctl tail printed: %s", tail);
+    free(tail);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+    IT_ASSERT_INT(it_broker_stop(&lookupd), ==, 0);
+}
+
+// Client secret keys wider than 0600 are refused with one line naming the
+// flag: nsq-pub's and nsq-ctl's --tls-key, lookupd's
+// --http-client-tls-key, and nsq-pub's and nsq-bench's --zmq-curve-key-file;
+// public certificates may stay readable.
+static void client_key_mode(void)
+{
+    s_certificates();
+    s_keygen("server");
+    s_keygen("client");
+    s_run("chmod 644 client.key client_secret && chmod 644 client.pem");
+    char command[1024];
+    snprintf(command, sizeof command,
+             "echo x | '%s' --topic=" S_TOPIC " --http-address=https://127.0.0.1:1"
+             " --tls-cert=client.pem --tls-key=client.key 2> pub.err; test $? = 2"
+             " && test $(wc -l < pub.err) = 1 && grep -q 'tls-key=client.key: mode 0644 is wider"
+             " than 0600' pub.err",
+             getenv("NSQ_PUB"));
+    s_run(command);
+    snprintf(command, sizeof command,
+             "echo x | '%s' --topic=" S_TOPIC " --broker-address=127.0.0.1:1"
+             " --zmq-curve-key-file=client_secret --zmq-curve-server-key-file=server 2> curve.err;"
+             " test $? = 2 && test $(wc -l < curve.err) = 1"
+             " && grep -q 'zmq-curve-key-file=client_secret: mode 0644 is wider' curve.err",
+             getenv("NSQ_PUB"));
+    s_run(command);
+    snprintf(command, sizeof command,
+             "'%s' --mode=zmq-pub --count=1 --zmq-address=127.0.0.1:1"
+             " --zmq-curve-key-file=client_secret --zmq-curve-server-key-file=server 2> bench.err;"
+             " test $? = 2 && test $(wc -l < bench.err) = 1"
+             " && grep -q 'zmq-curve-key-file=client_secret: mode 0644 is wider' bench.err",
+             getenv("NSQ_BENCH"));
+    s_run(command);
+    snprintf(command, sizeof command,
+             "'%s' --broker-http-address=https://127.0.0.1:1 --tls-cert=client.pem"
+             " --tls-key=client.key topics 2> ctl.err; test $? = 2"
+             " && grep -q 'tls-key=client.key: mode 0644 is wider' ctl.err",
+             getenv("NSQ_CTL"));
+    s_run(command);
+    snprintf(command, sizeof command,
+             "'%s' --http-address=127.0.0.1:0 --zmq-address=127.0.0.1:0"
+             " --http-client-tls-cert=client.pem --http-client-tls-key=client.key 2> lookupd.err;"
+             " test $? = 1 && grep -q 'http-client-tls-key=client.key: mode 0644 is wider'"
+             " lookupd.err",
+             getenv("NSQ_LOOKUPD"));
+    s_run(command);
+}
+
 int main(int argc, char **argv)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -689,6 +800,8 @@ int main(int argc, char **argv)
         {"tls_capture", tls_capture},
         {"tls_key_hygiene", tls_key_hygiene},
         {"tls_clients", tls_clients},
+        {"tls_console", tls_console},
+        {"client_key_mode", client_key_mode},
     };
     return it_run(argc, argv, cases, sizeof cases / sizeof *cases);
 }
