@@ -54,7 +54,8 @@ int broker_disk_put(nsq_diskqueue_t *queue, const nsq_message_t *message, uint32
                     int64_t ready_at, int64_t now);
 
 // True if count messages of bytes body bytes in all would be taken by
-// broker_disk_put now (async mode: the write buffer has room for them).
+// broker_disk_put now (async mode: the write buffer has room for them and
+// the last write did not fail; false with errno that write's error then).
 bool broker_disk_has_room(const nsq_diskqueue_t *queue, size_t count, uint64_t bytes);
 
 // broker_disk_put for shutdown: in async mode a full pending buffer

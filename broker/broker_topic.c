@@ -163,8 +163,9 @@ int broker_topic_publish(broker_topic_t *self, nsq_message_t **messages, size_t 
     uint64_t bytes = 0;
     for (size_t i = 0; i < count; i++)
         bytes += messages[i]->size;
+    errno = ENOBUFS;  // or a disk's write error, which s_has_room sets
     if (!s_has_room(self, count, bytes))
-        return errno = ENOBUFS, -1;
+        return -1;
     int64_t ready_at = defer_ms > 0 ? now + defer_ms : 0;
     int rc = 0;
     for (size_t i = 0; i < count && rc == 0; i++) {

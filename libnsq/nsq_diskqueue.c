@@ -379,6 +379,8 @@ bool nsq_diskqueue_has_room(const nsq_diskqueue_t *self, size_t records, size_t 
 {
     if (!self->async)
         return true;
+    if (self->async->write_error)  // a full disk: refused until a retry succeeds
+        return errno = self->async->write_error, false;
     size_t need = records * NSQ_DISKQUEUE_HEADER_SIZE + bytes;
     return self->async->pending_length + need <= self->async->pending_max;
 }

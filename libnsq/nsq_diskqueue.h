@@ -312,7 +312,9 @@ bool nsq_diskqueue_ready(const nsq_diskqueue_t *self);
 
 // True if records more records of bytes bytes in all would be taken by
 // puts now: always in sync mode; in async mode if the pending buffer has
-// room for them (a caller that must store all or none checks first).
+// room for them and the last write did not fail (else false with errno
+// that write's error; a sync retries it). A caller that must store all
+// or none checks first.
 bool nsq_diskqueue_has_room(const nsq_diskqueue_t *self, size_t records, size_t bytes);
 
 // Data syncs, writes of pending records and metadata replacements that
