@@ -28,6 +28,7 @@
     API in call order: broker_server_new, broker_server_client_new,
     broker_server_identify, _subscribe, _ready, _finish, _requeue, _touch,
     _close_wait, broker_server_publish, broker_server_wait_durable,
+    broker_server_grant, broker_server_admit,
     broker_server_topic, broker_server_channel, broker_server_stats,
     broker_server_pump, broker_server_tick, broker_server_client_close,
     broker_server_in_flight, broker_server_drain, broker_server_persist,
@@ -41,6 +42,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "broker_admission.h"
 #include "broker_auth.h"
 #include "broker_client.h"
 #include "broker_config.h"
@@ -250,6 +252,28 @@ broker_result_t broker_server_authorize_query(broker_server_t *self,
 broker_result_t broker_server_publish(broker_server_t *self, const void *topic, size_t topic_size,
                                       nsq_message_t **messages, size_t count, int64_t defer_ms,
                                       int64_t now);
+
+// ---- publishes admitted on other threads (broker_admission.h) ------------------
+// A door may let its own threads publish to a topic without waiting for
+// this one: broker_server_grant gives the topic credit (memory of its queue
+// reserved up front), the door's threads offer publishes to the admission,
+// and broker_server_admit adds those admitted to their topics (ids and
+// timestamps set here) and tops the credit up. Only topics with a disk
+// queue holding nothing get credit, never in durable mode or with auth on:
+// every other publish goes through broker_server_publish.
+
+// The admission doors offer publishes to (thread-safe). Borrowed; lives
+// as long as self.
+broker_admission_t *broker_server_admission(broker_server_t *self);
+
+// Gives topic credit if it exists and may have some (see above).
+void broker_server_grant(broker_server_t *self, const char *topic);
+
+// Adds every admitted publish to its topic. Returns how many messages.
+// Call it when broker_admission_fd is readable, before any other publish
+// a door hands over (so that one client's publishes keep their order),
+// and before broker_server_persist (after broker_admission_close).
+size_t broker_server_admit(broker_server_t *self);
 
 // After BROKER_PENDING: fn(arg, result) is called once, on this thread,
 // when the publish is on disk (BROKER_OK) or its sync failed
