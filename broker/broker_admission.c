@@ -124,13 +124,14 @@ int broker_admission_grant(broker_admission_t *self, const char *topic, uint64_t
     return entry ? 0 : -1;
 }
 
-uint64_t broker_admission_credit(broker_admission_t *self, const char *topic)
+void broker_admission_credit(broker_admission_t *self, const char *topic, uint64_t *count,
+                             uint64_t *bytes)
 {
     pthread_mutex_lock(&self->lock);
     entry_t *entry = zhashx_lookup(self->entries, topic);
-    uint64_t credit = entry ? entry->credit_count : 0;
+    *count = entry ? entry->credit_count : 0;
+    *bytes = entry ? entry->credit_bytes : 0;
     pthread_mutex_unlock(&self->lock);
-    return credit;
 }
 
 //  Makes room for count more pending messages. Lock held.

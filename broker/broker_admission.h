@@ -63,8 +63,10 @@ int broker_admission_fd(broker_admission_t *self);
 int broker_admission_grant(broker_admission_t *self, const char *topic, uint64_t count,
                            uint64_t bytes);
 
-// The credit topic holds now (0 if none), for the core's top-ups.
-uint64_t broker_admission_credit(broker_admission_t *self, const char *topic);
+// The credit topic holds now into *count and *bytes (0 if none), for the
+// core's top-ups.
+void broker_admission_credit(broker_admission_t *self, const char *topic, uint64_t *count,
+                             uint64_t *bytes);
 
 // Any thread: admits count messages (count >= 1, ids not yet set) into
 // topic if it holds credit for all of them. Returns 0 when admitted (every

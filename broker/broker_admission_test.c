@@ -59,7 +59,10 @@ static int s_test_credit(void)
     test_core_t core = {.in_order = true};
     if (!self || s_test_offer(self, "t", 1, 0) == 0)  // no credit yet
         return -1;
-    if (broker_admission_grant(self, "t", 2, 10) || broker_admission_credit(self, "t") != 2)
+    uint64_t count, bytes;
+    broker_admission_grant(self, "t", 2, 10);
+    broker_admission_credit(self, "t", &count, &bytes);
+    if (count != 2 || bytes != 10)
         return -1;
     if (s_test_readable(broker_admission_fd(self)) || s_test_offer(self, "u", 1, 0) == 0)
         return -1;                            // another topic has none
@@ -69,7 +72,8 @@ static int s_test_credit(void)
         return -1;
     if (s_test_offer(self, "t", 5, 0) == 0 || s_test_offer(self, "t", 4, 0))
         return -1;  // 4 bytes left, then no messages left
-    if (s_test_offer(self, "t", 1, 0) == 0 || broker_admission_credit(self, "t") != 0)
+    broker_admission_credit(self, "t", &count, &bytes);
+    if (s_test_offer(self, "t", 1, 0) == 0 || count != 0 || bytes != 0)
         return -1;
     if (broker_admission_take(self, s_test_take, &core) != 2 || core.calls != 1
         || strcmp(core.topic, "t") != 0 || core.last_size != 4
@@ -87,7 +91,8 @@ static int s_test_credit(void)
     broker_admission_grant(self, "u", 5, 100);
     s_test_offer(self, "u", 3, 0);
     broker_admission_revoke(self, "t");
-    if (s_test_offer(self, "t", 1, 0) == 0 || broker_admission_credit(self, "t") != 0)
+    broker_admission_credit(self, "t", &count, &bytes);
+    if (s_test_offer(self, "t", 1, 0) == 0 || count != 0 || bytes != 0)
         return -1;
     core.count = 0;
     if (broker_admission_take(self, s_test_take, &core) != 1 || strcmp(core.topic, "u") != 0)
@@ -112,7 +117,7 @@ typedef struct {
     size_t admitted;
 } test_thread_t;
 
-#define S_TEST_OFFERS 20000
+#define S_TEST_OFFERS 5000
 
 static void *s_test_offerer(void *arg)
 {
@@ -132,7 +137,7 @@ static int s_test_threads(void)
     pthread_t ids[2];
     for (int i = 0; i < 2; i++)
         pthread_create(&ids[i], NULL, s_test_offerer, &threads[i]);
-    for (int round = 0; round < 2000; round++) {
+    for (int round = 0; round < 500; round++) {
         broker_admission_take(self, s_test_take, &core);
         broker_admission_grant(self, "t", 20, 0);
     }

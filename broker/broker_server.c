@@ -402,17 +402,20 @@ broker_admission_t *broker_server_admission(broker_server_t *self)
 // publish is checked then).
 static void s_credit(broker_server_t *self, broker_topic_t *topic)
 {
-    uint64_t target = (uint64_t) self->config.mem_queue_size / 4;
+    uint64_t count = (uint64_t) self->config.mem_queue_size / 4;
     uint64_t bytes = (uint64_t) self->config.mem_queue_bytes / 4;
-    target = target < S_CREDIT_COUNT ? target : S_CREDIT_COUNT;
+    count = count < S_CREDIT_COUNT ? count : S_CREDIT_COUNT;
     bytes = bytes < S_CREDIT_BYTES ? bytes : S_CREDIT_BYTES;
     const char *name = broker_topic_name(topic);
-    uint64_t credit = self->auth ? target : broker_admission_credit(self->admission, name);
-    if (credit * 2 >= target)
-        return;  // auth on (each publish is checked), or half the credit left
-    uint64_t count = target - credit;
+    uint64_t count_left = count, bytes_left = bytes;
+    if (!self->auth)  // with auth on, each publish is checked: no credit
+        broker_admission_credit(self->admission, name, &count_left, &bytes_left);
+    if (count_left * 2 >= count && bytes_left * 2 >= bytes)
+        return;  // half of it left: most takes skip the reservation
+    count = count_left < count ? count - count_left : 0;
+    bytes = bytes_left < bytes ? bytes - bytes_left : 0;
     broker_topic_reserve(topic, &count, &bytes);
-    if (count && bytes && broker_admission_grant(self->admission, name, count, bytes) == 0)
+    if ((count || bytes) && broker_admission_grant(self->admission, name, count, bytes) == 0)
         return;
     broker_topic_unreserve(topic, count, bytes);
 }
