@@ -76,7 +76,8 @@ int broker_admission_offer(broker_admission_t *self, const char *topic, nsq_mess
                            size_t count);
 
 // Core thread: calls fn(arg, topic, messages, count) for each topic with
-// pending messages. Returns how many messages it handed on.
+// pending messages (fn may grant, not revoke). Returns how many messages
+// it handed on.
 size_t broker_admission_take(broker_admission_t *self, broker_admission_fn *fn, void *arg);
 
 // Core thread: forgets topic: its pending messages are dropped and its
