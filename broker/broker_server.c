@@ -684,6 +684,8 @@ void broker_server_drain(broker_server_t *self)
 
 int broker_server_persist(broker_server_t *self, int64_t now)
 {
+    broker_admission_close(self->admission);  // what was answered 200 is saved too
+    broker_server_admit(self);
     if (!self->config.data_path[0])
         return 0;
     size_t failed = 0;

@@ -270,9 +270,9 @@ broker_admission_t *broker_server_admission(broker_server_t *self);
 void broker_server_grant(broker_server_t *self, const char *topic);
 
 // Adds every admitted publish to its topic. Returns how many messages.
-// Call it when broker_admission_fd is readable, before any other publish
-// a door hands over (so that one client's publishes keep their order),
-// and before broker_server_persist (after broker_admission_close).
+// Call it when broker_admission_fd is readable, and before any other
+// publish a door hands over (so that one client's publishes keep their
+// order); broker_server_persist calls it too.
 size_t broker_server_admit(broker_server_t *self);
 
 // After BROKER_PENDING: fn(arg, result) is called once, on this thread,
@@ -332,8 +332,9 @@ uint64_t broker_server_in_flight(const broker_server_t *self);
 // ignored); finishing, requeueing and publishing go on.
 void broker_server_drain(broker_server_t *self);
 
-// At shutdown: writes every message held in memory (queued, in flight,
-// deferred) to disk and each queue's metadata, without fsyncs; the caller
+// At shutdown: closes the admission and takes what it admitted
+// (broker_server_admit), then writes every message held in memory
+// (queued, in flight, deferred) to disk and each queue's metadata, without fsyncs; the caller
 // makes it durable with a syncfs of the data path (broker_node_persist).
 // Returns 0, or -1 if something could not be saved (logged).
 int broker_server_persist(broker_server_t *self, int64_t now);

@@ -258,7 +258,7 @@ static int s_test_offer(broker_server_t *server, const char *topic, size_t count
 // Publishes admitted on other threads reach their topic; the credit stays
 // within the topic's memory however often it is topped up (it once
 // reserved its bytes anew at each top-up, until publishes spilled to disk
-// long before memory was full); a deleted topic keeps none.
+// long before memory was full); persisting takes the admitted ones first.
 static int s_test_admission(const char *dir)
 {
     broker_config_t config;
@@ -276,8 +276,13 @@ static int s_test_admission(const char *dir)
     S_CHECK(s_test_publish(server, "a", (const char *[]){"y", NULL}, 0) == BROKER_OK);
     stats = broker_server_stats(server, "a", "");
     S_CHECK(stats && stats->topics[0].depth == 30002 && stats->topics[0].backend_depth == 0);
+    // Persist takes what was admitted (answered 200) and admits nothing after.
+    S_CHECK(s_test_offer(server, "a", 5) == 0);
+    S_CHECK(broker_server_persist(server, 0) == 0 && s_test_offer(server, "a", 1) != 0);
+    broker_stats_destroy(&stats);
+    stats = broker_server_stats(server, "a", "");
+    S_CHECK(stats && stats->topics[0].depth == 30007);
     S_CHECK(broker_server_topic(server, BROKER_DELETE, "a", 1, 0) == BROKER_OK);
-    S_CHECK(s_test_offer(server, "a", 1) != 0);
     rc = 0;
 done:
     broker_stats_destroy(&stats);
