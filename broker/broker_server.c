@@ -34,17 +34,18 @@
 #define MIN_MSG_TIMEOUT_MS 100
 
 struct _broker_server_t {
-    broker_config_t config;         // settings, read-only after start
-    broker_server_hooks_t hooks;    // what the server calls out to
-    zhashx_t *topics;               // name -> broker_topic_t, owned (freed by hand)
-    zlistx_t *clients;              // broker_client_t, owned
-    broker_counters_t counters;     // what the doors count
-    uint64_t last_id;               // last message id handed out
-    uint64_t ids_reserved;          // ids below this may be in use (the state file has it)
-    int64_t start_time;             // unix seconds
-    bool draining;                  // no new deliveries
-    int64_t files_logged_ms;        // monotonic ms of the last "out of file descriptors" line
-    broker_auth_t *auth;            // the auth server client (borrowed); NULL: no auth
+    broker_config_t config;       // settings, read-only after start
+    broker_server_hooks_t hooks;  // what the server calls out to
+    zhashx_t *topics;             // name -> broker_topic_t, owned (freed by hand)
+    zlistx_t *clients;            // broker_client_t, owned
+    broker_counters_t counters;   // what the doors count
+    uint64_t last_id;             // last message id handed out
+    uint64_t ids_reserved;        // ids below this may be in use (the state file has it)
+    int64_t start_time;           // unix seconds
+    bool draining;                // no new deliveries
+    int64_t files_logged_ms;      // monotonic ms of the last "out of file descriptors" line
+    broker_auth_t *auth;          // the auth server client (borrowed); NULL: no auth
+
     broker_admission_t *admission;  // publishes admitted on other threads (owned)
 };
 
