@@ -43,11 +43,12 @@ struct _entry_t {
 };
 
 struct _broker_admission_t {
-    pthread_mutex_t lock;  // guards every field below and the entries' but taking
+    pthread_mutex_t lock;  // guards the fields below (but granted) and the entries (but taking)
     zhashx_t *entries;     // name -> entry_t, owned
     entry_t *pending;      // entries with pending messages (newest first)
     bool closed;           // no more offers or grants
     int wakeup;            // eventfd: readable while pending is not empty
+    bool granted;          // core only: some credit was ever granted
 };
 
 static void s_entry_destroy(void **item)
@@ -119,6 +120,7 @@ int broker_admission_grant(broker_admission_t *self, const char *topic, uint64_t
     if (entry) {
         entry->credit_count += count;
         entry->credit_bytes += bytes;
+        self->granted = true;
     }
     pthread_mutex_unlock(&self->lock);
     return entry ? 0 : -1;
@@ -199,6 +201,8 @@ static void s_swap(entry_t *entry)
 
 size_t broker_admission_take(broker_admission_t *self, broker_admission_fn *fn, void *arg)
 {
+    if (!self->granted)
+        return 0;  // nothing can be pending, nor the eventfd written (durable mode, auth)
     uint64_t count;
     if (read(self->wakeup, &count, sizeof count) < 0 && errno != EAGAIN)
         nsq_warn("admission: cannot read the eventfd: %s", strerror(errno));

@@ -140,8 +140,9 @@ static bool s_admit(connection_t *conn)
 {
     broker_http_request_t *request = &conn->call.request;
     broker_admission_t *admission = atomic_load(&conn->server->admission);
-    if (!admission || request->kind != BROKER_HTTP_PUB || request->defer_ms || request->has_secret)
-        return false;
+    if (!admission || request->kind != BROKER_HTTP_PUB || request->defer_ms || request->has_secret
+        || conn->server->config.durable)
+        return false;  // never granted credit: no lock taken for nothing
     if (broker_admission_offer(admission, request->topic, request->messages, request->message_count)
         != 0)
         return false;
