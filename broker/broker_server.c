@@ -407,6 +407,8 @@ static void s_credit(broker_server_t *self, broker_topic_t *topic)
     uint64_t bytes = (uint64_t) self->config.mem_queue_bytes / 4;
     count = count < S_CREDIT_COUNT ? count : S_CREDIT_COUNT;
     bytes = bytes < S_CREDIT_BYTES ? bytes : S_CREDIT_BYTES;
+    if (count == 0)
+        return;  // a memory queue too small to share (--mem-queue-size below 4)
     const char *name = broker_topic_name(topic);
     uint64_t count_left = count, bytes_left = bytes;
     if (!self->auth)  // with auth on, each publish is checked: no credit
