@@ -23,7 +23,8 @@
 # A row whose tool is missing (wrk, nginx) is skipped with a message.
 #
 # Usage: bench/compare.sh [build-dir]
-# Environment: DURATION (wrk, default 5s), COUNT (consume and publish rows,
+# Environment: ROWS (the rows to run, space-separated, default all:
+# "http_pub http_mpub zmq durable"; zmq is every ZeroMQ row), DURATION (wrk, default 5s), COUNT (consume and publish rows,
 # default 1000000), PING_COUNT (default 20000), DURABLE_COUNT (/pub, default
 # 20000), BROKER and BENCH (binaries, default the build dir's; BROKER lets
 # one nsq-bench measure another build's broker).
@@ -36,6 +37,7 @@ DURATION=${DURATION:-5s}
 COUNT=${COUNT:-1000000}
 PING_COUNT=${PING_COUNT:-20000}
 DURABLE_COUNT=${DURABLE_COUNT:-20000}
+ROWS=" ${ROWS:-http_pub http_mpub zmq durable} "
 WORK=$(mktemp -d)
 PIDS=()
 SUMMARY=()
@@ -47,6 +49,7 @@ cleanup() {
 trap cleanup EXIT
 
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+row() { [[ $ROWS == *" $1 "* ]]; }  # row NAME: true if NAME is selected
 have() { command -v "$1" >/dev/null 2>&1; }
 field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p" | head -1; }  # field NAME < result line
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.2f", a / b }'; }
@@ -80,8 +83,12 @@ stop_broker() { kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true; unse
 bench() { echo "+ nsq-bench $*" >&2; "$BENCH" "$@"; }
 
 # --- HTTP /pub against nginx ------------------------------------------------------
-start_broker memory --mem-queue-size=100000000 --mem-queue-bytes=4000000000
-if have wrk && have nginx; then
+if row http_pub || row http_mpub; then
+    start_broker memory --mem-queue-size=100000000 --mem-queue-bytes=4000000000
+fi
+if ! row http_pub; then
+    :
+elif have wrk && have nginx; then
     NGINX_PORT=$(free_port)
     mkdir -p "$WORK/nginx"
     cat > "$WORK/nginx/nginx.conf" <<CONF
@@ -116,14 +123,17 @@ else
 fi
 
 # --- /mpub x100, 4 connections ------------------------------------------------------
+if row http_mpub; then
 MPUB=$(bench --mode=http-mpub --http-address="$HTTP" --topic=bench-mpub --count=$((COUNT * 2)) \
     --size=100 --batch=100 --connections=4)
 echo "http_mpub: $MPUB"
 curl -s -X POST "http://$HTTP/topic/delete?topic=bench-mpub" >/dev/null
 SUMMARY+=("$(printf '%-34s %10s msg/s (target >= 2500000)' "http /mpub x100, 4 connections" "$(echo "$MPUB" | field msgs_per_sec)")")
-stop_broker
+fi
+if row http_pub || row http_mpub; then stop_broker; fi
 
 # --- ZeroMQ: the raw ceilings, then the broker --------------------------------------
+if row zmq; then
 RAW=$(bench --mode=raw-zmq --count="$COUNT" --size=100)
 echo "raw_push_pull: $RAW"
 PING=$(bench --mode=raw-zmq-ping-pong --count="$PING_COUNT" --size=100)
@@ -159,8 +169,10 @@ BOTH_PUBLISH=$(echo "$BOTH" | grep 'mode=zmq-e2e-publish' | field msgs_per_sec)
 summary "zmq publish while consuming vs alone" "$BOTH_PUBLISH" "$PUBLISH_RATE" "target >= 0.70"
 summary "zmq consume while publishing vs alone" "$BOTH_CONSUME" "$CONSUME_RATE" "target >= 0.70"
 stop_broker
+fi
 
 # --- durable --------------------------------------------------------------------------
+if row durable; then
 start_broker durable --durable
 curl -s -X POST "http://$HTTP/channel/create?topic=bench&channel=bench" >/dev/null
 DURABLE_PUB=$(bench --mode=http-pub --http-address="$HTTP" --topic=bench --count="$DURABLE_COUNT" \
@@ -172,6 +184,7 @@ echo "durable_mpub: $DURABLE_MPUB"
 stop_broker
 SUMMARY+=("$(printf '%-34s %10s msg/s (unchanged or better)' "durable /pub, 16 connections" "$(echo "$DURABLE_PUB" | field msgs_per_sec)")")
 SUMMARY+=("$(printf '%-34s %10s msg/s (unchanged or better)' "durable /mpub x100, 16 connections" "$(echo "$DURABLE_MPUB" | field msgs_per_sec)")")
+fi
 
 echo
 echo "summary ($(basename "$BROKER") from $(dirname "$(dirname "$BROKER")"), $(date -u +%FT%TZ)):"

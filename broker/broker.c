@@ -97,7 +97,19 @@ static int s_on_request(zloop_t *loop, zmq_pollitem_t *item, void *arg)
     (void) loop;
     (void) item;
     broker_t *self = arg;
+    broker_server_admit(broker_node_server(self->node));  // admitted before: first
     broker_http_take(self->http, broker_http_serve, broker_node_server(self->node));
+    s_after_batch(self);
+    return 0;
+}
+
+// The admission's eventfd: HTTP threads admitted publishes.
+static int s_on_admitted(zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    (void) loop;
+    (void) item;
+    broker_t *self = arg;
+    broker_server_admit(broker_node_server(self->node));
     s_after_batch(self);
     return 0;
 }
@@ -289,6 +301,10 @@ static broker_t *s_broker_new(zsock_t *pipe, const broker_config_t *config, char
     zloop_reader(self->loop, self->router, s_on_router, self);
     zmq_pollitem_t requests = {NULL, broker_http_handoff_fd(self->http), ZMQ_POLLIN, 0};
     zloop_poller(self->loop, &requests, s_on_request, self);
+    broker_admission_t *admission = broker_server_admission(broker_node_server(self->node));
+    zmq_pollitem_t admitted = {NULL, broker_admission_fd(admission), ZMQ_POLLIN, 0};
+    zloop_poller(self->loop, &admitted, s_on_admitted, self);
+    broker_http_set_admission(self->http, admission);
     if (self->tcp) {
         zmq_pollitem_t events = {NULL, broker_tcp_fd(self->tcp), ZMQ_POLLIN, 0};
         zloop_poller(self->loop, &events, s_on_tcp, self);
@@ -328,6 +344,8 @@ static void s_broker_destroy(broker_t **self_p)
         // Answer what the HTTP threads already handed over, then refuse the
         // rest: after the flag is set this thread never takes a request again.
         broker_http_set_exiting(self->http, true);
+        broker_admission_close(broker_server_admission(broker_node_server(self->node)));
+        broker_server_admit(broker_node_server(self->node));
         broker_http_take(self->http, broker_http_serve, broker_node_server(self->node));
     }
     if (self->node)

@@ -19,6 +19,13 @@
     Connections handed over sit on a second list until they are handed
     back, so that destroy can answer those the core never will.
 
+    A publish need not wait for the core at all: where the core gave its
+    topic credit (broker_admission.h: non-durable, no auth, no defer, a
+    topic with a disk queue), the HTTP thread admits the messages into
+    the topic's queue and answers 200 at once, with no suspend, resume or
+    wake-up of its own. Without credit it takes the hand-off below, and
+    the core grants credit after serving it.
+
     The per-request state (connection_t, holding the call and the request
     the core reads) lives in the TCP connection's socket context: allocated
     once per connection and reused by every request on it. So a /pub
@@ -52,23 +59,24 @@
 typedef struct _connection_t connection_t;
 
 struct _broker_http_t {
-    broker_config_t config;      // our copy, read-only
-    nsq_http_server_t *server;   // the running server (HTTP and HTTPS)
-    struct MHD_Response *ok;     // 200 "OK", shared by every thread
-    struct MHD_Response *empty;  // 200 with an empty body, shared
-    char hostname[256];          // for /info
-    int64_t start_time;          // unix seconds, for /info
-    uint16_t port;               // bound HTTP port
-    _Atomic uint16_t zmq_port;   // for /info; set by the core
-    _Atomic uint16_t tcp_port;   // for /info; set by the core (0: no TCP door)
-    int wakeup;                  // eventfd: readable while requests are queued
-    pthread_mutex_t lock;        // guards the fields below
-    connection_t *queue_head;    // handed over, not taken by the core yet (oldest first)
-    connection_t *queue_tail;    // the newest of them
-    connection_t *waiting;       // handed over and not handed back (queued or taken)
-    bool exiting;                // hand nothing more over
-    size_t abandoned;            // abandoned requests not yet answered
-    pthread_cond_t answered;     // signalled as abandoned drops
+    broker_config_t config;                   // our copy, read-only
+    nsq_http_server_t *server;                // the running server (HTTP and HTTPS)
+    struct MHD_Response *ok;                  // 200 "OK", shared by every thread
+    struct MHD_Response *empty;               // 200 with an empty body, shared
+    char hostname[256];                       // for /info
+    int64_t start_time;                       // unix seconds, for /info
+    uint16_t port;                            // bound HTTP port
+    _Atomic uint16_t zmq_port;                // for /info; set by the core
+    _Atomic uint16_t tcp_port;                // for /info; set by the core (0: no TCP door)
+    int wakeup;                               // eventfd: readable while requests are queued
+    _Atomic(broker_admission_t *) admission;  // publishes admitted here; NULL: none (borrowed)
+    pthread_mutex_t lock;                     // guards the fields below
+    connection_t *queue_head;  // handed over, not taken by the core yet (oldest first)
+    connection_t *queue_tail;  // the newest of them
+    connection_t *waiting;     // handed over and not handed back (queued or taken)
+    bool exiting;              // hand nothing more over
+    size_t abandoned;          // abandoned requests not yet answered
+    pthread_cond_t answered;   // signalled as abandoned drops
 };
 
 struct _connection_t {
@@ -124,6 +132,22 @@ static void s_waiting_remove(broker_http_t *self, connection_t *conn)
     if (conn->next)
         conn->next->prev = conn->prev;
     conn->prev = conn->next = NULL;
+}
+
+//  Admits a publish to a topic the core gave credit (see the top): true if
+//  the messages are in their topic's queue now, and the answer is "OK".
+static bool s_admit(connection_t *conn)
+{
+    broker_http_request_t *request = &conn->call.request;
+    broker_admission_t *admission = atomic_load(&conn->server->admission);
+    if (!admission || request->kind != BROKER_HTTP_PUB || request->defer_ms || request->has_secret
+        || conn->server->config.durable)
+        return false;  // never granted credit: no lock taken for nothing
+    if (broker_admission_offer(admission, request->topic, request->messages, request->message_count)
+        != 0)
+        return false;
+    request->message_count = 0;  // moved; the array stays ours
+    return true;
 }
 
 //  Queues the request for the core and suspends the connection until it is
@@ -281,6 +305,10 @@ static enum MHD_Result s_finish(connection_t *conn, struct MHD_Connection *mhd)
         return s_answer_error(conn, mhd, call->error_status, call->error_code);
     if (call->action != BROKER_HTTP_TO_CORE)
         return s_answer_fixed(conn, mhd);
+    if (s_admit(conn)) {
+        conn->answered = true;
+        return broker_http_answer_shared(mhd, conn->server->ok);
+    }
     return s_hand_over(conn, mhd);
 }
 
@@ -438,6 +466,11 @@ uint16_t broker_http_https_port(broker_http_t *self)
 void broker_http_set_zmq_port(broker_http_t *self, uint16_t port)
 {
     atomic_store(&self->zmq_port, port);
+}
+
+void broker_http_set_admission(broker_http_t *self, broker_admission_t *admission)
+{
+    atomic_store(&self->admission, admission);
 }
 
 void broker_http_set_tcp_port(broker_http_t *self, uint16_t port)

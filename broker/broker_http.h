@@ -10,13 +10,16 @@
     (broker_http_take), carries each request out (broker_http_serve.c)
     and hands it back (broker_http_request_done), which resumes the
     connection; its HTTP thread then renders the answer
-    (broker_http_answer.c). No HTTP thread ever waits for the core, and
+    (broker_http_answer.c). A publish to a topic the core gave credit is
+    admitted and answered by the HTTP thread itself (broker_admission.h).
+    No HTTP thread ever waits for the core, and
     the queue and its flag belong to this door: two brokers in one process
     share nothing.
 
     API in call order: broker_http_new, broker_http_port, broker_http_https_port,
-    broker_http_set_zmq_port, broker_http_handoff_fd, broker_http_take,
-    broker_http_request_done, broker_http_set_exiting, broker_http_destroy.
+    broker_http_set_zmq_port, broker_http_set_admission, broker_http_handoff_fd,
+    broker_http_take, broker_http_request_done, broker_http_set_exiting,
+    broker_http_destroy.
 */
 #ifndef BROKER_HTTP_H
 #define BROKER_HTTP_H
@@ -25,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "broker_admission.h"
 #include "broker_config.h"
 #include "broker_http_request.h"
 
@@ -52,6 +56,11 @@ uint16_t broker_http_https_port(broker_http_t *self);
 // Tells /info the bound ZeroMQ port (it starts as the port in
 // config->zmq_address, which may be 0). Safe from any thread.
 void broker_http_set_zmq_port(broker_http_t *self, uint16_t port);
+
+// Lets the HTTP threads admit publishes into topics with credit
+// (broker_admission.h; borrowed, must outlive self; NULL: none) instead of
+// handing them over. Safe from any thread.
+void broker_http_set_admission(broker_http_t *self, broker_admission_t *admission);
 
 // Tells /info the bound NSQ TCP port (0 until set: no TCP door). Safe
 // from any thread.

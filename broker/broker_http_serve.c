@@ -100,6 +100,8 @@ bool broker_http_serve(void *server, broker_http_request_t *request)
         request->result =
             broker_server_publish(server, request->topic, strlen(request->topic), request->messages,
                                   request->message_count, request->defer_ms, now);
+        if (request->result == BROKER_OK && !request->defer_ms)
+            broker_server_grant(server, request->topic);  // the next ones need not come here
         if (request->result != BROKER_PENDING)
             return true;
         broker_server_wait_durable(server, s_on_durable, request);

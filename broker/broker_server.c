@@ -17,6 +17,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "broker_admission.h"
 #include "broker_channel.h"
 #include "broker_topic.h"
 #include "nsq_log.h"
@@ -44,6 +45,8 @@ struct _broker_server_t {
     bool draining;                // no new deliveries
     int64_t files_logged_ms;      // monotonic ms of the last "out of file descriptors" line
     broker_auth_t *auth;          // the auth server client (borrowed); NULL: no auth
+
+    broker_admission_t *admission;  // publishes admitted on other threads (owned)
 };
 
 broker_server_t *broker_server_new(const broker_config_t *config,
@@ -58,7 +61,8 @@ broker_server_t *broker_server_new(const broker_config_t *config,
     self->start_time = (int64_t) time(NULL);
     self->topics = zhashx_new();
     self->clients = zlistx_new();
-    if (!self->topics || !self->clients)
+    self->admission = broker_admission_new();
+    if (!self->topics || !self->clients || !self->admission)
         broker_server_destroy(&self);
     return self;
 }
@@ -90,6 +94,7 @@ void broker_server_destroy(broker_server_t **self_p)
          topic = zhashx_next(self->topics))
         broker_topic_destroy(&topic);
     zhashx_destroy(&self->topics);
+    broker_admission_destroy(&self->admission);
     nsq_diskqueue_listing_destroy(&self->config.disk_listing);
     free(self);
     *self_p = NULL;
@@ -208,6 +213,7 @@ static void s_delete_topic(broker_server_t *self, broker_topic_t *topic, int64_t
     nsq_info("topic %s: deleted", name);
     if (self->hooks.topic_deleted)
         self->hooks.topic_deleted(self->hooks.arg, name);
+    broker_admission_revoke(self->admission, name);
     broker_topic_delete(&topic);
     zhashx_delete(self->topics, name);
 }
@@ -381,6 +387,69 @@ broker_result_t broker_server_publish(broker_server_t *self, const void *topic, 
     for (size_t i = 0; i < count; i++)
         nsq_message_unref(&messages[i]);  // NULL where the topic took them
     return result;
+}
+
+// ---- publishes admitted on other threads (broker_admission.h) ------------------------
+
+// Credit a topic keeps: enough for a burst between two takes, at most a
+// quarter of its memory queue so that other publishes keep most of it.
+#define S_CREDIT_COUNT 4096
+#define S_CREDIT_BYTES (16ULL << 20)
+
+broker_admission_t *broker_server_admission(broker_server_t *self)
+{
+    return self->admission;
+}
+
+// Tops topic's credit up (reserving its memory), unless auth is on (every
+// publish is checked then).
+static void s_credit(broker_server_t *self, broker_topic_t *topic)
+{
+    uint64_t count = (uint64_t) self->config.mem_queue_size / 4;
+    uint64_t bytes = (uint64_t) self->config.mem_queue_bytes / 4;
+    count = count < S_CREDIT_COUNT ? count : S_CREDIT_COUNT;
+    bytes = bytes < S_CREDIT_BYTES ? bytes : S_CREDIT_BYTES;
+    if (count == 0)
+        return;  // a memory queue too small to share (--mem-queue-size below 4)
+    const char *name = broker_topic_name(topic);
+    uint64_t count_left = count, bytes_left = bytes;
+    if (!self->auth)  // with auth on, each publish is checked: no credit
+        broker_admission_credit(self->admission, name, &count_left, &bytes_left);
+    if (count_left * 2 >= count && bytes_left * 2 >= bytes)
+        return;  // half of it left: most takes skip the reservation
+    count = count_left < count ? count - count_left : 0;
+    bytes = bytes_left < bytes ? bytes - bytes_left : 0;
+    broker_topic_reserve(topic, &count, &bytes);
+    if ((count || bytes) && broker_admission_grant(self->admission, name, count, bytes) == 0)
+        return;
+    broker_topic_unreserve(topic, count, bytes);
+}
+
+void broker_server_grant(broker_server_t *self, const char *topic)
+{
+    broker_topic_t *found = zhashx_lookup(self->topics, topic);
+    if (found)
+        s_credit(self, found);
+}
+
+static void s_admit(void *arg, const char *topic, nsq_message_t **messages, size_t count)
+{
+    broker_server_t *self = arg;
+    broker_topic_t *found = zhashx_lookup(self->topics, topic);
+    if (!found) {  // revoked before its topic goes: cannot happen
+        nsq_error("topic %s: %zu admitted messages without their topic", topic, count);
+        for (size_t i = 0; i < count; i++)
+            nsq_message_unref(&messages[i]);
+        return;
+    }
+    s_stamp(self, messages, count);
+    broker_topic_admit(found, messages, count, zclock_mono());
+    s_credit(self, found);
+}
+
+size_t broker_server_admit(broker_server_t *self)
+{
+    return broker_admission_take(self->admission, s_admit, self);
 }
 
 void broker_server_wait_durable(broker_server_t *self, broker_durable_fn *fn, void *arg)
@@ -620,6 +689,8 @@ void broker_server_drain(broker_server_t *self)
 
 int broker_server_persist(broker_server_t *self, int64_t now)
 {
+    broker_admission_close(self->admission);  // what was answered 200 is saved too
+    broker_server_admit(self);
     if (!self->config.data_path[0])
         return 0;
     size_t failed = 0;

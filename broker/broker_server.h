@@ -28,6 +28,7 @@
     API in call order: broker_server_new, broker_server_client_new,
     broker_server_identify, _subscribe, _ready, _finish, _requeue, _touch,
     _close_wait, broker_server_publish, broker_server_wait_durable,
+    broker_server_grant, broker_server_admit,
     broker_server_topic, broker_server_channel, broker_server_stats,
     broker_server_pump, broker_server_tick, broker_server_client_close,
     broker_server_in_flight, broker_server_drain, broker_server_persist,
@@ -41,6 +42,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "broker_admission.h"
 #include "broker_auth.h"
 #include "broker_client.h"
 #include "broker_config.h"
@@ -251,6 +253,28 @@ broker_result_t broker_server_publish(broker_server_t *self, const void *topic, 
                                       nsq_message_t **messages, size_t count, int64_t defer_ms,
                                       int64_t now);
 
+// ---- publishes admitted on other threads (broker_admission.h) ------------------
+// A door may let its own threads publish to a topic without waiting for
+// this one: broker_server_grant gives the topic credit (memory of its queue
+// reserved up front), the door's threads offer publishes to the admission,
+// and broker_server_admit adds those admitted to their topics (ids and
+// timestamps set here) and tops the credit up. Only topics with a disk
+// queue holding nothing get credit, never in durable mode or with auth on:
+// every other publish goes through broker_server_publish.
+
+// The admission doors offer publishes to (thread-safe). Borrowed; lives
+// as long as self.
+broker_admission_t *broker_server_admission(broker_server_t *self);
+
+// Gives topic credit if it exists and may have some (see above).
+void broker_server_grant(broker_server_t *self, const char *topic);
+
+// Adds every admitted publish to its topic. Returns how many messages.
+// Call it when broker_admission_fd is readable, and before any other
+// publish a door hands over (so that one client's publishes keep their
+// order); broker_server_persist calls it too.
+size_t broker_server_admit(broker_server_t *self);
+
 // After BROKER_PENDING: fn(arg, result) is called once, on this thread,
 // when the publish is on disk (BROKER_OK) or its sync failed
 // (BROKER_SYNC_FAILED; also, at once, when the wait cannot be registered).
@@ -308,8 +332,9 @@ uint64_t broker_server_in_flight(const broker_server_t *self);
 // ignored); finishing, requeueing and publishing go on.
 void broker_server_drain(broker_server_t *self);
 
-// At shutdown: writes every message held in memory (queued, in flight,
-// deferred) to disk and each queue's metadata, without fsyncs; the caller
+// At shutdown: closes the admission and takes what it admitted
+// (broker_server_admit), then writes every message held in memory
+// (queued, in flight, deferred) to disk and each queue's metadata, without fsyncs; the caller
 // makes it durable with a syncfs of the data path (broker_node_persist).
 // Returns 0, or -1 if something could not be saved (logged).
 int broker_server_persist(broker_server_t *self, int64_t now);

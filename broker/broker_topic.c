@@ -28,6 +28,8 @@ struct _broker_topic_t {
     size_t channel_count;           // entries used in channels
     uint64_t message_count;         // messages published
     uint64_t message_bytes;         // body bytes published
+    uint64_t reserved_count;        // memory promised to admitted publishes (broker_topic_reserve)
+    uint64_t reserved_bytes;        //   and their body bytes
 };
 
 // The disk queue can be read again (async): the held messages move on.
@@ -102,8 +104,10 @@ static bool s_holds_nothing(const broker_topic_t *self)
 // memory, by --mem-queue-size and by --mem-queue-bytes.
 static bool s_memory_has_room(const broker_topic_t *self, size_t count, uint64_t bytes)
 {
-    return broker_queue_size(self->held) + count <= (size_t) self->config->mem_queue_size
-           && broker_queue_bytes(self->held) + bytes <= (uint64_t) self->config->mem_queue_bytes;
+    return broker_queue_size(self->held) + self->reserved_count + count
+               <= (uint64_t) self->config->mem_queue_size
+           && broker_queue_bytes(self->held) + self->reserved_bytes + bytes
+                  <= (uint64_t) self->config->mem_queue_bytes;
 }
 
 static bool s_has_room(const broker_topic_t *self, size_t count, uint64_t bytes)
@@ -194,6 +198,52 @@ static bool s_channels_disk_have_room(const broker_topic_t *self, uint64_t size)
         if (!broker_channel_disk_has_room(self->channels[i], 1, size))
             return false;
     return true;
+}
+
+// ---- admitted publishes (broker_admission.h) -------------------------------------
+// Reserved memory stays free for them: s_memory_has_room counts it. They
+// are held in memory even if the disk started holding some meanwhile
+// (NSQ's messages have no order), so taking them cannot fail.
+
+void broker_topic_reserve(broker_topic_t *self, uint64_t *count, uint64_t *bytes)
+{
+    uint64_t held = broker_queue_size(self->held) + self->reserved_count;
+    uint64_t held_bytes = broker_queue_bytes(self->held) + self->reserved_bytes;
+    uint64_t limit = (uint64_t) self->config->mem_queue_size;
+    uint64_t limit_bytes = (uint64_t) self->config->mem_queue_bytes;
+    if (!self->disk || self->config->durable || broker_disk_holds_some(self->disk) || held >= limit
+        || held_bytes >= limit_bytes) {
+        *count = *bytes = 0;
+        return;
+    }
+    *count = *count < limit - held ? *count : limit - held;
+    *bytes = *bytes < limit_bytes - held_bytes ? *bytes : limit_bytes - held_bytes;
+    self->reserved_count += *count;
+    self->reserved_bytes += *bytes;
+}
+
+void broker_topic_unreserve(broker_topic_t *self, uint64_t count, uint64_t bytes)
+{
+    self->reserved_count -= count < self->reserved_count ? count : self->reserved_count;
+    self->reserved_bytes -= bytes < self->reserved_bytes ? bytes : self->reserved_bytes;
+}
+
+void broker_topic_admit(broker_topic_t *self, nsq_message_t **messages, size_t count, int64_t now)
+{
+    for (size_t i = 0; i < count; i++) {
+        uint32_t size = messages[i]->size;
+        broker_topic_unreserve(self, 1, size);
+        broker_queue_item_t item = {messages[i], 0, 0};
+        if (broker_queue_push(self->held, item) != 0) {
+            nsq_error("topic %s: out of memory, dropping an admitted message", self->name);
+            nsq_message_unref(&messages[i]);
+            continue;
+        }
+        messages[i] = NULL;
+        self->message_count++;
+        self->message_bytes += size;
+    }
+    broker_topic_pump(self, now);
 }
 
 // Most held messages handed on per pump, so one topic's backlog does not

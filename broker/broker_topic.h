@@ -17,7 +17,9 @@
     Owned by the core thread (the server). Opaque: the rest of the broker
     reads it through the accessors below.
 
-    API: broker_topic_new, broker_topic_publish, broker_topic_channel,
+    API: broker_topic_new, broker_topic_publish, broker_topic_reserve,
+    broker_topic_unreserve and broker_topic_admit (publishes admitted from other threads),
+    broker_topic_channel,
     broker_topic_add_channel, broker_topic_remove_channel, broker_topic_pause,
     broker_topic_unpause, broker_topic_pump, broker_topic_empty,
     broker_topic_depth, broker_topic_memory_bytes, broker_topic_persist, the
@@ -59,6 +61,23 @@ void broker_topic_delete(broker_topic_t **self_p);
 // failed (errno: ENOSPC, EMFILE...) and those after it left with the caller.
 int broker_topic_publish(broker_topic_t *self, nsq_message_t **messages, size_t count,
                          int64_t defer_ms, int64_t now);
+
+// Reserves memory for publishes admitted from other threads
+// (broker_admission.h): up to *count messages and *bytes body bytes, as
+// much as --mem-queue-size and --mem-queue-bytes leave; *count and *bytes
+// become what was reserved (0 and 0: none). Only a topic with a disk
+// queue that holds nothing, outside durable mode, reserves: the others
+// answer each publish through broker_topic_publish.
+void broker_topic_reserve(broker_topic_t *self, uint64_t *count, uint64_t *bytes);
+
+// Gives back reserved memory that no publish will use.
+void broker_topic_unreserve(broker_topic_t *self, uint64_t count, uint64_t bytes);
+
+// Takes count admitted messages (ids and timestamps already set; every
+// reference moves and is nulled) into the memory reserved for them, and
+// hands them on as broker_topic_pump does. Never refuses: the room was
+// reserved (out of memory for the queue itself drops one with a log line).
+void broker_topic_admit(broker_topic_t *self, nsq_message_t **messages, size_t count, int64_t now);
 
 // Hands up to a batch of held messages on to the channels (when it has
 // channels and is not paused). Returns true if it still holds some.

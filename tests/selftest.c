@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "broker.h"
+#include "broker_admission.h"
 #include "broker_auth.h"
 #include "broker_buffer.h"
 #include "broker_channel.h"
@@ -122,6 +123,7 @@ typedef struct {
 
 static const selftest_t s_tests[] = {
     {"broker", broker_test},
+    {"broker_admission", broker_admission_test},
     {"broker_auth", broker_auth_test},
     {"broker_auth_grant", broker_auth_grant_test},
     {"broker_two_brokers", broker_test_two_brokers},
