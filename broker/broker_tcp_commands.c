@@ -269,6 +269,26 @@ static void s_settle(broker_server_t *server, broker_tcp_session_t *session,
     s_error(session, code, text);
 }
 
+// FINs the I/O thread gathered in a row (event->fin_ids): each is one
+// command, finished, or answered E_FIN_FAILED, in order.
+static void s_finish_gathered(broker_server_t *server, broker_tcp_session_t *session,
+                              const broker_tcp_event_t *event, int64_t now)
+{
+    broker_client_t *client = broker_tcp_session_client(session);
+    for (size_t i = 0; i < event->fin_count; i++) {
+        size_t failed = 1;
+        broker_server_finish(server, client, &event->fin_ids[i], 1, &failed, now);
+        if (!failed) {
+            broker_tcp_session_finished(session, 0);
+            continue;
+        }
+        char id[NSQ_MESSAGE_ID_HEX_SIZE + 1], text[96];  // as s_settle's: valid ids are
+        nsq_message_id_format(event->fin_ids[i], id);    // lowercase hex, as sent
+        snprintf(text, sizeof text, "FIN %s failed ID not in flight", id);
+        s_error(session, "E_FIN_FAILED", text);
+    }
+}
+
 // The answer to a publish the server refused.
 static void s_publish_refused(broker_tcp_session_t *session, const broker_tcp_command_t *command,
                               broker_result_t result)
@@ -352,6 +372,11 @@ broker_tcp_outcome_t broker_tcp_commands_handle(broker_server_t *server,
         s_rdy(server, session, command, now);
         break;
     case BROKER_TCP_FIN:
+        if (event->fin_count > 0)
+            s_finish_gathered(server, session, event, now);
+        else
+            s_settle(server, session, command, now);
+        break;
     case BROKER_TCP_REQ:
     case BROKER_TCP_TOUCH:
         s_settle(server, session, command, now);

@@ -80,6 +80,8 @@ typedef struct _broker_tcp_event_t {
     broker_tcp_command_t command;  // RECEIVED: the command (body NULL; see below)
     nsq_message_t **messages;      // PUB, DPUB, MPUB: the bodies as messages (owned)
     size_t message_count;          // how many
+    uint64_t *fin_ids;             // FIN: the ids of consecutive valid FINs (owned; the
+    size_t fin_count;              // first is command.id), one command each; 0 otherwise
     char *secret;                  // AUTH: the body, NUL-terminated (owned)
     size_t secret_size;            // AUTH: its length (it may hold NULs)
     const char *reason;            // CLOSED: why (static text)

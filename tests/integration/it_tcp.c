@@ -453,6 +453,57 @@ static void s_cls(void)
     IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
 }
 
+// Appends line and its sized body (if any) to out at at; returns the end.
+static size_t s_append(char *out, size_t at, const char *line, const char *body);
+
+// FINs sent in one write (the broker hands FINs in a row to the core
+// together): each settles its message, one not in flight in the middle
+// gets its own E_FIN_FAILED in its place, and a REQ after them is carried
+// out after them.
+static void s_fins_in_one_write(void)
+{
+    it_broker_t *broker = it_broker_start(NULL);
+    v2_client_t *producer = s_connect(broker);
+    const char *bodies[] = {"a", "b", "c", "d"};
+    size_t size;
+    char *mpub = s_mpub_body(4, bodies, 4, &size);
+    s_ok(producer, "PUB batch", "first");  // the topic, before its channel
+    v2_client_t *client = s_consumer(broker, "batch", "c", 10, NULL);
+    IT_ASSERT(s_cmd(producer, "MPUB batch", mpub, size) == 0, "MPUB");
+    IT_ASSERT(v2_client_expect(producer, S_RESPONSE, "OK"), "MPUB: no OK");
+    free(mpub);
+    s_message_t messages[5];
+    for (int i = 0; i < 5; i++)
+        s_message(client, &messages[i], 5000);
+    char bytes[512], line[64];
+    size_t at = 0;
+    for (int i = 0; i < 4; i++) {
+        snprintf(line, sizeof line, "FIN %s", messages[i].id);
+        at = s_append(bytes, at, line, NULL);
+        if (i == 1)
+            at = s_append(bytes, at, "FIN 0123456789abcdef", NULL);
+    }
+    snprintf(line, sizeof line, "REQ %s 0", messages[4].id);
+    at = s_append(bytes, at, line, NULL);
+    at = s_append(bytes, at, "FIN fedcba9876543210", NULL);
+    IT_ASSERT(v2_client_send(client, bytes, at) == 0, "send");
+    IT_ASSERT(v2_client_expect(client, S_ERROR, "E_FIN_FAILED FIN 0123456789abcdef failed"),
+              "the FIN in the middle was not refused in its place");
+    s_message_t again;
+    s_message(client, &again, 5000);  // the REQ: back with attempts 2
+    IT_ASSERT_INT(again.attempts, ==, 2);
+    IT_ASSERT_STR(again.body, messages[4].body);
+    IT_ASSERT(v2_client_expect(client, S_ERROR, "E_FIN_FAILED FIN fedcba9876543210 failed"),
+              "the FIN after the REQ");
+    s_fin(client, again.id);
+    IT_ASSERT_EVENTUALLY(it_channel_settled(broker, "batch", "c"), 5000,
+                         "the FINs did not settle the channel");
+    IT_ASSERT_INT(it_channel_stat(broker, "batch", "c", "requeue_count"), ==, 1);
+    v2_client_destroy(&client);
+    v2_client_destroy(&producer);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+}
+
 // ---- errors --------------------------------------------------------------------
 
 static void s_errors(void)
@@ -1186,6 +1237,7 @@ int main(int argc, char **argv)
         {"durable", s_durable},
         {"heartbeats", s_heartbeats},
         {"cls", s_cls},
+        {"fins_in_one_write", s_fins_in_one_write},
         {"errors", s_errors},
         {"publish_failed", s_publish_failed},
         {"compression", s_compression},
