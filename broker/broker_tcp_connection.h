@@ -6,7 +6,8 @@
     reads what the socket has, decodes it (broker_tcp_stream), parses
     commands (broker_tcp_codec) and hands each one to the core as an event
     (broker_tcp_event_t): bodies become refcounted messages, so the core
-    never copies them. NOP stays here. The core answers with posts: frame
+    never copies them; valid FINs in a row go as one event (one command
+    each). NOP stays here. The core answers with posts: frame
     bytes, how many of the connection's commands it has finished, and flags
     (flush now, IDENTIFY accepted, close).
 
