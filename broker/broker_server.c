@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "broker_channel.h"
+#include "broker_pump.h"
 #include "broker_topic.h"
 #include "nsq_log.h"
 #include "nsq_names.h"
@@ -36,6 +37,7 @@ struct _broker_server_t {
     broker_config_t config;       // settings, read-only after start
     broker_server_hooks_t hooks;  // what the server calls out to
     zhashx_t *topics;             // name -> broker_topic_t, owned (freed by hand)
+    broker_pump_t *pump;          // the topics whose held messages can move on now
     zlistx_t *clients;            // broker_client_t, owned
     broker_counters_t counters;   // what the doors count
     uint64_t last_id;             // last message id handed out
@@ -58,7 +60,8 @@ broker_server_t *broker_server_new(const broker_config_t *config,
     self->start_time = (int64_t) time(NULL);
     self->topics = zhashx_new();
     self->clients = zlistx_new();
-    if (!self->topics || !self->clients)
+    self->pump = broker_pump_new();
+    if (!self->topics || !self->clients || !self->pump)
         broker_server_destroy(&self);
     return self;
 }
@@ -90,6 +93,7 @@ void broker_server_destroy(broker_server_t **self_p)
          topic = zhashx_next(self->topics))
         broker_topic_destroy(&topic);
     zhashx_destroy(&self->topics);
+    broker_pump_destroy(&self->pump);
     nsq_diskqueue_listing_destroy(&self->config.disk_listing);
     free(self);
     *self_p = NULL;
@@ -167,6 +171,7 @@ static broker_channel_t *s_channel(broker_server_t *self, broker_topic_t *topic,
     if (!channel)
         return NULL;
     s_state_changed(self);
+    broker_pump_add(self->pump, topic);  // the first channel: what the topic held moves on
     if (self->hooks.channel_created)
         self->hooks.channel_created(self->hooks.arg, broker_topic_name(topic), name);
     return channel;
@@ -208,6 +213,7 @@ static void s_delete_topic(broker_server_t *self, broker_topic_t *topic, int64_t
     nsq_info("topic %s: deleted", name);
     if (self->hooks.topic_deleted)
         self->hooks.topic_deleted(self->hooks.arg, name);
+    broker_pump_remove(self->pump, topic);
     broker_topic_delete(&topic);
     zhashx_delete(self->topics, name);
 }
@@ -238,8 +244,10 @@ bool broker_server_has(broker_server_t *self, const char *topic, const char *cha
 void broker_server_topic_release(broker_server_t *self, const char *topic, int64_t now)
 {
     broker_topic_t *found = zhashx_lookup(self->topics, topic);
-    if (found)
+    if (found) {
         broker_topic_hold(found, false, now);
+        broker_pump_add(self->pump, found);
+    }
 }
 
 broker_result_t broker_server_topic(broker_server_t *self, broker_admin_t op, const void *topic,
@@ -269,6 +277,7 @@ broker_result_t broker_server_topic(broker_server_t *self, broker_admin_t op, co
         break;
     case BROKER_UNPAUSE:
         broker_topic_unpause(found, now);
+        broker_pump_add(self->pump, found);
         s_state_changed(self);
         break;
     }
@@ -375,6 +384,7 @@ broker_result_t broker_server_publish(broker_server_t *self, const void *topic, 
                                broker_topic_disk(found) ? BROKER_DISK_FAILED : BROKER_QUEUE_FULL);
         else if (self->config.durable && self->config.data_path[0])
             result = BROKER_PENDING;
+        broker_pump_add(self->pump, found);  // it may hold some now
     }
     for (size_t i = 0; i < count; i++)
         nsq_message_unref(&messages[i]);  // NULL where the topic took them
@@ -548,20 +558,22 @@ void broker_server_client_ready_again(broker_server_t *self, broker_client_t *cl
 
 void broker_server_pump(broker_server_t *self, int64_t now)
 {
-    for (broker_topic_t *topic = zhashx_first(self->topics); topic;
-         topic = zhashx_next(self->topics))
-        broker_topic_pump(topic, now);
+    broker_pump_run(self->pump, now);
 }
 
+// Also puts every topic that wants a pump into the pump set (a topic
+// whose disk backlog became readable again, or one an operation missed).
 static void s_scan_channels(broker_server_t *self, int64_t now)
 {
     for (broker_topic_t *topic = zhashx_first(self->topics); topic;
-         topic = zhashx_next(self->topics))
+         topic = zhashx_next(self->topics)) {
+        broker_pump_add(self->pump, topic);
         for (size_t i = 0; i < broker_topic_channel_count(topic); i++) {
             broker_channel_t *channel = broker_topic_channel_at(topic, i);
             if (broker_channel_scan(channel, now) > 0)
                 broker_channel_dispatch(channel, now);
         }
+    }
 }
 
 // True if client should be dropped: unreachable, or silent for two

@@ -294,6 +294,8 @@ uint64_t broker_server_ids_reserved(const broker_server_t *self);
 
 // After each batch of work: hands each topic's held messages on to its
 // channels, a batch at a time, so a backlog drains as fast as it fills.
+// Visits only the topics that can move some (broker_pump.h): its cost
+// does not grow with idle topics.
 void broker_server_pump(broker_server_t *self, int64_t now);
 
 // The periodic work: in-flight timeouts and deferred messages, clients

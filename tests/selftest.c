@@ -24,6 +24,7 @@
 #include "broker_http.h"
 #include "broker_inflight.h"
 #include "broker_mpub.h"
+#include "broker_pump.h"
 #include "broker_queue.h"
 #include "broker_server.h"
 #include "broker_state.h"
@@ -143,6 +144,7 @@ static const selftest_t s_tests[] = {
     {"broker_tcp_stream", broker_tcp_stream_test},
     {"broker_tls", broker_tls_test},
     {"broker_topic", broker_topic_test},
+    {"broker_pump", broker_pump_test},
     {"broker_zmq_peer", broker_zmq_peer_test},
     {"lookupd", lookupd_test},
     {"lookupd_registry", lookupd_registry_test},
