@@ -71,6 +71,7 @@
 #include "nsq_selftest.h"
 #include "nsq_utf8.h"
 #include "nsq_wire.h"
+#include "nsq_wire_messages.h"
 #include "worker.h"
 #include "worker_backoff.h"
 #include "worker_frame.h"
@@ -181,6 +182,7 @@ static const selftest_t s_tests[] = {
     {"nsq_producer", nsq_producer_test},
     {"nsq_utf8", nsq_utf8_test},
     {"nsq_wire", nsq_wire_test},
+    {"nsq_wire_messages", nsq_wire_messages_test},
     {"worker", worker_test},
     {"worker_backoff", worker_backoff_test},
     {"worker_frame", worker_frame_test},
