@@ -38,6 +38,8 @@ struct _broker_server_t {
     broker_server_hooks_t hooks;  // what the server calls out to
     zhashx_t *topics;             // name -> broker_topic_t, owned (freed by hand)
     broker_pump_t *pump;          // the topics whose held messages can move on now
+    zhashx_t *dirty;              // durable: names of the topics published to since the
+                                  // last group commit began (values unused); else NULL
     zlistx_t *clients;            // broker_client_t, owned
     broker_counters_t counters;   // what the doors count
     uint64_t last_id;             // last message id handed out
@@ -61,7 +63,9 @@ broker_server_t *broker_server_new(const broker_config_t *config,
     self->topics = zhashx_new();
     self->clients = zlistx_new();
     self->pump = broker_pump_new();
-    if (!self->topics || !self->clients || !self->pump)
+    bool durable = config->durable && config->data_path[0];
+    self->dirty = durable ? zhashx_new() : NULL;
+    if (!self->topics || !self->clients || !self->pump || (durable && !self->dirty))
         broker_server_destroy(&self);
     return self;
 }
@@ -94,6 +98,7 @@ void broker_server_destroy(broker_server_t **self_p)
         broker_topic_destroy(&topic);
     zhashx_destroy(&self->topics);
     broker_pump_destroy(&self->pump);
+    zhashx_destroy(&self->dirty);
     nsq_diskqueue_listing_destroy(&self->config.disk_listing);
     free(self);
     *self_p = NULL;
@@ -385,6 +390,8 @@ broker_result_t broker_server_publish(broker_server_t *self, const void *topic, 
         else if (self->config.durable && self->config.data_path[0])
             result = BROKER_PENDING;
         broker_pump_add(self->pump, found);  // it may hold some now
+        if (self->dirty)
+            zhashx_insert(self->dirty, name, found);  // its commit; fails if in already
     }
     for (size_t i = 0; i < count; i++)
         nsq_message_unref(&messages[i]);  // NULL where the topic took them
@@ -734,16 +741,33 @@ void broker_server_each_client(broker_server_t *self, broker_server_client_fn *f
         fn(arg, client);
 }
 
+// Calls fn for the disk queues of topic and of its channels.
+static void s_topic_disks(broker_topic_t *topic, broker_server_disk_fn *fn, void *arg)
+{
+    if (broker_topic_disk(topic))
+        fn(arg, broker_topic_disk(topic), broker_topic_name(topic));
+    for (size_t i = 0; i < broker_topic_channel_count(topic); i++) {
+        broker_channel_t *channel = broker_topic_channel_at(topic, i);
+        if (broker_channel_disk(channel))
+            fn(arg, broker_channel_disk(channel), broker_channel_name(channel));
+    }
+}
+
 void broker_server_each_disk(broker_server_t *self, broker_server_disk_fn *fn, void *arg)
 {
     for (broker_topic_t *topic = zhashx_first(self->topics); topic;
-         topic = zhashx_next(self->topics)) {
-        if (broker_topic_disk(topic))
-            fn(arg, broker_topic_disk(topic), broker_topic_name(topic));
-        for (size_t i = 0; i < broker_topic_channel_count(topic); i++) {
-            broker_channel_t *channel = broker_topic_channel_at(topic, i);
-            if (broker_channel_disk(channel))
-                fn(arg, broker_channel_disk(channel), broker_channel_name(channel));
-        }
+         topic = zhashx_next(self->topics))
+        s_topic_disks(topic, fn, arg);
+}
+
+void broker_server_each_dirty_disk(broker_server_t *self, broker_server_disk_fn *fn, void *arg)
+{
+    if (!self->dirty)
+        return;
+    for (void *item = zhashx_first(self->dirty); item; item = zhashx_next(self->dirty)) {
+        broker_topic_t *topic = zhashx_lookup(self->topics, zhashx_cursor(self->dirty));
+        if (topic)  // else deleted since
+            s_topic_disks(topic, fn, arg);
     }
+    zhashx_purge(self->dirty);
 }

@@ -4,6 +4,7 @@
 */
 #include "nsq_wire_messages.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -21,14 +22,10 @@
 #define TAG_MESSAGE_ATTEMPTS  0x18  // Message.attempts = 3, varint
 #define TAG_MESSAGE_BODY      0x22  // Message.body = 4, length-delimited
 
+// Bytes of value as a varint: seven bits each.
 static size_t s_varint_size(uint64_t value)
 {
-    size_t size = 1;
-    while (value >= 0x80) {
-        value >>= 7;
-        size++;
-    }
-    return size;
+    return 1 + (size_t) (63 - __builtin_clzll(value | 1)) / 7;
 }
 
 static uint8_t *s_varint(uint8_t *at, uint64_t value)
@@ -60,8 +57,9 @@ static uint8_t *s_message(uint8_t *at, const nsq_wire_message_t *message, size_t
     at = s_varint(at, size);
     if (message->id) {
         *at++ = TAG_MESSAGE_ID;
-        for (int shift = 0; shift < 64; shift += 8)
-            *at++ = (uint8_t) (message->id >> shift);  // little-endian
+        uint64_t id = htole64(message->id);  // fixed64: little-endian
+        memcpy(at, &id, sizeof id);
+        at += sizeof id;
     }
     if (message->timestamp) {
         *at++ = TAG_MESSAGE_TIMESTAMP;
