@@ -170,6 +170,12 @@ BOTH_CONSUME=$(echo "$BOTH" | grep 'mode=zmq-e2e ' | field msgs_per_sec)
 BOTH_PUBLISH=$(echo "$BOTH" | grep 'mode=zmq-e2e-publish' | field msgs_per_sec)
 summary "zmq publish while consuming vs alone" "$BOTH_PUBLISH" "$PUBLISH_RATE" "target >= 0.70"
 summary "zmq consume while publishing vs alone" "$BOTH_CONSUME" "$CONSUME_RATE" "target >= 0.70"
+# Where both would land if one thread did all the work of both at their
+# rates alone (the core thread serializes publishing and delivery): the
+# two ratios then add up to 1, e.g. 0.40 and 0.60.
+SUMMARY+=("$(awk -v p="$PUBLISH_RATE" -v c="$CONSUME_RATE" 'BEGIN { if (p > 0 && c > 0)
+    printf "%-34s %10.0f msg/s: publish %.2f, consume %.2f", "  serialized ceiling of both", \
+        1 / (1 / p + 1 / c), c / (p + c), p / (p + c) }')")
 stop_broker
 fi
 
