@@ -21,9 +21,7 @@ void broker_pump_destroy(broker_pump_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
-    for (size_t i = 0; i < (*self_p)->count; i++)
-        broker_topic_set_pump_slot((*self_p)->topics[i], 0);
-    free((*self_p)->topics);
+    free((*self_p)->topics);  // the topics are not touched: they may be freed already
     free(*self_p);
     *self_p = NULL;
 }
@@ -136,6 +134,16 @@ int broker_pump_test(void)
     if (broker_pump_size(pump) != 0 || broker_topic_depth(busy) != 0)
         return -1;
     broker_pump_remove(pump, idle);  // not in it: nothing happens
+    // The server frees its topics before the set: a topic still in it at
+    // shutdown (a backlog) is not touched again (ASan would see it).
+    broker_topic_pause(busy);
+    for (uint64_t id = 60001; id <= 85000; id++)
+        if (s_test_publish(busy, id))
+            return -1;
+    broker_topic_unpause(busy, 0);  // hands a batch on, keeps the rest
+    broker_pump_add(pump, busy);
+    if (broker_pump_size(pump) != 1)
+        return -1;
     broker_topic_destroy(&idle);
     broker_topic_destroy(&busy);
     broker_pump_destroy(&pump);

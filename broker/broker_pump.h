@@ -33,7 +33,8 @@ typedef struct _broker_pump_t broker_pump_t;
 // Returns an empty set. Caller owns it; NULL if out of memory.
 broker_pump_t *broker_pump_new(void);
 
-// Frees the set (not the topics). Nulls *self_p; accepts NULL.
+// Frees the set, touching none of its topics (the server frees them
+// first). Nulls *self_p; accepts NULL.
 void broker_pump_destroy(broker_pump_t **self_p);
 
 // Adds topic (borrowed) if it wants a pump and is not in the set yet.
