@@ -17,14 +17,19 @@
 #                 (nsq-bench zmq-e2e), each against its rate alone
 #   durable       --durable: /pub with 16 connections, /mpub x100 with 16
 #                 connections (absolute rates; the disk issue's figures)
+#   idle          IDLE_TOPICS (default 1000) idle topics, each with a
+#                 channel, beside one busy topic: PUB with one outstanding
+#                 and MPUB x200, against the same rows without the idle
+#                 topics (the broker's per-batch work must not grow with
+#                 the topic count)
 # The memory rows run with --mem-queue-size and --mem-queue-bytes above the
 # run, so nothing spills to disk (bench-disk.sh measures that).
 # Prints one line per measurement and a summary of every ratio at the end.
 # A row whose tool is missing (wrk, nginx) is skipped with a message.
 #
 # Usage: bench/compare.sh [build-dir]
-# Environment: ROWS (the rows to run, space-separated, default all:
-# "http_pub http_mpub zmq durable"; zmq is every ZeroMQ row), DURATION (wrk, default 5s), COUNT (consume and publish rows,
+# Environment: ROWS (the groups to run, space-separated, of http, zmq,
+# durable, idle; default all: ROWS=zmq runs only the ZeroMQ rows), DURATION (wrk, default 5s), COUNT (consume and publish rows,
 # default 1000000), PING_COUNT (default 20000), DURABLE_COUNT (/pub, default
 # 20000), BROKER and BENCH (binaries, default the build dir's; BROKER lets
 # one nsq-bench measure another build's broker).
@@ -37,7 +42,8 @@ DURATION=${DURATION:-5s}
 COUNT=${COUNT:-1000000}
 PING_COUNT=${PING_COUNT:-20000}
 DURABLE_COUNT=${DURABLE_COUNT:-20000}
-ROWS=" ${ROWS:-http_pub http_mpub zmq durable} "
+IDLE_TOPICS=${IDLE_TOPICS:-1000}
+ROWS=${ROWS:-http zmq durable idle}
 WORK=$(mktemp -d)
 PIDS=()
 SUMMARY=()
@@ -49,7 +55,6 @@ cleanup() {
 trap cleanup EXIT
 
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-row() { [[ $ROWS == *" $1 "* ]]; }  # row NAME: true if NAME is selected
 have() { command -v "$1" >/dev/null 2>&1; }
 field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p" | head -1; }  # field NAME < result line
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.2f", a / b }'; }
@@ -81,14 +86,12 @@ start_broker() {
 }
 stop_broker() { kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true; unset 'PIDS[-1]'; }
 bench() { echo "+ nsq-bench $*" >&2; "$BENCH" "$@"; }
+row() { [[ " $ROWS " == *" $1 "* ]]; }  # row GROUP: true if ROWS selects it
 
 # --- HTTP /pub against nginx ------------------------------------------------------
-if row http_pub || row http_mpub; then
-    start_broker memory --mem-queue-size=100000000 --mem-queue-bytes=4000000000
-fi
-if ! row http_pub; then
-    :
-elif have wrk && have nginx; then
+if row http; then
+start_broker memory --mem-queue-size=100000000 --mem-queue-bytes=4000000000
+if have wrk && have nginx; then
     NGINX_PORT=$(free_port)
     mkdir -p "$WORK/nginx"
     cat > "$WORK/nginx/nginx.conf" <<CONF
@@ -123,14 +126,13 @@ else
 fi
 
 # --- /mpub x100, 4 connections ------------------------------------------------------
-if row http_mpub; then
 MPUB=$(bench --mode=http-mpub --http-address="$HTTP" --topic=bench-mpub --count=$((COUNT * 2)) \
     --size=100 --batch=100 --connections=4)
 echo "http_mpub: $MPUB"
 curl -s -X POST "http://$HTTP/topic/delete?topic=bench-mpub" >/dev/null
 SUMMARY+=("$(printf '%-34s %10s msg/s (target >= 2500000)' "http /mpub x100, 4 connections" "$(echo "$MPUB" | field msgs_per_sec)")")
+stop_broker
 fi
-if row http_pub || row http_mpub; then stop_broker; fi
 
 # --- ZeroMQ: the raw ceilings, then the broker --------------------------------------
 if row zmq; then
@@ -168,6 +170,12 @@ BOTH_CONSUME=$(echo "$BOTH" | grep 'mode=zmq-e2e ' | field msgs_per_sec)
 BOTH_PUBLISH=$(echo "$BOTH" | grep 'mode=zmq-e2e-publish' | field msgs_per_sec)
 summary "zmq publish while consuming vs alone" "$BOTH_PUBLISH" "$PUBLISH_RATE" "target >= 0.70"
 summary "zmq consume while publishing vs alone" "$BOTH_CONSUME" "$CONSUME_RATE" "target >= 0.70"
+# Where both would land if one thread did all the work of both at their
+# rates alone (the core thread serializes publishing and delivery): the
+# two ratios then add up to 1, e.g. 0.40 and 0.60.
+SUMMARY+=("$(awk -v p="$PUBLISH_RATE" -v c="$CONSUME_RATE" 'BEGIN { if (p > 0 && c > 0)
+    printf "%-34s %10.0f msg/s: publish %.2f, consume %.2f", "  serialized ceiling of both", \
+        1 / (1 / p + 1 / c), c / (p + c), p / (p + c) }')")
 stop_broker
 fi
 
@@ -184,6 +192,33 @@ echo "durable_mpub: $DURABLE_MPUB"
 stop_broker
 SUMMARY+=("$(printf '%-34s %10s msg/s (unchanged or better)' "durable /pub, 16 connections" "$(echo "$DURABLE_PUB" | field msgs_per_sec)")")
 SUMMARY+=("$(printf '%-34s %10s msg/s (unchanged or better)' "durable /mpub x100, 16 connections" "$(echo "$DURABLE_MPUB" | field msgs_per_sec)")")
+fi
+
+# --- many idle topics beside a busy one ------------------------------------------------
+# idle_rows LABEL: PUB with one outstanding, and MPUB x200 over 2 connections.
+idle_rows() {
+    local one batch
+    one=$(bench --mode=zmq-pub --zmq-address="$ZMQ" --count="$PING_COUNT" --size=100 --batch=1 \
+        --window=1 --connections=1 | field msgs_per_sec)
+    batch=$(bench --mode=zmq-pub --zmq-address="$ZMQ" --count="$COUNT" --size=100 --batch=200 \
+        --connections=2 --window=2000 | field msgs_per_sec)
+    echo "idle_$1: pub_one=$one pub_batch=$batch"
+    IDLE_ONE=$one IDLE_BATCH=$batch
+}
+if row idle; then
+    start_broker idle --mem-queue-size=100000000 --mem-queue-bytes=4000000000
+    idle_rows none
+    NONE_ONE=$IDLE_ONE NONE_BATCH=$IDLE_BATCH
+    for i in $(seq "$IDLE_TOPICS"); do
+        echo "url = \"http://$HTTP/channel/create?topic=idle-$i&channel=c\""
+        echo "output = /dev/null"
+        echo "request = POST"
+    done > "$WORK/idle.curl"
+    curl -s -K "$WORK/idle.curl"
+    idle_rows "$IDLE_TOPICS"
+    stop_broker
+    summary "PUB 1 outstanding, $IDLE_TOPICS idle topics vs 0" "$IDLE_ONE" "$NONE_ONE" "target ~1.00"
+    summary "MPUB x200, $IDLE_TOPICS idle topics vs 0" "$IDLE_BATCH" "$NONE_BATCH" "target ~1.00"
 fi
 
 echo

@@ -131,10 +131,11 @@ static int s_state_restore(void *arg, const broker_state_entry_t *entry)
 
 // ---- the syncer and the lookupd links -------------------------------------------------
 
+// A group commit syncs the queues published to since the last one began.
 static void s_each_disk(void *arg, broker_sync_disk_fn *fn, void *fn_arg)
 {
     broker_node_t *self = arg;
-    broker_server_each_disk(self->server, fn, fn_arg);
+    broker_server_each_dirty_disk(self->server, fn, fn_arg);
 }
 
 static void s_flush_state(void *arg, broker_sync_report_fn *report, void *report_arg)

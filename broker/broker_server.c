@@ -19,6 +19,7 @@
 
 #include "broker_admission.h"
 #include "broker_channel.h"
+#include "broker_pump.h"
 #include "broker_topic.h"
 #include "nsq_log.h"
 #include "nsq_names.h"
@@ -37,6 +38,9 @@ struct _broker_server_t {
     broker_config_t config;       // settings, read-only after start
     broker_server_hooks_t hooks;  // what the server calls out to
     zhashx_t *topics;             // name -> broker_topic_t, owned (freed by hand)
+    broker_pump_t *pump;          // the topics whose held messages can move on now
+    zhashx_t *dirty;              // durable: names of the topics published to since the
+                                  // last group commit began (values unused); else NULL
     zlistx_t *clients;            // broker_client_t, owned
     broker_counters_t counters;   // what the doors count
     uint64_t last_id;             // last message id handed out
@@ -62,7 +66,11 @@ broker_server_t *broker_server_new(const broker_config_t *config,
     self->topics = zhashx_new();
     self->clients = zlistx_new();
     self->admission = broker_admission_new();
-    if (!self->topics || !self->clients || !self->admission)
+    self->pump = broker_pump_new();
+    bool durable = config->durable && config->data_path[0];
+    self->dirty = durable ? zhashx_new() : NULL;
+    if (!self->topics || !self->clients || !self->admission || !self->pump
+        || (durable && !self->dirty))
         broker_server_destroy(&self);
     return self;
 }
@@ -95,6 +103,8 @@ void broker_server_destroy(broker_server_t **self_p)
         broker_topic_destroy(&topic);
     zhashx_destroy(&self->topics);
     broker_admission_destroy(&self->admission);
+    broker_pump_destroy(&self->pump);
+    zhashx_destroy(&self->dirty);
     nsq_diskqueue_listing_destroy(&self->config.disk_listing);
     free(self);
     *self_p = NULL;
@@ -172,6 +182,7 @@ static broker_channel_t *s_channel(broker_server_t *self, broker_topic_t *topic,
     if (!channel)
         return NULL;
     s_state_changed(self);
+    broker_pump_add(self->pump, topic);  // the first channel: what the topic held moves on
     if (self->hooks.channel_created)
         self->hooks.channel_created(self->hooks.arg, broker_topic_name(topic), name);
     return channel;
@@ -214,6 +225,7 @@ static void s_delete_topic(broker_server_t *self, broker_topic_t *topic, int64_t
     if (self->hooks.topic_deleted)
         self->hooks.topic_deleted(self->hooks.arg, name);
     broker_admission_revoke(self->admission, name);
+    broker_pump_remove(self->pump, topic);
     broker_topic_delete(&topic);
     zhashx_delete(self->topics, name);
 }
@@ -244,8 +256,10 @@ bool broker_server_has(broker_server_t *self, const char *topic, const char *cha
 void broker_server_topic_release(broker_server_t *self, const char *topic, int64_t now)
 {
     broker_topic_t *found = zhashx_lookup(self->topics, topic);
-    if (found)
+    if (found) {
         broker_topic_hold(found, false, now);
+        broker_pump_add(self->pump, found);
+    }
 }
 
 broker_result_t broker_server_topic(broker_server_t *self, broker_admin_t op, const void *topic,
@@ -275,6 +289,7 @@ broker_result_t broker_server_topic(broker_server_t *self, broker_admin_t op, co
         break;
     case BROKER_UNPAUSE:
         broker_topic_unpause(found, now);
+        broker_pump_add(self->pump, found);
         s_state_changed(self);
         break;
     }
@@ -383,6 +398,9 @@ broker_result_t broker_server_publish(broker_server_t *self, const void *topic, 
                                                                             : BROKER_QUEUE_FULL);
         else if (self->config.durable && self->config.data_path[0])
             result = BROKER_PENDING;
+        broker_pump_add(self->pump, found);  // it may hold some now
+        if (self->dirty)
+            zhashx_insert(self->dirty, name, found);  // its commit; fails if in already
     }
     for (size_t i = 0; i < count; i++)
         nsq_message_unref(&messages[i]);  // NULL where the topic took them
@@ -444,6 +462,7 @@ static void s_admit(void *arg, const char *topic, nsq_message_t **messages, size
     }
     s_stamp(self, messages, count);
     broker_topic_admit(found, messages, count, zclock_mono());
+    broker_pump_add(self->pump, found);  // it may hold some (no durable mode here: no dirty set)
     s_credit(self, found);
 }
 
@@ -619,20 +638,22 @@ void broker_server_client_ready_again(broker_server_t *self, broker_client_t *cl
 
 void broker_server_pump(broker_server_t *self, int64_t now)
 {
-    for (broker_topic_t *topic = zhashx_first(self->topics); topic;
-         topic = zhashx_next(self->topics))
-        broker_topic_pump(topic, now);
+    broker_pump_run(self->pump, now);
 }
 
+// Also puts every topic that wants a pump into the pump set (a topic
+// whose disk backlog became readable again, or one an operation missed).
 static void s_scan_channels(broker_server_t *self, int64_t now)
 {
     for (broker_topic_t *topic = zhashx_first(self->topics); topic;
-         topic = zhashx_next(self->topics))
+         topic = zhashx_next(self->topics)) {
+        broker_pump_add(self->pump, topic);
         for (size_t i = 0; i < broker_topic_channel_count(topic); i++) {
             broker_channel_t *channel = broker_topic_channel_at(topic, i);
             if (broker_channel_scan(channel, now) > 0)
                 broker_channel_dispatch(channel, now);
         }
+    }
 }
 
 // True if client should be dropped: unreachable, or silent for two
@@ -795,16 +816,33 @@ void broker_server_each_client(broker_server_t *self, broker_server_client_fn *f
         fn(arg, client);
 }
 
+// Calls fn for the disk queues of topic and of its channels.
+static void s_topic_disks(broker_topic_t *topic, broker_server_disk_fn *fn, void *arg)
+{
+    if (broker_topic_disk(topic))
+        fn(arg, broker_topic_disk(topic), broker_topic_name(topic));
+    for (size_t i = 0; i < broker_topic_channel_count(topic); i++) {
+        broker_channel_t *channel = broker_topic_channel_at(topic, i);
+        if (broker_channel_disk(channel))
+            fn(arg, broker_channel_disk(channel), broker_channel_name(channel));
+    }
+}
+
 void broker_server_each_disk(broker_server_t *self, broker_server_disk_fn *fn, void *arg)
 {
     for (broker_topic_t *topic = zhashx_first(self->topics); topic;
-         topic = zhashx_next(self->topics)) {
-        if (broker_topic_disk(topic))
-            fn(arg, broker_topic_disk(topic), broker_topic_name(topic));
-        for (size_t i = 0; i < broker_topic_channel_count(topic); i++) {
-            broker_channel_t *channel = broker_topic_channel_at(topic, i);
-            if (broker_channel_disk(channel))
-                fn(arg, broker_channel_disk(channel), broker_channel_name(channel));
-        }
+         topic = zhashx_next(self->topics))
+        s_topic_disks(topic, fn, arg);
+}
+
+void broker_server_each_dirty_disk(broker_server_t *self, broker_server_disk_fn *fn, void *arg)
+{
+    if (!self->dirty)
+        return;
+    for (void *item = zhashx_first(self->dirty); item; item = zhashx_next(self->dirty)) {
+        broker_topic_t *topic = zhashx_lookup(self->topics, zhashx_cursor(self->dirty));
+        if (topic)  // else deleted since
+            s_topic_disks(topic, fn, arg);
     }
+    zhashx_purge(self->dirty);
 }

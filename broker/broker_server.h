@@ -33,7 +33,7 @@
     broker_server_pump, broker_server_tick, broker_server_client_close,
     broker_server_in_flight, broker_server_drain, broker_server_persist,
     broker_server_destroy; and the iterators broker_server_each,
-    broker_server_each_disk.
+    broker_server_each_disk, broker_server_each_dirty_disk.
 */
 #ifndef BROKER_SERVER_H
 #define BROKER_SERVER_H
@@ -318,6 +318,8 @@ uint64_t broker_server_ids_reserved(const broker_server_t *self);
 
 // After each batch of work: hands each topic's held messages on to its
 // channels, a batch at a time, so a backlog drains as fast as it fills.
+// Visits only the topics that can move some (broker_pump.h): its cost
+// does not grow with idle topics.
 void broker_server_pump(broker_server_t *self, int64_t now);
 
 // The periodic work: in-flight timeouts and deferred messages, clients
@@ -358,6 +360,12 @@ void broker_server_each_client(broker_server_t *self, broker_server_client_fn *f
 // change the server.
 typedef void(broker_server_disk_fn)(void *arg, nsq_diskqueue_t *disk, const char *name);
 void broker_server_each_disk(broker_server_t *self, broker_server_disk_fn *fn, void *arg);
+
+// Durable mode: calls fn, as above, only for the disk queues of the
+// topics published to since the last call (a publish writes nowhere
+// else), then forgets them; what a group commit must sync. Its cost does
+// not grow with idle topics. Does nothing unless durable.
+void broker_server_each_dirty_disk(broker_server_t *self, broker_server_disk_fn *fn, void *arg);
 
 // Self-test (broker_server_test.c); returns 0 on success.
 int broker_server_test(void);

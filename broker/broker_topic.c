@@ -30,6 +30,7 @@ struct _broker_topic_t {
     uint64_t message_bytes;         // body bytes published
     uint64_t reserved_count;        // memory promised to admitted publishes (broker_topic_reserve)
     uint64_t reserved_bytes;        //   and their body bytes
+    size_t pump_slot;               // its place in the server's broker_pump set + 1, 0 = none
 };
 
 // The disk queue can be read again (async): the held messages move on.
@@ -430,6 +431,21 @@ broker_channel_t *broker_topic_channel_at(const broker_topic_t *self, size_t ind
 nsq_diskqueue_t *broker_topic_disk(const broker_topic_t *self)
 {
     return self->disk;
+}
+
+bool broker_topic_wants_pump(const broker_topic_t *self)
+{
+    return s_delivers_to_channels(self) && !s_holds_nothing(self);
+}
+
+size_t broker_topic_pump_slot(const broker_topic_t *self)
+{
+    return self->pump_slot;
+}
+
+void broker_topic_set_pump_slot(broker_topic_t *self, size_t slot)
+{
+    self->pump_slot = slot;
 }
 
 int broker_topic_stats(const broker_topic_t *self, broker_stats_topic_t *out,

@@ -131,6 +131,13 @@ size_t broker_topic_channel_count(const broker_topic_t *self);
 broker_channel_t *broker_topic_channel_at(const broker_topic_t *self, size_t index);
 // Its disk queue, NULL when memory only. Borrowed (the syncer reads it).
 nsq_diskqueue_t *broker_topic_disk(const broker_topic_t *self);
+// True if it holds messages and its channels could take them now: a pump
+// would move some (broker_pump.h).
+bool broker_topic_wants_pump(const broker_topic_t *self);
+// Its place in the server's pump set (+ 1; 0 = not in it); only
+// broker_pump reads and writes it.
+size_t broker_topic_pump_slot(const broker_topic_t *self);
+void broker_topic_set_pump_slot(broker_topic_t *self, size_t slot);
 
 // Fills out with the topic's figures and its channels' (those named by
 // channel_filter, "" = all; out->channels is malloc'd and

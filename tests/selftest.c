@@ -25,6 +25,7 @@
 #include "broker_http.h"
 #include "broker_inflight.h"
 #include "broker_mpub.h"
+#include "broker_pump.h"
 #include "broker_queue.h"
 #include "broker_server.h"
 #include "broker_state.h"
@@ -71,6 +72,7 @@
 #include "nsq_selftest.h"
 #include "nsq_utf8.h"
 #include "nsq_wire.h"
+#include "nsq_wire_messages.h"
 #include "worker.h"
 #include "worker_backoff.h"
 #include "worker_frame.h"
@@ -146,6 +148,7 @@ static const selftest_t s_tests[] = {
     {"broker_tcp_stream", broker_tcp_stream_test},
     {"broker_tls", broker_tls_test},
     {"broker_topic", broker_topic_test},
+    {"broker_pump", broker_pump_test},
     {"broker_zmq_peer", broker_zmq_peer_test},
     {"lookupd", lookupd_test},
     {"lookupd_registry", lookupd_registry_test},
@@ -182,6 +185,7 @@ static const selftest_t s_tests[] = {
     {"nsq_producer", nsq_producer_test},
     {"nsq_utf8", nsq_utf8_test},
     {"nsq_wire", nsq_wire_test},
+    {"nsq_wire_messages", nsq_wire_messages_test},
     {"worker", worker_test},
     {"worker_backoff", worker_backoff_test},
     {"worker_frame", worker_frame_test},
