@@ -662,7 +662,8 @@ static void s_publish_until_gone(it_broker_t *broker, const char *topic, int fd)
 }
 
 // A publish answered 200 over HTTP is in its queue: /stats counts it at
-// once, and it is there after a restart, also when the SIGTERM came while
+// once, and it is there after a restart (with at most one more per client
+// whose answer the stop cut off), also when the SIGTERM came while
 // publishes were being answered (the HTTP threads admit publishes to an
 // existing topic without the core: those admitted before the broker
 // stopped taking them are kept, the later ones are refused).
@@ -702,7 +703,12 @@ static void s_http_sigterm(void)
     close(fds[1]);
     it_note("%d publishes answered 200", answered);
     broker = s_start(dir, NULL, NULL);
-    IT_ASSERT_INT(it_topic_stat(broker, "kept", "depth"), ==, answered);
+    // Every 200 is kept. A publish stored while the broker stopped may
+    // have lost its answer with the connection (the client would send it
+    // again, as to nsqd): at most one per client.
+    int64_t depth = it_topic_stat(broker, "kept", "depth");
+    IT_ASSERT(depth >= answered && depth <= answered + CLIENTS,
+              "%lld kept for %d publishes answered 200", (long long) depth, answered);
     IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
 }
 
