@@ -7,8 +7,14 @@
     sequence; they grow, also across restarts and when the clock steps
     back, because ids are reserved ahead in the state file (ids_reserved
     hook) before they are handed out.
+
+    The operations are spread by job: this file (topics, channels,
+    publishing, clients, the loop's work, ids), broker_server_admit.c
+    (publishes admitted on the HTTP threads), broker_server_auth.c
+    (authorization) and broker_server_each.c (the stats snapshot and the
+    iterators); the state they share is in broker_server_internal.h.
 */
-#include "broker_server.h"
+#include "broker_server_internal.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -33,25 +39,6 @@
 // Shortest heartbeat and message timeout a client may ask for.
 #define MIN_HEARTBEAT_MS   100
 #define MIN_MSG_TIMEOUT_MS 100
-
-struct _broker_server_t {
-    broker_config_t config;       // settings, read-only after start
-    broker_server_hooks_t hooks;  // what the server calls out to
-    zhashx_t *topics;             // name -> broker_topic_t, owned (freed by hand)
-    broker_pump_t *pump;          // the topics whose held messages can move on now
-    zhashx_t *dirty;              // durable: names of the topics published to since the
-                                  // last group commit began (values unused); else NULL
-    zlistx_t *clients;            // broker_client_t, owned
-    broker_counters_t counters;   // what the doors count
-    uint64_t last_id;             // last message id handed out
-    uint64_t ids_reserved;        // ids below this may be in use (the state file has it)
-    int64_t start_time;           // unix seconds
-    bool draining;                // no new deliveries
-    int64_t files_logged_ms;      // monotonic ms of the last "out of file descriptors" line
-    broker_auth_t *auth;          // the auth server client (borrowed); NULL: no auth
-
-    broker_admission_t *admission;  // publishes admitted on other threads (owned)
-};
 
 broker_server_t *broker_server_new(const broker_config_t *config,
                                    const broker_server_hooks_t *hooks)
@@ -329,8 +316,7 @@ broker_result_t broker_server_channel(broker_server_t *self, broker_admin_t op, 
 
 // ---- publishing ---------------------------------------------------------------------
 
-// Gives each message an id and the current timestamp (see the top).
-static void s_stamp(broker_server_t *self, nsq_message_t **messages, size_t count)
+void broker_server_stamp(broker_server_t *self, nsq_message_t **messages, size_t count)
 {
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
@@ -389,7 +375,7 @@ broker_result_t broker_server_publish(broker_server_t *self, const void *topic, 
     if (result == BROKER_OK && !found)
         result = s_failure(self, errno, name, BROKER_NO_MEMORY);
     if (found) {
-        s_stamp(self, messages, count);
+        broker_server_stamp(self, messages, count);
         // No room (ENOBUFS: memory full without a disk, or a disk's write
         // buffer full while the disk lags), or a disk write failed (ENOSPC...).
         if (broker_topic_publish(found, messages, count, defer_ms, now) != 0)
@@ -405,70 +391,6 @@ broker_result_t broker_server_publish(broker_server_t *self, const void *topic, 
     for (size_t i = 0; i < count; i++)
         nsq_message_unref(&messages[i]);  // NULL where the topic took them
     return result;
-}
-
-// ---- publishes admitted on other threads (broker_admission.h) ------------------------
-
-// Credit a topic keeps: enough for a burst between two takes, at most a
-// quarter of its memory queue so that other publishes keep most of it.
-#define S_CREDIT_COUNT 4096
-#define S_CREDIT_BYTES (16ULL << 20)
-
-broker_admission_t *broker_server_admission(broker_server_t *self)
-{
-    return self->admission;
-}
-
-// Tops topic's credit up (reserving its memory), unless auth is on (every
-// publish is checked then).
-static void s_credit(broker_server_t *self, broker_topic_t *topic)
-{
-    uint64_t count = (uint64_t) self->config.mem_queue_size / 4;
-    uint64_t bytes = (uint64_t) self->config.mem_queue_bytes / 4;
-    count = count < S_CREDIT_COUNT ? count : S_CREDIT_COUNT;
-    bytes = bytes < S_CREDIT_BYTES ? bytes : S_CREDIT_BYTES;
-    if (count == 0)
-        return;  // a memory queue too small to share (--mem-queue-size below 4)
-    const char *name = broker_topic_name(topic);
-    uint64_t count_left = count, bytes_left = bytes;
-    if (!self->auth)  // with auth on, each publish is checked: no credit
-        broker_admission_credit(self->admission, name, &count_left, &bytes_left);
-    if (count_left * 2 >= count && bytes_left * 2 >= bytes)
-        return;  // half of it left: most takes skip the reservation
-    count = count_left < count ? count - count_left : 0;
-    bytes = bytes_left < bytes ? bytes - bytes_left : 0;
-    broker_topic_reserve(topic, &count, &bytes);
-    if ((count || bytes) && broker_admission_grant(self->admission, name, count, bytes) == 0)
-        return;
-    broker_topic_unreserve(topic, count, bytes);
-}
-
-void broker_server_grant(broker_server_t *self, const char *topic)
-{
-    broker_topic_t *found = zhashx_lookup(self->topics, topic);
-    if (found)
-        s_credit(self, found);
-}
-
-static void s_admit(void *arg, const char *topic, nsq_message_t **messages, size_t count)
-{
-    broker_server_t *self = arg;
-    broker_topic_t *found = zhashx_lookup(self->topics, topic);
-    if (!found) {  // revoked before its topic goes: cannot happen
-        nsq_error("topic %s: %zu admitted messages without their topic", topic, count);
-        for (size_t i = 0; i < count; i++)
-            nsq_message_unref(&messages[i]);
-        return;
-    }
-    s_stamp(self, messages, count);
-    broker_topic_admit(found, messages, count, zclock_mono());
-    broker_pump_add(self->pump, found);  // it may hold some (no durable mode here: no dirty set)
-    s_credit(self, found);
-}
-
-size_t broker_server_admit(broker_server_t *self)
-{
-    return broker_admission_take(self->admission, s_admit, self);
 }
 
 void broker_server_wait_durable(broker_server_t *self, broker_durable_fn *fn, void *arg)
@@ -729,53 +651,7 @@ int broker_server_persist(broker_server_t *self, int64_t now)
     return failed ? -1 : 0;
 }
 
-// ---- snapshots and iterators ------------------------------------------------------------
-
-// Counts the clients per door (by their sink's name).
-static void s_count_doors(broker_server_t *self, broker_stats_t *stats)
-{
-    for (broker_client_t *client = zlistx_first(self->clients); client;
-         client = zlistx_next(self->clients)) {
-        broker_stats_client_t one;
-        broker_client_stats(client, &one);
-        size_t i = 0;
-        while (i < stats->door_count && !streq(stats->doors[i].name, one.door))
-            i++;
-        if (i == BROKER_STATS_DOORS)
-            continue;
-        if (i == stats->door_count)
-            snprintf(stats->doors[stats->door_count++].name, sizeof stats->doors[0].name, "%s",
-                     one.door);
-        stats->doors[i].count++;
-    }
-}
-
-broker_stats_t *broker_server_stats(broker_server_t *self, const char *topic_filter,
-                                    const char *channel_filter)
-{
-    size_t count = 0;
-    for (broker_topic_t *topic = zhashx_first(self->topics); topic;
-         topic = zhashx_next(self->topics))
-        count += !*topic_filter || streq(topic_filter, broker_topic_name(topic));
-    broker_stats_t *stats = broker_stats_new(count);
-    if (!stats)
-        return NULL;
-    stats->start_time = self->start_time;
-    stats->client_count = zlistx_size(self->clients);
-    s_count_doors(self, stats);
-    stats->counters = self->counters;
-    for (broker_topic_t *topic = zhashx_first(self->topics); topic;
-         topic = zhashx_next(self->topics)) {
-        if (*topic_filter && !streq(topic_filter, broker_topic_name(topic)))
-            continue;
-        if (broker_topic_stats(topic, &stats->topics[stats->topic_count++], channel_filter) != 0) {
-            broker_stats_destroy(&stats);
-            return NULL;
-        }
-    }
-    broker_stats_sort(stats);
-    return stats;
-}
+// ---- message ids ----------------------------------------------------------------------
 
 void broker_server_restore_ids(broker_server_t *self, uint64_t reserved)
 {
@@ -787,62 +663,4 @@ void broker_server_restore_ids(broker_server_t *self, uint64_t reserved)
 uint64_t broker_server_ids_reserved(const broker_server_t *self)
 {
     return self->ids_reserved;
-}
-
-void broker_server_each(broker_server_t *self, broker_server_each_fn *fn, void *arg)
-{
-    for (broker_topic_t *topic = zhashx_first(self->topics); topic;
-         topic = zhashx_next(self->topics)) {
-        const char *name = broker_topic_name(topic);
-        fn(arg, name, NULL, broker_topic_is_paused(topic));
-        for (size_t i = 0; i < broker_topic_channel_count(topic); i++) {
-            broker_channel_t *channel = broker_topic_channel_at(topic, i);
-            fn(arg, name, broker_channel_name(channel), broker_channel_is_paused(channel));
-        }
-    }
-}
-
-void broker_server_each_topic(broker_server_t *self, broker_server_topic_fn *fn, void *arg)
-{
-    for (broker_topic_t *topic = zhashx_first(self->topics); topic;
-         topic = zhashx_next(self->topics))
-        fn(arg, topic);
-}
-
-void broker_server_each_client(broker_server_t *self, broker_server_client_fn *fn, void *arg)
-{
-    for (broker_client_t *client = zlistx_first(self->clients); client;
-         client = zlistx_next(self->clients))
-        fn(arg, client);
-}
-
-// Calls fn for the disk queues of topic and of its channels.
-static void s_topic_disks(broker_topic_t *topic, broker_server_disk_fn *fn, void *arg)
-{
-    if (broker_topic_disk(topic))
-        fn(arg, broker_topic_disk(topic), broker_topic_name(topic));
-    for (size_t i = 0; i < broker_topic_channel_count(topic); i++) {
-        broker_channel_t *channel = broker_topic_channel_at(topic, i);
-        if (broker_channel_disk(channel))
-            fn(arg, broker_channel_disk(channel), broker_channel_name(channel));
-    }
-}
-
-void broker_server_each_disk(broker_server_t *self, broker_server_disk_fn *fn, void *arg)
-{
-    for (broker_topic_t *topic = zhashx_first(self->topics); topic;
-         topic = zhashx_next(self->topics))
-        s_topic_disks(topic, fn, arg);
-}
-
-void broker_server_each_dirty_disk(broker_server_t *self, broker_server_disk_fn *fn, void *arg)
-{
-    if (!self->dirty)
-        return;
-    for (void *item = zhashx_first(self->dirty); item; item = zhashx_next(self->dirty)) {
-        broker_topic_t *topic = zhashx_lookup(self->topics, zhashx_cursor(self->dirty));
-        if (topic)  // else deleted since
-            s_topic_disks(topic, fn, arg);
-    }
-    zhashx_purge(self->dirty);
 }

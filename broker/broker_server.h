@@ -253,7 +253,7 @@ broker_result_t broker_server_publish(broker_server_t *self, const void *topic, 
                                       nsq_message_t **messages, size_t count, int64_t defer_ms,
                                       int64_t now);
 
-// ---- publishes admitted on other threads (broker_admission.h) ------------------
+// ---- publishes admitted on other threads (broker_server_admit.c) ---------------
 // A door may let its own threads publish to a topic without waiting for
 // this one: broker_server_grant gives the topic credit (memory of its queue
 // reserved up front), the door's threads offer publishes to the admission,
@@ -341,7 +341,7 @@ void broker_server_drain(broker_server_t *self);
 // Returns 0, or -1 if something could not be saved (logged).
 int broker_server_persist(broker_server_t *self, int64_t now);
 
-// ---- iterators ----------------------------------------------------------------------
+// ---- snapshots and iterators (broker_server_each.c) --------------------------------
 
 // Calls fn for every topic (channel NULL) and then each of its channels,
 // with its paused flag. fn must not change the server.
