@@ -20,17 +20,24 @@ command -v npm >/dev/null 2>&1 || packages+=(npm)
 # client for the TCP door's end-to-end test; each a package-lock.json),
 # installed once; later runs need no network. Called after the Debian
 # packages are in place (chromium is the browser tests/console drives).
+# nsqjs goes to .deps/nsqjs, outside tests/: its own code, tests and README
+# name NSQ's default ports, which no file under tests/ may (our suite runs
+# beside a cluster on them); nsqjs_e2e.sh finds it there.
 install_npm_packages() {
-    local root dir
+    local root pair source target
     root="$(cd "$(dirname "$0")/.." && pwd)"
-    for dir in "$root/tests/deploy" "$root/tests/console" "$root/tests/nsqjs"; do
-        if [ -f "$dir/node_modules/.package-lock.json" ] &&
-            [ ! "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    for pair in tests/deploy:tests/deploy tests/console:tests/console tests/nsqjs:.deps/nsqjs; do
+        source="$root/${pair%%:*}" target="$root/${pair#*:}"
+        if [ -f "$target/node_modules/.package-lock.json" ] &&
+            [ ! "$source/package-lock.json" -nt "$target/node_modules/.package-lock.json" ]; then
             continue
         fi
-        echo "install-deps: npm ci in ${dir#"$root"/}"
-        if ! (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error); then
-            echo "install-deps: npm ci failed in $dir" >&2
+        echo "install-deps: npm ci for ${pair%%:*} in ${pair#*:}"
+        if [ "$source" != "$target" ]; then
+            mkdir -p "$target" && cp "$source/package.json" "$source/package-lock.json" "$target/"
+        fi
+        if ! (cd "$target" && npm ci --no-audit --no-fund --loglevel=error); then
+            echo "install-deps: npm ci failed in $target" >&2
             return 1
         fi
     done

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# nsqjs_e2e.sh - a real NSQ client, nsqjs 0.13 from npm (tests/nsqjs,
-# installed by scripts/install-deps.sh), publishes and consumes through the
+# nsqjs_e2e.sh - a real NSQ client, nsqjs 0.13 from npm (tests/nsqjs's
+# package, installed in .deps/nsqjs by scripts/install-deps.sh), publishes and consumes through the
 # broker's NSQ TCP door, then does the same with nsqjs's authSecret against
 # the reference auth server (nsq-auth-server). Skips (77) without node or
 # the package.
@@ -8,7 +8,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 node=$(command -v node || command -v nodejs || true)
 [ -n "$node" ] || { echo "SKIP: no node"; exit 77; }
-[ -d "$here/nsqjs/node_modules/nsqjs" ] || { echo "SKIP: nsqjs not installed (scripts/install-deps.sh)"; exit 77; }
+# Outside tests/ (see install-deps.sh); e2e.js's require finds it through NODE_PATH.
+export NODE_PATH="$here/../.deps/nsqjs/node_modules"
+[ -d "$NODE_PATH/nsqjs" ] || { echo "SKIP: nsqjs not installed (scripts/install-deps.sh)"; exit 77; }
 work=$(mktemp -d)
 pid=
 authd=
