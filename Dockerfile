@@ -16,11 +16,11 @@ RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         gcc libc6-dev meson ninja-build pkg-config protobuf-c-compiler \
         libzmq3-dev libczmq-dev libprotobuf-c-dev libcurl4-openssl-dev libmicrohttpd-dev \
-        libjansson-dev zlib1g-dev libsnappy-dev libgnutls28-dev \
+        libjansson-dev zlib1g-dev libsnappy-dev libgnutls28-dev libjemalloc-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . /src
-RUN meson setup /build --prefix=/usr/local -Dintegration=false \
+RUN meson setup /build --prefix=/usr/local -Dintegration=false -Djemalloc=enabled \
     && meson compile -C /build \
     && DESTDIR=/staging meson install -C /build --no-rebuild --strip \
     && install -m 0755 /src/deploy/healthcheck.sh /staging/usr/local/bin/nsq-healthcheck
@@ -29,7 +29,7 @@ FROM debian:bookworm-slim
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         libzmq5 libczmq4 libprotobuf-c1 libcurl4 libmicrohttpd12 libjansson4 zlib1g \
-        libsnappy1v5 libgnutls30 curl \
+        libsnappy1v5 libgnutls30 libjemalloc2 curl \
         ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /staging/usr/local/ /usr/local/

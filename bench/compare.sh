@@ -6,7 +6,8 @@
 #                 nginx answering `return 200` driven the same way; and the
 #                 /pub p99 latency under that load
 #   http_mpub     /mpub?binary=true of 100 messages, 4 connections (nsq-bench
-#                 http-mpub): an absolute rate
+#                 http-mpub): an absolute rate, and against the same client
+#                 posting the same bodies to nginx (its ceiling here)
 #   zmq_consume   ZeroMQ consume of a backlog of COUNT (nsq-bench zmq-consume)
 #                 against a raw libzmq PUSH/PULL loop (nsq-bench raw-zmq)
 #   zmq_pub_batch ZeroMQ publish in MPUBs of 200 over 2 connections against
@@ -111,6 +112,10 @@ CONF
     nginx -c "$WORK/nginx/nginx.conf" -g 'daemon off;' & NGINX_PID=$!
     for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$NGINX_PORT/" && break; sleep 0.1; done
     NGINX=$(wrk -t2 -c32 -d"$DURATION" --latency -s "$WORK/post.lua" "http://127.0.0.1:$NGINX_PORT/")
+    # The /mpub row's ceiling: nsq-bench's own HTTP client against nginx.
+    NGINX_MPUB=$(bench --mode=http-mpub --http-address="127.0.0.1:$NGINX_PORT" --topic=bench-mpub \
+        --count=$((COUNT * 2)) --size=100 --batch=100 --connections=4 | field msgs_per_sec)
+    echo "http_mpub_ceiling: nsq-bench http-mpub against nginx: msgs_per_sec=$NGINX_MPUB"
     kill "$NGINX_PID"; wait "$NGINX_PID" 2>/dev/null || true
     PUB=$(wrk -t2 -c32 -d"$DURATION" --latency -s "$WORK/post.lua" "http://$HTTP/pub?topic=bench")
     curl -s -X POST "http://$HTTP/topic/delete?topic=bench" >/dev/null
@@ -131,6 +136,10 @@ MPUB=$(bench --mode=http-mpub --http-address="$HTTP" --topic=bench-mpub --count=
 echo "http_mpub: $MPUB"
 curl -s -X POST "http://$HTTP/topic/delete?topic=bench-mpub" >/dev/null
 SUMMARY+=("$(printf '%-34s %10s msg/s (target >= 2500000)' "http /mpub x100, 4 connections" "$(echo "$MPUB" | field msgs_per_sec)")")
+if [ -n "${NGINX_MPUB:-}" ]; then
+    summary "http /mpub x100 vs nginx, same client" "$(echo "$MPUB" | field msgs_per_sec)" \
+        "$NGINX_MPUB" "(the client's own ceiling)"
+fi
 stop_broker
 fi
 

@@ -7,7 +7,7 @@ set -euo pipefail
 
 packages=(meson ninja-build pkg-config gcc libzmq3-dev libczmq-dev libprotobuf-c-dev
     protobuf-c-compiler libcurl4-openssl-dev libmicrohttpd-dev libjansson-dev zlib1g-dev libsnappy-dev
-    libgnutls28-dev curl clang-format strace iproute2 chromium python3 openssl gnutls-bin)
+    libgnutls28-dev libjemalloc-dev curl clang-format strace iproute2 chromium python3 openssl gnutls-bin)
 if [ "${1:-}" = --fuzz ]; then
     packages+=(clang libclang-rt-14-dev)
 fi
