@@ -8,8 +8,8 @@
     thread that owns the consumer (run, poll, stop and close are in
     nsq_consumer_run.c; the state all three files share is in
     nsq_consumer_internal.h). This file makes and destroys the consumer,
-    keeps its settings, connects and drops brokers, reads and delivers
-    messages, settles them and ticks.
+    keeps its settings (but the lookupd ones), connects and drops brokers,
+    reads and delivers messages, settles them and ticks.
 
     RDY is a window (the broker sends while the connection's in-flight
     count is below it), so each connection announces it once and again only
