@@ -9,6 +9,8 @@
 */
 #include "bench_raw.h"
 
+#include "bench_report.h"
+
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,13 +20,6 @@
 #include <zmq.h>
 
 #define S_ENDPOINT_MAX 64
-
-static int64_t s_now_ns(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (int64_t) now.tv_sec * 1000000000 + now.tv_nsec;
-}
 
 // Child: binds a socket of type on loopback and writes its endpoint to fd.
 // Returns the socket, or NULL.
@@ -54,9 +49,9 @@ static int s_puller(int fd, int64_t count, size_t size)
         if (zmq_recv(pull, buffer, size, 0) < 0)
             rc = 1;
         if (i == 0)
-            first = s_now_ns();
+            first = bench_now_ns();
     }
-    double seconds = (double) (s_now_ns() - first) / 1e9;
+    double seconds = (double) (bench_now_ns() - first) / 1e9;
     if (rc == 0 && write(fd, &seconds, sizeof seconds) != (ssize_t) sizeof seconds)
         rc = 1;
     free(buffer);
@@ -116,14 +111,14 @@ static int s_pinger(void *context, const char *endpoint, int64_t count, size_t s
     int rc = buffer && result->latencies && zmq_connect(dealer, endpoint) == 0 ? 0 : 1;
     if (buffer)
         memset(buffer, 'p', size);
-    int64_t start = s_now_ns();
+    int64_t start = bench_now_ns();
     for (int64_t i = 0; rc == 0 && i < count; i++) {
-        int64_t sent = s_now_ns();
+        int64_t sent = bench_now_ns();
         if (zmq_send(dealer, buffer, size, 0) < 0 || zmq_recv(dealer, buffer, size, 0) < 0)
             rc = 1;
-        result->latencies[i] = s_now_ns() - sent;
+        result->latencies[i] = bench_now_ns() - sent;
     }
-    result->seconds = (double) (s_now_ns() - start) / 1e9;
+    result->seconds = (double) (bench_now_ns() - start) / 1e9;
     result->count = rc == 0 ? count : 0;
     free(buffer);
     zmq_close(dealer);

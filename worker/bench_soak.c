@@ -8,6 +8,7 @@
 */
 #include "bench_soak.h"
 
+#include "bench_report.h"
 #include "nsq.h"
 
 #include <pthread.h>
@@ -53,16 +54,7 @@ typedef struct {
 
 static int64_t s_now_ms(void)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
-
-static int64_t s_now_ns(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (int64_t) now.tv_sec * 1000000000 + now.tv_nsec;
+    return bench_now_ns() / 1000000;
 }
 
 // Sends one batch until it is acknowledged or given up.
@@ -72,7 +64,7 @@ static void s_publish_batch(s_soak_t *self, nsq_producer_t *producer, char *bodi
 {
     const bench_soak_config_t *config = self->config;
     for (size_t i = 0; i < count; i++) {
-        s_tag_t tag = {config->run_id, first + i, s_now_ns()};
+        s_tag_t tag = {config->run_id, first + i, bench_now_ns()};
         memcpy(bodies + i * config->size, &tag, sizeof tag);
     }
     int64_t started = s_now_ms();
@@ -114,11 +106,11 @@ static void *s_publisher(void *arg)
             sizes[i] = config->size;
             memset(bodies + i * config->size, 's', config->size);
         }
-        int64_t start = s_now_ns(), end_ms = s_now_ms() + config->duration_ms;
+        int64_t start = bench_now_ns(), end_ms = s_now_ms() + config->duration_ms;
         uint64_t next = 0;
         while (!zsys_interrupted && s_now_ms() < end_ms) {
             int64_t due = start + (int64_t) (next * 1000000000 / (uint64_t) config->rate);
-            int64_t wait = due - s_now_ns();
+            int64_t wait = due - bench_now_ns();
             if (wait > 0) {
                 struct timespec pause = {wait / 1000000000, wait % 1000000000};
                 nanosleep(&pause, NULL);

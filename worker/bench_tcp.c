@@ -4,6 +4,9 @@
 */
 #include "bench_tcp.h"
 
+#include "bench_report.h"
+#include "nsq_address.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/tcp.h>
@@ -17,20 +20,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "nsq_address.h"
-
 #define READ_SIZE    65536  // bytes per read
 #define IDLE_MS      10000  // a consumer gives up when none of its messages came this long
 #define ANSWER_MS    10000  // how long a command's answer may take
 #define FRAME_MAX    (64u << 20)
 #define MESSAGE_HEAD 26  // timestamp, attempts, id
-
-static int64_t s_now_ns(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (int64_t) now.tv_sec * 1000000000 + now.tv_nsec;
-}
 
 // ---- a V2 connection ---------------------------------------------------------
 
@@ -149,7 +143,7 @@ static int s_read(s_conn_t *conn, int timeout_ms)
 // (answered with NOP). Returns 0 if it starts with expect, else -1.
 static int s_answer(s_conn_t *conn, const char *expect, const char *what)
 {
-    int64_t deadline = s_now_ns() + (int64_t) ANSWER_MS * 1000000;
+    int64_t deadline = bench_now_ns() + (int64_t) ANSWER_MS * 1000000;
     for (;;) {
         uint32_t type;
         const uint8_t *data;
@@ -169,7 +163,7 @@ static int s_answer(s_conn_t *conn, const char *expect, const char *what)
                     (const char *) data);
             return -1;
         }
-        int64_t left = (deadline - s_now_ns()) / 1000000;
+        int64_t left = (deadline - bench_now_ns()) / 1000000;
         if (rc < 0 || left <= 0 || s_read(conn, (int) left) != 0) {
             fprintf(stderr, "nsq-bench: no answer to %s\n", what);
             return -1;
@@ -258,7 +252,7 @@ int bench_tcp_publish(const bench_tcp_config_t *config, bench_tcp_result_t *resu
         free(ids);
         return 1;
     }
-    int64_t start = s_now_ns();
+    int64_t start = bench_now_ns();
     for (size_t i = 0; i < threads; i++) {
         publishers[i].config = config;
         publishers[i].count = config->count / (int64_t) threads
@@ -270,7 +264,7 @@ int bench_tcp_publish(const bench_tcp_config_t *config, bench_tcp_result_t *resu
         pthread_join(ids[i], NULL);
         result->count += publishers[i].acknowledged;
     }
-    result->seconds = (double) (s_now_ns() - start) / 1e9;
+    result->seconds = (double) (bench_now_ns() - start) / 1e9;
     result->errors = config->count - result->count;
     free(publishers);
     free(ids);
@@ -338,7 +332,7 @@ static int s_consume_frames(bench_tcp_consumer_t *self, char *fins, size_t *fins
         if (size >= MESSAGE_HEAD + 8)
             memcpy(&run_id, data + MESSAGE_HEAD, 8);
         if (run_id == self->config->run_id) {
-            int64_t now = s_now_ns();
+            int64_t now = bench_now_ns();
             if (result->count++ == 0)
                 *first_ns = now;
             *last_ns = now;
@@ -362,7 +356,7 @@ int bench_tcp_consume(bench_tcp_consumer_t *self, int64_t target, bench_tcp_resu
         return 1;
     // A FIN (21 bytes) per message a read can hold (each at least 34 bytes).
     char *fins = malloc(self->conn.in_size / 2 + 4 * READ_SIZE);
-    int64_t first_ns = 0, last_ns = 0, idle_since = s_now_ns();
+    int64_t first_ns = 0, last_ns = 0, idle_since = bench_now_ns();
     while (fins && result->count < target) {
         size_t fins_length = 0;
         int64_t before = result->count;
@@ -371,10 +365,10 @@ int bench_tcp_consume(bench_tcp_consumer_t *self, int64_t target, bench_tcp_resu
         if (fins_length && s_write_all(self->conn.fd, fins, fins_length))
             break;
         if (result->count > before)
-            idle_since = s_now_ns();
+            idle_since = bench_now_ns();
         if (result->count >= target)
             break;
-        if (s_now_ns() - idle_since > (int64_t) IDLE_MS * 1000000) {
+        if (bench_now_ns() - idle_since > (int64_t) IDLE_MS * 1000000) {
             fprintf(stderr, "nsq-bench: none of this run's messages came for %d s; stopping\n",
                     IDLE_MS / 1000);
             break;

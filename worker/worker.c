@@ -8,10 +8,10 @@
         REJECT  FIN and a warning (the endpoint refuses this body for good)
         RETRY   the backoff level rises (credit 0 on every connection, then
                 a probe with credit 1); REQ with requeue_delay * attempts
-                (capped), or, at max_attempts, publish a dead letter (the
-                header nsq_deadletter.h describes: origin, attempts, the
-                handler's last failure; then the body) to the dead-letter
-                topic on the broker it came from, then FIN
+                (capped), or, at max_attempts, publish a dead letter
+                (worker_deadletter: origin, attempts, the handler's last
+                failure, the body) to the dead-letter topic on the broker
+                it came from, then FIN
     A message that arrives with attempts already beyond max_attempts (its
     handler kept timing out) is dead-lettered without running the handler.
 
@@ -21,20 +21,17 @@
     gauges, and warns every S_NO_BROKER_WARN_MS while no broker is
     connected (one info line once one is).
 
-    HTTP probes: an address given by flag or environment must be bound
-    (worker_new fails otherwise); the default one (http_address_optional)
-    may be taken, e.g. by another worker on the same host, and the worker
-    then runs without probes after a warning.
+    HTTP probes: worker_http_start (worker_http.h) decides whether an
+    address that cannot be bound stops the worker.
 
-    Drain (worker_run after SIGTERM): the metrics say draining (/readyz 503),
-    nsq_consumer_close sends RDY 0 and CLS and keeps the loop running so the
-    handlers can finish; messages still arriving are requeued at once. At
-    the shutdown timeout the handler stops what is left and those messages
-    are requeued with no delay, so another worker gets them at once.
+    Drain (worker_run after SIGTERM, --max-messages or a broken handler):
+    worker_drain (worker_drain.h); while its flags say draining, messages
+    still arriving are requeued at once, and once it aborts (shutdown
+    timeout) results are requeued with no delay.
 
-    Dead-letter publishing waits for the broker's acknowledgement (local
-    broker, a fraction of a millisecond; S_PUBLISH_TIMEOUT_MS at worst); if
-    it fails the message is requeued instead, so nothing is lost.
+    Dead letters go through worker_deadletter, which waits for the
+    broker's acknowledgement; if it fails the message is requeued instead,
+    so nothing is lost.
 
     Pipelines (--publish-topic): a job that ends OK with output stays on
     the list (TOUCHed as before) while worker_publisher sends the output
@@ -42,10 +39,6 @@
     broker's OK brings the FIN, a refusal or a timeout a REQ (a failure
     like any other). So the output is stored before its input is FINed: a
     crash in between duplicates it, never loses it.
-
-    After the drain the handler winds down (worker_handler_finish: the
-    processes of --process read EOF and exit) while the loop runs, until
-    it is finished or the shutdown deadline passes; destroy stops the rest.
 */
 #include "worker.h"
 
@@ -54,47 +47,43 @@
 #include "nsq_log.h"
 #include "nsq_names.h"
 #include "worker_backoff.h"
+#include "worker_deadletter.h"
+#include "worker_drain.h"
 #include "worker_handler.h"
 #include "worker_http.h"
 #include "worker_metrics.h"
 #include "worker_publisher.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define S_TICK_MS            100
-#define S_PUBLISH_TIMEOUT_MS 2000       // dead-letter publish
-#define S_FINAL_FLUSH_MS     1000       // after the drain, to send the last REQs
+#define S_PUBLISH_TIMEOUT_MS 2000       // dead letters and output: a publish's answer
 #define S_NO_BROKER_WARN_MS  5000       // how often to say that no broker is connected
 #define S_OUTPUT_MAX_DEFAULT (1 << 20)  // --max-output-size 0
 
 struct _worker_t {
-    worker_config_t config;         // copy; strings borrowed but auth_secret (ours)
-    char *auth_secret;              // the copy config.auth_secret points to
-    char dead_letter_topic[128];    // resolved name
-    nsq_consumer_t *consumer;       // the subscription
-    nsq_curve_client_t curve;       // CURVE keys towards brokers (disabled = plain)
-    worker_handler_t *handler;      // the one handler
-    worker_backoff_t *backoff;      // failure pauses
-    worker_metrics_t *metrics;      // shared with the HTTP thread
-    worker_http_t *http;            // probes and metrics, NULL if none
-    zhashx_t *producers;            // broker endpoint -> nsq_producer_t, for dead letters
-    worker_publisher_t *publisher;  // handlers' output (--publish-topic), NULL if none
-    worker_job_t *jobs;             // running jobs, newest first
-    int tick_timer;                 // the periodic tick
-    int64_t without_broker_since;   // zclock_mono since when none is connected, 0 while one is
-    int64_t without_broker_said;    // when that was last logged
-    uint32_t credit;                // credit announced now
-    int64_t started;                // jobs handed to the handler
-    int64_t handled;                // results received
-    bool draining;                  // shutting down: no new work
-    bool aborting;                  // the drain timed out: results are requeued at once
-    bool broken;                    // the handler cannot go on: exit 1
-    int64_t wind_down_until;        // after the drain: wait for the handler until then
+    worker_config_t config;             // copy; strings borrowed but auth_secret (ours)
+    char *auth_secret;                  // the copy config.auth_secret points to
+    nsq_consumer_t *consumer;           // the subscription
+    nsq_curve_client_t curve;           // CURVE keys towards brokers (disabled = plain)
+    worker_handler_t *handler;          // the one handler
+    worker_backoff_t *backoff;          // failure pauses
+    worker_metrics_t *metrics;          // shared with the HTTP thread
+    worker_http_t *http;                // probes and metrics, NULL if none
+    worker_deadletter_t *dead_letters;  // publishes the messages that failed for good
+    worker_publisher_t *publisher;      // handlers' output (--publish-topic), NULL if none
+    worker_job_t *jobs;                 // running jobs, newest first
+    int tick_timer;                     // the periodic tick
+    int64_t without_broker_since;       // zclock_mono since when none is connected, 0 while one is
+    int64_t without_broker_said;        // when that was last logged
+    uint32_t credit;                    // credit announced now
+    int64_t started;                    // jobs handed to the handler
+    int64_t handled;                    // results received
+    worker_drain_t drain;               // shutting down: no new work; aborting: requeue at once
+    bool broken;                        // the handler cannot go on: exit 1
 };
 
 // A job as the runtime allocates it: the handlers' view, and the way back
@@ -135,77 +124,13 @@ static int64_t s_requeue_delay(worker_t *self, nsq_msg_t *msg)
     return delay > self->config.max_requeue_delay_ms ? self->config.max_requeue_delay_ms : delay;
 }
 
-static nsq_producer_t *s_producer(worker_t *self, const char *broker)
-{
-    nsq_producer_t *producer = zhashx_lookup(self->producers, broker);
-    if (!producer) {
-        producer = nsq_producer_new(broker);
-        if (!producer)
-            return NULL;
-        nsq_producer_set_timeout(producer, S_PUBLISH_TIMEOUT_MS);
-        if (self->curve.enabled
-            && nsq_producer_set_curve(producer, self->config.zmq_curve_key_file,
-                                      self->config.zmq_curve_server_key_file)) {
-            nsq_producer_destroy(&producer);
-            return NULL;
-        }
-        nsq_producer_set_auth_secret(producer, self->config.auth_secret);
-        zhashx_insert(self->producers, broker, producer);
-    }
-    return producer;
-}
-
-static int64_t s_wall_clock_ns(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    return (int64_t) now.tv_sec * 1000000000 + now.tv_nsec;
-}
-
-// msg's dead letter: where it came from, why it failed, its body. Caller
-// frees; NULL with the reason logged.
-static uint8_t *s_dead_letter_build(worker_t *self, nsq_msg_t *msg, const nsq_failure_t *failure,
-                                    size_t *size)
-{
-    nsq_deadletter_t header = {
-        .attempts = nsq_msg_attempts(msg),
-        .first_seen = nsq_msg_timestamp(msg),
-        .dead_at = s_wall_clock_ns(),
-        .failure = *failure,
-    };
-    const char *broker = nsq_msg_broker(msg);
-    if (strncmp(broker, "tcp://", 6) == 0)
-        broker += 6;  // the ZeroMQ address as --broker-address takes it
-    snprintf(header.topic, sizeof header.topic, "%s", self->config.topic);
-    snprintf(header.channel, sizeof header.channel, "%s", self->config.channel);
-    snprintf(header.id, sizeof header.id, "%s", nsq_msg_id(msg));
-    snprintf(header.broker, sizeof header.broker, "%s", broker);
-    uint8_t *letter = nsq_deadletter_build(&header, nsq_msg_body(msg), nsq_msg_size(msg), size);
-    if (!letter)
-        nsq_error("cannot build the dead letter of message %s: %s", nsq_msg_id(msg),
-                  strerror(errno));
-    return letter;
-}
-
-// Publishes msg's dead letter to the dead-letter topic on its broker, then
-// FINs it; requeues it if that fails.
+// Publishes msg's dead letter, then FINs it; requeues it if that fails.
 static void s_dead_letter(worker_t *self, nsq_msg_t *msg, const nsq_failure_t *failure)
 {
-    const char *broker = nsq_msg_broker(msg);
-    size_t size = 0;
-    uint8_t *letter = s_dead_letter_build(self, msg, failure, &size);
-    nsq_producer_t *producer = letter ? s_producer(self, broker) : NULL;
-    if (!producer || nsq_producer_publish(producer, self->dead_letter_topic, letter, size)) {
-        nsq_error("cannot publish message %s to %s on %s (%s): requeued", nsq_msg_id(msg),
-                  self->dead_letter_topic, broker, producer ? nsq_producer_error(producer) : "");
-        free(letter);
+    if (worker_deadletter_publish(self->dead_letters, msg, failure)) {
         s_requeue(self, msg, self->config.max_requeue_delay_ms);
         return;
     }
-    free(letter);
-    nsq_warn("message %s failed %u attempt(s), last: %s %lld (%s): moved to topic %s on %s",
-             nsq_msg_id(msg), nsq_msg_attempts(msg), nsq_failure_kind_name(failure->kind),
-             (long long) failure->code, failure->detail, self->dead_letter_topic, broker);
     nsq_consumer_fin(self->consumer, msg);
     worker_metrics_add(self->metrics, WORKER_METRIC_DEAD_LETTERED, 1);
 }
@@ -213,7 +138,7 @@ static void s_dead_letter(worker_t *self, nsq_msg_t *msg, const nsq_failure_t *f
 // Announces the credit the backoff allows, if it changed.
 static void s_apply_credit(worker_t *self)
 {
-    if (self->draining)
+    if (self->drain.draining)
         return;  // nsq_consumer_close holds credit at 0
     uint32_t credit =
         worker_backoff_credit(self->backoff, self->config.max_in_flight, zclock_mono());
@@ -253,7 +178,7 @@ static void s_settle(worker_t *self, worker_job_t *job, worker_result_t result)
     int64_t now = zclock_mono();
     s_job_unlink(self, job);
     nsq_msg_t *msg = job->msg;
-    if (result == WORKER_RESULT_RETRY && (self->aborting || self->broken))
+    if (result == WORKER_RESULT_RETRY && (self->drain.aborting || self->broken))
         s_requeue(self, msg, 0);  // not the message's fault: let another worker have it now
     else if (result == WORKER_RESULT_RETRY)
         s_on_failure(self, msg, &job->failure, job->req_delay_ms);
@@ -268,7 +193,7 @@ static void s_settle(worker_t *self, worker_job_t *job, worker_result_t result)
     free(job);
     self->handled++;
     bool done = self->config.max_messages && self->handled >= self->config.max_messages;
-    if ((done || self->broken) && !self->draining)
+    if ((done || self->broken) && !self->drain.draining)
         nsq_consumer_stop(self->consumer);
     s_apply_credit(self);
 }
@@ -334,7 +259,7 @@ static void s_on_message(nsq_consumer_t *consumer, nsq_msg_t *msg, void *arg)
     worker_t *self = arg;
     worker_metrics_add(self->metrics, WORKER_METRIC_RECEIVED, 1);
     bool enough = self->config.max_messages && self->started >= self->config.max_messages;
-    if (self->draining || self->broken || enough) {
+    if (self->drain.draining || self->broken || enough) {
         s_requeue(self, msg, 0);  // not ours to handle any more
         return;
     }
@@ -386,7 +311,7 @@ static void s_watch_brokers(worker_t *self, size_t connected, int64_t now)
         self->without_broker_since = 0;
         return;
     }
-    if (self->draining)
+    if (self->drain.draining)
         return;
     if (!self->without_broker_since)
         self->without_broker_since = self->without_broker_said = now;
@@ -457,20 +382,6 @@ static worker_handler_t *s_handler_new(worker_t *self)
     return worker_handler_file_new(&context, NULL, 0, 0);
 }
 
-static int s_resolve_dead_letter_topic(worker_t *self)
-{
-    if (self->config.dead_letter_topic)
-        snprintf(self->dead_letter_topic, sizeof self->dead_letter_topic, "%s",
-                 self->config.dead_letter_topic);
-    else
-        snprintf(self->dead_letter_topic, sizeof self->dead_letter_topic, "%s.dead",
-                 self->config.topic);
-    if (nsq_name_is_valid(self->dead_letter_topic))
-        return 0;
-    nsq_error("invalid dead-letter topic %s (set --dead-letter-topic)", self->dead_letter_topic);
-    return -1;
-}
-
 // The publisher of --publish-topic. Returns 0, or -1 (logged).
 static int s_publisher_start(worker_t *self)
 {
@@ -488,26 +399,6 @@ static int s_publisher_start(worker_t *self)
     return self->publisher ? 0 : -1;
 }
 
-// Starts the probes. Returns 0, or -1 (logged) if the address was asked
-// for and cannot be bound.
-static int s_http_start(worker_t *self)
-{
-    char error[320];
-    nsq_http_tls_t tls = NSQ_HTTP_TLS_OF(&self->config);
-    self->http = worker_http_new(self->config.http_address, self->config.https_address, &tls,
-                                 self->metrics, error, sizeof error);
-    if (self->http)
-        return 0;
-    if (!self->config.http_address_optional) {
-        nsq_error("%s", error);
-        return -1;
-    }
-    nsq_warn("%s; as that is the default, running without /healthz, /readyz and /metrics "
-             "(set --http-address to require them, or to \"\" for none)",
-             error);
-    return 0;
-}
-
 worker_t *worker_new(const worker_config_t *config)
 {
     worker_t *self = calloc(1, sizeof *self);
@@ -522,7 +413,6 @@ worker_t *worker_new(const worker_config_t *config)
     self->credit = config->max_in_flight;
     self->metrics = worker_metrics_new();
     self->backoff = worker_backoff_new(config->backoff_ms, config->max_backoff_ms);
-    self->producers = zhashx_new();
     self->consumer = nsq_consumer_new(config->topic, config->channel);
     char curve_error[512];
     if (nsq_curve_client_load(&self->curve, config->zmq_curve_key_file,
@@ -540,15 +430,15 @@ worker_t *worker_new(const worker_config_t *config)
     if (self->consumer)
         nsq_consumer_set_lookupd_tls(self->consumer, config->tls_root_ca_file, config->tls_cert,
                                      config->tls_key);
-    if (!self->metrics || !self->backoff || !self->producers || !self->consumer
-        || s_resolve_dead_letter_topic(self) || s_publisher_start(self)
-        || !(self->handler = s_handler_new(self))) {
+    if (!self->metrics || !self->backoff || !self->consumer
+        || !(self->dead_letters =
+                 worker_deadletter_new(&self->config, self->curve.enabled, S_PUBLISH_TIMEOUT_MS))
+        || s_publisher_start(self) || !(self->handler = s_handler_new(self))) {
         if (!self->consumer)
             nsq_error("cannot create the consumer: %s", strerror(errno));
         worker_destroy(&self);
         return NULL;
     }
-    zhashx_set_destructor(self->producers, (zhashx_destructor_fn *) nsq_producer_destroy);
     nsq_consumer_set_handler(self->consumer, s_on_message, self);
     nsq_consumer_set_auth_secret(self->consumer, self->config.auth_secret);
     nsq_consumer_set_max_in_flight(self->consumer, config->max_in_flight);
@@ -557,8 +447,7 @@ worker_t *worker_new(const worker_config_t *config)
     worker_metrics_set(self->metrics, WORKER_METRIC_CREDIT, config->max_in_flight);
     self->tick_timer =
         zloop_timer(nsq_consumer_loop(self->consumer), S_TICK_MS, 0, s_on_tick, self);
-    bool http = (config->http_address && *config->http_address) || config->https_address[0];
-    if (http && s_http_start(self)) {
+    if (worker_http_start(&self->config, self->metrics, &self->http)) {
         worker_destroy(&self);
         return NULL;
     }
@@ -582,7 +471,7 @@ void worker_destroy(worker_t **self_p)
     if (self->consumer && self->tick_timer > 0)
         zloop_timer_end(nsq_consumer_loop(self->consumer), self->tick_timer);
     nsq_consumer_destroy(&self->consumer);
-    zhashx_destroy(&self->producers);
+    worker_deadletter_destroy(&self->dead_letters);
     worker_backoff_destroy(&self->backoff);
     worker_metrics_destroy(&self->metrics);
     if (self->auth_secret)
@@ -607,58 +496,6 @@ uint16_t worker_http_port_bound(worker_t *self)
     return self->http ? worker_http_port(self->http) : 0;
 }
 
-static int s_on_wind_down(zloop_t *loop, int timer_id, void *arg)
-{
-    (void) loop;
-    (void) timer_id;
-    worker_t *self = arg;
-    return worker_handler_finished(self->handler) || zclock_mono() >= self->wind_down_until ? -1
-                                                                                            : 0;
-}
-
-// After the drain: the handler winds down (processes read EOF and exit)
-// while the loop runs, until it is finished or deadline passes, but at
-// least S_FINAL_FLUSH_MS.
-static void s_wind_down(worker_t *self, int64_t deadline)
-{
-    worker_handler_finish(self->handler);
-    if (worker_handler_finished(self->handler))
-        return;
-    int64_t least = zclock_mono() + S_FINAL_FLUSH_MS;
-    self->wind_down_until = deadline > least ? deadline : least;
-    zloop_t *loop = nsq_consumer_loop(self->consumer);
-    int timer = zloop_timer(loop, 10, 0, s_on_wind_down, self);
-    if (timer < 0)
-        return;
-    zloop_set_nonstop(loop, true);  // SIGTERM was seen: zloop would not start otherwise
-    zloop_start(loop);
-    zloop_set_nonstop(loop, false);
-    zloop_timer_end(loop, timer);
-}
-
-// Lets in-flight handlers finish within the shutdown timeout; stops and
-// requeues the rest.
-static void s_drain(worker_t *self)
-{
-    int64_t deadline = zclock_mono() + self->config.shutdown_timeout_ms;
-    self->draining = true;
-    worker_metrics_set(self->metrics, WORKER_METRIC_DRAINING, 1);
-    worker_metrics_set(self->metrics, WORKER_METRIC_CREDIT, 0);
-    size_t running = nsq_consumer_in_flight(self->consumer);
-    nsq_info("draining: %zu message(s) in flight, waiting up to %lld ms", running,
-             (long long) self->config.shutdown_timeout_ms);
-    if (nsq_consumer_close(self->consumer, (int) self->config.shutdown_timeout_ms)) {
-        nsq_warn("shutdown timeout: stopping %zu handler(s) and requeueing their messages",
-                 nsq_consumer_in_flight(self->consumer));
-        self->aborting = true;
-        worker_handler_abort_all(self->handler);
-        if (nsq_consumer_close(self->consumer, S_FINAL_FLUSH_MS))
-            nsq_warn("%zu message(s) still unsettled, the broker will requeue them",
-                     nsq_consumer_in_flight(self->consumer));
-    }
-    s_wind_down(self, deadline);
-}
-
 int worker_run(worker_t *self)
 {
     nsq_info("consuming topic %s channel %s with the %s handler, max-in-flight %u",
@@ -667,7 +504,11 @@ int worker_run(worker_t *self)
     nsq_consumer_run(self->consumer);
     if (zsys_interrupted)
         nsq_info("signal received, draining");
-    s_drain(self);
+    self->drain.consumer = self->consumer;
+    self->drain.handler = self->handler;
+    self->drain.metrics = self->metrics;
+    self->drain.timeout_ms = self->config.shutdown_timeout_ms;
+    worker_drain(&self->drain);
     nsq_info("exiting: received %llu, finished %llu, requeued %llu, dead-lettered %llu",
              (unsigned long long) worker_metrics_get(self->metrics, WORKER_METRIC_RECEIVED),
              (unsigned long long) worker_metrics_get(self->metrics, WORKER_METRIC_FINISHED),

@@ -2,10 +2,11 @@
     SPDX-License-Identifier: MIT
 
     Owns the consumer, the one handler (exec, process, http, file or
-    stdout), the backoff, the dead-letter producers, the output publisher
-    (pipelines), the metrics and the HTTP probes. All
-    of it runs on the consumer's zloop on the caller's thread, except the
-    HTTP server, which reads the metrics from its own thread.
+    stdout), the backoff, the dead letters (worker_deadletter), the drain
+    (worker_drain), the output publisher (pipelines), the metrics and the
+    HTTP probes. All of it runs on the consumer's zloop on the caller's
+    thread, except the HTTP server, which reads the metrics from its own
+    thread.
 
     API in call order: worker_new, worker_connect (repeat) or worker_consumer,
     worker_http_port_bound, worker_run, worker_destroy.

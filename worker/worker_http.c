@@ -2,7 +2,8 @@
     SPDX-License-Identifier: MIT
 
     Every answer is computed from worker_metrics on the server's thread; the
-    worker's loop is never asked. See worker_http.h for the routes. Bodies
+    worker's loop is never asked. See worker_http.h for the routes and for
+    how worker_http_start treats an address that cannot be bound. Bodies
     are ignored, but a request whose body length is ambiguous is refused
     (nsq_http.h).
 */
@@ -106,6 +107,28 @@ worker_http_t *worker_http_new(const char *address, const char *https_address,
     if (nsq_http_server_https_port(self->server))
         nsq_info("http: HTTPS on port %u", nsq_http_server_https_port(self->server));
     return self;
+}
+
+int worker_http_start(const worker_config_t *config, worker_metrics_t *metrics,
+                      worker_http_t **http)
+{
+    *http = NULL;
+    if (!(config->http_address && *config->http_address) && !config->https_address[0])
+        return 0;
+    char error[320];
+    nsq_http_tls_t tls = NSQ_HTTP_TLS_OF(config);
+    *http = worker_http_new(config->http_address, config->https_address, &tls, metrics, error,
+                            sizeof error);
+    if (*http)
+        return 0;
+    if (!config->http_address_optional) {
+        nsq_error("%s", error);
+        return -1;
+    }
+    nsq_warn("%s; as that is the default, running without /healthz, /readyz and /metrics "
+             "(set --http-address to require them, or to \"\" for none)",
+             error);
+    return 0;
 }
 
 void worker_http_destroy(worker_http_t **self_p)

@@ -14,12 +14,20 @@
     worker_metrics (atomics the loop thread publishes), so a slow scraper
     never stalls message handling.
 
-    API in call order: worker_http_new, worker_http_port, worker_http_destroy.
+    worker_http_start applies the worker's configuration: an address given
+    by flag or environment must be bound (worker_new fails otherwise); the
+    default one (http_address_optional) may be taken, e.g. by another
+    worker on the same host, and the worker then runs without probes after
+    a warning.
+
+    API in call order: worker_http_start or worker_http_new,
+    worker_http_port, worker_http_destroy.
 */
 #ifndef WORKER_HTTP_H
 #define WORKER_HTTP_H
 
 #include "nsq_http_server.h"
+#include "worker.h"
 #include "worker_metrics.h"
 
 #include <stddef.h>
@@ -37,6 +45,15 @@ typedef struct _worker_http_t worker_http_t;
 worker_http_t *worker_http_new(const char *address, const char *https_address,
                                const nsq_http_tls_t *tls, worker_metrics_t *metrics, char *error,
                                size_t size);
+
+// Starts the probes config asks for (http_address, https_address with
+// its TLS; neither: none), serving metrics (borrowed: must outlive the
+// server), into *http (NULL if none). Returns 0, also when the address
+// cannot be bound but config->http_address_optional (a warning is logged
+// and *http stays NULL), or -1 (logged) if an address asked for cannot be
+// bound.
+int worker_http_start(const worker_config_t *config, worker_metrics_t *metrics,
+                      worker_http_t **http);
 
 // Stops the server and nulls *self_p; accepts NULL.
 void worker_http_destroy(worker_http_t **self_p);
