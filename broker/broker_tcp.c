@@ -324,6 +324,20 @@ static void s_settings(const broker_config_t *config, broker_tcp_settings_t *set
     settings->version = NSQ_VERSION;
 }
 
+// The credentials, client policy and versions of the --tls-* options;
+// NULL with a one-line reason in error.
+static broker_tls_t *s_tls_new(const broker_config_t *config, char *error, size_t size)
+{
+    broker_tls_t *tls = broker_tls_new(config->tls_cert, config->tls_key, error, size);
+    if (tls
+        && (broker_tls_set_client_policy(tls, config->tls_client_auth_policy,
+                                         config->tls_root_ca_file, error, size)
+                != 0
+            || broker_tls_set_min_version(tls, config->tls_min_version, error, size) != 0))
+        broker_tls_destroy(&tls);
+    return tls;
+}
+
 broker_tcp_t *broker_tcp_new(broker_server_t *server, const broker_config_t *config, char *error,
                              size_t size)
 {
@@ -341,12 +355,7 @@ broker_tcp_t *broker_tcp_new(broker_server_t *server, const broker_config_t *con
     }
     zhashx_set_destructor(self->sessions, s_session_destructor);
     if (config->tls_cert[0]) {
-        self->tls = broker_tls_new(config->tls_cert, config->tls_key, error, size);
-        if (self->tls
-            && broker_tls_set_client_policy(self->tls, config->tls_client_auth_policy,
-                                            config->tls_root_ca_file, error, size)
-                   != 0)
-            broker_tls_destroy(&self->tls);
+        self->tls = s_tls_new(config, error, size);
         if (!self->tls) {
             broker_tcp_destroy(&self);
             return NULL;
