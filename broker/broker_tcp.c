@@ -26,6 +26,7 @@ struct _broker_tcp_t {
     broker_tls_t *tls;        // --tls-cert/--tls-key, or NULL
     broker_tcp_io_t *io;      // the I/O thread
     zhashx_t *sessions;       // key -> broker_tcp_session_t, owned
+    uint64_t opened;          // connections opened so far (numbers the sessions' names)
     uint64_t *dirty;          // connections with something to post
     size_t dirty_count;       // used
     size_t dirty_size;        // allocated
@@ -100,7 +101,8 @@ static void s_opened(broker_tcp_t *self, const broker_tcp_event_t *event, int64_
 {
     char key[KEY_SIZE];
     s_key(event->connection, key);
-    broker_tcp_session_t *session = broker_tcp_session_new(event->connection, self);
+    broker_tcp_session_t *session =
+        broker_tcp_session_new(event->connection, self, ++self->opened, event->remote_address);
     broker_client_t *client = session
                                   ? broker_server_client_new(self->server, &s_sink, session,
                                                              broker_tcp_session_name(session), now)
@@ -114,8 +116,7 @@ static void s_opened(broker_tcp_t *self, const broker_tcp_event_t *event, int64_
     }
     broker_tcp_session_set_client(session, client);
     broker_client_set_remote_address(client, event->remote_address);
-    nsq_debug("client %s: connected from %s", broker_tcp_session_name(session),
-              event->remote_address);
+    nsq_debug("client %s: connected", broker_tcp_session_name(session));
 }
 
 static void s_closed(broker_tcp_t *self, broker_tcp_session_t *session, const char *reason,
