@@ -26,6 +26,7 @@ struct _broker_tcp_t {
     broker_tls_t *tls;        // --tls-cert/--tls-key, or NULL
     broker_tcp_io_t *io;      // the I/O thread
     zhashx_t *sessions;       // key -> broker_tcp_session_t, owned
+    uint64_t opened;          // connections opened so far (numbers the sessions' names)
     uint64_t *dirty;          // connections with something to post
     size_t dirty_count;       // used
     size_t dirty_size;        // allocated
@@ -100,7 +101,8 @@ static void s_opened(broker_tcp_t *self, const broker_tcp_event_t *event, int64_
 {
     char key[KEY_SIZE];
     s_key(event->connection, key);
-    broker_tcp_session_t *session = broker_tcp_session_new(event->connection, self);
+    broker_tcp_session_t *session =
+        broker_tcp_session_new(event->connection, self, ++self->opened, event->remote_address);
     broker_client_t *client = session
                                   ? broker_server_client_new(self->server, &s_sink, session,
                                                              broker_tcp_session_name(session), now)
@@ -114,8 +116,7 @@ static void s_opened(broker_tcp_t *self, const broker_tcp_event_t *event, int64_
     }
     broker_tcp_session_set_client(session, client);
     broker_client_set_remote_address(client, event->remote_address);
-    nsq_debug("client %s: connected from %s", broker_tcp_session_name(session),
-              event->remote_address);
+    nsq_debug("client %s: connected", broker_tcp_session_name(session));
 }
 
 static void s_closed(broker_tcp_t *self, broker_tcp_session_t *session, const char *reason,
@@ -324,6 +325,20 @@ static void s_settings(const broker_config_t *config, broker_tcp_settings_t *set
     settings->version = NSQ_VERSION;
 }
 
+// The credentials, client policy and versions of the --tls-* options;
+// NULL with a one-line reason in error.
+static broker_tls_t *s_tls_new(const broker_config_t *config, char *error, size_t size)
+{
+    broker_tls_t *tls = broker_tls_new(config->tls_cert, config->tls_key, error, size);
+    if (tls
+        && (broker_tls_set_client_policy(tls, config->tls_client_auth_policy,
+                                         config->tls_root_ca_file, error, size)
+                != 0
+            || broker_tls_set_min_version(tls, config->tls_min_version, error, size) != 0))
+        broker_tls_destroy(&tls);
+    return tls;
+}
+
 broker_tcp_t *broker_tcp_new(broker_server_t *server, const broker_config_t *config, char *error,
                              size_t size)
 {
@@ -341,12 +356,7 @@ broker_tcp_t *broker_tcp_new(broker_server_t *server, const broker_config_t *con
     }
     zhashx_set_destructor(self->sessions, s_session_destructor);
     if (config->tls_cert[0]) {
-        self->tls = broker_tls_new(config->tls_cert, config->tls_key, error, size);
-        if (self->tls
-            && broker_tls_set_client_policy(self->tls, config->tls_client_auth_policy,
-                                            config->tls_root_ca_file, error, size)
-                   != 0)
-            broker_tls_destroy(&self->tls);
+        self->tls = s_tls_new(config, error, size);
         if (!self->tls) {
             broker_tcp_destroy(&self);
             return NULL;

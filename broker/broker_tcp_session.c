@@ -35,7 +35,7 @@ struct _broker_tcp_wait_t {
 struct _broker_tcp_session_t {
     uint64_t connection;            // the I/O thread's id
     void *door;                     // the owner (borrowed)
-    char name[32];                  // "tcp-N" for logs
+    char name[96];                  // "tcp-N@IP:port" for logs
     broker_client_t *client;        // its server client (borrowed), or NULL
     bool closing;                   // a fatal answer went out, or the client was dropped
     int sample_rate;                // percent of messages sent, 0 = all
@@ -49,15 +49,16 @@ struct _broker_tcp_session_t {
     size_t held_bytes;              // what they hold (bodies, secrets, events)
 };
 
-broker_tcp_session_t *broker_tcp_session_new(uint64_t connection, void *door)
+broker_tcp_session_t *broker_tcp_session_new(uint64_t connection, void *door, uint64_t number,
+                                             const char *remote_address)
 {
     broker_tcp_session_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
     self->connection = connection;
     self->door = door;
-    snprintf(self->name, sizeof self->name, "tcp-%llu",
-             (unsigned long long) (connection & 0xffffffffu));
+    snprintf(self->name, sizeof self->name, "tcp-%llu@%s", (unsigned long long) number,
+             remote_address ? remote_address : "");
     return self;
 }
 

@@ -58,9 +58,11 @@ typedef struct _broker_tcp_session_t broker_tcp_session_t;
 typedef struct _broker_tcp_wait_t broker_tcp_wait_t;
 
 // Returns a session for the I/O thread's connection id; door is what
-// broker_tcp_session_door gives back. Caller owns the result; NULL if out
-// of memory.
-broker_tcp_session_t *broker_tcp_session_new(uint64_t connection, void *door);
+// broker_tcp_session_door gives back; number (the door's count of
+// connections, unique while it runs) and remote_address ("IP:port",
+// copied) make its name. Caller owns the result; NULL if out of memory.
+broker_tcp_session_t *broker_tcp_session_new(uint64_t connection, void *door, uint64_t number,
+                                             const char *remote_address);
 
 // Frees the session and what waits in it (not its client; held events too). A durable
 // publish still waiting is orphaned: broker_tcp_session_settle frees it
@@ -73,7 +75,10 @@ uint64_t broker_tcp_session_connection(const broker_tcp_session_t *self);
 // The door given to broker_tcp_session_new.
 void *broker_tcp_session_door(const broker_tcp_session_t *self);
 
-// A name for logs ("tcp-N"). Borrowed, valid while the session lives.
+// A name for logs, "tcp-N@IP:port": N the door's count of connections
+// (unique, unlike the connection id's slot, which the next connection
+// reuses), then the client's address, which nsqd names its clients by.
+// Borrowed, valid while the session lives.
 const char *broker_tcp_session_name(const broker_tcp_session_t *self);
 
 // Its server client (borrowed), NULL before it is set or after the server

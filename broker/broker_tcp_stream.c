@@ -126,7 +126,7 @@ int broker_tcp_stream_start_tls(broker_tcp_stream_t *self, const broker_tls_t *t
         self->session = NULL;
         return -1;
     }
-    if (gnutls_set_default_priority(self->session) < 0
+    if (gnutls_priority_set(self->session, broker_tls_priorities(tls)) < 0
         || gnutls_credentials_set(self->session, GNUTLS_CRD_CERTIFICATE,
                                   broker_tls_credentials(tls))
                < 0) {

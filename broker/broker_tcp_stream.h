@@ -47,8 +47,8 @@ broker_tcp_stream_t *broker_tcp_stream_new(void);
 // Frees the stream (and its TLS session). Nulls *self_p; accepts NULL.
 void broker_tcp_stream_destroy(broker_tcp_stream_t **self_p);
 
-// Starts TLS as the server with tls's credentials and client policy
-// (borrowed; they must outlive the stream). behind holds bytes received after the upgrade
+// Starts TLS as the server with tls's credentials, versions and client
+// policy (borrowed; they must outlive the stream). behind holds bytes received after the upgrade
 // point: they are moved in as ciphertext. Returns 0, or -1 (the stream is
 // then unusable). Call broker_tcp_stream_read to go on.
 int broker_tcp_stream_start_tls(broker_tcp_stream_t *self, const broker_tls_t *tls,

@@ -5,9 +5,10 @@
     way Go's compress/flate works (raw, sync flush), snappy against the
     framing functions, TLS against a GnuTLS client session that verifies
     the certificate for 127.0.0.1; then TLS with snappy on top, as a client
-    negotiates both. Also: the limit on decoded bytes (a deflate bomb comes
-    out in bounded pieces), plaintext held back during the handshake, and
-    corrupt input failing the stream.
+    negotiates both; the TLS versions accepted follow --tls-min-version.
+    Also: the limit on decoded bytes (a deflate bomb comes out in bounded
+    pieces), plaintext held back during the handshake, and corrupt input
+    failing the stream.
 */
 #include <errno.h>
 #include <gnutls/gnutls.h>
@@ -204,8 +205,10 @@ static int s_client_pull_timeout(gnutls_transport_ptr_t arg, unsigned int ms)
     return broker_buffer_size(((client_t *) arg)->in) > 0;
 }
 
-// A client that trusts only ca_file and checks the name 127.0.0.1.
-static int s_client_new(client_t *client, const char *ca_file)
+// A client that trusts only ca_file and checks the name 127.0.0.1; it
+// offers the versions of the GnuTLS priority string priorities (NULL:
+// GnuTLS's defaults).
+static int s_client_new(client_t *client, const char *ca_file, const char *priorities)
 {
     memset(client, 0, sizeof *client);
     client->in = broker_buffer_new();
@@ -214,7 +217,9 @@ static int s_client_new(client_t *client, const char *ca_file)
         || gnutls_certificate_set_x509_trust_file(client->credentials, ca_file, GNUTLS_X509_FMT_PEM)
                != 1
         || gnutls_init(&client->session, GNUTLS_CLIENT | GNUTLS_NONBLOCK) < 0
-        || gnutls_set_default_priority(client->session) < 0
+        || (priorities ? gnutls_priority_set_direct(client->session, priorities, NULL)
+                       : gnutls_set_default_priority(client->session))
+               < 0
         || gnutls_credentials_set(client->session, GNUTLS_CRD_CERTIFICATE, client->credentials) < 0)
         return -1;
     gnutls_session_set_verify_cert(client->session, "127.0.0.1", 0);
@@ -270,7 +275,7 @@ static int s_tls(const broker_tls_t *tls, const char *ca_file)
     broker_buffer_t *plain = broker_buffer_new(), *got = broker_buffer_new();
     broker_buffer_t *wire = broker_buffer_new();
     bool client_wrote = false, client_read = false;
-    S_CHECK(s_client_new(&client, ca_file) == 0);
+    S_CHECK(s_client_new(&client, ca_file, NULL) == 0);
     S_CHECK(broker_tcp_stream_start_tls(stream, tls, NULL) == 0);
     S_CHECK(broker_tcp_stream_handshaking(stream) && broker_tcp_stream_is_tls(stream));
     // The OK written now waits for the end of the handshake.
@@ -318,7 +323,7 @@ static int s_tls_failures(const broker_tls_t *tls, const char *untrusted_ca)
     client_t client;
     broker_tcp_stream_t *stream = broker_tcp_stream_new();
     broker_buffer_t *plain = broker_buffer_new();
-    S_CHECK(s_client_new(&client, untrusted_ca) == 0);
+    S_CHECK(s_client_new(&client, untrusted_ca, NULL) == 0);
     S_CHECK(broker_tcp_stream_start_tls(stream, tls, NULL) == 0);
     S_CHECK(s_handshake(&client, stream, plain) == -1);
     broker_tcp_stream_destroy(&stream);
@@ -331,6 +336,46 @@ done:
     s_client_destroy(&client);
     broker_tcp_stream_destroy(&stream);
     broker_buffer_destroy(&plain);
+    return rc;
+}
+
+// Whether a client offering only the versions in priorities completes a
+// handshake with tls, agreeing on version.
+static bool s_tls_version_agreed(const broker_tls_t *tls, const char *ca_file,
+                                 const char *priorities, gnutls_protocol_t version)
+{
+    client_t client;
+    broker_tcp_stream_t *stream = broker_tcp_stream_new();
+    broker_buffer_t *plain = broker_buffer_new();
+    bool agreed = s_client_new(&client, ca_file, priorities) == 0
+                  && broker_tcp_stream_start_tls(stream, tls, NULL) == 0
+                  && s_handshake(&client, stream, plain) == 0
+                  && gnutls_protocol_get_version(client.session) == version;
+    s_client_destroy(&client);
+    broker_tcp_stream_destroy(&stream);
+    broker_buffer_destroy(&plain);
+    return agreed;
+}
+
+// --tls-min-version (broker_tls_set_min_version) bounds the versions the
+// stream accepts: TLS 1.2 by default, only TLS 1.3 with tls1.3.
+static int s_tls_min_version(broker_tls_t *tls, const char *ca_file)
+{
+    const char *only_12 = "NORMAL:-VERS-ALL:+VERS-TLS1.2";
+    const char *only_13 = "NORMAL:-VERS-ALL:+VERS-TLS1.3";
+    const char *only_11 = "NORMAL:-VERS-ALL:+VERS-TLS1.1";
+    int rc = -1;
+    char error[256];
+    S_CHECK(s_tls_version_agreed(tls, ca_file, only_12, GNUTLS_TLS1_2));
+    S_CHECK(s_tls_version_agreed(tls, ca_file, only_13, GNUTLS_TLS1_3));
+    S_CHECK(!s_tls_version_agreed(tls, ca_file, only_11, GNUTLS_TLS1_1));
+    S_CHECK(broker_tls_set_min_version(tls, "tls1.3", error, sizeof error) == 0);
+    S_CHECK(!s_tls_version_agreed(tls, ca_file, only_12, GNUTLS_TLS1_2));
+    S_CHECK(s_tls_version_agreed(tls, ca_file, only_13, GNUTLS_TLS1_3));
+    S_CHECK(s_tls_version_agreed(tls, ca_file, NULL, GNUTLS_TLS1_3));
+    rc = 0;
+done:
+    broker_tls_set_min_version(tls, NULL, error, sizeof error);
     return rc;
 }
 
@@ -349,7 +394,7 @@ int broker_tcp_stream_test(void)
     if (broker_tls_write_test_pair(cert, key) || broker_tls_write_test_pair(other, other_key)
         || !(tls = broker_tls_new(cert, key, error, sizeof error)))
         rc = -1;
-    else if (s_tls(tls, cert) || s_tls_failures(tls, other))
+    else if (s_tls(tls, cert) || s_tls_failures(tls, other) || s_tls_min_version(tls, cert))
         rc = -1;
     broker_tls_destroy(&tls);
     unlink(cert);

@@ -14,9 +14,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "nsq_http_server.h"
+
 struct _broker_tls_t {
     gnutls_certificate_credentials_t credentials;  // certificate, key, trusted root CAs
     broker_tls_client_policy_t client_policy;      // what a client must show
+    gnutls_priority_t priorities;                  // versions and ciphers offered
 };
 
 broker_tls_t *broker_tls_new(const char *cert_file, const char *key_file, char *error, size_t size)
@@ -36,7 +39,32 @@ broker_tls_t *broker_tls_new(const char *cert_file, const char *key_file, char *
         broker_tls_destroy(&self);
         return NULL;
     }
+    if (broker_tls_set_min_version(self, NULL, error, size) != 0)
+        broker_tls_destroy(&self);
     return self;
+}
+
+int broker_tls_set_min_version(broker_tls_t *self, const char *min_version, char *error,
+                               size_t size)
+{
+    const char *priorities = nsq_http_tls_priorities(min_version);
+    gnutls_priority_t compiled;
+    int rc =
+        priorities ? gnutls_priority_init(&compiled, priorities, NULL) : GNUTLS_E_INVALID_REQUEST;
+    if (rc < 0) {
+        snprintf(error, size, "--tls-min-version=%s: %s", min_version ? min_version : "",
+                 priorities ? gnutls_strerror(rc) : "unknown version");
+        return -1;
+    }
+    if (self->priorities)
+        gnutls_priority_deinit(self->priorities);
+    self->priorities = compiled;
+    return 0;
+}
+
+void *broker_tls_priorities(const broker_tls_t *self)
+{
+    return self->priorities;
 }
 
 int broker_tls_set_client_policy(broker_tls_t *self, const char *policy, const char *root_ca_file,
@@ -82,6 +110,8 @@ void broker_tls_destroy(broker_tls_t **self_p)
         return;
     if ((*self_p)->credentials)
         gnutls_certificate_free_credentials((*self_p)->credentials);
+    if ((*self_p)->priorities)
+        gnutls_priority_deinit((*self_p)->priorities);
     free(*self_p);
     *self_p = NULL;
 }
@@ -175,7 +205,11 @@ int broker_tls_test(void)
     snprintf(other, sizeof other, "%s/other.pem", dir);
     S_CHECK(broker_tls_write_test_pair(cert, key) == 0);
     tls = broker_tls_new(cert, key, error, sizeof error);
-    S_CHECK(tls && broker_tls_credentials(tls));
+    S_CHECK(tls && broker_tls_credentials(tls) && broker_tls_priorities(tls));
+    // --tls-min-version: the HTTPS door's values, nothing else.
+    S_CHECK(broker_tls_set_min_version(tls, "tls1.3", error, sizeof error) == 0);
+    S_CHECK(broker_tls_set_min_version(tls, "ssl3.0", error, sizeof error) == -1);
+    S_CHECK(strstr(error, "--tls-min-version=ssl3.0") && broker_tls_priorities(tls));
     broker_tls_destroy(&tls);
     // A missing file and a key that is not the certificate's are refused
     // with a reason naming the files.

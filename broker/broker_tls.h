@@ -12,8 +12,15 @@
     RequireAnyClientCert) or require-verify (verified against
     --tls-root-ca-file); without a policy none is asked for.
 
+    The TLS versions accepted follow --tls-min-version (tls1.0 ... tls1.3,
+    default tls1.2) through the GnuTLS priority string the HTTPS door
+    takes for it (nsq_http_tls_priorities), so both doors accept the same
+    versions; it is compiled once and shared by every session like the
+    credentials.
+
     API: broker_tls_new, broker_tls_set_client_policy,
-    broker_tls_credentials, broker_tls_client_policy, broker_tls_destroy;
+    broker_tls_set_min_version, broker_tls_credentials,
+    broker_tls_client_policy, broker_tls_priorities, broker_tls_destroy;
     broker_tls_write_test_pair for tests.
 */
 #ifndef BROKER_TLS_H
@@ -42,6 +49,17 @@ broker_tls_t *broker_tls_new(const char *cert_file, const char *key_file, char *
 // reason in error.
 int broker_tls_set_client_policy(broker_tls_t *self, const char *policy, const char *root_ca_file,
                                  char *error, size_t size);
+
+// Sets the oldest TLS version sessions accept: min_version "tls1.0" ...
+// "tls1.3" ("" or NULL: tls1.2, the default broker_tls_new sets). Call
+// before the credentials serve a session. Returns 0, or -1 with a one-line
+// reason in error (an unknown version; the previous setting stays).
+int broker_tls_set_min_version(broker_tls_t *self, const char *min_version, char *error,
+                               size_t size);
+
+// The compiled priorities, for gnutls_priority_set (a gnutls_priority_t
+// as void *, borrowed; never NULL once broker_tls_new succeeded).
+void *broker_tls_priorities(const broker_tls_t *self);
 
 // The policy set (BROKER_TLS_CLIENT_NONE by default).
 broker_tls_client_policy_t broker_tls_client_policy(const broker_tls_t *self);

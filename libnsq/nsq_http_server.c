@@ -65,8 +65,7 @@ struct _nsq_http_server_t {
 //  --------------------------------------------------------------------------
 //  Settings
 
-//  GnuTLS priorities for a minimum version; NULL if unknown.
-static const char *s_priorities(const char *min_version)
+const char *nsq_http_tls_priorities(const char *min_version)
 {
     if (!min_version || !*min_version || strcmp(min_version, "tls1.2") == 0)
         return "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2";
@@ -114,7 +113,7 @@ int nsq_http_tls_check(const nsq_http_tls_t *tls, const char *https_address, cha
         snprintf(error, size, "--tls-client-auth-policy needs --tls-root-ca-file");
         return -1;
     }
-    if (!s_priorities(tls->min_version)) {
+    if (!nsq_http_tls_priorities(tls->min_version)) {
         snprintf(error, size, "--tls-min-version=%s: want tls1.0, tls1.1, tls1.2 or tls1.3",
                  tls->min_version);
         return -1;
@@ -249,8 +248,9 @@ static int s_door_start(nsq_http_server_t *self, s_door_t *door, const char *tex
     if (door->tls) {
         options[count++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, files->cert};
         options[count++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, files->key};
-        options[count++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0,
-                                                   (void *) s_priorities(config->tls.min_version)};
+        options[count++] =
+            (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0,
+                                    (void *) nsq_http_tls_priorities(config->tls.min_version)};
     }
     if (door->tls && files->trust)
         options[count++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, files->trust};
@@ -394,6 +394,10 @@ int nsq_http_server_test(void)
             failed = 1;
         }
     }
+    // The one mapping of --tls-min-version (the broker's TCP door takes it too).
+    failed |= strcmp(nsq_http_tls_priorities(""), nsq_http_tls_priorities("tls1.2")) != 0;
+    failed |= strstr(nsq_http_tls_priorities("tls1.3"), "TLS1.2") != NULL;
+    failed |= !strstr(nsq_http_tls_priorities("tls1.0"), "TLS1.0");
     chmod(key, 0644);
     nsq_http_tls_t wide = {key, key, NULL, NULL, NULL, false};
     failed |= nsq_http_tls_check(&wide, NULL, error, sizeof error) == 0;

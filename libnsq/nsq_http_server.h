@@ -28,6 +28,7 @@
     text (one line); afterwards they are logged as warnings.
 
     API in call order: nsq_http_tls_check (configure time),
+    nsq_http_tls_priorities (for other TLS doors),
     nsq_http_server_new, nsq_http_server_port, nsq_http_server_https_port,
     nsq_http_server_is_tls (in callbacks), nsq_http_server_destroy.
 */
@@ -124,6 +125,12 @@ typedef struct _nsq_http_server_t nsq_http_server_t;
 // door too: the HTTP API then refuses every request, with a warning.)
 int nsq_http_tls_check(const nsq_http_tls_t *tls, const char *https_address, char *error,
                        size_t size);
+
+// The GnuTLS priority string for --tls-min-version (tls1.0 ... tls1.3; ""
+// or NULL = tls1.2): every version from it up to TLS 1.3. The one mapping
+// for every TLS door (HTTPS here, the broker's NSQ TCP door). A static
+// string; NULL if min_version is unknown.
+const char *nsq_http_tls_priorities(const char *min_version);
 
 // Starts the server. Caller owns the result; NULL with one line in error
 // (an address that does not parse or cannot be bound, a TLS file that

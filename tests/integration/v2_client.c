@@ -30,6 +30,7 @@ struct _v2_client_t {
     bool snappy_read, snappy_written;              // stream identifiers seen / sent
     broker_buffer_t *packed;                       // received, not decoded
     broker_buffer_t *plain;                        // decoded, not read
+    const char *priorities;                        // TLS versions offered, NULL: defaults
 };
 
 static int64_t s_now_ms(void)
@@ -289,7 +290,9 @@ int v2_client_start_tls_as(v2_client_t *self, const char *ca_file, const char *c
                    < 0)
         || gnutls_init(&self->session, GNUTLS_CLIENT) < 0)
         return -1;
-    if (gnutls_set_default_priority(self->session) < 0
+    if ((self->priorities ? gnutls_priority_set_direct(self->session, self->priorities, NULL)
+                          : gnutls_set_default_priority(self->session))
+            < 0
         || gnutls_credentials_set(self->session, GNUTLS_CRD_CERTIFICATE, self->credentials) < 0)
         return -1;
     gnutls_session_set_verify_cert(self->session, "127.0.0.1", 0);
@@ -303,4 +306,9 @@ int v2_client_start_tls_as(v2_client_t *self, const char *ca_file, const char *c
     if (rc < 0)
         fprintf(stderr, "v2_client: TLS handshake: %s\n", gnutls_strerror(rc));
     return rc < 0 ? -1 : 0;
+}
+
+void v2_client_set_tls_priorities(v2_client_t *self, const char *priorities)
+{
+    self->priorities = priorities;
 }

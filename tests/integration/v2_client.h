@@ -15,7 +15,7 @@
     API: v2_client_connect, v2_client_send, v2_client_command,
     v2_client_frame, v2_client_expect, v2_client_message, v2_client_ended,
     v2_client_compress, v2_client_start_tls, v2_client_start_tls_as,
-    v2_client_fd,
+    v2_client_fd, v2_client_set_tls_priorities,
     v2_client_destroy.
 */
 #ifndef V2_CLIENT_H
@@ -74,5 +74,10 @@ int v2_client_start_tls(v2_client_t *self, const char *ca_file);
 // key_file) when the server asks for one (NULL: none).
 int v2_client_start_tls_as(v2_client_t *self, const char *ca_file, const char *cert_file,
                            const char *key_file);
+
+// The TLS versions (and ciphers) the next handshake offers: a GnuTLS
+// priority string (borrowed, must outlive the handshake), e.g.
+// "NORMAL:-VERS-ALL:+VERS-TLS1.2"; NULL: GnuTLS's defaults (the default).
+void v2_client_set_tls_priorities(v2_client_t *self, const char *priorities);
 
 #endif
