@@ -6,8 +6,20 @@
     two arrays: pending, which offers append to under the lock, and
     taking, which only the core reads: a take swaps them under the lock
     and hands taking on after unlocking, so offers go on while the core
-    works. Entries with pending messages form a list; the offer that
-    starts it writes the eventfd.
+    works. Entries with pending messages form a list.
+
+    Waking the core: the offer that starts the list writes the eventfd,
+    unless the core is sweeping. A take that handed messages on starts a
+    sweep: it arms a one-shot timer S_SWEEP_NS ahead, and offers until
+    then leave the eventfd alone, because the core comes back on its own.
+    A take that finds nothing ends the sweep (under the lock, so the next
+    offer wakes the core again). Under load the core is woken by the
+    timer once per batch instead of by every offer that finds the list
+    empty: on this VM an eventfd write that wakes a sleeping thread, and
+    that thread's wake-up, were a fifth of the broker's CPU on /pub. An
+    idle broker pays one extra wake-up after its last publish; a message
+    waits at most S_SWEEP_NS longer to reach its queue, and its 200 is
+    not delayed at all. The core polls one epoll set holding both.
 */
 #include "broker_admission.h"
 
@@ -17,13 +29,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "nsq_log.h"
 #include "nsq_names.h"
 
-#define S_PENDING_FIRST 64  // first size of a pending array
+#define S_PENDING_FIRST 64      // first size of a pending array
+#define S_SWEEP_NS      500000  // a sweep's next take comes this long after the last
 
 typedef struct _entry_t entry_t;
 
@@ -47,7 +62,10 @@ struct _broker_admission_t {
     zhashx_t *entries;     // name -> entry_t, owned
     entry_t *pending;      // entries with pending messages (newest first)
     bool closed;           // no more offers or grants
-    int wakeup;            // eventfd: readable while pending is not empty
+    bool sweeping;         // the core's sweep timer is armed: offers need not wake it
+    int wakeup;            // eventfd: written when pending starts and no sweep is on
+    int sweep;             // timerfd: the sweep's next take
+    int poll_set;          // epoll set of wakeup and sweep, which the core polls
     bool granted;          // core only: some credit was ever granted
 };
 
@@ -66,6 +84,12 @@ static void s_entry_destroy(void **item)
     *item = NULL;
 }
 
+static int s_poll_add(int poll_set, int fd)
+{
+    struct epoll_event event = {.events = EPOLLIN, .data.fd = fd};
+    return epoll_ctl(poll_set, EPOLL_CTL_ADD, fd, &event);
+}
+
 broker_admission_t *broker_admission_new(void)
 {
     broker_admission_t *self = calloc(1, sizeof *self);
@@ -78,8 +102,12 @@ broker_admission_t *broker_admission_new(void)
     pthread_mutex_init(&self->lock, &attributes);
     pthread_mutexattr_destroy(&attributes);
     self->wakeup = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    self->sweep = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    self->poll_set = epoll_create1(EPOLL_CLOEXEC);
     self->entries = zhashx_new();
-    if (self->wakeup < 0 || !self->entries) {
+    if (self->wakeup < 0 || self->sweep < 0 || self->poll_set < 0 || !self->entries
+        || s_poll_add(self->poll_set, self->wakeup) != 0
+        || s_poll_add(self->poll_set, self->sweep) != 0) {
         broker_admission_destroy(&self);
         return NULL;
     }
@@ -95,6 +123,10 @@ void broker_admission_destroy(broker_admission_t **self_p)
     zhashx_destroy(&self->entries);
     if (self->wakeup >= 0)
         close(self->wakeup);
+    if (self->sweep >= 0)
+        close(self->sweep);
+    if (self->poll_set >= 0)
+        close(self->poll_set);
     pthread_mutex_destroy(&self->lock);
     free(self);
     *self_p = NULL;
@@ -102,7 +134,7 @@ void broker_admission_destroy(broker_admission_t **self_p)
 
 int broker_admission_fd(broker_admission_t *self)
 {
-    return self->wakeup;
+    return self->poll_set;
 }
 
 int broker_admission_grant(broker_admission_t *self, const char *topic, uint64_t count,
@@ -170,7 +202,7 @@ int broker_admission_offer(broker_admission_t *self, const char *topic, nsq_mess
         if (!entry->listed) {
             entry->listed = true;
             entry->next_pending = self->pending;
-            wake = !self->pending;
+            wake = !self->pending && !self->sweeping;
             self->pending = entry;
         }
         admitted = true;
@@ -199,13 +231,20 @@ static void s_swap(entry_t *entry)
     entry->listed = false;
 }
 
+//  Reads fd (an eventfd or a timerfd) so that it is no longer readable.
+static void s_drain(int fd, const char *what)
+{
+    uint64_t count;
+    if (read(fd, &count, sizeof count) < 0 && errno != EAGAIN)
+        nsq_warn("admission: cannot read the %s: %s", what, strerror(errno));
+}
+
 size_t broker_admission_take(broker_admission_t *self, broker_admission_fn *fn, void *arg)
 {
     if (!self->granted)
         return 0;  // nothing can be pending, nor the eventfd written (durable mode, auth)
-    uint64_t count;
-    if (read(self->wakeup, &count, sizeof count) < 0 && errno != EAGAIN)
-        nsq_warn("admission: cannot read the eventfd: %s", strerror(errno));
+    s_drain(self->wakeup, "eventfd");
+    s_drain(self->sweep, "sweep timer");
     entry_t *taken = NULL;
     pthread_mutex_lock(&self->lock);
     for (entry_t *entry = self->pending; entry; entry = entry->next_pending) {
@@ -214,7 +253,13 @@ size_t broker_admission_take(broker_admission_t *self, broker_admission_fn *fn, 
         taken = entry;  // reversed: the oldest pending topic first
     }
     self->pending = NULL;
+    self->sweeping = taken != NULL;
     pthread_mutex_unlock(&self->lock);
+    // Armed after the unlock: an offer in between saw sweeping and relies
+    // on this timer, which fires after it.
+    struct itimerspec next = {.it_value = {.tv_sec = 0, .tv_nsec = S_SWEEP_NS}};
+    if (taken && timerfd_settime(self->sweep, 0, &next, NULL) != 0)
+        nsq_warn("admission: cannot arm the sweep timer: %s", strerror(errno));
     size_t handed = 0;
     for (entry_t *entry = taken; entry; entry = entry->next_taken) {
         handed += entry->taking_count;

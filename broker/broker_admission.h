@@ -12,10 +12,11 @@
     credit (an unknown topic, a burst, a full queue) the offer is refused
     and the door takes its usual path through the core.
 
-    The core takes the pending messages in batches (an eventfd it polls is
-    readable while some wait; it is written only when the first topic
-    becomes pending, so a busy core is woken once per batch), adds them to
-    their topics (broker_topic_admit) and tops the credit up. It revokes a
+    The core takes the pending messages in batches (it polls one
+    descriptor, readable when a take is due: at the first offer after the
+    core went idle, then every 500 us while offers keep coming,
+    so a busy core is woken once per batch), adds them to their topics
+    (broker_topic_admit) and tops the credit up. It revokes a
     topic's credit before the topic goes. Closing refuses every later
     offer; the core then takes what was admitted before.
 
@@ -53,8 +54,9 @@ broker_admission_t *broker_admission_new(void);
 // Drops every pending message and frees self. Nulls *self_p; accepts NULL.
 void broker_admission_destroy(broker_admission_t **self_p);
 
-// Readable while messages are pending: poll it in the core's loop.
-// Borrowed.
+// Readable when a take is due (messages are pending, or the sweep after
+// the last take is up; a take may find nothing): poll it in the core's
+// loop. Borrowed.
 int broker_admission_fd(broker_admission_t *self);
 
 // Core thread: adds count messages and bytes body bytes of credit to topic

@@ -1,5 +1,6 @@
 /*  broker_admission_test - broker_admission_test(): credit, offers, takes,
-    revokes and closing, and two threads offering while the core takes
+    revokes and closing, the sweep that spares wake-ups, and two threads
+    offering while the core takes
     SPDX-License-Identifier: MIT
 */
 #include <poll.h>
@@ -76,8 +77,7 @@ static int s_test_credit(void)
     if (s_test_offer(self, "t", 1, 0) == 0 || count != 0 || bytes != 0)
         return -1;
     if (broker_admission_take(self, s_test_take, &core) != 2 || core.calls != 1
-        || strcmp(core.topic, "t") != 0 || core.last_size != 4
-        || s_test_readable(broker_admission_fd(self)))
+        || strcmp(core.topic, "t") != 0 || core.last_size != 4)
         return -1;
     // A batch is all or nothing.
     broker_admission_grant(self, "t", 2, 100);
@@ -108,6 +108,40 @@ static int s_test_credit(void)
     broker_admission_destroy(&self);  // frees what is pending (ASan checks)
     broker_admission_destroy(&self);
     return self ? -1 : 0;
+}
+
+// True if fd turns readable within two seconds.
+static bool s_test_turns_readable(int fd)
+{
+    struct pollfd item = {fd, POLLIN, 0};
+    return poll(&item, 1, 2000) == 1;
+}
+
+// The sweep: after a take that handed messages on, offers leave the
+// eventfd alone and the sweep timer brings the core back; a take that
+// finds nothing ends the sweep, and the next offer wakes the core at once.
+static int s_test_sweep(void)
+{
+    broker_admission_t *self = broker_admission_new();
+    test_core_t core = {.in_order = true};
+    int fd = self ? broker_admission_fd(self) : -1;
+    if (!self || broker_admission_grant(self, "t", 10, 100) != 0)
+        return -1;
+    if (s_test_offer(self, "t", 1, 0) || !s_test_readable(fd)
+        || broker_admission_take(self, s_test_take, &core) != 1)
+        return -1;  // idle core: woken at once
+    if (s_test_offer(self, "t", 2, 0) || !s_test_turns_readable(fd)
+        || broker_admission_take(self, s_test_take, &core) != 1)
+        return -1;  // sweeping: the timer came, the message with it
+    if (!s_test_turns_readable(fd) || broker_admission_take(self, s_test_take, &core) != 0)
+        return -1;  // the sweep's last look finds nothing and ends it
+    if (s_test_readable(fd))
+        return -1;  // no timer is left armed once idle
+    if (s_test_offer(self, "t", 3, 0) || !s_test_readable(fd)
+        || broker_admission_take(self, s_test_take, &core) != 1)
+        return -1;  // idle again: woken at once
+    broker_admission_destroy(&self);
+    return core.count == 3 && core.in_order ? 0 : -1;
 }
 
 // Two threads offer growing sizes, one tag each, while the test takes.
@@ -151,5 +185,5 @@ static int s_test_threads(void)
 
 int broker_admission_test(void)
 {
-    return s_test_credit() || s_test_threads() ? -1 : 0;
+    return s_test_credit() || s_test_sweep() || s_test_threads() ? -1 : 0;
 }
