@@ -8,7 +8,9 @@
     and connects the lookupd links; the loop runs until $TERM (draining
     first, see s_on_pipe); s_broker_destroy answers what the doors handed
     over, stops the HTTP server, writes what is in memory to disk and frees
-    everything.
+    everything; the actor's last word says whether that write succeeded
+    (nsq_daemon_send_stopped), so a broker that may have lost messages
+    exits 1.
 
     The parts never call each other in a circle: the doors call the
     server, the server calls the node's hooks, and the node calls the
@@ -244,7 +246,7 @@ static int64_t s_max_frame(const broker_config_t *config)
     return 3 * config->max_body_size + 10 * config->max_rdy_count + 65536;
 }
 
-static void s_broker_destroy(broker_t **self_p);
+static int s_broker_destroy(broker_t **self_p);
 
 // The doors: the ZeroMQ ROUTER and the HTTP server. Returns 0, or -1 with
 // a reason.
@@ -334,11 +336,12 @@ static broker_t *s_broker_new(zsock_t *pipe, const broker_config_t *config, char
     return self;
 }
 
-static void s_broker_destroy(broker_t **self_p)
+// Returns 0, or -1 if what was in memory could not be saved.
+static int s_broker_destroy(broker_t **self_p)
 {
     broker_t *self = *self_p;
     if (!self)
-        return;
+        return 0;
     bool started = self->loop != NULL;  // else the state on disk stays untouched
     if (self->http) {
         // Answer what the HTTP threads already handed over, then refuse the
@@ -355,8 +358,7 @@ static void s_broker_destroy(broker_t **self_p)
         broker_node_set_lookup(self->node, NULL);
     broker_lookup_destroy(&self->lookup);  // releases held topics through the node
     zloop_destroy(&self->loop);
-    if (started)
-        broker_node_persist(self->node, zclock_mono());
+    int saved = started ? broker_node_persist(self->node, zclock_mono()) : 0;
     broker_node_destroy(&self->node);
     broker_zmq_destroy(&self->zmq);
     broker_tcp_destroy(&self->tcp);  // its sessions' clients went with the node
@@ -366,6 +368,7 @@ static void s_broker_destroy(broker_t **self_p)
     nsq_curve_server_destroy(&self->curve);
     free(self);
     *self_p = NULL;
+    return saved;
 }
 
 void broker_actor(zsock_t *pipe, void *args)
@@ -387,5 +390,5 @@ void broker_actor(zsock_t *pipe, void *args)
     nsq_daemon_send_ready_tcp(pipe, self->http_port, self->zmq_port, self->tcp ? tcp : NULL);
     zloop_start(self->loop);
     nsq_info("broker stopping");
-    s_broker_destroy(&self);
+    nsq_daemon_send_stopped(pipe, s_broker_destroy(&self) == 0 ? 0 : 1);
 }

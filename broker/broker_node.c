@@ -345,27 +345,58 @@ void broker_node_settle(broker_node_t *self)
     broker_sync_destroy(&self->sync);
 }
 
+// What persist waits for: the state file's save and the file system's sync.
+typedef struct {
+    broker_node_t *node;
+    int state_error;  // -1 until the save reports, then its errno (0: saved)
+    int sync_error;   // -1 until the sync reports, then its errno (0: synced)
+} persist_t;
+
+static void s_state_saved(void *arg, int error)
+{
+    persist_t *persist = arg;
+    persist->state_error = error;
+}
+
 static void s_synced_fs(void *arg, int result, int error)
 {
     (void) result;
-    broker_node_t *self = arg;
+    persist_t *persist = arg;
+    persist->sync_error = error;
     if (error)
-        nsq_error("cannot sync %s: %s", self->config.data_path, strerror(error));
+        nsq_error("cannot sync %s: %s", persist->node->config.data_path, strerror(error));
 }
 
-void broker_node_persist(broker_node_t *self, int64_t now)
+// Adds disk's failed writes, syncs and metadata replacements to *arg.
+static void s_add_failures(void *arg, nsq_diskqueue_t *disk, const char *name)
+{
+    (void) name;
+    *(uint64_t *) arg += nsq_diskqueue_sync_failures(disk);
+}
+
+int broker_node_persist(broker_node_t *self, int64_t now)
 {
     if (!self->diskio)
-        return;
+        return 0;
     nsq_diskio_wait(self->diskio, -1);  // every queue recovered, every pending record written
     // The syncfs below makes the new segments' names durable: one
     // directory fsync per queue took seconds for thousands of topics.
     nsq_diskio_defer_dir_syncs(self->diskio, true);
-    broker_server_persist(self->server, now);
-    broker_state_save(self->state, NULL, NULL);
-    if (nsq_diskio_syncfs(self->diskio, self->config.data_path, s_synced_fs, self) != 0)
+    // The queues write in the background: their failures (records that
+    // could not be written, metadata not replaced) show in their counters.
+    uint64_t failures_before = 0, failures_after = 0;
+    broker_server_each_disk(self->server, s_add_failures, &failures_before);
+    int queues = broker_server_persist(self->server, now);
+    persist_t persist = {self, -1, -1};
+    broker_state_save(self->state, s_state_saved, &persist);
+    if (nsq_diskio_syncfs(self->diskio, self->config.data_path, s_synced_fs, &persist) != 0)
         nsq_error("cannot sync %s: out of memory", self->config.data_path);
     nsq_diskio_wait(self->diskio, -1);
+    broker_server_each_disk(self->server, s_add_failures, &failures_after);
+    return queues == 0 && failures_after == failures_before && persist.state_error == 0
+                   && persist.sync_error == 0
+               ? 0
+               : -1;
 }
 
 static void s_test_saved(void *arg, int error)

@@ -93,8 +93,9 @@ void broker_node_wait_disk(broker_node_t *self);
 void broker_node_settle(broker_node_t *self);
 
 // At shutdown: writes what is in memory to disk, saves the state file and
-// syncs the data path's file system, waiting until it is done.
-void broker_node_persist(broker_node_t *self, int64_t now);
+// syncs the data path's file system, waiting until it is done. Returns 0,
+// or -1 if any of it failed (logged): what was in memory may be lost.
+int broker_node_persist(broker_node_t *self, int64_t now);
 
 // Saves the state file now and waits for it (fuzz targets). Returns 0 or
 // -1 (logged; the tick retries).

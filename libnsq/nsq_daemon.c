@@ -181,6 +181,27 @@ static bool s_actor_ended(zactor_t *actor)
     return ended;
 }
 
+void nsq_daemon_send_stopped(zsock_t *pipe, int exit_code)
+{
+    zstr_sendf(pipe, "STOPPED %d", exit_code);
+}
+
+// Asks the running actor to end and waits for its last word, which comes
+// before czmq's end signal; zactor_destroy then collects that signal.
+// Returns the actor's exit code (1 if its word is not understood).
+static int s_stop(zactor_t **actor_p)
+{
+    int exit_code = 1;
+    if (zstr_send(*actor_p, "$TERM") == 0) {
+        char *word = zstr_recv(*actor_p);
+        if (!word || sscanf(word, "STOPPED %d", &exit_code) != 1)
+            nsq_error("the service thread ended without saying how it stopped");
+        zstr_free(&word);
+    }
+    zactor_destroy(actor_p);
+    return exit_code;
+}
+
 // SIGHUP: read the CURVE allow-list again (async-signal-safe: an atomic add).
 static void s_on_hangup(int signal_number)
 {
@@ -232,9 +253,12 @@ int nsq_daemon_run(zactor_fn *actor_fn, void *args, const char *http_address,
         return 1;
     }
     nsq_info("signal received, shutting down");
-    zactor_destroy(&actor);
-    nsq_info("stopped");
-    return 0;
+    int exit_code = s_stop(&actor);
+    if (exit_code == 0)
+        nsq_info("stopped");
+    else
+        nsq_error("stopped, but not everything could be saved: exit code %d", exit_code);
+    return exit_code;
 }
 
 // ---- self-test ---------------------------------------------------------------
@@ -247,6 +271,17 @@ static void s_test_short_lived(zsock_t *pipe, void *args)
     nsq_daemon_send_ready(pipe, 1, 2);
 }
 
+// An actor that runs until $TERM and then says it could not save all.
+static void s_test_lossy(zsock_t *pipe, void *args)
+{
+    (void) args;
+    zsock_signal(pipe, 0);
+    nsq_daemon_send_ready(pipe, 1, 2);
+    char *command = zstr_recv(pipe);
+    zstr_free(&command);
+    nsq_daemon_send_stopped(pipe, 3);
+}
+
 int nsq_daemon_test(void)
 {
     alarm(20);  // a daemon that does not notice ends the test here, not at meson's timeout
@@ -255,6 +290,14 @@ int nsq_daemon_test(void)
     alarm(0);
     if (rc != 1 || zsys_interrupted || zclock_mono() - start > 5000) {
         fprintf(stderr, "nsq_daemon_test: an actor that ended gave exit code %d\n", rc);
+        return -1;
+    }
+    // As if SIGTERM came at once: the run stops the actor and returns its word.
+    zsys_interrupted = 1;
+    rc = nsq_daemon_run(s_test_lossy, NULL, "127.0.0.1:1", "127.0.0.1:2");
+    zsys_interrupted = 0;
+    if (rc != 3) {
+        fprintf(stderr, "nsq_daemon_test: an actor that stopped with 3 gave exit code %d\n", rc);
         return -1;
     }
     return 0;

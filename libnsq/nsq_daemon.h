@@ -10,6 +10,11 @@
 
     The actor sends nothing else while it runs: anything readable on its
     pipe afterwards is czmq's signal that the actor function returned.
+    After $TERM its last word, once it has saved what it holds, is
+    ["STOPPED", exit_code]: nsq_daemon_run waits for it and exits with that
+    code, so a supervisor sees a stop that lost data. czmq's end signal
+    always follows it (zactor_destroy discards the word, so tests that
+    run an actor directly need not read it).
 
     SIGHUP asks nsq_curve to read its allow-list again (nsq_daemon_run
     installs the handler; the default would end the process).
@@ -17,7 +22,8 @@
     API in call order: nsq_daemon_configure (main), nsq_daemon_warn_if_open
     (main), nsq_daemon_run (main);
     in the actor nsq_daemon_router, nsq_daemon_on_pipe (its loop's pipe
-    reader), nsq_daemon_send_ready.
+    reader), nsq_daemon_send_ready, nsq_daemon_send_stopped (its last
+    word, after $TERM).
 */
 #ifndef NSQ_DAEMON_H
 #define NSQ_DAEMON_H
@@ -83,10 +89,15 @@ void nsq_daemon_send_ready(zsock_t *pipe, uint16_t http_port, uint16_t zmq_port)
 void nsq_daemon_send_ready_tcp(zsock_t *pipe, uint16_t http_port, uint16_t zmq_port,
                                const char *tcp);
 
+// Actor side, as the actor function returns after $TERM: ["STOPPED",
+// exit_code], 0 when everything it held was saved, 1 when some of it could
+// not be (logged). Every actor nsq_daemon_run runs must send it.
+void nsq_daemon_send_stopped(zsock_t *pipe, int exit_code);
+
 // Runs actor(args) until SIGINT or SIGTERM. http_address and zmq_address are
 // the configured "host:port" strings; READY names their hosts with the
-// bound ports. Returns the process exit code: 0 after a clean stop, 1 if
-// the actor could not start (its reason is logged) or ended on its own
+// bound ports. Returns the process exit code: the actor's own after a stop
+// (nsq_daemon_send_stopped: 0 if clean), 1 if the actor could not start (its reason is logged) or ended on its own
 // while running (one error line: the process must not run on serving
 // nothing).
 int nsq_daemon_run(zactor_fn *actor, void *args, const char *http_address, const char *zmq_address);

@@ -294,4 +294,5 @@ void lookupd_actor(zsock_t *pipe, void *args)
     nsq_info("lookupd stopping: %zu brokers known",
              lookupd_registry_producer_count(self->registry));
     s_destroy(&self);
+    nsq_daemon_send_stopped(pipe, 0);  // lookupd keeps nothing that could be lost
 }

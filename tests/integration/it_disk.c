@@ -10,7 +10,8 @@
     publishing recovers once space returns; a second broker cannot share a
     data path; a damaged record is skipped and the rest served; an HTTP
     publish answered 200 survives a SIGTERM that comes while publishing;
-    a SIGTERM drains what consumers hold. Durable publishing is in
+    a SIGTERM drains what consumers hold; a SIGTERM that cannot save the
+    memory backlog (a full disk) exits 1. Durable publishing is in
     it_disk_durable.c, bounds and resource limits in it_disk_limits.c.
 */
 #include "harness.h"
@@ -124,19 +125,28 @@ static void s_kill9(void)
     IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
 }
 
-// (d) A full disk: publishes fail with 503, the broker stays up, consumers
-// drain, publishing works again once reading freed space. Needs root (a
-// 2 MiB tmpfs in a private mount namespace, gone with the case).
-static void s_disk_full(void)
+// Makes dir a data directory on a 2 MiB tmpfs in a private mount
+// namespace (gone with the case). Returns false (the case skips) without
+// root.
+static bool s_small_disk(char *dir, size_t size, const char *case_name)
 {
     if (geteuid() != 0 || unshare(CLONE_NEWNS) != 0
         || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) {
-        printf("SKIP disk_full: needs root to mount a small tmpfs\n");
-        return;
+        printf("SKIP %s: needs root to mount a small tmpfs\n", case_name);
+        return false;
     }
-    char dir[1024];
-    disk_data_dir(dir, sizeof dir, "small");
+    disk_data_dir(dir, size, "small");
     IT_ASSERT(mount("tmpfs", dir, "tmpfs", 0, "size=2m") == 0, "mount: %s", strerror(errno));
+    return true;
+}
+
+// (d) A full disk: publishes fail with 503, the broker stays up, consumers
+// drain, publishing works again once reading freed space. Needs root.
+static void s_disk_full(void)
+{
+    char dir[1024];
+    if (!s_small_disk(dir, sizeof dir, "disk_full"))
+        return;
     it_broker_t *broker = disk_start(dir, "--mem-queue-size=0", "--max-bytes-per-file=262144");
     it_post_ok(broker, "/channel/create?topic=big&channel=c");
     static char body[10000];
@@ -161,6 +171,22 @@ static void s_disk_full(void)
     IT_ASSERT_STR(it_sink_get(sink, (size_t) accepted)->body, "again");
     it_sink_destroy(&sink);
     IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+    umount(dir);
+}
+
+// A SIGTERM whose save fails (a memory backlog larger than the disk) ends
+// the broker with exit code 1 and an error line, not 0: a supervisor must
+// see that messages answered 200 may be lost. Needs root.
+static void s_full_on_term(void)
+{
+    char dir[1024];
+    if (!s_small_disk(dir, sizeof dir, "full_on_term"))
+        return;
+    it_broker_t *broker = disk_start(dir, "--mem-queue-size=1000000", NULL);
+    it_post_ok(broker, "/channel/create?topic=orders&channel=billing");
+    disk_publish(broker, "orders", 0, 100000);  // about 4 MB on disk
+    IT_ASSERT_INT(it_channel_stat(broker, "orders", "billing", "depth"), ==, 100000);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 1);
     umount(dir);
 }
 
@@ -384,6 +410,7 @@ int main(int argc, char **argv)
         {"restart", s_restart},
         {"kill9", s_kill9},
         {"disk_full", s_disk_full},
+        {"full_on_term", s_full_on_term},
         {"locked", s_locked},
         {"corrupt", s_corrupt},
         {"delete_and_pause", s_delete_and_pause},
