@@ -97,9 +97,9 @@ void nsq_daemon_send_stopped(zsock_t *pipe, int exit_code);
 // Runs actor(args) until SIGINT or SIGTERM. http_address and zmq_address are
 // the configured "host:port" strings; READY names their hosts with the
 // bound ports. Returns the process exit code: the actor's own after a stop
-// (nsq_daemon_send_stopped: 0 if clean), 1 if the actor could not start (its reason is logged) or ended on its own
-// while running (one error line: the process must not run on serving
-// nothing).
+// (nsq_daemon_send_stopped: 0 if clean), 1 if the actor could not start
+// (its reason is logged) or ended on its own while running (one error
+// line: the process must not run on serving nothing).
 int nsq_daemon_run(zactor_fn *actor, void *args, const char *http_address, const char *zmq_address);
 
 // Self-test; returns 0 on success.

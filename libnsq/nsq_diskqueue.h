@@ -221,6 +221,18 @@ int nsq_diskqueue_put(nsq_diskqueue_t *self, const void *data, size_t size);
 // Appends one record made of the iov_count pieces (no copy into one buffer).
 int nsq_diskqueue_putv(nsq_diskqueue_t *self, const struct iovec *iov, int iov_count);
 
+// Async mode: the puts that follow gather in the pending buffer instead of
+// being written one by one, until nsq_diskqueue_flush writes them (one
+// pwrite per segment; a buffer past 256 KiB is written on the way). The
+// records count as put at once (depth), and become readable at the flush.
+// Synchronous mode: nothing.
+void nsq_diskqueue_combine(nsq_diskqueue_t *self);
+
+// Ends combining and writes what gathered. Returns 0, or -1 with errno
+// (the write failed: the records stay pending for the next sync's retry,
+// and puts report the failure until then, as in nsq_diskqueue_has_room).
+int nsq_diskqueue_flush(nsq_diskqueue_t *self);
+
 // Pops the oldest record: returns 1 with *data (borrowed, valid until the
 // next call on self) and *size, 0 if the queue is empty, -1 on a read error
 // (errno; the record stays and a later call retries). Async mode also

@@ -129,6 +129,50 @@ static int s_test_preopened_roll(const dq_test_t *t)
     return 0;
 }
 
+// Combined puts: nothing reaches the file until the flush, which writes
+// them in order across a roll and makes them readable; a combined buffer
+// past 256 KiB is written on the way; without combining a put writes at
+// once again.
+static int s_test_combined(const dq_test_t *t)
+{
+    seen_t seen = {0};
+    nsq_diskqueue_t *queue = s_open(t, "combined", 1024, 0, &seen);  // 64 records per segment
+    DQ_TEST_CHECK(queue && dq_test_fill(queue, 0, 1) == 0);
+    dq_test_settle(t);
+    DQ_TEST_CHECK(queue->write_fd >= 0 && dq_test_path_size(t->dir, "combined", 0) == 16);
+    nsq_diskqueue_combine(queue);
+    DQ_TEST_CHECK(dq_test_fill(queue, 1, 100) == 0 && nsq_diskqueue_depth(queue) == 101);
+    DQ_TEST_CHECK(queue->async->pending_count == 100);
+    DQ_TEST_CHECK(dq_test_path_size(t->dir, "combined", 0) == 16);  // nothing written yet
+    DQ_TEST_CHECK(dq_test_expect(t, queue, 0) == 0);
+    const void *data;
+    size_t size;
+    DQ_TEST_CHECK(nsq_diskqueue_get(queue, &data, &size) == NSQ_DISKQUEUE_WAIT);
+    DQ_TEST_CHECK(nsq_diskqueue_flush(queue) == 0);
+    DQ_TEST_CHECK(dq_test_path_size(t->dir, "combined", 0) == 64 * 16);  // one segment filled
+    dq_test_settle(t);  // the next segment's descriptor comes, the rest is written
+    DQ_TEST_CHECK(queue->async->pending_count == 0);
+    for (int i = 1; i < 101; i++)
+        DQ_TEST_CHECK(dq_test_expect(t, queue, i) == 0);
+    DQ_TEST_CHECK(nsq_diskqueue_flush(queue) == 0);  // nothing combined: nothing to do
+    DQ_TEST_CHECK(dq_test_fill(queue, 101, 1) == 0 && queue->async->pending_count == 0);
+    dq_test_delete(t, &queue);
+    // A long batch is written in pieces of at most 256 KiB.
+    queue = s_open(t, "long", 1 << 24, 1 << 24, &seen);
+    DQ_TEST_CHECK(queue && dq_test_fill(queue, 0, 1) == 0);
+    dq_test_settle(t);
+    nsq_diskqueue_combine(queue);
+    DQ_TEST_CHECK(dq_test_fill(queue, 1, 20000) == 0);  // 330,000 bytes
+    DQ_TEST_CHECK(queue->async->pending_length <= 256 * 1024);
+    DQ_TEST_CHECK(dq_test_path_size(t->dir, "long", 0) >= 330000 - 256 * 1024);
+    DQ_TEST_CHECK(nsq_diskqueue_flush(queue) == 0 && queue->async->pending_count == 0);
+    DQ_TEST_CHECK(dq_test_path_size(t->dir, "long", 0) == 10000 * 16 + 10001 * 17);
+    for (int i = 0; i < 20001; i++)
+        DQ_TEST_CHECK(dq_test_expect(t, queue, i) == 0);
+    dq_test_delete(t, &queue);
+    return 0;
+}
+
 // A get that needs a segment not open yet waits and is woken; a wake may
 // destroy the queue.
 static int s_test_read_not_open(const dq_test_t *t)
@@ -359,7 +403,7 @@ int nsq_diskqueue_async_cases(void)
     dq_test_t test = {dir, nsq_diskio_new()};
     const dq_test_t *t = &test;
     int rc = !test.diskio || s_test_pending_in_order(t) || s_test_pending_bound(t)
-                     || s_test_preopened_roll(t) || s_test_read_not_open(t)
+                     || s_test_preopened_roll(t) || s_test_combined(t) || s_test_read_not_open(t)
                      || s_test_commit_after_sync(t) || s_test_enospc(t) || s_test_failed_datasync(t)
                      || s_test_end_while_pending(t) || s_test_two_actors(dir)
                  ? -1

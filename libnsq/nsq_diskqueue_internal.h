@@ -99,12 +99,13 @@ typedef struct {
     bool ending_started;          // the final requests were handed over
     int busy;                     // nesting of calls that may run callbacks (no free inside)
     size_t outstanding;           // requests whose completion has not run
-    uint8_t *pending;             // formed records waiting for a write descriptor
+    uint8_t *pending;             // formed records waiting for a write descriptor, or combined
     size_t pending_head;          // offset of the oldest pending record
     size_t pending_length;        // bytes from pending_head
     size_t pending_capacity;      // bytes allocated
     size_t pending_max;           // bound of pending_length
     uint64_t pending_count;       // records in the pending buffer
+    bool combining;               // puts gather in the pending buffer until the owner's flush
     int write_error;              // last failure to open or write for the pending records
     int64_t write_opening;        // segment whose write descriptor is on its way, or -1
     int64_t next_opening;         // segment being created ahead of the roll, or -1

@@ -23,6 +23,13 @@
     descriptor goes to the actor to be fdatasynced and closed. A write of
     pending records that fails keeps them for a retry (at the next sync or
     commit) and fails the commits waiting for them.
+
+    Combining (async mode, nsq_diskqueue_combine until nsq_diskqueue_flush):
+    puts that would write at once gather in the pending buffer instead, and
+    the flush writes them with one pwrite per segment. The owner brackets a
+    batch of puts (one MPUB's messages) with the two calls: a write per
+    record was most of the core thread's time while a backlog spilled to
+    disk. A buffer past S_COMBINE_MAX is written before it grows further.
 */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,6 +39,8 @@
 
 #include "nsq_diskqueue_internal.h"
 #include "nsq_log.h"
+
+#define S_COMBINE_MAX (256 * 1024)  // a combined buffer is written past this many bytes
 
 // Opens the write segment if needed, creating its file (whose directory
 // entry the next sync makes durable). Synchronous mode. Returns 0, or -1
@@ -317,7 +326,10 @@ static int s_put_async(nsq_diskqueue_t *self, struct iovec *pieces, int count, s
     dq_async_t *async = self->async;
     if (async->state == DQ_FAILED)
         return errno = async->open_error, -1;
-    if (async->state == DQ_READY && async->pending_count == 0) {
+    if (async->combining && async->pending_count > 0 && !async->write_error
+        && async->pending_length + record > S_COMBINE_MAX)
+        dq_flush_pending(self);  // a failure stays with the records, as below
+    if (async->state == DQ_READY && async->pending_count == 0 && !async->combining) {
         if (self->write_pos > 0 && self->write_pos + (int64_t) record > self->max_bytes_per_file) {
             if (dq_roll(self) != 0)
                 return -1;
@@ -334,6 +346,28 @@ static int s_put_async(nsq_diskqueue_t *self, struct iovec *pieces, int count, s
         }
     }
     return s_pend(self, pieces[0].iov_base, pieces + 1, count - 1, record);
+}
+
+void nsq_diskqueue_combine(nsq_diskqueue_t *self)
+{
+    if (self->async)
+        self->async->combining = true;
+}
+
+int nsq_diskqueue_flush(nsq_diskqueue_t *self)
+{
+    dq_async_t *async = self->async;
+    if (!async || !async->combining)
+        return 0;
+    async->combining = false;
+    if (async->pending_count == 0 || async->write_error || async->state != DQ_READY)
+        return 0;  // a failed write is retried by a sync; a recovery writes at its end
+    dq_enter(self);
+    int rc = dq_flush_pending(self);
+    int saved = errno;
+    dq_leave(self);
+    errno = saved;
+    return rc;
 }
 
 int nsq_diskqueue_putv(nsq_diskqueue_t *self, const struct iovec *iov, int iov_count)
