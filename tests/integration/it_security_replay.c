@@ -16,8 +16,10 @@
         --zmq-curve-broker-key-file samples and replays them through
         POST /api/deadletters/{sample,replay} (the broker registered over
         CURVE too), and nsq-ctl tail through it with keys gets them from
-        the broker it lists; the broker-key
-        flag without the lookupd's own key pair stops lookupd at start.
+        the broker it lists;
+      - bad keys stop lookupd (the broker-key flag without its own key
+        pair) and nsq-ctl (one flag alone, a secret key wider than 0600)
+        at start, with one line.
     nsq-ctl runs through sh in the case's directory (timeout 30 s), its
     output in tools.log there. Keys come from nsq-keygen.
 */
@@ -219,11 +221,14 @@ static void console_replay(void)
     IT_ASSERT_INT(it_broker_stop(&lookupd), ==, 0);
 }
 
-// --zmq-curve-broker-key-file without the lookupd's key pair: one line,
-// exit 1 (as a broker's --zmq-curve-lookupd-key-file alone).
-static void lookupd_key_alone(void)
+// Keys are checked at start, with one line: lookupd's
+// --zmq-curve-broker-key-file without its own key pair exits 1 (as a
+// broker's --zmq-curve-lookupd-key-file alone); nsq-ctl's client flags
+// one without the other, or a secret key wider than 0600, exit 2.
+static void keys_at_start(void)
 {
     sec_keygen("broker");
+    sec_keygen("ctl");
     char command[1024];
     snprintf(
         command, sizeof command,
@@ -233,6 +238,11 @@ static void lookupd_key_alone(void)
         " && grep -q 'zmq-curve-broker-key-file needs --zmq-curve-secret-key-file' lookupd.err",
         getenv("NSQ_LOOKUPD"));
     sec_run(command);
+    s_ctl("--broker-address=127.0.0.1:1 --zmq-curve-key-file=ctl_secret replay orders.dead", 2,
+          "ctl.err", "go together");
+    sec_run("chmod 644 ctl_secret");
+    s_ctl("--broker-address=127.0.0.1:1 " S_CTL_KEYS " tail orders", 2, "ctl.err",
+          "ctl_secret: mode 0644 is wider than 0600");
 }
 
 int main(int argc, char **argv)
@@ -242,7 +252,7 @@ int main(int argc, char **argv)
         {"ctl_replay", ctl_replay},
         {"ctl_tail", ctl_tail},
         {"console_replay", console_replay},
-        {"lookupd_key_alone", lookupd_key_alone},
+        {"keys_at_start", keys_at_start},
     };
     return it_run(argc, argv, cases, sizeof cases / sizeof *cases);
 }
