@@ -26,10 +26,10 @@
 
     Both block the calling thread (they run their own consumer loop) and
     stop early when `interrupt` (may be NULL) becomes readable, or on
-    SIGINT/SIGTERM. A broker that requires CURVE (--zmq-curve-secret-key-
-    file) is reached with the client keys of nsq_replay_broker_t, used by
-    both the consumer and the producer; without them (or with keys it
-    refuses) nothing connects and both fail within a few seconds.
+    SIGINT/SIGTERM. A broker that requires CURVE is reached with the
+    client keys of nsq_replay_broker_t, used by both the consumer and the
+    producer; without them (or with keys it refuses) nothing connects and
+    both fail within a few seconds.
 
     API: nsq_replay_run, nsq_replay_sample.
 */
