@@ -109,6 +109,12 @@ int nsq_curve_client_check(const char *key_file, const char *server_key_file, ch
     return rc;
 }
 
+int nsq_curve_public_check(const char *option, const char *path, char *error, size_t size)
+{
+    char key[NSQ_CURVE_KEY_TEXT];
+    return s_cert_read(option, path, key, NULL, error, size);
+}
+
 void nsq_curve_client_apply(const nsq_curve_client_t *self, zsock_t *socket)
 {
     if (!self || !self->enabled)
@@ -417,6 +423,9 @@ int nsq_curve_test(void)
     S_CHECK(nsq_curve_client_check(b_secret, server, error, sizeof error) == -1);
     S_CHECK(nsq_curve_client_check(NULL, NULL, error, sizeof error) == 0);
     chmod(b_secret, 0600);
+    S_CHECK(nsq_curve_public_check("zmq-curve-broker-key-file", server, error, sizeof error) == 0);
+    S_CHECK(nsq_curve_public_check("zmq-curve-broker-key-file", allow, error, sizeof error) == -1);
+    S_CHECK(strstr(error, "--zmq-curve-broker-key-file=") != NULL);
 
     S_CHECK(nsq_curve_server_check(NULL, "", error, sizeof error) == 0);
     S_CHECK(nsq_curve_server_check(secret, allow, error, sizeof error) == 0);

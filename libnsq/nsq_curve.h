@@ -31,8 +31,8 @@
     that has the wrong server key), seen on the socket's monitor.
     Secret keys are never logged.
 
-    API in call order: nsq_curve_client_check, nsq_curve_client_load,
-    nsq_curve_client_apply;
+    API in call order: nsq_curve_client_check (nsq_curve_public_check),
+    nsq_curve_client_load, nsq_curve_client_apply;
     nsq_curve_server_new, nsq_curve_server_apply, nsq_curve_reload_request,
     nsq_curve_server_destroy; nsq_curve_keys_write (nsq-keygen, tests).
 */
@@ -89,6 +89,12 @@ int nsq_curve_client_load(nsq_curve_client_t *self, const char *key_file,
 // starting). Returns 0, or -1 with one line in error.
 int nsq_curve_client_check(const char *key_file, const char *server_key_file, char *error,
                            size_t size);
+
+// Checks that path (the value of --option) is a certificate with a public
+// key: a server's, for a client that gets its own key pair elsewhere (a
+// lookupd's --zmq-curve-broker-key-file). Returns 0, or -1 with one line
+// in error.
+int nsq_curve_public_check(const char *option, const char *path, char *error, size_t size);
 
 // Makes socket a CURVE client of the server (call before connect).
 // Nothing happens when self is NULL or disabled.

@@ -9,14 +9,23 @@
     and finishes the dead letter only after the broker acknowledged its
     publish. Sampling holds every message it receives (so none comes back
     to it) and requeues them all, in order, when it ends.
+
+    CURVE keys, when given, are checked first (a bad file is reported with
+    its reason rather than as an unreachable broker) and then set on the
+    consumer and the producer before either connects. A CURVE broker
+    silently drops a client whose handshake fails, so a missing or refused
+    key shows only as "no answer" after S_CONNECT_MAX_MS; that message
+    says what to check.
 */
 #include "nsq_replay.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "nsq.h"
+#include "nsq_curve.h"
 #include "nsq_log.h"
 
 #define S_TICK_MS        50
@@ -26,30 +35,38 @@
 #define S_CONNECT_MAX_MS 5000  // without a connection by then, the broker is unreachable
 
 typedef struct {
-    const char *dead_topic;            // what is read
-    char origin[NSQ_NAME_MAX + 1];     // dead_topic without ".dead": for messages with no header
-    nsq_consumer_t *consumer;          // of (dead_topic, replay)
-    nsq_producer_t *producer;          // replay: to the same broker
-    uint64_t limit;                    // messages to take
-    int idle_ms;                       // end after this long without a message
-    int64_t started, last_message;     // zclock_mono
-    int64_t last_progress;             // zclock_mono of the last progress call
-    nsq_replay_counts_t counts;        // replay
-    nsq_replay_progress_fn *progress;  // replay
-    nsq_replay_sample_fn *sample;      // sample
-    void *arg;                         // for the callback
-    nsq_msg_t **held;                  // sample: messages held, in order
-    size_t held_count;                 // sample
-    bool closing;                      // sample: requeue what still arrives
-    bool failed;                       // stop: error holds why
-    char *error;                       // caller's buffer
+    const nsq_replay_broker_t *broker;  // where, and its CURVE keys
+    bool curve;                         // keys given
+    const char *dead_topic;             // what is read
+    char origin[NSQ_NAME_MAX + 1];      // dead_topic without ".dead": for messages with no header
+    nsq_consumer_t *consumer;           // of (dead_topic, replay)
+    nsq_producer_t *producer;           // replay: to the same broker
+    uint64_t limit;                     // messages to take
+    int idle_ms;                        // end after this long without a message
+    int64_t started, last_message;      // zclock_mono
+    int64_t last_progress;              // zclock_mono of the last progress call
+    nsq_replay_counts_t counts;         // replay
+    nsq_replay_progress_fn *progress;   // replay
+    nsq_replay_sample_fn *sample;       // sample
+    void *arg;                          // for the callback
+    nsq_msg_t **held;                   // sample: messages held, in order
+    size_t held_count;                  // sample
+    bool closing;                       // sample: requeue what still arrives
+    bool failed;                        // stop: error holds why
+    char *error;                        // caller's buffer
     size_t error_size;
 } s_run_t;
 
-static void s_fail(s_run_t *run, const char *format, const char *a, const char *b)
+// Stops the run, keeping the first reason.
+static void s_fail(s_run_t *run, const char *format, ...) __attribute__((format(printf, 2, 3)));
+static void s_fail(s_run_t *run, const char *format, ...)
 {
-    if (!run->failed)
-        snprintf(run->error, run->error_size, format, a, b);
+    if (!run->failed) {
+        va_list args;
+        va_start(args, format);
+        vsnprintf(run->error, run->error_size, format, args);
+        va_end(args);
+    }
     run->failed = true;
     nsq_consumer_stop(run->consumer);
 }
@@ -61,7 +78,9 @@ static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
     s_run_t *run = arg;
     int64_t now = zclock_mono();
     if (nsq_consumer_connected_count(run->consumer) == 0 && now - run->started > S_CONNECT_MAX_MS) {
-        s_fail(run, "no answer from the broker%s%s", "", "");
+        s_fail(run, "no answer from the broker within %d s (%s)", S_CONNECT_MAX_MS / 1000,
+               run->curve ? "down, or its CURVE refuses our key or has another server key"
+                          : "down, or it requires CURVE keys");
         return -1;
     }
     if (nsq_consumer_connected_count(run->consumer) && now - run->last_message >= run->idle_ms)
@@ -75,7 +94,7 @@ static int s_on_interrupt(zloop_t *loop, zsock_t *sock, void *arg)
     s_run_t *run = arg;
     zmsg_t *message = zmsg_recv(sock);
     zmsg_destroy(&message);
-    s_fail(run, "interrupted%s%s", "", "");
+    s_fail(run, "interrupted");
     return -1;
 }
 
@@ -140,10 +159,11 @@ static void s_on_sample(nsq_consumer_t *consumer, nsq_msg_t *msg, void *arg)
         nsq_consumer_stop(consumer);
 }
 
-// Sets up the consumer on broker with handler, credit, tick and interrupt.
-static int s_start(s_run_t *run, const char *broker, nsq_handler_fn *handler, uint32_t credit,
-                   zsock_t *interrupt)
+// Sets up the consumer on run's broker with handler, credit, tick and
+// interrupt.
+static int s_start(s_run_t *run, nsq_handler_fn *handler, uint32_t credit, zsock_t *interrupt)
 {
+    const nsq_replay_broker_t *broker = run->broker;
     size_t length = strlen(run->dead_topic);
     if (length > 5 && strcmp(run->dead_topic + length - 5, ".dead") == 0)
         snprintf(run->origin, sizeof run->origin, "%.*s", (int) (length - 5), run->dead_topic);
@@ -158,10 +178,12 @@ static int s_start(s_run_t *run, const char *broker, nsq_handler_fn *handler, ui
     nsq_consumer_set_max_in_flight(run->consumer, credit);
     nsq_consumer_set_client_id(run->consumer, "nsq-replay");
     zloop_t *loop = nsq_consumer_loop(run->consumer);
-    if (nsq_consumer_connect(run->consumer, broker)
+    if ((run->curve
+         && nsq_consumer_set_curve(run->consumer, broker->key_file, broker->server_key_file))
+        || nsq_consumer_connect(run->consumer, broker->address)
         || zloop_timer(loop, S_TICK_MS, 0, s_on_tick, run) < 0
         || (interrupt && zloop_reader(loop, interrupt, s_on_interrupt, run))) {
-        snprintf(run->error, run->error_size, "cannot connect to %s", broker);
+        snprintf(run->error, run->error_size, "cannot connect to %s", broker->address);
         return -1;
     }
     run->started = run->last_message = run->last_progress = zclock_mono();
@@ -176,8 +198,36 @@ static void s_finish(s_run_t *run, zsock_t *interrupt)
     nsq_consumer_destroy(&run->consumer);
 }
 
-int nsq_replay_run(const char *broker, const char *dead_topic, uint64_t limit, int idle_ms,
-                   zsock_t *interrupt, nsq_replay_progress_fn *progress, void *arg,
+// Takes broker (its address and keys) into run and checks the keys.
+// Returns 0, or -1 with the reason in run->error.
+static int s_broker(s_run_t *run, const nsq_replay_broker_t *broker)
+{
+    run->broker = broker;
+    run->curve = (broker->key_file && broker->key_file[0])
+                 || (broker->server_key_file && broker->server_key_file[0]);
+    return run->curve ? nsq_curve_client_check(broker->key_file, broker->server_key_file,
+                                               run->error, run->error_size)
+                      : 0;
+}
+
+// Replay's producer on run's broker (with its keys). Returns 0, or -1
+// with the reason in run->error.
+static int s_producer(s_run_t *run)
+{
+    const nsq_replay_broker_t *broker = run->broker;
+    run->producer = nsq_producer_new(broker->address);
+    if (run->producer
+        && (!run->curve
+            || nsq_producer_set_curve(run->producer, broker->key_file, broker->server_key_file)
+                   == 0))
+        return 0;
+    nsq_producer_destroy(&run->producer);
+    snprintf(run->error, run->error_size, "cannot connect to %s", broker->address);
+    return -1;
+}
+
+int nsq_replay_run(const nsq_replay_broker_t *broker, const char *dead_topic, uint64_t limit,
+                   int idle_ms, zsock_t *interrupt, nsq_replay_progress_fn *progress, void *arg,
                    nsq_replay_counts_t *counts, char *error, size_t error_size)
 {
     s_run_t run = {.dead_topic = dead_topic,
@@ -189,15 +239,14 @@ int nsq_replay_run(const char *broker, const char *dead_topic, uint64_t limit, i
                    .error_size = error_size};
     memset(counts, 0, sizeof *counts);
     error[0] = '\0';
-    run.producer = nsq_producer_new(broker);
     uint32_t credit = limit && limit < S_CREDIT_MAX ? (uint32_t) limit : S_CREDIT_MAX;
-    int rc = run.producer ? s_start(&run, broker, s_on_replay, credit, interrupt) : -1;
-    if (!run.producer)
-        snprintf(error, error_size, "cannot connect to %s", broker);
+    int rc = s_broker(&run, broker) || s_producer(&run)
+                 ? -1
+                 : s_start(&run, s_on_replay, credit, interrupt);
     if (rc == 0) {
         nsq_consumer_run(run.consumer);
         if (zsys_interrupted)
-            s_fail(&run, "interrupted%s%s", "", "");
+            s_fail(&run, "interrupted");
     }
     if (run.consumer)
         s_finish(&run, interrupt);
@@ -207,9 +256,9 @@ int nsq_replay_run(const char *broker, const char *dead_topic, uint64_t limit, i
     return rc == 0 && !run.failed ? 0 : -1;
 }
 
-int64_t nsq_replay_sample(const char *broker, const char *dead_topic, size_t max, int idle_ms,
-                          zsock_t *interrupt, nsq_replay_sample_fn *fn, void *arg, char *error,
-                          size_t error_size)
+int64_t nsq_replay_sample(const nsq_replay_broker_t *broker, const char *dead_topic, size_t max,
+                          int idle_ms, zsock_t *interrupt, nsq_replay_sample_fn *fn, void *arg,
+                          char *error, size_t error_size)
 {
     s_run_t run = {.dead_topic = dead_topic,
                    .limit = max ? max : 1,
@@ -220,7 +269,9 @@ int64_t nsq_replay_sample(const char *broker, const char *dead_topic, size_t max
                    .error_size = error_size};
     error[0] = '\0';
     run.held = calloc(run.limit, sizeof *run.held);
-    int rc = run.held ? s_start(&run, broker, s_on_sample, (uint32_t) run.limit, interrupt) : -1;
+    int rc = !run.held || s_broker(&run, broker)
+                 ? -1
+                 : s_start(&run, s_on_sample, (uint32_t) run.limit, interrupt);
     if (rc == 0)
         nsq_consumer_run(run.consumer);
     // Back in the order received: the queue keeps its order.

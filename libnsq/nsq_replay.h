@@ -26,7 +26,10 @@
 
     Both block the calling thread (they run their own consumer loop) and
     stop early when `interrupt` (may be NULL) becomes readable, or on
-    SIGINT/SIGTERM.
+    SIGINT/SIGTERM. A broker that requires CURVE is reached with the
+    client keys of nsq_replay_broker_t, used by both the consumer and the
+    producer; without them (or with keys it refuses) nothing connects and
+    both fail within a few seconds.
 
     API: nsq_replay_run, nsq_replay_sample.
 */
@@ -40,6 +43,13 @@
 #include "nsq_deadletter.h"
 
 #define NSQ_REPLAY_CHANNEL "replay"  // the dead topic's channel replay and sampling read
+
+// The broker to work on, and how to reach it.
+typedef struct {
+    const char *address;          // its ZeroMQ endpoint, "host:port"
+    const char *key_file;         // CURVE: our czmq secret certificate; NULL or "" = plain
+    const char *server_key_file;  // CURVE: the broker's public certificate; NULL or "" = plain
+} nsq_replay_broker_t;
 
 typedef struct {
     uint64_t replayed;  // published to their topic and finished
@@ -55,18 +65,19 @@ typedef void(nsq_replay_progress_fn)(const nsq_replay_counts_t *counts, void *ar
 typedef void(nsq_replay_sample_fn)(const nsq_deadletter_t *header, int parsed, size_t size,
                                    void *arg);
 
-// Replays dead letters of dead_topic on broker ("host:port" of its ZeroMQ
-// endpoint) as described above. progress may be NULL. Returns 0 (counts
-// filled), or -1 with a one-line reason in error (a publish failed: that
-// message was requeued and replay stopped; the broker cannot be reached).
-int nsq_replay_run(const char *broker, const char *dead_topic, uint64_t limit, int idle_ms,
-                   zsock_t *interrupt, nsq_replay_progress_fn *progress, void *arg,
+// Replays dead letters of dead_topic on broker (borrowed for the call) as
+// described above. progress may be NULL. Returns 0 (counts filled), or -1
+// with a one-line reason in error (a publish failed: that message was
+// requeued and replay stopped; the broker cannot be reached; a key file
+// cannot be read).
+int nsq_replay_run(const nsq_replay_broker_t *broker, const char *dead_topic, uint64_t limit,
+                   int idle_ms, zsock_t *interrupt, nsq_replay_progress_fn *progress, void *arg,
                    nsq_replay_counts_t *counts, char *error, size_t error_size);
 
 // Samples up to max dead letters of dead_topic on broker, calling fn for
 // each. Returns how many were sampled, or -1 with a reason in error.
-int64_t nsq_replay_sample(const char *broker, const char *dead_topic, size_t max, int idle_ms,
-                          zsock_t *interrupt, nsq_replay_sample_fn *fn, void *arg, char *error,
-                          size_t error_size);
+int64_t nsq_replay_sample(const nsq_replay_broker_t *broker, const char *dead_topic, size_t max,
+                          int idle_ms, zsock_t *interrupt, nsq_replay_sample_fn *fn, void *arg,
+                          char *error, size_t error_size);
 
 #endif

@@ -164,9 +164,15 @@ static int s_console_new(s_lookupd_t *self)
                                        s_console_registry,
                                        self,
                                        NULL,
-                                       {NULL, NULL, NULL}};
+                                       {NULL, NULL, NULL},
+                                       NULL,
+                                       NULL};
     config.peers = peers;  // copied by the console: the strings live in self->config
     config.auth_secret = self->config.auth_secret;
+    if (self->config.zmq_curve_broker_key_file[0]) {  // our key pair, as a broker's to lookupds
+        config.curve_key_file = self->config.zmq_curve_secret_key_file;
+        config.curve_server_key_file = self->config.zmq_curve_broker_key_file;
+    }
     config.tls = (nsq_http_client_tls_t){self->config.http_client_tls_root_ca_file,
                                          self->config.http_client_tls_cert,
                                          self->config.http_client_tls_key};

@@ -43,6 +43,10 @@ const nsq_option_spec_t lookupd_config_options[] = {
      NSQ_OPTION_LIST(lookupd_config_t, peers, peer_count)},
     NSQ_HTTP_TLS_OPTION_ROWS(lookupd_config_t, ),
     NSQ_CURVE_SERVER_OPTION_ROWS(lookupd_config_t, ),
+    {"zmq-curve-broker-key-file", NSQ_OPTION_STRING, NULL, 0, 0, false,
+     "console: CURVE towards brokers (dead-letter replays and samples): their public "
+     "certificate (this lookupd's key pair is --zmq-curve-secret-key-file)",
+     NSQ_OPTION_FIELD(lookupd_config_t, zmq_curve_broker_key_file)},
     {"auth-secret", NSQ_OPTION_STRING, NULL, 0, 0, false,
      "console: secret sent to brokers with --auth-http-address (Authorization: Bearer) for "
      "their /stats and the console's actions; it needs admin there. Prefer "

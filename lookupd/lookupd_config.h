@@ -35,6 +35,7 @@ typedef struct {
     NSQ_HTTP_TLS_FIELDS;                      // --https-address, --tls-* (nsq_http_server.h)
     char zmq_curve_secret_key_file[1024];     // CURVE server key pair ("" = no CURVE)
     char zmq_curve_allow_dir[1024];           // allowed brokers' public keys ("" = any)
+    char zmq_curve_broker_key_file[1024];     // console: brokers' public certificate ("" = plain)
     char auth_secret[1024];                   // console: Bearer secret for brokers
     char http_client_tls_root_ca_file[1024];  // console: CA of brokers' HTTPS ("" = system's)
     char http_client_tls_cert[1024];          // console: client certificate for brokers, or ""

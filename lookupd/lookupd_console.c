@@ -55,6 +55,11 @@ lookupd_console_t *lookupd_console_new(const lookupd_console_config_t *config)
     for (size_t i = 0; i < config->peer_count; i++)
         snprintf(self->peers[i].address, sizeof self->peers[i].address, "%s", config->peers[i]);
     self->config.peers = NULL;  // copied above
+    snprintf(self->curve_key, sizeof self->curve_key, "%s",
+             config->curve_key_file ? config->curve_key_file : "");
+    snprintf(self->curve_server_key, sizeof self->curve_server_key, "%s",
+             config->curve_server_key_file ? config->curve_server_key_file : "");
+    self->config.curve_key_file = self->config.curve_server_key_file = NULL;  // copied too
     self->started_at = zclock_time();
     return self;
 }

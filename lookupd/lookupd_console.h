@@ -61,6 +61,8 @@ typedef struct {
     void *arg;                              // for both callbacks
     const char *auth_secret;                // sent to brokers (Bearer), NULL = none; copied
     nsq_http_client_tls_t tls;              // https to brokers and peers: CA, client cert; copied
+    const char *curve_key_file;             // replays: our CURVE key pair, NULL = plain; copied
+    const char *curve_server_key_file;      // replays: the brokers' public certificate; copied
 } lookupd_console_config_t;
 
 // A request as lookupd's HTTP front end passed it. Arguments are their

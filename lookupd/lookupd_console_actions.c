@@ -120,7 +120,8 @@ static bool s_replay_claim(lookupd_console_t *self, lookupd_job_t *job, size_t r
 static void s_replay_start(lookupd_console_t *self, lookupd_job_t *job, size_t row,
                            lookupd_replay_mode_t mode, const char *node, const char *topic)
 {
-    char broker[LOOKUPD_NODE_MAX];
+    char address[LOOKUPD_NODE_MAX];
+    nsq_replay_broker_t broker = {address, self->curve_key, self->curve_server_key};
     uint64_t limit = lookupd_cluster_dead_count(self->cluster, node, topic);
     if (mode == LOOKUPD_REPLAY_SAMPLE && limit > LOOKUPD_SAMPLE_MAX)
         limit = LOOKUPD_SAMPLE_MAX;
@@ -131,11 +132,11 @@ static void s_replay_start(lookupd_console_t *self, lookupd_job_t *job, size_t r
     if (!s_replay_claim(self, job, row, mode, node, topic))
         return;
     s_replay_t *replay = calloc(1, sizeof *replay);
-    if (replay && lookupd_cluster_zmq_address(self->cluster, node, broker, sizeof broker) == 0) {
+    if (replay && lookupd_cluster_zmq_address(self->cluster, node, address, sizeof address) == 0) {
         *replay = (s_replay_t){self, NULL, mode, lookupd_job_id(job), row, "", ""};
         snprintf(replay->node, sizeof replay->node, "%s", node);
         snprintf(replay->topic, sizeof replay->topic, "%s", topic);
-        replay->replay = lookupd_replay_start(mode, broker, topic, limit);
+        replay->replay = lookupd_replay_start(mode, &broker, topic, limit);
     }
     if (replay && replay->replay && zlistx_add_end(self->replays, replay)) {
         lookupd_job_progress(job, row, 0, mode == LOOKUPD_REPLAY_RUN ? limit : 0);

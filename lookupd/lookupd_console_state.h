@@ -46,6 +46,8 @@ struct _lookupd_console_t {
     uint64_t next_fetch;              // fetch job numbers
     bool polling;                     // a poll round runs
     int64_t started_at;               // Unix ms
+    char curve_key[1024];             // replays: config.curve_key_file, "" = plain
+    char curve_server_key[1024];      // replays: config.curve_server_key_file
 };
 
 // ---- answers ----------------------------------------------------------------------

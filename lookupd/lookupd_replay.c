@@ -21,7 +21,10 @@ struct _lookupd_replay_t {
 
 typedef struct {
     lookupd_replay_mode_t mode;
-    char broker[300];
+    char address[300];           // the broker's ZeroMQ host:port
+    char key_file[1024];         // CURVE: our key pair, "" = plain
+    char server_key_file[1024];  // CURVE: the broker's public certificate
+    nsq_replay_broker_t broker;  // the three above
     char topic[NSQ_NAME_MAX + 1];
     uint64_t limit;
 } s_args_t;
@@ -111,7 +114,7 @@ static void s_sample(s_thread_t *thread, const s_args_t *args)
     thread->sample =
         json_pack("{s:i, s:{}, s:{}, s:[]}", "unparsed", 0, "failures", "from", "headers");
     int64_t sampled =
-        nsq_replay_sample(args->broker, args->topic, (size_t) args->limit, LOOKUPD_REPLAY_IDLE_MS,
+        nsq_replay_sample(&args->broker, args->topic, (size_t) args->limit, LOOKUPD_REPLAY_IDLE_MS,
                           thread->pipe, s_on_sample, thread, error, sizeof error);
     char *text = NULL;
     if (sampled >= 0 && thread->sample) {
@@ -139,7 +142,7 @@ static void s_actor(zsock_t *pipe, void *arg)
     else {
         char error[256];
         nsq_replay_counts_t counts;
-        int rc = nsq_replay_run(args->broker, args->topic, args->limit, LOOKUPD_REPLAY_IDLE_MS,
+        int rc = nsq_replay_run(&args->broker, args->topic, args->limit, LOOKUPD_REPLAY_IDLE_MS,
                                 pipe, s_on_progress, &thread, &counts, error, sizeof error);
         char summary[96];
         snprintf(summary, sizeof summary, "%llu replayed (%llu without a header)",
@@ -149,8 +152,9 @@ static void s_actor(zsock_t *pipe, void *arg)
     free(args);
 }
 
-lookupd_replay_t *lookupd_replay_start(lookupd_replay_mode_t mode, const char *broker,
-                                       const char *dead_topic, uint64_t limit)
+lookupd_replay_t *lookupd_replay_start(lookupd_replay_mode_t mode,
+                                       const nsq_replay_broker_t *broker, const char *dead_topic,
+                                       uint64_t limit)
 {
     lookupd_replay_t *self = calloc(1, sizeof *self);
     s_args_t *args = calloc(1, sizeof *args);
@@ -160,7 +164,11 @@ lookupd_replay_t *lookupd_replay_start(lookupd_replay_mode_t mode, const char *b
         return NULL;
     }
     args->mode = mode;
-    snprintf(args->broker, sizeof args->broker, "%s", broker);
+    snprintf(args->address, sizeof args->address, "%s", broker->address);
+    snprintf(args->key_file, sizeof args->key_file, "%s", broker->key_file ? broker->key_file : "");
+    snprintf(args->server_key_file, sizeof args->server_key_file, "%s",
+             broker->server_key_file ? broker->server_key_file : "");
+    args->broker = (nsq_replay_broker_t){args->address, args->key_file, args->server_key_file};
     snprintf(args->topic, sizeof args->topic, "%s", dead_topic);
     args->limit = limit;
     self->actor = zactor_new(s_actor, args);  // the thread frees args

@@ -8,7 +8,8 @@
     the sample as a JSON document: how many were looked at, the oldest
     dead_at and first_seen, failures by kind, the first few headers).
     Destroying it interrupts the work (messages in flight go back to the
-    broker).
+    broker). A broker that requires CURVE is reached with the keys given
+    (lookupd's own key pair and --zmq-curve-broker-key-file).
 
     API in call order: lookupd_replay_start, lookupd_replay_sock +
     lookupd_replay_recv, lookupd_replay_destroy.
@@ -20,6 +21,8 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+
+#include "nsq_replay.h"
 
 #define LOOKUPD_SAMPLE_MAX     1000  // messages a sample looks at
 #define LOOKUPD_SAMPLE_HEADERS 5     // headers a sample shows
@@ -39,9 +42,11 @@ typedef struct {
 } lookupd_replay_event_t;
 
 // Starts replaying up to limit messages (or sampling) dead_topic on broker
-// (its ZeroMQ "host:port"). Caller owns the result; NULL if out of memory.
-lookupd_replay_t *lookupd_replay_start(lookupd_replay_mode_t mode, const char *broker,
-                                       const char *dead_topic, uint64_t limit);
+// (its ZeroMQ "host:port" and CURVE keys: copied). Caller owns the
+// result; NULL if out of memory.
+lookupd_replay_t *lookupd_replay_start(lookupd_replay_mode_t mode,
+                                       const nsq_replay_broker_t *broker, const char *dead_topic,
+                                       uint64_t limit);
 
 // Interrupts the work if it still runs, and nulls *self_p; accepts NULL.
 void lookupd_replay_destroy(lookupd_replay_t **self_p);

@@ -20,6 +20,22 @@
 #include "nsq_log.h"
 #include "nsq_options.h"
 
+// --zmq-curve-broker-key-file: a public certificate, used with our own
+// key pair (as a broker's --zmq-curve-lookupd-key-file is). Returns 0, or
+// -1 with a reason.
+static int s_broker_key_check(const lookupd_config_t *config, char *error, size_t size)
+{
+    if (!config->zmq_curve_broker_key_file[0])
+        return 0;
+    if (!config->zmq_curve_secret_key_file[0])
+        return snprintf(error, size,
+                        "--zmq-curve-broker-key-file needs --zmq-curve-secret-key-file (the "
+                        "lookupd's key pair)"),
+               -1;
+    return nsq_curve_public_check("zmq-curve-broker-key-file", config->zmq_curve_broker_key_file,
+                                  error, size);
+}
+
 // Checks what the table cannot and fills the broadcast address. Returns 0,
 // or -1 with a reason.
 static int s_configure(nsq_options_t *options, void *config_p, char *error, size_t size)
@@ -39,7 +55,8 @@ static int s_configure(nsq_options_t *options, void *config_p, char *error, size
                                     config->http_client_tls_cert, config->http_client_tls_key};
     if (nsq_curve_server_check(config->zmq_curve_secret_key_file, config->zmq_curve_allow_dir,
                                error, size)
-        || nsq_http_client_tls_check(&client, "http-client-tls-key", error, size))
+        || nsq_http_client_tls_check(&client, "http-client-tls-key", error, size)
+        || s_broker_key_check(config, error, size))
         return -1;
     return nsq_http_tls_check(&tls, config->https_address, error, size);
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "ctl.h"
+#include "nsq_curve.h"
 #include "nsq_http_client.h"
 #include "nsq_log.h"
 #include "nsq_options.h"
@@ -48,6 +49,7 @@ static const nsq_option_spec_t s_options[] = {
     {"log-level", NSQ_OPTION_STRING, "warn", 0, 0, false, "debug, info, warn or error",
      NSQ_OPTION_NO_FIELD},
     NSQ_HTTP_CLIENT_TLS_OPTION_ROWS(ctl_t, ),
+    NSQ_CURVE_CLIENT_OPTION_ROWS(ctl_t, ),
 };
 
 #define S_OPTION_COUNT (sizeof s_options / sizeof *s_options)
@@ -152,7 +154,9 @@ static int s_target(nsq_options_t *options, const s_command_t *command, ctl_t *c
                         command->name);
     char error[512];
     nsq_http_client_tls_t tls = {ctl->tls_root_ca_file, ctl->tls_cert, ctl->tls_key};
-    if (nsq_http_client_tls_check(&tls, "tls-key", error, sizeof error))
+    if (nsq_http_client_tls_check(&tls, "tls-key", error, sizeof error)
+        || nsq_curve_client_check(ctl->zmq_curve_key_file, ctl->zmq_curve_server_key_file, error,
+                                  sizeof error))
         return ctl_fail(CTL_USAGE, "%s", error);
     return CTL_OK;
 }

@@ -41,6 +41,8 @@ typedef struct {
     const char *tls_cert;          // https: client certificate, or NULL
     const char *tls_key;           // https: its key, or NULL
     char auth_secret[1024];        // Bearer secret for brokers with --auth-http-address, "" = none
+    const char *zmq_curve_key_file;         // tail, replay: CURVE key pair, NULL = plain
+    const char *zmq_curve_server_key_file;  // tail, replay: the brokers' public certificate
 } ctl_t;
 
 // One HTTP request to address ("host:port", "http://..." or "https://...")

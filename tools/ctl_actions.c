@@ -7,7 +7,8 @@
     shows a progress line on stderr while it runs longer than a moment,
     and prints one line per target: "ok TARGET" or "failed TARGET REASON".
     Against one broker the action is that broker's own HTTP call; replay
-    then runs here (nsq_replay over the broker's ZeroMQ endpoint).
+    then runs here (nsq_replay over the broker's ZeroMQ endpoint, with the
+    CURVE keys of --zmq-curve-key-file when the broker requires them).
 */
 #include "ctl.h"
 
@@ -246,7 +247,9 @@ int ctl_replay(const ctl_t *ctl, const char *dead_topic)
     }
     nsq_replay_counts_t counts;
     char error[256];
-    int rc = nsq_replay_run(ctl->broker_zmq, dead_topic, (uint64_t) limit, S_REPLAY_IDLE, NULL,
+    nsq_replay_broker_t broker = {ctl->broker_zmq, ctl->zmq_curve_key_file,
+                                  ctl->zmq_curve_server_key_file};
+    int rc = nsq_replay_run(&broker, dead_topic, (uint64_t) limit, S_REPLAY_IDLE, NULL,
                             s_on_progress, (void *) dead_topic, &counts, error, sizeof error);
     ctl_progress_end();
     if (rc)

@@ -5,10 +5,12 @@
     of every message published from now on, disturbs no other channel and
     vanishes with us) through the libnsq consumer, on every broker lookupd
     lists for the topic (asked again every few seconds) or on one broker's
-    ZeroMQ endpoint. Each body goes to stdout followed by a newline, then
-    is finished. Runs until --count messages or SIGINT/SIGTERM. A line on
-    stderr says how many brokers are subscribed each time that grows, so a
-    script knows when publishing will be seen.
+    ZeroMQ endpoint, with the CURVE keys of --zmq-curve-key-file if given
+    (for every broker: a cluster's brokers share one key pair). Each body
+    goes to stdout followed by a newline, then is finished. Runs until
+    --count messages or SIGINT/SIGTERM. A line on stderr says how many
+    brokers are subscribed each time that grows, so a script knows when
+    publishing will be seen.
 */
 #include "ctl.h"
 
@@ -72,6 +74,16 @@ static int s_check_topic(const ctl_t *ctl, const char *topic)
     return doc ? CTL_OK : code;
 }
 
+// No broker answered in time: a CURVE broker drops clients whose
+// handshake fails without a word, so the reason says what to check.
+static int s_unreachable(const ctl_t *ctl, const char *topic)
+{
+    return ctl_fail(CTL_UNREACHABLE, "no broker of %s answered within %lld ms (%s)", topic,
+                    (long long) ctl->timeout_ms,
+                    ctl->zmq_curve_key_file ? "down, or its CURVE refuses our key"
+                                            : "down, or it requires CURVE: --zmq-curve-key-file");
+}
+
 int ctl_tail(const ctl_t *ctl, const char *topic)
 {
     if (!nsq_name_is_valid(topic))
@@ -94,6 +106,8 @@ int ctl_tail(const ctl_t *ctl, const char *topic)
     nsq_consumer_set_lookupd_poll_interval(tail.consumer, S_LOOKUPD_POLL_MS);
     nsq_consumer_set_lookupd_tls(tail.consumer, ctl->tls_root_ca_file, ctl->tls_cert,
                                  ctl->tls_key);  // the key was checked at start
+    nsq_consumer_set_curve(tail.consumer, ctl->zmq_curve_key_file,
+                           ctl->zmq_curve_server_key_file);  // checked at start too
     int rc = ctl->lookupd ? nsq_consumer_connect_lookupd(tail.consumer, ctl->lookupd)
                           : nsq_consumer_connect(tail.consumer, ctl->broker_zmq);
     if (rc == 0
@@ -102,8 +116,7 @@ int ctl_tail(const ctl_t *ctl, const char *topic)
     else
         code = ctl_fail(CTL_USAGE, "bad address %s", ctl->lookupd ? ctl->lookupd : ctl->broker_zmq);
     if (tail.unreachable)
-        code = ctl_fail(CTL_UNREACHABLE, "no broker of %s answered within %lld ms", topic,
-                        (long long) ctl->timeout_ms);
+        code = s_unreachable(ctl, topic);
     nsq_consumer_close(tail.consumer, 1000);
     nsq_consumer_destroy(&tail.consumer);
     return code;
