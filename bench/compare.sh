@@ -19,19 +19,22 @@
 #                 (nsq-bench zmq-e2e), each against its rate alone
 #   durable       --durable: /pub with 16 connections, /mpub x100 with 16
 #                 connections (absolute rates; the disk issue's figures)
+#   spill         --mem-queue-size=0, a topic with one channel: /mpub x100, 4
+#                 connections, every message through the channel's disk
+#                 queue (an absolute rate)
 #   idle          IDLE_TOPICS (default 1000) idle topics, each with a
 #                 channel, beside one busy topic: PUB with one outstanding
 #                 and MPUB x200, against the same rows without the idle
 #                 topics (the broker's per-batch work must not grow with
 #                 the topic count)
 # The memory rows run with --mem-queue-size and --mem-queue-bytes above the
-# run, so nothing spills to disk (bench-disk.sh measures that).
+# run, so nothing spills to disk (the spill row measures that).
 # Prints one line per measurement and a summary of every ratio at the end.
 # A row whose tool is missing (wrk, nginx) is skipped with a message.
 #
 # Usage: bench/compare.sh [build-dir]
 # Environment: ROWS (the groups to run, space-separated, of http, zmq,
-# durable, idle; default all: ROWS=zmq runs only the ZeroMQ rows), DURATION (wrk, default 5s), COUNT (consume and publish rows,
+# durable, spill, idle; default all: ROWS=zmq runs only the ZeroMQ rows), DURATION (wrk, default 5s), COUNT (consume and publish rows,
 # default 1000000), PING_COUNT (default 20000), DURABLE_COUNT (/pub, default
 # 20000), BROKER and BENCH (binaries, default the build dir's; BROKER lets
 # one nsq-bench measure another build's broker).
@@ -45,7 +48,7 @@ COUNT=${COUNT:-1000000}
 PING_COUNT=${PING_COUNT:-20000}
 DURABLE_COUNT=${DURABLE_COUNT:-20000}
 IDLE_TOPICS=${IDLE_TOPICS:-1000}
-ROWS=${ROWS:-http zmq durable idle}
+ROWS=${ROWS:-http zmq durable spill idle}
 WORK=$(mktemp -d)
 PIDS=()
 SUMMARY=()
@@ -210,6 +213,17 @@ echo "durable_mpub: $DURABLE_MPUB"
 stop_broker
 SUMMARY+=("$(printf '%-34s %10s msg/s (unchanged or better)' "durable /pub, 16 connections" "$(echo "$DURABLE_PUB" | field msgs_per_sec)")")
 SUMMARY+=("$(printf '%-34s %10s msg/s (unchanged or better)' "durable /mpub x100, 16 connections" "$(echo "$DURABLE_MPUB" | field msgs_per_sec)")")
+fi
+
+# --- spilling to disk -------------------------------------------------------------------
+if row spill; then
+start_broker spill --mem-queue-size=0
+curl -s -X POST "http://$HTTP/channel/create?topic=bench&channel=bench" >/dev/null
+SPILL=$(bench --mode=http-mpub --http-address="$HTTP" --topic=bench --count="$COUNT" \
+    --size=100 --batch=100 --connections=4)
+echo "spill_mpub: $SPILL"
+stop_broker
+SUMMARY+=("$(printf '%-34s %10s msg/s' "/mpub x100 spilling to disk" "$(echo "$SPILL" | field msgs_per_sec)")")
 fi
 
 # --- many idle topics beside a busy one ------------------------------------------------
