@@ -10,8 +10,9 @@
 # and prints the Secret manifests on stdout:
 #   nsq-curve          the key pairs (each pod's init container copies its
 #                      own secret file with mode 0600) and public certs
-#   nsq-curve-clients  public certs of the clients brokers accept (workers;
-#                      add your producers' with nsq-keygen and apply again)
+#   nsq-curve-clients  public certs of the clients brokers accept (workers,
+#                      and lookupds, whose console replays dead letters; add
+#                      your producers' with nsq-keygen and apply again)
 #   nsq-curve-brokers  the brokers' public cert, which lookupds accept
 #   nsq-tls            ca.crt, tls.crt, tls.key
 # Needs nsq-keygen (from the image or the build), openssl and kubectl
@@ -44,6 +45,6 @@ secret() {
 }
 secret nsq-curve --from-file=broker --from-file=broker_secret --from-file=lookupd \
     --from-file=lookupd_secret --from-file=worker_secret
-secret nsq-curve-clients --from-file=worker
+secret nsq-curve-clients --from-file=worker --from-file=lookupd
 secret nsq-curve-brokers --from-file=broker
 secret nsq-tls --from-file=ca.crt --from-file=tls.crt --from-file=tls.key
