@@ -53,6 +53,7 @@ typedef struct {
     size_t held_count;                  // sample
     bool closing;                       // sample: requeue what still arrives
     bool failed;                        // stop: error holds why
+    bool unreachable;                   // failed: nothing connected in time
     char *error;                        // caller's buffer
     size_t error_size;
 } s_run_t;
@@ -78,6 +79,7 @@ static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
     s_run_t *run = arg;
     int64_t now = zclock_mono();
     if (nsq_consumer_connected_count(run->consumer) == 0 && now - run->started > S_CONNECT_MAX_MS) {
+        run->unreachable = !run->failed;
         s_fail(run, "no answer from the broker within %d s (%s)", S_CONNECT_MAX_MS / 1000,
                run->curve ? "down, or its CURVE refuses our key or has another server key"
                           : "down, or it requires CURVE keys");
@@ -253,7 +255,7 @@ int nsq_replay_run(const nsq_replay_broker_t *broker, const char *dead_topic, ui
     nsq_producer_destroy(&run.producer);
     s_report(&run, true);
     *counts = run.counts;
-    return rc == 0 && !run.failed ? 0 : -1;
+    return rc == 0 && !run.failed ? 0 : run.unreachable ? NSQ_REPLAY_UNREACHABLE : -1;
 }
 
 int64_t nsq_replay_sample(const nsq_replay_broker_t *broker, const char *dead_topic, size_t max,
@@ -281,5 +283,7 @@ int64_t nsq_replay_sample(const nsq_replay_broker_t *broker, const char *dead_to
     if (run.consumer)
         s_finish(&run, interrupt);
     free(run.held);
-    return rc == 0 && !run.failed ? (int64_t) run.held_count : -1;
+    return rc == 0 && !run.failed ? (int64_t) run.held_count
+           : run.unreachable      ? NSQ_REPLAY_UNREACHABLE
+                                  : -1;
 }

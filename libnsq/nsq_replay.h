@@ -42,7 +42,8 @@
 
 #include "nsq_deadletter.h"
 
-#define NSQ_REPLAY_CHANNEL "replay"  // the dead topic's channel replay and sampling read
+#define NSQ_REPLAY_CHANNEL     "replay"  // the dead topic's channel replay and sampling read
+#define NSQ_REPLAY_UNREACHABLE (-2)      // what both return when nothing connected within 5 s
 
 // The broker to work on, and how to reach it.
 typedef struct {
@@ -68,14 +69,16 @@ typedef void(nsq_replay_sample_fn)(const nsq_deadletter_t *header, int parsed, s
 // Replays dead letters of dead_topic on broker (borrowed for the call) as
 // described above. progress may be NULL. Returns 0 (counts filled), or -1
 // with a one-line reason in error (a publish failed: that message was
-// requeued and replay stopped; the broker cannot be reached; a key file
-// cannot be read).
+// requeued and replay stopped; a key file cannot be read), or
+// NSQ_REPLAY_UNREACHABLE with one (no connection: the broker is down, or
+// its CURVE keys do not match ours).
 int nsq_replay_run(const nsq_replay_broker_t *broker, const char *dead_topic, uint64_t limit,
                    int idle_ms, zsock_t *interrupt, nsq_replay_progress_fn *progress, void *arg,
                    nsq_replay_counts_t *counts, char *error, size_t error_size);
 
 // Samples up to max dead letters of dead_topic on broker, calling fn for
-// each. Returns how many were sampled, or -1 with a reason in error.
+// each. Returns how many were sampled, or -1 or NSQ_REPLAY_UNREACHABLE
+// (as nsq_replay_run) with a reason in error.
 int64_t nsq_replay_sample(const nsq_replay_broker_t *broker, const char *dead_topic, size_t max,
                           int idle_ms, zsock_t *interrupt, nsq_replay_sample_fn *fn, void *arg,
                           char *error, size_t error_size);

@@ -253,7 +253,8 @@ int ctl_replay(const ctl_t *ctl, const char *dead_topic)
                             s_on_progress, (void *) dead_topic, &counts, error, sizeof error);
     ctl_progress_end();
     if (rc)
-        return ctl_fail(CTL_FAILED, "replay %s on %s: %s", dead_topic, ctl->broker_zmq, error);
+        return ctl_fail(rc == NSQ_REPLAY_UNREACHABLE ? CTL_UNREACHABLE : CTL_FAILED,
+                        "replay %s on %s: %s", dead_topic, ctl->broker_zmq, error);
     printf("ok %s %llu replayed (%llu without a header)\n", ctl->broker_zmq,
            (unsigned long long) counts.replayed, (unsigned long long) counts.unparsed);
     return CTL_OK;

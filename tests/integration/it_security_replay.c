@@ -9,9 +9,9 @@
     header: replay publishes them whole to orders). Checked:
       - nsq-ctl replay with --zmq-curve-key-file and
         --zmq-curve-server-key-file replays them; without the keys it
-        fails within seconds with a reason that names CURVE, the dead
-        letters untouched; tail behaves alike (a message with keys, exit
-        4 and the same hint without);
+        exits 4 (the broker did not answer) within seconds with a reason
+        that names CURVE, the dead letters untouched; tail behaves alike
+        (a message with keys, exit 4 and the same hint without);
       - a lookupd with --zmq-curve-secret-key-file and
         --zmq-curve-broker-key-file samples and replays them through
         POST /api/deadletters/{sample,replay} (the broker registered over
@@ -95,8 +95,8 @@ static void s_replayed(it_broker_t *broker)
     IT_ASSERT_INT(it_channel_stat(broker, "orders.dead", "replay", "in_flight_count"), ==, 0);
 }
 
-// nsq-ctl replay against one broker: without keys a reason within seconds,
-// with them the dead letters go back to orders.
+// nsq-ctl replay against one broker: without keys exit 4 and a reason
+// within seconds, with them the dead letters go back to orders.
 static void ctl_replay(void)
 {
     s_keys();
@@ -106,7 +106,7 @@ static void ctl_replay(void)
              it_broker_http(broker), it_broker_zmq(broker));
     int64_t started = it_now_ms();
     snprintf(command, sizeof command, "%s replay orders.dead", target);
-    s_ctl(command, 1, "ctl.err", "no answer from the broker within 5 s.*requires CURVE");
+    s_ctl(command, 4, "ctl.err", "no answer from the broker within 5 s.*requires CURVE");
     it_note("refused without keys in %lld ms", (long long) (it_now_ms() - started));
     IT_ASSERT(it_now_ms() - started < 15000, "nsq-ctl took %lld ms to give up",
               (long long) (it_now_ms() - started));
