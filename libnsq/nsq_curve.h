@@ -78,9 +78,9 @@ typedef struct {
 
 // Loads key_file (our _secret certificate, mode 0600) and server_key_file
 // (the server's public certificate). Both NULL or "" leave self disabled;
-// one without the other is an error. option_prefix names the flags in the
-// error ("zmq-curve" gives --zmq-curve-key-file). Returns 0, or -1 with
-// one line in error.
+// one without the other is an error (the message names the flags
+// --zmq-curve-key-file and --zmq-curve-server-key-file). Returns 0, or -1
+// with one line in error.
 int nsq_curve_client_load(nsq_curve_client_t *self, const char *key_file,
                           const char *server_key_file, char *error, size_t size);
 
