@@ -239,6 +239,19 @@ static void s_drain(int fd, const char *what)
         nsq_warn("admission: cannot read the %s: %s", what, strerror(errno));
 }
 
+//  The sweep timer could not be armed: offers wake the core again, and the
+//  eventfd brings it back for those that relied on the timer meanwhile.
+static void s_end_sweep(broker_admission_t *self)
+{
+    nsq_warn("admission: cannot arm the sweep timer: %s", strerror(errno));
+    pthread_mutex_lock(&self->lock);
+    self->sweeping = false;
+    pthread_mutex_unlock(&self->lock);
+    uint64_t one = 1;
+    while (write(self->wakeup, &one, sizeof one) < 0 && errno == EINTR)
+        ;
+}
+
 size_t broker_admission_take(broker_admission_t *self, broker_admission_fn *fn, void *arg)
 {
     if (!self->granted)
@@ -259,7 +272,7 @@ size_t broker_admission_take(broker_admission_t *self, broker_admission_fn *fn, 
     // on this timer, which fires after it.
     struct itimerspec next = {.it_value = {.tv_sec = 0, .tv_nsec = S_SWEEP_NS}};
     if (taken && timerfd_settime(self->sweep, 0, &next, NULL) != 0)
-        nsq_warn("admission: cannot arm the sweep timer: %s", strerror(errno));
+        s_end_sweep(self);
     size_t handed = 0;
     for (entry_t *entry = taken; entry; entry = entry->next_taken) {
         handed += entry->taking_count;

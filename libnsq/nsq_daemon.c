@@ -194,8 +194,11 @@ static int s_stop(zactor_t **actor_p)
     int exit_code = 1;
     if (zstr_send(*actor_p, "$TERM") == 0) {
         char *word = zstr_recv(*actor_p);
-        if (!word || sscanf(word, "STOPPED %d", &exit_code) != 1)
+        if (!word || sscanf(word, "STOPPED %d", &exit_code) != 1) {
             nsq_error("the service thread ended without saying how it stopped");
+            // What came may have been czmq's end signal: do not wait forever for it.
+            zsock_set_rcvtimeo(zactor_sock(*actor_p), 1000);
+        }
         zstr_free(&word);
     }
     zactor_destroy(actor_p);
@@ -282,6 +285,16 @@ static void s_test_lossy(zsock_t *pipe, void *args)
     nsq_daemon_send_stopped(pipe, 3);
 }
 
+// An actor that runs until $TERM and ends without its last word.
+static void s_test_silent(zsock_t *pipe, void *args)
+{
+    (void) args;
+    zsock_signal(pipe, 0);
+    nsq_daemon_send_ready(pipe, 1, 2);
+    char *command = zstr_recv(pipe);
+    zstr_free(&command);
+}
+
 int nsq_daemon_test(void)
 {
     alarm(20);  // a daemon that does not notice ends the test here, not at meson's timeout
@@ -298,6 +311,16 @@ int nsq_daemon_test(void)
     zsys_interrupted = 0;
     if (rc != 3) {
         fprintf(stderr, "nsq_daemon_test: an actor that stopped with 3 gave exit code %d\n", rc);
+        return -1;
+    }
+    // One that says nothing: exit code 1, and no wait for a signal already taken.
+    alarm(20);
+    zsys_interrupted = 1;
+    rc = nsq_daemon_run(s_test_silent, NULL, "127.0.0.1:1", "127.0.0.1:2");
+    zsys_interrupted = 0;
+    alarm(0);
+    if (rc != 1) {
+        fprintf(stderr, "nsq_daemon_test: an actor that said nothing gave exit code %d\n", rc);
         return -1;
     }
     return 0;
