@@ -326,8 +326,8 @@ static int s_put_async(nsq_diskqueue_t *self, struct iovec *pieces, int count, s
     dq_async_t *async = self->async;
     if (async->state == DQ_FAILED)
         return errno = async->open_error, -1;
-    if (async->combining && async->pending_count > 0 && !async->write_error
-        && async->pending_length + record > S_COMBINE_MAX)
+    if (async->combining && async->state == DQ_READY && async->pending_count > 0
+        && !async->write_error && async->pending_length + record > S_COMBINE_MAX)
         dq_flush_pending(self);  // a failure stays with the records, as below
     if (async->state == DQ_READY && async->pending_count == 0 && !async->combining) {
         if (self->write_pos > 0 && self->write_pos + (int64_t) record > self->max_bytes_per_file) {
