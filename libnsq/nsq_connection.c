@@ -241,6 +241,7 @@ void nsq_connection_cls(nsq_connection_t *self)
 // ---- the socket ----------------------------------------------------------------
 
 static void s_reset(nsq_connection_t *self, uint32_t delay_ms);
+static void s_back_off(nsq_connection_t *self);
 
 bool nsq_connection_read_monitor(nsq_connection_t *self, zsock_t *sock)
 {
@@ -252,9 +253,17 @@ bool nsq_connection_read_monitor(nsq_connection_t *self, zsock_t *sock)
     if (head && zframe_size(head) >= sizeof kind)
         memcpy(&kind, zframe_data(head), sizeof kind);
     zmsg_destroy(&event);
-    if (kind == ZMQ_EVENT_DISCONNECTED) {
+    if (kind == ZMQ_EVENT_DISCONNECTED && self->identified) {
         nsq_info("consumer %s: connection lost, starting a new session", self->endpoint);
         s_reset(self, 0);
+    } else if (kind == ZMQ_EVENT_DISCONNECTED) {
+        // Dropped before IDENTIFY was answered: most often a CURVE handshake
+        // the broker refused. Starting over at once retried (and logged) ten
+        // times a second for as long as the keys were wrong.
+        nsq_warn("consumer %s: the broker closed the connection before IDENTIFY was answered "
+                 "(does it require other CURVE keys?), retrying in %u ms",
+                 self->endpoint, self->backoff_ms);
+        s_back_off(self);
     }
     return true;
 }

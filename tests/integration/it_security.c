@@ -4,7 +4,8 @@
     What an operator relies on when CURVE is switched on:
       - a CURVE broker refuses a plain client, a client that has the wrong
         server key, and a key that is not on its allow-list, and logs each;
-        a key added to the list is accepted after SIGHUP;
+        a key added to the list is accepted after SIGHUP; a refused worker
+        backs off (a few attempts in 3 s, not one every 100 ms);
       - publish and consume work end to end with CURVE on every link
         (nsq-pub -> broker, worker -> broker, broker -> lookupd);
       - bytes captured between client and server (a relay in this test)
@@ -99,6 +100,30 @@ static void curve_refuses(void)
 }
 
 // The secret key file must be 0600: a wider one stops the broker at start.
+// A worker whose key the broker refuses backs off instead of starting
+// over ten times a second: over 3 s it says so a few times, not 30.
+static void curve_refused_backs_off(void)
+{
+    s_curve_keys();
+    it_broker_t *broker = s_curve_broker();
+    char key[600], server_key[600];
+    snprintf(key, sizeof key, "--zmq-curve-key-file=%s", sec_path("other_secret"));
+    snprintf(server_key, sizeof server_key, "--zmq-curve-server-key-file=%s", sec_path("server"));
+    const char *flags[] = {key, server_key, NULL};
+    it_child_t *worker = it_worker_start(broker, SEC_TOPIC, SEC_CHANNEL, flags);
+    s_expect_log(broker, "is not in --zmq-curve-allow-dir");
+    it_sleep_ms(3000);
+    char log[1024];
+    snprintf(log, sizeof log, "%s", it_child_log_path(worker));
+    IT_ASSERT_INT(it_child_stop(&worker, SIGTERM, 10000), ==, 0);
+    int refused = it_count_lines(log, "closed the connection before IDENTIFY");
+    int restarted = it_count_lines(log, "starting a new session");
+    it_note("over 3 s: %d refusals logged, %d new sessions", refused, restarted);
+    IT_ASSERT(refused >= 1, "the worker never said the broker closed the connection");
+    IT_ASSERT(refused + restarted <= 4, "%d reconnections in 3 s", refused + restarted);
+    IT_ASSERT_INT(it_broker_stop(&broker), ==, 0);
+}
+
 static void curve_key_mode(void)
 {
     sec_keygen("server");
@@ -246,8 +271,11 @@ int main(int argc, char **argv)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const it_case_t cases[] = {
-        {"curve_refuses", curve_refuses},       {"curve_key_mode", curve_key_mode},
-        {"curve_end_to_end", curve_end_to_end}, {"curve_capture", curve_capture},
+        {"curve_refuses", curve_refuses},
+        {"curve_key_mode", curve_key_mode},
+        {"curve_refused_backs_off", curve_refused_backs_off},
+        {"curve_end_to_end", curve_end_to_end},
+        {"curve_capture", curve_capture},
         {"client_key_mode", client_key_mode},
     };
     return it_run(argc, argv, cases, sizeof cases / sizeof *cases);
