@@ -21,21 +21,7 @@
 # traffic reached the disk. Exit 0 passed, 1 failed, 77 skipped (no
 # strace).
 set -u
-command -v strace >/dev/null 2>&1 || {
-    echo "SKIP: strace is not installed (scripts/install-deps.sh installs it)"
-    exit 77
-}
-broker_bin=${NSQ_BROKER:?NSQ_BROKER names nsq-broker}
-bench_bin=${NSQ_BENCH:?NSQ_BENCH names nsq-bench}
-work=$(mktemp -d /tmp/broker-strace-XXXXXX)
-strace_pid=
-broker_pid=
-cleanup() {
-    [ -n "$broker_pid" ] && kill "$broker_pid" 2>/dev/null
-    [ -n "$strace_pid" ] && wait "$strace_pid" 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/broker_trace_common.sh" broker-strace
 calls=open,openat,creat,fsync,fdatasync,syncfs,sync_file_range,rename,renameat,renameat2,unlink,unlinkat,prctl
 
 # wait_for SECONDS COMMAND...: polls COMMAND every 20 ms until it succeeds.
