@@ -12,6 +12,8 @@
 #
 # Usage: bench/soak.sh [build-dir]   (default build-release, made if missing)
 #   DURATION=600 (seconds)  RATE= (messages/s; default half the peak)
+#   BROKER_FLAGS= (more broker flags, e.g. --mem-queue-size=0: every
+#   message through the disk queues)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build-release}
@@ -34,7 +36,8 @@ BENCH=$BUILD/worker/nsq-bench
 # Starts the broker on the given ports (0 = any) and sets HTTP and ZMQ.
 start_broker() {
     "$BUILD/broker/nsq-broker" --http-address="127.0.0.1:$1" --zmq-address="127.0.0.1:$2" \
-        --tcp-address=127.0.0.1:0 --data-path="$WORK/data" --log-level=warn >"$WORK/ready" 2>>"$WORK/broker.log" &
+        --tcp-address=127.0.0.1:0 --data-path="$WORK/data" --log-level=warn ${BROKER_FLAGS:-} \
+        >"$WORK/ready" 2>>"$WORK/broker.log" &
     BROKER_PID=$!
     for _ in $(seq 100); do
         grep -q '^READY' "$WORK/ready" 2>/dev/null && break
