@@ -232,6 +232,20 @@ int broker_channel_put(broker_channel_t *self, nsq_message_t *message, int64_t r
     return 0;
 }
 
+int broker_channel_combine_writes(broker_channel_t *self, bool start, bool report)
+{
+    if (!self->disk || !self->config->diskio)
+        return 0;
+    if (start) {
+        nsq_diskqueue_combine(self->disk);
+        return 0;
+    }
+    uint64_t unstored = 0;
+    int rc = nsq_diskqueue_flush(self->disk, report ? &unstored : NULL);
+    self->message_count -= unstored < self->message_count ? unstored : self->message_count;
+    return rc;
+}
+
 // Moves up to want ready messages from disk into the memory queue (deferred
 // ones on the way go to the deferred table), and stops once the queue holds
 // --mem-queue-bytes (big bodies: fewer at a time; always at least one).

@@ -156,23 +156,24 @@ static int s_hold(broker_topic_t *self, nsq_message_t **message, int64_t ready_a
     return 0;
 }
 
-// Between start and end, puts to the topic's and its channels' disk
-// queues gather in each queue's buffer and leave in one write per queue
-// (nsq_diskqueue_combine): a write per message was most of the core's
-// time while a backlog spilled to disk. A failed write keeps its records
-// for the next sync's retry (logged by the queue).
-static void s_combine_writes(broker_topic_t *self, bool start)
+// Puts to the topic's and its channels' disk queues leave in one write per
+// queue (a write per message was most of the core's time while a backlog
+// spilled), as broker_channel_combine_writes says. Returns 0, or -1.
+static int s_combine_writes(broker_topic_t *self, bool start, bool report)
 {
-    if (!self->config->diskio)
-        return;  // synchronous queues (self-tests) write at once
-    for (size_t i = 0; i <= self->channel_count; i++) {
-        nsq_diskqueue_t *disk =
-            i < self->channel_count ? broker_channel_disk(self->channels[i]) : self->disk;
-        if (disk && start)
-            nsq_diskqueue_combine(disk);
-        else if (disk)
-            nsq_diskqueue_flush(disk);
-    }
+    int error = 0;
+    for (size_t i = 0; i < self->channel_count; i++)
+        if (broker_channel_combine_writes(self->channels[i], start, report) != 0 && !error)
+            error = errno;
+    uint64_t unstored = 0;
+    if (self->disk && self->config->diskio && start)
+        nsq_diskqueue_combine(self->disk);
+    else if (self->disk && self->config->diskio
+             && nsq_diskqueue_flush(self->disk, report ? &unstored : NULL) != 0 && !error)
+        error = errno;
+    self->message_count -= unstored < self->message_count ? unstored : self->message_count;
+    errno = error;
+    return error ? -1 : 0;
 }
 
 static void s_dispatch_all(broker_topic_t *self, int64_t now)
@@ -192,7 +193,7 @@ int broker_topic_publish(broker_topic_t *self, nsq_message_t **messages, size_t 
         return -1;
     int64_t ready_at = defer_ms > 0 ? now + defer_ms : 0;
     int rc = 0;
-    s_combine_writes(self, true);
+    s_combine_writes(self, true, true);
     for (size_t i = 0; i < count && rc == 0; i++) {
         uint32_t size = messages[i]->size;
         if (s_delivers_to_channels(self) && s_holds_nothing(self)) {
@@ -207,7 +208,10 @@ int broker_topic_publish(broker_topic_t *self, nsq_message_t **messages, size_t 
         }
     }
     int error = errno;  // the failed write's, for the caller
-    s_combine_writes(self, false);
+    if (s_combine_writes(self, false, true) != 0 && rc == 0) {
+        rc = -1;
+        error = errno;
+    }
     s_dispatch_all(self, now);
     errno = error;
     return rc;
@@ -275,7 +279,7 @@ void broker_topic_admit(broker_topic_t *self, nsq_message_t **messages, size_t c
 bool broker_topic_pump(broker_topic_t *self, int64_t now)
 {
     size_t moved = 0;
-    s_combine_writes(self, true);
+    s_combine_writes(self, true, false);
     // A channel whose disk lags stops the pump before a message reaches
     // only some of the channels (what is held waits for the next pump).
     while (s_delivers_to_channels(self) && moved < TOPIC_PUMP_MAX
@@ -296,7 +300,7 @@ bool broker_topic_pump(broker_topic_t *self, int64_t now)
             break;
         }
     }
-    s_combine_writes(self, false);
+    s_combine_writes(self, false, false);
     if (moved)
         s_dispatch_all(self, now);
     return !s_holds_nothing(self);

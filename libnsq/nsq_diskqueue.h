@@ -228,10 +228,14 @@ int nsq_diskqueue_putv(nsq_diskqueue_t *self, const struct iovec *iov, int iov_c
 // Synchronous mode: nothing.
 void nsq_diskqueue_combine(nsq_diskqueue_t *self);
 
-// Ends combining and writes what gathered. Returns 0, or -1 with errno
-// (the write failed: the records stay pending for the next sync's retry,
-// and puts report the failure until then, as in nsq_diskqueue_has_room).
-int nsq_diskqueue_flush(nsq_diskqueue_t *self);
+// Ends combining and writes what gathered. Returns 0, or -1 with errno if
+// the write failed. With unstored (a caller that reports the failure) and
+// nothing pending before combining began, the records not written are then
+// not stored at all, as if their puts had failed, and *unstored gets their
+// count (0 otherwise). Else (unstored NULL, or older records pending) they
+// stay pending for the next sync's retry, and puts report the failure
+// until then (as nsq_diskqueue_has_room does).
+int nsq_diskqueue_flush(nsq_diskqueue_t *self, uint64_t *unstored);
 
 // Pops the oldest record: returns 1 with *data (borrowed, valid until the
 // next call on self) and *size, 0 if the queue is empty, -1 on a read error

@@ -13,9 +13,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -148,13 +150,13 @@ static int s_test_combined(const dq_test_t *t)
     const void *data;
     size_t size;
     DQ_TEST_CHECK(nsq_diskqueue_get(queue, &data, &size) == NSQ_DISKQUEUE_WAIT);
-    DQ_TEST_CHECK(nsq_diskqueue_flush(queue) == 0);
+    DQ_TEST_CHECK(nsq_diskqueue_flush(queue, NULL) == 0);
     DQ_TEST_CHECK(dq_test_path_size(t->dir, "combined", 0) == 64 * 16);  // one segment filled
     dq_test_settle(t);  // the next segment's descriptor comes, the rest is written
     DQ_TEST_CHECK(queue->async->pending_count == 0);
     for (int i = 1; i < 101; i++)
         DQ_TEST_CHECK(dq_test_expect(t, queue, i) == 0);
-    DQ_TEST_CHECK(nsq_diskqueue_flush(queue) == 0);  // nothing combined: nothing to do
+    DQ_TEST_CHECK(nsq_diskqueue_flush(queue, NULL) == 0);  // nothing combined: nothing to do
     DQ_TEST_CHECK(dq_test_fill(queue, 101, 1) == 0 && queue->async->pending_count == 0);
     dq_test_delete(t, &queue);
     // A long batch is written in pieces of at most 256 KiB.
@@ -165,7 +167,7 @@ static int s_test_combined(const dq_test_t *t)
     DQ_TEST_CHECK(dq_test_fill(queue, 1, 20000) == 0);  // 330,000 bytes
     DQ_TEST_CHECK(queue->async->pending_length <= 256 * 1024);
     DQ_TEST_CHECK(dq_test_path_size(t->dir, "long", 0) >= 330000 - 256 * 1024);
-    DQ_TEST_CHECK(nsq_diskqueue_flush(queue) == 0 && queue->async->pending_count == 0);
+    DQ_TEST_CHECK(nsq_diskqueue_flush(queue, NULL) == 0 && queue->async->pending_count == 0);
     DQ_TEST_CHECK(dq_test_path_size(t->dir, "long", 0) == 10000 * 16 + 10001 * 17);
     for (int i = 0; i < 20001; i++)
         DQ_TEST_CHECK(dq_test_expect(t, queue, i) == 0);
@@ -280,6 +282,45 @@ static int s_test_enospc(const dq_test_t *t)
     dq_test_settle(t);
     DQ_TEST_CHECK(second == ENOSPC && nsq_diskqueue_depth(queue) == 4);
     dq_test_delete(t, &queue);  // removes the link too
+    return 0;
+}
+
+// A combined write that fails (a file size limit, EFBIG): a caller that
+// reports the failure gets its records back unstored, as failed puts,
+// and the queue writes on; without that, they stay pending for a retry.
+static int s_test_combined_fails(const dq_test_t *t)
+{
+    seen_t seen = {0};
+    nsq_diskqueue_t *queue = s_open(t, "fullbatch", 1 << 20, 0, &seen);
+    DQ_TEST_CHECK(queue && dq_test_fill(queue, 0, 1) == 0);
+    dq_test_settle(t);
+    struct rlimit saved, small;
+    DQ_TEST_CHECK(getrlimit(RLIMIT_FSIZE, &saved) == 0);
+    small = (struct rlimit){64, saved.rlim_max};
+    void (*handler)(int) = signal(SIGXFSZ, SIG_IGN);
+    DQ_TEST_CHECK(setrlimit(RLIMIT_FSIZE, &small) == 0);
+    nsq_diskqueue_combine(queue);
+    uint64_t unstored = 0;
+    int rc = dq_test_fill(queue, 1, 10);
+    rc = rc || nsq_diskqueue_flush(queue, &unstored) != -1 || errno != EFBIG;
+    setrlimit(RLIMIT_FSIZE, &saved);
+    DQ_TEST_CHECK(rc == 0 && unstored == 10 && nsq_diskqueue_depth(queue) == 1);
+    DQ_TEST_CHECK(queue->async->pending_count == 0 && queue->async->write_error == 0);
+    DQ_TEST_CHECK(dq_test_path_size(t->dir, "fullbatch", 0) == 16);  // cut back
+    DQ_TEST_CHECK(dq_test_fill(queue, 11, 1) == 0 && nsq_diskqueue_depth(queue) == 2);
+    // Without a count asked for, the records wait for the next sync.
+    DQ_TEST_CHECK(setrlimit(RLIMIT_FSIZE, &small) == 0);
+    nsq_diskqueue_combine(queue);
+    rc = dq_test_fill(queue, 20, 3);
+    rc = rc || nsq_diskqueue_flush(queue, NULL) != -1;
+    setrlimit(RLIMIT_FSIZE, &saved);
+    signal(SIGXFSZ, handler);
+    DQ_TEST_CHECK(rc == 0 && queue->async->pending_count == 3 && nsq_diskqueue_depth(queue) == 5);
+    DQ_TEST_CHECK(dq_test_sync(t, queue) == 0 && queue->async->pending_count == 0);
+    int expected[] = {0, 11, 20, 21, 22};
+    for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++)
+        DQ_TEST_CHECK(dq_test_expect(t, queue, expected[i]) == 0);
+    dq_test_delete(t, &queue);
     return 0;
 }
 
@@ -404,8 +445,9 @@ int nsq_diskqueue_async_cases(void)
     const dq_test_t *t = &test;
     int rc = !test.diskio || s_test_pending_in_order(t) || s_test_pending_bound(t)
                      || s_test_preopened_roll(t) || s_test_combined(t) || s_test_read_not_open(t)
-                     || s_test_commit_after_sync(t) || s_test_enospc(t) || s_test_failed_datasync(t)
-                     || s_test_end_while_pending(t) || s_test_two_actors(dir)
+                     || s_test_commit_after_sync(t) || s_test_enospc(t) || s_test_combined_fails(t)
+                     || s_test_failed_datasync(t) || s_test_end_while_pending(t)
+                     || s_test_two_actors(dir)
                  ? -1
                  : 0;
     if (test.diskio)

@@ -106,6 +106,7 @@ typedef struct {
     size_t pending_max;           // bound of pending_length
     uint64_t pending_count;       // records in the pending buffer
     bool combining;               // puts gather in the pending buffer until the owner's flush
+    bool combine_clean;           // nothing was pending when combining began
     int write_error;              // last failure to open or write for the pending records
     int64_t write_opening;        // segment whose write descriptor is on its way, or -1
     int64_t next_opening;         // segment being created ahead of the roll, or -1

@@ -30,6 +30,14 @@
     batch of puts (one MPUB's messages) with the two calls: a write per
     record was most of the core thread's time while a backlog spilled to
     disk. A buffer past S_COMBINE_MAX is written before it grows further.
+    An owner that can report a failure (a publish: its answer is not sent
+    yet) asks the flush to count what was not stored: when nothing was
+    pending before the batch (each put would have written at once), a
+    failed write then ends as a direct write's failure would, with what
+    was not written not stored, and the publish answered with the error
+    instead of records acknowledged for a retry that may never succeed.
+    Other owners (a pump of messages already acknowledged) keep them
+    pending for the next sync's retry, as any pending record.
 */
 #include <errno.h>
 #include <fcntl.h>
@@ -350,21 +358,44 @@ static int s_put_async(nsq_diskqueue_t *self, struct iovec *pieces, int count, s
 
 void nsq_diskqueue_combine(nsq_diskqueue_t *self)
 {
-    if (self->async)
-        self->async->combining = true;
+    if (!self->async)
+        return;
+    self->async->combining = true;
+    self->async->combine_clean = self->async->pending_count == 0;
 }
 
-int nsq_diskqueue_flush(nsq_diskqueue_t *self)
+//  Forgets the pending records, all of the combined batch whose write
+//  failed: never stored, as with a direct write's failure (no retry).
+static uint64_t s_unput_pending(nsq_diskqueue_t *self)
 {
     dq_async_t *async = self->async;
+    uint64_t count = async->pending_count;
+    self->depth -= (int64_t) count;
+    self->put_count -= count;
+    async->pending_count = 0;
+    async->pending_head = async->pending_length = 0;
+    async->write_error = 0;
+    return count;
+}
+
+int nsq_diskqueue_flush(nsq_diskqueue_t *self, uint64_t *unstored)
+{
+    dq_async_t *async = self->async;
+    if (unstored)
+        *unstored = 0;
     if (!async || !async->combining)
         return 0;
     async->combining = false;
-    if (async->pending_count == 0 || async->write_error || async->state != DQ_READY)
-        return 0;  // a failed write is retried by a sync; a recovery writes at its end
+    if (async->pending_count == 0 || async->state != DQ_READY)
+        return 0;                                  // a recovery writes what is pending at its end
+    bool drop = unstored && async->combine_clean;  // the caller reports a failure
+    if (async->write_error && !drop)
+        return 0;  // they wait for a sync's retry, with the older records if any
     dq_enter(self);
-    int rc = dq_flush_pending(self);
+    int rc = async->write_error ? (errno = async->write_error, -1) : dq_flush_pending(self);
     int saved = errno;
+    if (rc != 0 && drop && async->pending_count > 0)
+        *unstored = s_unput_pending(self);
     dq_leave(self);
     errno = saved;
     return rc;
