@@ -374,6 +374,13 @@ static void s_add_failures(void *arg, nsq_diskqueue_t *disk, const char *name)
     *(uint64_t *) arg += nsq_diskqueue_sync_failures(disk);
 }
 
+// Adds disk's records not written yet to *arg.
+static void s_add_unwritten(void *arg, nsq_diskqueue_t *disk, const char *name)
+{
+    (void) name;
+    *(uint64_t *) arg += nsq_diskqueue_unwritten(disk);
+}
+
 int broker_node_persist(broker_node_t *self, int64_t now)
 {
     if (!self->diskio)
@@ -393,8 +400,13 @@ int broker_node_persist(broker_node_t *self, int64_t now)
         nsq_error("cannot sync %s: out of memory", self->config.data_path);
     nsq_diskio_wait(self->diskio, -1);
     broker_server_each_disk(self->server, s_add_failures, &failures_after);
-    return queues == 0 && failures_after == failures_before && persist.state_error == 0
-                   && persist.sync_error == 0
+    uint64_t unwritten = 0;  // what a write failure left behind is lost with the queue
+    broker_server_each_disk(self->server, s_add_unwritten, &unwritten);
+    if (unwritten)
+        nsq_error("%llu messages could not be written to disk and are lost",
+                  (unsigned long long) unwritten);
+    return queues == 0 && failures_after == failures_before && !unwritten
+                   && persist.state_error == 0 && persist.sync_error == 0
                ? 0
                : -1;
 }

@@ -390,6 +390,11 @@ bool nsq_diskqueue_ready(const nsq_diskqueue_t *self)
     return !self->async || self->async->state == DQ_READY;
 }
 
+uint64_t nsq_diskqueue_unwritten(const nsq_diskqueue_t *self)
+{
+    return self->async ? self->async->pending_count : 0;
+}
+
 uint64_t nsq_diskqueue_sync_failures(const nsq_diskqueue_t *self)
 {
     return self->async ? self->async->sync_failures : 0;

@@ -337,6 +337,11 @@ bool nsq_diskqueue_has_room(const nsq_diskqueue_t *self, size_t records, size_t 
 // failed since the queue was opened.
 uint64_t nsq_diskqueue_sync_failures(const nsq_diskqueue_t *self);
 
+// Async mode: records put and not written to a file yet (the pending
+// buffer); 0 in synchronous mode. Those left when the queue is destroyed
+// are lost.
+uint64_t nsq_diskqueue_unwritten(const nsq_diskqueue_t *self);
+
 // Self-test; returns 0 on success.
 int nsq_diskqueue_test(void);
 
