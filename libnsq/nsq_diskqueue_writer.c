@@ -393,7 +393,7 @@ int nsq_diskqueue_flush(nsq_diskqueue_t *self, uint64_t *unstored)
         return 0;  // they wait for a sync's retry, with the older records if any
     dq_enter(self);
     int rc = async->write_error ? (errno = async->write_error, -1) : dq_flush_pending(self);
-    int saved = errno;
+    int saved = rc != 0 && async->write_error ? async->write_error : errno;  // the write's
     if (rc != 0 && drop && async->pending_count > 0)
         *unstored = s_unput_pending(self);
     dq_leave(self);
