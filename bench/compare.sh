@@ -28,7 +28,8 @@
 #                 topics (the broker's per-batch work must not grow with
 #                 the topic count)
 # The memory rows run with --mem-queue-size and --mem-queue-bytes above the
-# run, so nothing spills to disk (the spill row measures that).
+# run, so nothing spills to disk (the spill row measures that, and
+# scripts/bench-disk.sh the disk issue's figures).
 # Prints one line per measurement and a summary of every ratio at the end.
 # A row whose tool is missing (wrk, nginx) is skipped with a message.
 #
