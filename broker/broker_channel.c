@@ -234,16 +234,8 @@ int broker_channel_put(broker_channel_t *self, nsq_message_t *message, int64_t r
 
 int broker_channel_combine_writes(broker_channel_t *self, bool start, bool report)
 {
-    if (!self->disk || !self->config->diskio)
-        return 0;
-    if (start) {
-        nsq_diskqueue_combine(self->disk);
-        return 0;
-    }
-    uint64_t unstored = 0;
-    int rc = nsq_diskqueue_flush(self->disk, report ? &unstored : NULL);
-    self->message_count -= unstored < self->message_count ? unstored : self->message_count;
-    return rc;
+    return broker_disk_combine(self->disk, self->config->diskio, start, report,
+                               &self->message_count);
 }
 
 // Moves up to want ready messages from disk into the memory queue (deferred

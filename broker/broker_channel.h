@@ -81,13 +81,8 @@ bool broker_channel_disk_has_room(const broker_channel_t *self, size_t count, ui
 int broker_channel_put(broker_channel_t *self, nsq_message_t *message, int64_t ready_at,
                        int64_t now);
 
-// Between start and end, the channel's disk puts gather in one write
-// (nsq_diskqueue_combine; nothing without a disk queue or a disk I/O
-// actor). End with report set (a publish that answers its publisher): a
-// failed write leaves what it could not write unstored, as failed puts
-// would, and the count of messages put drops with them; without report
-// (a pump of acknowledged messages) they wait for the next sync's retry.
-// Returns 0, or -1 with errno if the write failed.
+// broker_disk_combine for the channel's disk queue: what a failed write
+// with report left unstored comes off the channel's count of messages put.
 int broker_channel_combine_writes(broker_channel_t *self, bool start, bool report);
 
 // Subscribes client. Returns 0, or -1 if out of memory.

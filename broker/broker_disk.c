@@ -53,6 +53,21 @@ nsq_diskqueue_t *broker_disk_open(const broker_config_t *config, const char *top
     return nsq_diskqueue_open(&queue);
 }
 
+int broker_disk_combine(nsq_diskqueue_t *queue, nsq_diskio_t *diskio, bool start, bool report,
+                        uint64_t *put_count)
+{
+    if (!queue || !diskio)
+        return 0;
+    if (start) {
+        nsq_diskqueue_combine(queue);
+        return 0;
+    }
+    uint64_t unstored = 0;
+    int rc = nsq_diskqueue_flush(queue, report ? &unstored : NULL);
+    *put_count -= unstored < *put_count ? unstored : *put_count;
+    return rc;
+}
+
 bool broker_disk_holds_some(const nsq_diskqueue_t *queue)
 {
     return nsq_diskqueue_ready(queue) ? !nsq_diskqueue_is_empty(queue)

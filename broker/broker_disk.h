@@ -17,8 +17,8 @@
     opened (broker_disk_holds_some): a topic created at run time then
     starts in memory instead of waiting on its first open.
 
-    API: broker_disk_open, broker_disk_put, broker_disk_get,
-    broker_disk_holds_some.
+    API: broker_disk_open, broker_disk_put, broker_disk_combine,
+    broker_disk_get, broker_disk_holds_some.
 */
 #ifndef BROKER_DISK_H
 #define BROKER_DISK_H
@@ -52,6 +52,16 @@ bool broker_disk_holds_some(const nsq_diskqueue_t *queue);
 // monotonic ms). Returns 0, or -1 with errno (the queue is unchanged).
 int broker_disk_put(nsq_diskqueue_t *queue, const nsq_message_t *message, uint32_t attempts,
                     int64_t ready_at, int64_t now);
+
+// Between start and end, the puts to queue gather in one write
+// (nsq_diskqueue_combine; nothing if queue is NULL or diskio is, as in
+// sync mode). End with report set (a publish that answers its publisher):
+// a failed write leaves what it could not write unstored, as failed puts
+// would, and takes it off *put_count; without report (a pump of
+// acknowledged messages) it waits for the next sync's retry. Returns 0, or
+// -1 with errno if the write failed.
+int broker_disk_combine(nsq_diskqueue_t *queue, nsq_diskio_t *diskio, bool start, bool report,
+                        uint64_t *put_count);
 
 // True if count messages of bytes body bytes in all would be taken by
 // broker_disk_put now (async mode: the write buffer has room for them and

@@ -367,18 +367,18 @@ static void s_synced_fs(void *arg, int result, int error)
         nsq_error("cannot sync %s: %s", persist->node->config.data_path, strerror(error));
 }
 
-// Adds disk's failed writes, syncs and metadata replacements to *arg.
-static void s_add_failures(void *arg, nsq_diskqueue_t *disk, const char *name)
-{
-    (void) name;
-    *(uint64_t *) arg += nsq_diskqueue_sync_failures(disk);
-}
+// What the queues could not do, summed over them.
+typedef struct {
+    uint64_t failures;   // failed writes, syncs and metadata replacements
+    uint64_t unwritten;  // records still waiting to be written
+} losses_t;
 
-// Adds disk's records not written yet to *arg.
-static void s_add_unwritten(void *arg, nsq_diskqueue_t *disk, const char *name)
+static void s_add_losses(void *arg, nsq_diskqueue_t *disk, const char *name)
 {
     (void) name;
-    *(uint64_t *) arg += nsq_diskqueue_unwritten(disk);
+    losses_t *losses = arg;
+    losses->failures += nsq_diskqueue_sync_failures(disk);
+    losses->unwritten += nsq_diskqueue_unwritten(disk);
 }
 
 int broker_node_persist(broker_node_t *self, int64_t now)
@@ -391,24 +391,20 @@ int broker_node_persist(broker_node_t *self, int64_t now)
     nsq_diskio_defer_dir_syncs(self->diskio, true);
     // The queues write in the background: their failures (records that
     // could not be written, metadata not replaced) show in their counters.
-    uint64_t failures_before = 0, failures_after = 0;
-    broker_server_each_disk(self->server, s_add_failures, &failures_before);
+    losses_t before = {0, 0}, after = {0, 0};
+    broker_server_each_disk(self->server, s_add_losses, &before);
     int queues = broker_server_persist(self->server, now);
     persist_t persist = {self, -1, -1};
     broker_state_save(self->state, s_state_saved, &persist);
     if (nsq_diskio_syncfs(self->diskio, self->config.data_path, s_synced_fs, &persist) != 0)
         nsq_error("cannot sync %s: out of memory", self->config.data_path);
     nsq_diskio_wait(self->diskio, -1);
-    broker_server_each_disk(self->server, s_add_failures, &failures_after);
-    uint64_t unwritten = 0;  // what a write failure left behind is lost with the queue
-    broker_server_each_disk(self->server, s_add_unwritten, &unwritten);
-    if (unwritten)
+    broker_server_each_disk(self->server, s_add_losses, &after);
+    if (after.unwritten)  // what a write failure left behind goes with the queue
         nsq_error("%llu messages could not be written to disk and are lost",
-                  (unsigned long long) unwritten);
-    return queues == 0 && failures_after == failures_before && !unwritten
-                   && persist.state_error == 0 && persist.sync_error == 0
-               ? 0
-               : -1;
+                  (unsigned long long) after.unwritten);
+    bool lost = queues != 0 || after.failures != before.failures || after.unwritten;
+    return lost || persist.state_error || persist.sync_error ? -1 : 0;
 }
 
 static void s_test_saved(void *arg, int error)

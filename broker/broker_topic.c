@@ -158,20 +158,17 @@ static int s_hold(broker_topic_t *self, nsq_message_t **message, int64_t ready_a
 
 // Puts to the topic's and its channels' disk queues leave in one write per
 // queue (a write per message was most of the core's time while a backlog
-// spilled), as broker_channel_combine_writes says. Returns 0, or -1.
+// spilled), as broker_disk_combine says. Returns 0, or -1.
 static int s_combine_writes(broker_topic_t *self, bool start, bool report)
 {
     int error = 0;
     for (size_t i = 0; i < self->channel_count; i++)
         if (broker_channel_combine_writes(self->channels[i], start, report) != 0 && !error)
             error = errno;
-    uint64_t unstored = 0;
-    if (self->disk && self->config->diskio && start)
-        nsq_diskqueue_combine(self->disk);
-    else if (self->disk && self->config->diskio
-             && nsq_diskqueue_flush(self->disk, report ? &unstored : NULL) != 0 && !error)
+    if (broker_disk_combine(self->disk, self->config->diskio, start, report, &self->message_count)
+            != 0
+        && !error)
         error = errno;
-    self->message_count -= unstored < self->message_count ? unstored : self->message_count;
     errno = error;
     return error ? -1 : 0;
 }

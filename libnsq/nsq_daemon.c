@@ -274,25 +274,31 @@ static void s_test_short_lived(zsock_t *pipe, void *args)
     nsq_daemon_send_ready(pipe, 1, 2);
 }
 
-// An actor that runs until $TERM and then says it could not save all.
-static void s_test_lossy(zsock_t *pipe, void *args)
+// An actor that runs until $TERM and then says *args as its exit code,
+// or nothing if args is NULL.
+static void s_test_stopping(zsock_t *pipe, void *args)
 {
-    (void) args;
     zsock_signal(pipe, 0);
     nsq_daemon_send_ready(pipe, 1, 2);
     char *command = zstr_recv(pipe);
     zstr_free(&command);
-    nsq_daemon_send_stopped(pipe, 3);
+    if (args)
+        nsq_daemon_send_stopped(pipe, *(int *) args);
 }
 
-// An actor that runs until $TERM and ends without its last word.
-static void s_test_silent(zsock_t *pipe, void *args)
+// Runs s_test_stopping as if SIGTERM came at once; true if the run
+// returned expected (within the alarm: no wait for a signal already taken).
+static bool s_test_stop(int *says, int expected)
 {
-    (void) args;
-    zsock_signal(pipe, 0);
-    nsq_daemon_send_ready(pipe, 1, 2);
-    char *command = zstr_recv(pipe);
-    zstr_free(&command);
+    alarm(20);
+    zsys_interrupted = 1;
+    int rc = nsq_daemon_run(s_test_stopping, says, "127.0.0.1:1", "127.0.0.1:2");
+    zsys_interrupted = 0;
+    alarm(0);
+    if (rc != expected)
+        fprintf(stderr, "nsq_daemon_test: an actor that said %d gave exit code %d\n",
+                says ? *says : -1, rc);
+    return rc == expected;
 }
 
 int nsq_daemon_test(void)
@@ -305,23 +311,7 @@ int nsq_daemon_test(void)
         fprintf(stderr, "nsq_daemon_test: an actor that ended gave exit code %d\n", rc);
         return -1;
     }
-    // As if SIGTERM came at once: the run stops the actor and returns its word.
-    zsys_interrupted = 1;
-    rc = nsq_daemon_run(s_test_lossy, NULL, "127.0.0.1:1", "127.0.0.1:2");
-    zsys_interrupted = 0;
-    if (rc != 3) {
-        fprintf(stderr, "nsq_daemon_test: an actor that stopped with 3 gave exit code %d\n", rc);
-        return -1;
-    }
-    // One that says nothing: exit code 1, and no wait for a signal already taken.
-    alarm(20);
-    zsys_interrupted = 1;
-    rc = nsq_daemon_run(s_test_silent, NULL, "127.0.0.1:1", "127.0.0.1:2");
-    zsys_interrupted = 0;
-    alarm(0);
-    if (rc != 1) {
-        fprintf(stderr, "nsq_daemon_test: an actor that said nothing gave exit code %d\n", rc);
-        return -1;
-    }
-    return 0;
+    // The run stops the actor and returns its word; one that says nothing: 1.
+    int lossy = 3;
+    return s_test_stop(&lossy, 3) && s_test_stop(NULL, 1) ? 0 : -1;
 }
